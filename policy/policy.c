@@ -1,0 +1,404 @@
+/* Policy builder and snapshot. The builder deduplicates names in an open-addressing map over
+ * lookup-format keys so that deny, allow and reason entries for one name merge into one rule;
+ * policy_build() hands the rules to a trie and keeps the strings in one pool. */
+#include "config.h"
+
+#include "policy/policy.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy/trie.h"
+
+#define NONE UINT32_MAX
+#define ACT_DENY 1u
+#define ACT_ALLOW 2u
+
+struct rule {
+	uint32_t key;    /* Lookup-format key in the pool. */
+	uint32_t text;   /* Presentation form, NUL-terminated, in the pool. */
+	uint32_t reason; /* NUL-terminated reason in the pool, or NONE. */
+	uint16_t keylen;
+	uint16_t actions;
+};
+
+struct pool {
+	char *bytes;
+	size_t len, cap;
+};
+
+struct policy_builder {
+	struct pool pool;
+	struct rule *rules;
+	size_t count, cap;
+	uint32_t *map; /* Rule index + 1, 0 = empty; size is a power of two. */
+	size_t map_size;
+	size_t invalid;
+};
+
+struct policy {
+	trie_t *trie;
+	struct rule *rules;
+	size_t count;
+	struct pool pool;
+	struct policy_stats stats;
+};
+
+static int pool_put(struct pool *p, const void *bytes, size_t len, int nul, uint32_t *off)
+{
+	size_t need = p->len + len + (nul ? 1 : 0);
+	if (need > UINT32_MAX)
+		return -ENOMEM;
+	if (need > p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 4096;
+		while (cap < need)
+			cap *= 2;
+		char *b = realloc(p->bytes, cap);
+		if (!b)
+			return -ENOMEM;
+		p->bytes = b;
+		p->cap = cap;
+	}
+	*off = (uint32_t)p->len;
+	memcpy(p->bytes + p->len, bytes, len);
+	p->len += len;
+	if (nul)
+		p->bytes[p->len++] = '\0';
+	return 0;
+}
+
+static uint64_t hash_bytes(uint64_t h, const void *bytes, size_t len)
+{
+	const uint8_t *s = bytes;
+	for (size_t i = 0; i < len; i++) {
+		h ^= s[i];
+		h *= 0x100000001b3ULL; /* FNV-1a, 64 bit. */
+	}
+	return h;
+}
+
+policy_builder_t *policy_builder_new(void)
+{
+	policy_builder_t *b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	b->map_size = 1024;
+	b->map = calloc(b->map_size, sizeof(*b->map));
+	if (!b->map) {
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+void policy_builder_free(policy_builder_t *b)
+{
+	if (!b)
+		return;
+	free(b->pool.bytes);
+	free(b->rules);
+	free(b->map);
+	free(b);
+}
+
+static int map_grow(policy_builder_t *b)
+{
+	size_t size = b->map_size * 2;
+	uint32_t *map = calloc(size, sizeof(*map));
+	if (!map)
+		return -ENOMEM;
+	for (size_t i = 0; i < b->count; i++) {
+		const struct rule *r = &b->rules[i];
+		const uint8_t *key = (const uint8_t *)b->pool.bytes + r->key;
+		size_t h = (size_t)hash_bytes(0xcbf29ce484222325ULL, key, r->keylen) & (size - 1);
+		while (map[h])
+			h = (h + 1) & (size - 1);
+		map[h] = (uint32_t)i + 1;
+	}
+	free(b->map);
+	b->map = map;
+	b->map_size = size;
+	return 0;
+}
+
+/* The rule for name n, created with no actions when absent. */
+static struct rule *rule_get(policy_builder_t *b, const struct name *n)
+{
+	size_t mask = b->map_size - 1;
+	size_t h = (size_t)hash_bytes(0xcbf29ce484222325ULL, n->key, n->keylen) & mask;
+	for (; b->map[h]; h = (h + 1) & mask) {
+		struct rule *r = &b->rules[b->map[h] - 1];
+		if (r->keylen == n->keylen && memcmp(b->pool.bytes + r->key, n->key, n->keylen) == 0)
+			return r;
+	}
+	if ((b->count + 1) * 2 > b->map_size) {
+		if (map_grow(b) < 0)
+			return NULL;
+		return rule_get(b, n);
+	}
+	if (b->count == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 256;
+		struct rule *rules = realloc(b->rules, cap * sizeof(*rules));
+		if (!rules)
+			return NULL;
+		b->rules = rules;
+		b->cap = cap;
+	}
+	char text[NAME_MAXTEXT + 2];
+	int tlen = name_to_text(n, text, sizeof(text));
+	struct rule r = {.reason = NONE, .keylen = n->keylen, .actions = 0};
+	if (tlen < 0 || pool_put(&b->pool, n->key, n->keylen, 0, &r.key) < 0 ||
+	    pool_put(&b->pool, text, (size_t)tlen, 1, &r.text) < 0)
+		return NULL;
+	b->rules[b->count] = r;
+	b->map[h] = (uint32_t)++b->count;
+	return &b->rules[b->count - 1];
+}
+
+int policy_builder_add(policy_builder_t *b, enum policy_action action, const char *name,
+		       size_t len)
+{
+	struct name n;
+	if ((action != POLICY_DENY && action != POLICY_ALLOW) ||
+	    name_from_text(&n, name, len) < 0) {
+		b->invalid++;
+		return -EINVAL;
+	}
+	struct rule *r = rule_get(b, &n);
+	if (!r)
+		return -ENOMEM;
+	r->actions |= (uint16_t)(action == POLICY_DENY ? ACT_DENY : ACT_ALLOW);
+	return 0;
+}
+
+/* Length of reason cut to POLICY_REASON_MAX octets without splitting a UTF-8 sequence. */
+static size_t reason_cut(const char *reason, size_t len)
+{
+	if (len <= POLICY_REASON_MAX)
+		return len;
+	len = POLICY_REASON_MAX;
+	while (len > 0 && ((unsigned char)reason[len] & 0xC0) == 0x80)
+		len--;
+	return len;
+}
+
+int policy_builder_set_reason(policy_builder_t *b, const char *name, size_t len,
+			      const char *reason, size_t reason_len)
+{
+	struct name n;
+	if (name_from_text(&n, name, len) < 0) {
+		b->invalid++;
+		return -EINVAL;
+	}
+	struct rule *r = rule_get(b, &n);
+	if (!r)
+		return -ENOMEM;
+	/* Reasons go into text answers and logs: control characters become spaces. */
+	char clean[POLICY_REASON_MAX];
+	size_t clen = reason_cut(reason, reason_len);
+	for (size_t i = 0; i < clen; i++) {
+		unsigned char c = (unsigned char)reason[i];
+		clean[i] = (c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+	}
+	uint32_t off;
+	if (pool_put(&b->pool, clean, clen, 1, &off) < 0)
+		return -ENOMEM;
+	r->reason = off;
+	return 0;
+}
+
+size_t policy_builder_invalid(const policy_builder_t *b)
+{
+	return b->invalid;
+}
+
+static int is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* Does s[0..len) spell an address that hosts files use to sink names? */
+static int is_sink_address(const char *s, size_t len)
+{
+	static const char *const sinks[] = {"0.0.0.0", "127.0.0.1", "::", "::1", "0:0:0:0:0:0:0:0"};
+	for (size_t i = 0; i < sizeof(sinks) / sizeof(sinks[0]); i++)
+		if (strlen(sinks[i]) == len && memcmp(sinks[i], s, len) == 0)
+			return 1;
+	return 0;
+}
+
+size_t policy_builder_add_list(policy_builder_t *b, const char *text, size_t len,
+			       policy_invalid_cb on_invalid, void *ctx)
+{
+	size_t bad = 0, lineno = 0;
+	const char *p = text, *end = text + len;
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		if (!eol)
+			eol = end;
+		const char *line = p, *s = p, *e = eol;
+		size_t line_len = (size_t)(eol - p);
+		p = eol + 1;
+		lineno++;
+		while (s < e && is_space(*s))
+			s++;
+		while (e > s && is_space(e[-1]))
+			e--;
+		if (s == e || *s == '#')
+			continue;
+		const char *f1e = s;
+		while (f1e < e && !is_space(*f1e))
+			f1e++;
+		const char *domain = s, *dend = f1e, *rest = f1e;
+		if (f1e < e && *f1e == ' ' && is_sink_address(s, (size_t)(f1e - s))) {
+			/* Hosts file: "0.0.0.0 name [comment]". */
+			domain = f1e;
+			while (domain < e && is_space(*domain))
+				domain++;
+			dend = domain;
+			while (dend < e && !is_space(*dend))
+				dend++;
+			rest = e;
+		}
+		const char *reason = NULL;
+		size_t reason_len = 0;
+		if (rest < e && *rest == '\t') {
+			reason = rest + 1;
+			reason_len = (size_t)(e - reason);
+		} else if (rest < e) {
+			/* Anything else after the name must be a comment. */
+			const char *c = rest;
+			while (c < e && is_space(*c))
+				c++;
+			if (c < e && *c != '#') {
+				b->invalid++;
+				bad++;
+				if (on_invalid)
+					on_invalid(ctx, lineno, line, line_len);
+				continue;
+			}
+		}
+		int rc = policy_builder_add(b, POLICY_DENY, domain, (size_t)(dend - domain));
+		if (rc == 0 && reason_len > 0)
+			rc = policy_builder_set_reason(b, domain, (size_t)(dend - domain), reason,
+						       reason_len);
+		if (rc == -EINVAL) {
+			bad++;
+			if (on_invalid)
+				on_invalid(ctx, lineno, line, line_len);
+		}
+	}
+	return bad;
+}
+
+policy_t *policy_build(policy_builder_t *b, enum policy_source source)
+{
+	policy_t *p = calloc(1, sizeof(*p));
+	trie_builder_t *tb = trie_builder_new();
+	if (!p || !tb)
+		goto fail;
+
+	uint64_t version = 0;
+	for (size_t i = 0; i < b->count; i++) {
+		const struct rule *r = &b->rules[i];
+		if (!r->actions)
+			continue; /* A reason without a rule. */
+		struct name n;
+		const uint8_t *key = (const uint8_t *)b->pool.bytes + r->key;
+		memcpy(n.key, key, r->keylen);
+		n.keylen = r->keylen;
+		if (trie_builder_add(tb, &n, (uint32_t)i) < 0)
+			goto fail;
+		if (r->actions & ACT_DENY)
+			p->stats.deny++;
+		if (r->actions & ACT_ALLOW)
+			p->stats.allow++;
+		/* Sum of per-rule hashes: the same rules give the same version in any order. */
+		uint64_t h = hash_bytes(0xcbf29ce484222325ULL, key, r->keylen);
+		h = hash_bytes(h, &r->actions, sizeof(r->actions));
+		if (r->reason != NONE) {
+			const char *reason = b->pool.bytes + r->reason;
+			h = hash_bytes(h, reason, strlen(reason));
+			p->stats.reasons++;
+		}
+		version += h;
+	}
+	p->trie = trie_build(tb);
+	if (!p->trie)
+		goto fail;
+	trie_builder_free(tb);
+
+	p->rules = b->rules;
+	p->count = b->count;
+	p->pool = b->pool;
+	p->stats.invalid = b->invalid;
+	p->stats.version = version;
+	p->stats.source = source;
+	b->rules = NULL;
+	b->pool.bytes = NULL;
+	policy_builder_free(b);
+	return p;
+fail:
+	trie_builder_free(tb);
+	policy_free(p);
+	policy_builder_free(b);
+	return NULL;
+}
+
+void policy_free(policy_t *p)
+{
+	if (!p)
+		return;
+	trie_free(p->trie);
+	free(p->rules);
+	free(p->pool.bytes);
+	free(p);
+}
+
+void policy_lookup(const policy_t *p, const struct name *q, struct policy_verdict *v)
+{
+	uint32_t idx;
+	unsigned depth;
+	if (trie_lookup(p->trie, q, &idx, &depth) < 0) {
+		*v = (struct policy_verdict){.action = POLICY_PASS};
+		return;
+	}
+	const struct rule *r = &p->rules[idx];
+	v->action = (r->actions & ACT_ALLOW) ? POLICY_ALLOW : POLICY_DENY;
+	v->depth = depth;
+	v->rule = p->pool.bytes + r->text;
+	v->reason = r->reason == NONE ? NULL : p->pool.bytes + r->reason;
+}
+
+const struct policy_stats *policy_stats(const policy_t *p)
+{
+	return &p->stats;
+}
+
+size_t policy_memory(const policy_t *p)
+{
+	return sizeof(*p) + trie_memory(p->trie) + p->count * sizeof(struct rule) + p->pool.cap;
+}
+
+policy_t *policy_bundled(void)
+{
+	policy_builder_t *b = policy_builder_new();
+	if (!b)
+		return NULL;
+	policy_builder_add_list(b, policy_bundled_tsv, strlen(policy_bundled_tsv), NULL, NULL);
+	return policy_build(b, POLICY_SOURCE_BUNDLED);
+}
+
+const char *policy_source_name(enum policy_source source)
+{
+	switch (source) {
+	case POLICY_SOURCE_BUNDLED:
+		return "bundled list";
+	case POLICY_SOURCE_REDIS:
+		return "redis";
+	case POLICY_SOURCE_SNAPSHOT:
+		return "snapshot";
+	}
+	return "unknown";
+}

@@ -1,0 +1,94 @@
+/* The filtering policy: deny and allow rules with reasons, compiled into an immutable snapshot
+ * (a trie plus a rule table). A snapshot is built off the query path by one thread and then only
+ * read, so workers share it without locks; policy/store.h publishes and retires snapshots. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy/name.h"
+
+typedef struct policy policy_t;
+typedef struct policy_builder policy_builder_t;
+
+enum policy_action {
+	POLICY_PASS = 0,  /**< No rule matched. */
+	POLICY_DENY = 1,
+	POLICY_ALLOW = 2,
+};
+
+enum policy_source {
+	POLICY_SOURCE_BUNDLED = 0, /**< The list compiled into the binary. */
+	POLICY_SOURCE_REDIS = 1,
+	POLICY_SOURCE_SNAPSHOT = 2,
+};
+
+/** Longest reason kept; longer ones are cut on a UTF-8 boundary. */
+#define POLICY_REASON_MAX 400
+
+/** The decision for one name. Strings are borrowed from the policy and live as long as it. */
+struct policy_verdict {
+	enum policy_action action;
+	unsigned depth;     /**< Labels of the query name covered by the deciding rule. */
+	const char *rule;   /**< The deciding rule, lower-case, no trailing dot; NULL on PASS. */
+	const char *reason; /**< Its reason, NULL when it has none. */
+};
+
+struct policy_stats {
+	size_t deny;      /**< Names with a deny rule. */
+	size_t allow;     /**< Names with an allow rule. */
+	size_t reasons;   /**< Rules that carry a reason. */
+	size_t invalid;   /**< Entries skipped as invalid while building. */
+	uint64_t version; /**< Content hash: equal policies have equal versions. */
+	enum policy_source source;
+};
+
+/** A new builder (owned: policy_builder_free or policy_build). NULL when out of memory. */
+policy_builder_t *policy_builder_new(void);
+/** Free a builder. NULL is a no-op. */
+void policy_builder_free(policy_builder_t *b);
+
+/** Add a deny or allow rule for name[0..len) (text). Invalid names are counted and skipped.
+ *  @return 0, -EINVAL (skipped) or -ENOMEM. */
+int policy_builder_add(policy_builder_t *b, enum policy_action action, const char *name,
+		       size_t len);
+
+/** Attach a reason to a name's rule (the rule may be added before or after). */
+int policy_builder_set_reason(policy_builder_t *b, const char *name, size_t len,
+			      const char *reason, size_t reason_len);
+
+/** Called for each invalid line of a TSV list; line numbers start at 1. */
+typedef void (*policy_invalid_cb)(void *ctx, size_t line, const char *text, size_t len);
+
+/** Add deny rules from a list: "domain TAB reason" lines, plain domains, or hosts-file lines
+ *  ("0.0.0.0 domain"); '#' starts a comment. @return the number of invalid lines skipped. */
+size_t policy_builder_add_list(policy_builder_t *b, const char *text, size_t len,
+			       policy_invalid_cb on_invalid, void *ctx);
+
+/** Entries skipped so far as invalid. */
+size_t policy_builder_invalid(const policy_builder_t *b);
+
+/** Compile the rules. Consumes b, which is freed whatever the result.
+ *  @return the policy (owned: policy_free), NULL when out of memory. */
+policy_t *policy_build(policy_builder_t *b, enum policy_source source);
+
+/** Free a policy. NULL is a no-op. */
+void policy_free(policy_t *p);
+
+/** Decide q: the most specific rule on q or its ancestors wins; allow wins a tie with deny. */
+void policy_lookup(const policy_t *p, const struct name *q, struct policy_verdict *v);
+
+/** Counts and version of p (borrowed, lives as long as p). */
+const struct policy_stats *policy_stats(const policy_t *p);
+
+/** Bytes of heap p holds. */
+size_t policy_memory(const policy_t *p);
+
+/** A policy holding the bundled sanctioned-vendor list (owned), NULL when out of memory. */
+policy_t *policy_bundled(void);
+
+/** The bundled list's text (TSV), compiled in from policy/sanctioned-vendors.tsv. */
+extern const char policy_bundled_tsv[];
+
+/** Name of a source, for logs. */
+const char *policy_source_name(enum policy_source source);

@@ -1,0 +1,47 @@
+/* Answers embargo writes itself: policy denials, errors and truncation markers. Each is built
+ * into a caller's buffer (preallocated per worker), echoing the client's question byte for byte
+ * so that its letter case survives. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "resolver/wire.h"
+
+#define ANSWER_EDNS_UDP_SIZE 1232 /**< The UDP size embargo advertises (DNS flag day 2020). */
+
+/* Extended DNS Error codes used here, RFC 8914 section 4. */
+#define ANSWER_EDE_BLOCKED 15
+#define ANSWER_EDE_CENSORED 16
+#define ANSWER_EDE_FILTERED 17
+#define ANSWER_EDE_NO_REACHABLE_AUTHORITY 22
+
+/** How to write a denial. Strings are borrowed for the call. */
+struct answer_deny {
+	unsigned depth;      /**< Labels of the query name covered by the rule: the SOA owner. */
+	const char *rule;    /**< The rule, for the default EXTRA-TEXT. */
+	const char *reason;  /**< EXTRA-TEXT; NULL gives "denied by policy: <rule>". */
+	uint32_t ttl;        /**< SOA TTL and MINIMUM. */
+	uint32_t serial;     /**< SOA SERIAL: ties the answer to a policy version. */
+	uint16_t ede_code;
+};
+
+/** NXDOMAIN with the SOA of the deciding rule and, for EDNS clients, an EDE with the reason.
+ *  The EXTRA-TEXT is shortened (on a UTF-8 boundary) to keep the answer within cap.
+ *  @return the answer's length, or -ENOSPC. */
+int answer_deny(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
+		const struct answer_deny *d);
+
+/** An answer carrying only rcode (which may be extended, e.g. BADVERS), the question when it
+ *  was readable (q->question_end > 0), and an OPT with an optional EDE for EDNS clients.
+ *  @param ede_code  -1 for none. @return the length, or -ENOSPC. */
+int answer_error(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
+		 unsigned rcode, int ede_code, const char *ede_text);
+
+/** The client's size limit for an answer over UDP. */
+static inline size_t answer_udp_limit(const struct wire_query *q)
+{
+	if (!q->has_edns)
+		return 512;
+	return q->edns_udp_size < 4096 ? q->edns_udp_size : 4096;
+}

@@ -1,0 +1,52 @@
+/* Packet cache shared by all workers: whole upstream answers keyed on the normalised question
+ * (lower-cased name, type, class, EDNS, DO and CD). Sharded by key hash, each shard behind its own
+ * mutex with an LRU list, bounded in bytes. A hit copies the answer into the caller's buffer and
+ * patches ID, question case and TTLs there, so no lock is held while the reply is sent. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "resolver/wire.h"
+
+typedef struct cache cache_t;
+
+/** The normalised question of a query. */
+struct cache_key {
+	uint64_t hash;
+	uint16_t len;
+	uint8_t bytes[NAME_MAXWIRE + 1 + 5];
+};
+
+/** Longest TTL kept, seconds (RFC 2308 suggests a day for negative answers; used for all). */
+#define CACHE_MAX_TTL 86400
+
+/** A cache of at most max_bytes split over nshards (rounded up to a power of two).
+ *  @return the cache (owned: cache_free), NULL when out of memory. */
+cache_t *cache_new(size_t max_bytes, unsigned nshards);
+/** Free a cache. NULL is a no-op. */
+void cache_free(cache_t *c);
+
+/** The key of query q. */
+void cache_key_make(struct cache_key *k, const struct wire_query *q);
+
+/** How long reply may be cached, seconds: positive answers by their lowest TTL, negative ones
+ *  by RFC 2308 (SOA TTL and MINIMUM); 0 when it must not be cached. */
+uint32_t cache_ttl(const uint8_t *reply, size_t len);
+
+/** Does reply's answer section hold a CNAME or DNAME (whose targets the policy must see)? */
+bool cache_has_chain(const uint8_t *reply, size_t len);
+
+/** Store reply under k for ttl seconds from now_ms (a monotonic clock in ms). */
+int cache_put(cache_t *c, const struct cache_key *k, const uint8_t *reply, size_t len,
+	      uint32_t ttl, uint64_t now_ms);
+
+/** Look k up; on a hit copy the answer into out[cap], patched for the client's query (ID,
+ *  question bytes, TTLs aged). @param has_chain receives cache_has_chain() of the answer.
+ *  @return its length, -ENOENT on a miss or expiry, -ENOSPC if it does not fit. */
+int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint8_t *query,
+	      const struct wire_query *q, uint8_t *out, size_t cap, bool *has_chain);
+
+/** Entries and bytes held (takes each shard's lock: for statistics, not the query path). */
+void cache_usage(cache_t *c, size_t *entries, size_t *bytes);

@@ -1,0 +1,125 @@
+/* Wire parsing in place: bounds are checked before every read, compression pointers may only
+ * point backwards (which also rules out loops), and counts are validated against the bytes. */
+#include "config.h"
+
+#include "resolver/wire.h"
+
+#include <errno.h>
+
+int wire_skip_name(const uint8_t *pkt, size_t len, size_t off)
+{
+	size_t wire = 1;
+	for (;;) {
+		if (off >= len)
+			return -EBADMSG;
+		uint8_t l = pkt[off];
+		if (l == 0)
+			return (int)(off + 1);
+		if ((l & 0xC0) == 0xC0)
+			return off + 2 <= len ? (int)(off + 2) : -EBADMSG;
+		if (l > 63)
+			return -EBADMSG;
+		wire += 1 + (size_t)l;
+		if (wire > 255)
+			return -EBADMSG;
+		off += 1 + (size_t)l;
+	}
+}
+
+int wire_rr_begin(struct wire_rr_iter *it, const uint8_t *pkt, size_t len)
+{
+	if (len < WIRE_HEADER)
+		return -EBADMSG;
+	it->pkt = pkt;
+	it->len = len;
+	it->off = WIRE_HEADER;
+	for (unsigned q = wire_get16(pkt + 4); q > 0; q--) {
+		int next = wire_skip_name(pkt, len, it->off);
+		if (next < 0 || (size_t)next + 4 > len)
+			return -EBADMSG;
+		it->off = (size_t)next + 4;
+	}
+	it->left[0] = 0;
+	it->left[1] = wire_get16(pkt + 6);
+	it->left[2] = wire_get16(pkt + 8);
+	it->left[3] = wire_get16(pkt + 10);
+	it->section = 1;
+	return 0;
+}
+
+int wire_rr_next(struct wire_rr_iter *it, struct wire_rr *rr)
+{
+	while (it->section < 4 && it->left[it->section] == 0)
+		it->section++;
+	if (it->section >= 4)
+		return 0;
+	int next = wire_skip_name(it->pkt, it->len, it->off);
+	if (next < 0 || (size_t)next + 10 > it->len)
+		return -EBADMSG;
+	const uint8_t *p = it->pkt + next;
+	rr->owner = (uint16_t)it->off;
+	rr->type = wire_get16(p);
+	rr->rclass = wire_get16(p + 2);
+	rr->ttl_off = (uint16_t)(next + 4);
+	rr->ttl = wire_get32(p + 4);
+	rr->rdlen = wire_get16(p + 8);
+	rr->rdata = (uint16_t)(next + 10);
+	rr->section = it->section;
+	if ((size_t)rr->rdata + rr->rdlen > it->len)
+		return -EBADMSG;
+	it->off = (size_t)rr->rdata + rr->rdlen;
+	it->left[it->section]--;
+	return 1;
+}
+
+int wire_parse_query(const uint8_t *pkt, size_t len, struct wire_query *q)
+{
+	if (len < WIRE_HEADER)
+		return -EINVAL;
+	q->id = wire_get16(pkt);
+	q->flags = wire_get16(pkt + 2);
+	q->question_end = 0;
+	q->has_edns = false;
+	q->edns_do = false;
+	q->edns_version = 0;
+	q->edns_udp_size = 512;
+	if (q->flags & WIRE_FLAG_QR)
+		return -EINVAL; /* Never answer a response: that is how reflection loops start. */
+	if (((q->flags >> 11) & 0xF) != 0)
+		return -ENOTSUP;
+	if (wire_get16(pkt + 4) != 1)
+		return -EBADMSG;
+
+	size_t qlen;
+	if (name_from_wire(&q->qname, pkt + WIRE_HEADER, len - WIRE_HEADER, &qlen) < 0)
+		return -EBADMSG;
+	size_t off = WIRE_HEADER + qlen;
+	if (off + 4 > len)
+		return -EBADMSG;
+	q->qname_len = (uint16_t)qlen;
+	q->qtype = wire_get16(pkt + off);
+	q->qclass = wire_get16(pkt + off + 2);
+	q->question_end = (uint16_t)(off + 4);
+
+	/* Find the OPT record, if any; every record must be well formed. */
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	int rc;
+	if (wire_rr_begin(&it, pkt, len) < 0)
+		return -EBADMSG;
+	while ((rc = wire_rr_next(&it, &rr)) > 0) {
+		if (rr.type != WIRE_TYPE_OPT)
+			continue;
+		/* RFC 6891 6.1.1: one OPT, in the additional section, owned by the root. */
+		if (q->has_edns || rr.section != 3 || pkt[rr.owner] != 0)
+			return -EBADMSG;
+		q->has_edns = true;
+		q->edns_udp_size = rr.rclass < 512 ? 512 : rr.rclass;
+		q->edns_version = (uint8_t)(rr.ttl >> 16);
+		q->edns_do = (rr.ttl & 0x8000) != 0;
+	}
+	/* Bytes after the last record are ignored, as most servers do. */
+	if (rc < 0)
+		return -EBADMSG;
+	return 0;
+}

@@ -1,0 +1,201 @@
+/* Rules, verdicts, reasons, list parsing and the bundled list. */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#include "policy/policy.h"
+
+TestSuite(policy);
+
+static policy_builder_t *b;
+
+static void add(enum policy_action a, const char *s)
+{
+	cr_assert_eq(policy_builder_add(b, a, s, strlen(s)), 0, "%s", s);
+}
+
+static struct policy_verdict decide(const policy_t *p, const char *s)
+{
+	struct name n;
+	cr_assert_eq(name_from_text(&n, s, strlen(s)), 0);
+	struct policy_verdict v;
+	policy_lookup(p, &n, &v);
+	return v;
+}
+
+Test(policy, allow_inside_deny_inside_allow)
+{
+	b = policy_builder_new();
+	add(POLICY_ALLOW, "com");
+	add(POLICY_DENY, "example.com");
+	add(POLICY_ALLOW, "support.example.com");
+	add(POLICY_DENY, "evil.support.example.com");
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	cr_assert_not_null(p);
+	cr_expect_eq(decide(p, "other.com").action, POLICY_ALLOW);
+	cr_expect_eq(decide(p, "example.com").action, POLICY_DENY);
+	cr_expect_eq(decide(p, "www.example.com").action, POLICY_DENY);
+	cr_expect_eq(decide(p, "support.example.com").action, POLICY_ALLOW);
+	cr_expect_eq(decide(p, "a.support.example.com").action, POLICY_ALLOW);
+	struct policy_verdict v = decide(p, "x.EVIL.support.example.com");
+	cr_expect_eq(v.action, POLICY_DENY);
+	cr_expect_str_eq(v.rule, "evil.support.example.com");
+	cr_expect_eq(v.depth, 4);
+	cr_expect_eq(decide(p, "example.org").action, POLICY_PASS);
+	cr_expect_null(decide(p, "example.org").rule);
+	const struct policy_stats *st = policy_stats(p);
+	cr_expect_eq(st->deny, 2);
+	cr_expect_eq(st->allow, 2);
+	cr_expect_eq(st->source, POLICY_SOURCE_REDIS);
+	policy_free(p);
+}
+
+Test(policy, allow_wins_a_tie)
+{
+	b = policy_builder_new();
+	add(POLICY_DENY, "example.com");
+	add(POLICY_ALLOW, "EXAMPLE.com.");
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	cr_expect_eq(decide(p, "www.example.com").action, POLICY_ALLOW);
+	policy_free(p);
+}
+
+Test(policy, reasons_before_and_after_rules)
+{
+	b = policy_builder_new();
+	const char r1[] = "first reason", r2[] = "second\treason\n";
+	cr_assert_eq(policy_builder_set_reason(b, "a.example", 9, r1, strlen(r1)), 0);
+	add(POLICY_DENY, "a.example");
+	add(POLICY_DENY, "b.example");
+	cr_assert_eq(policy_builder_set_reason(b, "B.Example.", 10, r2, strlen(r2)), 0);
+	add(POLICY_DENY, "c.example");
+	cr_assert_eq(policy_builder_set_reason(b, "orphan.example", 14, "x", 1), 0);
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	cr_expect_str_eq(decide(p, "www.a.example").reason, "first reason");
+	cr_expect_str_eq(decide(p, "b.example").reason, "second reason ", "control characters become spaces");
+	cr_expect_null(decide(p, "c.example").reason);
+	cr_expect_eq(decide(p, "orphan.example").action, POLICY_PASS, "a reason alone is no rule");
+	cr_expect_eq(policy_stats(p)->reasons, 2);
+	policy_free(p);
+}
+
+Test(policy, long_reason_is_cut_on_utf8_boundary)
+{
+	b = policy_builder_new();
+	char reason[1000];
+	/* "é" is two octets; 500 of them cross the limit in the middle of nothing. */
+	for (int i = 0; i < 500; i++)
+		memcpy(reason + 2 * i, "\xc3\xa9", 2);
+	add(POLICY_DENY, "x.example");
+	cr_assert_eq(policy_builder_set_reason(b, "x.example", 9, reason, 1000), 0);
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	const char *got = decide(p, "x.example").reason;
+	cr_assert_leq(strlen(got), POLICY_REASON_MAX);
+	cr_assert_eq(strlen(got) % 2, 0);
+	policy_free(p);
+}
+
+Test(policy, invalid_members_are_counted_and_skipped)
+{
+	b = policy_builder_new();
+	const char *bad[] = {"", "a..b", "has space.com", "x.", ".", "toolong"};
+	char label64[80];
+	memset(label64, 'a', 64);
+	strcpy(label64 + 64, ".com");
+	bad[5] = label64;
+	add(POLICY_DENY, "good.example");
+	int invalid = 0;
+	for (int i = 0; i < 6; i++)
+		if (policy_builder_add(b, POLICY_DENY, bad[i], strlen(bad[i])) == -EINVAL)
+			invalid++;
+	/* "x." is a valid name and "." is the root: both are rules, not errors. */
+	cr_expect_eq(invalid, 4);
+	cr_expect_eq(policy_builder_invalid(b), 4);
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	cr_expect_eq(policy_stats(p)->invalid, 4);
+	cr_expect_eq(decide(p, "good.example").action, POLICY_DENY);
+	policy_free(p);
+}
+
+static size_t lines_seen[16];
+static size_t nseen;
+
+static void on_invalid(void *ctx, size_t line, const char *text, size_t len)
+{
+	(void)ctx;
+	(void)text;
+	(void)len;
+	if (nseen < 16)
+		lines_seen[nseen++] = line;
+}
+
+Test(policy, list_formats)
+{
+	const char list[] = "# comment\n"
+			    "\n"
+			    "tsv.example\tA reason with spaces\n"
+			    "plain.example\n"
+			    "0.0.0.0 hosts.example\n"
+			    "127.0.0.1 hosts2.example # trailing comment\n"
+			    "bad name.example\n"
+			    "   indented.example  \r\n"
+			    "in valid!.example\tx\n"
+			    "last.example";
+	b = policy_builder_new();
+	nseen = 0;
+	cr_assert_eq(policy_builder_add_list(b, list, strlen(list), on_invalid, NULL), 2);
+	cr_assert_eq(nseen, 2);
+	cr_expect_eq(lines_seen[0], 7);
+	cr_expect_eq(lines_seen[1], 9);
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	cr_expect_str_eq(decide(p, "tsv.example").reason, "A reason with spaces");
+	const char *ok[] = {"plain.example", "hosts.example", "hosts2.example", "indented.example",
+			    "last.example"};
+	for (int i = 0; i < 5; i++)
+		cr_expect_eq(decide(p, ok[i]).action, POLICY_DENY, "%s", ok[i]);
+	cr_expect_eq(decide(p, "0.0.0.0").action, POLICY_PASS);
+	cr_expect_eq(policy_stats(p)->deny, 6);
+	policy_free(p);
+}
+
+Test(policy, version_ignores_order_and_sees_content)
+{
+	policy_builder_t *x = policy_builder_new(), *y = policy_builder_new(),
+			 *z = policy_builder_new();
+	policy_builder_add(x, POLICY_DENY, "a.example", 9);
+	policy_builder_add(x, POLICY_DENY, "b.example", 9);
+	policy_builder_add(y, POLICY_DENY, "b.example", 9);
+	policy_builder_add(y, POLICY_DENY, "A.example", 9);
+	policy_builder_add(z, POLICY_DENY, "a.example", 9);
+	policy_builder_add(z, POLICY_ALLOW, "b.example", 9);
+	policy_t *px = policy_build(x, POLICY_SOURCE_REDIS);
+	policy_t *py = policy_build(y, POLICY_SOURCE_REDIS);
+	policy_t *pz = policy_build(z, POLICY_SOURCE_REDIS);
+	cr_expect_eq(policy_stats(px)->version, policy_stats(py)->version);
+	cr_expect_neq(policy_stats(px)->version, policy_stats(pz)->version);
+	policy_free(px);
+	policy_free(py);
+	policy_free(pz);
+	policy_free(NULL);
+	policy_builder_free(NULL);
+}
+
+Test(policy, bundled_list_denies_the_vendor)
+{
+	policy_t *p = policy_bundled();
+	cr_assert_not_null(p);
+	struct policy_verdict v = decide(p, "dnl-01.geo.kaspersky.com");
+	cr_expect_eq(v.action, POLICY_DENY);
+	cr_expect_str_eq(v.rule, "kaspersky.com");
+	cr_expect_not_null(strstr(v.reason, "Final Determination"));
+	cr_expect_eq(decide(p, "ksn.kaspersky-labs.com").action, POLICY_DENY);
+	cr_expect_eq(decide(p, "notkaspersky.com").action, POLICY_PASS);
+	/* Commented-out candidates stay disabled. */
+	cr_expect_eq(decide(p, "drweb.com").action, POLICY_PASS);
+	cr_expect_eq(policy_stats(p)->invalid, 0);
+	cr_expect_geq(policy_stats(p)->deny, 40);
+	cr_expect_eq(policy_stats(p)->source, POLICY_SOURCE_BUNDLED);
+	policy_free(p);
+}

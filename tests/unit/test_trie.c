@@ -1,0 +1,269 @@
+/* The label trie: boundaries, case, the root, deep names, and 100k random names against a
+ * naive reference. */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy/trie.h"
+
+TestSuite(trie);
+
+static struct name nm(const char *s)
+{
+	struct name n;
+	cr_assert_eq(name_from_text(&n, s, strlen(s)), 0, "%s", s);
+	return n;
+}
+
+static trie_t *build(const char *const *names, size_t count)
+{
+	trie_builder_t *b = trie_builder_new();
+	cr_assert_not_null(b);
+	for (size_t i = 0; i < count; i++) {
+		struct name n = nm(names[i]);
+		cr_assert_eq(trie_builder_add(b, &n, (uint32_t)i), 0);
+	}
+	trie_t *t = trie_build(b);
+	trie_builder_free(b);
+	cr_assert_not_null(t);
+	return t;
+}
+
+/* The value found for s, or -1. */
+static long find(const trie_t *t, const char *s, unsigned *depth)
+{
+	struct name n = nm(s);
+	uint32_t v;
+	unsigned d;
+	if (trie_lookup(t, &n, &v, &d) < 0)
+		return -1;
+	if (depth)
+		*depth = d;
+	return v;
+}
+
+Test(trie, empty)
+{
+	trie_t *t = build(NULL, 0);
+	cr_assert_eq(find(t, "example.com", NULL), -1);
+	cr_assert_eq(find(t, ".", NULL), -1);
+	cr_assert_eq(trie_count(t), 0);
+	trie_free(t);
+	trie_free(NULL);
+	trie_builder_free(NULL);
+}
+
+Test(trie, label_boundaries)
+{
+	const char *names[] = {"kaspersky.com"};
+	trie_t *t = build(names, 1);
+	unsigned d;
+	cr_expect_eq(find(t, "kaspersky.com", &d), 0);
+	cr_expect_eq(d, 2);
+	cr_expect_eq(find(t, "www.kaspersky.com", &d), 0);
+	cr_expect_eq(d, 2);
+	cr_expect_eq(find(t, "a.b.c.kaspersky.com", NULL), 0);
+	cr_expect_eq(find(t, "notkaspersky.com", NULL), -1);
+	cr_expect_eq(find(t, "kaspersky.com.example.org", NULL), -1);
+	cr_expect_eq(find(t, "com", NULL), -1);
+	cr_expect_eq(find(t, "kaspersky.co", NULL), -1);
+	cr_expect_eq(find(t, "kaspersky.comm", NULL), -1);
+	cr_expect_eq(find(t, "kaspersky", NULL), -1);
+	cr_expect_eq(find(t, ".", NULL), -1);
+	trie_free(t);
+}
+
+Test(trie, case_is_ignored)
+{
+	const char *names[] = {"KasPersky.COM"};
+	trie_t *t = build(names, 1);
+	cr_expect_eq(find(t, "WWW.KASPERSKY.COM.", NULL), 0);
+	cr_expect_eq(find(t, "kaspersky.com", NULL), 0);
+	trie_free(t);
+}
+
+Test(trie, root_rule_matches_everything)
+{
+	const char *names[] = {".", "example.com"};
+	trie_t *t = build(names, 2);
+	unsigned d;
+	cr_expect_eq(find(t, "anything.org", &d), 0);
+	cr_expect_eq(d, 0);
+	cr_expect_eq(find(t, ".", NULL), 0);
+	cr_expect_eq(find(t, "www.example.com", &d), 1);
+	cr_expect_eq(d, 2);
+	trie_free(t);
+}
+
+Test(trie, deepest_match_wins)
+{
+	const char *names[] = {"com", "example.com", "a.b.example.com"};
+	trie_t *t = build(names, 3);
+	unsigned d;
+	cr_expect_eq(find(t, "x.a.b.example.com", &d), 2);
+	cr_expect_eq(d, 4);
+	cr_expect_eq(find(t, "b.example.com", &d), 1);
+	cr_expect_eq(d, 2);
+	cr_expect_eq(find(t, "org.com", &d), 0);
+	cr_expect_eq(d, 1);
+	trie_free(t);
+}
+
+Test(trie, deep_names)
+{
+	/* 127 one-octet labels: the deepest legal name. */
+	char deep[300];
+	size_t w = 0;
+	for (int i = 0; i < 127; i++) {
+		deep[w++] = (char)('a' + i % 26);
+		deep[w++] = '.';
+	}
+	deep[w - 1] = '\0';
+	const char *names[] = {deep, deep + 200};
+	trie_t *t = build(names, 2);
+	unsigned d;
+	cr_expect_eq(find(t, deep, &d), 0);
+	cr_expect_eq(d, 127);
+	cr_expect_eq(find(t, deep + 2, &d), 1);
+	cr_expect_eq(d, 27);
+	trie_free(t);
+}
+
+Test(trie, duplicates_keep_last_value)
+{
+	trie_builder_t *b = trie_builder_new();
+	struct name n = nm("dup.example");
+	cr_assert_eq(trie_builder_add(b, &n, 1), 0);
+	n = nm("DUP.example.");
+	cr_assert_eq(trie_builder_add(b, &n, 2), 0);
+	trie_t *t = trie_build(b);
+	trie_builder_free(b);
+	cr_expect_eq(find(t, "dup.example", NULL), 2);
+	cr_expect_eq(trie_count(t), 1);
+	trie_free(t);
+}
+
+Test(trie, siblings_of_different_lengths)
+{
+	const char *names[] = {"b.x", "aa.x", "a.x", "ab.x", "ba.x", "c.x", "zzzz.x", "z.x"};
+	trie_t *t = build(names, 8);
+	for (size_t i = 0; i < 8; i++)
+		cr_expect_eq(find(t, names[i], NULL), (long)i, "%s", names[i]);
+	cr_expect_eq(find(t, "zz.x", NULL), -1);
+	cr_expect_eq(find(t, "x", NULL), -1);
+	trie_free(t);
+}
+
+/* Naive reference: probe a sorted list of rule strings with every suffix of the name, longest
+ * first, so the first hit is the most specific rule. */
+struct ref {
+	const char *name;
+	long value;
+};
+
+static int ref_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ref *)a)->name, ((const struct ref *)b)->name);
+}
+
+static long naive(const struct ref *sorted, size_t count, const char *q, unsigned *depth)
+{
+	unsigned labels = 1;
+	for (const char *p = q; *p; p++)
+		labels += *p == '.';
+	for (const char *s = q; s; labels--) {
+		struct ref key = {.name = s};
+		const struct ref *hit = bsearch(&key, sorted, count, sizeof(*sorted), ref_cmp);
+		if (hit) {
+			*depth = labels;
+			return hit->value;
+		}
+		s = strchr(s, '.');
+		if (s)
+			s++;
+	}
+	return -1;
+}
+
+/* Rules use the first ntld TLDs; queries also use "io", which no rule has, to miss. */
+static void random_name(char *buf, unsigned *seed, int max_labels, int ntld)
+{
+	static const char *tlds[] = {"com", "net", "org", "ru", "de", "io"};
+	int labels = 1 + rand_r(seed) % max_labels;
+	size_t w = 0;
+	for (int l = 0; l < labels; l++) {
+		int len = 1 + rand_r(seed) % 3; /* Short labels from a small alphabet collide often. */
+		for (int i = 0; i < len; i++)
+			buf[w++] = (char)('a' + rand_r(seed) % 4);
+		buf[w++] = '.';
+	}
+	strcpy(buf + w, tlds[rand_r(seed) % ntld]);
+}
+
+Test(trie, random_100k_against_naive, .timeout = 120)
+{
+	enum { RULES = 100000, QUERIES = 20000 };
+	unsigned seed = 2024;
+	char **rules = malloc(RULES * sizeof(*rules));
+	trie_builder_t *b = trie_builder_new();
+	/* Unique rules so the reference and the trie agree on which value a name carries. */
+	size_t count = 0;
+	trie_t *seen = NULL;
+	for (int i = 0; i < RULES; i++) {
+		char buf[64];
+		random_name(buf, &seed, 4, 5);
+		rules[count] = strdup(buf);
+		struct name n = nm(buf);
+		cr_assert_eq(trie_builder_add(b, &n, (uint32_t)count), 0);
+		count++;
+	}
+	/* Duplicates: the trie keeps the last; make the reference do the same by blanking earlier
+	 * copies. */
+	seen = trie_build(b);
+	cr_assert_not_null(seen);
+	for (size_t i = 0; i < count; i++) {
+		uint32_t v;
+		unsigned d;
+		struct name n = nm(rules[i]);
+		cr_assert_eq(trie_lookup(seen, &n, &v, &d), 0);
+		if (v != i)
+			rules[i][0] = '\0';
+	}
+	trie_t *t = seen;
+	trie_builder_free(b);
+
+	/* Reference index: the live rules, sorted; values are recovered from string identity. */
+	struct ref *live = malloc(count * sizeof(*live));
+	size_t nlive = 0;
+	for (size_t i = 0; i < count; i++)
+		if (rules[i][0])
+			live[nlive++] = (struct ref){.name = rules[i], .value = (long)i};
+	qsort(live, nlive, sizeof(*live), ref_cmp);
+	cr_assert_eq(trie_count(t), nlive);
+
+	int hits = 0;
+	for (int i = 0; i < QUERIES; i++) {
+		char q[80];
+		random_name(q, &seed, 6, 6);
+		unsigned d1 = 0, d2 = 0;
+		long want = naive(live, nlive, q, &d2);
+		long got = find(t, q, &d1);
+		cr_assert_eq(got, want, "%s: trie %ld, naive %ld", q, got, want);
+		if (want >= 0) {
+			hits++;
+			cr_assert_eq(d1, d2, "%s", q);
+		}
+	}
+	cr_expect_gt(hits, QUERIES / 10, "the random names should hit rules often");
+	cr_expect_lt(hits, QUERIES, "and miss sometimes");
+
+	trie_free(t);
+	for (size_t i = 0; i < count; i++)
+		free(rules[i]);
+	free(rules);
+	free(live);
+}
