@@ -165,6 +165,26 @@ int name_suffix_to_text(const struct name *n, unsigned depth, char *buf, size_t 
 	return (int)w;
 }
 
+int name_suffix_to_wire(const struct name *n, unsigned depth, uint8_t *out, size_t cap)
+{
+	size_t off[128];
+	unsigned count = 0;
+	for (size_t p = 0; n->key[p] != 0 && count < depth; p += 1 + n->key[p])
+		off[count++] = p;
+	size_t w = 0;
+	for (unsigned i = count; i-- > 0;) {
+		uint8_t l = n->key[off[i]];
+		if (w + 1 + l + 1 > cap)
+			return -ENOSPC;
+		memcpy(out + w, n->key + off[i], 1 + (size_t)l);
+		w += 1 + (size_t)l;
+	}
+	if (w + 1 > cap)
+		return -ENOSPC;
+	out[w++] = 0;
+	return (int)w;
+}
+
 int name_to_text(const struct name *n, char *buf, size_t cap)
 {
 	return name_suffix_to_text(n, n->nlabels, buf, cap);

@@ -33,5 +33,9 @@ int name_from_packet(struct name *n, const uint8_t *pkt, size_t len, size_t off,
  *  @return its length, or -ENOSPC. */
 int name_to_text(const struct name *n, char *buf, size_t cap);
 
+/** Write the topmost `depth` labels of n in wire format (leaf first, uncompressed).
+ *  @return the length written, or -ENOSPC. */
+int name_suffix_to_wire(const struct name *n, unsigned depth, uint8_t *out, size_t cap);
+
 /** Presentation form of the topmost `depth` labels of n (the name of a rule it matched). */
 int name_suffix_to_text(const struct name *n, unsigned depth, char *buf, size_t cap);

@@ -82,16 +82,25 @@ int answer_deny(uint8_t *out, size_t cap, const uint8_t *query, const struct wir
 		return -ENOSPC;
 	size_t off = write_head(out, query, q, WIRE_RCODE_NXDOMAIN, 1);
 
-	/* The SOA owner is the rule: the query name with its lowest labels skipped. */
-	size_t owner = WIRE_HEADER;
-	for (unsigned skip = q->qname.nlabels - d->depth; skip > 0; skip--)
-		owner += 1 + (size_t)query[owner];
-	uint8_t *p = out + off;
-	wire_put16(p, (uint16_t)(0xC000 | owner));
-	wire_put16(p + 2, WIRE_TYPE_SOA);
-	wire_put16(p + 4, 1);
-	wire_put32(p + 6, d->ttl);
-	size_t rdata = off + 12;
+	if (d->owner) {
+		/* A rule that matched a CNAME target: write its name out. */
+		int n = name_suffix_to_wire(d->owner, d->depth, out + off, cap - off);
+		if (n < 0 || off + (size_t)n + 10 + sizeof(MNAME) + sizeof(RNAME_LABEL) + 22 > cap)
+			return -ENOSPC;
+		off += (size_t)n;
+	} else {
+		/* The rule is a suffix of the query name: point into the echoed question. */
+		size_t owner = WIRE_HEADER;
+		for (unsigned skip = q->qname.nlabels - d->depth; skip > 0; skip--)
+			owner += 1 + (size_t)query[owner];
+		wire_put16(out + off, (uint16_t)(0xC000 | owner));
+		off += 2;
+	}
+	uint8_t *p = out + off; /* TYPE, CLASS, TTL, RDLENGTH, then RDATA at off + 10. */
+	wire_put16(p, WIRE_TYPE_SOA);
+	wire_put16(p + 2, 1);
+	wire_put32(p + 4, d->ttl);
+	size_t rdata = off + 10;
 	memcpy(out + rdata, MNAME, sizeof(MNAME));
 	size_t rname = rdata + sizeof(MNAME);
 	memcpy(out + rname, RNAME_LABEL, sizeof(RNAME_LABEL));
@@ -103,7 +112,7 @@ int answer_deny(uint8_t *out, size_t cap, const uint8_t *query, const struct wir
 	wire_put32(out + nums + 12, 86400); /* EXPIRE */
 	wire_put32(out + nums + 16, d->ttl);
 	off = nums + 20;
-	wire_put16(p + 10, (uint16_t)(off - rdata));
+	wire_put16(p + 8, (uint16_t)(off - rdata));
 	wire_put16(out + 8, 1); /* NSCOUNT */
 
 	if (!q->has_edns)

@@ -18,7 +18,8 @@
 
 /** How to write a denial. Strings are borrowed for the call. */
 struct answer_deny {
-	unsigned depth;      /**< Labels of the query name covered by the rule: the SOA owner. */
+	unsigned depth;      /**< Labels covered by the rule: the SOA owner is that suffix... */
+	const struct name *owner; /**< ...of this name (a CNAME target), or of the qname if NULL. */
 	const char *rule;    /**< The rule, for the default EXTRA-TEXT. */
 	const char *reason;  /**< EXTRA-TEXT; NULL gives "denied by policy: <rule>". */
 	uint32_t ttl;        /**< SOA TTL and MINIMUM. */

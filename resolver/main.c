@@ -1,0 +1,145 @@
+/* embargo: the daemon's entry point. The main thread owns the policy (Redis sync, publication,
+ * reclamation) and signals; worker threads (resolver/server.c) answer queries. Workers start only
+ * once the first policy is settled, so no query is answered before the whole policy is loaded. */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "policy/store.h"
+#include "resolver/cache.h"
+#include "resolver/log.h"
+#include "resolver/options.h"
+#include "resolver/redis_sync.h"
+#include "resolver/server.h"
+
+#define RECLAIM_MS 50
+
+struct daemon {
+	struct options o;
+	uv_loop_t *loop;
+	policy_store_t *store;
+	cache_t *cache;
+	server_t *server;
+	redis_sync_t *redis;
+	uv_signal_t sigint, sigterm;
+	uv_timer_t reclaim;
+	int started;
+};
+
+static void on_ready(void *ctx)
+{
+	struct daemon *d = ctx;
+	const struct policy_stats *st = policy_stats(policy_store_current(d->store));
+	int rc = server_start(d->server);
+	if (rc < 0) {
+		log_err("cannot start worker threads: %s", uv_strerror(rc));
+		uv_kill(getpid(), SIGTERM);
+		return;
+	}
+	d->started = 1;
+	char addrs[OPTIONS_MAX_ADDRS * 56] = "", one[56];
+	for (unsigned i = 0; i < d->o.nlisten; i++) {
+		options_format_addr(&d->o.listen[i], one, sizeof(one));
+		strcat(addrs, i ? ", " : "");
+		strcat(addrs, one);
+	}
+	log_info("serving on %s (UDP and TCP, %u workers); enforcing %s: %zu deny, %zu allow rules, "
+		 "version %016llx", addrs, server_workers(d->server), policy_source_name(st->source),
+		 st->deny, st->allow, (unsigned long long)st->version);
+}
+
+static void on_reclaim(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	policy_store_reclaim(d->store);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+	log_info("%s received: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+	redis_sync_close(d->redis);
+	d->redis = NULL;
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->reclaim, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d;
+	char err[512];
+	int rc = options_parse(&d.o, argc, argv, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "embargo: %s\n", err);
+		return 2;
+	}
+	if (rc == OPTIONS_EXIT)
+		return 0;
+	signal(SIGPIPE, SIG_IGN);
+	if (d.o.verbose)
+		log_set_level(LOG_DEBUG);
+	if (d.o.threads == 0)
+		d.o.threads = uv_available_parallelism();
+
+	/* Until Redis answers, the bundled list is what is enforced: fail closed. */
+	policy_t *bundled = policy_bundled();
+	d.store = bundled ? policy_store_new(d.o.threads, bundled) : NULL;
+	d.cache = cache_new(d.o.cache_bytes, d.o.threads * 8);
+	if (!d.store || !d.cache) {
+		log_err("out of memory at start-up");
+		return 1;
+	}
+	rc = server_new(&d.server, &d.o, d.store, d.cache, err, sizeof(err));
+	if (rc < 0) {
+		log_err("%s", err);
+		policy_store_free(d.store);
+		cache_free(d.cache);
+		return 1;
+	}
+	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
+	for (unsigned i = 0; i < d.o.nupstream; i++) {
+		options_format_addr(&d.o.upstream[i], one, sizeof(one));
+		strcat(ups, i ? ", " : "");
+		strcat(ups, one);
+	}
+	log_info("embargo %s starting: upstreams %s; policy from redis://%s:%d keys %s:*",
+		 PACKAGE_VERSION, ups, d.o.redis_host, d.o.redis_port, d.o.redis_prefix);
+
+	d.loop = uv_default_loop();
+	uv_signal_init(d.loop, &d.sigint);
+	uv_signal_init(d.loop, &d.sigterm);
+	d.sigint.data = d.sigterm.data = &d;
+	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_timer_init(d.loop, &d.reclaim);
+	d.reclaim.data = &d;
+	uv_timer_start(&d.reclaim, on_reclaim, RECLAIM_MS, RECLAIM_MS);
+	d.redis = redis_sync_new(d.loop, &d.o, d.store, on_ready, &d);
+	if (!d.redis) {
+		log_err("out of memory at start-up");
+		return 1;
+	}
+
+	uv_run(d.loop, UV_RUN_DEFAULT);
+
+	struct server_stats st;
+	server_stop(d.server);
+	server_stats(d.server, &st);
+	server_free(d.server);
+	log_info("stopped: %llu queries, %llu denied, %llu cache hits, %llu forwarded, %llu servfail, "
+		 "%llu formerr, %llu dropped, %llu tcp connections",
+		 (unsigned long long)st.queries, (unsigned long long)st.denied,
+		 (unsigned long long)st.cache_hits, (unsigned long long)st.forwarded,
+		 (unsigned long long)st.servfail, (unsigned long long)st.formerr,
+		 (unsigned long long)st.dropped, (unsigned long long)st.tcp_conns);
+	cache_free(d.cache);
+	policy_store_free(d.store);
+	if (uv_loop_close(d.loop) != 0)
+		log_warn("main loop still had open handles at exit");
+	return 0;
+}

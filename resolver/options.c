@@ -1,0 +1,424 @@
+/* Settings parsing. Each setting has one handler used by both the config file and the command
+ * line, so the two cannot drift apart. */
+#include "config.h"
+
+#include "resolver/options.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define USAGE \
+	"Usage: embargo [OPTION]...\n" \
+	"A filtering DNS resolver: denies the names in its Redis policy, forwards the rest.\n\n" \
+	"  --listen ADDR:PORT     listen on UDP and TCP (repeatable; [IPv6]:PORT);\n" \
+	"                         default 127.0.0.1:53 and [::1]:53\n" \
+	"  --upstream ADDR[:PORT] forward to this resolver (repeatable);\n" \
+	"                         default: the nameservers in /etc/resolv.conf\n" \
+	"  --resolv-conf FILE     where default upstreams are read (default /etc/resolv.conf)\n" \
+	"  --redis URL            redis://[:PASSWORD@]HOST[:PORT][/DB] (default redis://127.0.0.1:6379)\n" \
+	"  --redis-prefix NAME    policy keys are NAME:deny, NAME:allow, NAME:reason (default embargo)\n" \
+	"  --reload-interval SEC  re-read the policy from Redis this often (default 5)\n" \
+	"  --block-ttl SEC        TTL of denied answers (default 60)\n" \
+	"  --ede-code N           Extended DNS Error for denials: 15 Blocked, 16 Censored (default),\n" \
+	"                         17 Filtered\n" \
+	"  --timeout MS           give up on upstreams after this long: SERVFAIL (default 2000)\n" \
+	"  --cache-size MIB       answer cache size (default 64)\n" \
+	"  --threads N            worker loops (default: one per core)\n" \
+	"  --config FILE          read settings from FILE: one \"name value\" per line, names as\n" \
+	"                         above without dashes; command-line flags win\n" \
+	"  --verbose              log debug messages\n" \
+	"  --help                 show this help\n" \
+	"  --version              show the version\n"
+
+static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+{
+	snprintf(err, errlen, fmt, a, b);
+	return -EINVAL;
+}
+
+int options_parse_addr(const char *s, uint16_t default_port, struct sockaddr_storage *ss)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *port = NULL;
+	size_t hlen;
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+		if (!end)
+			return -EINVAL;
+		hlen = (size_t)(end - s - 1);
+		if (hlen >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s + 1, hlen);
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1] != '\0')
+			return -EINVAL;
+	} else {
+		const char *colon = strchr(s, ':');
+		if (colon && strchr(colon + 1, ':'))
+			colon = NULL; /* A bare IPv6 address. */
+		hlen = colon ? (size_t)(colon - s) : strlen(s);
+		if (hlen >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s, hlen);
+		if (colon)
+			port = colon + 1;
+	}
+	host[hlen] = '\0';
+	long p = default_port;
+	if (port) {
+		char *end;
+		p = strtol(port, &end, 10);
+		if (*port == '\0' || *end != '\0' || p < 1 || p > 65535)
+			return -EINVAL;
+	}
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)p);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)p);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+void options_format_addr(const struct sockaddr_storage *ss, char *buf, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN];
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+	} else {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, cap, "%s:%u", host, ntohs(in->sin_port));
+	}
+}
+
+int options_parse_redis_url(struct options *o, const char *url)
+{
+	const char *s = url;
+	if (strncmp(s, "redis://", 8) != 0)
+		return -EINVAL;
+	s += 8;
+	o->redis_password[0] = '\0';
+	const char *at = strrchr(s, '@');
+	if (at) {
+		/* redis://:PASSWORD@ (and redis://USER:PASSWORD@, where only the password is used
+		 * since Redis 5 has no users). */
+		const char *colon = memchr(s, ':', (size_t)(at - s));
+		if (!colon || (size_t)(at - colon - 1) >= sizeof(o->redis_password))
+			return -EINVAL;
+		memcpy(o->redis_password, colon + 1, (size_t)(at - colon - 1));
+		o->redis_password[at - colon - 1] = '\0';
+		s = at + 1;
+	}
+	const char *slash = strchr(s, '/');
+	size_t hp = slash ? (size_t)(slash - s) : strlen(s);
+	char hostport[300];
+	if (hp == 0 || hp >= sizeof(hostport))
+		return -EINVAL;
+	memcpy(hostport, s, hp);
+	hostport[hp] = '\0';
+	o->redis_db = 0;
+	if (slash && slash[1]) {
+		char *end;
+		long db = strtol(slash + 1, &end, 10);
+		if (*end != '\0' || db < 0 || db > 1000000)
+			return -EINVAL;
+		o->redis_db = (int)db;
+	}
+	o->redis_port = 6379;
+	char *host = hostport;
+	char *port = NULL;
+	if (host[0] == '[') {
+		char *end = strchr(host, ']');
+		if (!end)
+			return -EINVAL;
+		*end = '\0';
+		host++;
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1])
+			return -EINVAL;
+	} else if ((port = strchr(host, ':'))) {
+		*port++ = '\0';
+	}
+	if (port) {
+		char *end;
+		long p = strtol(port, &end, 10);
+		if (*port == '\0' || *end || p < 1 || p > 65535)
+			return -EINVAL;
+		o->redis_port = (int)p;
+	}
+	if (!*host || strlen(host) >= sizeof(o->redis_host))
+		return -EINVAL;
+	strcpy(o->redis_host, host);
+	return 0;
+}
+
+int options_read_resolv_conf(struct options *o, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	char line[512];
+	int found = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char ns[256];
+		if (sscanf(line, " nameserver %255s", ns) != 1)
+			continue;
+		/* A scoped IPv6 address (fe80::1%eth0) is not supported; skip it. */
+		if (strchr(ns, '%') || o->nupstream >= OPTIONS_MAX_ADDRS)
+			continue;
+		if (options_parse_addr(ns, 53, &o->upstream[o->nupstream]) == 0) {
+			o->nupstream++;
+			found++;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	if (!*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+enum {
+	OPT_LISTEN = 256, OPT_UPSTREAM, OPT_RESOLV, OPT_REDIS, OPT_PREFIX, OPT_RELOAD, OPT_TTL,
+	OPT_EDE, OPT_TIMEOUT, OPT_CACHE, OPT_THREADS, OPT_CONFIG, OPT_VERBOSE, OPT_HELP, OPT_VERSION
+};
+
+static const struct option LONG_OPTIONS[] = {
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"upstream", required_argument, NULL, OPT_UPSTREAM},
+	{"resolv-conf", required_argument, NULL, OPT_RESOLV},
+	{"redis", required_argument, NULL, OPT_REDIS},
+	{"redis-prefix", required_argument, NULL, OPT_PREFIX},
+	{"reload-interval", required_argument, NULL, OPT_RELOAD},
+	{"block-ttl", required_argument, NULL, OPT_TTL},
+	{"ede-code", required_argument, NULL, OPT_EDE},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"cache-size", required_argument, NULL, OPT_CACHE},
+	{"threads", required_argument, NULL, OPT_THREADS},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"verbose", no_argument, NULL, OPT_VERBOSE},
+	{"help", no_argument, NULL, OPT_HELP},
+	{"version", no_argument, NULL, OPT_VERSION},
+	{NULL, 0, NULL, 0},
+};
+
+/* Lists given on the command line replace those from the config file. */
+struct list_state {
+	int listen_from_flags, upstream_from_flags;
+};
+
+static int apply(struct options *o, int opt, const char *name, const char *val, int from_flags,
+		 struct list_state *ls, char *err, size_t errlen)
+{
+	unsigned long v;
+	switch (opt) {
+	case OPT_LISTEN:
+	case OPT_UPSTREAM: {
+		int listen = opt == OPT_LISTEN;
+		struct sockaddr_storage *list = listen ? o->listen : o->upstream;
+		unsigned *n = listen ? &o->nlisten : &o->nupstream;
+		int *flagged = listen ? &ls->listen_from_flags : &ls->upstream_from_flags;
+		if (from_flags && !*flagged) {
+			*n = 0;
+			*flagged = 1;
+		}
+		if (*n >= OPTIONS_MAX_ADDRS)
+			return fail(err, errlen, "too many --%s addresses (at most 16)%s", name, "");
+		if (options_parse_addr(val, 53, &list[*n]) < 0)
+			return fail(err, errlen, "--%s: not an address: '%s'", name, val);
+		(*n)++;
+		return 0;
+	}
+	case OPT_RESOLV:
+		if (strlen(val) >= sizeof(o->resolv_conf))
+			return fail(err, errlen, "--%s: path too long: '%s'", name, val);
+		strcpy(o->resolv_conf, val);
+		return 0;
+	case OPT_REDIS:
+		if (options_parse_redis_url(o, val) < 0)
+			return fail(err, errlen,
+				    "--%s: expected redis://[:PASSWORD@]HOST[:PORT][/DB], got '%s'",
+				    name, val);
+		return 0;
+	case OPT_PREFIX:
+		if (!*val || strlen(val) >= sizeof(o->redis_prefix) || strpbrk(val, " \t\r\n"))
+			return fail(err, errlen, "--%s: invalid key prefix '%s'", name, val);
+		strcpy(o->redis_prefix, val);
+		return 0;
+	case OPT_RELOAD:
+		if (parse_uint(val, 1, 86400, &v) < 0)
+			return fail(err, errlen, "--%s: expected seconds 1..86400, got '%s'", name, val);
+		o->reload_ms = (unsigned)v * 1000;
+		return 0;
+	case OPT_TTL:
+		if (parse_uint(val, 0, 604800, &v) < 0)
+			return fail(err, errlen, "--%s: expected seconds 0..604800, got '%s'", name, val);
+		o->block_ttl = (uint32_t)v;
+		return 0;
+	case OPT_EDE:
+		if (parse_uint(val, 15, 17, &v) < 0)
+			return fail(err, errlen,
+				    "--%s: expected 15 (Blocked), 16 (Censored) or 17 (Filtered), got '%s'",
+				    name, val);
+		o->ede_code = (uint16_t)v;
+		return 0;
+	case OPT_TIMEOUT:
+		if (parse_uint(val, 100, 60000, &v) < 0)
+			return fail(err, errlen, "--%s: expected milliseconds 100..60000, got '%s'",
+				    name, val);
+		o->timeout_ms = (unsigned)v;
+		return 0;
+	case OPT_CACHE:
+		if (parse_uint(val, 1, 65536, &v) < 0)
+			return fail(err, errlen, "--%s: expected MiB 1..65536, got '%s'", name, val);
+		o->cache_bytes = (size_t)v << 20;
+		return 0;
+	case OPT_THREADS:
+		if (parse_uint(val, 1, 256, &v) < 0)
+			return fail(err, errlen, "--%s: expected 1..256, got '%s'", name, val);
+		o->threads = (unsigned)v;
+		return 0;
+	case OPT_VERBOSE:
+		o->verbose = 1;
+		return 0;
+	}
+	return fail(err, errlen, "unknown setting '%s'%s", name, "");
+}
+
+static int load_config(struct options *o, const char *path, struct list_state *ls, char *err,
+		       size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "--config: cannot open '%s': %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	char line[1024];
+	int lineno = 0, rc = 0;
+	while (rc == 0 && fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *s = line + strspn(line, " \t");
+		s[strcspn(s, "\r\n")] = '\0';
+		if (!*s || *s == '#')
+			continue;
+		char *val = s + strcspn(s, " \t");
+		if (*val)
+			*val++ = '\0';
+		val += strspn(val, " \t");
+		int opt = 0;
+		for (const struct option *lo = LONG_OPTIONS; lo->name; lo++)
+			if (strcmp(lo->name, s) == 0)
+				opt = lo->val;
+		if (!opt || opt == OPT_CONFIG || opt == OPT_HELP || opt == OPT_VERSION) {
+			snprintf(err, errlen, "%s:%d: unknown setting '%s'", path, lineno, s);
+			rc = -EINVAL;
+			break;
+		}
+		char msg[512];
+		rc = apply(o, opt, s, val, 0, ls, msg, sizeof(msg));
+		if (rc < 0)
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
+	}
+	fclose(f);
+	return rc;
+}
+
+int options_parse(struct options *o, int argc, char **argv, char *err, size_t errlen)
+{
+	memset(o, 0, sizeof(*o));
+	strcpy(o->redis_host, "127.0.0.1");
+	o->redis_port = 6379;
+	strcpy(o->redis_prefix, "embargo");
+	strcpy(o->resolv_conf, "/etc/resolv.conf");
+	o->block_ttl = 60;
+	o->ede_code = 16;
+	o->timeout_ms = 2000;
+	o->cache_bytes = (size_t)64 << 20;
+	o->reload_ms = 5000;
+	struct list_state ls = {0};
+
+	/* The config file first, so that flags override it whatever their order. */
+	for (int i = 1; i < argc; i++) {
+		const char *path = NULL;
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			path = argv[i + 1];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			path = argv[i] + 9;
+		if (path && load_config(o, path, &ls, err, errlen) < 0)
+			return -EINVAL;
+	}
+	ls.listen_from_flags = ls.upstream_from_flags = 0;
+
+	optind = 1;
+	opterr = 0;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "", LONG_OPTIONS, NULL)) != -1) {
+		if (opt == '?' || opt == ':') {
+			const char *arg = argv[optind - 1];
+			if (optopt)
+				return fail(err, errlen, "option '%s' needs a value%s", arg, "");
+			return fail(err, errlen, "unknown option '%s' (see --help)%s", arg, "");
+		}
+		if (opt == OPT_HELP) {
+			fputs(USAGE, stdout);
+			return OPTIONS_EXIT;
+		}
+		if (opt == OPT_VERSION) {
+			printf("embargo %s\n", PACKAGE_VERSION);
+			return OPTIONS_EXIT;
+		}
+		if (opt == OPT_CONFIG)
+			continue;
+		const char *name = "";
+		for (const struct option *lo = LONG_OPTIONS; lo->name; lo++)
+			if (lo->val == opt)
+				name = lo->name;
+		if (apply(o, opt, name, optarg, 1, &ls, err, errlen) < 0)
+			return -EINVAL;
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument '%s' (see --help)%s", argv[optind], "");
+
+	if (o->nlisten == 0) {
+		options_parse_addr("127.0.0.1", 53, &o->listen[0]);
+		options_parse_addr("[::1]", 53, &o->listen[1]);
+		o->nlisten = 2;
+	}
+	if (o->nupstream == 0) {
+		int n = options_read_resolv_conf(o, o->resolv_conf);
+		if (n < 0)
+			return fail(err, errlen, "no --upstream given and cannot read %s: %s",
+				    o->resolv_conf, strerror(-n));
+		if (n == 0)
+			return fail(err, errlen, "no --upstream given and no nameserver in %s%s",
+				    o->resolv_conf, "");
+	}
+	return OPTIONS_RUN;
+}

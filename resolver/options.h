@@ -1,0 +1,50 @@
+/* The daemon's settings: defaults, an optional --config file of "key value" lines using the
+ * long flag names, then the command line, which wins. Parsing never exits the process; main()
+ * turns a failure into one line on stderr and exit status 2. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define OPTIONS_MAX_ADDRS 16
+
+struct options {
+	struct sockaddr_storage listen[OPTIONS_MAX_ADDRS];
+	unsigned nlisten;
+	struct sockaddr_storage upstream[OPTIONS_MAX_ADDRS];
+	unsigned nupstream;
+	char redis_host[256];
+	int redis_port;
+	char redis_password[256];
+	int redis_db;
+	char redis_prefix[64];
+	char resolv_conf[256];        /**< Where default upstreams come from. */
+	unsigned threads;             /**< Worker loops; 0 = one per core. */
+	uint32_t block_ttl;           /**< TTL of denied answers, seconds. */
+	uint16_t ede_code;            /**< 15, 16 or 17. */
+	unsigned timeout_ms;          /**< Overall upstream timeout per query. */
+	size_t cache_bytes;
+	unsigned reload_ms;           /**< Redis re-read interval. */
+	int verbose;
+};
+
+/** Outcome of options_parse besides errors. */
+enum { OPTIONS_RUN = 0, OPTIONS_EXIT = 1 };
+
+/** Fill o from defaults, --config and argv. --help and --version print to stdout and return
+ *  OPTIONS_EXIT. @return OPTIONS_RUN, OPTIONS_EXIT, or -EINVAL with a message in err. */
+int options_parse(struct options *o, int argc, char **argv, char *err, size_t errlen);
+
+/** Parse "ADDR", "ADDR:PORT", "[V6]" or "[V6]:PORT" (a bare IPv6 address is accepted too).
+ *  @return 0 or -EINVAL. */
+int options_parse_addr(const char *s, uint16_t default_port, struct sockaddr_storage *ss);
+
+/** Parse redis://[:PASSWORD@]HOST[:PORT][/DB] into o. @return 0 or -EINVAL. */
+int options_parse_redis_url(struct options *o, const char *url);
+
+/** Append the nameservers of a resolv.conf file. @return how many, or a negative errno. */
+int options_read_resolv_conf(struct options *o, const char *path);
+
+/** "ADDR:PORT" or "[V6]:PORT" for logs. */
+void options_format_addr(const struct sockaddr_storage *ss, char *buf, size_t cap);

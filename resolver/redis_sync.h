@@ -1,0 +1,24 @@
+/* Keeps the policy store in step with Redis: loads <prefix>:deny, <prefix>:allow and
+ * <prefix>:reason in one MULTI/EXEC (a consistent snapshot), builds the policy off the query path
+ * and publishes it; re-reads on an interval and reconnects with backoff. Runs on the main
+ * thread's libuv loop through hiredis' async API. */
+#pragma once
+
+#include <uv.h>
+
+#include "policy/store.h"
+#include "resolver/options.h"
+
+typedef struct redis_sync redis_sync_t;
+
+/** Called once, when the first policy to enforce is settled: loaded from Redis, or Redis found
+ *  unreachable (or empty of policy keys) so that the bundled list stays in force. */
+typedef void (*redis_sync_ready_cb)(void *ctx);
+
+/** Start syncing store from Redis on loop. o and store are borrowed and must outlive it.
+ *  @return the synchroniser (owned: redis_sync_close), NULL when out of memory. */
+redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
+			     redis_sync_ready_cb ready, void *ctx);
+
+/** Disconnect and free once libuv has closed everything. NULL is a no-op. */
+void redis_sync_close(redis_sync_t *r);

@@ -1,0 +1,46 @@
+/* The query-serving side of the daemon: one libuv loop per worker thread, each with its own
+ * UDP and TCP sockets on every listen address (SO_REUSEPORT lets the kernel spread clients), its
+ * own upstream state and a send queue flushed with one sendmmsg() per loop iteration. Workers
+ * share only the policy store (lock-free reads) and the sharded answer cache. */
+#pragma once
+
+#include <stdint.h>
+
+#include "policy/store.h"
+#include "resolver/cache.h"
+#include "resolver/options.h"
+
+typedef struct server server_t;
+
+/** Counters summed over all workers. */
+struct server_stats {
+	uint64_t queries;     /**< Queries parsed (UDP and TCP). */
+	uint64_t denied;      /**< Answered NXDOMAIN by policy (name or CNAME target). */
+	uint64_t cache_hits;
+	uint64_t forwarded;
+	uint64_t servfail;    /**< No upstream answered in time, or too many in flight. */
+	uint64_t formerr;     /**< Readable header, unreadable question. */
+	uint64_t dropped;     /**< Unreadable packets and send failures. */
+	uint64_t tcp_conns;
+};
+
+/** Create the workers and bind every socket now, so that bind errors surface at once; no query
+ *  is read before server_start(). The store and cache are borrowed and must outlive the server.
+ *  @return 0 and *out (owned: server_free), or a negative errno with a message in err. */
+int server_new(server_t **out, const struct options *o, policy_store_t *store, cache_t *cache,
+	       char *err, size_t errlen);
+
+/** Start the worker threads. @return 0 or a negative errno. */
+int server_start(server_t *s);
+
+/** Stop the workers (if started) and wait for them; the counters stay readable. Idempotent. */
+void server_stop(server_t *s);
+
+/** Stop the workers (if running), close every socket and free the server. NULL is a no-op. */
+void server_free(server_t *s);
+
+/** Current counters; each is read without locks and may lag by a few queries. */
+void server_stats(server_t *s, struct server_stats *out);
+
+/** Number of worker loops. */
+unsigned server_workers(const server_t *s);
