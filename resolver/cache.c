@@ -120,9 +120,10 @@ uint32_t cache_ttl(const uint8_t *reply, size_t len)
 	uint32_t ttl = CACHE_MAX_TTL;
 	int soa = 0, rc;
 	while ((rc = wire_rr_next(&it, &rr)) > 0) {
-		if (rr.section == 3 || rr.type == WIRE_TYPE_OPT)
+		/* Every TTL served counts (dnsdist does the same), so none ages past zero. */
+		if (rr.type == WIRE_TYPE_OPT)
 			continue;
-		if (rr.section == 1 && rr.ttl < ttl)
+		if (rr.ttl < ttl)
 			ttl = rr.ttl;
 		if (rr.section == 2 && negative && rr.type == WIRE_TYPE_SOA && rr.rdlen >= 22) {
 			/* RFC 2308 5: the lesser of the SOA's TTL and its MINIMUM field. */

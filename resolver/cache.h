@@ -31,8 +31,8 @@ void cache_free(cache_t *c);
 /** The key of query q. */
 void cache_key_make(struct cache_key *k, const struct wire_query *q);
 
-/** How long reply may be cached, seconds: positive answers by their lowest TTL, negative ones
- *  by RFC 2308 (SOA TTL and MINIMUM); 0 when it must not be cached. */
+/** How long reply may be cached, seconds: its lowest TTL, and for negative answers no longer
+ *  than RFC 2308 allows (SOA TTL and MINIMUM); 0 when it must not be cached. */
 uint32_t cache_ttl(const uint8_t *reply, size_t len);
 
 /** Does reply's answer section hold a CNAME or DNAME (whose targets the policy must see)? */

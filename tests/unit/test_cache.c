@@ -1,0 +1,146 @@
+/* The packet cache: keys, TTL rules (RFC 2308), patching on a hit, expiry and the size bound. */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ldns/ldns.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ldns_util.h"
+#include "resolver/cache.h"
+
+TestSuite(cache);
+
+static struct wire_query parse(const uint8_t *wire, size_t len)
+{
+	struct wire_query q;
+	cr_assert_eq(wire_parse_query(wire, len, &q), 0);
+	return q;
+}
+
+Test(cache, key_ignores_case_but_not_type_or_do)
+{
+	size_t l1, l2, l3, l4;
+	uint8_t *a = make_query("Example.COM.", LDNS_RR_TYPE_A, 1, 1, &l1);
+	uint8_t *b = make_query("example.com.", LDNS_RR_TYPE_A, 1, 2, &l2);
+	uint8_t *c = make_query("example.com.", LDNS_RR_TYPE_AAAA, 1, 3, &l3);
+	uint8_t *d = make_query("example.com.", LDNS_RR_TYPE_A, 2, 4, &l4);
+	struct wire_query qa = parse(a, l1), qb = parse(b, l2), qc = parse(c, l3), qd = parse(d, l4);
+	struct cache_key ka, kb, kc, kd;
+	cache_key_make(&ka, &qa);
+	cache_key_make(&kb, &qb);
+	cache_key_make(&kc, &qc);
+	cache_key_make(&kd, &qd);
+	cr_expect_eq(ka.len, kb.len);
+	cr_expect_arr_eq(ka.bytes, kb.bytes, ka.len);
+	cr_expect_eq(ka.hash, kb.hash);
+	cr_expect_neq(ka.hash, kc.hash);
+	cr_expect_neq(ka.hash, kd.hash);
+	free(a);
+	free(b);
+	free(c);
+	free(d);
+}
+
+Test(cache, ttl_rules)
+{
+	size_t len;
+	const char *pos[] = {"a|x.example. 300 IN CNAME y.example.", "a|y.example. 60 IN A 192.0.2.1",
+			     "n|example. 3600 IN NS ns.example."};
+	uint8_t *r = make_reply("x.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, pos, 3, &len);
+	cr_expect_eq(cache_ttl(r, len), 60, "the lowest TTL");
+	cr_expect(cache_has_chain(r, len));
+	r[2] |= WIRE_FLAG_TC >> 8;
+	cr_expect_eq(cache_ttl(r, len), 0, "truncated answers are not cached");
+	free(r);
+
+	const char *neg[] = {"n|example. 900 IN SOA ns.example. h.example. 1 2 3 4 120"};
+	r = make_reply("x.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, neg, 1, &len);
+	cr_expect_eq(cache_ttl(r, len), 120, "min(SOA TTL, MINIMUM)");
+	cr_expect_not(cache_has_chain(r, len));
+	free(r);
+	const char *neg2[] = {"n|example. 30 IN SOA ns.example. h.example. 1 2 3 4 120"};
+	r = make_reply("x.example.", LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, neg2, 1, &len);
+	cr_expect_eq(cache_ttl(r, len), 30, "NODATA, SOA TTL lower");
+	free(r);
+	r = make_reply("x.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, NULL, 0, &len);
+	cr_expect_eq(cache_ttl(r, len), 0, "no SOA, no negative caching");
+	free(r);
+	r = make_reply("x.example.", LDNS_RR_TYPE_A, LDNS_RCODE_SERVFAIL, NULL, 0, &len);
+	cr_expect_eq(cache_ttl(r, len), 0);
+	free(r);
+	const char *big[] = {"a|x.example. 999999 IN A 192.0.2.1"};
+	r = make_reply("x.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, big, 1, &len);
+	cr_expect_eq(cache_ttl(r, len), CACHE_MAX_TTL);
+	free(r);
+}
+
+Test(cache, hit_is_patched_for_the_client)
+{
+	cache_t *c = cache_new(1 << 20, 4);
+	size_t rlen, qlen;
+	const char *rrs[] = {"a|www.example. 300 IN A 192.0.2.1", "n|example. 100 IN NS ns.example."};
+	uint8_t *reply = make_reply("www.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, rrs, 2, &rlen);
+	uint8_t *q1 = make_query("www.example.", LDNS_RR_TYPE_A, 0, 1, &qlen);
+	struct wire_query q = parse(q1, qlen);
+	struct cache_key k;
+	cache_key_make(&k, &q);
+	cr_assert_eq(cache_put(c, &k, reply, rlen, cache_ttl(reply, rlen), 1000), 0);
+
+	size_t q2len;
+	uint8_t *q2 = make_query("WWW.EXAMPLE.", LDNS_RR_TYPE_A, 0, 0x4242, &q2len);
+	struct wire_query q2p = parse(q2, q2len);
+	cache_key_make(&k, &q2p);
+	uint8_t out[4096];
+	bool chain;
+	int n = cache_get(c, &k, 1000 + 30500, q2, &q2p, out, sizeof(out), &chain);
+	cr_assert_eq(n, (int)rlen);
+	cr_expect_not(chain);
+	ldns_pkt *pkt = NULL;
+	cr_assert_eq(ldns_wire2pkt(&pkt, out, (size_t)n), LDNS_STATUS_OK);
+	cr_expect_eq(ldns_pkt_id(pkt), 0x4242);
+	cr_expect_arr_eq(out + 12, q2 + 12, 14, "the client's question case");
+	cr_expect_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_answer(pkt), 0)), 300 - 30);
+	cr_expect_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_authority(pkt), 0)), 100 - 30);
+	ldns_pkt_free(pkt);
+
+	/* Expired: the lowest TTL (100 s) has passed. */
+	cr_expect_eq(cache_get(c, &k, 1000 + 100000, q2, &q2p, out, sizeof(out), &chain), -ENOENT);
+	size_t entries, bytes;
+	cache_usage(c, &entries, &bytes);
+	cr_expect_eq(entries, 0, "an expired entry is dropped when met");
+	free(reply);
+	free(q1);
+	free(q2);
+	cache_free(c);
+	cache_free(NULL);
+}
+
+Test(cache, stays_within_its_size)
+{
+	const size_t max = 64 * 1024;
+	cache_t *c = cache_new(max, 2);
+	for (int i = 0; i < 5000; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "n%d.example.", i);
+		char rr[128];
+		snprintf(rr, sizeof(rr), "a|%s 300 IN A 192.0.2.1", name);
+		const char *rrs[] = {rr};
+		size_t rlen, qlen;
+		uint8_t *reply = make_reply(name, LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, rrs, 1, &rlen);
+		uint8_t *query = make_query(name, LDNS_RR_TYPE_A, 0, 1, &qlen);
+		struct wire_query q = parse(query, qlen);
+		struct cache_key k;
+		cache_key_make(&k, &q);
+		cr_assert_eq(cache_put(c, &k, reply, rlen, 300, 0), 0);
+		free(reply);
+		free(query);
+	}
+	size_t entries, bytes;
+	cache_usage(c, &entries, &bytes);
+	cr_expect_leq(bytes, max);
+	cr_expect_gt(entries, 100);
+	cr_expect_lt(entries, 5000);
+	cache_free(c);
+}

@@ -1,0 +1,191 @@
+/* The query parser and record iterator, held to ldns's reading of the same packets. */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <ldns/ldns.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ldns_util.h"
+#include "resolver/wire.h"
+
+TestSuite(wire);
+
+Test(wire, parses_a_plain_query)
+{
+	size_t len;
+	uint8_t *pkt = make_query("WwW.Example.COM.", LDNS_RR_TYPE_AAAA, 0, 0x1234, &len);
+	struct wire_query q;
+	cr_assert_eq(wire_parse_query(pkt, len, &q), 0);
+	cr_expect_eq(q.id, 0x1234);
+	cr_expect_eq(q.qtype, LDNS_RR_TYPE_AAAA);
+	cr_expect_eq(q.qclass, LDNS_RR_CLASS_IN);
+	cr_expect(q.flags & WIRE_FLAG_RD);
+	cr_expect_not(q.has_edns);
+	cr_expect_eq(q.edns_udp_size, 512);
+	cr_expect_eq(q.qname_len, 17);
+	cr_expect_eq(q.question_end, 12 + 17 + 4);
+	struct name want;
+	name_from_text(&want, "www.example.com", 15);
+	cr_expect_arr_eq(q.qname.key, want.key, want.keylen);
+	free(pkt);
+}
+
+Test(wire, parses_edns_and_do)
+{
+	size_t len;
+	uint8_t *pkt = make_query("example.com.", LDNS_RR_TYPE_A, 2, 7, &len);
+	struct wire_query q;
+	cr_assert_eq(wire_parse_query(pkt, len, &q), 0);
+	cr_expect(q.has_edns);
+	cr_expect(q.edns_do);
+	cr_expect_eq(q.edns_udp_size, 1232);
+	cr_expect_eq(q.edns_version, 0);
+	free(pkt);
+}
+
+Test(wire, root_query)
+{
+	size_t len;
+	uint8_t *pkt = make_query(".", LDNS_RR_TYPE_NS, 0, 1, &len);
+	struct wire_query q;
+	cr_assert_eq(wire_parse_query(pkt, len, &q), 0);
+	cr_expect_eq(q.qname.nlabels, 0);
+	cr_expect_eq(q.qname_len, 1);
+	free(pkt);
+}
+
+Test(wire, unreadable_headers_are_dropped)
+{
+	uint8_t pkt[64] = {0};
+	struct wire_query q;
+	cr_expect_eq(wire_parse_query(pkt, 11, &q), -EINVAL);
+	cr_expect_eq(wire_parse_query(pkt, 0, &q), -EINVAL);
+	size_t len;
+	uint8_t *r = make_query("example.com.", LDNS_RR_TYPE_A, 0, 1, &len);
+	r[2] |= 0x80; /* QR: a response must never be answered. */
+	cr_expect_eq(wire_parse_query(r, len, &q), -EINVAL);
+	free(r);
+}
+
+Test(wire, bad_questions_are_formerr)
+{
+	size_t len;
+	uint8_t *pkt = make_query("example.com.", LDNS_RR_TYPE_A, 1, 1, &len);
+	struct wire_query q;
+	/* Cut inside the name, inside the type, and before the OPT ends. */
+	cr_expect_eq(wire_parse_query(pkt, 16, &q), -EBADMSG);
+	cr_expect_eq(q.question_end, 0);
+	cr_expect_eq(q.id, 1);
+	cr_expect_eq(wire_parse_query(pkt, 12 + 13 + 2, &q), -EBADMSG);
+	cr_expect_eq(wire_parse_query(pkt, len - 1, &q), -EBADMSG);
+	/* QDCOUNT 0 and 2. */
+	pkt[5] = 0;
+	cr_expect_eq(wire_parse_query(pkt, len, &q), -EBADMSG);
+	pkt[5] = 2;
+	cr_expect_eq(wire_parse_query(pkt, len, &q), -EBADMSG);
+	pkt[5] = 1;
+	/* A compression pointer as the question name. */
+	uint8_t ptr[] = {0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 0x0C, 0, 1, 0, 1};
+	cr_expect_eq(wire_parse_query(ptr, sizeof(ptr), &q), -EBADMSG);
+	free(pkt);
+}
+
+Test(wire, opcode_other_than_query_is_notimp)
+{
+	size_t len;
+	uint8_t *pkt = make_query("example.com.", LDNS_RR_TYPE_A, 0, 1, &len);
+	pkt[2] |= 2 << 3; /* STATUS */
+	struct wire_query q;
+	cr_expect_eq(wire_parse_query(pkt, len, &q), -ENOTSUP);
+	free(pkt);
+}
+
+Test(wire, two_opt_records_are_formerr)
+{
+	size_t len;
+	uint8_t *pkt = make_query("example.com.", LDNS_RR_TYPE_A, 1, 1, &len);
+	uint8_t two[600];
+	memcpy(two, pkt, len);
+	memcpy(two + len, pkt + len - 11, 11);
+	two[11] = 2;
+	struct wire_query q;
+	cr_expect_eq(wire_parse_query(two, len + 11, &q), -EBADMSG);
+	free(pkt);
+}
+
+Test(wire, iterates_compressed_records)
+{
+	const char *rrs[] = {"a|www.example.com. 300 IN CNAME web.example.com.",
+			     "a|web.example.com. 60 IN A 192.0.2.1",
+			     "n|example.com. 3600 IN NS ns.example.com.",
+			     "x|ns.example.com. 3600 IN A 192.0.2.53"};
+	size_t len;
+	uint8_t *pkt = make_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, rrs, 4, &len);
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	cr_assert_eq(wire_rr_begin(&it, pkt, len), 0);
+	const uint16_t types[] = {LDNS_RR_TYPE_CNAME, LDNS_RR_TYPE_A, LDNS_RR_TYPE_NS, LDNS_RR_TYPE_A};
+	const uint32_t ttls[] = {300, 60, 3600, 3600};
+	const uint8_t sections[] = {1, 1, 2, 3};
+	for (int i = 0; i < 4; i++) {
+		cr_assert_eq(wire_rr_next(&it, &rr), 1);
+		cr_expect_eq(rr.type, types[i]);
+		cr_expect_eq(rr.ttl, ttls[i]);
+		cr_expect_eq(rr.section, sections[i]);
+		cr_expect_eq(wire_get32(pkt + rr.ttl_off), ttls[i]);
+	}
+	cr_expect_eq(wire_rr_next(&it, &rr), 0);
+	/* Any truncation is an error, never a read past the end. */
+	for (size_t cut = 12; cut < len; cut++) {
+		int rc = wire_rr_begin(&it, pkt, cut);
+		while (rc == 0 && (rc = wire_rr_next(&it, &rr)) > 0)
+			rc = 0;
+		cr_expect_lt(rc, 0, "cut at %zu", cut);
+	}
+	free(pkt);
+}
+
+/* Random corruption of valid queries: whatever our parser accepts, ldns must read the same way. */
+Test(wire, agrees_with_ldns_on_mutated_queries, .timeout = 60)
+{
+	unsigned seed = 7;
+	const char *names[] = {"example.com.", "a.b.c.d.e.f.g.", "xn--bcher-kva.example.", "."};
+	int accepted = 0;
+	for (int i = 0; i < 20000; i++) {
+		size_t len;
+		uint8_t *pkt = make_query(names[i % 4], LDNS_RR_TYPE_A, i % 3, (uint16_t)i, &len);
+		int flips = 1 + rand_r(&seed) % 3;
+		for (int f = 0; f < flips; f++)
+			pkt[rand_r(&seed) % len] = (uint8_t)rand_r(&seed);
+		size_t cut = (rand_r(&seed) % 4 == 0) ? (size_t)rand_r(&seed) % (len + 1) : len;
+		struct wire_query q;
+		int rc = wire_parse_query(pkt, cut, &q);
+		if (rc == 0) {
+			accepted++;
+			ldns_pkt *lp = NULL;
+			cr_assert_eq(ldns_wire2pkt(&lp, pkt, cut), LDNS_STATUS_OK, "iteration %d", i);
+			ldns_rr *question = ldns_rr_list_rr(ldns_pkt_question(lp), 0);
+			cr_assert_not_null(question);
+			cr_expect_eq(ldns_rr_get_type(question), q.qtype);
+			cr_expect_eq(ldns_rr_get_class(question), q.qclass);
+			cr_expect_eq(ldns_pkt_id(lp), q.id);
+			cr_expect_eq(ldns_pkt_edns(lp) ? 1 : 0, q.has_edns ? 1 : 0, "iteration %d", i);
+			ldns_rdf *owner = ldns_rr_owner(question);
+			ldns_dname2canonical(owner);
+			char *text = ldns_rdf2str(owner);
+			struct name n;
+			size_t tl = strlen(text);
+			/* ldns escapes odd octets; compare only plain names. */
+			if (!strpbrk(text, "\\") && name_from_text(&n, text, tl) == 0) {
+				cr_expect_eq(n.keylen, q.qname.keylen, "%s", text);
+				cr_expect_arr_eq(n.key, q.qname.key, n.keylen, "%s", text);
+			}
+			free(text);
+			ldns_pkt_free(lp);
+		}
+		free(pkt);
+	}
+	cr_expect_gt(accepted, 1000, "mutations should often leave a valid query");
+}
