@@ -113,7 +113,8 @@ struct invalid_log {
 
 static void note_invalid(struct invalid_log *il, const char *key, const char *member, size_t len)
 {
-	il->hash = hash_str(hash_str(il->hash, key, strlen(key)), member, len) + 1;
+	/* A sum, so that the order Redis returns members in does not matter. */
+	il->hash += hash_str(hash_str(0xcbf29ce484222325ULL, key, strlen(key)), member, len);
 	if (il->count < INVALID_LOGGED)
 		snprintf(il->lines[il->count], sizeof(il->lines[0]), "%s member '%.*s'", key,
 			 (int)(len > 100 ? 100 : len), member);

@@ -1,0 +1,149 @@
+# Helpers for the integration tests: free loopback ports, real servers started and always
+# stopped, and a tiny pass/fail ledger. Sourced by run.sh.
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/embargo-it.XXXXXX")
+PIDS=()
+PASSED=0
+FAILED=0
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do
+		kill "$pid" 2>/dev/null
+	done
+	for pid in "${PIDS[@]}"; do
+		wait "$pid" 2>/dev/null
+	done
+	if [ "$FAILED" -gt 0 ] || [ -n "${KEEP_WORK:-}" ]; then
+		echo "# logs kept in $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+die() {
+	echo "Bail out! $*"
+	exit 99
+}
+
+need() {
+	command -v "$1" >/dev/null 2>&1 || die "$1 not found (apt-get install -y $2; ./quickstart.sh check installs it)"
+}
+
+# A port free for both UDP and TCP on loopback.
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 40000))
+		if ! ss -Htuln 2>/dev/null | awk '{print $5}' | grep -qE "[:.]$p\$"; then
+			echo "$p"
+			return
+		fi
+	done
+}
+
+# wait_for SECONDS COMMAND...: retry COMMAND every 0.1 s until it succeeds.
+wait_for() {
+	local deadline=$((SECONDS + $1))
+	shift
+	while [ "$SECONDS" -le "$deadline" ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+ok() {
+	PASSED=$((PASSED + 1))
+	echo "ok $((PASSED + FAILED)) - $1"
+}
+
+not_ok() {
+	FAILED=$((FAILED + 1))
+	echo "not ok $((PASSED + FAILED)) - $1"
+	shift
+	local line
+	for line in "$@"; do
+		echo "#   $line"
+	done
+}
+
+# check NAME COMMAND...: one test. COMMAND runs in this shell (not a subshell), so the
+# servers it starts are tracked and stopped like the others.
+check() {
+	local name=$1
+	shift
+	if "$@" >"$WORK/check.out" 2>&1; then
+		ok "$name"
+	else
+		not_ok "$name" "$(cat "$WORK/check.out")"
+	fi
+}
+
+start_redis() { # PORT
+	redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$WORK" --logfile "$WORK/redis-$1.log" &
+	PIDS+=($!)
+	wait_for 10 redis-cli -p "$1" ping || die "redis-server on port $1 did not start"
+}
+
+start_nsd() { # PORT
+	local dir="$WORK/nsd"
+	mkdir -p "$dir"
+	cp "$srcdir/tests/integration/zone.test" "$dir/test.zone"
+	cp "$srcdir/tests/integration/zone.vendor" "$dir/vendor.zone"
+	cp "$srcdir/tests/integration/zone.lookalike" "$dir/lookalike.zone"
+	cat >"$dir/nsd.conf" <<CONF
+server:
+	ip-address: 127.0.0.1@$1
+	port: $1
+	username: ""
+	chroot: ""
+	zonesdir: "$dir"
+	database: ""
+	zonelistfile: "$dir/zone.list"
+	xfrdfile: "$dir/xfrd.state"
+	pidfile: "$dir/nsd.pid"
+	logfile: "$dir/nsd.log"
+	server-count: 1
+	verbosity: 1
+remote-control:
+	control-enable: no
+zone:
+	name: "test."
+	zonefile: "test.zone"
+zone:
+	name: "kaspersky.com."
+	zonefile: "vendor.zone"
+zone:
+	name: "notkaspersky.com."
+	zonefile: "lookalike.zone"
+zone:
+	name: "example.org."
+	zonefile: "lookalike.zone"
+CONF
+	nsd -d -c "$dir/nsd.conf" &
+	PIDS+=($!)
+	wait_for 10 kdig @127.0.0.1 -p "$1" +timeout=1 +retry=0 www.test A ||
+		die "nsd on port $1 did not start: $(cat "$dir/nsd.log" 2>/dev/null)"
+}
+
+# start_embargo NAME PORT ARGS...: the daemon in the background, log in $WORK/NAME.log.
+start_embargo() {
+	local name=$1 port=$2
+	shift 2
+	"$EMBARGO" --listen "127.0.0.1:$port" --threads 2 "$@" >"$WORK/$name.log" 2>&1 &
+	local pid=$!
+	PIDS+=($pid)
+	eval "PID_$name=$pid"
+	wait_for 10 grep -q "serving on" "$WORK/$name.log" ||
+		die "embargo $name did not start: $(cat "$WORK/$name.log")"
+}
+
+# q PORT ARGS...: kdig with short timeouts.
+q() {
+	local port=$1
+	shift
+	kdig -p "$port" +timeout=3 +retry=0 "$@"
+}

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# End-to-end tests: real redis-server and NSD on free loopback ports, embargo between them, and
+# kdig as the client. Prints TAP lines and a closing "N passed, N failed".
+set -u
+srcdir=${srcdir:-.}
+EMBARGO=${EMBARGO:-./resolver/embargo}
+. "$srcdir/tests/integration/lib.sh"
+
+need redis-server redis-server
+need redis-cli redis-tools
+need nsd nsd
+need kdig knot-dnsutils
+need ss iproute2
+need python3 python3
+[ -x "$EMBARGO" ] || die "$EMBARGO not built"
+
+REDIS=$(free_port)
+NSD=$(free_port)
+EP=$(free_port)
+start_redis "$REDIS"
+start_nsd "$NSD"
+R() { redis-cli -p "$REDIS" "$@" >/dev/null; }
+
+# The policy under test: the bundled list plus test rules.
+R del embargo:deny embargo:allow embargo:reason
+R sadd embargo:deny kaspersky.com blocked.test noreason.test "bad name.test" ""
+R sadd embargo:allow support.blocked.test
+R hset embargo:reason kaspersky.com "US Commerce Final Determination 2024-06-20" \
+	blocked.test "test rule: blocked"
+start_embargo main "$EP" --listen "[::1]:$EP" --upstream "127.0.0.1:$NSD" \
+	--redis "redis://127.0.0.1:$REDIS" --reload-interval 1
+wait_for 5 grep -q "policy loaded from redis" "$WORK/main.log" || die "policy not loaded"
+
+# expect_deny PORT NAME EXTRA-TEXT [KDIG ARGS...]
+expect_deny() {
+	local port=$1 name=$2 text=$3
+	shift 3
+	local out
+	out=$(q "$port" @127.0.0.1 "$name" +edns "$@")
+	grep -q "status: NXDOMAIN" <<<"$out" || { echo "not NXDOMAIN: $out"; return 1; }
+	grep -qF "EDE: 16 (Censored): '$text'" <<<"$out" || { echo "no EDE '$text': $out"; return 1; }
+	grep -qE "IN[[:space:]]+SOA[[:space:]]+embargo.invalid." <<<"$out" || { echo "no SOA: $out"; return 1; }
+	grep -q "Flags: qr rd ra" <<<"$out" || { echo "flags: $out"; return 1; }
+}
+
+# expect_answer PORT NAME ADDRESS [KDIG ARGS...]
+expect_answer() {
+	local port=$1 name=$2 addr=$3
+	shift 3
+	local out
+	out=$(q "$port" @127.0.0.1 "$name" "$@")
+	grep -q "status: NOERROR" <<<"$out" || { echo "not NOERROR: $out"; return 1; }
+	grep -qF "$addr" <<<"$out" || { echo "no $addr: $out"; return 1; }
+}
+
+raw() { # PORT HEX: send a raw UDP packet, print the answer's hex or "none"
+	python3 - "$@" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+s.sendto(bytes.fromhex(sys.argv[2]), ("127.0.0.1", int(sys.argv[1])))
+try:
+    print(s.recv(4096).hex())
+except socket.timeout:
+    print("none")
+PY
+}
+
+REASON="US Commerce Final Determination 2024-06-20"
+check "listed domain is denied with NXDOMAIN, SOA and EDE reason" \
+	expect_deny "$EP" kaspersky.com "$REASON"
+check "names below a listed domain are denied" \
+	expect_deny "$EP" dl.updates.kaspersky.com "$REASON"
+check "look-alike notkaspersky.com resolves" expect_answer "$EP" notkaspersky.com 192.0.2.10
+check "kaspersky.com.example.org resolves" expect_answer "$EP" kaspersky.com.example.org 192.0.2.11
+check "unlisted name resolves through the upstream" expect_answer "$EP" www.test 192.0.2.1
+check "AAAA resolves" expect_answer "$EP" www.test 2001:db8::1 AAAA
+check "allow exception lets its subtree through" \
+	expect_answer "$EP" deep.support.blocked.test 192.0.2.78
+check "deny around the exception still holds" expect_deny "$EP" www.blocked.test "test rule: blocked"
+check "rule without a reason names the rule" \
+	expect_deny "$EP" noreason.test "denied by policy: noreason.test"
+
+upper_case() {
+	expect_deny "$EP" WWW.KasPersky.COM. "$REASON" || return 1
+	# kdig prints names lower-cased, so check the echoed question on the wire.
+	local qhex="beef01000001000000000000035757570"
+	qhex+="94b6173506572736b79" # 9 KasPersky
+	qhex+="03434f4d00"         # 3 COM 0
+	qhex+="00010001"
+	local out
+	out=$(raw "$EP" "$qhex")
+	[ "${out:0:4}" = beef ] || { echo "no answer: $out"; return 1; }
+	[ "${out:24:${#qhex}-24}" = "${qhex:24}" ] || { echo "question changed: $out"; return 1; }
+	[ $((0x${out:6:2} & 15)) -eq 3 ] || { echo "not NXDOMAIN: $out"; return 1; }
+}
+check "upper case and trailing dot are denied, question case echoed" upper_case
+
+no_edns() {
+	local out
+	out=$(q "$EP" @127.0.0.1 www.kaspersky.com +noedns)
+	grep -q "status: NXDOMAIN" <<<"$out" || { echo "$out"; return 1; }
+	! grep -q "EDNS PSEUDOSECTION" <<<"$out" || { echo "OPT without EDNS query: $out"; return 1; }
+}
+check "a client without EDNS gets no OPT record" no_edns
+
+ipv6() {
+	local out
+	out=$(q "$EP" @::1 www.kaspersky.com +edns)
+	grep -q "status: NXDOMAIN" <<<"$out" && grep -q "EDE: 16" <<<"$out" || { echo "$out"; return 1; }
+	q "$EP" @::1 www.test | grep -q 192.0.2.1
+}
+check "IPv6 listener denies and resolves" ipv6
+
+tcp() {
+	expect_deny "$EP" www.kaspersky.com "$REASON" +tcp || return 1
+	expect_answer "$EP" www.test 192.0.2.1 +tcp
+}
+check "TCP denies and resolves" tcp
+
+big_tcp() {
+	local out
+	out=$(q "$EP" @127.0.0.1 big.test TXT +tcp +noedns)
+	[ "$(grep -c '^big.test.*TXT' <<<"$out")" -eq 7 ] || { echo "$out"; return 1; }
+	out=$(q "$EP" @127.0.0.1 big.test TXT +notcp +noedns +ignore)
+	grep -qE "Flags: qr.* tc" <<<"$out" || { echo "UDP answer not truncated: $out"; return 1; }
+}
+check "an answer too big for UDP is truncated there and whole over TCP" big_tcp
+
+cname() {
+	local out
+	out=$(q "$EP" @127.0.0.1 alias.test +edns)
+	grep -q "status: NXDOMAIN" <<<"$out" || { echo "$out"; return 1; }
+	grep -qF "EDE: 16 (Censored): '$REASON'" <<<"$out" || { echo "$out"; return 1; }
+	grep -qE "^kaspersky.com.[[:space:]].*SOA" <<<"$out" || { echo "$out"; return 1; }
+	# Asked twice: the second answer comes from the cache and must be denied as well.
+	out=$(q "$EP" @127.0.0.1 alias.test +edns)
+	grep -q "status: NXDOMAIN" <<<"$out" || { echo "cached: $out"; return 1; }
+	out=$(q "$EP" @127.0.0.1 alias2.test +edns)
+	grep -q "EDE: 16 (Censored): 'test rule: blocked'" <<<"$out" || { echo "two hops: $out"; return 1; }
+}
+check "a CNAME into a listed domain is denied, also from cache" cname
+
+live_change() {
+	expect_answer "$EP" later.test 192.0.2.81 || return 1
+	R sadd embargo:deny later.test
+	wait_for 5 expect_deny "$EP" later.test "denied by policy: later.test" ||
+		{ echo "SADD not enforced"; return 1; }
+	R srem embargo:deny later.test
+	wait_for 5 expect_answer "$EP" later.test 192.0.2.81 || { echo "SREM not enforced"; return 1; }
+}
+check "redis-cli SADD and SREM are enforced without restart (cached name too)" live_change
+
+invalid_member() {
+	grep -q "skipped invalid policy entry: embargo:deny member 'bad name.test'" "$WORK/main.log" ||
+		{ echo "not logged"; return 1; }
+	grep -q "2 invalid skipped\|invalid skipped" "$WORK/main.log" || return 1
+	[ "$(grep -c "member 'bad name.test'" "$WORK/main.log")" -eq 1 ] || { echo "logged more than once"; return 1; }
+	expect_deny "$EP" www.blocked.test "test rule: blocked"
+}
+check "an invalid member is skipped, logged once, and costs nothing else" invalid_member
+
+wrong_type() {
+	R set embargo:allow notaset
+	sleep 1.5
+	expect_deny "$EP" www.kaspersky.com "$REASON" || return 1
+	grep -q "wrong type" "$WORK/main.log" || { echo "not logged"; return 1; }
+	R del embargo:allow
+	R sadd embargo:allow support.blocked.test
+}
+check "a policy key of the wrong type keeps the current policy" wrong_type
+
+malformed() {
+	# Header readable, question cut short: FORMERR with the same ID.
+	local out
+	out=$(raw "$EP" "beef01000001000000000000036162")
+	[ "${out:0:4}" = "beef" ] || { echo "answer: $out"; return 1; }
+	[ $((0x${out:6:2} & 15)) -eq 1 ] || { echo "rcode not FORMERR: $out"; return 1; }
+	# Shorter than a header: dropped.
+	out=$(raw "$EP" "beef0100")
+	[ "$out" = none ] || { echo "short packet answered: $out"; return 1; }
+	# A response (QR set) is never answered.
+	out=$(raw "$EP" "beef81000001000000000000037777770474657374000001000001")
+	[ "$out" = none ] || { echo "response answered: $out"; return 1; }
+	expect_answer "$EP" www.test 192.0.2.1
+}
+check "malformed queries: FORMERR or dropped, and the daemon keeps serving" malformed
+
+servfail() {
+	local dead start out
+	dead=$(free_port)
+	start=$SECONDS
+	out=$(q "$EP2" @127.0.0.1 www.test +edns +timeout=5)
+	grep -q "status: SERVFAIL" <<<"$out" || { echo "$out"; return 1; }
+	grep -q "EDE: 22" <<<"$out" || { echo "no EDE 22: $out"; return 1; }
+	[ $((SECONDS - start)) -le 3 ] || { echo "took $((SECONDS - start)) s"; return 1; }
+}
+EP2=$(free_port)
+start_embargo deadup "$EP2" --upstream "127.0.0.1:$(free_port)" --redis "redis://127.0.0.1:$REDIS" \
+	--timeout 1000
+check "an unreachable upstream gives SERVFAIL within the timeout" servfail
+
+redis_down() {
+	local rp ep out
+	rp=$(free_port)
+	ep=$(free_port)
+	start_embargo noredis "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
+		--reload-interval 1
+	grep -q "enforcing the bundled" "$WORK/noredis.log" || { echo "not logged"; return 1; }
+	expect_deny "$ep" ksn.kaspersky-labs.com \
+		"US Commerce Final Determination 2024-06-20: Kaspersky Lab software (updates, KSN telemetry)" ||
+		return 1
+	expect_answer "$ep" blocked.test 192.0.2.66 || return 1
+	start_redis "$rp"
+	redis-cli -p "$rp" sadd embargo:deny blocked.test >/dev/null
+	wait_for 5 expect_deny "$ep" blocked.test "denied by policy: blocked.test" ||
+		{ echo "redis policy not picked up: $(cat "$WORK/noredis.log")"; return 1; }
+	# Redis gone again: the last policy stays.
+	redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1
+	sleep 0.5
+	expect_deny "$ep" blocked.test "denied by policy: blocked.test" || return 1
+	[ "$(grep -c "unavailable" "$WORK/noredis.log")" -eq 2 ] ||
+		{ echo "transitions not logged once each: $(cat "$WORK/noredis.log")"; return 1; }
+}
+check "redis down at start: bundled list; switches to redis once loaded; keeps it when lost" redis_down
+
+cli() {
+	"$EMBARGO" --version | grep -q "^embargo " || return 1
+	"$EMBARGO" --help | grep -q -- "--listen" || return 1
+	local rc
+	"$EMBARGO" --no-such-flag 2>"$WORK/err"
+	rc=$?
+	[ $rc -eq 2 ] && [ "$(wc -l <"$WORK/err")" -eq 1 ] || { echo "rc=$rc $(cat "$WORK/err")"; return 1; }
+	"$EMBARGO" --listen 127.0.0.1:99999 2>/dev/null
+	[ $? -eq 2 ] || return 1
+	"$EMBARGO" --ede-code 3 2>/dev/null
+	[ $? -eq 2 ] || return 1
+	"$EMBARGO" --redis http://x 2>/dev/null
+	[ $? -eq 2 ]
+}
+check "--help, --version, and bad flags exit 2 with one line" cli
+
+clean_stop() {
+	kill -INT "$PID_main"
+	wait "$PID_main"
+	local rc=$?
+	[ $rc -eq 0 ] || { echo "exit status $rc"; return 1; }
+	grep -q "stopped: .* queries" "$WORK/main.log" || return 1
+	! grep -q "open handles" "$WORK/main.log" || { cat "$WORK/main.log"; return 1; }
+}
+check "SIGINT stops the daemon cleanly" clean_stop
+
+echo "1..$((PASSED + FAILED))"
+echo "integration: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
