@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# embargo quick start.
+#   ./quickstart.sh        install what is missing, build, start Redis on 127.0.0.1:6379 if none
+#                          answers, load the bundled list if embargo:deny does not exist, and run
+#                          embargo in the foreground on 127.0.0.1:5354 (Ctrl-C stops it)
+#   ./quickstart.sh check  the same set-up, then every unit and integration test, once in a
+#                          normal build and once under ASan/UBSan
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+MODE=${1:-run}
+case "$MODE" in
+run | check) ;;
+*)
+	echo "usage: $0 [check]" >&2
+	exit 2
+	;;
+esac
+
+PACKAGES=(build-essential autoconf automake libtool pkg-config
+	libuv1-dev libldns-dev libhiredis-dev libcriterion-dev
+	redis-server redis-tools nsd knot-dnsutils dnsutils iproute2 python3)
+
+say() { printf '==> %s\n' "$*"; }
+
+install_missing() {
+	local missing=() p
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return
+	say "installing ${missing[*]}"
+	local sudo=()
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	# Debian starts these services on install; the tests start their own on free ports.
+	for p in nsd; do
+		"${sudo[@]}" service "$p" stop >/dev/null 2>&1 || true
+	done
+}
+
+# build DIR CONFIGURE-ARGS...: an out-of-tree build, so normal and sanitizer builds coexist.
+build() {
+	local dir=$1
+	shift
+	[ -x configure ] || { say "autoreconf"; autoreconf -fi >/dev/null; }
+	mkdir -p "$dir"
+	if [ ! -f "$dir/Makefile" ] || [ configure -nt "$dir/Makefile" ]; then
+		say "configuring $dir $*"
+		(cd "$dir" && ../configure -q "$@")
+	fi
+	say "building in $dir"
+	make -C "$dir" -s -j"$(nproc)"
+}
+
+start_redis() {
+	if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+		say "redis already answers on 127.0.0.1:6379"
+	else
+		say "starting redis-server on 127.0.0.1:6379"
+		redis-server --port 6379 --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+			--logfile /tmp/embargo-quickstart-redis.log >/dev/null
+		for _ in $(seq 50); do
+			redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
+			sleep 0.1
+		done
+	fi
+	if [ "$(redis-cli -h 127.0.0.1 -p 6379 exists embargo:deny)" = 0 ]; then
+		say "loading policy/sanctioned-vendors.tsv into embargo:deny and embargo:reason"
+		# RESP written by awk (byte lengths, so LC_ALL=C), sent with redis-cli --pipe.
+		LC_ALL=C awk -F '\t' '
+			function resp(n, a, b, c, d,   s) {
+				s = "*" n "\r\n"
+				s = s "$" length(a) "\r\n" a "\r\n$" length(b) "\r\n" b "\r\n$" length(c) "\r\n" c "\r\n"
+				if (n == 4) s = s "$" length(d) "\r\n" d "\r\n"
+				return s
+			}
+			/^[ \t]*(#|$)/ { next }
+			{
+				printf "%s", resp(3, "SADD", "embargo:deny", $1)
+				if ($2 != "") printf "%s", resp(4, "HSET", "embargo:reason", $1, $2)
+			}' policy/sanctioned-vendors.tsv | redis-cli -h 127.0.0.1 -p 6379 --pipe | tail -1
+	else
+		say "embargo:deny exists in redis: left as it is"
+	fi
+}
+
+# Sum the closing lines of Criterion and the integration suite in the given build dirs.
+summary() {
+	cat "$@" 2>/dev/null | LC_ALL=C awk '
+		/Synthesis: Tested:/ { for (i = 1; i <= NF; i++) {
+			if ($i == "Passing:") p += $(i + 1)
+			if ($i == "Failing:" || $i == "Crashing:") f += $(i + 1) } }
+		/^integration: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
+		END { printf "tests: %d passed, %d failed\n", p, f }'
+}
+
+run_check() { # DIR
+	say "make check in $1"
+	if ! make -C "$1" -s -j"$(nproc)" check; then
+		cat "$1/test-suite.log" || true
+		return 1
+	fi
+}
+
+install_missing
+if [ "$MODE" = check ]; then
+	build build --enable-werror
+	start_redis
+	status=0
+	run_check build || status=1
+	build build-asan --enable-werror --enable-sanitizers
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_check build-asan || status=1
+	summary build/tests/unit/*.log build/tests/integration/run.sh.log \
+		build-asan/tests/unit/*.log build-asan/tests/integration/run.sh.log
+	exit $status
+fi
+
+build build
+start_redis
+cat <<MSG
+==> embargo runs below on 127.0.0.1:5354, forwarding to the nameservers in /etc/resolv.conf.
+    In another terminal, try:
+      dig @127.0.0.1 -p 5354 www.kaspersky.com       # denied: NXDOMAIN, EDE 16 with the reason
+      dig @127.0.0.1 -p 5354 example.com              # forwarded upstream
+      redis-cli SADD embargo:deny example.com         # now denied, within the reload interval
+      redis-cli SREM embargo:deny example.com
+    Ctrl-C stops it.
+MSG
+exec ./build/resolver/embargo --listen 127.0.0.1:5354 --redis redis://127.0.0.1:6379
