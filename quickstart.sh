@@ -46,12 +46,17 @@ build() {
 	shift
 	[ -x configure ] || { say "autoreconf"; autoreconf -fi >/dev/null; }
 	mkdir -p "$dir"
-	if [ ! -f "$dir/Makefile" ] || [ configure -nt "$dir/Makefile" ]; then
+	# Reconfigure when configure changed or the build was configured with other flags.
+	if [ ! -f "$dir/Makefile" ] || [ configure -nt "$dir/Makefile" ] ||
+		[ "$("$dir/config.status" --config)" != "$(printf "'%s' " "$@" | sed 's/ $//')" ]; then
 		say "configuring $dir $*"
 		(cd "$dir" && ../configure -q "$@")
 	fi
 	say "building in $dir"
-	make -C "$dir" -s -j"$(nproc)"
+	make -C "$dir" -j"$(nproc)" >"$dir/build.log" 2>&1 || {
+		cat "$dir/build.log"
+		exit 1
+	}
 }
 
 start_redis() {
@@ -60,7 +65,7 @@ start_redis() {
 	else
 		say "starting redis-server on 127.0.0.1:6379"
 		redis-server --port 6379 --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
-			--logfile /tmp/embargo-quickstart-redis.log >/dev/null
+			--dir /tmp --logfile /tmp/embargo-quickstart-redis.log >/dev/null
 		for _ in $(seq 50); do
 			redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break
 			sleep 0.1
@@ -117,7 +122,7 @@ if [ "$MODE" = check ]; then
 	exit $status
 fi
 
-build build
+build build --enable-werror
 start_redis
 cat <<MSG
 ==> embargo runs below on 127.0.0.1:5354, forwarding to the nameservers in /etc/resolv.conf.

@@ -332,7 +332,7 @@ static void tcp_resume(struct tcp_conn *c);
 
 static void on_upstream_answer(void *ctx, const struct upstream_client *client,
 			       const uint8_t *query, size_t query_len, const struct wire_query *q,
-			       const uint8_t *reply, size_t len)
+			       uint8_t *reply, size_t len)
 {
 	struct worker *w = ctx;
 	if (client->conn) {
@@ -346,6 +346,8 @@ static void on_upstream_answer(void *ctx, const struct upstream_client *client,
 				  ANSWER_EDE_NO_REACHABLE_AUTHORITY, "no upstream answered in time");
 		return;
 	}
+	/* embargo offers recursion whatever the upstream is (an authoritative server clears RA). */
+	reply[3] |= WIRE_FLAG_RA;
 	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
 	struct policy_verdict v;
 	struct name target;

@@ -22,10 +22,11 @@ struct upstream_client {
 };
 
 /** Delivers the upstream's answer for a forwarded query (reply NULL: no upstream answered in
- *  time). All arguments are borrowed for the duration of the call. */
+ *  time), already carrying the client's ID. All arguments are borrowed for the duration of the
+ *  call; the callback may modify reply in place. */
 typedef void (*upstream_answer_cb)(void *ctx, const struct upstream_client *client,
 				   const uint8_t *query, size_t query_len,
-				   const struct wire_query *q, const uint8_t *reply, size_t len);
+				   const struct wire_query *q, uint8_t *reply, size_t len);
 
 /** Per-worker forwarding statistics. */
 struct upstream_stats {
