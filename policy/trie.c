@@ -1,6 +1,8 @@
-/* Label trie: sorted keys laid out breadth-first into one array of 16-byte nodes. Labels live
- * in one byte pool as [len][bytes]; children are ordered by (len, bytes), the same order
- * memcmp() gives whole lookup-format keys, so the build is a single pass over sorted keys. */
+/* Label trie: sorted keys laid out breadth-first into one array of nodes. Labels live in one
+ * byte pool as [len][bytes]; children are ordered by (len, bytes), the same order memcmp() gives
+ * whole lookup-format keys, so the build is a single pass over sorted keys. A node with many
+ * children (a TLD under a big list) also gets an open-addressing hash table of them, so a lookup
+ * costs one probe per label there instead of a bisection that misses the cache at every step. */
 #include "config.h"
 
 #include "policy/trie.h"
@@ -10,6 +12,8 @@
 #include <string.h>
 
 #define NO_VALUE UINT32_MAX
+#define NO_CHILD UINT32_MAX
+#define WIDE 16 /* Children from which a node gets a hash table. */
 
 struct entry {
 	uint32_t key;   /* Offset of the lookup-format key in the builder's pool. */
@@ -29,11 +33,14 @@ struct node {
 	uint32_t child;   /* Index of the first child. */
 	uint32_t nchild;
 	uint32_t value;   /* NO_VALUE when no name ends here. */
+	uint32_t table;   /* With nchild >= WIDE: offset of its hash table in tables. */
 };
 
 struct trie {
 	struct node *nodes;
 	size_t nnodes;
+	uint32_t *tables; /* Child indexes or NO_CHILD; each table's size is table_size(nchild). */
+	size_t tables_len;
 	uint8_t *labels;
 	size_t labels_len;
 	size_t count;
@@ -133,6 +140,55 @@ static int label_cmp(const uint8_t *a, const uint8_t *b)
 	return memcmp(a + 1, b + 1, *a);
 }
 
+static uint32_t label_hash(const uint8_t *l)
+{
+	uint32_t h = 2166136261u;
+	for (unsigned i = 0; i <= *l; i++) {
+		h ^= l[i];
+		h *= 16777619u; /* FNV-1a, 32 bit. */
+	}
+	return h ^ (h >> 15);
+}
+
+/* The power of two at least twice nchild (>= WIDE), so probes stay short. */
+static inline size_t table_size(uint32_t nchild)
+{
+	return (size_t)1 << (64 - __builtin_clzll(2 * (uint64_t)nchild - 1));
+}
+
+/* Give every wide node its hash table. */
+static int build_tables(trie_t *t)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < t->nnodes; i++)
+		if (t->nodes[i].nchild >= WIDE)
+			total += table_size(t->nodes[i].nchild);
+	if (total == 0)
+		return 0;
+	if (total > UINT32_MAX)
+		return -ENOMEM;
+	t->tables = malloc(total * sizeof(*t->tables));
+	if (!t->tables)
+		return -ENOMEM;
+	memset(t->tables, 0xFF, total * sizeof(*t->tables));
+	for (size_t i = 0; i < t->nnodes; i++) {
+		struct node *n = &t->nodes[i];
+		if (n->nchild < WIDE)
+			continue;
+		size_t size = table_size(n->nchild);
+		uint32_t *table = t->tables + t->tables_len;
+		n->table = (uint32_t)t->tables_len;
+		for (uint32_t c = n->child; c < n->child + n->nchild; c++) {
+			size_t h = label_hash(t->labels + t->nodes[c].label) & (size - 1);
+			while (table[h] != NO_CHILD)
+				h = (h + 1) & (size - 1);
+			table[h] = c;
+		}
+		t->tables_len += size;
+	}
+	return 0;
+}
+
 struct span {
 	uint32_t node, lo, hi, depth;
 };
@@ -213,7 +269,7 @@ trie_t *trie_build(const trie_builder_t *b)
 				c++;
 				memcpy(t->labels + t->labels_len, l, 1 + (size_t)*l);
 				t->nodes[c] = (struct node){.label = (uint32_t)t->labels_len,
-							    .value = NO_VALUE};
+							    .value = NO_VALUE, .table = 0};
 				t->labels_len += 1 + (size_t)*l;
 				queue[qtail++] = (struct span){.node = c, .lo = j, .hi = j + 1,
 							       .depth = s.depth + 1};
@@ -232,6 +288,8 @@ trie_t *trie_build(const trie_builder_t *b)
 	uint8_t *labels = realloc(t->labels, t->labels_len ? t->labels_len : 1);
 	if (labels)
 		t->labels = labels;
+	if (build_tables(t) < 0)
+		goto fail;
 	free(queue);
 	free(sorted);
 	return t;
@@ -248,7 +306,37 @@ void trie_free(trie_t *t)
 		return;
 	free(t->nodes);
 	free(t->labels);
+	free(t->tables);
 	free(t);
+}
+
+/* The child of node labelled l, or NULL. */
+static inline const struct node *find_child(const trie_t *t, const struct node *node,
+					    const uint8_t *l)
+{
+	if (node->nchild >= WIDE) {
+		const uint32_t *table = t->tables + node->table;
+		size_t mask = table_size(node->nchild) - 1;
+		for (size_t h = label_hash(l) & mask; table[h] != NO_CHILD; h = (h + 1) & mask) {
+			const struct node *c = &t->nodes[table[h]];
+			if (label_cmp(t->labels + c->label, l) == 0)
+				return c;
+		}
+		return NULL;
+	}
+	/* Few children: bisect the sorted run. */
+	uint32_t lo = node->child, hi = node->child + node->nchild;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		int c = label_cmp(t->labels + t->nodes[mid].label, l);
+		if (c == 0)
+			return &t->nodes[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
 }
 
 int trie_lookup(const trie_t *t, const struct name *q, uint32_t *value, unsigned *depth)
@@ -264,26 +352,8 @@ int trie_lookup(const trie_t *t, const struct name *q, uint32_t *value, unsigned
 			*depth = d;
 			found = 1;
 		}
-		if (*k == 0 || node->nchild == 0)
+		if (*k == 0 || node->nchild == 0 || !(node = find_child(t, node, k)))
 			break;
-		/* Binary search the sorted children for this label. */
-		uint32_t lo = node->child, hi = node->child + node->nchild;
-		const struct node *next = NULL;
-		while (lo < hi) {
-			uint32_t mid = lo + (hi - lo) / 2;
-			int c = label_cmp(t->labels + t->nodes[mid].label, k);
-			if (c == 0) {
-				next = &t->nodes[mid];
-				break;
-			}
-			if (c < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (!next)
-			break;
-		node = next;
 		k += 1 + *k;
 		d++;
 	}
@@ -297,5 +367,6 @@ size_t trie_count(const trie_t *t)
 
 size_t trie_memory(const trie_t *t)
 {
-	return sizeof(*t) + t->nnodes * sizeof(struct node) + t->labels_len;
+	return sizeof(*t) + t->nnodes * sizeof(struct node) + t->labels_len +
+	       t->tables_len * sizeof(*t->tables);
 }
