@@ -224,6 +224,39 @@ redis_down() {
 }
 check "redis down at start: bundled list; switches to redis once loaded; keeps it when lost" redis_down
 
+config_and_auth() {
+	# A password-protected Redis, policy in database 2; settings from a config file, one of
+	# which a flag overrides.
+	local rp ep out
+	rp=$(free_port)
+	ep=$(free_port)
+	redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no --requirepass s3cret \
+		--dir "$WORK" --logfile "$WORK/redis-auth.log" &
+	PIDS+=($!)
+	wait_for 10 redis-cli -p "$rp" -a s3cret --no-auth-warning ping || { echo "no redis"; return 1; }
+	redis-cli -p "$rp" -a s3cret --no-auth-warning -n 2 sadd embargo:deny confdeny.test >/dev/null
+	cat >"$WORK/embargo.conf" <<CONF
+# comment
+upstream 127.0.0.1:$NSD
+redis redis://:s3cret@127.0.0.1:$rp/2
+ede-code 15
+block-ttl 30
+CONF
+	start_embargo conf "$ep" --config "$WORK/embargo.conf" --block-ttl 45
+	wait_for 5 grep -q "policy loaded from redis: 1 deny" "$WORK/conf.log" ||
+		{ cat "$WORK/conf.log"; return 1; }
+	out=$(q "$ep" @127.0.0.1 www.confdeny.test +edns)
+	grep -q "EDE: 15 (Blocked): 'denied by policy: confdeny.test'" <<<"$out" || { echo "$out"; return 1; }
+	grep -qE "confdeny.test.[[:space:]]+45[[:space:]]+IN[[:space:]]+SOA.* 45\$" <<<"$out" ||
+		{ echo "block TTL: $out"; return 1; }
+	expect_answer "$ep" www.test 192.0.2.1 || return 1
+	# A config file with an unknown setting is refused like a bad flag.
+	echo "no-such-setting 1" >"$WORK/bad.conf"
+	"$EMBARGO" --config "$WORK/bad.conf" 2>"$WORK/err"
+	[ $? -eq 2 ] && grep -q "bad.conf:1: unknown setting" "$WORK/err" || { cat "$WORK/err"; return 1; }
+}
+check "config file, flag override, redis password and database, EDE 15, block TTL" config_and_auth
+
 cli() {
 	"$EMBARGO" --version | grep -q "^embargo " || return 1
 	"$EMBARGO" --help | grep -q -- "--listen" || return 1
