@@ -330,24 +330,20 @@ static void handle_query(struct worker *w, const struct upstream_client *client,
 
 static void tcp_resume(struct tcp_conn *c);
 
-static void on_upstream_answer(void *ctx, const struct upstream_client *client,
-			       const uint8_t *query, size_t query_len, const struct wire_query *q,
-			       uint8_t *reply, size_t len)
+static void answer_from_upstream(struct worker *w, const struct upstream_client *client,
+				 const uint8_t *query, const struct wire_query *q, uint8_t *reply,
+				 size_t len)
 {
-	struct worker *w = ctx;
-	if (client->conn) {
-		struct tcp_conn *c = client->conn;
-		c->inflight--;
-		tcp_resume(c);
-	}
 	if (!reply) {
 		w->st.servfail++;
 		answer_with_error(w, client, query, q, WIRE_RCODE_SERVFAIL,
 				  ANSWER_EDE_NO_REACHABLE_AUTHORITY, "no upstream answered in time");
 		return;
 	}
-	/* embargo offers recursion whatever the upstream is (an authoritative server clears RA). */
+	/* embargo offers recursion whatever the upstream is (an authoritative server clears RA),
+	 * and the upstream's DNS cookie is for embargo, not for this or any later client. */
 	reply[3] |= WIRE_FLAG_RA;
+	len = wire_remove_edns_option(reply, len, WIRE_EDNS_COOKIE);
 	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
 	struct policy_verdict v;
 	struct name target;
@@ -362,6 +358,19 @@ static void on_upstream_answer(void *ctx, const struct upstream_client *client,
 		deny(w, client, query, q, pol, &v, &target);
 	else
 		respond(w, client, query, q, reply, len);
+}
+
+static void on_upstream_answer(void *ctx, const struct upstream_client *client,
+			       const uint8_t *query, size_t query_len, const struct wire_query *q,
+			       uint8_t *reply, size_t len)
+{
+	struct worker *w = ctx;
+	answer_from_upstream(w, client, query, q, reply, len);
+	if (client->conn) {
+		struct tcp_conn *c = client->conn;
+		c->inflight--;
+		tcp_resume(c);
+	}
 }
 
 /* ---- UDP --------------------------------------------------------------------------------- */
@@ -443,12 +452,39 @@ static void tcp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 static void tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void tcp_process(struct tcp_conn *c);
 
+/* Reading was paused at the in-flight limit: finish what is buffered, then read again. */
 static void tcp_resume(struct tcp_conn *c)
 {
-	if (!c->closing && !c->reading && c->inflight < TCP_MAX_INFLIGHT) {
-		if (uv_read_start((uv_stream_t *)&c->tcp, tcp_alloc, tcp_read) == 0)
-			c->reading = 1;
+	if (c->closing || c->reading || c->inflight >= TCP_MAX_INFLIGHT)
+		return;
+	tcp_process(c);
+	if (!c->closing && !c->reading && c->inflight < TCP_MAX_INFLIGHT &&
+	    uv_read_start((uv_stream_t *)&c->tcp, tcp_alloc, tcp_read) == 0)
+		c->reading = 1;
+}
+
+/* Answer every complete message in the buffer (RFC 7766: answers may go out in any order),
+ * pausing reading while too many are in flight. */
+static void tcp_process(struct tcp_conn *c)
+{
+	struct upstream_client client = {.udp = NULL, .conn = c};
+	size_t off = 0;
+	while (!c->closing && c->inflight < TCP_MAX_INFLIGHT && c->len - off >= 2) {
+		size_t flen = wire_get16(c->buf + off);
+		if (c->len - off < 2 + flen)
+			break;
+		handle_query(c->w, &client, c->buf + off + 2, flen);
+		off += 2 + flen;
+	}
+	if (c->closing)
+		return;
+	memmove(c->buf, c->buf + off, c->len - off);
+	c->len -= off;
+	if (c->inflight >= TCP_MAX_INFLIGHT && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = 0;
 	}
 }
 
@@ -461,26 +497,7 @@ static void tcp_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	c->len += (size_t)nread;
 	uv_timer_again(&c->idle);
-	struct upstream_client client = {.udp = NULL, .conn = c};
-	size_t off = 0;
-	/* RFC 7766: handle every complete message; answers may go out in any order. */
-	while (!c->closing && c->len - off >= 2) {
-		size_t flen = wire_get16(c->buf + off);
-		if (c->len - off < 2 + flen)
-			break;
-		handle_query(c->w, &client, c->buf + off + 2, flen);
-		off += 2 + flen;
-		if (c->inflight >= TCP_MAX_INFLIGHT)
-			break;
-	}
-	if (c->closing)
-		return;
-	memmove(c->buf, c->buf + off, c->len - off);
-	c->len -= off;
-	if (c->inflight >= TCP_MAX_INFLIGHT && c->reading) {
-		uv_read_stop(s);
-		c->reading = 0;
-	}
+	tcp_process(c);
 }
 
 static void tcp_accept(uv_stream_t *server, int status)

@@ -5,6 +5,7 @@
 #include "resolver/wire.h"
 
 #include <errno.h>
+#include <string.h>
 
 int wire_skip_name(const uint8_t *pkt, size_t len, size_t off)
 {
@@ -122,4 +123,32 @@ int wire_parse_query(const uint8_t *pkt, size_t len, struct wire_query *q)
 	if (rc < 0)
 		return -EBADMSG;
 	return 0;
+}
+
+size_t wire_remove_edns_option(uint8_t *pkt, size_t len, uint16_t code)
+{
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	if (wire_rr_begin(&it, pkt, len) < 0)
+		return len;
+	while (wire_rr_next(&it, &rr) > 0) {
+		if (rr.type != WIRE_TYPE_OPT)
+			continue;
+		size_t off = rr.rdata, end = (size_t)rr.rdata + rr.rdlen;
+		while (off + 4 <= end) {
+			size_t olen = 4u + wire_get16(pkt + off + 2);
+			if (off + olen > end)
+				return len; /* Malformed options: leave the packet as it is. */
+			if (wire_get16(pkt + off) != code) {
+				off += olen;
+				continue;
+			}
+			memmove(pkt + off, pkt + off + olen, len - off - olen);
+			len -= olen;
+			end -= olen;
+			wire_put16(pkt + rr.rdata - 2, (uint16_t)(end - rr.rdata));
+		}
+		return len;
+	}
+	return len;
 }

@@ -89,6 +89,12 @@ int wire_rr_begin(struct wire_rr_iter *it, const uint8_t *pkt, size_t len);
 /** The next record. @return 1 with *rr set, 0 at the end, -EBADMSG when malformed. */
 int wire_rr_next(struct wire_rr_iter *it, struct wire_rr *rr);
 
+#define WIRE_EDNS_COOKIE 10 /**< RFC 7873. */
+
+/** Remove every EDNS option `code` from pkt's OPT record in place.
+ *  @return the new length (len when there was nothing to remove or pkt is malformed). */
+size_t wire_remove_edns_option(uint8_t *pkt, size_t len, uint16_t code);
+
 static inline uint16_t wire_get16(const uint8_t *p)
 {
 	return (uint16_t)((p[0] << 8) | p[1]);

@@ -127,6 +127,34 @@ big_tcp() {
 }
 check "an answer too big for UDP is truncated there and whole over TCP" big_tcp
 
+pipelined() {
+	# 100 queries in one TCP write, more than the 64 a connection may have in flight: every one
+	# is answered, in any order (RFC 7766).
+	python3 - "$EP" <<'PY'
+import socket, struct, sys
+def query(i):
+    name = b"".join(bytes([len(l)]) + l for l in [b"p%d" % i, b"test"]) + b"\0"
+    msg = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + name + struct.pack(">HH", 1, 1)
+    return struct.pack(">H", len(msg)) + msg
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"".join(query(i) for i in range(100)))
+buf, ids = b"", set()
+while len(ids) < 100:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+    while len(buf) >= 2 and len(buf) >= 2 + struct.unpack(">H", buf[:2])[0]:
+        n = struct.unpack(">H", buf[:2])[0]
+        msg, buf = buf[2:2 + n], buf[2 + n:]
+        ids.add(struct.unpack(">H", msg[:2])[0])
+        assert msg[3] & 15 == 3, "expected NXDOMAIN from the upstream"
+print(len(ids))
+sys.exit(0 if ids == set(range(100)) else 1)
+PY
+}
+check "100 pipelined TCP queries all answered" pipelined
+
 cname() {
 	local out
 	out=$(q "$EP" @127.0.0.1 alias.test +edns)

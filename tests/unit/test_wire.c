@@ -189,3 +189,29 @@ Test(wire, agrees_with_ldns_on_mutated_queries, .timeout = 60)
 	}
 	cr_expect_gt(accepted, 1000, "mutations should often leave a valid query");
 }
+
+Test(wire, removes_cookie_options_only)
+{
+	size_t len;
+	uint8_t *q = make_query("example.com.", LDNS_RR_TYPE_A, 1, 1, &len);
+	uint8_t pkt[600];
+	memcpy(pkt, q, len);
+	const uint8_t opts[] = {0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8,     /* COOKIE */
+				0, 3, 0, 2, 'n', 's',                    /* NSID */
+				0, 10, 0, 8, 9, 9, 9, 9, 9, 9, 9, 9};    /* COOKIE */
+	memcpy(pkt + len, opts, sizeof(opts));
+	wire_put16(pkt + len - 2, sizeof(opts)); /* The OPT ends the packet: its RDLENGTH. */
+	size_t n = wire_remove_edns_option(pkt, len + sizeof(opts), WIRE_EDNS_COOKIE);
+	cr_assert_eq(n, len + 6);
+	cr_expect_eq(wire_get16(pkt + len - 2), 6);
+	cr_expect_arr_eq(pkt + len, opts + 12, 6);
+	struct wire_query wq;
+	cr_expect_eq(wire_parse_query(pkt, n, &wq), 0);
+	cr_expect(wq.has_edns);
+	/* Nothing to remove, and malformed options: unchanged. */
+	cr_expect_eq(wire_remove_edns_option(pkt, n, WIRE_EDNS_COOKIE), n);
+	wire_put16(pkt + len - 2, 6);
+	pkt[len + 3] = 200;
+	cr_expect_eq(wire_remove_edns_option(pkt, n, 3), n);
+	free(q);
+}
