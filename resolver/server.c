@@ -480,8 +480,10 @@ static void tcp_process(struct tcp_conn *c)
 	}
 	if (c->closing)
 		return;
-	memmove(c->buf, c->buf + off, c->len - off);
-	c->len -= off;
+	if (off > 0) {
+		memmove(c->buf, c->buf + off, c->len - off);
+		c->len -= off;
+	}
 	if (c->inflight >= TCP_MAX_INFLIGHT && c->reading) {
 		uv_read_stop((uv_stream_t *)&c->tcp);
 		c->reading = 0;

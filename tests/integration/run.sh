@@ -311,6 +311,12 @@ clean_stop() {
 }
 check "SIGINT stops the daemon cleanly" clean_stop
 
+sanitizers_quiet() {
+	# In the ASan/UBSan build any report aborts the daemon; name it here, once, plainly.
+	! grep -l "runtime error\|AddressSanitizer\|LeakSanitizer" "$WORK"/*.log
+}
+check "no sanitizer reports from any daemon" sanitizers_quiet
+
 echo "1..$((PASSED + FAILED))"
 echo "integration: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
