@@ -117,8 +117,8 @@ if [ "$MODE" = check ]; then
 	run_check build || status=1
 	build build-asan --enable-werror --enable-sanitizers
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 run_check build-asan || status=1
-	summary build/tests/unit/*.log build/tests/integration/run.sh.log \
-		build-asan/tests/unit/*.log build-asan/tests/integration/run.sh.log
+	summary build/tests/unit/*.log build/tests/integration/*.sh.log \
+		build-asan/tests/unit/*.log build-asan/tests/integration/*.sh.log
 	exit $status
 fi
 
@@ -133,4 +133,5 @@ cat <<MSG
       redis-cli SREM embargo:deny example.com
     Ctrl-C stops it.
 MSG
-exec ./build/resolver/embargo --listen 127.0.0.1:5354 --redis redis://127.0.0.1:6379
+exec ./build/resolver/embargo --listen 127.0.0.1:5354 --redis redis://127.0.0.1:6379 \
+	--snapshot build/policy.snapshot

@@ -6,6 +6,8 @@
 #include "policy/policy.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -401,4 +403,141 @@ const char *policy_source_name(enum policy_source source)
 		return "snapshot";
 	}
 	return "unknown";
+}
+
+void policy_set_loaded_at(policy_t *p, int64_t unix_time)
+{
+	p->stats.loaded_at = unix_time;
+}
+
+#define SNAPSHOT_MAGIC "embargo-policy-snapshot 1"
+
+int policy_encode(const policy_t *p, int64_t saved_at, char **out, size_t *len)
+{
+	/* Body first, so the header can carry its checksum. */
+	size_t cap = 4096 + p->pool.len + p->count * 8, blen = 0;
+	char *body = malloc(cap);
+	if (!body)
+		return -ENOMEM;
+	size_t rules = 0;
+	for (size_t i = 0; i < p->count; i++) {
+		const struct rule *r = &p->rules[i];
+		if (!r->actions)
+			continue;
+		const char *flags = r->actions == (ACT_DENY | ACT_ALLOW) ? "da"
+				    : r->actions == ACT_DENY		 ? "d"
+									 : "a";
+		const char *name = p->pool.bytes + r->text;
+		const char *reason = r->reason == NONE ? NULL : p->pool.bytes + r->reason;
+		size_t need = strlen(flags) + strlen(name) + (reason ? strlen(reason) + 1 : 0) + 3;
+		if (blen + need > cap) {
+			cap = (blen + need) * 2;
+			char *b = realloc(body, cap);
+			if (!b) {
+				free(body);
+				return -ENOMEM;
+			}
+			body = b;
+		}
+		blen += (size_t)sprintf(body + blen, "%s\t%s%s%s\n", flags, name, reason ? "\t" : "",
+					reason ? reason : "");
+		rules++;
+	}
+	/* The checksum covers the header's fields as well as the body. */
+	char fields[120], header[180];
+	snprintf(fields, sizeof(fields), "rules=%zu version=%016" PRIx64 " saved=%" PRId64, rules,
+		 p->stats.version, saved_at);
+	uint64_t sum = hash_bytes(hash_bytes(0xcbf29ce484222325ULL, fields, strlen(fields)), body, blen);
+	int hlen = snprintf(header, sizeof(header), SNAPSHOT_MAGIC " %s checksum=%016" PRIx64 "\n",
+			    fields, sum);
+	char *all = malloc((size_t)hlen + blen + 1);
+	if (!all) {
+		free(body);
+		return -ENOMEM;
+	}
+	memcpy(all, header, (size_t)hlen);
+	memcpy(all + hlen, body, blen);
+	all[hlen + blen] = '\0';
+	free(body);
+	*out = all;
+	*len = (size_t)hlen + blen;
+	return 0;
+}
+
+int policy_decode(const char *text, size_t len, policy_t **out, int64_t *saved_at)
+{
+	const char *nl = memchr(text, '\n', len);
+	if (!nl || (size_t)(nl - text) >= 200)
+		return -EBADMSG;
+	char header[200];
+	memcpy(header, text, (size_t)(nl - text));
+	header[nl - text] = '\0';
+	size_t rules;
+	uint64_t version, checksum;
+	int64_t saved;
+	int used = 0;
+	if (sscanf(header, SNAPSHOT_MAGIC " rules=%zu version=%" SCNx64 " saved=%" SCNd64
+				       " checksum=%" SCNx64 "%n",
+		   &rules, &version, &saved, &checksum, &used) != 4 ||
+	    header[used] != '\0')
+		return -EBADMSG;
+	const char *body = nl + 1;
+	size_t blen = len - (size_t)(body - text);
+	char fields[120];
+	snprintf(fields, sizeof(fields), "rules=%zu version=%016" PRIx64 " saved=%" PRId64, rules,
+		 version, saved);
+	if (hash_bytes(hash_bytes(0xcbf29ce484222325ULL, fields, strlen(fields)), body, blen) !=
+	    checksum)
+		return -EBADMSG;
+
+	policy_builder_t *b = policy_builder_new();
+	if (!b)
+		return -ENOMEM;
+	size_t seen = 0;
+	for (const char *line = body, *end = body + blen; line < end;) {
+		const char *eol = memchr(line, '\n', (size_t)(end - line));
+		if (!eol)
+			goto corrupt;
+		const char *t1 = memchr(line, '\t', (size_t)(eol - line));
+		if (!t1)
+			goto corrupt;
+		const char *name = t1 + 1;
+		const char *t2 = memchr(name, '\t', (size_t)(eol - name));
+		const char *nend = t2 ? t2 : eol;
+		size_t flen = (size_t)(t1 - line);
+		int deny = memchr(line, 'd', flen) != NULL, allow = memchr(line, 'a', flen) != NULL;
+		if ((!deny && !allow) || flen > 2)
+			goto corrupt;
+		int rc = 0;
+		if (deny)
+			rc = policy_builder_add(b, POLICY_DENY, name, (size_t)(nend - name));
+		if (rc == 0 && allow)
+			rc = policy_builder_add(b, POLICY_ALLOW, name, (size_t)(nend - name));
+		if (rc == 0 && t2)
+			rc = policy_builder_set_reason(b, name, (size_t)(nend - name), t2 + 1,
+						       (size_t)(eol - t2 - 1));
+		if (rc == -ENOMEM) {
+			policy_builder_free(b);
+			return -ENOMEM;
+		}
+		if (rc < 0)
+			goto corrupt;
+		seen++;
+		line = eol + 1;
+	}
+	if (seen != rules)
+		goto corrupt;
+	policy_t *p = policy_build(b, POLICY_SOURCE_SNAPSHOT);
+	if (!p)
+		return -ENOMEM;
+	if (p->stats.version != version) {
+		policy_free(p);
+		return -EBADMSG;
+	}
+	*out = p;
+	*saved_at = saved;
+	return 0;
+corrupt:
+	policy_builder_free(b);
+	return -EBADMSG;
 }

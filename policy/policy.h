@@ -41,6 +41,7 @@ struct policy_stats {
 	size_t invalid;   /**< Entries skipped as invalid while building. */
 	uint64_t version; /**< Content hash: equal policies have equal versions. */
 	enum policy_source source;
+	int64_t loaded_at; /**< Unix time it was loaded, as stamped by policy_set_loaded_at(). */
 };
 
 /** A new builder (owned: policy_builder_free or policy_build). NULL when out of memory. */
@@ -80,6 +81,20 @@ void policy_lookup(const policy_t *p, const struct name *q, struct policy_verdic
 
 /** Counts and version of p (borrowed, lives as long as p). */
 const struct policy_stats *policy_stats(const policy_t *p);
+
+/** Record when p was loaded (for logs and status queries); call before publishing p. */
+void policy_set_loaded_at(policy_t *p, int64_t unix_time);
+
+/** Serialise p as snapshot text: a header line with format, rule count, version, saved_at and a
+ *  checksum over all of them and the body, then one "d|a|da TAB name [TAB reason]" line per rule.
+ *  @return 0 with *out (owned: free()) and *len, or -ENOMEM. */
+int policy_encode(const policy_t *p, int64_t saved_at, char **out, size_t *len);
+
+/** Parse snapshot text made by policy_encode(). Checks the format, checksum, rule count and
+ *  version, so a damaged or truncated snapshot is refused whole.
+ *  @return 0 with *out (owned, source POLICY_SOURCE_SNAPSHOT) and *saved_at; -EBADMSG when
+ *  corrupt; -ENOMEM. */
+int policy_decode(const char *text, size_t len, policy_t **out, int64_t *saved_at);
 
 /** Bytes of heap p holds. */
 size_t policy_memory(const policy_t *p);

@@ -3,10 +3,12 @@
  * once the first policy is settled, so no query is answered before the whole policy is loaded. */
 #include "config.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include "policy/store.h"
@@ -15,6 +17,7 @@
 #include "resolver/options.h"
 #include "resolver/redis_sync.h"
 #include "resolver/server.h"
+#include "resolver/snapshot.h"
 
 #define RECLAIM_MS 50
 
@@ -69,6 +72,36 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&d->reclaim, NULL);
 }
 
+/* The policy to enforce until Redis is read: the snapshot if there is a sound one. */
+static policy_t *initial_policy(const struct options *o)
+{
+	if (o->snapshot[0]) {
+		policy_t *p = NULL;
+		int64_t saved;
+		char err[512];
+		int rc = snapshot_load(o->snapshot, &p, &saved, err, sizeof(err));
+		if (rc == 0) {
+			const struct policy_stats *st = policy_stats(p);
+			char when[32];
+			time_t t = (time_t)saved;
+			struct tm tm;
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+			log_info("snapshot %s: %zu deny, %zu allow rules, version %016llx, saved %s",
+				 o->snapshot, st->deny, st->allow, (unsigned long long)st->version, when);
+			policy_set_loaded_at(p, time(NULL));
+			return p;
+		}
+		if (rc == -ENOENT)
+			log_info("no policy snapshot at %s yet", o->snapshot);
+		else
+			log_err("ignoring the policy snapshot: %s; using the bundled list", err);
+	}
+	policy_t *p = policy_bundled();
+	if (p)
+		policy_set_loaded_at(p, time(NULL));
+	return p;
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d;
@@ -86,9 +119,9 @@ int main(int argc, char **argv)
 	if (d.o.threads == 0)
 		d.o.threads = uv_available_parallelism();
 
-	/* Until Redis answers, the bundled list is what is enforced: fail closed. */
-	policy_t *bundled = policy_bundled();
-	d.store = bundled ? policy_store_new(d.o.threads, bundled) : NULL;
+	/* Until Redis answers, the last snapshot or else the bundled list is enforced: fail closed. */
+	policy_t *initial = initial_policy(&d.o);
+	d.store = initial ? policy_store_new(d.o.threads, initial) : NULL;
 	d.cache = cache_new(d.o.cache_bytes, d.o.threads * 8);
 	if (!d.store || !d.cache) {
 		log_err("out of memory at start-up");

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define DEFAULT_SNAPSHOT "/var/lib/embargo/policy.snapshot"
+
 #define USAGE \
 	"Usage: embargo [OPTION]...\n" \
 	"A filtering DNS resolver: denies the names in its Redis policy, forwards the rest.\n\n" \
@@ -22,7 +24,10 @@
 	"  --resolv-conf FILE     where default upstreams are read (default /etc/resolv.conf)\n" \
 	"  --redis URL            redis://[:PASSWORD@]HOST[:PORT][/DB] (default redis://127.0.0.1:6379)\n" \
 	"  --redis-prefix NAME    policy keys are NAME:deny, NAME:allow, NAME:reason (default embargo)\n" \
-	"  --reload-interval SEC  re-read the policy from Redis this often (default 5)\n" \
+	"  --reload-interval SEC  re-read the policy this often where Redis gives no keyspace\n" \
+	"                         notifications (default 5)\n" \
+	"  --snapshot FILE        save each policy loaded to FILE, and enforce it when started\n" \
+	"                         while Redis is down (default " DEFAULT_SNAPSHOT "; 'off': none)\n" \
 	"  --block-ttl SEC        TTL of denied answers (default 60)\n" \
 	"  --ede-code N           Extended DNS Error for denials: 15 Blocked, 16 Censored (default),\n" \
 	"                         17 Filtered\n" \
@@ -207,7 +212,8 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 
 enum {
 	OPT_LISTEN = 256, OPT_UPSTREAM, OPT_RESOLV, OPT_REDIS, OPT_PREFIX, OPT_RELOAD, OPT_TTL,
-	OPT_EDE, OPT_TIMEOUT, OPT_CACHE, OPT_THREADS, OPT_CONFIG, OPT_VERBOSE, OPT_HELP, OPT_VERSION
+	OPT_EDE, OPT_TIMEOUT, OPT_CACHE, OPT_THREADS, OPT_CONFIG, OPT_VERBOSE, OPT_HELP, OPT_VERSION,
+	OPT_SNAPSHOT
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -217,6 +223,7 @@ static const struct option LONG_OPTIONS[] = {
 	{"redis", required_argument, NULL, OPT_REDIS},
 	{"redis-prefix", required_argument, NULL, OPT_PREFIX},
 	{"reload-interval", required_argument, NULL, OPT_RELOAD},
+	{"snapshot", required_argument, NULL, OPT_SNAPSHOT},
 	{"block-ttl", required_argument, NULL, OPT_TTL},
 	{"ede-code", required_argument, NULL, OPT_EDE},
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -271,6 +278,11 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		if (!*val || strlen(val) >= sizeof(o->redis_prefix) || strpbrk(val, " \t\r\n"))
 			return fail(err, errlen, "--%s: invalid key prefix '%s'", name, val);
 		strcpy(o->redis_prefix, val);
+		return 0;
+	case OPT_SNAPSHOT:
+		if (strlen(val) >= sizeof(o->snapshot) || !*val)
+			return fail(err, errlen, "--%s: expected a file name or 'off', got '%s'", name, val);
+		strcpy(o->snapshot, strcmp(val, "off") == 0 ? "" : val);
 		return 0;
 	case OPT_RELOAD:
 		if (parse_uint(val, 1, 86400, &v) < 0)
@@ -357,6 +369,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->redis_port = 6379;
 	strcpy(o->redis_prefix, "embargo");
 	strcpy(o->resolv_conf, "/etc/resolv.conf");
+	strcpy(o->snapshot, DEFAULT_SNAPSHOT);
 	o->block_ttl = 60;
 	o->ede_code = 16;
 	o->timeout_ms = 2000;

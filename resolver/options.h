@@ -25,7 +25,8 @@ struct options {
 	uint16_t ede_code;            /**< 15, 16 or 17. */
 	unsigned timeout_ms;          /**< Overall upstream timeout per query. */
 	size_t cache_bytes;
-	unsigned reload_ms;           /**< Redis re-read interval. */
+	unsigned reload_ms;           /**< Redis re-read interval without notifications. */
+	char snapshot[256];           /**< Snapshot file; empty: none. */
 	int verbose;
 };
 

@@ -1,27 +1,53 @@
-/* Redis synchroniser. One timer drives both reconnects (backoff 100 ms doubling to 1 s) and
- * periodic reloads; state changes (connected, lost, no policy keys, bad members) are logged when
- * they change, not on every reload. */
+/* Redis synchroniser. A load checks the three keys' types, reads them with SSCAN/HSCAN in
+ * bounded batches (never one huge reply), builds the policy on libuv's thread pool and
+ * publishes it from the loop; a snapshot is then saved on the pool too. Changes arrive as keyspace
+ * notifications on a second connection (turned on with CONFIG SET where needed) and are
+ * coalesced: one load at a time, and one more if anything changed meanwhile. Where notifications
+ * cannot be had, the policy is re-read every --reload-interval. One timer drives reconnects
+ * (backoff 100 ms doubling to 1 s) and periodic re-reads. */
 #include "config.h"
 
 #include "resolver/redis_sync.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include "resolver/log.h"
 #include "resolver/redis_uv.h"
+#include "resolver/snapshot.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
 #define STARTUP_WAIT_MS 2000
+#define COALESCE_MS 5          /* A burst of changes (a pipeline, an import) becomes one load. */
+#define SAFETY_RELOAD_MS 60000 /* Re-read even with notifications, in case one was lost. */
+#define SCAN_COUNT "10000"
 #define INVALID_LOGGED 10
+/* Keyspace events on our keys: generic (DEL, RENAME...), string, list, set, hash, sorted set
+ * (a key overwritten with another type must be noticed too), expired and evicted. */
+#define NOTIFY_FLAGS "Kg$lshzxe"
 
 enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN };
+enum phase { IDLE, READING, BUILDING, SAVING };
+enum { KEY_DENY, KEY_ALLOW, KEY_REASON, NKEYS };
+
+struct invalid_log {
+	uint64_t hash;
+	size_t count;
+	char lines[INVALID_LOGGED][160];
+};
+
+struct scan {
+	redis_sync_t *r;
+	int key;
+};
 
 struct redis_sync {
 	uv_loop_t *loop;
@@ -29,25 +55,49 @@ struct redis_sync {
 	policy_store_t *store;
 	redis_sync_ready_cb ready_cb;
 	void *ctx;
-	redisAsyncContext *ac;
-	uv_timer_t timer;
+	redisAsyncContext *ac;  /* Commands. */
+	redisAsyncContext *sub; /* Keyspace notifications (subscribe mode). */
+	uv_timer_t timer;       /* Reconnects and periodic re-reads. */
 	uv_timer_t startup;
-	int open_timers;
+	uv_timer_t coalesce;
+	uv_work_t work;
+	int open_handles;
 	int closing;
 	int ready;
-	int loading;
+	enum phase phase;
+	int dirty;              /* A change was notified during the current load. */
+	int notify;             /* Notifications are subscribed. */
+	int notify_refused;     /* Logged once. */
 	unsigned backoff_ms;
 	enum link_state link;
 	int warned_empty;
 	uint64_t invalid_hash;
-	char keys[3][80]; /* deny, allow, reason */
+	char keys[NKEYS][80];
+	char channels[NKEYS][128];
+	struct scan scans[NKEYS];
+	/* The load in progress. */
+	policy_builder_t *builder;
+	struct invalid_log il;
+	int scans_left;
+	uint64_t t_start, t_read;
+	policy_builder_t *building; /* Handed to the thread pool. */
+	policy_t *built;
+	int save_rc, last_save_rc;
+	char save_err[256];
 };
 
 static void connect_now(redis_sync_t *r);
+static void start_load(redis_sync_t *r);
+
+static uint64_t now_ms(redis_sync_t *r)
+{
+	uv_update_time(r->loop);
+	return uv_now(r->loop);
+}
 
 static void maybe_free(redis_sync_t *r)
 {
-	if (r->closing && r->open_timers == 0 && !r->ac)
+	if (r->closing && r->open_handles == 0 && !r->ac && !r->sub && r->phase == IDLE)
 		free(r);
 }
 
@@ -63,14 +113,17 @@ static void become_ready(redis_sync_t *r)
 static void describe_current(redis_sync_t *r, char *buf, size_t cap)
 {
 	const struct policy_stats *st = policy_stats(policy_store_current(r->store));
-	snprintf(buf, cap, "%s, %zu deny and %zu allow rules, version %016llx",
-		 policy_source_name(st->source), st->deny, st->allow, (unsigned long long)st->version);
+	snprintf(buf, cap, "%s, %zu deny and %zu allow rules, version %016" PRIx64,
+		 policy_source_name(st->source), st->deny, st->allow, st->version);
 }
 
 static void on_timer(uv_timer_t *t)
 {
 	redis_sync_t *r = t->data;
-	connect_now(r);
+	if (r->ac)
+		start_load(r); /* Connected: a periodic re-read. */
+	else
+		connect_now(r);
 }
 
 static void schedule(redis_sync_t *r, unsigned ms)
@@ -79,8 +132,35 @@ static void schedule(redis_sync_t *r, unsigned ms)
 		uv_timer_start(&r->timer, on_timer, ms, 0);
 }
 
+/* The next periodic re-read: rare when notifications tell of changes, else every interval. */
+static void schedule_reread(redis_sync_t *r)
+{
+	unsigned ms = r->o->reload_ms;
+	if (r->notify && ms < SAFETY_RELOAD_MS)
+		ms = SAFETY_RELOAD_MS;
+	schedule(r, ms);
+}
+
+static void drop_builder(redis_sync_t *r)
+{
+	policy_builder_free(r->builder);
+	r->builder = NULL;
+	if (r->phase == READING)
+		r->phase = IDLE;
+}
+
+/* Either connection is gone: close the other, keep the policy, retry with backoff. */
 static void link_down(redis_sync_t *r, const char *why)
 {
+	r->notify = 0;
+	drop_builder(r);
+	if (r->ac)
+		redisAsyncDisconnect(r->ac);
+	if (r->sub)
+		redisAsyncDisconnect(r->sub);
+	if (r->closing)
+		return;
+	uv_timer_stop(&r->coalesce);
 	if (r->link != LINK_DOWN) {
 		char cur[200];
 		describe_current(r, cur, sizeof(cur));
@@ -89,12 +169,15 @@ static void link_down(redis_sync_t *r, const char *why)
 		r->link = LINK_DOWN;
 	}
 	if (!r->ready) {
-		log_warn("starting without redis: enforcing the bundled sanctioned-vendor list");
+		const struct policy_stats *st = policy_stats(policy_store_current(r->store));
+		log_warn("starting without redis: enforcing the %s", policy_source_name(st->source));
 		become_ready(r);
 	}
 	schedule(r, r->backoff_ms);
 	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
+
+/* ---- Loading ----------------------------------------------------------------------------- */
 
 static uint64_t hash_str(uint64_t h, const char *s, size_t len)
 {
@@ -104,12 +187,6 @@ static uint64_t hash_str(uint64_t h, const char *s, size_t len)
 	}
 	return h;
 }
-
-struct invalid_log {
-	uint64_t hash;
-	size_t count;
-	char lines[INVALID_LOGGED][160];
-};
 
 static void note_invalid(struct invalid_log *il, const char *key, const char *member, size_t len)
 {
@@ -121,130 +198,405 @@ static void note_invalid(struct invalid_log *il, const char *key, const char *me
 	il->count++;
 }
 
-/* Add the members of a SMEMBERS reply as rules. @return 0 or -EINVAL if not a set. */
-static int add_members(policy_builder_t *b, enum policy_action action, const redisReply *set,
-		       const char *key, struct invalid_log *il)
+/* The load found nothing to publish: the policy in force stays. */
+static void load_done(redis_sync_t *r)
 {
-	if (set->type != REDIS_REPLY_ARRAY)
-		return -EINVAL;
-	for (size_t i = 0; i < set->elements; i++) {
-		const redisReply *m = set->element[i];
-		if (m->type != REDIS_REPLY_STRING ||
-		    policy_builder_add(b, action, m->str, m->len) == -EINVAL)
-			note_invalid(il, key, m->str ? m->str : "", m->str ? m->len : 0);
+	drop_builder(r);
+	r->phase = IDLE;
+	become_ready(r);
+	if (r->closing) {
+		maybe_free(r);
+		return;
 	}
-	return 0;
+	if (r->dirty) {
+		r->dirty = 0;
+		start_load(r);
+		return;
+	}
+	schedule_reread(r);
 }
 
-static void on_exec(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+static void on_saved(uv_work_t *w, int status)
+{
+	redis_sync_t *r = w->data;
+	if (r->save_rc < 0 && r->save_rc != r->last_save_rc)
+		log_warn("policy snapshot not saved: %s", r->save_err);
+	else if (r->save_rc == 0 && r->last_save_rc < 0)
+		log_info("policy snapshot saved to %s again", r->o->snapshot);
+	r->last_save_rc = r->save_rc;
+	load_done(r);
+}
+
+static void save_work(uv_work_t *w)
+{
+	redis_sync_t *r = w->data;
+	/* The policy is current and only this loop publishes, so it cannot be retired meanwhile. */
+	r->save_rc = snapshot_save(r->o->snapshot, policy_store_current(r->store), time(NULL),
+				   r->save_err, sizeof(r->save_err));
+}
+
+static void build_work(uv_work_t *w)
+{
+	redis_sync_t *r = w->data;
+	r->built = policy_build(r->building, POLICY_SOURCE_REDIS);
+}
+
+static void on_built(uv_work_t *w, int status)
+{
+	redis_sync_t *r = w->data;
+	policy_t *p = r->built;
+	r->built = NULL;
+	if (r->closing || !p) {
+		if (!p)
+			log_err("out of memory building the policy; keeping the current one");
+		policy_free(p);
+		load_done(r);
+		return;
+	}
+	const struct policy_stats *cur = policy_stats(policy_store_current(r->store));
+	const struct policy_stats *st = policy_stats(p);
+	if (cur->source == POLICY_SOURCE_REDIS && cur->version == st->version) {
+		policy_free(p); /* Unchanged. */
+		load_done(r);
+		return;
+	}
+	uint64_t t_end = now_ms(r);
+	policy_set_loaded_at(p, time(NULL));
+	log_info("policy loaded from redis: %zu deny, %zu allow, %zu reasons, %zu invalid skipped, "
+		 "version %016" PRIx64 ", %zu KiB; read %" PRIu64 " ms, built %" PRIu64 " ms",
+		 st->deny, st->allow, st->reasons, st->invalid, st->version, policy_memory(p) >> 10,
+		 r->t_read - r->t_start, t_end - r->t_read);
+	if (policy_store_publish(r->store, p) < 0) {
+		log_err("out of memory publishing the policy; keeping the current one");
+		policy_free(p);
+		load_done(r);
+		return;
+	}
+	if (!r->o->snapshot[0]) {
+		load_done(r);
+		return;
+	}
+	r->phase = SAVING;
+	r->work.data = r;
+	if (uv_queue_work(r->loop, &r->work, save_work, on_saved) < 0)
+		load_done(r);
+}
+
+static void read_done(redis_sync_t *r)
+{
+	if (r->il.hash != r->invalid_hash) {
+		for (size_t i = 0; i < r->il.count && i < INVALID_LOGGED; i++)
+			log_warn("skipped invalid policy entry: %s", r->il.lines[i]);
+		if (r->il.count > INVALID_LOGGED)
+			log_warn("skipped %zu invalid policy entries in all", r->il.count);
+		r->invalid_hash = r->il.hash;
+	}
+	r->t_read = now_ms(r);
+	/* The trie is built off this loop, which keeps serving Redis meanwhile. */
+	r->phase = BUILDING;
+	r->building = r->builder;
+	r->builder = NULL;
+	r->work.data = r;
+	if (uv_queue_work(r->loop, &r->work, build_work, on_built) < 0) {
+		log_err("cannot queue the policy build; keeping the current policy");
+		policy_builder_free(r->building);
+		load_done(r);
+	}
+}
+
+static void send_scan(redis_sync_t *r, int key, const char *cursor);
+
+static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	struct scan *sc = privdata;
+	redis_sync_t *r = sc->r;
+	redisReply *reply = reply_ptr;
+	if (!reply || !r->builder || r->phase != READING)
+		return; /* Disconnected, or the load was abandoned. */
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING ||
+	    reply->element[1]->type != REDIS_REPLY_ARRAY) {
+		/* The key changed type under the scan: keep the current policy, read again. */
+		log_err("redis scan of %s failed: %s", r->keys[sc->key],
+			reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		r->dirty = 1;
+		load_done(r);
+		return;
+	}
+	const redisReply *items = reply->element[1];
+	if (sc->key == KEY_REASON) {
+		for (size_t i = 0; i + 1 < items->elements; i += 2) {
+			const redisReply *k = items->element[i], *v = items->element[i + 1];
+			if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+			    policy_builder_set_reason(r->builder, k->str, k->len, v->str, v->len) ==
+				    -EINVAL)
+				note_invalid(&r->il, r->keys[KEY_REASON], k->str ? k->str : "",
+					     k->str ? k->len : 0);
+		}
+	} else {
+		enum policy_action action = sc->key == KEY_DENY ? POLICY_DENY : POLICY_ALLOW;
+		for (size_t i = 0; i < items->elements; i++) {
+			const redisReply *m = items->element[i];
+			if (m->type != REDIS_REPLY_STRING ||
+			    policy_builder_add(r->builder, action, m->str, m->len) == -EINVAL)
+				note_invalid(&r->il, r->keys[sc->key], m->str ? m->str : "",
+					     m->str ? m->len : 0);
+		}
+	}
+	const char *cursor = reply->element[0]->str;
+	if (strcmp(cursor, "0") != 0) {
+		send_scan(r, sc->key, cursor);
+		return;
+	}
+	if (--r->scans_left == 0)
+		read_done(r);
+}
+
+static void send_scan(redis_sync_t *r, int key, const char *cursor)
+{
+	redisAsyncCommand(r->ac, on_scan, &r->scans[key], "%s %s %s COUNT " SCAN_COUNT,
+			  key == KEY_REASON ? "HSCAN" : "SSCAN", r->keys[key], cursor);
+}
+
+static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
 	redis_sync_t *r = privdata;
 	redisReply *reply = reply_ptr;
-	r->loading = 0;
-	if (!reply || r->closing)
-		return; /* Disconnected: on_disconnect takes over. */
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
-		log_err("redis policy read failed: %s", reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-		become_ready(r);
-		schedule(r, r->o->reload_ms);
+	if (!reply || r->phase != READING)
+		return;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != NKEYS) {
+		log_err("redis policy read failed: %s",
+			reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		load_done(r);
 		return;
 	}
-	redisReply **e = reply->element;
-	if (e[3]->type == REDIS_REPLY_INTEGER && e[3]->integer == 0) {
-		/* Fail closed: an empty Redis never lifts the bundled list. */
-		if (!r->warned_empty) {
-			char cur[200];
-			describe_current(r, cur, sizeof(cur));
-			log_warn("redis has none of %s, %s, %s; enforcing %s (load a list with "
-				 "SADD %s ...)", r->keys[0], r->keys[1], r->keys[2], cur, r->keys[0]);
-			r->warned_empty = 1;
-		}
-		become_ready(r);
-		schedule(r, r->o->reload_ms);
-		return;
-	}
-	r->warned_empty = 0;
-
-	policy_builder_t *b = policy_builder_new();
-	struct invalid_log il = {0};
-	int bad = !b;
-	if (b) {
-		bad |= add_members(b, POLICY_DENY, e[0], r->keys[0], &il) < 0;
-		bad |= add_members(b, POLICY_ALLOW, e[1], r->keys[1], &il) < 0;
-		if (e[2]->type != REDIS_REPLY_ARRAY) {
-			bad = 1;
-		} else {
-			for (size_t i = 0; i + 1 < e[2]->elements; i += 2) {
-				const redisReply *k = e[2]->element[i], *v = e[2]->element[i + 1];
-				if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-				    policy_builder_set_reason(b, k->str, k->len, v->str, v->len) == -EINVAL)
-					note_invalid(&il, r->keys[2], k->str ? k->str : "", k->str ? k->len : 0);
-			}
-		}
+	static const char *const want[NKEYS] = {"set", "set", "hash"};
+	int present = 0, bad = 0;
+	for (int k = 0; k < NKEYS; k++) {
+		const redisReply *t = reply->element[k];
+		const char *type = (t->type == REDIS_REPLY_STATUS || t->type == REDIS_REPLY_STRING)
+					   ? t->str
+					   : "";
+		if (strcmp(type, "none") == 0)
+			continue;
+		present |= 1 << k;
+		bad |= strcmp(type, want[k]) != 0;
 	}
 	if (bad) {
-		/* A key of the wrong type is an operator error; never let it empty the policy. */
+		/* An operator error; it must never empty the policy. */
 		char cur[200];
 		describe_current(r, cur, sizeof(cur));
 		log_err("redis policy keys have the wrong type (%s and %s must be sets, %s a hash); "
 			"keeping %s", r->keys[0], r->keys[1], r->keys[2], cur);
-		policy_builder_free(b);
-		become_ready(r);
-		schedule(r, r->o->reload_ms);
+		load_done(r);
 		return;
 	}
-	if (il.hash != r->invalid_hash) {
-		for (size_t i = 0; i < il.count && i < INVALID_LOGGED; i++)
-			log_warn("skipped invalid policy entry: %s", il.lines[i]);
-		if (il.count > INVALID_LOGGED)
-			log_warn("skipped %zu invalid policy entries in all", il.count);
-		r->invalid_hash = il.hash;
-	}
-
-	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
-	if (!p) {
-		log_err("out of memory building the policy; keeping the current one");
-	} else {
-		const struct policy_stats *cur = policy_stats(policy_store_current(r->store));
-		const struct policy_stats *st = policy_stats(p);
-		if (cur->source == POLICY_SOURCE_REDIS && cur->version == st->version) {
-			policy_free(p); /* Unchanged. */
-		} else {
-			log_info("policy loaded from redis: %zu deny, %zu allow, %zu reasons, %zu invalid "
-				 "skipped, version %016llx, %zu KiB", st->deny, st->allow, st->reasons,
-				 st->invalid, (unsigned long long)st->version, policy_memory(p) >> 10);
-			if (policy_store_publish(r->store, p) < 0) {
-				log_err("out of memory publishing the policy; keeping the current one");
-				policy_free(p);
-			}
+	if (!present) {
+		/* Fail closed: an empty Redis never lifts the list in force. */
+		if (!r->warned_empty) {
+			char cur[200];
+			describe_current(r, cur, sizeof(cur));
+			log_warn("redis has none of %s, %s, %s; enforcing %s (load a list with "
+				 "embargo-policy import)", r->keys[0], r->keys[1], r->keys[2], cur);
+			r->warned_empty = 1;
 		}
+		load_done(r);
+		return;
 	}
-	become_ready(r);
-	schedule(r, r->o->reload_ms);
+	r->warned_empty = 0;
+	r->builder = policy_builder_new();
+	if (!r->builder) {
+		log_err("out of memory reading the policy");
+		load_done(r);
+		return;
+	}
+	memset(&r->il, 0, sizeof(r->il));
+	r->scans_left = 0;
+	for (int k = 0; k < NKEYS; k++)
+		if (present & (1 << k))
+			r->scans_left++;
+	for (int k = 0; k < NKEYS; k++)
+		if (present & (1 << k))
+			send_scan(r, k, "0");
 }
 
-static void on_auth(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+static void start_load(redis_sync_t *r)
+{
+	if (!r->ac || r->closing)
+		return;
+	if (r->phase != IDLE) {
+		r->dirty = 1; /* One more load once this one is done. */
+		return;
+	}
+	uv_timer_stop(&r->timer);
+	r->phase = READING;
+	r->dirty = 0;
+	r->t_start = now_ms(r);
+	redisAsyncCommand(r->ac, NULL, NULL, "MULTI");
+	for (int k = 0; k < NKEYS; k++)
+		redisAsyncCommand(r->ac, NULL, NULL, "TYPE %s", r->keys[k]);
+	redisAsyncCommand(r->ac, on_types, r, "EXEC");
+}
+
+/* ---- Notifications ----------------------------------------------------------------------- */
+
+static void on_coalesced(uv_timer_t *t)
+{
+	start_load(t->data);
+}
+
+static void on_message(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
 	redis_sync_t *r = privdata;
 	redisReply *reply = reply_ptr;
-	if (reply && reply->type == REDIS_REPLY_ERROR) {
-		log_err("redis refused AUTH or SELECT: %s", reply->str);
-		redisAsyncDisconnect(ac);
+	if (!reply || r->closing || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+		return;
+	const redisReply *kind = reply->element[0];
+	if (kind->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(kind->str, "subscribe") == 0) {
+		/* Subscribed to all three: from now on no change can slip by unnoticed, so the
+		 * load that follows is complete. */
+		if (reply->element[2]->type == REDIS_REPLY_INTEGER &&
+		    reply->element[2]->integer == NKEYS && !r->notify) {
+			r->notify = 1;
+			log_info("following policy changes through keyspace notifications");
+			start_load(r);
+		}
+		return;
 	}
-	(void)r;
+	if (strcmp(kind->str, "message") == 0 && !uv_is_active((uv_handle_t *)&r->coalesce)) {
+		if (r->phase != IDLE)
+			r->dirty = 1;
+		else
+			uv_timer_start(&r->coalesce, on_coalesced, COALESCE_MS, 0);
+	}
 }
 
-static void load(redis_sync_t *r)
+static void on_sub_connect(const redisAsyncContext *ac, int status)
 {
-	if (!r->ac || r->loading)
+	redis_sync_t *r = ac->data;
+	if (status != REDIS_OK) {
+		r->sub = NULL;
+		if (!r->closing)
+			link_down(r, ac->errstr);
+		maybe_free(r);
+	}
+}
+
+static void on_sub_disconnect(const redisAsyncContext *ac, int status)
+{
+	redis_sync_t *r = ac->data;
+	r->sub = NULL;
+	if (!r->closing)
+		link_down(r, status == REDIS_OK ? "connection closed" : ac->errstr);
+	maybe_free(r);
+}
+
+/* Notifications are not to be had: re-read on the interval instead. */
+static void without_notifications(redis_sync_t *r, const char *why)
+{
+	if (!r->notify_refused)
+		log_warn("no keyspace notifications from redis (%s); re-reading the policy every %u s",
+			 why, r->o->reload_ms / 1000);
+	r->notify_refused = 1;
+	start_load(r);
+}
+
+static redisAsyncContext *open_context(redis_sync_t *r, char *why, size_t whylen)
+{
+	redisAsyncContext *ac = redisAsyncConnect(r->o->redis_host, r->o->redis_port);
+	if (!ac) {
+		snprintf(why, whylen, "out of memory");
+		return NULL;
+	}
+	if (ac->err) {
+		snprintf(why, whylen, "%s", ac->errstr);
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	ac->data = r;
+	if (redis_uv_attach(ac, r->loop) < 0) {
+		snprintf(why, whylen, "cannot attach to the event loop");
+		redisAsyncFree(ac);
+		return NULL;
+	}
+	/* Queued until the connection is up. */
+	if (r->o->redis_password[0])
+		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", r->o->redis_password);
+	return ac;
+}
+
+static void subscribe(redis_sync_t *r)
+{
+	char why[160];
+	r->sub = open_context(r, why, sizeof(why));
+	if (!r->sub) {
+		without_notifications(r, why);
 		return;
-	r->loading = 1;
-	redisAsyncCommand(r->ac, NULL, NULL, "MULTI");
-	redisAsyncCommand(r->ac, NULL, NULL, "SMEMBERS %s", r->keys[0]);
-	redisAsyncCommand(r->ac, NULL, NULL, "SMEMBERS %s", r->keys[1]);
-	redisAsyncCommand(r->ac, NULL, NULL, "HGETALL %s", r->keys[2]);
-	redisAsyncCommand(r->ac, NULL, NULL, "EXISTS %s %s %s", r->keys[0], r->keys[1], r->keys[2]);
-	redisAsyncCommand(r->ac, on_exec, r, "EXEC");
+	}
+	redisAsyncSetConnectCallback(r->sub, on_sub_connect);
+	redisAsyncSetDisconnectCallback(r->sub, on_sub_disconnect);
+	redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s %s %s", r->channels[0],
+			  r->channels[1], r->channels[2]);
+}
+
+static void on_config_set(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redis_sync_t *r = privdata;
+	redisReply *reply = reply_ptr;
+	if (!reply)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		without_notifications(r, reply->str);
+		return;
+	}
+	subscribe(r);
+}
+
+static void on_config_get(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redis_sync_t *r = privdata;
+	redisReply *reply = reply_ptr;
+	if (!reply)
+		return;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+	    reply->element[1]->type != REDIS_REPLY_STRING) {
+		without_notifications(r, reply->type == REDIS_REPLY_ERROR ? reply->str
+									  : "CONFIG GET refused");
+		return;
+	}
+	/* Add what we need to the flags already set, never take any away. 'A' stands for every
+	 * event class but not for K or E. */
+	const char *have = reply->element[1]->str;
+	char flags[64];
+	snprintf(flags, sizeof(flags), "%s", have);
+	for (const char *f = NOTIFY_FLAGS; *f; f++) {
+		int covered = strchr(flags, *f) || (*f != 'K' && strchr(flags, 'A'));
+		size_t n = strlen(flags);
+		if (!covered && n + 1 < sizeof(flags)) {
+			flags[n] = *f;
+			flags[n + 1] = '\0';
+		}
+	}
+	if (strcmp(flags, have) == 0) {
+		subscribe(r);
+		return;
+	}
+	log_info("enabling keyspace notifications on redis: notify-keyspace-events '%s' -> '%s'",
+		 have, flags);
+	redisAsyncCommand(r->ac, on_config_set, r, "CONFIG SET notify-keyspace-events %s", flags);
+}
+
+/* ---- Connection -------------------------------------------------------------------------- */
+
+static void on_auth(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redisReply *reply = reply_ptr;
+	if (reply && reply->type == REDIS_REPLY_ERROR) {
+		log_err("redis refused SELECT: %s", reply->str);
+		redisAsyncDisconnect(ac);
+	}
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -252,11 +604,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	redis_sync_t *r = ac->data;
 	if (status != REDIS_OK) {
 		r->ac = NULL; /* hiredis frees the context after this callback. */
-		if (r->closing) {
-			maybe_free(r);
-			return;
-		}
-		link_down(r, ac->errstr);
+		if (!r->closing)
+			link_down(r, ac->errstr);
+		maybe_free(r);
 		return;
 	}
 	r->backoff_ms = BACKOFF_MIN_MS;
@@ -269,60 +619,60 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 {
 	redis_sync_t *r = ac->data;
 	r->ac = NULL;
-	r->loading = 0;
-	if (r->closing) {
-		maybe_free(r);
+	if (!r->closing)
+		link_down(r, status == REDIS_OK ? "connection closed" : ac->errstr);
+	maybe_free(r);
+}
+
+static void on_first_reply(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redis_sync_t *r = privdata;
+	redisReply *reply = reply_ptr;
+	if (!reply)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		/* NOAUTH or a refused AUTH: nothing else will work on this connection. */
+		log_err("redis refused the connection: %s", reply->str);
+		redisAsyncDisconnect(ac);
 		return;
 	}
-	uv_timer_stop(&r->timer);
-	link_down(r, status == REDIS_OK ? "connection closed" : ac->errstr);
+	/* Notifications first, then the load, so no change between the two goes unseen. */
+	redisAsyncCommand(r->ac, on_config_get, r, "CONFIG GET notify-keyspace-events");
 }
 
 static void connect_now(redis_sync_t *r)
 {
-	if (r->closing)
+	if (r->closing || r->ac)
 		return;
-	if (r->ac) {
-		load(r); /* Connected: this tick is a reload. */
-		return;
-	}
-	redisAsyncContext *ac = redisAsyncConnect(r->o->redis_host, r->o->redis_port);
-	if (!ac) {
-		link_down(r, "out of memory");
-		return;
-	}
-	if (ac->err) {
-		char why[128];
-		snprintf(why, sizeof(why), "%s", ac->errstr);
-		redisAsyncFree(ac);
+	char why[160];
+	r->ac = open_context(r, why, sizeof(why));
+	if (!r->ac) {
 		link_down(r, why);
 		return;
 	}
-	ac->data = r;
-	if (redis_uv_attach(ac, r->loop) < 0) {
-		redisAsyncFree(ac);
-		link_down(r, "cannot attach to the event loop");
-		return;
-	}
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
-	r->ac = ac;
-	/* Queued until the connection is up. */
-	if (r->o->redis_password[0])
-		redisAsyncCommand(ac, on_auth, r, "AUTH %s", r->o->redis_password);
+	redisAsyncSetConnectCallback(r->ac, on_connect);
+	redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
 	if (r->o->redis_db)
-		redisAsyncCommand(ac, on_auth, r, "SELECT %d", r->o->redis_db);
-	load(r);
+		redisAsyncCommand(r->ac, on_auth, r, "SELECT %d", r->o->redis_db);
+	redisAsyncCommand(r->ac, on_first_reply, r, "PING");
 }
 
 static void on_startup_timeout(uv_timer_t *t)
 {
 	redis_sync_t *r = t->data;
 	if (!r->ready) {
-		log_warn("redis did not answer within %d ms: enforcing the bundled list for now",
-			 STARTUP_WAIT_MS);
+		const struct policy_stats *st = policy_stats(policy_store_current(r->store));
+		log_warn("redis did not answer within %d ms: enforcing the %s for now",
+			 STARTUP_WAIT_MS, policy_source_name(st->source));
 		become_ready(r);
 	}
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	redis_sync_t *r = h->data;
+	r->open_handles--;
+	maybe_free(r);
 }
 
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
@@ -337,23 +687,22 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 	r->ready_cb = ready;
 	r->ctx = ctx;
 	r->backoff_ms = BACKOFF_MIN_MS;
-	snprintf(r->keys[0], sizeof(r->keys[0]), "%s:deny", o->redis_prefix);
-	snprintf(r->keys[1], sizeof(r->keys[1]), "%s:allow", o->redis_prefix);
-	snprintf(r->keys[2], sizeof(r->keys[2]), "%s:reason", o->redis_prefix);
-	uv_timer_init(loop, &r->timer);
-	uv_timer_init(loop, &r->startup);
-	r->timer.data = r->startup.data = r;
-	r->open_timers = 2;
+	static const char *const suffix[NKEYS] = {"deny", "allow", "reason"};
+	for (int k = 0; k < NKEYS; k++) {
+		snprintf(r->keys[k], sizeof(r->keys[k]), "%s:%s", o->redis_prefix, suffix[k]);
+		snprintf(r->channels[k], sizeof(r->channels[k]), "__keyspace@%d__:%s", o->redis_db,
+			 r->keys[k]);
+		r->scans[k] = (struct scan){.r = r, .key = k};
+	}
+	uv_timer_t *timers[] = {&r->timer, &r->startup, &r->coalesce};
+	for (int i = 0; i < 3; i++) {
+		uv_timer_init(loop, timers[i]);
+		timers[i]->data = r;
+	}
+	r->open_handles = 3;
 	uv_timer_start(&r->startup, on_startup_timeout, STARTUP_WAIT_MS, 0);
 	connect_now(r);
 	return r;
-}
-
-static void timer_closed(uv_handle_t *h)
-{
-	redis_sync_t *r = h->data;
-	r->open_timers--;
-	maybe_free(r);
 }
 
 void redis_sync_close(redis_sync_t *r)
@@ -363,6 +712,11 @@ void redis_sync_close(redis_sync_t *r)
 	r->closing = 1;
 	uv_close((uv_handle_t *)&r->timer, timer_closed);
 	uv_close((uv_handle_t *)&r->startup, timer_closed);
+	uv_close((uv_handle_t *)&r->coalesce, timer_closed);
+	if (r->phase == READING)
+		drop_builder(r);
 	if (r->ac)
 		redisAsyncDisconnect(r->ac);
+	if (r->sub)
+		redisAsyncDisconnect(r->sub);
 }

@@ -133,7 +133,8 @@ CONF
 start_embargo() {
 	local name=$1 port=$2
 	shift 2
-	"$EMBARGO" --listen "127.0.0.1:$port" --threads 2 "$@" >"$WORK/$name.log" 2>&1 &
+	"$EMBARGO" --listen "127.0.0.1:$port" --threads 2 --snapshot "$WORK/$name.snapshot" "$@" \
+		>"$WORK/$name.log" 2>&1 &
 	local pid=$!
 	PIDS+=($pid)
 	eval "PID_$name=$pid"

@@ -199,3 +199,75 @@ Test(policy, bundled_list_denies_the_vendor)
 	cr_expect_eq(policy_stats(p)->source, POLICY_SOURCE_BUNDLED);
 	policy_free(p);
 }
+
+static policy_t *sample(void)
+{
+	b = policy_builder_new();
+	add(POLICY_DENY, "example.com");
+	add(POLICY_ALLOW, "support.example.com");
+	add(POLICY_DENY, "both.example");
+	add(POLICY_ALLOW, "both.example");
+	add(POLICY_DENY, ".");
+	const char reason[] = "Sanctions list 2026-01, item 12 (ü)";
+	policy_builder_set_reason(b, "example.com", 11, reason, strlen(reason));
+	return policy_build(b, POLICY_SOURCE_REDIS);
+}
+
+Test(policy, snapshot_round_trip)
+{
+	policy_t *p = sample();
+	char *text;
+	size_t len;
+	cr_assert_eq(policy_encode(p, 1700000000, &text, &len), 0);
+	policy_t *q = NULL;
+	int64_t saved = 0;
+	cr_assert_eq(policy_decode(text, len, &q, &saved), 0);
+	cr_expect_eq(saved, 1700000000);
+	cr_expect_eq(policy_stats(q)->version, policy_stats(p)->version);
+	cr_expect_eq(policy_stats(q)->source, POLICY_SOURCE_SNAPSHOT);
+	cr_expect_eq(policy_stats(q)->deny, 3);
+	cr_expect_eq(policy_stats(q)->allow, 2);
+	cr_expect_str_eq(decide(q, "www.example.com").reason, "Sanctions list 2026-01, item 12 (ü)");
+	cr_expect_eq(decide(q, "a.support.example.com").action, POLICY_ALLOW);
+	cr_expect_eq(decide(q, "both.example").action, POLICY_ALLOW);
+	cr_expect_eq(decide(q, "anything.org").action, POLICY_DENY);
+	free(text);
+	policy_free(p);
+	policy_free(q);
+}
+
+Test(policy, snapshot_damage_is_refused)
+{
+	policy_t *p = sample();
+	char *text;
+	size_t len;
+	cr_assert_eq(policy_encode(p, 1, &text, &len), 0);
+	policy_t *q = NULL;
+	int64_t saved;
+	/* Every single-byte change and every truncation is caught. */
+	for (size_t i = 0; i < len; i++) {
+		char keep = text[i];
+		text[i] = (char)(keep ^ 0x01);
+		cr_expect_eq(policy_decode(text, len, &q, &saved), -EBADMSG, "byte %zu", i);
+		text[i] = keep;
+	}
+	for (size_t cut = 0; cut < len; cut++)
+		cr_expect_eq(policy_decode(text, cut, &q, &saved), -EBADMSG, "cut at %zu", cut);
+	free(text);
+	policy_free(p);
+}
+
+Test(policy, empty_snapshot_round_trip)
+{
+	policy_t *p = policy_build(policy_builder_new(), POLICY_SOURCE_REDIS);
+	char *text;
+	size_t len;
+	cr_assert_eq(policy_encode(p, 5, &text, &len), 0);
+	policy_t *q = NULL;
+	int64_t saved;
+	cr_assert_eq(policy_decode(text, len, &q, &saved), 0);
+	cr_expect_eq(policy_stats(q)->deny, 0);
+	free(text);
+	policy_free(p);
+	policy_free(q);
+}

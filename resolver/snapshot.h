@@ -1,0 +1,18 @@
+/* The policy snapshot file: written after every successful load so that embargo started while
+ * Redis is down enforces the last policy it had, not just the bundled list. Writes are atomic
+ * (temporary file, fsync, rename, fsync of the directory); reads verify the checksum. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy/policy.h"
+
+/** Write p to path atomically, stamped saved_at (unix time).
+ *  @return 0, or a negative errno with a message in err. */
+int snapshot_save(const char *path, const policy_t *p, int64_t saved_at, char *err, size_t errlen);
+
+/** Read the policy saved at path.
+ *  @return 0 with *out (owned) and *saved_at; -ENOENT when there is no file; -EBADMSG when it is
+ *  corrupt; another negative errno on I/O errors. A message is in err on failure. */
+int snapshot_load(const char *path, policy_t **out, int64_t *saved_at, char *err, size_t errlen);

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Live policy: keyspace notifications, the interval fallback, snapshots, Redis restarts and a
+# primary/replica fleet, with real redis-server, NSD and kdig on loopback.
+set -u
+srcdir=${srcdir:-.}
+EMBARGO=${EMBARGO:-./resolver/embargo}
+. "$srcdir/tests/integration/lib.sh"
+
+need redis-server redis-server
+need redis-cli redis-tools
+need nsd nsd
+need kdig knot-dnsutils
+need ss iproute2
+[ -x "$EMBARGO" ] || die "$EMBARGO not built"
+
+NSD=$(free_port)
+start_nsd "$NSD"
+
+is_denied() { # PORT NAME
+	q "$1" @127.0.0.1 "$2" +timeout=1 | grep -q "status: NXDOMAIN"
+}
+is_answered() { # PORT NAME
+	q "$1" @127.0.0.1 "$2" +timeout=1 | grep -q "status: NOERROR"
+}
+ms() { date +%s%3N; }
+
+# within MS COMMAND...: COMMAND succeeds within MS milliseconds (polled every 10 ms).
+within() {
+	local limit=$1 start
+	shift
+	start=$(ms)
+	while :; do
+		"$@" >/dev/null 2>&1 && { echo "$(($(ms) - start)) ms"; return 0; }
+		[ $(($(ms) - start)) -gt "$limit" ] && { echo "not within $limit ms"; return 1; }
+		sleep 0.01
+	done
+}
+
+RP=$(free_port)
+EP=$(free_port)
+start_redis "$RP"
+R() { redis-cli -p "$RP" "$@" >/dev/null; }
+redis-cli -p "$RP" config set notify-keyspace-events Ex >/dev/null
+R sadd embargo:deny blocked.test
+R sadd embargo:allow support.blocked.test
+R hset embargo:reason blocked.test "first reason"
+start_embargo live "$EP" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP" \
+	--reload-interval 30
+wait_for 5 grep -q "following policy changes through keyspace notifications" "$WORK/live.log" ||
+	die "no notifications: $(cat "$WORK/live.log")"
+
+flags_kept() {
+	local flags
+	flags=$(redis-cli -p "$RP" config get notify-keyspace-events | tail -1)
+	# Redis reorders the flags; what was there stays, what embargo needs is added.
+	for f in E x K g s h; do
+		[[ $flags == *$f* ]] || { echo "flag $f missing from '$flags'"; return 1; }
+	done
+}
+check "notifications turned on, keeping the flags already set" flags_kept
+
+changes() {
+	is_answered "$EP" www.test || return 1
+	R sadd embargo:deny www.test
+	within 1000 is_denied "$EP" www.test || { echo "SADD"; return 1; }
+	R srem embargo:deny www.test
+	within 1000 is_answered "$EP" www.test || { echo "SREM"; return 1; }
+	R hset embargo:reason blocked.test "second reason"
+	within 1000 eval 'q "$EP" @127.0.0.1 blocked.test +edns | grep -q "second reason"' ||
+		{ echo "HSET"; return 1; }
+	is_answered "$EP" support.blocked.test || { echo "allow"; return 1; }
+	R del embargo:allow
+	within 1000 is_denied "$EP" support.blocked.test || { echo "DEL allow"; return 1; }
+	R sadd embargo:allow support.blocked.test
+	within 1000 is_answered "$EP" support.blocked.test || { echo "SADD allow"; return 1; }
+}
+check "SADD, SREM, HSET and DEL enforced within 1 s (reload interval 30 s)" changes
+
+burst() {
+	# 2000 changes in one pipeline are coalesced: few loads, and the last state wins.
+	local before after
+	before=$(grep -c "policy loaded from redis" "$WORK/live.log")
+	for i in $(seq 2000); do
+		printf '*3\r\n$4\r\nSADD\r\n$12\r\nembargo:deny\r\n$%d\r\nburst%d.test\r\n' $((${#i} + 10)) "$i"
+	done | redis-cli -p "$RP" --pipe >/dev/null
+	within 2000 is_denied "$EP" burst2000.test || return 1
+	sleep 0.3
+	after=$(grep -c "policy loaded from redis" "$WORK/live.log")
+	echo "$((after - before)) loads for 2000 changes"
+	[ $((after - before)) -le 20 ] || return 1
+	is_denied "$EP" burst1.test
+}
+check "a burst of 2000 changes is coalesced into a few loads" burst
+
+snapshot() {
+	local ep2 out
+	[ -s "$WORK/live.snapshot" ] || { echo "no snapshot written"; return 1; }
+	head -1 "$WORK/live.snapshot" | grep -q "^embargo-policy-snapshot 1 " || return 1
+	# Started while Redis is down: the snapshot is enforced, allow rules and reasons included.
+	ep2=$(free_port)
+	cp "$WORK/live.snapshot" "$WORK/down.snapshot"
+	start_embargo down "$ep2" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
+		--snapshot "$WORK/down.snapshot"
+	grep -q "enforcing the snapshot" "$WORK/down.log" || { cat "$WORK/down.log"; return 1; }
+	out=$(q "$ep2" @127.0.0.1 www.blocked.test +edns)
+	grep -q "EDE: 16 (Censored): 'second reason'" <<<"$out" || { echo "$out"; return 1; }
+	is_answered "$ep2" support.blocked.test || { echo "allow rule lost"; return 1; }
+	is_denied "$ep2" burst77.test || return 1
+	is_answered "$ep2" kaspersky.com || { echo "bundled list used instead"; return 1; }
+}
+check "snapshot written after loads and enforced when started without Redis" snapshot
+
+corrupt_snapshot() {
+	local ep3
+	ep3=$(free_port)
+	cp "$WORK/live.snapshot" "$WORK/bad.snapshot"
+	printf 'x' | dd of="$WORK/bad.snapshot" bs=1 seek=200 conv=notrunc 2>/dev/null
+	start_embargo bad "$ep3" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
+		--snapshot "$WORK/bad.snapshot"
+	grep -q "ignoring the policy snapshot: .*corrupt" "$WORK/bad.log" || { cat "$WORK/bad.log"; return 1; }
+	grep -q "enforcing the bundled list" "$WORK/bad.log" || return 1
+	is_denied "$ep3" kaspersky.com && is_answered "$ep3" blocked.test
+}
+check "a corrupt snapshot is reported and the bundled list used" corrupt_snapshot
+
+redis_restart() {
+	local pid
+	pid=$(redis-cli -p "$RP" info server | awk -F: '/^process_id/ {print $2}' | tr -d '\r')
+	redis-cli -p "$RP" shutdown nosave >/dev/null 2>&1
+	sleep 0.5
+	is_denied "$EP" blocked.test || { echo "policy lost while redis is down"; return 1; }
+	start_redis "$RP"
+	R sadd embargo:deny blocked.test after-restart.test
+	# Reconnected within 1 s, notifications re-enabled on the new server, change enforced.
+	within 3000 is_denied "$EP" after-restart.test || { cat "$WORK/live.log"; return 1; }
+	R sadd embargo:deny after-restart2.test
+	within 1000 is_denied "$EP" after-restart2.test || { echo "notifications not back"; return 1; }
+	[ "$(grep -c "unavailable" "$WORK/live.log")" -eq 1 ] || { echo "transition logged more than once"; return 1; }
+}
+check "Redis restarted: policy kept, reconnected, changes enforced again" redis_restart
+
+no_config() {
+	# CONFIG renamed away: embargo says so once and re-reads on the interval.
+	local rp ep
+	rp=$(free_port)
+	ep=$(free_port)
+	redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
+		--rename-command CONFIG "" --logfile "$WORK/redis-noconfig.log" &
+	PIDS+=($!)
+	wait_for 10 redis-cli -p "$rp" ping || return 1
+	redis-cli -p "$rp" sadd embargo:deny blocked.test >/dev/null
+	start_embargo poll "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
+		--reload-interval 1
+	grep -q "no keyspace notifications from redis" "$WORK/poll.log" || { cat "$WORK/poll.log"; return 1; }
+	redis-cli -p "$rp" sadd embargo:deny www.test >/dev/null
+	within 2500 is_denied "$ep" www.test || return 1
+	[ "$(grep -c "no keyspace notifications" "$WORK/poll.log")" -eq 1 ] || return 1
+}
+check "without CONFIG: interval re-reads, logged once" no_config
+
+fleet() {
+	# A primary, a replica, one embargo on each: a change on the primary reaches both.
+	local pp rp ea eb
+	pp=$(free_port)
+	rp=$(free_port)
+	ea=$(free_port)
+	eb=$(free_port)
+	start_redis "$pp"
+	redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
+		--replicaof 127.0.0.1 "$pp" --logfile "$WORK/redis-replica.log" &
+	PIDS+=($!)
+	wait_for 10 eval "redis-cli -p $rp info replication | grep -q master_link_status:up" ||
+		{ echo "replica not in sync"; return 1; }
+	redis-cli -p "$pp" sadd embargo:deny blocked.test >/dev/null
+	start_embargo fleeta "$ea" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$pp" --reload-interval 30
+	start_embargo fleetb "$eb" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" --reload-interval 30
+	wait_for 5 grep -q "following policy changes" "$WORK/fleetb.log" || { cat "$WORK/fleetb.log"; return 1; }
+	is_answered "$ea" www.test && is_answered "$eb" www.test || return 1
+	redis-cli -p "$pp" sadd embargo:deny www.test >/dev/null
+	within 1000 is_denied "$ea" www.test || { echo "primary's instance"; return 1; }
+	within 1000 is_denied "$eb" www.test || { echo "replica's instance"; return 1; }
+	redis-cli -p "$pp" srem embargo:deny www.test >/dev/null
+	within 1000 is_answered "$eb" www.test || { echo "SREM on the replica's instance"; return 1; }
+}
+check "fleet: a change on the primary is enforced by instances on primary and replica within 1 s" fleet
+
+sanitizers_quiet() {
+	! grep -l "runtime error\|AddressSanitizer\|LeakSanitizer" "$WORK"/*.log
+}
+check "no sanitizer reports from any daemon" sanitizers_quiet
+
+echo "1..$((PASSED + FAILED))"
+echo "integration: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
