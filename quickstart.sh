@@ -73,19 +73,7 @@ start_redis() {
 	fi
 	if [ "$(redis-cli -h 127.0.0.1 -p 6379 exists embargo:deny)" = 0 ]; then
 		say "loading policy/sanctioned-vendors.tsv into embargo:deny and embargo:reason"
-		# RESP written by awk (byte lengths, so LC_ALL=C), sent with redis-cli --pipe.
-		LC_ALL=C awk -F '\t' '
-			function resp(n, a, b, c, d,   s) {
-				s = "*" n "\r\n"
-				s = s "$" length(a) "\r\n" a "\r\n$" length(b) "\r\n" b "\r\n$" length(c) "\r\n" c "\r\n"
-				if (n == 4) s = s "$" length(d) "\r\n" d "\r\n"
-				return s
-			}
-			/^[ \t]*(#|$)/ { next }
-			{
-				printf "%s", resp(3, "SADD", "embargo:deny", $1)
-				if ($2 != "") printf "%s", resp(4, "HSET", "embargo:reason", $1, $2)
-			}' policy/sanctioned-vendors.tsv | redis-cli -h 127.0.0.1 -p 6379 --pipe | tail -1
+		./build/resolver/embargo-policy import policy/sanctioned-vendors.tsv
 	else
 		say "embargo:deny exists in redis: left as it is"
 	fi

@@ -230,10 +230,11 @@ static int is_sink_address(const char *s, size_t len)
 	return 0;
 }
 
-size_t policy_builder_add_list(policy_builder_t *b, const char *text, size_t len,
-			       policy_invalid_cb on_invalid, void *ctx)
+long policy_list_parse(const char *text, size_t len, policy_entry_cb on_entry,
+		       policy_invalid_cb on_invalid, void *ctx)
 {
-	size_t bad = 0, lineno = 0;
+	long bad = 0;
+	size_t lineno = 0;
 	const char *p = text, *end = text + len;
 	while (p < end) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -265,6 +266,7 @@ size_t policy_builder_add_list(policy_builder_t *b, const char *text, size_t len
 		}
 		const char *reason = NULL;
 		size_t reason_len = 0;
+		int ok = 1;
 		if (rest < e && *rest == '\t') {
 			reason = rest + 1;
 			reason_len = (size_t)(e - reason);
@@ -273,25 +275,54 @@ size_t policy_builder_add_list(policy_builder_t *b, const char *text, size_t len
 			const char *c = rest;
 			while (c < e && is_space(*c))
 				c++;
-			if (c < e && *c != '#') {
-				b->invalid++;
-				bad++;
-				if (on_invalid)
-					on_invalid(ctx, lineno, line, line_len);
-				continue;
-			}
+			ok = c == e || *c == '#';
 		}
-		int rc = policy_builder_add(b, POLICY_DENY, domain, (size_t)(dend - domain));
-		if (rc == 0 && reason_len > 0)
-			rc = policy_builder_set_reason(b, domain, (size_t)(dend - domain), reason,
-						       reason_len);
-		if (rc == -EINVAL) {
+		struct name n;
+		char normal[NAME_MAXTEXT + 2];
+		if (!ok || name_from_text(&n, domain, (size_t)(dend - domain)) < 0 ||
+		    name_to_text(&n, normal, sizeof(normal)) < 0) {
 			bad++;
 			if (on_invalid)
 				on_invalid(ctx, lineno, line, line_len);
+			continue;
 		}
+		int rc = on_entry(ctx, lineno, normal, reason, reason_len);
+		if (rc < 0)
+			return rc;
 	}
 	return bad;
+}
+
+struct add_list {
+	policy_builder_t *b;
+	policy_invalid_cb on_invalid;
+	void *ctx;
+};
+
+static int add_entry(void *ctx, size_t line, const char *name, const char *reason,
+		     size_t reason_len)
+{
+	struct add_list *al = ctx;
+	int rc = policy_builder_add(al->b, POLICY_DENY, name, strlen(name));
+	if (rc == 0 && reason_len > 0)
+		rc = policy_builder_set_reason(al->b, name, strlen(name), reason, reason_len);
+	return rc;
+}
+
+static void add_invalid(void *ctx, size_t line, const char *text, size_t len)
+{
+	struct add_list *al = ctx;
+	al->b->invalid++;
+	if (al->on_invalid)
+		al->on_invalid(al->ctx, line, text, len);
+}
+
+size_t policy_builder_add_list(policy_builder_t *b, const char *text, size_t len,
+			       policy_invalid_cb on_invalid, void *ctx)
+{
+	struct add_list al = {.b = b, .on_invalid = on_invalid, .ctx = ctx};
+	long bad = policy_list_parse(text, len, add_entry, add_invalid, &al);
+	return bad > 0 ? (size_t)bad : 0;
 }
 
 policy_t *policy_build(policy_builder_t *b, enum policy_source source)

@@ -58,8 +58,20 @@ int policy_builder_add(policy_builder_t *b, enum policy_action action, const cha
 int policy_builder_set_reason(policy_builder_t *b, const char *name, size_t len,
 			      const char *reason, size_t reason_len);
 
-/** Called for each invalid line of a TSV list; line numbers start at 1. */
+/** Called for each invalid line of a list; line numbers start at 1; text is the whole line. */
 typedef void (*policy_invalid_cb)(void *ctx, size_t line, const char *text, size_t len);
+
+/** Called for each valid entry of a list: the name in normal form (lower case, no trailing
+ *  dot, NUL-terminated) and its reason (not NUL-terminated, reason_len 0 when none).
+ *  @return 0 to go on, a negative errno to stop the parse with it. */
+typedef int (*policy_entry_cb)(void *ctx, size_t line, const char *name, const char *reason,
+			       size_t reason_len);
+
+/** Parse a list: "domain TAB reason" lines, plain domains, or hosts-file lines
+ *  ("0.0.0.0 domain"); '#' starts a comment. Strings are borrowed for the callback.
+ *  @return the number of invalid lines, or the negative errno an entry callback stopped with. */
+long policy_list_parse(const char *text, size_t len, policy_entry_cb on_entry,
+		       policy_invalid_cb on_invalid, void *ctx);
 
 /** Add deny rules from a list: "domain TAB reason" lines, plain domains, or hosts-file lines
  *  ("0.0.0.0 domain"); '#' starts a comment. @return the number of invalid lines skipped. */

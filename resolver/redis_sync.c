@@ -28,7 +28,7 @@
 #define STARTUP_WAIT_MS 2000
 #define COALESCE_MS 5          /* A burst of changes (a pipeline, an import) becomes one load. */
 #define SAFETY_RELOAD_MS 60000 /* Re-read even with notifications, in case one was lost. */
-#define SCAN_COUNT "10000"
+#define SCAN_COUNT "20000"
 #define INVALID_LOGGED 10
 /* Keyspace events on our keys: generic (DEL, RENAME...), string, list, set, hash, sorted set
  * (a key overwritten with another type must be noticed too), expired and evicted. */
@@ -636,6 +636,9 @@ static void on_first_reply(redisAsyncContext *ac, void *reply_ptr, void *privdat
 		redisAsyncDisconnect(ac);
 		return;
 	}
+	/* Redis answers: wait for the whole policy however long a big one takes to read, rather
+	 * than start on a stale one. Only a lost connection starts without it. */
+	uv_timer_stop(&r->startup);
 	/* Notifications first, then the load, so no change between the two goes unseen. */
 	redisAsyncCommand(r->ac, on_config_get, r, "CONFIG GET notify-keyspace-events");
 }

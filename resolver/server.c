@@ -587,14 +587,14 @@ static socklen_t addr_len(const struct sockaddr_storage *ss)
 	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
-/* A bound socket with SO_REUSEPORT, so each worker can bind the same address. */
-static int bound_socket(const struct sockaddr_storage *ss, int type)
+/* A bound socket; with reuseport set, each worker can bind the same address. */
+static int bound_socket(const struct sockaddr_storage *ss, int type, int reuseport)
 {
 	int fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	int one = 1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+	if ((reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
 	    (type == SOCK_STREAM && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) ||
 	    (ss->ss_family == AF_INET6 &&
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
@@ -612,7 +612,7 @@ static int listener_open(struct worker *w, struct listener *l, const struct sock
 	char addr[80];
 	options_format_addr(ss, addr, sizeof(addr));
 	l->w = w;
-	int fd = bound_socket(ss, SOCK_DGRAM);
+	int fd = bound_socket(ss, SOCK_DGRAM, 1);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot listen on UDP %s: %s", addr, strerror(-fd));
 		return fd;
@@ -629,7 +629,7 @@ static int listener_open(struct worker *w, struct listener *l, const struct sock
 		snprintf(err, errlen, "cannot listen on UDP %s: %s", addr, uv_strerror(rc));
 		return rc;
 	}
-	fd = bound_socket(ss, SOCK_STREAM);
+	fd = bound_socket(ss, SOCK_STREAM, 1);
 	uv_tcp_init(&w->loop, &l->tcp);
 	l->tcp.data = l;
 	if (fd < 0) {
@@ -725,6 +725,26 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 		return -ENOMEM;
 	}
 	memset(s->workers, 0, s->nworkers * sizeof(struct worker));
+	/* SO_REUSEPORT would let a second embargo (of the same user) share our addresses and
+	 * silently take half the traffic: first make sure nobody holds them. */
+	static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
+	for (unsigned i = 0; i < o->nlisten; i++) {
+		for (unsigned t = 0; t < 2; t++) {
+			int type = types[t];
+			int fd = bound_socket(&o->listen[i], type, 0);
+			if (fd >= 0) {
+				close(fd);
+				continue;
+			}
+			char addr[80];
+			options_format_addr(&o->listen[i], addr, sizeof(addr));
+			snprintf(err, errlen, "cannot listen on %s %s: %s", type == SOCK_DGRAM ? "UDP" : "TCP",
+				 addr, strerror(-fd));
+			free(s->workers);
+			free(s);
+			return fd;
+		}
+	}
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		int rc = worker_init(s, &s->workers[i], i, err, errlen);
 		if (rc < 0) {

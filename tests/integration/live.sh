@@ -184,6 +184,32 @@ fleet() {
 }
 check "fleet: a change on the primary is enforced by instances on primary and replica within 1 s" fleet
 
+POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
+tool() {
+	local rp out
+	rp=$(free_port)
+	start_redis "$rp"
+	printf '# a comment\nfirst.example\tReason one\nbad name.example\n0.0.0.0 hosts.example\n\nUPPER.Example.\n' >"$WORK/list.txt"
+	out=$("$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$WORK/list.txt" 2>&1) || { echo "$out"; return 1; }
+	grep -q "list.txt:3: invalid entry skipped: bad name.example" <<<"$out" || { echo "$out"; return 1; }
+	grep -q "3 names added to embargo:deny (1 with reasons), 1 invalid lines skipped" <<<"$out" || { echo "$out"; return 1; }
+	# Idempotent: importing again changes nothing.
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$WORK/list.txt" >/dev/null 2>&1
+	[ "$(redis-cli -p "$rp" scard embargo:deny)" = 3 ] || return 1
+	redis-cli -p "$rp" sismember embargo:deny upper.example | grep -q 1 || { echo "not normalised"; return 1; }
+	[ "$(redis-cli -p "$rp" hget embargo:reason first.example)" = "Reason one" ] || return 1
+	echo support.first.example | "$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import --allow - >/dev/null || return 1
+	out=$("$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" explain www.first.example x.support.first.example nothing.example)
+	grep -q "www.first.example: DENIED by embargo:deny member 'first.example'" <<<"$out" || { echo "$out"; return 1; }
+	grep -q "reason: Reason one" <<<"$out" || { echo "$out"; return 1; }
+	grep -q "x.support.first.example: ALLOWED by embargo:allow member 'support.first.example'" <<<"$out" ||
+		{ echo "$out"; return 1; }
+	grep -q "nothing.example: no rule applies" <<<"$out" || { echo "$out"; return 1; }
+	"$POLICY_TOOL" --bogus 2>/dev/null
+	[ $? -eq 2 ]
+}
+check "embargo-policy import (formats, bad lines by number, idempotent) and explain" tool
+
 sanitizers_quiet() {
 	! grep -l "runtime error\|AddressSanitizer\|LeakSanitizer" "$WORK"/*.log
 }

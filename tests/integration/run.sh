@@ -285,6 +285,17 @@ CONF
 }
 check "config file, flag override, redis password and database, EDE 15, block TTL" config_and_auth
 
+port_in_use() {
+	# A second embargo on the same address is refused, not given half the traffic.
+	"$EMBARGO" --listen "127.0.0.1:$EP" --upstream "127.0.0.1:$NSD" --snapshot off \
+		--redis "redis://127.0.0.1:$REDIS" 2>"$WORK/second.log"
+	local rc=$?
+	[ $rc -eq 1 ] || { echo "exit $rc"; return 1; }
+	grep -q "cannot listen on UDP 127.0.0.1:$EP: Address already in use" "$WORK/second.log" ||
+		{ cat "$WORK/second.log"; return 1; }
+}
+check "a second embargo on an address in use exits 1 with the reason" port_in_use
+
 cli() {
 	"$EMBARGO" --version | grep -q "^embargo " || return 1
 	"$EMBARGO" --help | grep -q -- "--listen" || return 1
