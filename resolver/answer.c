@@ -137,3 +137,29 @@ int answer_error(uint8_t *out, size_t cap, const uint8_t *query, const struct wi
 	size_t end = write_opt(out, off, cap, q, rcode, ede_code, NULL, ede_text);
 	return end ? (int)end : (int)off;
 }
+
+int answer_txt(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
+	       const char *text)
+{
+	size_t tlen = strlen(text);
+	if (tlen > 255)
+		tlen = 255;
+	if (cap < (size_t)q->question_end + 12 + 1 + tlen + 11)
+		return -ENOSPC;
+	size_t off = write_head(out, query, q, WIRE_RCODE_NOERROR, 1);
+	uint8_t *p = out + off;
+	wire_put16(p, 0xC000 | WIRE_HEADER); /* The owner is the question's name. */
+	wire_put16(p + 2, 16);               /* TXT */
+	wire_put16(p + 4, q->qclass);
+	wire_put32(p + 6, 0);
+	wire_put16(p + 10, (uint16_t)(1 + tlen));
+	p[12] = (uint8_t)tlen;
+	memcpy(p + 13, text, tlen);
+	off += 13 + tlen;
+	wire_put16(out + 6, 1); /* ANCOUNT */
+	out[2] |= WIRE_FLAG_AA >> 8;
+	if (!q->has_edns)
+		return (int)off;
+	size_t end = write_opt(out, off, cap, q, 0, -1, NULL, NULL);
+	return end ? (int)end : (int)off;
+}

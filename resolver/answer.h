@@ -39,6 +39,11 @@ int answer_deny(uint8_t *out, size_t cap, const uint8_t *query, const struct wir
 int answer_error(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
 		 unsigned rcode, int ede_code, const char *ede_text);
 
+/** NOERROR with one TXT record of text (at most 255 octets) answering the question itself,
+ *  in the question's class, TTL 0: for CH-class status queries. @return the length, or -ENOSPC. */
+int answer_txt(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
+	       const char *text);
+
 /** The client's size limit for an answer over UDP. */
 static inline size_t answer_udp_limit(const struct wire_query *q)
 {

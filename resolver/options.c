@@ -34,6 +34,8 @@
 	"  --timeout MS           give up on upstreams after this long: SERVFAIL (default 2000)\n" \
 	"  --cache-size MIB       answer cache size (default 64)\n" \
 	"  --threads N            worker loops (default: one per core)\n" \
+	"  --status-allow CIDR    clients that may ask CH TXT policy.embargo. for the policy in\n" \
+	"                         force (repeatable; default 127.0.0.0/8 and ::1)\n" \
 	"  --config FILE          read settings from FILE: one \"name value\" per line, names as\n" \
 	"                         above without dashes; command-line flags win\n" \
 	"  --verbose              log debug messages\n" \
@@ -96,6 +98,56 @@ int options_parse_addr(const char *s, uint16_t default_port, struct sockaddr_sto
 		return 0;
 	}
 	return -EINVAL;
+}
+
+int options_parse_cidr(const char *s, struct options_cidr *c)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *slash = strchr(s, '/');
+	size_t hlen = slash ? (size_t)(slash - s) : strlen(s);
+	if (hlen == 0 || hlen >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	memset(c, 0, sizeof(*c));
+	unsigned max;
+	if (inet_pton(AF_INET, host, c->addr) == 1) {
+		c->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, host, c->addr) == 1) {
+		c->family = AF_INET6;
+		max = 128;
+	} else {
+		return -EINVAL;
+	}
+	c->prefix = max;
+	if (slash) {
+		char *end;
+		long bits = strtol(slash + 1, &end, 10);
+		if (!slash[1] || *end || bits < 0 || bits > (long)max)
+			return -EINVAL;
+		c->prefix = (unsigned)bits;
+	}
+	return 0;
+}
+
+int options_cidr_match(const struct options_cidr *list, unsigned n, const struct sockaddr_storage *ss)
+{
+	const uint8_t *a = ss->ss_family == AF_INET6
+				   ? ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr
+				   : (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+	for (unsigned i = 0; i < n; i++) {
+		const struct options_cidr *c = &list[i];
+		if (c->family != ss->ss_family)
+			continue;
+		unsigned full = c->prefix / 8, rest = c->prefix % 8;
+		if (memcmp(a, c->addr, full) != 0)
+			continue;
+		if (rest && ((a[full] ^ c->addr[full]) & (0xFF00 >> rest) & 0xFF))
+			continue;
+		return 1;
+	}
+	return 0;
 }
 
 void options_format_addr(const struct sockaddr_storage *ss, char *buf, size_t cap)
@@ -213,7 +265,7 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 enum {
 	OPT_LISTEN = 256, OPT_UPSTREAM, OPT_RESOLV, OPT_REDIS, OPT_PREFIX, OPT_RELOAD, OPT_TTL,
 	OPT_EDE, OPT_TIMEOUT, OPT_CACHE, OPT_THREADS, OPT_CONFIG, OPT_VERBOSE, OPT_HELP, OPT_VERSION,
-	OPT_SNAPSHOT
+	OPT_SNAPSHOT, OPT_STATUS_ALLOW
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -224,6 +276,7 @@ static const struct option LONG_OPTIONS[] = {
 	{"redis-prefix", required_argument, NULL, OPT_PREFIX},
 	{"reload-interval", required_argument, NULL, OPT_RELOAD},
 	{"snapshot", required_argument, NULL, OPT_SNAPSHOT},
+	{"status-allow", required_argument, NULL, OPT_STATUS_ALLOW},
 	{"block-ttl", required_argument, NULL, OPT_TTL},
 	{"ede-code", required_argument, NULL, OPT_EDE},
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -238,7 +291,7 @@ static const struct option LONG_OPTIONS[] = {
 
 /* Lists given on the command line replace those from the config file. */
 struct list_state {
-	int listen_from_flags, upstream_from_flags;
+	int listen_from_flags, upstream_from_flags, status_from_flags;
 };
 
 static int apply(struct options *o, int opt, const char *name, const char *val, int from_flags,
@@ -278,6 +331,17 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		if (!*val || strlen(val) >= sizeof(o->redis_prefix) || strpbrk(val, " \t\r\n"))
 			return fail(err, errlen, "--%s: invalid key prefix '%s'", name, val);
 		strcpy(o->redis_prefix, val);
+		return 0;
+	case OPT_STATUS_ALLOW:
+		if (from_flags && !ls->status_from_flags) {
+			o->nstatus_allow = 0;
+			ls->status_from_flags = 1;
+		}
+		if (o->nstatus_allow >= OPTIONS_MAX_ADDRS)
+			return fail(err, errlen, "too many --%s prefixes (at most 16)%s", name, "");
+		if (options_parse_cidr(val, &o->status_allow[o->nstatus_allow]) < 0)
+			return fail(err, errlen, "--%s: expected ADDR[/BITS], got '%s'", name, val);
+		o->nstatus_allow++;
 		return 0;
 	case OPT_SNAPSHOT:
 		if (strlen(val) >= sizeof(o->snapshot) || !*val)
@@ -387,7 +451,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 		if (path && load_config(o, path, &ls, err, errlen) < 0)
 			return -EINVAL;
 	}
-	ls.listen_from_flags = ls.upstream_from_flags = 0;
+	ls.listen_from_flags = ls.upstream_from_flags = ls.status_from_flags = 0;
 
 	optind = 1;
 	opterr = 0;
@@ -419,6 +483,11 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s' (see --help)%s", argv[optind], "");
 
+	if (o->nstatus_allow == 0) {
+		options_parse_cidr("127.0.0.0/8", &o->status_allow[0]);
+		options_parse_cidr("::1", &o->status_allow[1]);
+		o->nstatus_allow = 2;
+	}
 	if (o->nlisten == 0) {
 		options_parse_addr("127.0.0.1", 53, &o->listen[0]);
 		options_parse_addr("[::1]", 53, &o->listen[1]);

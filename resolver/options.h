@@ -9,6 +9,13 @@
 
 #define OPTIONS_MAX_ADDRS 16
 
+/** An address prefix (CIDR). */
+struct options_cidr {
+	int family;      /**< AF_INET or AF_INET6. */
+	uint8_t addr[16];
+	unsigned prefix; /**< Bits that must match. */
+};
+
 struct options {
 	struct sockaddr_storage listen[OPTIONS_MAX_ADDRS];
 	unsigned nlisten;
@@ -27,6 +34,8 @@ struct options {
 	size_t cache_bytes;
 	unsigned reload_ms;           /**< Redis re-read interval without notifications. */
 	char snapshot[256];           /**< Snapshot file; empty: none. */
+	struct options_cidr status_allow[OPTIONS_MAX_ADDRS]; /**< Who may ask policy.embargo. CH. */
+	unsigned nstatus_allow;
 	int verbose;
 };
 
@@ -46,6 +55,12 @@ int options_parse_redis_url(struct options *o, const char *url);
 
 /** Append the nameservers of a resolv.conf file. @return how many, or a negative errno. */
 int options_read_resolv_conf(struct options *o, const char *path);
+
+/** Parse "ADDR/BITS" or a bare address (all bits). @return 0 or -EINVAL. */
+int options_parse_cidr(const char *s, struct options_cidr *c);
+
+/** Is the address in one of the n prefixes? */
+int options_cidr_match(const struct options_cidr *list, unsigned n, const struct sockaddr_storage *ss);
 
 /** "ADDR:PORT" or "[V6]:PORT" for logs. */
 void options_format_addr(const struct sockaddr_storage *ss, char *buf, size_t cap);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -52,6 +53,7 @@ struct listener {
 struct tcp_conn {
 	uv_tcp_t tcp;
 	uv_timer_t idle;
+	struct sockaddr_storage peer;
 	struct worker *w;
 	struct tcp_conn *prev, *next;
 	uint8_t *buf;
@@ -268,6 +270,41 @@ static int chain_denied(const policy_t *pol, const uint8_t *ans, size_t len,
 	return 0;
 }
 
+/* "policy.embargo" in lookup format. */
+static const uint8_t STATUS_NAME[] = {7, 'e', 'm', 'b', 'a', 'r', 'g', 'o', 6, 'p', 'o', 'l', 'i', 'c', 'y', 0};
+
+/* CH-class queries: TXT policy.embargo. tells allowed clients which policy is in force (as
+ * version.bind tells a version); everything else in CHAOS is refused, never forwarded. */
+static void status_query(struct worker *w, const struct upstream_client *client,
+			 const uint8_t *query, const struct wire_query *q)
+{
+	const struct options *o = w->server->o;
+	int is_status = q->qname.keylen == sizeof(STATUS_NAME) &&
+			memcmp(q->qname.key, STATUS_NAME, sizeof(STATUS_NAME)) == 0 &&
+			(q->qtype == WIRE_TYPE_TXT || q->qtype == WIRE_TYPE_ANY);
+	if (!is_status || !options_cidr_match(o->status_allow, o->nstatus_allow, &client->addr)) {
+		answer_with_error(w, client, query, q, WIRE_RCODE_REFUSED, -1, NULL);
+		return;
+	}
+	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
+	const struct policy_stats *st = policy_stats(pol);
+	char when[32] = "unknown", text[256];
+	time_t t = (time_t)st->loaded_at;
+	struct tm tm;
+	if (t > 0 && gmtime_r(&t, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(text, sizeof(text),
+		 "version=%016llx source=%s deny=%zu allow=%zu reasons=%zu invalid=%zu loaded=%s",
+		 (unsigned long long)st->version,
+		 st->source == POLICY_SOURCE_REDIS ? "redis"
+		 : st->source == POLICY_SOURCE_SNAPSHOT ? "snapshot" : "bundled",
+		 st->deny, st->allow, st->reasons, st->invalid, when);
+	size_t cap = client->conn ? ANSWER_MAX : answer_udp_limit(q);
+	int n = answer_txt(w->answer, cap, query, q, text);
+	if (n > 0)
+		respond(w, client, query, q, w->answer, (size_t)n);
+}
+
 static void handle_query(struct worker *w, const struct upstream_client *client,
 			 const uint8_t *pkt, size_t len)
 {
@@ -289,6 +326,11 @@ static void handle_query(struct worker *w, const struct upstream_client *client,
 	}
 	if (q.has_edns && q.edns_version != 0) {
 		answer_with_error(w, client, pkt, &q, WIRE_RCODE_BADVERS, -1, NULL);
+		return;
+	}
+
+	if (q.qclass == WIRE_CLASS_CH) {
+		status_query(w, client, pkt, &q);
 		return;
 	}
 
@@ -469,7 +511,7 @@ static void tcp_resume(struct tcp_conn *c)
  * pausing reading while too many are in flight. */
 static void tcp_process(struct tcp_conn *c)
 {
-	struct upstream_client client = {.udp = NULL, .conn = c};
+	struct upstream_client client = {.udp = NULL, .addr = c->peer, .conn = c};
 	size_t off = 0;
 	while (!c->closing && c->inflight < TCP_MAX_INFLIGHT && c->len - off >= 2) {
 		size_t flen = wire_get16(c->buf + off);
@@ -526,6 +568,8 @@ static void tcp_accept(uv_stream_t *server, int status)
 		tcp_conn_close(c);
 		return;
 	}
+	int plen = sizeof(c->peer);
+	uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen);
 	uv_tcp_nodelay(&c->tcp, 1);
 	uv_timer_start(&c->idle, tcp_idle, TCP_IDLE_MS, TCP_IDLE_MS);
 	tcp_resume(c);

@@ -181,8 +181,30 @@ fleet() {
 	within 1000 is_denied "$eb" www.test || { echo "replica's instance"; return 1; }
 	redis-cli -p "$pp" srem embargo:deny www.test >/dev/null
 	within 1000 is_answered "$eb" www.test || { echo "SREM on the replica's instance"; return 1; }
+	# Both say which policy they enforce: the same version.
+	local va vb
+	va=$(q "$ea" @127.0.0.1 CH TXT policy.embargo. +short)
+	vb=$(q "$eb" @127.0.0.1 CH TXT policy.embargo. +short)
+	grep -q "version=[0-9a-f]\{16\} source=redis deny=1 allow=0" <<<"$va" || { echo "$va"; return 1; }
+	[ "${va%% *}" = "${vb%% *}" ] || { echo "versions differ: $va / $vb"; return 1; }
 }
 check "fleet: a change on the primary is enforced by instances on primary and replica within 1 s" fleet
+
+status() {
+	local out ep4
+	out=$(q "$EP" @127.0.0.1 CH TXT policy.embargo. +tcp)
+	grep -q "status: NOERROR" <<<"$out" && grep -q '"version=[0-9a-f]* source=redis' <<<"$out" ||
+		{ echo "$out"; return 1; }
+	grep -q "version=$(grep -o 'version [0-9a-f]*' "$WORK/live.log" | tail -1 | cut -d' ' -f2)" <<<"$out" ||
+		{ echo "not the version logged: $out"; return 1; }
+	q "$EP" @127.0.0.1 CH TXT version.bind | grep -q "status: REFUSED" || return 1
+	# Clients outside --status-allow are refused.
+	ep4=$(free_port)
+	start_embargo acl "$ep4" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP" \
+		--status-allow 192.0.2.0/24
+	q "$ep4" @127.0.0.1 CH TXT policy.embargo. | grep -q "status: REFUSED"
+}
+check "CH TXT policy.embargo. tells allowed clients the version in force" status
 
 POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
 tool() {

@@ -196,3 +196,26 @@ Test(answer, servfail_with_ede_and_badvers)
 	ldns_pkt_free(pkt);
 	free(query);
 }
+
+Test(answer, chaos_txt)
+{
+	size_t len;
+	ldns_pkt *qp = NULL;
+	cr_assert_eq(ldns_pkt_query_new_frm_str(&qp, "policy.embargo.", LDNS_RR_TYPE_TXT,
+						LDNS_RR_CLASS_CH, LDNS_RD), LDNS_STATUS_OK);
+	uint8_t *query = NULL;
+	cr_assert_eq(ldns_pkt2wire(&query, qp, &len), LDNS_STATUS_OK);
+	ldns_pkt_free(qp);
+	struct wire_query q = parse(query, len);
+	uint8_t out[512];
+	ldns_pkt *pkt = read_back(out, answer_txt(out, sizeof(out), query, &q, "version=1 deny=2"));
+	cr_expect_eq(ldns_pkt_get_rcode(pkt), LDNS_RCODE_NOERROR);
+	cr_expect(ldns_pkt_aa(pkt));
+	ldns_rr *txt = ldns_rr_list_rr(ldns_pkt_answer(pkt), 0);
+	cr_expect_eq(ldns_rr_get_class(txt), LDNS_RR_CLASS_CH);
+	char *text = ldns_rdf2str(ldns_rr_rdf(txt, 0));
+	cr_expect_str_eq(text, "\"version=1 deny=2\"");
+	free(text);
+	ldns_pkt_free(pkt);
+	free(query);
+}

@@ -1,0 +1,105 @@
+/* Settings parsing: addresses, Redis URLs, prefixes, and the command line as a whole. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "resolver/options.h"
+
+TestSuite(options);
+
+static struct sockaddr_storage addr(const char *s)
+{
+	struct sockaddr_storage ss;
+	cr_assert_eq(options_parse_addr(s, 53, &ss), 0, "%s", s);
+	return ss;
+}
+
+Test(options, addresses)
+{
+	char buf[80];
+	struct sockaddr_storage ss = addr("127.0.0.1:5354");
+	options_format_addr(&ss, buf, sizeof(buf));
+	cr_expect_str_eq(buf, "127.0.0.1:5354");
+	ss = addr("[::1]:53");
+	options_format_addr(&ss, buf, sizeof(buf));
+	cr_expect_str_eq(buf, "[::1]:53");
+	ss = addr("2001:db8::1");
+	options_format_addr(&ss, buf, sizeof(buf));
+	cr_expect_str_eq(buf, "[2001:db8::1]:53", "a bare IPv6 address takes the default port");
+	ss = addr("192.0.2.1");
+	cr_expect_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port), 53);
+	const char *bad[] = {"", "1.2.3", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "[::1",
+			     "[::1]x", "host.example:53", "127.0.0.1:53x"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(options_parse_addr(bad[i], 53, &ss), -EINVAL, "'%s'", bad[i]);
+}
+
+Test(options, redis_urls)
+{
+	struct options o;
+	memset(&o, 0, sizeof(o));
+	cr_assert_eq(options_parse_redis_url(&o, "redis://:pa:ss@10.1.2.3:6380/4"), 0);
+	cr_expect_str_eq(o.redis_host, "10.1.2.3");
+	cr_expect_eq(o.redis_port, 6380);
+	cr_expect_str_eq(o.redis_password, "pa:ss");
+	cr_expect_eq(o.redis_db, 4);
+	cr_assert_eq(options_parse_redis_url(&o, "redis://localhost"), 0);
+	cr_expect_str_eq(o.redis_host, "localhost");
+	cr_expect_eq(o.redis_port, 6379);
+	cr_expect_str_eq(o.redis_password, "");
+	cr_expect_eq(o.redis_db, 0);
+	cr_assert_eq(options_parse_redis_url(&o, "redis://[::1]:7000/"), 0);
+	cr_expect_str_eq(o.redis_host, "::1");
+	cr_expect_eq(o.redis_port, 7000);
+	const char *bad[] = {"http://x", "redis://", "redis://h:0", "redis://h/x", "redis://h:99999",
+			     "redis://nocolon@h"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(options_parse_redis_url(&o, bad[i]), -EINVAL, "'%s'", bad[i]);
+}
+
+Test(options, cidr)
+{
+	struct options_cidr c[3];
+	cr_assert_eq(options_parse_cidr("10.0.0.0/8", &c[0]), 0);
+	cr_assert_eq(options_parse_cidr("192.0.2.128/25", &c[1]), 0);
+	cr_assert_eq(options_parse_cidr("2001:db8::/32", &c[2]), 0);
+	const char *in[] = {"10.255.0.1", "192.0.2.200", "[2001:db8:ffff::1]"};
+	const char *out[] = {"11.0.0.1", "192.0.2.127", "[2001:db9::1]", "[::ffff:10.0.0.1]"};
+	for (int i = 0; i < 3; i++) {
+		struct sockaddr_storage ss = addr(in[i]);
+		cr_expect(options_cidr_match(c, 3, &ss), "%s", in[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		struct sockaddr_storage ss = addr(out[i]);
+		cr_expect_not(options_cidr_match(c, 3, &ss), "%s", out[i]);
+	}
+	struct options_cidr bad;
+	cr_expect_eq(options_parse_cidr("10.0.0.0/33", &bad), -EINVAL);
+	cr_expect_eq(options_parse_cidr("10.0.0.0/", &bad), -EINVAL);
+	cr_expect_eq(options_parse_cidr("nonsense", &bad), -EINVAL);
+	cr_assert_eq(options_parse_cidr("::1", &bad), 0);
+	cr_expect_eq(bad.prefix, 128);
+}
+
+Test(options, command_line)
+{
+	struct options o;
+	char err[256];
+	char *ok[] = {"embargo", "--listen", "127.0.0.1:5354", "--listen", "[::1]:5354",
+		      "--upstream", "192.0.2.53", "--ede-code", "17", "--block-ttl", "30",
+		      "--snapshot", "off", NULL};
+	cr_assert_eq(options_parse(&o, 13, ok, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_eq(o.nlisten, 2);
+	cr_expect_eq(o.nupstream, 1);
+	cr_expect_eq(o.ede_code, 17);
+	cr_expect_eq(o.block_ttl, 30);
+	cr_expect_str_eq(o.snapshot, "");
+	cr_expect_eq(o.nstatus_allow, 2, "loopback by default");
+	char *bad[] = {"embargo", "--upstream", "192.0.2.53", "--timeout", "50", NULL};
+	cr_expect_eq(options_parse(&o, 5, bad, err, sizeof(err)), -EINVAL);
+	cr_expect_not_null(strstr(err, "--timeout"), "%s", err);
+}
