@@ -109,17 +109,29 @@ static int key_cmp(const uint8_t *a, const uint8_t *b)
 	}
 }
 
+/* Length of a lookup-format key, terminator included. */
+static unsigned key_len(const uint8_t *key)
+{
+	unsigned n = 0;
+	while (key[n])
+		n += 1u + key[n];
+	return n + 1;
+}
+
 /* A builder entry with its key resolved to a pointer, so qsort needs no context. */
 struct sorted {
 	const uint8_t *key;
 	uint32_t value;
 	uint32_t seq;
+	uint8_t keylen; /* Of the key less its terminator: at most 254. */
 };
 
 static int entry_cmp(const void *x, const void *y)
 {
 	const struct sorted *a = x, *b = y;
-	int c = key_cmp(a->key, b->key);
+	/* One memcmp over the shorter key and its terminator orders keys label by label. */
+	unsigned len = (a->keylen < b->keylen ? a->keylen : b->keylen) + 1u;
+	int c = memcmp(a->key, b->key, len);
 	if (c)
 		return c;
 	return a->seq < b->seq ? -1 : a->seq > b->seq;
@@ -207,8 +219,14 @@ trie_t *trie_build(const trie_builder_t *b)
 		goto fail;
 	for (size_t i = 0; i < n; i++)
 		sorted[i] = (struct sorted){.key = b->pool + b->entries[i].key,
-					    .value = b->entries[i].value, .seq = b->entries[i].seq};
-	qsort(sorted, n, sizeof(*sorted), entry_cmp);
+					    .value = b->entries[i].value, .seq = b->entries[i].seq,
+					    .keylen = key_len(b->pool + b->entries[i].key) - 1u};
+	/* Callers often add in order already (policy_build does): then one pass checks it. */
+	size_t in_order = 1;
+	while (in_order < n && entry_cmp(&sorted[in_order - 1], &sorted[in_order]) < 0)
+		in_order++;
+	if (in_order < n)
+		qsort(sorted, n, sizeof(*sorted), entry_cmp);
 
 	/* Drop duplicates, keeping the last added (sorted last by seq). */
 	size_t u = 0;

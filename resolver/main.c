@@ -4,11 +4,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "policy/store.h"
@@ -30,6 +34,7 @@ struct daemon {
 	redis_sync_t *redis;
 	uv_signal_t sigint, sigterm;
 	uv_timer_t reclaim;
+	const policy_t *trimmed_for; /* The policy current at the last malloc_trim(). */
 	int started;
 };
 
@@ -44,6 +49,8 @@ static void on_ready(void *ctx)
 		return;
 	}
 	d->started = 1;
+	/* This thread reads and parses the policy; the workers (started at nice 0) come first. */
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5);
 	char addrs[OPTIONS_MAX_ADDRS * 56] = "", one[56];
 	for (unsigned i = 0; i < d->o.nlisten; i++) {
 		options_format_addr(&d->o.listen[i], one, sizeof(one));
@@ -58,7 +65,13 @@ static void on_ready(void *ctx)
 static void on_reclaim(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
-	policy_store_reclaim(d->store);
+	const policy_t *current = policy_store_current(d->store);
+	/* Once a replaced policy is freed, give its pages back: glibc keeps them otherwise, and a
+	 * big policy left behind would double the daemon's footprint. */
+	if (policy_store_reclaim(d->store) == 0 && current != d->trimmed_for) {
+		malloc_trim(0);
+		d->trimmed_for = current;
+	}
 }
 
 static void on_signal(uv_signal_t *h, int signum)

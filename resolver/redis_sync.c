@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -227,9 +230,16 @@ static void on_saved(uv_work_t *w, int status)
 	load_done(r);
 }
 
+/* Building and saving yield the CPU to the workers answering queries. */
+static void yield_to_workers(void)
+{
+	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
+}
+
 static void save_work(uv_work_t *w)
 {
 	redis_sync_t *r = w->data;
+	yield_to_workers();
 	/* The policy is current and only this loop publishes, so it cannot be retired meanwhile. */
 	r->save_rc = snapshot_save(r->o->snapshot, policy_store_current(r->store), time(NULL),
 				   r->save_err, sizeof(r->save_err));
@@ -238,6 +248,7 @@ static void save_work(uv_work_t *w)
 static void build_work(uv_work_t *w)
 {
 	redis_sync_t *r = w->data;
+	yield_to_workers();
 	r->built = policy_build(r->building, POLICY_SOURCE_REDIS);
 }
 
