@@ -210,6 +210,45 @@ int policy_builder_set_reason(policy_builder_t *b, const char *name, size_t len,
 	return 0;
 }
 
+int policy_builder_add_from(policy_builder_t *b, const policy_t *p, unsigned parts)
+{
+	/* p->rules holds every name the builder saw, reason-only ones included. */
+	for (size_t i = 0; i < p->count; i++) {
+		const struct rule *src = &p->rules[i];
+		unsigned actions = 0;
+		if ((parts & POLICY_PART_DENY) && (src->actions & ACT_DENY))
+			actions |= ACT_DENY;
+		if ((parts & POLICY_PART_ALLOW) && (src->actions & ACT_ALLOW))
+			actions |= ACT_ALLOW;
+		int reason = (parts & POLICY_PART_REASON) && src->reason != NONE;
+		if (!actions && !reason)
+			continue;
+		struct name n;
+		memcpy(n.key, p->pool.bytes + src->key, src->keylen);
+		n.keylen = src->keylen;
+		n.nlabels = 0;
+		for (size_t k = 0; n.key[k]; k += 1u + n.key[k])
+			n.nlabels++;
+		struct rule *r = rule_get(b, &n);
+		if (!r)
+			return -ENOMEM;
+		r->actions |= (uint16_t)actions;
+		if (reason) {
+			const char *text = p->pool.bytes + src->reason;
+			uint32_t off;
+			if (pool_put(&b->pool, text, strlen(text), 1, &off) < 0)
+				return -ENOMEM;
+			r->reason = off; /* The pool moved, the rules did not. */
+		}
+	}
+	return 0;
+}
+
+void policy_builder_count_invalid(policy_builder_t *b, size_t n)
+{
+	b->invalid += n;
+}
+
 size_t policy_builder_invalid(const policy_builder_t *b)
 {
 	return b->invalid;

@@ -78,6 +78,21 @@ long policy_list_parse(const char *text, size_t len, policy_entry_cb on_entry,
 size_t policy_builder_add_list(policy_builder_t *b, const char *text, size_t len,
 			       policy_invalid_cb on_invalid, void *ctx);
 
+/** Parts of a policy, for policy_builder_add_from(). */
+enum policy_part {
+	POLICY_PART_DENY = 1,
+	POLICY_PART_ALLOW = 2,
+	POLICY_PART_REASON = 4,
+};
+
+/** Add the given parts (a mask of enum policy_part) of p's rules to b, as if they had been
+ *  added one by one: a reload that re-reads one Redis key carries the others over this way.
+ *  Reasons are carried for names without rules too. @return 0 or -ENOMEM. */
+int policy_builder_add_from(policy_builder_t *b, const policy_t *p, unsigned parts);
+
+/** Count n more invalid entries (skipped elsewhere, such as in carried-over parts). */
+void policy_builder_count_invalid(policy_builder_t *b, size_t n);
+
 /** Entries skipped so far as invalid. */
 size_t policy_builder_invalid(const policy_builder_t *b);
 

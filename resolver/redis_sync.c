@@ -40,6 +40,7 @@
 enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN };
 enum phase { IDLE, READING, BUILDING, SAVING };
 enum { KEY_DENY, KEY_ALLOW, KEY_REASON, NKEYS };
+#define ALL_KEYS ((1u << NKEYS) - 1)
 
 struct invalid_log {
 	uint64_t hash;
@@ -69,18 +70,21 @@ struct redis_sync {
 	int ready;
 	enum phase phase;
 	int dirty;              /* A change was notified during the current load. */
+	unsigned reread;        /* Keys (1 << KEY_*) the next load must read from Redis. */
+	unsigned scanning;      /* Keys the current load reads; the others it carries over. */
 	int notify;             /* Notifications are subscribed. */
 	int notify_refused;     /* Logged once. */
 	unsigned backoff_ms;
 	enum link_state link;
 	int warned_empty;
-	uint64_t invalid_hash;
+	uint64_t invalid_hash[NKEYS];  /* Of each key's invalid members when last logged. */
+	size_t invalid_count[NKEYS];   /* Of each key's invalid members when last read. */
 	char keys[NKEYS][80];
 	char channels[NKEYS][128];
 	struct scan scans[NKEYS];
 	/* The load in progress. */
 	policy_builder_t *builder;
-	struct invalid_log il;
+	struct invalid_log il[NKEYS];
 	int scans_left;
 	uint64_t t_start, t_read;
 	policy_builder_t *building; /* Handed to the thread pool. */
@@ -123,10 +127,12 @@ static void describe_current(redis_sync_t *r, char *buf, size_t cap)
 static void on_timer(uv_timer_t *t)
 {
 	redis_sync_t *r = t->data;
-	if (r->ac)
-		start_load(r); /* Connected: a periodic re-read. */
-	else
+	if (r->ac) {
+		r->reread = ALL_KEYS; /* Connected: a periodic re-read of everything. */
+		start_load(r);
+	} else {
 		connect_now(r);
+	}
 }
 
 static void schedule(redis_sync_t *r, unsigned ms)
@@ -273,10 +279,16 @@ static void on_built(uv_work_t *w, int status)
 	}
 	uint64_t t_end = now_ms(r);
 	policy_set_loaded_at(p, time(NULL));
+	char what[40] = "";
+	static const char *const names[NKEYS] = {"deny", "allow", "reason"};
+	for (int k = 0; k < NKEYS; k++)
+		if (r->scanning & (1u << k))
+			snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%s",
+				 what[0] ? "+" : "", names[k]);
 	log_info("policy loaded from redis: %zu deny, %zu allow, %zu reasons, %zu invalid skipped, "
-		 "version %016" PRIx64 ", %zu KiB; read %" PRIu64 " ms, built %" PRIu64 " ms",
+		 "version %016" PRIx64 ", %zu KiB; read %" PRIu64 " ms (%s), built %" PRIu64 " ms",
 		 st->deny, st->allow, st->reasons, st->invalid, st->version, policy_memory(p) >> 10,
-		 r->t_read - r->t_start, t_end - r->t_read);
+		 r->t_read - r->t_start, what, t_end - r->t_read);
 	if (policy_store_publish(r->store, p) < 0) {
 		log_err("out of memory publishing the policy; keeping the current one");
 		policy_free(p);
@@ -295,12 +307,22 @@ static void on_built(uv_work_t *w, int status)
 
 static void read_done(redis_sync_t *r)
 {
-	if (r->il.hash != r->invalid_hash) {
-		for (size_t i = 0; i < r->il.count && i < INVALID_LOGGED; i++)
-			log_warn("skipped invalid policy entry: %s", r->il.lines[i]);
-		if (r->il.count > INVALID_LOGGED)
-			log_warn("skipped %zu invalid policy entries in all", r->il.count);
-		r->invalid_hash = r->il.hash;
+	/* Each key's invalid members are logged when they change, not at every read. */
+	for (int k = 0; k < NKEYS; k++) {
+		if (!(r->scanning & (1u << k))) {
+			/* Carried over: so are its invalid members, for the count in the stats. */
+			policy_builder_count_invalid(r->builder, r->invalid_count[k]);
+			continue;
+		}
+		const struct invalid_log *il = &r->il[k];
+		r->invalid_count[k] = il->count;
+		if (il->hash == r->invalid_hash[k])
+			continue;
+		for (size_t i = 0; i < il->count && i < INVALID_LOGGED; i++)
+			log_warn("skipped invalid policy entry: %s", il->lines[i]);
+		if (il->count > INVALID_LOGGED)
+			log_warn("skipped %zu invalid entries of %s in all", il->count, r->keys[k]);
+		r->invalid_hash[k] = il->hash;
 	}
 	r->t_read = now_ms(r);
 	/* The trie is built off this loop, which keeps serving Redis meanwhile. */
@@ -331,6 +353,7 @@ static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		log_err("redis scan of %s failed: %s", r->keys[sc->key],
 			reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 		r->dirty = 1;
+		r->reread = ALL_KEYS;
 		load_done(r);
 		return;
 	}
@@ -341,7 +364,7 @@ static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 			if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
 			    policy_builder_set_reason(r->builder, k->str, k->len, v->str, v->len) ==
 				    -EINVAL)
-				note_invalid(&r->il, r->keys[KEY_REASON], k->str ? k->str : "",
+				note_invalid(&r->il[KEY_REASON], r->keys[KEY_REASON], k->str ? k->str : "",
 					     k->str ? k->len : 0);
 		}
 	} else {
@@ -350,7 +373,7 @@ static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 			const redisReply *m = items->element[i];
 			if (m->type != REDIS_REPLY_STRING ||
 			    policy_builder_add(r->builder, action, m->str, m->len) == -EINVAL)
-				note_invalid(&r->il, r->keys[sc->key], m->str ? m->str : "",
+				note_invalid(&r->il[sc->key], r->keys[sc->key], m->str ? m->str : "",
 					     m->str ? m->len : 0);
 		}
 	}
@@ -422,13 +445,34 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		return;
 	}
 	memset(&r->il, 0, sizeof(r->il));
+	/* Keys not to be read again come from the policy in force, if that came from Redis. A key
+	 * gone from Redis has nothing to carry. */
+	const policy_t *cur = policy_store_current(r->store);
+	if (policy_stats(cur)->source != POLICY_SOURCE_REDIS)
+		r->scanning = ALL_KEYS;
+	unsigned carry = ALL_KEYS & ~r->scanning & (unsigned)present;
 	r->scans_left = 0;
 	for (int k = 0; k < NKEYS; k++)
-		if (present & (1 << k))
+		if ((present & (1 << k)) && (r->scanning & (1u << k)))
 			r->scans_left++;
 	for (int k = 0; k < NKEYS; k++)
-		if (present & (1 << k))
+		if ((present & (1 << k)) && (r->scanning & (1u << k)))
 			send_scan(r, k, "0");
+	/* Redis works on the scans while this thread copies the rest. */
+	static const unsigned parts[NKEYS] = {POLICY_PART_DENY, POLICY_PART_ALLOW, POLICY_PART_REASON};
+	unsigned carry_parts = 0;
+	for (int k = 0; k < NKEYS; k++)
+		if (carry & (1u << k))
+			carry_parts |= parts[k];
+	if (carry_parts && policy_builder_add_from(r->builder, cur, carry_parts) < 0) {
+		log_err("out of memory reading the policy");
+		drop_builder(r);
+		r->reread = ALL_KEYS;
+		load_done(r);
+		return;
+	}
+	if (r->scans_left == 0)
+		read_done(r);
 }
 
 static void start_load(redis_sync_t *r)
@@ -442,6 +486,8 @@ static void start_load(redis_sync_t *r)
 	uv_timer_stop(&r->timer);
 	r->phase = READING;
 	r->dirty = 0;
+	r->scanning = r->reread ? r->reread : ALL_KEYS;
+	r->reread = 0;
 	r->t_start = now_ms(r);
 	redisAsyncCommand(r->ac, NULL, NULL, "MULTI");
 	for (int k = 0; k < NKEYS; k++)
@@ -472,16 +518,23 @@ static void on_message(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		    reply->element[2]->integer == NKEYS && !r->notify) {
 			r->notify = 1;
 			log_info("following policy changes through keyspace notifications");
+			r->reread = ALL_KEYS;
 			start_load(r);
 		}
 		return;
 	}
-	if (strcmp(kind->str, "message") == 0 && !uv_is_active((uv_handle_t *)&r->coalesce)) {
-		if (r->phase != IDLE)
-			r->dirty = 1;
-		else
-			uv_timer_start(&r->coalesce, on_coalesced, COALESCE_MS, 0);
-	}
+	if (strcmp(kind->str, "message") != 0 || reply->element[1]->type != REDIS_REPLY_STRING)
+		return;
+	/* Only the key that changed is read again; the others are carried over. */
+	unsigned key = ALL_KEYS;
+	for (int k = 0; k < NKEYS; k++)
+		if (strcmp(reply->element[1]->str, r->channels[k]) == 0)
+			key = 1u << k;
+	r->reread |= key;
+	if (r->phase != IDLE)
+		r->dirty = 1;
+	else if (!uv_is_active((uv_handle_t *)&r->coalesce))
+		uv_timer_start(&r->coalesce, on_coalesced, COALESCE_MS, 0);
 }
 
 static void on_sub_connect(const redisAsyncContext *ac, int status)
@@ -511,6 +564,7 @@ static void without_notifications(redis_sync_t *r, const char *why)
 		log_warn("no keyspace notifications from redis (%s); re-reading the policy every %u s",
 			 why, r->o->reload_ms / 1000);
 	r->notify_refused = 1;
+	r->reread = ALL_KEYS;
 	start_load(r);
 }
 

@@ -271,3 +271,44 @@ Test(policy, empty_snapshot_round_trip)
 	policy_free(p);
 	policy_free(q);
 }
+
+Test(policy, carry_parts_over_to_a_new_builder)
+{
+	b = policy_builder_new();
+	add(POLICY_DENY, "example.com");
+	add(POLICY_ALLOW, "support.example.com");
+	policy_builder_set_reason(b, "example.com", 11, "old reason", 10);
+	policy_builder_set_reason(b, "orphan.example", 14, "waiting", 7);
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+
+	/* A reload that re-read only the deny set: allow rules and reasons come from p. */
+	b = policy_builder_new();
+	cr_assert_eq(policy_builder_add_from(b, p, POLICY_PART_ALLOW | POLICY_PART_REASON), 0);
+	add(POLICY_DENY, "example.com");
+	add(POLICY_DENY, "orphan.example");
+	policy_t *q = policy_build(b, POLICY_SOURCE_REDIS);
+	cr_expect_str_eq(decide(q, "www.example.com").reason, "old reason");
+	cr_expect_eq(decide(q, "a.support.example.com").action, POLICY_ALLOW);
+	cr_expect_str_eq(decide(q, "orphan.example").reason, "waiting",
+			 "a reason without a rule is carried too");
+	policy_builder_t *full = policy_builder_new();
+	policy_builder_add(full, POLICY_DENY, "example.com", 11);
+	policy_builder_add(full, POLICY_DENY, "orphan.example", 14);
+	policy_builder_add(full, POLICY_ALLOW, "support.example.com", 19);
+	policy_builder_set_reason(full, "example.com", 11, "old reason", 10);
+	policy_builder_set_reason(full, "orphan.example", 14, "waiting", 7);
+	policy_t *f = policy_build(full, POLICY_SOURCE_REDIS);
+	cr_expect_eq(policy_stats(q)->version, policy_stats(f)->version,
+		     "the same policy as a full read");
+	policy_free(f);
+
+	/* Nothing carried of a part not asked for. */
+	b = policy_builder_new();
+	cr_assert_eq(policy_builder_add_from(b, p, POLICY_PART_DENY), 0);
+	policy_t *r = policy_build(b, POLICY_SOURCE_REDIS);
+	cr_expect_eq(decide(r, "a.support.example.com").action, POLICY_DENY);
+	cr_expect_null(decide(r, "example.com").reason);
+	policy_free(p);
+	policy_free(q);
+	policy_free(r);
+}
