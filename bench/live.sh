@@ -47,7 +47,7 @@ PY
 	EB=$(free_port)
 	start=$(date +%s%3N)
 	start_embargo "a$N" "$EA" --threads 1 --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$PP"
-	echo "embargo start to serving with $N rules: $(($(date +%s%3N) - start)) ms ($(grep -o 'read [0-9]* ms, built [0-9]* ms' "$WORK/a$N.log" | head -1))"
+	echo "embargo start to serving with $N rules: $(($(date +%s%3N) - start)) ms ($(grep -o 'read [0-9]* ms[^,]*, built [0-9]* ms' "$WORK/a$N.log" | head -1))"
 	start_embargo "b$N" "$EB" --threads 1 --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP"
 	PA=$(eval echo "\$PID_a$N")
 	python3 - "$PP" "$EA" "$EB" "$CHANGES" "$PA" "$WORK/a$N.log" <<'PY'
