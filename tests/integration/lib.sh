@@ -7,14 +7,14 @@ PASSED=0
 FAILED=0
 
 cleanup() {
-	local pid
+	local status=$? pid
 	for pid in "${PIDS[@]}"; do
 		kill "$pid" 2>/dev/null
 	done
 	for pid in "${PIDS[@]}"; do
 		wait "$pid" 2>/dev/null
 	done
-	if [ "$FAILED" -gt 0 ] || [ -n "${KEEP_WORK:-}" ]; then
+	if [ "$status" -ne 0 ] || [ "$FAILED" -gt 0 ] || [ -n "${KEEP_WORK:-}" ]; then
 		echo "# logs kept in $WORK"
 	else
 		rm -rf "$WORK"
@@ -23,7 +23,8 @@ cleanup() {
 trap cleanup EXIT
 
 die() {
-	echo "Bail out! $*"
+	# Also on stderr: inside check() stdout goes to a file.
+	echo "Bail out! $*" | tee /dev/stderr
 	exit 99
 }
 
@@ -31,11 +32,13 @@ need() {
 	command -v "$1" >/dev/null 2>&1 || die "$1 not found (apt-get install -y $2; ./quickstart.sh check installs it)"
 }
 
-# A port free for both UDP and TCP on loopback.
+# A port free for both UDP and TCP on loopback, below the kernel's ephemeral range so that no
+# client socket can take it between this check and the bind.
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 40000))
+		p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
 		if ! ss -Htuln 2>/dev/null | awk '{print $5}' | grep -qE "[:.]$p\$"; then
 			echo "$p"
 			return
