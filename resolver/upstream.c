@@ -386,7 +386,9 @@ static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
 		return;
 	}
 	u->preferred = from;
-	if ((wire_get16(reply + 2) & WIRE_FLAG_TC) && p->client.conn)
+	/* A truncated answer is fetched whole over TCP even for a UDP client: the cache keeps it
+	 * and later clients get it (or its truncation) without asking upstream again. */
+	if (wire_get16(reply + 2) & WIRE_FLAG_TC)
 		fetch_start(u, p, from);
 	else
 		finish(u, p, reply, len);

@@ -1,7 +1,7 @@
 /* Forwarding to upstream resolvers for one worker loop. Queries in flight live in a fixed pool
  * (no allocation per query), are found by a random transaction ID, and time out through one
  * FIFO list and one timer: every attempt has the same timeout, so the list is in deadline order.
- * A truncated answer for a TCP client is fetched again over TCP. */
+ * A truncated answer is fetched again over TCP, so the cache holds it whole. */
 #pragma once
 
 #include <stddef.h>

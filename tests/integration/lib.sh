@@ -111,6 +111,8 @@ server:
 	logfile: "$dir/nsd.log"
 	server-count: 1
 	verbosity: 1
+	# NSD limits answers to 200/s per client network by default: a resolver is one client.
+	rrl-ratelimit: 0
 remote-control:
 	control-enable: no
 zone:
