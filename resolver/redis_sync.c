@@ -30,7 +30,7 @@
 #define BACKOFF_MAX_MS 1000
 #define STARTUP_WAIT_MS 2000
 #define COALESCE_MS 5          /* A burst of changes (a pipeline, an import) becomes one load. */
-#define SAFETY_RELOAD_MS 60000 /* Re-read even with notifications, in case one was lost. */
+#define SAFETY_RELOAD_MS 300000 /* Re-read even with notifications, in case one was lost. */
 #define SCAN_COUNT "20000"
 #define INVALID_LOGGED 10
 /* Keyspace events on our keys: generic (DEL, RENAME...), string, list, set, hash, sorted set

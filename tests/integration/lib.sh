@@ -8,6 +8,7 @@ FAILED=0
 
 cleanup() {
 	local status=$? pid
+	set +e # Benchmarks run with -e; a server already gone must not fail the cleanup.
 	for pid in "${PIDS[@]}"; do
 		kill "$pid" 2>/dev/null
 	done
