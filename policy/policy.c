@@ -374,8 +374,16 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 	uint64_t version = 0;
 	for (size_t i = 0; i < b->count; i++) {
 		const struct rule *r = &b->rules[i];
-		if (!r->actions)
-			continue; /* A reason without a rule. */
+		if (!r->actions) {
+			/* A reason without a rule: not enforced, but part of the content, so that a
+			 * policy carried over (policy_builder_add_from) is never stale. */
+			if (r->reason != NONE) {
+				const char *reason = b->pool.bytes + r->reason;
+				uint64_t h = hash_bytes(0x84222325cbf29ce4ULL, b->pool.bytes + r->key, r->keylen);
+				version += hash_bytes(h, reason, strlen(reason));
+			}
+			continue;
+		}
 		struct name n;
 		const uint8_t *key = (const uint8_t *)b->pool.bytes + r->key;
 		memcpy(n.key, key, r->keylen);
@@ -492,11 +500,13 @@ int policy_encode(const policy_t *p, int64_t saved_at, char **out, size_t *len)
 	size_t rules = 0;
 	for (size_t i = 0; i < p->count; i++) {
 		const struct rule *r = &p->rules[i];
-		if (!r->actions)
+		if (!r->actions && r->reason == NONE)
 			continue;
+		/* "r": a reason waiting for its rule; kept so the snapshot has the whole content. */
 		const char *flags = r->actions == (ACT_DENY | ACT_ALLOW) ? "da"
 				    : r->actions == ACT_DENY		 ? "d"
-									 : "a";
+				    : r->actions == ACT_ALLOW		 ? "a"
+									 : "r";
 		const char *name = p->pool.bytes + r->text;
 		const char *reason = r->reason == NONE ? NULL : p->pool.bytes + r->reason;
 		size_t need = strlen(flags) + strlen(name) + (reason ? strlen(reason) + 1 : 0) + 3;
@@ -576,7 +586,8 @@ int policy_decode(const char *text, size_t len, policy_t **out, int64_t *saved_a
 		const char *nend = t2 ? t2 : eol;
 		size_t flen = (size_t)(t1 - line);
 		int deny = memchr(line, 'd', flen) != NULL, allow = memchr(line, 'a', flen) != NULL;
-		if ((!deny && !allow) || flen > 2)
+		int reason_only = flen == 1 && line[0] == 'r';
+		if ((!deny && !allow && !reason_only) || flen > 2 || (reason_only && !t2))
 			goto corrupt;
 		int rc = 0;
 		if (deny)

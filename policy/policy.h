@@ -113,7 +113,8 @@ const struct policy_stats *policy_stats(const policy_t *p);
 void policy_set_loaded_at(policy_t *p, int64_t unix_time);
 
 /** Serialise p as snapshot text: a header line with format, rule count, version, saved_at and a
- *  checksum over all of them and the body, then one "d|a|da TAB name [TAB reason]" line per rule.
+ *  checksum over all of them and the body, then one "d|a|da TAB name [TAB reason]" line per rule
+ *  and one "r TAB name TAB reason" line per reason whose name has no rule.
  *  @return 0 with *out (owned: free()) and *len, or -ENOMEM. */
 int policy_encode(const policy_t *p, int64_t saved_at, char **out, size_t *len);
 

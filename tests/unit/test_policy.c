@@ -210,6 +210,7 @@ static policy_t *sample(void)
 	add(POLICY_DENY, ".");
 	const char reason[] = "Sanctions list 2026-01, item 12 (ü)";
 	policy_builder_set_reason(b, "example.com", 11, reason, strlen(reason));
+	policy_builder_set_reason(b, "orphan.example", 14, "no rule yet", 11);
 	return policy_build(b, POLICY_SOURCE_REDIS);
 }
 
@@ -311,4 +312,20 @@ Test(policy, carry_parts_over_to_a_new_builder)
 	policy_free(p);
 	policy_free(q);
 	policy_free(r);
+}
+
+Test(policy, version_sees_reasons_without_rules)
+{
+	/* Regression: a reason set before its rule left the version unchanged, so the reloaded
+	 * policy was not published and a later carry-over lost the reason. */
+	policy_builder_t *x = policy_builder_new(), *y = policy_builder_new();
+	policy_builder_add(x, POLICY_DENY, "a.example", 9);
+	policy_builder_add(y, POLICY_DENY, "a.example", 9);
+	policy_builder_set_reason(y, "later.example", 13, "soon denied", 11);
+	policy_t *px = policy_build(x, POLICY_SOURCE_REDIS);
+	policy_t *py = policy_build(y, POLICY_SOURCE_REDIS);
+	cr_expect_neq(policy_stats(px)->version, policy_stats(py)->version);
+	cr_expect_eq(policy_stats(py)->reasons, 0, "only rules' reasons are counted");
+	policy_free(px);
+	policy_free(py);
 }
