@@ -1,6 +1,7 @@
-/* bench/lookup: policy lookup cost at 1k, 100k and 1M rules, hits and misses, against a
- * baseline measured in the same run: a hash set of rule names probed with every suffix of the
- * query name (what a simple filter does). Prints ns per lookup (p50/p99/mean), build time and
+/* bench/lookup: policy lookup cost at 1k, 100k and 1M rules, hits and misses, against baselines
+ * measured in the same run: a hash set of rule names probed with every suffix of the query name
+ * (what a simple filter does), and ldns's radix tree and red-black tree probed with every
+ * ancestor of the name in lookup format. Prints ns per lookup (p50/p99/mean), build time and
  * bytes per rule. Usage: bench/lookup [max-rules] */
 #include "config.h"
 
@@ -9,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <ldns/ldns.h>
 
 #include "policy/policy.h"
 
@@ -96,6 +99,52 @@ static int hset_lookup(const struct hset *h, const char *name)
 	return 0;
 }
 
+/* ---- Baselines: ldns's radix and red-black trees over lookup-format keys. ---- */
+struct lkey {
+	const uint8_t *bytes;
+	size_t len;
+};
+
+static int lkey_cmp(const void *x, const void *y)
+{
+	const struct lkey *a = x, *b = y;
+	int c = memcmp(a->bytes, b->bytes, a->len < b->len ? a->len : b->len);
+	return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/* A name's key without its terminator, and the key length at each label boundary (root first):
+ * a rule matches when one of those prefixes is a stored key. */
+static unsigned ancestors(const char *q, struct name *n, size_t *ends)
+{
+	name_from_text(n, q, strlen(q));
+	unsigned count = 0;
+	for (size_t p = 0; n->key[p]; p += 1u + n->key[p])
+		ends[count++] = p + 1u + n->key[p];
+	return count;
+}
+
+static int radix_lookup(ldns_radix_t *radix, const char *q)
+{
+	struct name n;
+	size_t ends[128];
+	for (unsigned d = ancestors(q, &n, ends); d-- > 0;)
+		if (ldns_radix_search(radix, n.key, (radix_strlen_t)ends[d]))
+			return 1;
+	return 0;
+}
+
+static int rbtree_lookup(ldns_rbtree_t *tree, const char *q)
+{
+	struct name n;
+	size_t ends[128];
+	for (unsigned d = ancestors(q, &n, ends); d-- > 0;) {
+		struct lkey k = {.bytes = n.key, .len = ends[d]};
+		if (ldns_rbtree_search(tree, &k))
+			return 1;
+	}
+	return 0;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -144,6 +193,22 @@ static void run(size_t nrules)
 	for (size_t i = 0; i < nrules; i++)
 		hset_add(&h, rules[i]);
 
+	/* The same rules in ldns's trees, keyed like the trie but without the terminator. */
+	uint8_t *keys = malloc(nrules * 256);
+	struct lkey *lkeys = malloc(nrules * sizeof(*lkeys));
+	ldns_rbnode_t *nodes = calloc(nrules, sizeof(*nodes));
+	ldns_radix_t *radix = ldns_radix_create();
+	ldns_rbtree_t *rbtree = ldns_rbtree_create(lkey_cmp);
+	for (size_t i = 0; i < nrules; i++) {
+		struct name n;
+		name_from_text(&n, rules[i], strlen(rules[i]));
+		memcpy(keys + i * 256, n.key, n.keylen - 1u);
+		lkeys[i] = (struct lkey){.bytes = keys + i * 256, .len = n.keylen - 1u};
+		ldns_radix_insert(radix, keys + i * 256, (radix_strlen_t)lkeys[i].len, rules[i]);
+		nodes[i].key = &lkeys[i];
+		ldns_rbtree_insert(rbtree, &nodes[i]);
+	}
+
 	/* Queries as a resolver sees them: host names below the rules (hits) or below random
 	 * domains (misses), in mixed case. */
 	char (*hits)[128] = malloc(QUERIES * sizeof(*hits));
@@ -175,7 +240,7 @@ static void run(size_t nrules)
 			batches[i] = now_ns() - s;
 		}
 		struct figures e = summarise(batches, QUERIES / BATCH);
-		int hfound = 0;
+		int hfound = 0, rfound = 0, tfound = 0;
 		for (size_t i = 0; i < QUERIES / BATCH; i++) {
 			uint64_t s = now_ns();
 			for (size_t j = 0; j < BATCH; j++)
@@ -183,18 +248,39 @@ static void run(size_t nrules)
 			batches[i] = now_ns() - s;
 		}
 		struct figures base = summarise(batches, QUERIES / BATCH);
-		sink = found + hfound;
-		if (found != hfound)
-			fprintf(stderr, "bench/lookup: trie and baseline disagree (%d vs %d)\n", found,
-				hfound);
-		printf("%8zu rules %-4s  embargo trie p50 %6.1f ns  p99 %6.1f ns  mean %6.1f ns | "
-		       "suffix hash set p50 %6.1f ns  p99 %6.1f ns  mean %6.1f ns | mean ratio %.2fx\n",
-		       nrules, kinds[k], e.p50, e.p99, e.mean, base.p50, base.p99, base.mean,
-		       e.mean / base.mean);
+		for (size_t i = 0; i < QUERIES / BATCH; i++) {
+			uint64_t s = now_ns();
+			for (size_t j = 0; j < BATCH; j++)
+				rfound += radix_lookup(radix, qs[i * BATCH + j]);
+			batches[i] = now_ns() - s;
+		}
+		struct figures rad = summarise(batches, QUERIES / BATCH);
+		for (size_t i = 0; i < QUERIES / BATCH; i++) {
+			uint64_t s = now_ns();
+			for (size_t j = 0; j < BATCH; j++)
+				tfound += rbtree_lookup(rbtree, qs[i * BATCH + j]);
+			batches[i] = now_ns() - s;
+		}
+		struct figures rb = summarise(batches, QUERIES / BATCH);
+		sink = found + hfound + rfound + tfound;
+		if (found != hfound || found != rfound || found != tfound)
+			fprintf(stderr, "bench/lookup: structures disagree (%d %d %d %d)\n", found,
+				hfound, rfound, tfound);
+		const struct figures *all[] = {&e, &base, &rad, &rb};
+		const char *names[] = {"embargo trie", "suffix hash set", "ldns radix", "ldns rbtree"};
+		for (int k2 = 0; k2 < 4; k2++)
+			printf("%8zu rules %-4s  %-16s p50 %7.1f ns  p99 %7.1f ns  mean %7.1f ns  "
+			       "(%.2fx the trie)\n", nrules, kinds[k], names[k2], all[k2]->p50,
+			       all[k2]->p99, all[k2]->mean, all[k2]->mean / e.mean);
 	}
 	printf("%8zu rules build %.3f s, %.1f bytes per rule in the policy\n", nrules, build_s,
 	       (double)policy_memory(p) / (double)nrules);
 
+	ldns_radix_free(radix);
+	ldns_rbtree_free(rbtree);
+	free(nodes);
+	free(lkeys);
+	free(keys);
 	free(batches);
 	free(hits);
 	free(misses);
