@@ -86,12 +86,13 @@ summary() {
 	for f in "$@"; do
 		[ -f "$f" ] || continue
 		cat "$f"
-		case "$f" in *.sh.log) grep -q "^integration: " "$f" || echo "integration: 0 passed, 1 failed" ;; esac
+		case "$f" in *.sh.log) grep -qE "^[a-z]+: [0-9]+ passed, [0-9]+ failed" "$f" ||
+			echo "script: 0 passed, 1 failed" ;; esac
 	done | LC_ALL=C awk '
 		/Synthesis: Tested:/ { for (i = 1; i <= NF; i++) {
 			if ($i == "Passing:") p += $(i + 1)
 			if ($i == "Failing:" || $i == "Crashing:") f += $(i + 1) } }
-		/^integration: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
+		/^[a-z]+: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
 		END { printf "tests: %d passed, %d failed\n", p, f }'
 }
 
@@ -112,8 +113,9 @@ if [ "$MODE" = check ]; then
 	build build-asan --enable-werror --enable-sanitizers
 	TIME_SCALE=3 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		run_check build-asan || status=1
-	summary build/tests/unit/*.log build/tests/integration/*.sh.log \
-		build-asan/tests/unit/*.log build-asan/tests/integration/*.sh.log
+	summary build/tests/unit/*.log build/tests/integration/*.sh.log build/tests/fuzz/*.sh.log \
+		build-asan/tests/unit/*.log build-asan/tests/integration/*.sh.log \
+		build-asan/tests/fuzz/*.sh.log
 	exit $status
 fi
 
