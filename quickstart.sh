@@ -126,8 +126,10 @@ cat <<MSG
     In another terminal, try:
       dig @127.0.0.1 -p 5354 www.kaspersky.com       # denied: NXDOMAIN, EDE 16 with the reason
       dig @127.0.0.1 -p 5354 example.com              # forwarded upstream
-      redis-cli SADD embargo:deny example.com         # now denied, within the reload interval
-      redis-cli SREM embargo:deny example.com
+      redis-cli SADD embargo:deny example.com         # denied from now on, within a second
+      redis-cli SREM embargo:deny example.com         # and lifted again
+      build/resolver/embargo-policy explain www.example.com
+      kdig @127.0.0.1 -p 5354 CH TXT policy.embargo.  # the policy version in force
     Ctrl-C stops it.
 MSG
 exec ./build/resolver/embargo --listen 127.0.0.1:5354 --redis redis://127.0.0.1:6379 \
