@@ -39,9 +39,17 @@ struct policy_builder {
 	size_t invalid;
 };
 
+/* A rule as a built policy keeps it: what lookups, snapshots and carry-overs need. The lookup
+ * keys stay in the trie's labels only. */
+struct prule {
+	uint32_t text;   /* Presentation form, NUL-terminated, in the pool. */
+	uint32_t reason; /* NUL-terminated reason in the pool, or NONE. */
+	uint16_t actions;
+};
+
 struct policy {
 	trie_t *trie;
-	struct rule *rules;
+	struct prule *rules;
 	size_t count;
 	struct pool pool;
 	struct policy_stats stats;
@@ -214,7 +222,7 @@ int policy_builder_add_from(policy_builder_t *b, const policy_t *p, unsigned par
 {
 	/* p->rules holds every name the builder saw, reason-only ones included. */
 	for (size_t i = 0; i < p->count; i++) {
-		const struct rule *src = &p->rules[i];
+		const struct prule *src = &p->rules[i];
 		unsigned actions = 0;
 		if ((parts & POLICY_PART_DENY) && (src->actions & ACT_DENY))
 			actions |= ACT_DENY;
@@ -224,19 +232,17 @@ int policy_builder_add_from(policy_builder_t *b, const policy_t *p, unsigned par
 		if (!actions && !reason)
 			continue;
 		struct name n;
-		memcpy(n.key, p->pool.bytes + src->key, src->keylen);
-		n.keylen = src->keylen;
-		n.nlabels = 0;
-		for (size_t k = 0; n.key[k]; k += 1u + n.key[k])
-			n.nlabels++;
+		const char *text = p->pool.bytes + src->text;
+		if (name_from_text(&n, text, strlen(text)) < 0)
+			continue; /* Cannot happen: every name was valid when added. */
 		struct rule *r = rule_get(b, &n);
 		if (!r)
 			return -ENOMEM;
 		r->actions |= (uint16_t)actions;
 		if (reason) {
-			const char *text = p->pool.bytes + src->reason;
+			const char *why = p->pool.bytes + src->reason;
 			uint32_t off;
-			if (pool_put(&b->pool, text, strlen(text), 1, &off) < 0)
+			if (pool_put(&b->pool, why, strlen(why), 1, &off) < 0)
 				return -ENOMEM;
 			r->reason = off; /* The pool moved, the rules did not. */
 		}
@@ -409,14 +415,33 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 		goto fail;
 	trie_builder_free(tb);
 
-	p->rules = b->rules;
+	/* Keep names and reasons only, in a pool of their own: about 30 octets a rule less. */
+	p->rules = malloc((b->count ? b->count : 1) * sizeof(*p->rules));
+	if (!p->rules)
+		goto fail;
+	for (size_t i = 0; i < b->count; i++) {
+		const struct rule *r = &b->rules[i];
+		struct prule *q = &p->rules[i];
+		const char *text = b->pool.bytes + r->text;
+		q->actions = r->actions;
+		q->reason = NONE;
+		if (pool_put(&p->pool, text, strlen(text), 1, &q->text) < 0)
+			goto fail;
+		if (r->reason != NONE) {
+			const char *reason = b->pool.bytes + r->reason;
+			if (pool_put(&p->pool, reason, strlen(reason), 1, &q->reason) < 0)
+				goto fail;
+		}
+	}
+	char *bytes = realloc(p->pool.bytes, p->pool.len ? p->pool.len : 1);
+	if (bytes) {
+		p->pool.bytes = bytes;
+		p->pool.cap = p->pool.len;
+	}
 	p->count = b->count;
-	p->pool = b->pool;
 	p->stats.invalid = b->invalid;
 	p->stats.version = version;
 	p->stats.source = source;
-	b->rules = NULL;
-	b->pool.bytes = NULL;
 	policy_builder_free(b);
 	return p;
 fail:
@@ -444,7 +469,7 @@ void policy_lookup(const policy_t *p, const struct name *q, struct policy_verdic
 		*v = (struct policy_verdict){.action = POLICY_PASS};
 		return;
 	}
-	const struct rule *r = &p->rules[idx];
+	const struct prule *r = &p->rules[idx];
 	v->action = (r->actions & ACT_ALLOW) ? POLICY_ALLOW : POLICY_DENY;
 	v->depth = depth;
 	v->rule = p->pool.bytes + r->text;
@@ -458,7 +483,7 @@ const struct policy_stats *policy_stats(const policy_t *p)
 
 size_t policy_memory(const policy_t *p)
 {
-	return sizeof(*p) + trie_memory(p->trie) + p->count * sizeof(struct rule) + p->pool.cap;
+	return sizeof(*p) + trie_memory(p->trie) + p->count * sizeof(struct prule) + p->pool.cap;
 }
 
 policy_t *policy_bundled(void)
@@ -499,7 +524,7 @@ int policy_encode(const policy_t *p, int64_t saved_at, char **out, size_t *len)
 		return -ENOMEM;
 	size_t rules = 0;
 	for (size_t i = 0; i < p->count; i++) {
-		const struct rule *r = &p->rules[i];
+		const struct prule *r = &p->rules[i];
 		if (!r->actions && r->reason == NONE)
 			continue;
 		/* "r": a reason waiting for its rule; kept so the snapshot has the whole content. */

@@ -162,10 +162,11 @@ static uint32_t label_hash(const uint8_t *l)
 	return h ^ (h >> 15);
 }
 
-/* The power of two at least twice nchild (>= WIDE), so probes stay short. */
+/* The power of two holding nchild at a load of at most 3/4, so probes stay short. */
 static inline size_t table_size(uint32_t nchild)
 {
-	return (size_t)1 << (64 - __builtin_clzll(2 * (uint64_t)nchild - 1));
+	uint64_t need = (uint64_t)nchild + nchild / 3 + 1;
+	return (size_t)1 << (64 - __builtin_clzll(need - 1));
 }
 
 /* Give every wide node its hash table. */
