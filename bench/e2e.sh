@@ -76,6 +76,22 @@ sys.exit(1)
 PY
 }
 
+# run_server NAME PORT COMMAND...: start a server, time its load, then measure every mix.
+run_server() {
+	local name=$1 port=$2 t0 pid
+	shift 2
+	t0=$(date +%s%3N)
+	"$@" >"$WORK/$name.log" 2>&1 &
+	pid=$!
+	PIDS+=($pid)
+	ready "$port" "$PROBE" 300 || die "$name not ready: $(tail -5 "$WORK/$name.log")"
+	echo "$name: loaded in $(($(date +%s%3N) - t0)) ms, RSS $(rss_mib $pid) MiB" | tee -a "$RESULTS"
+	for mix in hits blocked mix; do
+		row "$name" "$N" "$mix" $(measure "$name" "$pid" "$port" "$WORK/$mix.txt")
+	done
+	kill "$pid"
+}
+
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 row() { printf '%-8s %-9s %-8s %10s %12s\n' "$@" | tee -a "$RESULTS"; }
@@ -112,17 +128,8 @@ PY
 	start_redis "$RP"
 	"$BUILD/resolver/embargo-policy" --redis "redis://127.0.0.1:$RP" import "$WORK/rules.txt" >/dev/null 2>&1
 	EP=$(free_port)
-	t0=$(date +%s%3N)
-	"$EMBARGO" --listen "127.0.0.1:$EP" --threads 1 --upstream "127.0.0.1:$NSD" \
-		--redis "redis://127.0.0.1:$RP" --snapshot off --cache-size 256 >"$WORK/embargo.log" 2>&1 &
-	PID=$!
-	PIDS+=($PID)
-	ready "$EP" "$PROBE" 120 || die "embargo not ready"
-	echo "embargo: loaded in $(($(date +%s%3N) - t0)) ms, RSS $(rss_mib $PID) MiB" | tee -a "$RESULTS"
-	for mix in hits blocked mix; do
-		row embargo "$N" "$mix" $(measure embargo "$PID" "$EP" "$WORK/$mix.txt")
-	done
-	kill "$PID"
+	run_server embargo "$EP" "$EMBARGO" --listen "127.0.0.1:$EP" --threads 1 \
+		--upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP" --snapshot off --cache-size 256
 
 	# Unbound
 	UP=$(free_port)
@@ -150,16 +157,7 @@ forward-zone:
 remote-control:
 	control-enable: no
 CONF
-	t0=$(date +%s%3N)
-	unbound -d -c "$WORK/unbound.conf" >/dev/null 2>&1 &
-	PID=$!
-	PIDS+=($PID)
-	ready "$UP" "$PROBE" 300 || die "unbound not ready: $(tail -5 "$WORK/unbound.log")"
-	echo "unbound: loaded in $(($(date +%s%3N) - t0)) ms, RSS $(rss_mib $PID) MiB" | tee -a "$RESULTS"
-	for mix in hits blocked mix; do
-		row unbound "$N" "$mix" $(measure unbound "$PID" "$UP" "$WORK/$mix.txt")
-	done
-	kill "$PID"
+	run_server unbound "$UP" unbound -d -c "$WORK/unbound.conf"
 
 	# dnsdist
 	DP=$(free_port)
@@ -173,16 +171,7 @@ smn = newSuffixMatchNode()
 for line in io.lines("$WORK/rules.txt") do smn:add(newDNSName(line)) end
 addAction(SuffixMatchNodeRule(smn), RCodeAction(DNSRCode.NXDOMAIN))
 CONF
-	t0=$(date +%s%3N)
-	dnsdist --supervised --disable-syslog -C "$WORK/dnsdist.conf" >"$WORK/dnsdist.log" 2>&1 &
-	PID=$!
-	PIDS+=($PID)
-	ready "$DP" "$PROBE" 300 || die "dnsdist not ready: $(tail -5 "$WORK/dnsdist.log")"
-	echo "dnsdist: loaded in $(($(date +%s%3N) - t0)) ms, RSS $(rss_mib $PID) MiB" | tee -a "$RESULTS"
-	for mix in hits blocked mix; do
-		row dnsdist "$N" "$mix" $(measure dnsdist "$PID" "$DP" "$WORK/$mix.txt")
-	done
-	kill "$PID"
+	run_server dnsdist "$DP" dnsdist --supervised --disable-syslog -C "$WORK/dnsdist.conf"
 
 	# The floor: no DNS work at all.
 	BP=$(free_port)

@@ -168,6 +168,48 @@ static struct figures summarise(uint64_t *batches, size_t n)
 
 static volatile int sink;
 
+/* One structure's lookup of a name in text form: 1 on a match. */
+typedef int (*lookup_fn)(void *ctx, const char *q);
+
+/* embargo: text to lookup format (as the wire parser does per query), then the trie. */
+static int trie_text_lookup(void *ctx, const char *q)
+{
+	struct name n;
+	struct policy_verdict v;
+	name_from_text(&n, q, strlen(q));
+	policy_lookup(ctx, &n, &v);
+	return v.action == POLICY_DENY;
+}
+
+static int hset_text_lookup(void *ctx, const char *q)
+{
+	return hset_lookup(ctx, q);
+}
+
+static int radix_text_lookup(void *ctx, const char *q)
+{
+	return radix_lookup(ctx, q);
+}
+
+static int rbtree_text_lookup(void *ctx, const char *q)
+{
+	return rbtree_lookup(ctx, q);
+}
+
+/* Time QUERIES lookups in batches; *found gets the number of matches. */
+static struct figures time_lookups(lookup_fn f, void *ctx, char (*qs)[128], uint64_t *batches,
+				   int *found)
+{
+	*found = 0;
+	for (size_t i = 0; i < QUERIES / BATCH; i++) {
+		uint64_t s = now_ns();
+		for (size_t j = 0; j < BATCH; j++)
+			*found += f(ctx, qs[i * BATCH + j]);
+		batches[i] = now_ns() - s;
+	}
+	return summarise(batches, QUERIES / BATCH);
+}
+
 static void run(size_t nrules)
 {
 	char **rules = malloc(nrules * sizeof(*rules));
@@ -225,53 +267,23 @@ static void run(size_t nrules)
 	const char *kinds[] = {"hit", "miss"};
 	for (int k = 0; k < 2; k++) {
 		char (*qs)[128] = k == 0 ? hits : misses;
-		/* embargo: text to lookup format (as the wire parser does per query), then the trie. */
-		int found = 0;
-		for (size_t i = 0; i < QUERIES / BATCH; i++) {
-			uint64_t s = now_ns();
-			for (size_t j = 0; j < BATCH; j++) {
-				struct name n;
-				struct policy_verdict v;
-				const char *q = qs[i * BATCH + j];
-				name_from_text(&n, q, strlen(q));
-				policy_lookup(p, &n, &v);
-				found += v.action == POLICY_DENY;
-			}
-			batches[i] = now_ns() - s;
-		}
-		struct figures e = summarise(batches, QUERIES / BATCH);
-		int hfound = 0, rfound = 0, tfound = 0;
-		for (size_t i = 0; i < QUERIES / BATCH; i++) {
-			uint64_t s = now_ns();
-			for (size_t j = 0; j < BATCH; j++)
-				hfound += hset_lookup(&h, qs[i * BATCH + j]);
-			batches[i] = now_ns() - s;
-		}
-		struct figures base = summarise(batches, QUERIES / BATCH);
-		for (size_t i = 0; i < QUERIES / BATCH; i++) {
-			uint64_t s = now_ns();
-			for (size_t j = 0; j < BATCH; j++)
-				rfound += radix_lookup(radix, qs[i * BATCH + j]);
-			batches[i] = now_ns() - s;
-		}
-		struct figures rad = summarise(batches, QUERIES / BATCH);
-		for (size_t i = 0; i < QUERIES / BATCH; i++) {
-			uint64_t s = now_ns();
-			for (size_t j = 0; j < BATCH; j++)
-				tfound += rbtree_lookup(rbtree, qs[i * BATCH + j]);
-			batches[i] = now_ns() - s;
-		}
-		struct figures rb = summarise(batches, QUERIES / BATCH);
-		sink = found + hfound + rfound + tfound;
-		if (found != hfound || found != rfound || found != tfound)
-			fprintf(stderr, "bench/lookup: structures disagree (%d %d %d %d)\n", found,
-				hfound, rfound, tfound);
-		const struct figures *all[] = {&e, &base, &rad, &rb};
-		const char *names[] = {"embargo trie", "suffix hash set", "ldns radix", "ldns rbtree"};
-		for (int k2 = 0; k2 < 4; k2++)
+		static const lookup_fn fns[] = {trie_text_lookup, hset_text_lookup,
+						radix_text_lookup, rbtree_text_lookup};
+		static const char *const names[] = {"embargo trie", "suffix hash set", "ldns radix",
+						    "ldns rbtree"};
+		void *ctxs[] = {p, &h, radix, rbtree};
+		struct figures fig[4];
+		int found[4];
+		for (int s2 = 0; s2 < 4; s2++)
+			fig[s2] = time_lookups(fns[s2], ctxs[s2], qs, batches, &found[s2]);
+		sink = found[0];
+		if (found[1] != found[0] || found[2] != found[0] || found[3] != found[0])
+			fprintf(stderr, "bench/lookup: structures disagree (%d %d %d %d)\n", found[0],
+				found[1], found[2], found[3]);
+		for (int s2 = 0; s2 < 4; s2++)
 			printf("%8zu rules %-4s  %-16s p50 %7.1f ns  p99 %7.1f ns  mean %7.1f ns  "
-			       "(%.2fx the trie)\n", nrules, kinds[k], names[k2], all[k2]->p50,
-			       all[k2]->p99, all[k2]->mean, all[k2]->mean / e.mean);
+			       "(%.2fx the trie)\n", nrules, kinds[k], names[s2], fig[s2].p50,
+			       fig[s2].p99, fig[s2].mean, fig[s2].mean / fig[0].mean);
 	}
 	printf("%8zu rules build %.3f s, %.1f bytes per rule in the policy\n", nrules, build_s,
 	       (double)policy_memory(p) / (double)nrules);

@@ -33,6 +33,17 @@ need() {
 	command -v "$1" >/dev/null 2>&1 || die "$1 not found (apt-get install -y $2; ./quickstart.sh check installs it)"
 }
 
+# Every tool the integration tests use, and the daemon itself.
+need_all() {
+	need redis-server redis-server
+	need redis-cli redis-tools
+	need nsd nsd
+	need kdig knot-dnsutils
+	need ss iproute2
+	need python3 python3
+	[ -x "$EMBARGO" ] || die "$EMBARGO not built"
+}
+
 # A port free for both UDP and TCP on loopback, below the kernel's ephemeral range so that no
 # client socket can take it between this check and the bind.
 EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)

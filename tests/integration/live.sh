@@ -6,12 +6,7 @@ srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}
 . "$srcdir/tests/integration/lib.sh"
 
-need redis-server redis-server
-need redis-cli redis-tools
-need nsd nsd
-need kdig knot-dnsutils
-need ss iproute2
-[ -x "$EMBARGO" ] || die "$EMBARGO not built"
+need_all
 
 NSD=$(free_port)
 start_nsd "$NSD"
