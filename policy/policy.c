@@ -18,8 +18,7 @@
 #define ACT_ALLOW 2u
 
 struct rule {
-	uint32_t key;    /* Lookup-format key in the pool. */
-	uint32_t text;   /* Presentation form, NUL-terminated, in the pool. */
+	uint32_t key;    /* Lookup-format key in the pool; the name's text is made at build. */
 	uint32_t reason; /* NUL-terminated reason in the pool, or NONE. */
 	uint16_t keylen;
 	uint16_t actions;
@@ -155,11 +154,8 @@ static struct rule *rule_get(policy_builder_t *b, const struct name *n)
 		b->rules = rules;
 		b->cap = cap;
 	}
-	char text[NAME_MAXTEXT + 2];
-	int tlen = name_to_text(n, text, sizeof(text));
 	struct rule r = {.reason = NONE, .keylen = n->keylen, .actions = 0};
-	if (tlen < 0 || pool_put(&b->pool, n->key, n->keylen, 0, &r.key) < 0 ||
-	    pool_put(&b->pool, text, (size_t)tlen, 1, &r.text) < 0)
+	if (pool_put(&b->pool, n->key, n->keylen, 0, &r.key) < 0)
 		return NULL;
 	b->rules[b->count] = r;
 	b->map[h] = (uint32_t)++b->count;
@@ -422,10 +418,17 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 	for (size_t i = 0; i < b->count; i++) {
 		const struct rule *r = &b->rules[i];
 		struct prule *q = &p->rules[i];
-		const char *text = b->pool.bytes + r->text;
+		struct name n;
+		memcpy(n.key, b->pool.bytes + r->key, r->keylen);
+		n.keylen = r->keylen;
+		n.nlabels = 0;
+		for (size_t k = 0; n.key[k]; k += 1u + n.key[k])
+			n.nlabels++;
+		char text[NAME_MAXTEXT + 2];
+		int tlen = name_to_text(&n, text, sizeof(text));
 		q->actions = r->actions;
 		q->reason = NONE;
-		if (pool_put(&p->pool, text, strlen(text), 1, &q->text) < 0)
+		if (tlen < 0 || pool_put(&p->pool, text, (size_t)tlen, 1, &q->text) < 0)
 			goto fail;
 		if (r->reason != NONE) {
 			const char *reason = b->pool.bytes + r->reason;

@@ -88,6 +88,7 @@ struct redis_sync {
 	int scans_left;
 	uint64_t t_start, t_read;
 	policy_builder_t *building; /* Handed to the thread pool. */
+	unsigned carry_parts;       /* What it copies from the policy in force (POLICY_PART_*). */
 	policy_t *built;
 	int save_rc, last_save_rc;
 	char save_err[256];
@@ -255,6 +256,13 @@ static void build_work(uv_work_t *w)
 {
 	redis_sync_t *r = w->data;
 	yield_to_workers();
+	/* The policy in force cannot be retired meanwhile: only this loop publishes, after. */
+	if (r->carry_parts &&
+	    policy_builder_add_from(r->building, policy_store_current(r->store), r->carry_parts) < 0) {
+		policy_builder_free(r->building);
+		r->built = NULL;
+		return;
+	}
 	r->built = policy_build(r->building, POLICY_SOURCE_REDIS);
 }
 
@@ -357,6 +365,11 @@ static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		load_done(r);
 		return;
 	}
+	/* Ask for the next batch first: Redis reads it while this thread parses this one. */
+	const char *cursor = reply->element[0]->str;
+	int last = strcmp(cursor, "0") == 0;
+	if (!last)
+		send_scan(r, sc->key, cursor);
 	const redisReply *items = reply->element[1];
 	if (sc->key == KEY_REASON) {
 		for (size_t i = 0; i + 1 < items->elements; i += 2) {
@@ -377,11 +390,8 @@ static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 					     m->str ? m->len : 0);
 		}
 	}
-	const char *cursor = reply->element[0]->str;
-	if (strcmp(cursor, "0") != 0) {
-		send_scan(r, sc->key, cursor);
+	if (!last)
 		return;
-	}
 	if (--r->scans_left == 0)
 		read_done(r);
 }
@@ -458,19 +468,12 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	for (int k = 0; k < NKEYS; k++)
 		if ((present & (1 << k)) && (r->scanning & (1u << k)))
 			send_scan(r, k, "0");
-	/* Redis works on the scans while this thread copies the rest. */
+	/* The rest is copied from the policy in force by the build, off this loop. */
 	static const unsigned parts[NKEYS] = {POLICY_PART_DENY, POLICY_PART_ALLOW, POLICY_PART_REASON};
-	unsigned carry_parts = 0;
+	r->carry_parts = 0;
 	for (int k = 0; k < NKEYS; k++)
 		if (carry & (1u << k))
-			carry_parts |= parts[k];
-	if (carry_parts && policy_builder_add_from(r->builder, cur, carry_parts) < 0) {
-		log_err("out of memory reading the policy");
-		drop_builder(r);
-		r->reread = ALL_KEYS;
-		load_done(r);
-		return;
-	}
+			r->carry_parts |= parts[k];
 	if (r->scans_left == 0)
 		read_done(r);
 }
