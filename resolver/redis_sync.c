@@ -29,6 +29,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
 #define STARTUP_WAIT_MS 2000
+#define CONNECT_TIMEOUT_MS 2000 /* A connection not up by then is given up and retried. */
 #define COALESCE_MS 5          /* A burst of changes (a pipeline, an import) becomes one load. */
 #define SAFETY_RELOAD_MS 300000 /* Re-read even with notifications, in case one was lost. */
 #define SCAN_COUNT "20000"
@@ -64,6 +65,7 @@ struct redis_sync {
 	uv_timer_t timer;       /* Reconnects and periodic re-reads. */
 	uv_timer_t startup;
 	uv_timer_t coalesce;
+	uv_timer_t connecting;  /* Gives up connection attempts that hang. */
 	uv_work_t work;
 	int open_handles;
 	int closing;
@@ -571,6 +573,26 @@ static void without_notifications(redis_sync_t *r, const char *why)
 	start_load(r);
 }
 
+/* Free a context whose connection never came up (hiredis runs no disconnect callback then). */
+static int drop_if_connecting(redisAsyncContext **pac)
+{
+	redisAsyncContext *ac = *pac;
+	if (!ac || (ac->c.flags & REDIS_CONNECTED))
+		return 0;
+	*pac = NULL;
+	redisAsyncFree(ac);
+	return 1;
+}
+
+static void on_connect_timeout(uv_timer_t *t)
+{
+	redis_sync_t *r = t->data;
+	int dropped = drop_if_connecting(&r->ac);
+	dropped |= drop_if_connecting(&r->sub);
+	if (dropped && !r->closing)
+		link_down(r, "connection attempt timed out");
+}
+
 static redisAsyncContext *open_context(redis_sync_t *r, char *why, size_t whylen)
 {
 	redisAsyncContext *ac = redisAsyncConnect(r->o->redis_host, r->o->redis_port);
@@ -589,6 +611,7 @@ static redisAsyncContext *open_context(redis_sync_t *r, char *why, size_t whylen
 		redisAsyncFree(ac);
 		return NULL;
 	}
+	uv_timer_start(&r->connecting, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
 	/* Queued until the connection is up. */
 	if (r->o->redis_password[0])
 		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", r->o->redis_password);
@@ -765,12 +788,12 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 			 r->keys[k]);
 		r->scans[k] = (struct scan){.r = r, .key = k};
 	}
-	uv_timer_t *timers[] = {&r->timer, &r->startup, &r->coalesce};
-	for (int i = 0; i < 3; i++) {
+	uv_timer_t *timers[] = {&r->timer, &r->startup, &r->coalesce, &r->connecting};
+	for (int i = 0; i < 4; i++) {
 		uv_timer_init(loop, timers[i]);
 		timers[i]->data = r;
 	}
-	r->open_handles = 3;
+	r->open_handles = 4;
 	uv_timer_start(&r->startup, on_startup_timeout, STARTUP_WAIT_MS, 0);
 	connect_now(r);
 	return r;
@@ -784,8 +807,12 @@ void redis_sync_close(redis_sync_t *r)
 	uv_close((uv_handle_t *)&r->timer, timer_closed);
 	uv_close((uv_handle_t *)&r->startup, timer_closed);
 	uv_close((uv_handle_t *)&r->coalesce, timer_closed);
+	uv_close((uv_handle_t *)&r->connecting, timer_closed);
 	if (r->phase == READING)
 		drop_builder(r);
+	/* A connection still coming up gets no disconnect callback: free it here. */
+	drop_if_connecting(&r->ac);
+	drop_if_connecting(&r->sub);
 	if (r->ac)
 		redisAsyncDisconnect(r->ac);
 	if (r->sub)

@@ -155,6 +155,37 @@ no_config() {
 }
 check "without CONFIG: interval re-reads, logged once" no_config
 
+hanging_redis() {
+	# A "Redis" that never completes a connection (a full accept backlog): embargo gives up
+	# each attempt after 2 s, serves the bundled list meanwhile, keeps retrying, and stops
+	# cleanly (no leak of the half-open connection under ASan).
+	local hp ep
+	hp=$(free_port)
+	ep=$(free_port)
+	python3 - "$hp" <<'PY' &
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(0)
+held = []
+for _ in range(4):  # Fill the backlog, then never accept: later SYNs go unanswered.
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", int(sys.argv[1])))
+    held.append(c)
+time.sleep(60)
+PY
+	PIDS+=($!)
+	sleep 0.5
+	start_embargo hang "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$hp"
+	is_denied "$ep" kaspersky.com || return 1
+	wait_for 8 grep -q "connection attempt timed out" "$WORK/hang.log" || { cat "$WORK/hang.log"; return 1; }
+	kill -INT "$PID_hang"
+	wait "$PID_hang" || { echo "exit status $?"; return 1; }
+	grep -q "stopped:" "$WORK/hang.log"
+}
+check "a Redis connection that hangs is given up, retried, and does not block a clean stop" hanging_redis
+
 fleet() {
 	# A primary, a replica, one embargo on each: a change on the primary reaches both.
 	local pp rp ea eb
