@@ -29,9 +29,7 @@ for N in "${SIZES[@]}"; do
 	PP=$(free_port)
 	RP=$(free_port)
 	start_redis "$PP"
-	redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
-		--replicaof 127.0.0.1 "$PP" --logfile "$WORK/replica-$N.log" &
-	PIDS+=($!)
+	start_redis "$RP" --replicaof 127.0.0.1 "$PP"
 	python3 - "$N" >"$WORK/rules-$N.tsv" <<'PY'
 import random, sys
 random.seed(7)

@@ -98,6 +98,8 @@ struct redis_sync {
 
 static void connect_now(redis_sync_t *r);
 static void start_load(redis_sync_t *r);
+static void on_connect(const redisAsyncContext *ac, int status);
+static void on_disconnect(const redisAsyncContext *ac, int status);
 
 static uint64_t now_ms(redis_sync_t *r)
 {
@@ -542,26 +544,6 @@ static void on_message(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		uv_timer_start(&r->coalesce, on_coalesced, COALESCE_MS, 0);
 }
 
-static void on_sub_connect(const redisAsyncContext *ac, int status)
-{
-	redis_sync_t *r = ac->data;
-	if (status != REDIS_OK) {
-		r->sub = NULL;
-		if (!r->closing)
-			link_down(r, ac->errstr);
-		maybe_free(r);
-	}
-}
-
-static void on_sub_disconnect(const redisAsyncContext *ac, int status)
-{
-	redis_sync_t *r = ac->data;
-	r->sub = NULL;
-	if (!r->closing)
-		link_down(r, status == REDIS_OK ? "connection closed" : ac->errstr);
-	maybe_free(r);
-}
-
 /* Notifications are not to be had: re-read on the interval instead. */
 static void without_notifications(redis_sync_t *r, const char *why)
 {
@@ -626,8 +608,8 @@ static void subscribe(redis_sync_t *r)
 		without_notifications(r, why);
 		return;
 	}
-	redisAsyncSetConnectCallback(r->sub, on_sub_connect);
-	redisAsyncSetDisconnectCallback(r->sub, on_sub_disconnect);
+	redisAsyncSetConnectCallback(r->sub, on_connect);
+	redisAsyncSetDisconnectCallback(r->sub, on_disconnect);
 	redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s %s %s", r->channels[0],
 			  r->channels[1], r->channels[2]);
 }
@@ -690,16 +672,27 @@ static void on_auth(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	}
 }
 
+/* Either connection (commands or notifications) is gone; hiredis frees it after this. */
+static void context_gone(redis_sync_t *r, const redisAsyncContext *ac, const char *why)
+{
+	if (ac == r->ac)
+		r->ac = NULL;
+	else if (ac == r->sub)
+		r->sub = NULL;
+	if (!r->closing)
+		link_down(r, why);
+	maybe_free(r);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
 	redis_sync_t *r = ac->data;
 	if (status != REDIS_OK) {
-		r->ac = NULL; /* hiredis frees the context after this callback. */
-		if (!r->closing)
-			link_down(r, ac->errstr);
-		maybe_free(r);
+		context_gone(r, ac, ac->errstr);
 		return;
 	}
+	if (ac != r->ac)
+		return; /* The notification connection: the command one reports the link. */
 	r->backoff_ms = BACKOFF_MIN_MS;
 	if (r->link != LINK_UP)
 		log_info("connected to redis %s:%d", r->o->redis_host, r->o->redis_port);
@@ -708,11 +701,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
-	redis_sync_t *r = ac->data;
-	r->ac = NULL;
-	if (!r->closing)
-		link_down(r, status == REDIS_OK ? "connection closed" : ac->errstr);
-	maybe_free(r);
+	context_gone(ac->data, ac, status == REDIS_OK ? "connection closed" : ac->errstr);
 }
 
 static void on_first_reply(redisAsyncContext *ac, void *reply_ptr, void *privdata)

@@ -96,11 +96,15 @@ check() {
 	fi
 }
 
-start_redis() { # PORT
-	redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no \
-		--dir "$WORK" --logfile "$WORK/redis-$1.log" &
+start_redis() { # PORT [REDIS-SERVER ARGS...], e.g. --replicaof 127.0.0.1 PORT
+	local port=$1
+	shift
+	redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$WORK" --logfile "$WORK/redis-$port.log" "$@" &
 	PIDS+=($!)
-	wait_for 10 redis-cli -p "$1" ping || die "redis-server on port $1 did not start"
+	# A password-protected server answers NOAUTH: up all the same.
+	wait_for 10 eval "redis-cli -p $port ping 2>&1 | grep -qE 'PONG|NOAUTH'" ||
+		die "redis-server on port $port did not start"
 }
 
 start_nsd() { # PORT

@@ -141,10 +141,7 @@ no_config() {
 	local rp ep
 	rp=$(free_port)
 	ep=$(free_port)
-	redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
-		--rename-command CONFIG "" --logfile "$WORK/redis-noconfig.log" &
-	PIDS+=($!)
-	wait_for 10 redis-cli -p "$rp" ping || return 1
+	start_redis "$rp" --rename-command CONFIG ""
 	redis-cli -p "$rp" sadd embargo:deny blocked.test >/dev/null
 	start_embargo poll "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
 		--reload-interval 1
@@ -194,9 +191,7 @@ fleet() {
 	ea=$(free_port)
 	eb=$(free_port)
 	start_redis "$pp"
-	redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
-		--replicaof 127.0.0.1 "$pp" --logfile "$WORK/redis-replica.log" &
-	PIDS+=($!)
+	start_redis "$rp" --replicaof 127.0.0.1 "$pp"
 	wait_for 10 eval "redis-cli -p $rp info replication | grep -q master_link_status:up" ||
 		{ echo "replica not in sync"; return 1; }
 	redis-cli -p "$pp" sadd embargo:deny blocked.test >/dev/null

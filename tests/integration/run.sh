@@ -252,10 +252,7 @@ config_and_auth() {
 	local rp ep out
 	rp=$(free_port)
 	ep=$(free_port)
-	redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no --requirepass s3cret \
-		--dir "$WORK" --logfile "$WORK/redis-auth.log" &
-	PIDS+=($!)
-	wait_for 10 redis-cli -p "$rp" -a s3cret --no-auth-warning ping || { echo "no redis"; return 1; }
+	start_redis "$rp" --requirepass s3cret
 	redis-cli -p "$rp" -a s3cret --no-auth-warning -n 2 sadd embargo:deny confdeny.test >/dev/null
 	cat >"$WORK/embargo.conf" <<CONF
 # comment
