@@ -38,21 +38,37 @@ struct policy_builder {
 	size_t invalid;
 };
 
-/* A rule as a built policy keeps it: what lookups, snapshots and carry-overs need. The lookup
- * keys stay in the trie's labels only. */
-struct prule {
-	uint32_t text;   /* Presentation form, NUL-terminated, in the pool. */
-	uint32_t reason; /* NUL-terminated reason in the pool, or NONE. */
-	uint16_t actions;
-};
-
+/* A built policy keeps its rules in one array of 4-octet words, a record per name in the order
+ * the builder saw them (reason-only names included): a word with the reason's offset in the pool
+ * (or NONE), then the octets [actions][keylen][lookup-format key], padded to a word. The trie's
+ * values are record offsets, so the record a lookup lands on holds the key that checks the match
+ * and the actions and reason that decide it: one cache line after the trie's slot. */
 struct policy {
 	trie_t *trie;
-	struct prule *rules;
-	size_t count;
-	struct pool pool;
+	uint32_t *recs;
+	size_t recs_words;
+	size_t count; /* Records. */
+	struct pool pool; /* Reasons. */
 	struct policy_stats stats;
 };
+
+static inline const uint8_t *rec_bytes(const policy_t *p, size_t w)
+{
+	return (const uint8_t *)(p->recs + w + 1);
+}
+
+/* Words a record with a key of keylen octets takes. */
+static inline size_t rec_words(size_t keylen)
+{
+	return 1 + (2 + keylen + 3) / 4;
+}
+
+static const uint8_t *rec_key(const void *ctx, uint32_t w, size_t *len)
+{
+	const uint8_t *b = rec_bytes(ctx, w);
+	*len = b[1];
+	return b + 2;
+}
 
 static int pool_put(struct pool *p, const void *bytes, size_t len, int nul, uint32_t *off)
 {
@@ -216,27 +232,29 @@ int policy_builder_set_reason(policy_builder_t *b, const char *name, size_t len,
 
 int policy_builder_add_from(policy_builder_t *b, const policy_t *p, unsigned parts)
 {
-	/* p->rules holds every name the builder saw, reason-only ones included. */
-	for (size_t i = 0; i < p->count; i++) {
-		const struct prule *src = &p->rules[i];
+	/* p's records hold every name its builder saw, reason-only ones included. */
+	for (size_t w = 0; w < p->recs_words;) {
+		const uint8_t *rb = rec_bytes(p, w);
+		uint32_t src_reason = p->recs[w];
+		unsigned src_actions = rb[0];
+		w += rec_words(rb[1]);
 		unsigned actions = 0;
-		if ((parts & POLICY_PART_DENY) && (src->actions & ACT_DENY))
+		if ((parts & POLICY_PART_DENY) && (src_actions & ACT_DENY))
 			actions |= ACT_DENY;
-		if ((parts & POLICY_PART_ALLOW) && (src->actions & ACT_ALLOW))
+		if ((parts & POLICY_PART_ALLOW) && (src_actions & ACT_ALLOW))
 			actions |= ACT_ALLOW;
-		int reason = (parts & POLICY_PART_REASON) && src->reason != NONE;
+		int reason = (parts & POLICY_PART_REASON) && src_reason != NONE;
 		if (!actions && !reason)
 			continue;
 		struct name n;
-		const char *text = p->pool.bytes + src->text;
-		if (name_from_text(&n, text, strlen(text)) < 0)
-			continue; /* Cannot happen: every name was valid when added. */
+		memcpy(n.key, rb + 2, rb[1]);
+		n.keylen = rb[1];
 		struct rule *r = rule_get(b, &n);
 		if (!r)
 			return -ENOMEM;
 		r->actions |= (uint16_t)actions;
 		if (reason) {
-			const char *why = p->pool.bytes + src->reason;
+			const char *why = p->pool.bytes + src_reason;
 			uint32_t off;
 			if (pool_put(&b->pool, why, strlen(why), 1, &off) < 0)
 				return -ENOMEM;
@@ -369,86 +387,79 @@ size_t policy_builder_add_list(policy_builder_t *b, const char *text, size_t len
 policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 {
 	policy_t *p = calloc(1, sizeof(*p));
-	trie_builder_t *tb = trie_builder_new();
-	if (!p || !tb)
+	uint32_t *values = NULL;
+	if (!p)
+		goto fail;
+	size_t words = 0, nvalues = 0;
+	for (size_t i = 0; i < b->count; i++) {
+		words += rec_words(b->rules[i].keylen);
+		nvalues += b->rules[i].actions != 0;
+	}
+	p->recs = malloc((words ? words : 1) * sizeof(*p->recs));
+	values = malloc((nvalues ? nvalues : 1) * sizeof(*values));
+	if (!p->recs || !values)
 		goto fail;
 
 	uint64_t version = 0;
+	size_t w = 0, nv = 0;
 	for (size_t i = 0; i < b->count; i++) {
 		const struct rule *r = &b->rules[i];
+		const uint8_t *key = (const uint8_t *)b->pool.bytes + r->key;
+		const char *reason = r->reason == NONE ? NULL : b->pool.bytes + r->reason;
+		size_t rw = rec_words(r->keylen);
+		p->recs[w + rw - 1] = 0; /* Padding. */
+		p->recs[w] = NONE;
+		uint8_t *rb = (uint8_t *)(p->recs + w + 1);
+		rb[0] = (uint8_t)r->actions;
+		rb[1] = (uint8_t)r->keylen;
+		memcpy(rb + 2, key, r->keylen);
+		if (reason && pool_put(&p->pool, reason, strlen(reason), 1, &p->recs[w]) < 0)
+			goto fail;
 		if (!r->actions) {
 			/* A reason without a rule: not enforced, but part of the content, so that a
 			 * policy carried over (policy_builder_add_from) is never stale. */
-			if (r->reason != NONE) {
-				const char *reason = b->pool.bytes + r->reason;
-				uint64_t h = hash_bytes(0x84222325cbf29ce4ULL, b->pool.bytes + r->key, r->keylen);
+			if (reason) {
+				uint64_t h = hash_bytes(0x84222325cbf29ce4ULL, key, r->keylen);
 				version += hash_bytes(h, reason, strlen(reason));
 			}
-			continue;
+		} else {
+			values[nv++] = (uint32_t)w;
+			if (r->actions & ACT_DENY)
+				p->stats.deny++;
+			if (r->actions & ACT_ALLOW)
+				p->stats.allow++;
+			/* Sum of per-rule hashes: the same rules give the same version in any order. */
+			uint64_t h = hash_bytes(0xcbf29ce484222325ULL, key, r->keylen);
+			h = hash_bytes(h, &r->actions, sizeof(r->actions));
+			if (reason) {
+				h = hash_bytes(h, reason, strlen(reason));
+				p->stats.reasons++;
+			}
+			version += h;
 		}
-		struct name n;
-		const uint8_t *key = (const uint8_t *)b->pool.bytes + r->key;
-		memcpy(n.key, key, r->keylen);
-		n.keylen = r->keylen;
-		if (trie_builder_add(tb, &n, (uint32_t)i) < 0)
-			goto fail;
-		if (r->actions & ACT_DENY)
-			p->stats.deny++;
-		if (r->actions & ACT_ALLOW)
-			p->stats.allow++;
-		/* Sum of per-rule hashes: the same rules give the same version in any order. */
-		uint64_t h = hash_bytes(0xcbf29ce484222325ULL, key, r->keylen);
-		h = hash_bytes(h, &r->actions, sizeof(r->actions));
-		if (r->reason != NONE) {
-			const char *reason = b->pool.bytes + r->reason;
-			h = hash_bytes(h, reason, strlen(reason));
-			p->stats.reasons++;
-		}
-		version += h;
+		w += rw;
 	}
-	p->trie = trie_build(tb);
+	p->recs_words = w;
+	p->count = b->count;
+	if (w > TRIE_VALUE_MAX)
+		goto fail;
+	p->trie = trie_build(values, nv, rec_key, p);
 	if (!p->trie)
 		goto fail;
-	trie_builder_free(tb);
+	free(values);
 
-	/* Keep names and reasons only, in a pool of their own: about 30 octets a rule less. */
-	p->rules = malloc((b->count ? b->count : 1) * sizeof(*p->rules));
-	if (!p->rules)
-		goto fail;
-	for (size_t i = 0; i < b->count; i++) {
-		const struct rule *r = &b->rules[i];
-		struct prule *q = &p->rules[i];
-		struct name n;
-		memcpy(n.key, b->pool.bytes + r->key, r->keylen);
-		n.keylen = r->keylen;
-		n.nlabels = 0;
-		for (size_t k = 0; n.key[k]; k += 1u + n.key[k])
-			n.nlabels++;
-		char text[NAME_MAXTEXT + 2];
-		int tlen = name_to_text(&n, text, sizeof(text));
-		q->actions = r->actions;
-		q->reason = NONE;
-		if (tlen < 0 || pool_put(&p->pool, text, (size_t)tlen, 1, &q->text) < 0)
-			goto fail;
-		if (r->reason != NONE) {
-			const char *reason = b->pool.bytes + r->reason;
-			if (pool_put(&p->pool, reason, strlen(reason), 1, &q->reason) < 0)
-				goto fail;
-		}
-	}
 	char *bytes = realloc(p->pool.bytes, p->pool.len ? p->pool.len : 1);
 	if (bytes) {
 		p->pool.bytes = bytes;
 		p->pool.cap = p->pool.len;
 	}
-	p->count = b->count;
 	p->stats.invalid = b->invalid;
 	p->stats.version = version;
 	p->stats.source = source;
 	policy_builder_free(b);
 	return p;
 fail:
-	trie_builder_free(tb);
+	free(values);
 	policy_free(p);
 	policy_builder_free(b);
 	return NULL;
@@ -459,24 +470,23 @@ void policy_free(policy_t *p)
 	if (!p)
 		return;
 	trie_free(p->trie);
-	free(p->rules);
+	free(p->recs);
 	free(p->pool.bytes);
 	free(p);
 }
 
 void policy_lookup(const policy_t *p, const struct name *q, struct policy_verdict *v)
 {
-	uint32_t idx;
+	uint32_t w;
 	unsigned depth;
-	if (trie_lookup(p->trie, q, &idx, &depth) < 0) {
+	if (trie_lookup(p->trie, q, &w, &depth) < 0) {
 		*v = (struct policy_verdict){.action = POLICY_PASS};
 		return;
 	}
-	const struct prule *r = &p->rules[idx];
-	v->action = (r->actions & ACT_ALLOW) ? POLICY_ALLOW : POLICY_DENY;
+	uint32_t reason = p->recs[w];
+	v->action = (rec_bytes(p, w)[0] & ACT_ALLOW) ? POLICY_ALLOW : POLICY_DENY;
 	v->depth = depth;
-	v->rule = p->pool.bytes + r->text;
-	v->reason = r->reason == NONE ? NULL : p->pool.bytes + r->reason;
+	v->reason = reason == NONE ? NULL : p->pool.bytes + reason;
 }
 
 const struct policy_stats *policy_stats(const policy_t *p)
@@ -486,7 +496,7 @@ const struct policy_stats *policy_stats(const policy_t *p)
 
 size_t policy_memory(const policy_t *p)
 {
-	return sizeof(*p) + trie_memory(p->trie) + p->count * sizeof(struct prule) + p->pool.cap;
+	return sizeof(*p) + trie_memory(p->trie) + p->recs_words * sizeof(*p->recs) + p->pool.cap;
 }
 
 policy_t *policy_bundled(void)
@@ -521,22 +531,30 @@ void policy_set_loaded_at(policy_t *p, int64_t unix_time)
 int policy_encode(const policy_t *p, int64_t saved_at, char **out, size_t *len)
 {
 	/* Body first, so the header can carry its checksum. */
-	size_t cap = 4096 + p->pool.len + p->count * 8, blen = 0;
+	size_t cap = 4096 + p->pool.len + p->recs_words * 4 + p->count * 8, blen = 0;
 	char *body = malloc(cap);
 	if (!body)
 		return -ENOMEM;
 	size_t rules = 0;
-	for (size_t i = 0; i < p->count; i++) {
-		const struct prule *r = &p->rules[i];
-		if (!r->actions && r->reason == NONE)
+	for (size_t w = 0; w < p->recs_words;) {
+		const uint8_t *rb = rec_bytes(p, w);
+		unsigned actions = rb[0];
+		uint32_t reason_off = p->recs[w];
+		w += rec_words(rb[1]);
+		if (!actions && reason_off == NONE)
 			continue;
 		/* "r": a reason waiting for its rule; kept so the snapshot has the whole content. */
-		const char *flags = r->actions == (ACT_DENY | ACT_ALLOW) ? "da"
-				    : r->actions == ACT_DENY		 ? "d"
-				    : r->actions == ACT_ALLOW		 ? "a"
-									 : "r";
-		const char *name = p->pool.bytes + r->text;
-		const char *reason = r->reason == NONE ? NULL : p->pool.bytes + r->reason;
+		const char *flags = actions == (ACT_DENY | ACT_ALLOW) ? "da"
+				    : actions == ACT_DENY		? "d"
+				    : actions == ACT_ALLOW		? "a"
+									: "r";
+		struct name n;
+		memcpy(n.key, rb + 2, rb[1]);
+		n.keylen = rb[1];
+		char name[NAME_MAXTEXT + 2];
+		if (name_suffix_to_text(&n, NAME_MAXWIRE, name, sizeof(name)) < 0)
+			continue; /* Cannot happen: the key came from a valid name. */
+		const char *reason = reason_off == NONE ? NULL : p->pool.bytes + reason_off;
 		size_t need = strlen(flags) + strlen(name) + (reason ? strlen(reason) + 1 : 0) + 3;
 		if (blen + need > cap) {
 			cap = (blen + need) * 2;

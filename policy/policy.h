@@ -29,8 +29,8 @@ enum policy_source {
 /** The decision for one name. Strings are borrowed from the policy and live as long as it. */
 struct policy_verdict {
 	enum policy_action action;
-	unsigned depth;     /**< Labels of the query name covered by the deciding rule. */
-	const char *rule;   /**< The deciding rule, lower-case, no trailing dot; NULL on PASS. */
+	unsigned depth;     /**< Labels of the query name covered by the deciding rule: the rule
+			     *   is the name's suffix of that many labels (name_suffix_to_text). */
 	const char *reason; /**< Its reason, NULL when it has none. */
 };
 

@@ -1,8 +1,15 @@
-/* An immutable label trie over names in lookup format (policy/name.h). A builder collects
- * (name, value) pairs off the query path; trie_build() sorts them and lays the trie out
- * breadth-first in one node array, so each node's children are contiguous and sorted and a lookup
- * is one binary search per label with no allocation. A built trie is never modified, so any
- * number of threads may read it without locks. */
+/* An immutable label trie over names in lookup format (policy/name.h), laid out for the memory
+ * system rather than for pointer chasing. A node is a name (a path of labels from the root); it
+ * is identified by a 64-bit hash chained label by label down its path, and every node lives in
+ * one open-addressing table of 8-octet slots (a 32-bit tag of the hash and the node's payload).
+ * A lookup hashes all the query's ancestors first, prefetches their slots at once, then walks
+ * down from the root, so the cache misses of the levels overlap instead of queueing.
+ *
+ * The trie keeps no names of its own: the caller owns the records the values stand for and
+ * hands the trie a function giving a value's key. Tags are not names, so the deepest candidate
+ * a walk finds is checked against that key before it is returned; the build guarantees that a
+ * name in the trie is always found, and the check removes any false candidate, so lookups are
+ * exact. A built trie is never modified, so any number of threads may read it without locks. */
 #pragma once
 
 #include <stddef.h>
@@ -11,18 +18,24 @@
 #include "policy/name.h"
 
 typedef struct trie trie_t;
-typedef struct trie_builder trie_builder_t;
 
-/** A new, empty builder (owned: trie_builder_free). NULL when out of memory. */
-trie_builder_t *trie_builder_new(void);
-/** Free a builder. NULL is a no-op. */
-void trie_builder_free(trie_builder_t *b);
-/** Add name with value. A name added twice keeps the last value. @return 0 or -ENOMEM. */
-int trie_builder_add(trie_builder_t *b, const struct name *n, uint32_t value);
+/** Largest value a trie holds. */
+#define TRIE_VALUE_MAX (UINT32_C(0x7FFFFFFF) - 1)
 
-/** Build the trie from everything added (the builder stays valid and unchanged).
- *  @return the trie (owned: trie_free), NULL when out of memory. */
-trie_t *trie_build(const trie_builder_t *b);
+/** The lookup-format key of the name a value was added with (ending in its 0 octet), and its
+ *  length with the terminator in *len. It must stay valid and unchanged while the trie is used. */
+typedef const uint8_t *(*trie_key_fn)(const void *ctx, uint32_t value, size_t *len);
+
+/** Build a trie of values[0..count), each standing for the name key_of(ctx, value) gives;
+ *  when two values have the same name the later one is kept. key_of and ctx are kept for
+ *  lookups. @return the trie (owned: trie_free), NULL when out of memory or a value is over
+ *  TRIE_VALUE_MAX. */
+trie_t *trie_build(const uint32_t *values, size_t count, trie_key_fn key_of, const void *ctx);
+
+/** trie_build() with tags cut to tag_bits (1..32), for tests that need tags to collide. */
+trie_t *trie_build_tagged(const uint32_t *values, size_t count, trie_key_fn key_of,
+			  const void *ctx, unsigned tag_bits);
+
 /** Free a trie. NULL is a no-op. */
 void trie_free(trie_t *t);
 

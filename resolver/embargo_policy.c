@@ -290,12 +290,14 @@ static int explain(redisContext *rc, const char *prefix, const char *text)
 		return 1;
 	struct policy_verdict v;
 	policy_lookup(p, &n, &v);
+	char rule[NAME_MAXTEXT + 2];
+	name_suffix_to_text(&n, v.depth, rule, sizeof(rule));
 	if (v.action == POLICY_DENY)
-		printf("%s: DENIED by %s:deny member '%s'\n  reason: %s\n", text, prefix, v.rule,
+		printf("%s: DENIED by %s:deny member '%s'\n  reason: %s\n", text, prefix, rule,
 		       v.reason ? v.reason : "(none; answers say \"denied by policy: <rule>\")");
 	else if (v.action == POLICY_ALLOW)
 		printf("%s: ALLOWED by %s:allow member '%s' (the most specific rule wins)\n", text,
-		       prefix, v.rule);
+		       prefix, rule);
 	else
 		printf("%s: no rule applies; forwarded to the upstream\n", text);
 	policy_free(p);

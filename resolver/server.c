@@ -229,10 +229,14 @@ static void deny(struct worker *w, const struct upstream_client *client, const u
 		 const struct name *owner)
 {
 	const struct options *o = w->server->o;
+	/* The rule's name goes into the EDE text only when it has no reason. */
+	char rule[NAME_MAXTEXT + 2] = "";
+	if (!v->reason)
+		name_suffix_to_text(owner ? owner : &q->qname, v->depth, rule, sizeof(rule));
 	struct answer_deny d = {
 		.depth = v->depth,
 		.owner = owner,
-		.rule = v->rule,
+		.rule = rule,
 		.reason = v->reason,
 		.ttl = o->block_ttl,
 		.serial = (uint32_t)policy_stats(pol)->version,

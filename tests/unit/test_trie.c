@@ -1,5 +1,5 @@
-/* The label trie: boundaries, case, the root, deep names, and 100k random names against a
- * naive reference. */
+/* The label trie: boundaries, case, the root, deep names, and random names against a naive
+ * reference, once with full tags and once with tags cut short so that they collide often. */
 #include "config.h"
 
 #include <criterion/criterion.h>
@@ -19,18 +19,35 @@ static struct name nm(const char *s)
 	return n;
 }
 
-static trie_t *build(const char *const *names, size_t count)
+/* The names the values of the trie under test stand for: value i is keys[i]. */
+static struct name *keys;
+
+static const uint8_t *key_of(const void *ctx, uint32_t value, size_t *len)
 {
-	trie_builder_t *b = trie_builder_new();
-	cr_assert_not_null(b);
+	const struct name *names = ctx;
+	*len = names[value].keylen;
+	return names[value].key;
+}
+
+static trie_t *build_tagged(const char *const *names, size_t count, unsigned tag_bits)
+{
+	free(keys);
+	keys = malloc((count ? count : 1) * sizeof(*keys));
+	uint32_t *values = malloc((count ? count : 1) * sizeof(*values));
+	cr_assert(keys && values);
 	for (size_t i = 0; i < count; i++) {
-		struct name n = nm(names[i]);
-		cr_assert_eq(trie_builder_add(b, &n, (uint32_t)i), 0);
+		keys[i] = nm(names[i]);
+		values[i] = (uint32_t)i;
 	}
-	trie_t *t = trie_build(b);
-	trie_builder_free(b);
+	trie_t *t = trie_build_tagged(values, count, key_of, keys, tag_bits);
+	free(values);
 	cr_assert_not_null(t);
 	return t;
+}
+
+static trie_t *build(const char *const *names, size_t count)
+{
+	return build_tagged(names, count, 32);
 }
 
 /* The value found for s, or -1. */
@@ -54,7 +71,6 @@ Test(trie, empty)
 	cr_assert_eq(trie_count(t), 0);
 	trie_free(t);
 	trie_free(NULL);
-	trie_builder_free(NULL);
 }
 
 Test(trie, label_boundaries)
@@ -135,15 +151,40 @@ Test(trie, deep_names)
 
 Test(trie, duplicates_keep_last_value)
 {
-	trie_builder_t *b = trie_builder_new();
-	struct name n = nm("dup.example");
-	cr_assert_eq(trie_builder_add(b, &n, 1), 0);
-	n = nm("DUP.example.");
-	cr_assert_eq(trie_builder_add(b, &n, 2), 0);
-	trie_t *t = trie_build(b);
-	trie_builder_free(b);
+	const char *names[] = {"dup.example", "other.example", "DUP.example."};
+	trie_t *t = build(names, 3);
 	cr_expect_eq(find(t, "dup.example", NULL), 2);
-	cr_expect_eq(trie_count(t), 1);
+	cr_expect_eq(trie_count(t), 2);
+	trie_free(t);
+}
+
+Test(trie, values_over_the_limit_are_refused)
+{
+	struct name n = nm("example.com");
+	uint32_t v = TRIE_VALUE_MAX + 1;
+	cr_expect_null(trie_build(&v, 1, key_of, &n));
+	v = 0;
+	trie_t *t = trie_build(&v, 1, key_of, &n);
+	cr_assert_not_null(t);
+	trie_free(t);
+}
+
+Test(trie, deep_policies_grow_the_table)
+{
+	/* Every rule four labels below its own parents: about four nodes a name, where the first
+	 * table is sized for about one. */
+	enum { N = 3000 };
+	static char buf[N][64];
+	const char *names[N];
+	for (int i = 0; i < N; i++) {
+		snprintf(buf[i], sizeof(buf[i]), "a%d.b%d.c%d.d%d.org", i, i, i, i);
+		names[i] = buf[i];
+	}
+	trie_t *t = build(names, N);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(find(t, names[i], NULL), i);
+	cr_expect_eq(find(t, "b7.c7.d7.org", NULL), -1);
+	cr_expect_eq(trie_count(t), N);
 	trie_free(t);
 }
 
@@ -204,49 +245,39 @@ static void random_name(char *buf, unsigned *seed, int max_labels, int ntld)
 	strcpy(buf + w, tlds[rand_r(seed) % ntld]);
 }
 
-Test(trie, random_100k_against_naive, .timeout = 120)
+/* nrules random rules, then nqueries random names looked up in the trie and the reference. */
+static void against_naive(int nrules, int nqueries, unsigned tag_bits)
 {
-	enum { RULES = 100000, QUERIES = 20000 };
 	unsigned seed = 2024;
-	char **rules = malloc(RULES * sizeof(*rules));
-	trie_builder_t *b = trie_builder_new();
-	/* Unique rules so the reference and the trie agree on which value a name carries. */
-	size_t count = 0;
-	trie_t *seen = NULL;
-	for (int i = 0; i < RULES; i++) {
+	char **rules = malloc((size_t)nrules * sizeof(*rules));
+	for (int i = 0; i < nrules; i++) {
 		char buf[64];
 		random_name(buf, &seed, 4, 5);
-		rules[count] = strdup(buf);
-		struct name n = nm(buf);
-		cr_assert_eq(trie_builder_add(b, &n, (uint32_t)count), 0);
-		count++;
+		rules[i] = strdup(buf);
 	}
+	trie_t *t = build_tagged((const char *const *)rules, (size_t)nrules, tag_bits);
 	/* Duplicates: the trie keeps the last; make the reference do the same by blanking earlier
 	 * copies. */
-	seen = trie_build(b);
-	cr_assert_not_null(seen);
-	for (size_t i = 0; i < count; i++) {
+	for (int i = 0; i < nrules; i++) {
 		uint32_t v;
 		unsigned d;
 		struct name n = nm(rules[i]);
-		cr_assert_eq(trie_lookup(seen, &n, &v, &d), 0);
-		if (v != i)
+		cr_assert_eq(trie_lookup(t, &n, &v, &d), 0);
+		if (v != (uint32_t)i)
 			rules[i][0] = '\0';
 	}
-	trie_t *t = seen;
-	trie_builder_free(b);
 
 	/* Reference index: the live rules, sorted; values are recovered from string identity. */
-	struct ref *live = malloc(count * sizeof(*live));
+	struct ref *live = malloc((size_t)nrules * sizeof(*live));
 	size_t nlive = 0;
-	for (size_t i = 0; i < count; i++)
+	for (int i = 0; i < nrules; i++)
 		if (rules[i][0])
-			live[nlive++] = (struct ref){.name = rules[i], .value = (long)i};
+			live[nlive++] = (struct ref){.name = rules[i], .value = i};
 	qsort(live, nlive, sizeof(*live), ref_cmp);
 	cr_assert_eq(trie_count(t), nlive);
 
 	int hits = 0;
-	for (int i = 0; i < QUERIES; i++) {
+	for (int i = 0; i < nqueries; i++) {
 		char q[80];
 		random_name(q, &seed, 6, 6);
 		unsigned d1 = 0, d2 = 0;
@@ -258,12 +289,42 @@ Test(trie, random_100k_against_naive, .timeout = 120)
 			cr_assert_eq(d1, d2, "%s", q);
 		}
 	}
-	cr_expect_gt(hits, QUERIES / 10, "the random names should hit rules often");
-	cr_expect_lt(hits, QUERIES, "and miss sometimes");
+	cr_expect_gt(hits, nqueries / 10, "the random names should hit rules often");
+	cr_expect_lt(hits, nqueries, "and miss sometimes");
 
 	trie_free(t);
-	for (size_t i = 0; i < count; i++)
+	for (int i = 0; i < nrules; i++)
 		free(rules[i]);
 	free(rules);
 	free(live);
+}
+
+Test(trie, random_100k_against_naive, .timeout = 120)
+{
+	against_naive(100000, 20000, 32);
+}
+
+/* Short tags: a probe meets a stranger's tag every thousand steps or so, so walks find false
+ * candidates (about 80 here) and builds must reseed (once for the second), and the answers
+ * must still match the reference. */
+Test(trie, colliding_tags_against_naive, .timeout = 120)
+{
+	against_naive(400, 200000, 10);
+	against_naive(1000, 100000, 12);
+}
+
+/* With one-bit tags no seed avoids shadowing: the build gives up instead of going inexact. */
+Test(trie, hopeless_tags_give_up)
+{
+	enum { N = 200 };
+	struct name n[N];
+	uint32_t values[N];
+	for (int i = 0; i < N; i++) {
+		char buf[32];
+		snprintf(buf, sizeof(buf), "n%d.com", i);
+		n[i] = nm(buf);
+		values[i] = (uint32_t)i;
+	}
+	cr_expect_null(trie_build_tagged(values, N, key_of, n, 1));
+	cr_expect_null(trie_build_tagged(values, N, key_of, n, 0));
 }
