@@ -6,7 +6,8 @@
 #     name denied, over CHANGES changes (default 100): p50/p99/max for the primary's instance and
 #     for the fleet (both instances);
 #   - a full reload: its read and build times (from the log), peak RSS growth during the swap,
-#     and the latency of queries answered meanwhile (p50/p99/max, lost).
+#     and the latency of queries answered meanwhile (p50/p99/max, lost);
+#   - start-up from the snapshot file alone (Redis down) until the first query is answered.
 # Everything runs on loopback: NSD answers the probe names, nothing leaves the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -127,4 +128,16 @@ print("queries during the reload: %d answered, %d lost; latency p50 %.3f ms  p99
     len(lat), lost, pct(lat, .5) * 1e3, pct(lat, .99) * 1e3, max(lat) * 1e3))
 PY
 	kill "$(eval echo "\$PID_a$N")" "$(eval echo "\$PID_b$N")" 2>/dev/null || true
+
+	# Start-up from the snapshot the first instance saved, with Redis out of reach.
+	cp "$WORK/a$N.snapshot" "$WORK/s$N.snapshot"
+	ES=$(free_port)
+	start=$(date +%s%3N)
+	start_embargo "s$N" "$ES" --threads 1 --upstream "127.0.0.1:$NSD" \
+		--redis "redis://127.0.0.1:$(free_port)"
+	echo "embargo start to serving from the snapshot, Redis down: $(($(date +%s%3N) - start)) ms" \
+		"($(grep -o 'saved [^;]*; loaded in [0-9]* ms' "$WORK/s$N.log" | sed 's/.*; //'))"
+	q "$ES" @127.0.0.1 "h1.$(head -1 "$WORK/rules-$N.tsv" | cut -f1)" | grep -q "status: NXDOMAIN" ||
+		die "the snapshot instance does not deny the first rule"
+	kill "$(eval echo "\$PID_s$N")" 2>/dev/null || true
 done

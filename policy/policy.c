@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/mem.h"
 #include "policy/trie.h"
 
 #define NONE UINT32_MAX
@@ -33,7 +34,7 @@ struct policy_builder {
 	struct pool pool;
 	struct rule *rules;
 	size_t count, cap;
-	uint32_t *map; /* Rule index + 1, 0 = empty; size is a power of two. */
+	uint64_t *map; /* tag << 32 | (rule index + 1), 0 = empty; size is a power of two. */
 	size_t map_size;
 	size_t invalid;
 };
@@ -79,7 +80,7 @@ static int pool_put(struct pool *p, const void *bytes, size_t len, int nul, uint
 		size_t cap = p->cap ? p->cap * 2 : 4096;
 		while (cap < need)
 			cap *= 2;
-		char *b = realloc(p->bytes, cap);
+		char *b = mem_realloc(p->bytes, p->len, cap);
 		if (!b)
 			return -ENOMEM;
 		p->bytes = b;
@@ -127,19 +128,42 @@ void policy_builder_free(policy_builder_t *b)
 	free(b);
 }
 
-static int map_grow(policy_builder_t *b)
+/* A 64-bit hash of a key, a word at a time (FNV's octet at a time was a tenth of a reload). */
+static uint64_t hash_key(const uint8_t *p, size_t len)
 {
-	size_t size = b->map_size * 2;
-	uint32_t *map = calloc(size, sizeof(*map));
+	uint64_t h = 0x9E3779B97F4A7C15ULL ^ len;
+	for (; len >= 8; p += 8, len -= 8) {
+		uint64_t w;
+		memcpy(&w, p, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 32;
+	}
+	uint64_t w = 0;
+	for (size_t i = 0; i < len; i++)
+		w |= (uint64_t)p[i] << (8 * i);
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+	return h ^ (h >> 29);
+}
+
+/* The map stores a 32-bit tag of each key's hash, and a slot's position comes from the tag
+ * alone: probes compare tags and touch a rule only on a match, and growing needs no keys. */
+static inline uint32_t map_tag(uint64_t h)
+{
+	return (uint32_t)(h >> 32);
+}
+
+static int map_resize(policy_builder_t *b, size_t size)
+{
+	uint64_t *map = mem_calloc(size, sizeof(*map));
 	if (!map)
 		return -ENOMEM;
-	for (size_t i = 0; i < b->count; i++) {
-		const struct rule *r = &b->rules[i];
-		const uint8_t *key = (const uint8_t *)b->pool.bytes + r->key;
-		size_t h = (size_t)hash_bytes(0xcbf29ce484222325ULL, key, r->keylen) & (size - 1);
+	for (size_t i = 0; i < b->map_size; i++) {
+		if (!b->map[i])
+			continue;
+		size_t h = (size_t)(b->map[i] >> 32) & (size - 1);
 		while (map[h])
 			h = (h + 1) & (size - 1);
-		map[h] = (uint32_t)i + 1;
+		map[h] = b->map[i];
 	}
 	free(b->map);
 	b->map = map;
@@ -147,24 +171,53 @@ static int map_grow(policy_builder_t *b)
 	return 0;
 }
 
-/* The rule for name n, created with no actions when absent. */
-static struct rule *rule_get(policy_builder_t *b, const struct name *n)
+int policy_builder_reserve(policy_builder_t *b, size_t names, size_t octets)
 {
+	size_t size = b->map_size;
+	while (size < 2 * (b->count + names))
+		size *= 2;
+	if (size != b->map_size && map_resize(b, size) < 0)
+		return -ENOMEM;
+	if (b->count + names > b->cap) {
+		struct rule *rules = mem_realloc(b->rules, b->count * sizeof(*rules),
+						 (b->count + names) * sizeof(*rules));
+		if (!rules)
+			return -ENOMEM;
+		b->rules = rules;
+		b->cap = b->count + names;
+	}
+	if (b->pool.len + octets > b->pool.cap && b->pool.len + octets <= UINT32_MAX) {
+		char *bytes = mem_realloc(b->pool.bytes, b->pool.len, b->pool.len + octets);
+		if (!bytes)
+			return -ENOMEM;
+		b->pool.bytes = bytes;
+		b->pool.cap = b->pool.len + octets;
+	}
+	return 0;
+}
+
+/* The rule for name n (whose key hashes to hash), created with no actions when absent. */
+static struct rule *rule_get_hashed(policy_builder_t *b, const struct name *n, uint64_t hash)
+{
+	uint32_t tag = map_tag(hash);
 	size_t mask = b->map_size - 1;
-	size_t h = (size_t)hash_bytes(0xcbf29ce484222325ULL, n->key, n->keylen) & mask;
+	size_t h = tag & mask;
 	for (; b->map[h]; h = (h + 1) & mask) {
-		struct rule *r = &b->rules[b->map[h] - 1];
+		if ((uint32_t)(b->map[h] >> 32) != tag)
+			continue;
+		struct rule *r = &b->rules[(uint32_t)b->map[h] - 1];
 		if (r->keylen == n->keylen && memcmp(b->pool.bytes + r->key, n->key, n->keylen) == 0)
 			return r;
 	}
 	if ((b->count + 1) * 2 > b->map_size) {
-		if (map_grow(b) < 0)
+		if (map_resize(b, b->map_size * 2) < 0)
 			return NULL;
-		return rule_get(b, n);
+		return rule_get_hashed(b, n, hash);
 	}
 	if (b->count == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 256;
-		struct rule *rules = realloc(b->rules, cap * sizeof(*rules));
+		struct rule *rules =
+			mem_realloc(b->rules, b->count * sizeof(*rules), cap * sizeof(*rules));
 		if (!rules)
 			return NULL;
 		b->rules = rules;
@@ -174,8 +227,24 @@ static struct rule *rule_get(policy_builder_t *b, const struct name *n)
 	if (pool_put(&b->pool, n->key, n->keylen, 0, &r.key) < 0)
 		return NULL;
 	b->rules[b->count] = r;
-	b->map[h] = (uint32_t)++b->count;
+	b->map[h] = (uint64_t)tag << 32 | (uint32_t)++b->count;
 	return &b->rules[b->count - 1];
+}
+
+static struct rule *rule_get(policy_builder_t *b, const struct name *n)
+{
+	return rule_get_hashed(b, n, hash_key(n->key, n->keylen));
+}
+
+/* Bulk loads parse and hash this many names, prefetching their map slots, before probing any:
+ * the probes' cache misses then overlap instead of queueing one by one. */
+#define AHEAD 32
+
+static inline uint64_t map_prefetch(const policy_builder_t *b, const struct name *n)
+{
+	uint64_t h = hash_key(n->key, n->keylen);
+	__builtin_prefetch(&b->map[map_tag(h) & (b->map_size - 1)]);
+	return h;
 }
 
 int policy_builder_add(policy_builder_t *b, enum policy_action action, const char *name,
@@ -205,18 +274,11 @@ static size_t reason_cut(const char *reason, size_t len)
 	return len;
 }
 
-int policy_builder_set_reason(policy_builder_t *b, const char *name, size_t len,
-			      const char *reason, size_t reason_len)
+/* Give r the reason: cut to POLICY_REASON_MAX, control characters (which would go into text
+ * answers and logs) made spaces. */
+static int rule_set_reason(policy_builder_t *b, struct rule *r, const char *reason,
+			   size_t reason_len)
 {
-	struct name n;
-	if (name_from_text(&n, name, len) < 0) {
-		b->invalid++;
-		return -EINVAL;
-	}
-	struct rule *r = rule_get(b, &n);
-	if (!r)
-		return -ENOMEM;
-	/* Reasons go into text answers and logs: control characters become spaces. */
 	char clean[POLICY_REASON_MAX];
 	size_t clen = reason_cut(reason, reason_len);
 	for (size_t i = 0; i < clen; i++) {
@@ -230,35 +292,98 @@ int policy_builder_set_reason(policy_builder_t *b, const char *name, size_t len,
 	return 0;
 }
 
+int policy_builder_set_reason(policy_builder_t *b, const char *name, size_t len,
+			      const char *reason, size_t reason_len)
+{
+	struct name n;
+	if (name_from_text(&n, name, len) < 0) {
+		b->invalid++;
+		return -EINVAL;
+	}
+	struct rule *r = rule_get(b, &n);
+	if (!r)
+		return -ENOMEM;
+	return rule_set_reason(b, r, reason, reason_len);
+}
+
+int policy_builder_put_many(policy_builder_t *b, const struct policy_entry *e, size_t count,
+			    void (*on_invalid)(void *ctx, size_t i), void *ctx)
+{
+	struct name n[AHEAD];
+	uint64_t h[AHEAD];
+	for (size_t base = 0; base < count; base += AHEAD) {
+		size_t run = count - base < AHEAD ? count - base : AHEAD;
+		for (size_t i = 0; i < run; i++) {
+			const struct policy_entry *x = &e[base + i];
+			int ok = x->name && (x->action != POLICY_PASS || x->reason) &&
+				 (x->action == POLICY_PASS || x->action == POLICY_DENY ||
+				  x->action == POLICY_ALLOW) &&
+				 name_from_text(&n[i], x->name, x->len) == 0;
+			if (!ok) {
+				n[i].keylen = 0; /* Skipped below. */
+				b->invalid++;
+				if (on_invalid)
+					on_invalid(ctx, base + i);
+				continue;
+			}
+			h[i] = map_prefetch(b, &n[i]);
+		}
+		for (size_t i = 0; i < run; i++) {
+			if (!n[i].keylen)
+				continue;
+			const struct policy_entry *x = &e[base + i];
+			struct rule *r = rule_get_hashed(b, &n[i], h[i]);
+			if (!r)
+				return -ENOMEM;
+			if (x->action != POLICY_PASS)
+				r->actions |= (uint16_t)(x->action == POLICY_DENY ? ACT_DENY : ACT_ALLOW);
+			if (x->reason && rule_set_reason(b, r, x->reason, x->reason_len) < 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 int policy_builder_add_from(policy_builder_t *b, const policy_t *p, unsigned parts)
 {
 	/* p's records hold every name its builder saw, reason-only ones included. */
+	struct name n[AHEAD];
+	uint64_t h[AHEAD];
+	unsigned actions[AHEAD];
+	uint32_t reason[AHEAD];
 	for (size_t w = 0; w < p->recs_words;) {
-		const uint8_t *rb = rec_bytes(p, w);
-		uint32_t src_reason = p->recs[w];
-		unsigned src_actions = rb[0];
-		w += rec_words(rb[1]);
-		unsigned actions = 0;
-		if ((parts & POLICY_PART_DENY) && (src_actions & ACT_DENY))
-			actions |= ACT_DENY;
-		if ((parts & POLICY_PART_ALLOW) && (src_actions & ACT_ALLOW))
-			actions |= ACT_ALLOW;
-		int reason = (parts & POLICY_PART_REASON) && src_reason != NONE;
-		if (!actions && !reason)
-			continue;
-		struct name n;
-		memcpy(n.key, rb + 2, rb[1]);
-		n.keylen = rb[1];
-		struct rule *r = rule_get(b, &n);
-		if (!r)
-			return -ENOMEM;
-		r->actions |= (uint16_t)actions;
-		if (reason) {
-			const char *why = p->pool.bytes + src_reason;
-			uint32_t off;
-			if (pool_put(&b->pool, why, strlen(why), 1, &off) < 0)
+		size_t run = 0;
+		while (run < AHEAD && w < p->recs_words) {
+			const uint8_t *rb = rec_bytes(p, w);
+			uint32_t src_reason = p->recs[w];
+			unsigned src_actions = rb[0];
+			w += rec_words(rb[1]);
+			unsigned a = 0;
+			if ((parts & POLICY_PART_DENY) && (src_actions & ACT_DENY))
+				a |= ACT_DENY;
+			if ((parts & POLICY_PART_ALLOW) && (src_actions & ACT_ALLOW))
+				a |= ACT_ALLOW;
+			uint32_t why = (parts & POLICY_PART_REASON) ? src_reason : NONE;
+			if (!a && why == NONE)
+				continue;
+			memcpy(n[run].key, rb + 2, rb[1]);
+			n[run].keylen = rb[1];
+			h[run] = map_prefetch(b, &n[run]);
+			actions[run] = a;
+			reason[run++] = why;
+		}
+		for (size_t i = 0; i < run; i++) {
+			struct rule *r = rule_get_hashed(b, &n[i], h[i]);
+			if (!r)
 				return -ENOMEM;
-			r->reason = off; /* The pool moved, the rules did not. */
+			r->actions |= (uint16_t)actions[i];
+			if (reason[i] != NONE) {
+				const char *why = p->pool.bytes + reason[i];
+				uint32_t off;
+				if (pool_put(&b->pool, why, strlen(why), 1, &off) < 0)
+					return -ENOMEM;
+				r->reason = off; /* The pool moved, the rules did not. */
+			}
 		}
 	}
 	return 0;
@@ -395,8 +520,8 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 		words += rec_words(b->rules[i].keylen);
 		nvalues += b->rules[i].actions != 0;
 	}
-	p->recs = malloc((words ? words : 1) * sizeof(*p->recs));
-	values = malloc((nvalues ? nvalues : 1) * sizeof(*values));
+	p->recs = mem_alloc((words ? words : 1) * sizeof(*p->recs));
+	values = mem_alloc((nvalues ? nvalues : 1) * sizeof(*values));
 	if (!p->recs || !values)
 		goto fail;
 
@@ -590,6 +715,12 @@ int policy_encode(const policy_t *p, int64_t saved_at, char **out, size_t *len)
 	return 0;
 }
 
+static void decode_invalid(void *ctx, size_t i)
+{
+	(void)i;
+	*(int *)ctx = 1;
+}
+
 int policy_decode(const char *text, size_t len, policy_t **out, int64_t *saved_at)
 {
 	const char *nl = memchr(text, '\n', len);
@@ -619,7 +750,11 @@ int policy_decode(const char *text, size_t len, policy_t **out, int64_t *saved_a
 	policy_builder_t *b = policy_builder_new();
 	if (!b)
 		return -ENOMEM;
-	size_t seen = 0;
+	if (rules < blen)
+		(void)policy_builder_reserve(b, rules, blen);
+	size_t seen = 0, ne = 0;
+	int bad = 0;
+	struct policy_entry e[2 * AHEAD * 4];
 	for (const char *line = body, *end = body + blen; line < end;) {
 		const char *eol = memchr(line, '\n', (size_t)(end - line));
 		if (!eol)
@@ -635,22 +770,34 @@ int policy_decode(const char *text, size_t len, policy_t **out, int64_t *saved_a
 		int reason_only = flen == 1 && line[0] == 'r';
 		if ((!deny && !allow && !reason_only) || flen > 2 || (reason_only && !t2))
 			goto corrupt;
-		int rc = 0;
-		if (deny)
-			rc = policy_builder_add(b, POLICY_DENY, name, (size_t)(nend - name));
-		if (rc == 0 && allow)
-			rc = policy_builder_add(b, POLICY_ALLOW, name, (size_t)(nend - name));
-		if (rc == 0 && t2)
-			rc = policy_builder_set_reason(b, name, (size_t)(nend - name), t2 + 1,
-						       (size_t)(eol - t2 - 1));
-		if (rc == -ENOMEM) {
-			policy_builder_free(b);
-			return -ENOMEM;
+		struct policy_entry x = {.name = name, .len = (size_t)(nend - name),
+					 .reason = t2 ? t2 + 1 : NULL,
+					 .reason_len = t2 ? (size_t)(eol - t2 - 1) : 0};
+		if (deny) {
+			e[ne] = x;
+			e[ne++].action = POLICY_DENY;
 		}
-		if (rc < 0)
-			goto corrupt;
+		if (allow) {
+			e[ne] = x;
+			if (deny)
+				e[ne].reason = NULL; /* Given with the deny. */
+			e[ne++].action = POLICY_ALLOW;
+		}
+		if (reason_only) {
+			e[ne] = x;
+			e[ne++].action = POLICY_PASS;
+		}
 		seen++;
 		line = eol + 1;
+		if (ne + 2 > sizeof(e) / sizeof(e[0]) || line >= end) {
+			if (policy_builder_put_many(b, e, ne, decode_invalid, &bad) < 0) {
+				policy_builder_free(b);
+				return -ENOMEM;
+			}
+			if (bad)
+				goto corrupt;
+			ne = 0;
+		}
 	}
 	if (seen != rules)
 		goto corrupt;

@@ -49,6 +49,10 @@ policy_builder_t *policy_builder_new(void);
 /** Free a builder. NULL is a no-op. */
 void policy_builder_free(policy_builder_t *b);
 
+/** Make room for about `names` more names and `octets` more octets of keys and reasons, so a
+ *  large load neither rehashes nor copies as it grows. A hint only. @return 0 or -ENOMEM. */
+int policy_builder_reserve(policy_builder_t *b, size_t names, size_t octets);
+
 /** Add a deny or allow rule for name[0..len) (text). Invalid names are counted and skipped.
  *  @return 0, -EINVAL (skipped) or -ENOMEM. */
 int policy_builder_add(policy_builder_t *b, enum policy_action action, const char *name,
@@ -57,6 +61,22 @@ int policy_builder_add(policy_builder_t *b, enum policy_action action, const cha
 /** Attach a reason to a name's rule (the rule may be added before or after). */
 int policy_builder_set_reason(policy_builder_t *b, const char *name, size_t len,
 			      const char *reason, size_t reason_len);
+
+/** One entry for policy_builder_put_many(). */
+struct policy_entry {
+	const char *name; /**< Text, not NUL-terminated; NULL counts as invalid. */
+	size_t len;
+	enum policy_action action; /**< POLICY_PASS: a reason only. */
+	const char *reason;        /**< NULL: none. */
+	size_t reason_len;
+};
+
+/** policy_builder_add() and policy_builder_set_reason() for e[0..count), the same as one by one
+ *  but faster on large batches (names are hashed and their map slots fetched ahead).
+ *  on_invalid (may be NULL) gets the index of each entry skipped as invalid.
+ *  @return 0 or -ENOMEM. */
+int policy_builder_put_many(policy_builder_t *b, const struct policy_entry *e, size_t count,
+			    void (*on_invalid)(void *ctx, size_t i), void *ctx);
 
 /** Called for each invalid line of a list; line numbers start at 1; text is the whole line. */
 typedef void (*policy_invalid_cb)(void *ctx, size_t line, const char *text, size_t len);

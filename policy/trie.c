@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/mem.h"
+
 #define HAS_CHILDREN UINT32_C(0x80000000)
 #define VALUE_MASK UINT32_C(0x7FFFFFFF)
 #define NO_SLOT UINT32_MAX
@@ -195,8 +197,8 @@ trie_t *trie_build_tagged(const uint32_t *values, size_t count, trie_key_fn key_
 			free(t->slots);
 			free(origin);
 			t->nslots = (uint32_t)want;
-			t->slots = malloc((size_t)want * sizeof(*t->slots));
-			origin = malloc((size_t)want * sizeof(*origin));
+			t->slots = mem_alloc((size_t)want * sizeof(*t->slots));
+			origin = mem_alloc((size_t)want * sizeof(*origin));
 			if (!t->slots || !origin)
 				goto fail;
 		}

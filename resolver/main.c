@@ -92,15 +92,20 @@ static policy_t *initial_policy(const struct options *o)
 		policy_t *p = NULL;
 		int64_t saved;
 		char err[512];
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		int rc = snapshot_load(o->snapshot, &p, &saved, err, sizeof(err));
+		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (rc == 0) {
 			const struct policy_stats *st = policy_stats(p);
 			char when[32];
 			time_t t = (time_t)saved;
 			struct tm tm;
 			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
-			log_info("snapshot %s: %zu deny, %zu allow rules, version %016llx, saved %s",
-				 o->snapshot, st->deny, st->allow, (unsigned long long)st->version, when);
+			long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+			log_info("snapshot %s: %zu deny, %zu allow rules, version %016llx, saved %s; "
+				 "loaded in %ld ms",
+				 o->snapshot, st->deny, st->allow, (unsigned long long)st->version, when, ms);
 			policy_set_loaded_at(p, time(NULL));
 			return p;
 		}

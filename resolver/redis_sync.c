@@ -39,7 +39,7 @@
 #define NOTIFY_FLAGS "Kg$lshzxe"
 
 enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN };
-enum phase { IDLE, READING, BUILDING, SAVING };
+enum phase { IDLE, READING, BUILDING };
 enum { KEY_DENY, KEY_ALLOW, KEY_REASON, NKEYS };
 #define ALL_KEYS ((1u << NKEYS) - 1)
 
@@ -92,6 +92,11 @@ struct redis_sync {
 	policy_builder_t *building; /* Handed to the thread pool. */
 	unsigned carry_parts;       /* What it copies from the policy in force (POLICY_PART_*). */
 	policy_t *built;
+	/* The snapshot save, which overlaps the next load; a policy built meanwhile waits for it
+	 * (the policy being saved must stay current, so that nothing retires it). */
+	uv_work_t save_req;
+	int saving;
+	policy_t *waiting;
 	int save_rc, last_save_rc;
 	char save_err[256];
 };
@@ -109,7 +114,8 @@ static uint64_t now_ms(redis_sync_t *r)
 
 static void maybe_free(redis_sync_t *r)
 {
-	if (r->closing && r->open_handles == 0 && !r->ac && !r->sub && r->phase == IDLE)
+	if (r->closing && r->open_handles == 0 && !r->ac && !r->sub && r->phase == IDLE &&
+	    !r->saving)
 		free(r);
 }
 
@@ -230,15 +236,28 @@ static void load_done(redis_sync_t *r)
 	schedule_reread(r);
 }
 
+static void publish_built(redis_sync_t *r, policy_t *p);
+
 static void on_saved(uv_work_t *w, int status)
 {
 	redis_sync_t *r = w->data;
+	r->saving = 0;
 	if (r->save_rc < 0 && r->save_rc != r->last_save_rc)
 		log_warn("policy snapshot not saved: %s", r->save_err);
 	else if (r->save_rc == 0 && r->last_save_rc < 0)
 		log_info("policy snapshot saved to %s again", r->o->snapshot);
 	r->last_save_rc = r->save_rc;
-	load_done(r);
+	policy_t *p = r->waiting;
+	r->waiting = NULL;
+	if (p && !r->closing) {
+		publish_built(r, p);
+		return;
+	}
+	policy_free(p);
+	if (p)
+		load_done(r);
+	else
+		maybe_free(r);
 }
 
 /* Building and saving yield the CPU to the workers answering queries. */
@@ -301,20 +320,29 @@ static void on_built(uv_work_t *w, int status)
 		 "version %016" PRIx64 ", %zu KiB; read %" PRIu64 " ms (%s), built %" PRIu64 " ms",
 		 st->deny, st->allow, st->reasons, st->invalid, st->version, policy_memory(p) >> 10,
 		 r->t_read - r->t_start, what, t_end - r->t_read);
+	if (r->saving) {
+		r->waiting = p; /* Published when the save in progress is done. */
+		return;
+	}
+	publish_built(r, p);
+}
+
+/* Enforce p, start saving it, and end the load: the next one may start while the save runs. */
+static void publish_built(redis_sync_t *r, policy_t *p)
+{
 	if (policy_store_publish(r->store, p) < 0) {
 		log_err("out of memory publishing the policy; keeping the current one");
 		policy_free(p);
 		load_done(r);
 		return;
 	}
-	if (!r->o->snapshot[0]) {
-		load_done(r);
-		return;
+	if (r->o->snapshot[0]) {
+		r->saving = 1;
+		r->save_req.data = r;
+		if (uv_queue_work(r->loop, &r->save_req, save_work, on_saved) < 0)
+			r->saving = 0;
 	}
-	r->phase = SAVING;
-	r->work.data = r;
-	if (uv_queue_work(r->loop, &r->work, save_work, on_saved) < 0)
-		load_done(r);
+	load_done(r);
 }
 
 static void read_done(redis_sync_t *r)
@@ -351,6 +379,56 @@ static void read_done(redis_sync_t *r)
 
 static void send_scan(redis_sync_t *r, int key, const char *cursor);
 
+/* Entries of one scan reply handed to the builder at a time. */
+#define ITEMS_RUN 256
+
+struct items_run {
+	redis_sync_t *r;
+	int key;
+	const redisReply *const *members; /* This run's names (HSCAN: field, value pairs). */
+	size_t stride;
+};
+
+static void item_invalid(void *ctx, size_t i)
+{
+	const struct items_run *run = ctx;
+	const redisReply *m = run->members[i * run->stride];
+	note_invalid(&run->r->il[run->key], run->r->keys[run->key],
+		     m->type == REDIS_REPLY_STRING ? m->str : "",
+		     m->type == REDIS_REPLY_STRING ? m->len : 0);
+}
+
+/* Add a scan reply's members (SSCAN) or field/value pairs (HSCAN) to the builder.
+ * @return 0 or -ENOMEM. */
+static int add_items(redis_sync_t *r, int key, const redisReply *items)
+{
+	size_t stride = key == KEY_REASON ? 2 : 1;
+	size_t count = items->elements / stride;
+	enum policy_action action = key == KEY_DENY    ? POLICY_DENY
+				    : key == KEY_ALLOW ? POLICY_ALLOW
+						       : POLICY_PASS;
+	struct policy_entry e[ITEMS_RUN];
+	for (size_t base = 0; base < count; base += ITEMS_RUN) {
+		size_t n = count - base < ITEMS_RUN ? count - base : ITEMS_RUN;
+		const redisReply *const *m =
+			(const redisReply *const *)items->element + base * stride;
+		for (size_t i = 0; i < n; i++) {
+			const redisReply *k = m[i * stride], *v = stride == 2 ? m[i * 2 + 1] : NULL;
+			int ok = k->type == REDIS_REPLY_STRING &&
+				 (!v || v->type == REDIS_REPLY_STRING);
+			e[i] = (struct policy_entry){.name = ok ? k->str : NULL,
+						     .len = ok ? k->len : 0,
+						     .action = action,
+						     .reason = v && ok ? v->str : NULL,
+						     .reason_len = v && ok ? v->len : 0};
+		}
+		struct items_run run = {.r = r, .key = key, .members = m, .stride = stride};
+		if (policy_builder_put_many(r->builder, e, n, item_invalid, &run) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
 	struct scan *sc = privdata;
@@ -375,24 +453,10 @@ static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	if (!last)
 		send_scan(r, sc->key, cursor);
 	const redisReply *items = reply->element[1];
-	if (sc->key == KEY_REASON) {
-		for (size_t i = 0; i + 1 < items->elements; i += 2) {
-			const redisReply *k = items->element[i], *v = items->element[i + 1];
-			if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
-			    policy_builder_set_reason(r->builder, k->str, k->len, v->str, v->len) ==
-				    -EINVAL)
-				note_invalid(&r->il[KEY_REASON], r->keys[KEY_REASON], k->str ? k->str : "",
-					     k->str ? k->len : 0);
-		}
-	} else {
-		enum policy_action action = sc->key == KEY_DENY ? POLICY_DENY : POLICY_ALLOW;
-		for (size_t i = 0; i < items->elements; i++) {
-			const redisReply *m = items->element[i];
-			if (m->type != REDIS_REPLY_STRING ||
-			    policy_builder_add(r->builder, action, m->str, m->len) == -EINVAL)
-				note_invalid(&r->il[sc->key], r->keys[sc->key], m->str ? m->str : "",
-					     m->str ? m->len : 0);
-		}
+	if (add_items(r, sc->key, items) < 0) {
+		log_err("out of memory reading the policy");
+		load_done(r);
+		return;
 	}
 	if (!last)
 		return;
@@ -462,6 +526,11 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	/* Keys not to be read again come from the policy in force, if that came from Redis. A key
 	 * gone from Redis has nothing to carry. */
 	const policy_t *cur = policy_store_current(r->store);
+	/* The next policy is most likely about the size of this one: room for it up front saves
+	 * rehashing and copying while a million members stream in. */
+	const struct policy_stats *cs = policy_stats(cur);
+	size_t names = cs->deny + cs->allow + cs->reasons;
+	(void)policy_builder_reserve(r->builder, names, names * 32);
 	if (policy_stats(cur)->source != POLICY_SOURCE_REDIS)
 		r->scanning = ALL_KEYS;
 	unsigned carry = ALL_KEYS & ~r->scanning & (unsigned)present;

@@ -3,6 +3,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "policy/policy.h"
@@ -23,6 +24,12 @@ static struct policy_verdict decide(const policy_t *p, const char *s)
 	struct policy_verdict v;
 	policy_lookup(p, &n, &v);
 	return v;
+}
+
+static int name_valid(const char *s)
+{
+	struct name n;
+	return name_from_text(&n, s, strlen(s)) == 0;
 }
 
 /* The deciding rule's name: the suffix of s that the verdict covers. */
@@ -221,7 +228,62 @@ static policy_t *sample(void)
 	const char reason[] = "Sanctions list 2026-01, item 12 (ü)";
 	policy_builder_set_reason(b, "example.com", 11, reason, strlen(reason));
 	policy_builder_set_reason(b, "orphan.example", 14, "no rule yet", 11);
+	policy_builder_set_reason(b, "both.example", 12, "both ways", 9);
 	return policy_build(b, POLICY_SOURCE_REDIS);
+}
+
+static void note_bad(void *ctx, size_t i)
+{
+	size_t *bad = ctx;
+	bad[++bad[0]] = i;
+}
+
+/* The bulk path (Redis scans, snapshots) must build what one-by-one calls build, across runs of
+ * its read-ahead and with invalid entries anywhere. */
+Test(policy, put_many_matches_one_by_one)
+{
+	enum { N = 300 };
+	static char names[N][32], reasons[N][32];
+	static struct policy_entry e[N];
+	policy_builder_t *one = policy_builder_new(), *many = policy_builder_new();
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), i % 37 == 5 ? "bad name %d" : "n%d.example",
+			 i % 250);
+		snprintf(reasons[i], sizeof(reasons[i]), "why %d", i);
+		enum policy_action a = i % 3 == 0   ? POLICY_DENY
+				       : i % 3 == 1 ? POLICY_ALLOW
+						    : POLICY_PASS;
+		int with_reason = a == POLICY_PASS || i % 4 == 0;
+		e[i] = (struct policy_entry){.name = names[i], .len = strlen(names[i]), .action = a,
+					     .reason = with_reason ? reasons[i] : NULL,
+					     .reason_len = with_reason ? strlen(reasons[i]) : 0};
+		if (a != POLICY_PASS)
+			policy_builder_add(one, a, names[i], strlen(names[i]));
+		else
+			policy_builder_set_reason(one, names[i], strlen(names[i]), reasons[i],
+						  strlen(reasons[i]));
+		if (a != POLICY_PASS && with_reason && name_valid(names[i]))
+			policy_builder_set_reason(one, names[i], strlen(names[i]), reasons[i],
+						  strlen(reasons[i]));
+	}
+	e[7].name = NULL; /* Not a string, as a Redis reply element can be. */
+	size_t bad[N + 1] = {0};
+	cr_assert_eq(policy_builder_put_many(many, e, N, note_bad, bad), 0);
+	cr_assert_eq(policy_builder_invalid(many), policy_builder_invalid(one) + 1);
+	cr_assert_eq(bad[0], policy_builder_invalid(many));
+	for (size_t k = 1; k <= bad[0]; k++)
+		cr_expect(bad[k] == 7 || bad[k] % 37 == 5, "entry %zu reported", bad[k]);
+	/* Entry 7 (an allow, no reason) is only in the one-by-one build: add it to the bulk one. */
+	policy_builder_add(many, POLICY_ALLOW, names[7], strlen(names[7]));
+	policy_t *p1 = policy_build(one, POLICY_SOURCE_REDIS);
+	policy_t *p2 = policy_build(many, POLICY_SOURCE_REDIS);
+	cr_assert(p1 && p2);
+	cr_expect_eq(policy_stats(p2)->version, policy_stats(p1)->version);
+	cr_expect_eq(policy_stats(p2)->deny, policy_stats(p1)->deny);
+	cr_expect_eq(policy_stats(p2)->allow, policy_stats(p1)->allow);
+	cr_expect_eq(policy_stats(p2)->reasons, policy_stats(p1)->reasons);
+	policy_free(p1);
+	policy_free(p2);
 }
 
 Test(policy, snapshot_round_trip)
