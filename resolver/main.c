@@ -124,6 +124,10 @@ int main(int argc, char **argv)
 {
 	static struct daemon d;
 	char err[512];
+	/* Policies come and go in arrays of megabytes: give each its own mapping, so freeing the
+	 * old one returns its memory at once instead of leaving it in the heap (glibc would
+	 * otherwise raise this threshold to 32 MiB after the first big free). */
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	int rc = options_parse(&d.o, argc, argv, err, sizeof(err));
 	if (rc < 0) {
 		fprintf(stderr, "embargo: %s\n", err);
