@@ -7,73 +7,109 @@
 #include <errno.h>
 #include <string.h>
 
-static inline uint8_t lower(uint8_t c)
+/* Name octets in presentation text: letters (lower-cased), digits, '-' and '_'; '.' maps to
+ * DOT and everything else to 0. */
+#define DOT 1
+#define AZ(lo) [lo] = lo, [lo - 32] = lo
+static const uint8_t TEXT_MAP[256] = {
+	AZ('a'), AZ('b'), AZ('c'), AZ('d'), AZ('e'), AZ('f'), AZ('g'), AZ('h'), AZ('i'),
+	AZ('j'), AZ('k'), AZ('l'), AZ('m'), AZ('n'), AZ('o'), AZ('p'), AZ('q'), AZ('r'),
+	AZ('s'), AZ('t'), AZ('u'), AZ('v'), AZ('w'), AZ('x'), AZ('y'), AZ('z'),
+	['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3', ['4'] = '4', ['5'] = '5',
+	['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9', ['-'] = '-', ['_'] = '_',
+	['.'] = DOT,
+};
+#undef AZ
+
+/* The parsers first gather a name in wire order (leaf first, [len][octets]...) into a scratch
+ * buffer padded so that it can be read and written 8 octets at a time. */
+#define SCRATCH (NAME_MAXWIRE + 16)
+
+/* Lower-case the ASCII capitals among 8 octets at once. Length octets (0..63) are never
+ * capitals, so whole wire names can go through it. */
+static inline uint64_t lower8(uint64_t x)
 {
-	return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+	const uint64_t ones = 0x0101010101010101ULL, high = ones << 7;
+	uint64_t low7 = x & ~high;
+	uint64_t ge_a = low7 + ones * (0x80 - 'A'); /* High bit: octet >= 'A'. */
+	uint64_t gt_z = low7 + ones * (0x7F - 'Z'); /* High bit: octet > 'Z'. */
+	return x | (((ge_a & ~gt_z & ~x) & high) >> 2);
 }
 
-static int is_text_char(unsigned char c)
+static void lower_scratch(uint8_t *s, size_t len)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_';
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t w;
+		memcpy(&w, s + i, 8);
+		w = lower8(w);
+		memcpy(s + i, &w, 8);
+	}
 }
 
-/* Emit labels given leaf-first as (pointer, length) into lookup format. */
-static void emit_reversed(struct name *n, const uint8_t *const *lab, const uint8_t *lablen,
-			  unsigned count)
+/* Emit the count labels gathered in s (label i's length octet at s[at[i]], leaf first) root
+ * first into lookup format. */
+static void emit_reversed(struct name *n, const uint8_t *s, const uint8_t *at, unsigned count)
 {
 	uint8_t *out = n->key;
+	size_t o = 0;
 	for (unsigned i = count; i-- > 0;) {
-		*out++ = lablen[i];
-		for (unsigned j = 0; j < lablen[i]; j++)
-			*out++ = lower(lab[i][j]);
+		const uint8_t *l = s + at[i];
+		size_t m = 1u + l[0];
+		/* Whole words while they fit the key: the excess is overwritten by the next label or
+		 * lies past the end of the key. */
+		if (o + 64 <= sizeof(n->key))
+			for (size_t j = 0; j < m; j += 8)
+				memcpy(out + o + j, l + j, 8);
+		else
+			memcpy(out + o, l, m);
+		o += m;
 	}
-	*out++ = 0;
-	n->keylen = (uint16_t)(out - n->key);
+	out[o++] = 0;
+	n->keylen = (uint16_t)o;
 	n->nlabels = (uint8_t)count;
 }
 
 int name_from_text(struct name *n, const char *text, size_t len)
 {
-	const uint8_t *lab[128];
-	uint8_t lablen[128];
+	uint8_t s[SCRATCH], at[128];
 	unsigned count = 0;
-	size_t wire = 1;
 
 	if (len == 1 && text[0] == '.') {
-		emit_reversed(n, lab, lablen, 0);
+		emit_reversed(n, s, at, 0);
 		return 0;
 	}
 	if (len > 0 && text[len - 1] == '.')
 		len--;
-	if (len == 0)
+	/* In wire format every dot becomes a length octet, plus the first length and the root. */
+	if (len == 0 || len + 2 > NAME_MAXWIRE)
 		return -EINVAL;
 	size_t start = 0;
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len && text[i] != '.') {
-			if (!is_text_char((unsigned char)text[i]))
-				return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		uint8_t c = TEXT_MAP[(unsigned char)text[i]];
+		if (c > DOT) {
+			s[i + 1] = c;
 			continue;
 		}
 		size_t l = i - start;
-		if (l == 0 || l > NAME_MAXLABEL)
+		if (c != DOT || l == 0 || l > NAME_MAXLABEL)
 			return -EINVAL;
-		wire += l + 1;
-		if (wire > NAME_MAXWIRE)
-			return -EINVAL;
-		lab[count] = (const uint8_t *)text + start;
-		lablen[count] = (uint8_t)l;
-		count++;
+		s[start] = (uint8_t)l;
+		at[count++] = (uint8_t)start;
 		start = i + 1;
 	}
-	emit_reversed(n, lab, lablen, count);
+	size_t l = len - start;
+	if (l == 0 || l > NAME_MAXLABEL)
+		return -EINVAL;
+	s[start] = (uint8_t)l;
+	at[count++] = (uint8_t)start;
+	memset(s + len + 1, 0, 8);
+	emit_reversed(n, s, at, count);
 	return 0;
 }
 
 int name_from_wire(struct name *n, const uint8_t *wire, size_t len, size_t *wirelen)
 {
-	const uint8_t *lab[128];
-	uint8_t lablen[128];
+	uint8_t s[SCRATCH], at[128];
 	unsigned count = 0;
 	size_t off = 0;
 
@@ -87,22 +123,22 @@ int name_from_wire(struct name *n, const uint8_t *wire, size_t len, size_t *wire
 			return -EBADMSG; /* Compression or an extended label type. */
 		if (off + 1 + l + 1 > NAME_MAXWIRE || off + 1 + l >= len)
 			return -EBADMSG;
-		lab[count] = wire + off + 1;
-		lablen[count] = l;
-		count++;
+		at[count++] = (uint8_t)off;
 		off += 1 + (size_t)l;
 	}
 	*wirelen = off + 1;
-	emit_reversed(n, lab, lablen, count);
+	memcpy(s, wire, off);
+	memset(s + off, 0, 8);
+	lower_scratch(s, off);
+	emit_reversed(n, s, at, count);
 	return 0;
 }
 
 int name_from_packet(struct name *n, const uint8_t *pkt, size_t len, size_t off, size_t *next)
 {
-	const uint8_t *lab[128];
-	uint8_t lablen[128];
+	uint8_t s[SCRATCH], at[128];
 	unsigned count = 0, jumps = 0;
-	size_t wire = 1;
+	size_t wire = 0; /* Octets gathered into s. */
 	int jumped = 0;
 
 	for (;;) {
@@ -125,15 +161,16 @@ int name_from_packet(struct name *n, const uint8_t *pkt, size_t len, size_t off,
 		}
 		if (l > NAME_MAXLABEL)
 			return -EBADMSG;
-		wire += 1 + (size_t)l;
-		if (wire > NAME_MAXWIRE || off + 1 + l > len)
+		if (wire + 1 + l + 1 > NAME_MAXWIRE || off + 1 + l > len)
 			return -EBADMSG;
-		lab[count] = pkt + off + 1;
-		lablen[count] = l;
-		count++;
+		at[count++] = (uint8_t)wire;
+		memcpy(s + wire, pkt + off, 1 + (size_t)l);
+		wire += 1 + (size_t)l;
 		off += 1 + (size_t)l;
 	}
-	emit_reversed(n, lab, lablen, count);
+	memset(s + wire, 0, 8);
+	lower_scratch(s, wire);
+	emit_reversed(n, s, at, count);
 	return 0;
 }
 

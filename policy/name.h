@@ -10,9 +10,12 @@
 #define NAME_MAXLABEL 63   /**< Longest label. */
 #define NAME_MAXTEXT 254   /**< Longest presentation form without the trailing dot. */
 
-/** A name in lookup format. key[0..keylen) ends with the 0 octet; the root is key = {0}. */
+#define NAME_KEYPAD 8 /**< Spare octets after the longest key, so readers may load 8 at a time. */
+
+/** A name in lookup format. key[0..keylen) ends with the 0 octet; the root is key = {0}. The
+ *  octets after the key are unspecified. */
 struct name {
-	uint8_t key[NAME_MAXWIRE + 1];
+	uint8_t key[NAME_MAXWIRE + 1 + NAME_KEYPAD];
 	uint16_t keylen;
 	uint8_t nlabels;
 };

@@ -66,7 +66,10 @@ static inline size_t rec_words(size_t keylen)
 
 static const uint8_t *rec_key(const void *ctx, uint32_t w, size_t *len)
 {
-	const uint8_t *b = rec_bytes(ctx, w);
+	const policy_t *p = ctx;
+	if (!len)
+		return (const uint8_t *)(p->recs + w); /* The whole record, for prefetching. */
+	const uint8_t *b = rec_bytes(p, w);
 	*len = b[1];
 	return b + 2;
 }
@@ -600,18 +603,38 @@ void policy_free(policy_t *p)
 	free(p);
 }
 
-void policy_lookup(const policy_t *p, const struct name *q, struct policy_verdict *v)
+static void verdict_of(const policy_t *p, uint32_t w, unsigned depth, struct policy_verdict *v)
 {
-	uint32_t w;
-	unsigned depth;
-	if (trie_lookup(p->trie, q, &w, &depth) < 0) {
-		*v = (struct policy_verdict){.action = POLICY_PASS};
-		return;
-	}
 	uint32_t reason = p->recs[w];
 	v->action = (rec_bytes(p, w)[0] & ACT_ALLOW) ? POLICY_ALLOW : POLICY_DENY;
 	v->depth = depth;
 	v->reason = reason == NONE ? NULL : p->pool.bytes + reason;
+}
+
+void policy_lookup(const policy_t *p, const struct name *q, struct policy_verdict *v)
+{
+	uint32_t w;
+	unsigned depth;
+	if (trie_lookup(p->trie, q, &w, &depth) < 0)
+		*v = (struct policy_verdict){.action = POLICY_PASS};
+	else
+		verdict_of(p, w, depth, v);
+}
+
+void policy_lookup_many(const policy_t *p, const struct name *const *qs, size_t n,
+			struct policy_verdict *v)
+{
+	struct trie_match m[TRIE_BATCH];
+	for (size_t base = 0; base < n; base += TRIE_BATCH) {
+		size_t k = n - base < TRIE_BATCH ? n - base : TRIE_BATCH;
+		trie_lookup_many(p->trie, qs + base, k, m);
+		for (size_t i = 0; i < k; i++) {
+			if (m[i].found)
+				verdict_of(p, m[i].value, m[i].depth, &v[base + i]);
+			else
+				v[base + i] = (struct policy_verdict){.action = POLICY_PASS};
+		}
+	}
 }
 
 const struct policy_stats *policy_stats(const policy_t *p)

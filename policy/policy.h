@@ -126,6 +126,11 @@ void policy_free(policy_t *p);
 /** Decide q: the most specific rule on q or its ancestors wins; allow wins a tie with deny. */
 void policy_lookup(const policy_t *p, const struct name *q, struct policy_verdict *v);
 
+/** policy_lookup() of each of qs[0..n) into v[0..n), with the memory accesses of up to
+ *  TRIE_BATCH names overlapping: what a worker does with a batch of received queries. */
+void policy_lookup_many(const policy_t *p, const struct name *const *qs, size_t n,
+			struct policy_verdict *v);
+
 /** Counts and version of p (borrowed, lives as long as p). */
 const struct policy_stats *policy_stats(const policy_t *p);
 

@@ -55,8 +55,10 @@ static inline uint64_t fmix(uint64_t x)
 	return x;
 }
 
-/* The hash of the child labelled l ([len][bytes]) of the node hashed h. */
-static inline uint64_t step(uint64_t h, const uint8_t *l)
+/* The hash of the child labelled l ([len][bytes]) of the node hashed h. With padded set, the 8
+ * octets from every word start of the label may be read (a struct name's key has NAME_KEYPAD
+ * spare octets); without it only the label is read. Both give the same hash. */
+static inline uint64_t step_with(uint64_t h, const uint8_t *l, int padded)
 {
 	unsigned len = l[0];
 	const uint8_t *p = l + 1;
@@ -70,9 +72,21 @@ static inline uint64_t step(uint64_t h, const uint8_t *l)
 		len -= 8;
 	}
 	uint64_t w = 0;
-	for (unsigned i = 0; i < len; i++)
-		w |= (uint64_t)p[i] << (8 * i);
+	if (padded) {
+		if (len) {
+			memcpy(&w, p, 8);
+			w &= ~UINT64_C(0) >> (64 - 8 * len);
+		}
+	} else {
+		for (unsigned i = 0; i < len; i++)
+			w |= (uint64_t)p[i] << (8 * i);
+	}
 	return fmix(acc ^ w);
+}
+
+static inline uint64_t step(uint64_t h, const uint8_t *l)
+{
+	return step_with(h, l, 0);
 }
 
 static inline uint32_t home(const trie_t *t, uint64_t h)
@@ -233,53 +247,107 @@ void trie_free(trie_t *t)
 	free(t);
 }
 
-int trie_lookup(const trie_t *t, const struct name *q, uint32_t *value, unsigned *depth)
+/* A lookup in progress: the hashes of the query's ancestors, then the depths where a name ends
+ * along the walk. */
+struct walk {
+	const struct name *q;
+	unsigned n;			 /* Labels hashed. */
+	unsigned nc;			 /* Candidates found. */
+	uint64_t hs[MAX_LABELS];	 /* hs[d]: hash of q's topmost d + 1 labels. */
+	uint16_t ends[MAX_LABELS + 1];	 /* ends[d]: key octets of q's topmost d labels. */
+	uint32_t cand[MAX_LABELS + 1];	 /* Values, shallowest first... */
+	uint8_t cdepth[MAX_LABELS + 1]; /* ...and their depths. */
+};
+
+/* Hash q's ancestors and prefetch the slots of the first levels. */
+static void walk_hash(const trie_t *t, struct walk *k, const struct name *q)
 {
-	uint64_t hs[MAX_LABELS];
-	uint16_t ends[MAX_LABELS + 1]; /* ends[d]: key octets of q's topmost d labels. */
-	unsigned n = 0;
 	uint64_t h = t->seed;
-	ends[0] = 0;
+	unsigned n = 0;
+	k->q = q;
+	k->ends[0] = 0;
 	if (t->root & HAS_CHILDREN) {
 		for (size_t off = 0; q->key[off] && n < MAX_LABELS; off += 1u + q->key[off]) {
-			h = step(h, q->key + off);
+			h = step_with(h, q->key + off, 1);
 			if (n < PREFETCH_LEVELS)
 				__builtin_prefetch(&t->slots[home(t, h)]);
-			hs[n++] = h;
-			ends[n] = (uint16_t)(off + 1u + q->key[off]);
+			k->hs[n++] = h;
+			k->ends[n] = (uint16_t)(off + 1u + q->key[off]);
 		}
 	}
+	k->n = n;
+}
 
-	/* Walk down while the nodes exist, collecting the depths where a name ends. */
-	uint32_t cand[MAX_LABELS + 1];
-	unsigned cdepth[MAX_LABELS + 1], nc = 0;
+/* Walk down while the nodes exist, collecting the depths where a name ends. */
+static void walk_down(const trie_t *t, struct walk *k)
+{
+	unsigned nc = 0;
 	if (t->root & VALUE_MASK) {
-		cand[nc] = (t->root & VALUE_MASK) - 1;
-		cdepth[nc++] = 0;
+		k->cand[nc] = (t->root & VALUE_MASK) - 1;
+		k->cdepth[nc++] = 0;
 	}
-	for (unsigned d = 0; d < n; d++) {
-		uint32_t p = find(t, hs[d]);
+	for (unsigned d = 0; d < k->n; d++) {
+		uint32_t p = find(t, k->hs[d]);
 		if (!p)
 			break;
 		if (p & VALUE_MASK) {
-			cand[nc] = (p & VALUE_MASK) - 1;
-			cdepth[nc++] = d + 1;
+			k->cand[nc] = (p & VALUE_MASK) - 1;
+			k->cdepth[nc++] = (uint8_t)(d + 1);
 		}
 		if (!(p & HAS_CHILDREN))
 			break;
 	}
-	/* Deepest first: the first candidate whose name is really q's ancestor decides. */
-	while (nc-- > 0) {
+	k->nc = nc;
+}
+
+/* Deepest first: the first candidate whose name is really q's ancestor decides. */
+static int walk_check(const trie_t *t, const struct walk *k, uint32_t *value, unsigned *depth)
+{
+	for (unsigned i = k->nc; i-- > 0;) {
 		size_t len;
-		const uint8_t *key = t->key_of(t->ctx, cand[nc], &len);
-		size_t want = ends[cdepth[nc]];
-		if (len == want + 1 && memcmp(key, q->key, want) == 0) {
-			*value = cand[nc];
-			*depth = cdepth[nc];
+		const uint8_t *key = t->key_of(t->ctx, k->cand[i], &len);
+		size_t want = k->ends[k->cdepth[i]];
+		if (len == want + 1 && memcmp(key, k->q->key, want) == 0) {
+			*value = k->cand[i];
+			*depth = k->cdepth[i];
 			return 0;
 		}
 	}
 	return -ENOENT;
+}
+
+int trie_lookup(const trie_t *t, const struct name *q, uint32_t *value, unsigned *depth)
+{
+	struct walk k;
+	walk_hash(t, &k, q);
+	walk_down(t, &k);
+	return walk_check(t, &k, value, depth);
+}
+
+void trie_lookup_many(const trie_t *t, const struct name *const *qs, size_t n,
+		      struct trie_match *out)
+{
+	struct walk k[TRIE_BATCH];
+	for (size_t base = 0; base < n; base += TRIE_BATCH) {
+		size_t m = n - base < TRIE_BATCH ? n - base : TRIE_BATCH;
+		/* Each stage's loads are issued for the whole batch before the next stage needs
+		 * them: one memory round trip per stage rather than per query. */
+		for (size_t i = 0; i < m; i++)
+			walk_hash(t, &k[i], qs[base + i]);
+		for (size_t i = 0; i < m; i++) {
+			walk_down(t, &k[i]);
+			if (k[i].nc) {
+				const char *r = (const char *)t->key_of(t->ctx,
+									k[i].cand[k[i].nc - 1], NULL);
+				__builtin_prefetch(r);
+				__builtin_prefetch(r + 63);
+			}
+		}
+		for (size_t i = 0; i < m; i++) {
+			struct trie_match *o = &out[base + i];
+			o->found = walk_check(t, &k[i], &o->value, &o->depth) == 0;
+		}
+	}
 }
 
 size_t trie_count(const trie_t *t)

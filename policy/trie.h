@@ -23,7 +23,9 @@ typedef struct trie trie_t;
 #define TRIE_VALUE_MAX (UINT32_C(0x7FFFFFFF) - 1)
 
 /** The lookup-format key of the name a value was added with (ending in its 0 octet), and its
- *  length with the terminator in *len. It must stay valid and unchanged while the trie is used. */
+ *  length with the terminator in *len. It must stay valid and unchanged while the trie is used.
+ *  With len NULL it must read nothing and return the start of what a call with len reads and a
+ *  caller then reads of the value (up to 64 octets), for trie_lookup_many() to prefetch. */
 typedef const uint8_t *(*trie_key_fn)(const void *ctx, uint32_t value, size_t *len);
 
 /** Build a trie of values[0..count), each standing for the name key_of(ctx, value) gives;
@@ -43,6 +45,21 @@ void trie_free(trie_t *t);
  *  @param depth  receives how many labels of q (from the root) the match covers.
  *  @return 0 with *value and *depth set, or -ENOENT when nothing matches. */
 int trie_lookup(const trie_t *t, const struct name *q, uint32_t *value, unsigned *depth);
+
+/** Lookups trie_lookup_many() overlaps. */
+#define TRIE_BATCH 16
+
+/** One result of trie_lookup_many(). */
+struct trie_match {
+	int found;	/**< 1 with value and depth set, 0 when nothing matches. */
+	uint32_t value;
+	unsigned depth;
+};
+
+/** trie_lookup() of each of qs[0..n) into out[0..n), in batches of TRIE_BATCH whose memory
+ *  accesses overlap: each batch waits for memory about twice rather than twice per name. */
+void trie_lookup_many(const trie_t *t, const struct name *const *qs, size_t n,
+		      struct trie_match *out);
 
 /** Number of names stored. */
 size_t trie_count(const trie_t *t);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "policy/policy.h"
+#include "policy/trie.h"
 
 TestSuite(policy);
 
@@ -66,6 +67,45 @@ Test(policy, allow_inside_deny_inside_allow)
 	cr_expect_eq(st->deny, 2);
 	cr_expect_eq(st->allow, 2);
 	cr_expect_eq(st->source, POLICY_SOURCE_REDIS);
+	policy_free(p);
+}
+
+/* A batch of received queries gets the verdicts each would get alone: actions, depths and
+ * reasons, across more names than one trie batch holds. */
+Test(policy, lookup_many_matches_one_by_one)
+{
+	b = policy_builder_new();
+	add(POLICY_ALLOW, "com");
+	add(POLICY_DENY, "example.com");
+	add(POLICY_ALLOW, "support.example.com");
+	add(POLICY_DENY, "evil.support.example.com");
+	cr_assert_eq(policy_builder_set_reason(b, "example.com", 11, "sanctioned", 10), 0);
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	cr_assert_not_null(p);
+	static const char *const qs[] = {
+		"other.com", "example.com", "www.example.com", "support.example.com",
+		"a.support.example.com", "x.EVIL.support.example.com", "example.org", ".",
+		"com", "evil.support.example.com", "a.b.c.d.e.f.example.com", "org",
+	};
+	enum { N = 3 * TRIE_BATCH + 3 };
+	struct name names[N];
+	const struct name *np[N];
+	struct policy_verdict got[N];
+	size_t nq = sizeof(qs) / sizeof(qs[0]);
+	for (size_t i = 0; i < N; i++) {
+		const char *q = qs[i % nq];
+		cr_assert_eq(name_from_text(&names[i], q, strlen(q)), 0);
+		np[i] = &names[i];
+	}
+	policy_lookup_many(p, np, N, got);
+	for (size_t i = 0; i < N; i++) {
+		struct policy_verdict want = decide(p, qs[i % nq]);
+		cr_expect_eq(got[i].action, want.action, "%s", qs[i % nq]);
+		if (want.action != POLICY_PASS)
+			cr_expect_eq(got[i].depth, want.depth, "%s", qs[i % nq]);
+		cr_expect_eq(got[i].reason, want.reason, "%s", qs[i % nq]);
+	}
+	cr_expect_str_eq(got[2].reason, "sanctioned");
 	policy_free(p);
 }
 

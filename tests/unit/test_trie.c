@@ -25,7 +25,8 @@ static struct name *keys;
 static const uint8_t *key_of(const void *ctx, uint32_t value, size_t *len)
 {
 	const struct name *names = ctx;
-	*len = names[value].keylen;
+	if (len)
+		*len = names[value].keylen;
 	return names[value].key;
 }
 
@@ -276,6 +277,14 @@ static void against_naive(int nrules, int nqueries, unsigned tag_bits)
 	qsort(live, nlive, sizeof(*live), ref_cmp);
 	cr_assert_eq(trie_count(t), nlive);
 
+	/* Each query alone, and in batches of a size that is no multiple of TRIE_BATCH. */
+	enum { BATCH = 2 * TRIE_BATCH + 5 };
+	struct name batch[BATCH];
+	const struct name *bq[BATCH];
+	long bwant[BATCH];
+	unsigned bdepth[BATCH];
+	struct trie_match bm[BATCH];
+	size_t nb = 0;
 	int hits = 0;
 	for (int i = 0; i < nqueries; i++) {
 		char q[80];
@@ -287,6 +296,20 @@ static void against_naive(int nrules, int nqueries, unsigned tag_bits)
 		if (want >= 0) {
 			hits++;
 			cr_assert_eq(d1, d2, "%s", q);
+		}
+		batch[nb] = nm(q);
+		bq[nb] = &batch[nb];
+		bwant[nb] = want;
+		bdepth[nb++] = d2;
+		if (nb == BATCH || i == nqueries - 1) {
+			trie_lookup_many(t, bq, nb, bm);
+			for (size_t j = 0; j < nb; j++) {
+				cr_assert_eq(bm[j].found ? (long)bm[j].value : -1, bwant[j],
+					     "batched query %zu of %zu", j, nb);
+				if (bm[j].found)
+					cr_assert_eq(bm[j].depth, bdepth[j]);
+			}
+			nb = 0;
 		}
 	}
 	cr_expect_gt(hits, nqueries / 10, "the random names should hit rules often");
