@@ -24,8 +24,9 @@
 
 #define SENDQ_LEN 64
 #define UDP_MAX 4096           /* Largest UDP answer sent (answer_udp_limit). */
-#define RECV_CHUNKS 16
-#define RECV_CHUNK (64 * 1024) /* libuv's recvmmsg slices buffers into 64 KiB datagrams. */
+#define RECV_BATCH 64        /* Datagrams per recvmmsg(). */
+#define RECV_ROUNDS 4         /* recvmmsg() calls per wake-up while they come back full. */
+#define RECV_SIZE 8192        /* Longer UDP queries are dropped as truncated. */
 #define ANSWER_MAX 65535
 #define TCP_IDLE_MS 10000
 #define TCP_MAX_CONNS 512      /* Per worker. */
@@ -38,14 +39,18 @@
 struct worker;
 
 struct send_item {
-	uv_udp_t *sock;
+	int fd;
 	struct sockaddr_storage addr;
 	uint16_t len;
 	uint8_t buf[UDP_MAX];
 };
 
+/* A UDP socket read by the worker itself: libuv's loop reports it readable (uv_poll), and
+ * udp_readable() takes up to RECV_BATCH datagrams per recvmmsg(), where uv_udp takes at most
+ * 20 and then calls recvmmsg() again to see it empty. */
 struct listener {
-	uv_udp_t udp;
+	uv_poll_t poll;
+	int fd;
 	uv_tcp_t tcp;
 	struct worker *w;
 };
@@ -70,6 +75,18 @@ struct tcp_write {
 	uint8_t bytes[];
 };
 
+/* Datagrams received in one recvmmsg() (udp_readable). */
+struct rx_batch {
+	unsigned n;
+	struct upstream_client client[RECV_BATCH];
+	const uint8_t *pkt[RECV_BATCH];
+	size_t len[RECV_BATCH];
+	struct wire_query q[RECV_BATCH];
+	struct sockaddr_storage from[RECV_BATCH];
+	struct mmsghdr msgs[RECV_BATCH];
+	struct iovec iov[RECV_BATCH];
+};
+
 struct worker {
 	server_t *server;
 	unsigned index;
@@ -86,6 +103,7 @@ struct worker {
 	struct tcp_conn *conns;
 	unsigned nconns;
 	uint8_t *recv_buf;
+	struct rx_batch rx;
 	struct send_item *sendq;
 	unsigned nsend;
 	uint8_t *answer;
@@ -113,9 +131,9 @@ static void flush(struct worker *w)
 	unsigned i = 0;
 	while (i < w->nsend) {
 		/* One sendmmsg() per run of replies on the same socket. */
-		uv_udp_t *sock = w->sendq[i].sock;
+		int fd = w->sendq[i].fd;
 		unsigned n = 0;
-		for (unsigned j = i; j < w->nsend && w->sendq[j].sock == sock; j++, n++) {
+		for (unsigned j = i; j < w->nsend && w->sendq[j].fd == fd; j++, n++) {
 			struct send_item *it = &w->sendq[j];
 			iov[n] = (struct iovec){.iov_base = it->buf, .iov_len = it->len};
 			memset(&msgs[n], 0, sizeof(msgs[n]));
@@ -126,22 +144,19 @@ static void flush(struct worker *w)
 			msgs[n].msg_hdr.msg_iov = &iov[n];
 			msgs[n].msg_hdr.msg_iovlen = 1;
 		}
-		uv_os_fd_t fd;
 		unsigned sent = 0;
-		if (uv_fileno((uv_handle_t *)sock, &fd) == 0) {
-			while (sent < n) {
-				int r = sendmmsg(fd, msgs + sent, n - sent, 0);
-				if (r > 0) {
-					sent += (unsigned)r;
-				} else if (r < 0 && errno == EINTR) {
-					continue;
-				} else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-					break; /* The socket buffer is full: what is left is lost. */
-				} else {
-					/* This datagram cannot go (its address, say): skip it only. */
-					w->st.dropped++;
-					sent++;
-				}
+		while (sent < n) {
+			int r = sendmmsg(fd, msgs + sent, n - sent, 0);
+			if (r > 0) {
+				sent += (unsigned)r;
+			} else if (r < 0 && errno == EINTR) {
+				continue;
+			} else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				break; /* The socket buffer is full: what is left is lost. */
+			} else {
+				/* This datagram cannot go (its address, say): skip it only. */
+				w->st.dropped++;
+				sent++;
 			}
 		}
 		w->st.dropped += n - sent;
@@ -150,13 +165,13 @@ static void flush(struct worker *w)
 	w->nsend = 0;
 }
 
-static void send_udp(struct worker *w, uv_udp_t *sock, const struct sockaddr_storage *to,
+static void send_udp(struct worker *w, const struct listener *l, const struct sockaddr_storage *to,
 		     const uint8_t *bytes, size_t len)
 {
 	if (w->nsend == SENDQ_LEN)
 		flush(w);
 	struct send_item *it = &w->sendq[w->nsend++];
-	it->sock = sock;
+	it->fd = l->fd;
 	it->addr = *to;
 	it->len = (uint16_t)len;
 	memcpy(it->buf, bytes, len);
@@ -309,69 +324,108 @@ static void status_query(struct worker *w, const struct upstream_client *client,
 		respond(w, client, query, q, w->answer, (size_t)n);
 }
 
-static void handle_query(struct worker *w, const struct upstream_client *client,
-			 const uint8_t *pkt, size_t len)
+/* Parse a query and answer it when that needs no policy (malformed, not a QUERY, CHAOS).
+ * @return 1 when q goes on to the policy: query_decide(). */
+static int query_admit(struct worker *w, const struct upstream_client *client,
+		       const uint8_t *pkt, size_t len, struct wire_query *q)
 {
-	struct wire_query q;
-	int rc = wire_parse_query(pkt, len, &q);
+	int rc = wire_parse_query(pkt, len, q);
 	if (rc == -EINVAL) {
 		w->st.dropped++;
-		return;
+		return 0;
 	}
 	w->st.queries++;
 	if (rc == -EBADMSG) {
 		w->st.formerr++;
-		answer_with_error(w, client, pkt, &q, WIRE_RCODE_FORMERR, -1, NULL);
-		return;
+		answer_with_error(w, client, pkt, q, WIRE_RCODE_FORMERR, -1, NULL);
+		return 0;
 	}
 	if (rc == -ENOTSUP) {
-		answer_with_error(w, client, pkt, &q, WIRE_RCODE_NOTIMP, -1, NULL);
-		return;
+		answer_with_error(w, client, pkt, q, WIRE_RCODE_NOTIMP, -1, NULL);
+		return 0;
 	}
-	if (q.has_edns && q.edns_version != 0) {
-		answer_with_error(w, client, pkt, &q, WIRE_RCODE_BADVERS, -1, NULL);
-		return;
+	if (q->has_edns && q->edns_version != 0) {
+		answer_with_error(w, client, pkt, q, WIRE_RCODE_BADVERS, -1, NULL);
+		return 0;
 	}
+	if (q->qclass == WIRE_CLASS_CH) {
+		status_query(w, client, pkt, q);
+		return 0;
+	}
+	return 1;
+}
 
-	if (q.qclass == WIRE_CLASS_CH) {
-		status_query(w, client, pkt, &q);
-		return;
-	}
-
-	/* The policy comes first, so a newly denied name is never served from the cache. */
-	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
-	struct policy_verdict v;
-	policy_lookup(pol, &q.qname, &v);
+/* Answer an admitted query given the policy's verdict on its name: deny, the cache, or the
+ * upstream. The policy comes first, so a newly denied name is never served from the cache. */
+static void query_decide(struct worker *w, const struct upstream_client *client,
+			 const uint8_t *pkt, size_t len, const struct wire_query *q,
+			 const policy_t *pol, struct policy_verdict v)
+{
 	if (v.action == POLICY_DENY) {
-		deny(w, client, pkt, &q, pol, &v, NULL);
+		deny(w, client, pkt, q, pol, &v, NULL);
 		return;
 	}
 
 	struct cache_key key;
 	bool has_chain;
-	cache_key_make(&key, &q);
-	int n = cache_get(w->server->cache, &key, uv_now(&w->loop), pkt, &q, w->answer, ANSWER_MAX,
+	cache_key_make(&key, q);
+	int n = cache_get(w->server->cache, &key, uv_now(&w->loop), pkt, q, w->answer, ANSWER_MAX,
 			  &has_chain);
 	if (n > 0) {
 		struct name target;
 		if (has_chain && chain_denied(pol, w->answer, (size_t)n, &v, &target)) {
-			deny(w, client, pkt, &q, pol, &v, &target);
+			deny(w, client, pkt, q, pol, &v, &target);
 			return;
 		}
 		w->st.cache_hits++;
-		respond(w, client, pkt, &q, w->answer, (size_t)n);
+		respond(w, client, pkt, q, w->answer, (size_t)n);
 		return;
 	}
 
-	rc = upstream_forward(w->up, client, pkt, len, &q);
-	if (rc < 0) {
+	if (upstream_forward(w->up, client, pkt, len, q) < 0) {
 		w->st.servfail++;
-		answer_with_error(w, client, pkt, &q, WIRE_RCODE_SERVFAIL, -1, NULL);
+		answer_with_error(w, client, pkt, q, WIRE_RCODE_SERVFAIL, -1, NULL);
 		return;
 	}
 	w->st.forwarded++;
 	if (client->conn)
 		((struct tcp_conn *)client->conn)->inflight++;
+}
+
+static void handle_query(struct worker *w, const struct upstream_client *client,
+			 const uint8_t *pkt, size_t len)
+{
+	struct wire_query q;
+	if (!query_admit(w, client, pkt, len, &q))
+		return;
+	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
+	struct policy_verdict v;
+	policy_lookup(pol, &q.qname, &v);
+	query_decide(w, client, pkt, len, &q, pol, v);
+}
+
+/* The datagrams of one recvmmsg() batch: parsed, then their names looked up together (their
+ * memory accesses overlap), then answered in order. */
+static void handle_batch(struct worker *w)
+{
+	struct rx_batch *b = &w->rx;
+	const struct name *names[RECV_BATCH];
+	struct policy_verdict v[RECV_BATCH];
+	unsigned go[RECV_BATCH], n = 0;
+	for (unsigned i = 0; i < b->n; i++)
+		if (query_admit(w, &b->client[i], b->pkt[i], b->len[i], &b->q[i])) {
+			names[n] = &b->q[i].qname;
+			go[n++] = i;
+		}
+	b->n = 0;
+	if (n == 0)
+		return;
+	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
+	policy_lookup_many(pol, names, n, v);
+	for (unsigned j = 0; j < n; j++) {
+		unsigned i = go[j];
+		query_decide(w, &b->client[i], b->pkt[i], b->len[i], &b->q[i], pol, v[j]);
+	}
 }
 
 static void tcp_resume(struct tcp_conn *c);
@@ -421,26 +475,59 @@ static void on_upstream_answer(void *ctx, const struct upstream_client *client,
 
 /* ---- UDP --------------------------------------------------------------------------------- */
 
-static void udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* The listener's socket is readable: take datagrams in batches of RECV_BATCH, each batch
+ * parsed, looked up together (their memory accesses overlap) and answered before the next. A
+ * short batch means the socket is drained; the poll is level-triggered, so anything that came
+ * meanwhile, or is left after RECV_ROUNDS, wakes the loop again. */
+static void udp_readable(uv_poll_t *h, int status, int events)
 {
 	struct listener *l = h->data;
-	*buf = uv_buf_init((char *)l->w->recv_buf, RECV_CHUNKS * RECV_CHUNK);
+	struct worker *w = l->w;
+	struct rx_batch *b = &w->rx;
+	(void)events;
+	if (status < 0)
+		return;
+	for (unsigned round = 0; round < RECV_ROUNDS; round++) {
+		for (unsigned i = 0; i < RECV_BATCH; i++) {
+			b->iov[i] = (struct iovec){.iov_base = w->recv_buf + (size_t)i * RECV_SIZE,
+						   .iov_len = RECV_SIZE};
+			b->msgs[i].msg_hdr = (struct msghdr){
+				.msg_name = &b->from[i],
+				.msg_namelen = sizeof(b->from[i]),
+				.msg_iov = &b->iov[i],
+				.msg_iovlen = 1,
+			};
+		}
+		int got = recvmmsg(l->fd, b->msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return; /* Drained (EAGAIN); other errors are the socket's and pass. */
+		b->n = 0;
+		for (int i = 0; i < got; i++) {
+			const struct mmsghdr *m = &b->msgs[i];
+			if (m->msg_hdr.msg_flags & MSG_TRUNC) {
+				w->st.dropped++;
+				continue;
+			}
+			unsigned k = b->n++;
+			b->client[k] = (struct upstream_client){.udp = l, .conn = NULL};
+			memcpy(&b->client[k].addr, &b->from[i], m->msg_hdr.msg_namelen);
+			b->pkt[k] = b->iov[i].iov_base;
+			b->len[k] = m->msg_len;
+		}
+		handle_batch(w);
+		if (got < RECV_BATCH)
+			return;
+	}
 }
 
-static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
-		     unsigned flags)
+/* Stop reading a listener's UDP socket and close it (the poll is stopped at once). */
+static void udp_close(struct listener *l)
 {
-	struct listener *l = h->data;
-	if (nread <= 0 || !addr)
-		return; /* Errors, empty reads and the end-of-batch call carry nothing. */
-	if (flags & UV_UDP_PARTIAL) {
-		l->w->st.dropped++;
-		return;
-	}
-	struct upstream_client client = {.udp = h, .conn = NULL};
-	memcpy(&client.addr, addr,
-	       addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-	handle_query(l->w, &client, (const uint8_t *)buf->base, (size_t)nread);
+	uv_close((uv_handle_t *)&l->poll, NULL);
+	close(l->fd);
+	l->fd = -1;
 }
 
 /* ---- TCP --------------------------------------------------------------------------------- */
@@ -608,7 +695,7 @@ static void on_stop(uv_async_t *h)
 	flush(w);
 	publish_stats(w);
 	for (unsigned i = 0; i < w->nlisten; i++) {
-		uv_close((uv_handle_t *)&w->listeners[i].udp, NULL);
+		udp_close(&w->listeners[i]);
 		uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
 	}
 	w->nlisten = 0;
@@ -665,15 +752,17 @@ static int listener_open(struct worker *w, struct listener *l, const struct sock
 		snprintf(err, errlen, "cannot listen on UDP %s: %s", addr, strerror(-fd));
 		return fd;
 	}
-	uv_udp_init_ex(&w->loop, &l->udp, AF_UNSPEC | UV_UDP_RECVMMSG);
-	l->udp.data = l;
-	int rc = uv_udp_open(&l->udp, fd);
-	if (rc < 0)
-		close(fd); /* Not adopted by the handle. */
-	else
-		rc = uv_udp_recv_start(&l->udp, udp_alloc, udp_recv);
+	l->fd = fd;
+	int rc = uv_poll_init_socket(&w->loop, &l->poll, fd);
 	if (rc < 0) {
-		uv_close((uv_handle_t *)&l->udp, NULL);
+		close(fd); /* No handle to close. */
+		snprintf(err, errlen, "cannot listen on UDP %s: %s", addr, uv_strerror(rc));
+		return rc;
+	}
+	l->poll.data = l;
+	rc = uv_poll_start(&l->poll, UV_READABLE, udp_readable);
+	if (rc < 0) {
+		udp_close(l);
 		snprintf(err, errlen, "cannot listen on UDP %s: %s", addr, uv_strerror(rc));
 		return rc;
 	}
@@ -693,7 +782,7 @@ static int listener_open(struct worker *w, struct listener *l, const struct sock
 			snprintf(err, errlen, "cannot listen on TCP %s: %s", addr, uv_strerror(rc));
 	}
 	if (rc < 0) {
-		uv_close((uv_handle_t *)&l->udp, NULL);
+		udp_close(l);
 		uv_close((uv_handle_t *)&l->tcp, NULL);
 		return rc;
 	}
@@ -706,7 +795,7 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	w->server = s;
 	w->index = index;
 	w->reader = policy_store_reader(s->store, index);
-	w->recv_buf = malloc(RECV_CHUNKS * RECV_CHUNK);
+	w->recv_buf = malloc(RECV_BATCH * RECV_SIZE);
 	w->sendq = malloc(SENDQ_LEN * sizeof(*w->sendq));
 	w->answer = malloc(ANSWER_MAX);
 	if (!w->recv_buf || !w->sendq || !w->answer) {

@@ -16,7 +16,8 @@ typedef struct upstream upstream_t;
 
 /** Where an answer goes. Opaque to this module except `conn`, which upstream_forget() matches. */
 struct upstream_client {
-	uv_udp_t *udp;                 /**< The listener the query came in on, or NULL for TCP. */
+	void *udp;                     /**< The UDP listener the query came in on (the server's),
+					 *   or NULL for TCP. */
 	struct sockaddr_storage addr;  /**< The UDP client's address. */
 	void *conn;                    /**< The TCP connection, or NULL for UDP. */
 };

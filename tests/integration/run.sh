@@ -149,6 +149,50 @@ PY
 }
 check "100 pipelined TCP queries all answered" pipelined
 
+udp_burst() {
+	# 300 UDP queries sent without waiting, so the daemon reads them in recvmmsg batches and
+	# looks their names up together: denied, resolved and malformed ones interleaved, each
+	# answered as it would be alone.
+	python3 - "$EP" <<'PY'
+import socket, struct, sys
+def name(*labels):
+    return b"".join(bytes([len(l)]) + l for l in labels) + b"\0"
+want = {}
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+s.settimeout(3)
+msgs = []
+for i in range(300):
+    hdr = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0)
+    if i % 3 == 0:
+        msgs.append(hdr + name(b"k%d" % i, b"kaspersky", b"com") + struct.pack(">HH", 1, 1))
+        want[i] = 3  # denied: NXDOMAIN with the rule's SOA
+    elif i % 3 == 1:
+        msgs.append(hdr + name(b"www", b"test") + struct.pack(">HH", 1, 1))
+        want[i] = 0
+    else:
+        msgs.append(hdr + b"\x05ab")  # the name runs past the end
+        want[i] = 1
+for m in msgs:
+    s.sendto(m, ("127.0.0.1", int(sys.argv[1])))
+got = {}
+try:
+    while len(got) < len(want):
+        a = s.recv(4096)
+        qid, flags, qd, an, ns, ar = struct.unpack(">HHHHHH", a[:12])
+        got[qid] = (flags & 15, an, ns)
+except socket.timeout:
+    pass
+bad = [i for i in want if i not in got or got[i][0] != want[i]
+       or (want[i] == 3 and got[i][2] != 1) or (want[i] == 0 and got[i][1] < 1)]
+if bad:
+    print("%d of %d answered; wrong or missing: %s" % (len(got), len(want),
+          [(i, got.get(i)) for i in bad[:10]]))
+    sys.exit(1)
+PY
+}
+check "a burst of 300 UDP queries: denied, resolved and malformed, each answered right" udp_burst
+
 cname() {
 	local out
 	out=$(q "$EP" @127.0.0.1 alias.test +edns)
