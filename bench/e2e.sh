@@ -190,3 +190,14 @@ awk '$4 ~ /^[0-9.]+$/ && NF == 5 { cpu[$1 " " $2 " " $3] = $5; key[$2 " " $3] = 
 		printf "%-16s embargo %.2fx  dnsdist %.2fx  bare %s\n", k, cpu["embargo " k] / u,
 		       cpu["dnsdist " k] / u, (cpu["bare " k] ? sprintf("%.2fx", cpu["bare " k] / u) : "-") } }' \
 	"$RESULTS" | sort
+
+# What each server spends above the floor. The bare responder answers the hits file only, so
+# this is cache hits; where the floor itself is much of Unbound's cost, this is the figure
+# that shows the DNS work.
+echo
+echo "== CPU per cache hit above the bare responder (us per query)"
+awk '$4 ~ /^[0-9.]+$/ && NF == 5 && $3 == "hits" { cpu[$1 " " $2] = $5; size[$2] = 1 }
+     END { for (n in size) if (cpu["bare " n] > 0)
+		printf "%-9s embargo +%.2f  unbound +%.2f  dnsdist +%.2f  (bare %.2f)\n", n,
+		       cpu["embargo " n] - cpu["bare " n], cpu["unbound " n] - cpu["bare " n],
+		       cpu["dnsdist " n] - cpu["bare " n], cpu["bare " n] }' "$RESULTS" | sort -n
