@@ -75,7 +75,9 @@ int name_from_text(struct name *n, const char *text, size_t len)
 	unsigned count = 0;
 
 	if (len == 1 && text[0] == '.') {
-		emit_reversed(n, s, at, 0);
+		n->key[0] = 0; /* The root. */
+		n->keylen = 1;
+		n->nlabels = 0;
 		return 0;
 	}
 	if (len > 0 && text[len - 1] == '.')
