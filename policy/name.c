@@ -158,7 +158,11 @@ int name_from_packet(struct name *n, const uint8_t *pkt, size_t len, size_t off,
 			if (!jumped)
 				*next = off + 2;
 			jumped = 1;
-			off = ((size_t)(l & 0x3F) << 8) | pkt[off + 1];
+			/* A pointer goes back to an earlier name, never into the 12-octet header. */
+			size_t to = ((size_t)(l & 0x3F) << 8) | pkt[off + 1];
+			if (to < 12 || to >= off)
+				return -EBADMSG;
+			off = to;
 			continue;
 		}
 		if (l > NAME_MAXLABEL)

@@ -29,7 +29,8 @@ int name_from_text(struct name *n, const char *text, size_t len);
 int name_from_wire(struct name *n, const uint8_t *wire, size_t len, size_t *wirelen);
 
 /** Parse a possibly compressed wire name at pkt[off] inside pkt[0..len). *next gets the offset
- *  just after the name's bytes at off. @return 0 or -EBADMSG (bad pointer, loop, too long). */
+ *  just after the name's bytes at off. pkt is a whole message: pointers must go back, and not
+ *  into its 12-octet header. @return 0 or -EBADMSG (bad pointer, too long). */
 int name_from_packet(struct name *n, const uint8_t *pkt, size_t len, size_t off, size_t *next);
 
 /** Write the presentation form without trailing dot ("." for the root) into buf[cap].

@@ -27,6 +27,7 @@
 #define RECV_BATCH 64        /* Datagrams per recvmmsg(). */
 #define RECV_ROUNDS 4         /* recvmmsg() calls per wake-up while they come back full. */
 #define RECV_SIZE 8192        /* Longer UDP queries are dropped as truncated. */
+#define UDP_RCVBUF (4 << 20)  /* Receive buffer asked for each UDP listener. */
 #define ANSWER_MAX 65535
 #define TCP_IDLE_MS 10000
 #define TCP_MAX_CONNS 512      /* Per worker. */
@@ -729,6 +730,12 @@ static int bound_socket(const struct sockaddr_storage *ss, int type, int reusepo
 	if (fd < 0)
 		return -errno;
 	int one = 1;
+	if (type == SOCK_DGRAM) {
+		/* Room for bursts: the default (~208 KiB) holds only ~256 queued queries. Best effort:
+		 * the kernel caps it at net.core.rmem_max. */
+		int size = UDP_RCVBUF;
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	}
 	if ((reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
 	    (type == SOCK_STREAM && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) ||
 	    (ss->ss_family == AF_INET6 &&
