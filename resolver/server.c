@@ -76,7 +76,8 @@ struct tcp_write {
 	uint8_t bytes[];
 };
 
-/* Datagrams received in one recvmmsg() (udp_readable). */
+/* Datagrams received in one recvmmsg() (udp_readable); the message headers and their
+ * buffers are set up once (worker_init). */
 struct rx_batch {
 	unsigned n;
 	struct upstream_client client[RECV_BATCH];
@@ -489,16 +490,6 @@ static void udp_readable(uv_poll_t *h, int status, int events)
 	if (status < 0)
 		return;
 	for (unsigned round = 0; round < RECV_ROUNDS; round++) {
-		for (unsigned i = 0; i < RECV_BATCH; i++) {
-			b->iov[i] = (struct iovec){.iov_base = w->recv_buf + (size_t)i * RECV_SIZE,
-						   .iov_len = RECV_SIZE};
-			b->msgs[i].msg_hdr = (struct msghdr){
-				.msg_name = &b->from[i],
-				.msg_namelen = sizeof(b->from[i]),
-				.msg_iov = &b->iov[i],
-				.msg_iovlen = 1,
-			};
-		}
 		int got = recvmmsg(l->fd, b->msgs, RECV_BATCH, MSG_DONTWAIT, NULL);
 		if (got < 0 && errno == EINTR)
 			continue;
@@ -517,6 +508,8 @@ static void udp_readable(uv_poll_t *h, int status, int events)
 			b->pkt[k] = b->iov[i].iov_base;
 			b->len[k] = m->msg_len;
 		}
+		for (int i = 0; i < got; i++) /* What recvmmsg() changed of the headers. */
+			b->msgs[i].msg_hdr.msg_namelen = sizeof(b->from[i]);
 		handle_batch(w);
 		if (got < RECV_BATCH)
 			return;
@@ -808,6 +801,17 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	if (!w->recv_buf || !w->sendq || !w->answer) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
+	}
+	struct rx_batch *b = &w->rx;
+	for (unsigned i = 0; i < RECV_BATCH; i++) {
+		b->iov[i] = (struct iovec){.iov_base = w->recv_buf + (size_t)i * RECV_SIZE,
+					   .iov_len = RECV_SIZE};
+		b->msgs[i].msg_hdr = (struct msghdr){
+			.msg_name = &b->from[i],
+			.msg_namelen = sizeof(b->from[i]),
+			.msg_iov = &b->iov[i],
+			.msg_iovlen = 1,
+		};
 	}
 	int rc = uv_loop_init(&w->loop);
 	if (rc < 0) {
