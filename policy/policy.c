@@ -637,6 +637,85 @@ void policy_lookup_many(const policy_t *p, const struct name *const *qs, size_t 
 	}
 }
 
+/* The name of the record at word w, with its label count. */
+static void rec_name(const policy_t *p, size_t w, struct name *n)
+{
+	const uint8_t *rb = rec_bytes(p, w);
+	memcpy(n->key, rb + 2, rb[1]);
+	n->keylen = rb[1];
+	unsigned labels = 0;
+	for (size_t i = 0; i < n->keylen && n->key[i]; i += 1 + n->key[i])
+		labels++;
+	n->nlabels = (uint8_t)labels;
+}
+
+static unsigned parts_of(unsigned actions)
+{
+	return ((actions & ACT_DENY) ? POLICY_PART_DENY : 0) |
+	       ((actions & ACT_ALLOW) ? POLICY_PART_ALLOW : 0);
+}
+
+int policy_rule_next(const policy_t *p, size_t *cursor, struct policy_rule *r)
+{
+	size_t w = *cursor;
+	if (w >= p->recs_words)
+		return 0;
+	const uint8_t *rb = rec_bytes(p, w);
+	rec_name(p, w, &r->name);
+	r->parts = parts_of(rb[0]);
+	r->reason = p->recs[w] == NONE ? NULL : p->pool.bytes + p->recs[w];
+	*cursor = w + rec_words(rb[1]);
+	return 1;
+}
+
+/* Compare one batch of p's rules (record words w[0..n), names q) with other. */
+static void missing_batch(const policy_t *p, const policy_t *other, unsigned parts,
+			  const size_t *w, const struct name *const *q, size_t n,
+			  policy_missing_cb cb, void *ctx)
+{
+	struct trie_match m[TRIE_BATCH];
+	trie_lookup_many(other->trie, q, n, m);
+	for (size_t i = 0; i < n; i++) {
+		int exact = m[i].found && m[i].depth == q[i]->nlabels;
+		unsigned mine = parts_of(rec_bytes(p, w[i])[0]);
+		unsigned theirs = exact ? parts_of(rec_bytes(other, m[i].value)[0]) : 0;
+		static const enum policy_part each[] = {POLICY_PART_DENY, POLICY_PART_ALLOW};
+		for (int k = 0; k < 2; k++)
+			if ((parts & each[k]) && (mine & each[k]) && !(theirs & each[k]))
+				cb(ctx, q[i], each[k]);
+		if ((parts & POLICY_PART_REASON) && exact) {
+			uint32_t a = p->recs[w[i]], b = other->recs[m[i].value];
+			const char *ra = a == NONE ? "" : p->pool.bytes + a;
+			const char *rb = b == NONE ? "" : other->pool.bytes + b;
+			if (strcmp(ra, rb) != 0)
+				cb(ctx, q[i], POLICY_PART_REASON);
+		}
+	}
+}
+
+void policy_each_missing(const policy_t *p, const policy_t *other, unsigned parts,
+			 policy_missing_cb cb, void *ctx)
+{
+	struct name names[TRIE_BATCH];
+	const struct name *q[TRIE_BATCH];
+	size_t ws[TRIE_BATCH], n = 0;
+	for (size_t w = 0; w < p->recs_words;) {
+		const uint8_t *rb = rec_bytes(p, w);
+		if (rb[0]) {
+			rec_name(p, w, &names[n]);
+			q[n] = &names[n];
+			ws[n++] = w;
+		}
+		w += rec_words(rb[1]);
+		if (n == TRIE_BATCH) {
+			missing_batch(p, other, parts, ws, q, n, cb, ctx);
+			n = 0;
+		}
+	}
+	if (n)
+		missing_batch(p, other, parts, ws, q, n, cb, ctx);
+}
+
 const struct policy_stats *policy_stats(const policy_t *p)
 {
 	return &p->stats;

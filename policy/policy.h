@@ -158,5 +158,26 @@ policy_t *policy_bundled(void);
 /** The bundled list's text (TSV), compiled in from policy/sanctioned-vendors.tsv. */
 extern const char policy_bundled_tsv[];
 
+/** One rule of a policy, as policy_rule_next() gives it. */
+struct policy_rule {
+	struct name name;   /**< The rule's name (nlabels set). */
+	unsigned parts;     /**< POLICY_PART_DENY and/or POLICY_PART_ALLOW; 0: a reason only. */
+	const char *reason; /**< Borrowed from the policy; NULL when none. */
+};
+
+/** The next rule of p in the order they were built; *cursor starts at 0.
+ *  @return 1 with *r filled, 0 after the last. */
+int policy_rule_next(const policy_t *p, size_t *cursor, struct policy_rule *r);
+
+/** Called by policy_each_missing() for each rule missing from the other policy. */
+typedef void (*policy_missing_cb)(void *ctx, const struct name *n, enum policy_part part);
+
+/** For each rule of p with a part in `parts` (POLICY_PART_DENY, _ALLOW) that `other` lacks on
+ *  exactly the same name, call cb once per part missing; with POLICY_PART_REASON also for each
+ *  rule of both whose reason differs (reasons of names without rules are not compared).
+ *  Lookups into `other` are batched, so a million rules take a fraction of a second. */
+void policy_each_missing(const policy_t *p, const policy_t *other, unsigned parts,
+			 policy_missing_cb cb, void *ctx);
+
 /** Name of a source, for logs. */
 const char *policy_source_name(enum policy_source source);

@@ -22,7 +22,8 @@
 	"  --upstream ADDR[:PORT] forward to this resolver (repeatable);\n" \
 	"                         default: the nameservers in /etc/resolv.conf\n" \
 	"  --resolv-conf FILE     where default upstreams are read (default /etc/resolv.conf)\n" \
-	"  --redis URL            redis://[:PASSWORD@]HOST[:PORT][/DB] (default redis://127.0.0.1:6379)\n" \
+	"  --redis URL            redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n" \
+	"                         (default redis://127.0.0.1:6379)\n" \
 	"  --redis-prefix NAME    policy keys are NAME:deny, NAME:allow, NAME:reason (default embargo)\n" \
 	"  --reload-interval SEC  re-read the policy this often where Redis gives no keyspace\n" \
 	"                         notifications (default 5)\n" \
@@ -170,14 +171,18 @@ int options_parse_redis_url(struct options *o, const char *url)
 	if (strncmp(s, "redis://", 8) != 0)
 		return -EINVAL;
 	s += 8;
+	o->redis_user[0] = '\0';
 	o->redis_password[0] = '\0';
 	const char *at = strrchr(s, '@');
 	if (at) {
-		/* redis://:PASSWORD@ (and redis://USER:PASSWORD@, where only the password is used
-		 * since Redis 5 has no users). */
+		/* redis://:PASSWORD@ for the default user, redis://USER:PASSWORD@ for an ACL user
+		 * (Redis 6 and later): both go to AUTH. */
 		const char *colon = memchr(s, ':', (size_t)(at - s));
-		if (!colon || (size_t)(at - colon - 1) >= sizeof(o->redis_password))
+		if (!colon || (size_t)(at - colon - 1) >= sizeof(o->redis_password) ||
+		    (size_t)(colon - s) >= sizeof(o->redis_user))
 			return -EINVAL;
+		memcpy(o->redis_user, s, (size_t)(colon - s));
+		o->redis_user[colon - s] = '\0';
 		memcpy(o->redis_password, colon + 1, (size_t)(at - colon - 1));
 		o->redis_password[at - colon - 1] = '\0';
 		s = at + 1;

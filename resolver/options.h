@@ -23,6 +23,7 @@ struct options {
 	unsigned nupstream;
 	char redis_host[256];
 	int redis_port;
+	char redis_user[128];         /**< ACL user; empty: the default user. */
 	char redis_password[256];
 	int redis_db;
 	char redis_prefix[64];
@@ -50,7 +51,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
  *  @return 0 or -EINVAL. */
 int options_parse_addr(const char *s, uint16_t default_port, struct sockaddr_storage *ss);
 
-/** Parse redis://[:PASSWORD@]HOST[:PORT][/DB] into o. @return 0 or -EINVAL. */
+/** Parse redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] into o. @return 0 or -EINVAL. */
 int options_parse_redis_url(struct options *o, const char *url);
 
 /** Append the nameservers of a resolv.conf file. @return how many, or a negative errno. */

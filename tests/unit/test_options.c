@@ -46,11 +46,17 @@ Test(options, redis_urls)
 	cr_expect_str_eq(o.redis_host, "10.1.2.3");
 	cr_expect_eq(o.redis_port, 6380);
 	cr_expect_str_eq(o.redis_password, "pa:ss");
+	cr_expect_str_eq(o.redis_user, "");
 	cr_expect_eq(o.redis_db, 4);
+	/* An ACL user: AUTH must get the user as well as the password. */
+	cr_assert_eq(options_parse_redis_url(&o, "redis://embargo:s3c:ret@10.1.2.3"), 0);
+	cr_expect_str_eq(o.redis_user, "embargo");
+	cr_expect_str_eq(o.redis_password, "s3c:ret");
 	cr_assert_eq(options_parse_redis_url(&o, "redis://localhost"), 0);
 	cr_expect_str_eq(o.redis_host, "localhost");
 	cr_expect_eq(o.redis_port, 6379);
 	cr_expect_str_eq(o.redis_password, "");
+	cr_expect_str_eq(o.redis_user, "");
 	cr_expect_eq(o.redis_db, 0);
 	cr_assert_eq(options_parse_redis_url(&o, "redis://[::1]:7000/"), 0);
 	cr_expect_str_eq(o.redis_host, "::1");
