@@ -366,6 +366,7 @@ int policy_tool_import_run(struct policy_tool *t, int argc, char **argv)
 			return 1;
 		printf("%s: %zu names added to %s (%zu with reasons), %zu invalid lines skipped\n",
 		       argv[i], im.entries, key, im.with_reason, im.invalid);
+		fflush(stdout); /* In order with the next file's messages on stderr. */
 	}
 	long long after = set_size(t, key);
 	if (after < 0)
