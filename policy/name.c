@@ -69,6 +69,16 @@ static void emit_reversed(struct name *n, const uint8_t *s, const uint8_t *at, u
 	n->nlabels = (uint8_t)count;
 }
 
+/* No top-level domain is all digits, so a name ending in such a label is an IPv4 address (or a
+ * typo): refusing it keeps hosts-file addresses and the like out of the policy. */
+static int all_digits(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
 int name_from_text(struct name *n, const char *text, size_t len)
 {
 	uint8_t s[SCRATCH], at[128];
@@ -100,7 +110,7 @@ int name_from_text(struct name *n, const char *text, size_t len)
 		start = i + 1;
 	}
 	size_t l = len - start;
-	if (l == 0 || l > NAME_MAXLABEL)
+	if (l == 0 || l > NAME_MAXLABEL || all_digits(text + start, l))
 		return -EINVAL;
 	s[start] = (uint8_t)l;
 	at[count++] = (uint8_t)start;

@@ -21,7 +21,8 @@ struct name {
 };
 
 /** Parse presentation text (no escapes; letters, digits, '-', '_'; trailing dot optional; "."
- *  is the root). @return 0, or -EINVAL for an invalid or over-long name. */
+ *  is the root). A last label of digits only (an IPv4 address such as 0.0.0.0) is invalid.
+ *  @return 0, or -EINVAL for an invalid or over-long name. */
 int name_from_text(struct name *n, const char *text, size_t len);
 
 /** Parse an uncompressed wire name at wire[0..len). *wirelen gets its length in the packet.

@@ -43,7 +43,7 @@ Test(name, root)
 Test(name, invalid_text_is_rejected)
 {
 	const char *bad[] = {"", "..", "a..b", ".a", "a b", "exa mple.com", "bad!.com", "é.com",
-			     "a\tb", "a/b"};
+			     "a\tb", "a/b", "0.0.0.0", "127.0.0.1", "1", "example.123", "10.0.0.1."};
 	struct name n;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_expect_eq(name_from_text(&n, bad[i], strlen(bad[i])), -EINVAL, "'%s'", bad[i]);
@@ -130,4 +130,16 @@ Test(name, suffix_to_text)
 	cr_assert_eq(name_suffix_to_text(&n, 0, buf, sizeof(buf)), 1);
 	cr_assert_str_eq(buf, ".");
 	cr_assert_eq(name_to_text(&n, buf, 5), -ENOSPC);
+}
+
+/* Regression: hosts files' addresses ("0.0.0.0 0.0.0.0") were imported as names. No TLD is all
+ * digits, so a name ending in one is refused; digits elsewhere are ordinary. */
+Test(name, ip_literals_are_not_names)
+{
+	const char *ok[] = {"123.example", "1.2.3.example", "a.b1", "1a", "example.x1"};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		text(ok[i]);
+	struct name n;
+	cr_expect_eq(name_from_text(&n, "0.0.0.0", 7), -EINVAL);
+	cr_expect_eq(name_from_text(&n, "example.2024", 12), -EINVAL);
 }
