@@ -1,16 +1,16 @@
-/* Policy builder and snapshot. The builder deduplicates names in an open-addressing map over
+/* Policy builder and built policy. The builder deduplicates names in an open-addressing map over
  * lookup-format keys so that deny, allow and reason entries for one name merge into one rule;
- * policy_build() hands the rules to a trie and keeps the strings in one pool. */
+ * policy_build() hands the rules to a trie and keeps the strings in one pool. List text is read
+ * by policy/list.c and snapshots by policy/codec.c, both through this file's exports. */
 #include "config.h"
 
 #include "policy/policy.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/list.h"
 #include "policy/mem.h"
 #include "policy/trie.h"
 
@@ -402,116 +402,6 @@ size_t policy_builder_invalid(const policy_builder_t *b)
 	return b->invalid;
 }
 
-static int is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\r';
-}
-
-/* Does s[0..len) spell an address that hosts files use to sink names? */
-static int is_sink_address(const char *s, size_t len)
-{
-	static const char *const sinks[] = {"0.0.0.0", "127.0.0.1", "::", "::1", "0:0:0:0:0:0:0:0"};
-	for (size_t i = 0; i < sizeof(sinks) / sizeof(sinks[0]); i++)
-		if (strlen(sinks[i]) == len && memcmp(sinks[i], s, len) == 0)
-			return 1;
-	return 0;
-}
-
-long policy_list_parse(const char *text, size_t len, policy_entry_cb on_entry,
-		       policy_invalid_cb on_invalid, void *ctx)
-{
-	long bad = 0;
-	size_t lineno = 0;
-	const char *p = text, *end = text + len;
-	while (p < end) {
-		const char *eol = memchr(p, '\n', (size_t)(end - p));
-		if (!eol)
-			eol = end;
-		const char *line = p, *s = p, *e = eol;
-		size_t line_len = (size_t)(eol - p);
-		p = eol + 1;
-		lineno++;
-		while (s < e && is_space(*s))
-			s++;
-		while (e > s && is_space(e[-1]))
-			e--;
-		if (s == e || *s == '#')
-			continue;
-		const char *f1e = s;
-		while (f1e < e && !is_space(*f1e))
-			f1e++;
-		const char *domain = s, *dend = f1e, *rest = f1e;
-		if (f1e < e && *f1e == ' ' && is_sink_address(s, (size_t)(f1e - s))) {
-			/* Hosts file: "0.0.0.0 name [comment]". */
-			domain = f1e;
-			while (domain < e && is_space(*domain))
-				domain++;
-			dend = domain;
-			while (dend < e && !is_space(*dend))
-				dend++;
-			rest = e;
-		}
-		const char *reason = NULL;
-		size_t reason_len = 0;
-		int ok = 1;
-		if (rest < e && *rest == '\t') {
-			reason = rest + 1;
-			reason_len = (size_t)(e - reason);
-		} else if (rest < e) {
-			/* Anything else after the name must be a comment. */
-			const char *c = rest;
-			while (c < e && is_space(*c))
-				c++;
-			ok = c == e || *c == '#';
-		}
-		struct name n;
-		char normal[NAME_MAXTEXT + 2];
-		if (!ok || name_from_text(&n, domain, (size_t)(dend - domain)) < 0 ||
-		    name_to_text(&n, normal, sizeof(normal)) < 0) {
-			bad++;
-			if (on_invalid)
-				on_invalid(ctx, lineno, line, line_len);
-			continue;
-		}
-		int rc = on_entry(ctx, lineno, normal, reason, reason_len);
-		if (rc < 0)
-			return rc;
-	}
-	return bad;
-}
-
-struct add_list {
-	policy_builder_t *b;
-	policy_invalid_cb on_invalid;
-	void *ctx;
-};
-
-static int add_entry(void *ctx, size_t line, const char *name, const char *reason,
-		     size_t reason_len)
-{
-	struct add_list *al = ctx;
-	int rc = policy_builder_add(al->b, POLICY_DENY, name, strlen(name));
-	if (rc == 0 && reason_len > 0)
-		rc = policy_builder_set_reason(al->b, name, strlen(name), reason, reason_len);
-	return rc;
-}
-
-static void add_invalid(void *ctx, size_t line, const char *text, size_t len)
-{
-	struct add_list *al = ctx;
-	al->b->invalid++;
-	if (al->on_invalid)
-		al->on_invalid(al->ctx, line, text, len);
-}
-
-size_t policy_builder_add_list(policy_builder_t *b, const char *text, size_t len,
-			       policy_invalid_cb on_invalid, void *ctx)
-{
-	struct add_list al = {.b = b, .on_invalid = on_invalid, .ctx = ctx};
-	long bad = policy_list_parse(text, len, add_entry, add_invalid, &al);
-	return bad > 0 ? (size_t)bad : 0;
-}
-
 policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 {
 	policy_t *p = calloc(1, sizeof(*p));
@@ -731,7 +621,10 @@ policy_t *policy_bundled(void)
 	policy_builder_t *b = policy_builder_new();
 	if (!b)
 		return NULL;
-	policy_builder_add_list(b, policy_bundled_tsv, strlen(policy_bundled_tsv), NULL, NULL);
+	if (list_add_to_builder(b, policy_bundled_tsv, strlen(policy_bundled_tsv), NULL, NULL) < 0) {
+		policy_builder_free(b);
+		return NULL;
+	}
 	return policy_build(b, POLICY_SOURCE_BUNDLED);
 }
 
@@ -751,169 +644,4 @@ const char *policy_source_name(enum policy_source source)
 void policy_set_loaded_at(policy_t *p, int64_t unix_time)
 {
 	p->stats.loaded_at = unix_time;
-}
-
-#define SNAPSHOT_MAGIC "embargo-policy-snapshot 1"
-
-int policy_encode(const policy_t *p, int64_t saved_at, char **out, size_t *len)
-{
-	/* Body first, so the header can carry its checksum. */
-	size_t cap = 4096 + p->pool.len + p->recs_words * 4 + p->count * 8, blen = 0;
-	char *body = malloc(cap);
-	if (!body)
-		return -ENOMEM;
-	size_t rules = 0;
-	for (size_t w = 0; w < p->recs_words;) {
-		const uint8_t *rb = rec_bytes(p, w);
-		unsigned actions = rb[0];
-		uint32_t reason_off = p->recs[w];
-		w += rec_words(rb[1]);
-		if (!actions && reason_off == NONE)
-			continue;
-		/* "r": a reason waiting for its rule; kept so the snapshot has the whole content. */
-		const char *flags = actions == (ACT_DENY | ACT_ALLOW) ? "da"
-				    : actions == ACT_DENY		? "d"
-				    : actions == ACT_ALLOW		? "a"
-									: "r";
-		struct name n;
-		memcpy(n.key, rb + 2, rb[1]);
-		n.keylen = rb[1];
-		char name[NAME_MAXTEXT + 2];
-		if (name_suffix_to_text(&n, NAME_MAXWIRE, name, sizeof(name)) < 0)
-			continue; /* Cannot happen: the key came from a valid name. */
-		const char *reason = reason_off == NONE ? NULL : p->pool.bytes + reason_off;
-		size_t need = strlen(flags) + strlen(name) + (reason ? strlen(reason) + 1 : 0) + 3;
-		if (blen + need > cap) {
-			cap = (blen + need) * 2;
-			char *b = realloc(body, cap);
-			if (!b) {
-				free(body);
-				return -ENOMEM;
-			}
-			body = b;
-		}
-		blen += (size_t)sprintf(body + blen, "%s\t%s%s%s\n", flags, name, reason ? "\t" : "",
-					reason ? reason : "");
-		rules++;
-	}
-	/* The checksum covers the header's fields as well as the body. */
-	char fields[120], header[180];
-	snprintf(fields, sizeof(fields), "rules=%zu version=%016" PRIx64 " saved=%" PRId64, rules,
-		 p->stats.version, saved_at);
-	uint64_t sum = hash_bytes(hash_bytes(0xcbf29ce484222325ULL, fields, strlen(fields)), body, blen);
-	int hlen = snprintf(header, sizeof(header), SNAPSHOT_MAGIC " %s checksum=%016" PRIx64 "\n",
-			    fields, sum);
-	char *all = malloc((size_t)hlen + blen + 1);
-	if (!all) {
-		free(body);
-		return -ENOMEM;
-	}
-	memcpy(all, header, (size_t)hlen);
-	memcpy(all + hlen, body, blen);
-	all[hlen + blen] = '\0';
-	free(body);
-	*out = all;
-	*len = (size_t)hlen + blen;
-	return 0;
-}
-
-static void decode_invalid(void *ctx, size_t i)
-{
-	(void)i;
-	*(int *)ctx = 1;
-}
-
-int policy_decode(const char *text, size_t len, policy_t **out, int64_t *saved_at)
-{
-	const char *nl = memchr(text, '\n', len);
-	if (!nl || (size_t)(nl - text) >= 200)
-		return -EBADMSG;
-	char header[200];
-	memcpy(header, text, (size_t)(nl - text));
-	header[nl - text] = '\0';
-	size_t rules;
-	uint64_t version, checksum;
-	int64_t saved;
-	int used = 0;
-	if (sscanf(header, SNAPSHOT_MAGIC " rules=%zu version=%" SCNx64 " saved=%" SCNd64
-				       " checksum=%" SCNx64 "%n",
-		   &rules, &version, &saved, &checksum, &used) != 4 ||
-	    header[used] != '\0')
-		return -EBADMSG;
-	const char *body = nl + 1;
-	size_t blen = len - (size_t)(body - text);
-	char fields[120];
-	snprintf(fields, sizeof(fields), "rules=%zu version=%016" PRIx64 " saved=%" PRId64, rules,
-		 version, saved);
-	if (hash_bytes(hash_bytes(0xcbf29ce484222325ULL, fields, strlen(fields)), body, blen) !=
-	    checksum)
-		return -EBADMSG;
-
-	policy_builder_t *b = policy_builder_new();
-	if (!b)
-		return -ENOMEM;
-	if (rules < blen)
-		(void)policy_builder_reserve(b, rules, blen);
-	size_t seen = 0, ne = 0;
-	int bad = 0;
-	struct policy_entry e[2 * AHEAD * 4];
-	for (const char *line = body, *end = body + blen; line < end;) {
-		const char *eol = memchr(line, '\n', (size_t)(end - line));
-		if (!eol)
-			goto corrupt;
-		const char *t1 = memchr(line, '\t', (size_t)(eol - line));
-		if (!t1)
-			goto corrupt;
-		const char *name = t1 + 1;
-		const char *t2 = memchr(name, '\t', (size_t)(eol - name));
-		const char *nend = t2 ? t2 : eol;
-		size_t flen = (size_t)(t1 - line);
-		int deny = memchr(line, 'd', flen) != NULL, allow = memchr(line, 'a', flen) != NULL;
-		int reason_only = flen == 1 && line[0] == 'r';
-		if ((!deny && !allow && !reason_only) || flen > 2 || (reason_only && !t2))
-			goto corrupt;
-		struct policy_entry x = {.name = name, .len = (size_t)(nend - name),
-					 .reason = t2 ? t2 + 1 : NULL,
-					 .reason_len = t2 ? (size_t)(eol - t2 - 1) : 0};
-		if (deny) {
-			e[ne] = x;
-			e[ne++].action = POLICY_DENY;
-		}
-		if (allow) {
-			e[ne] = x;
-			if (deny)
-				e[ne].reason = NULL; /* Given with the deny. */
-			e[ne++].action = POLICY_ALLOW;
-		}
-		if (reason_only) {
-			e[ne] = x;
-			e[ne++].action = POLICY_PASS;
-		}
-		seen++;
-		line = eol + 1;
-		if (ne + 2 > sizeof(e) / sizeof(e[0]) || line >= end) {
-			if (policy_builder_put_many(b, e, ne, decode_invalid, &bad) < 0) {
-				policy_builder_free(b);
-				return -ENOMEM;
-			}
-			if (bad)
-				goto corrupt;
-			ne = 0;
-		}
-	}
-	if (seen != rules)
-		goto corrupt;
-	policy_t *p = policy_build(b, POLICY_SOURCE_SNAPSHOT);
-	if (!p)
-		return -ENOMEM;
-	if (p->stats.version != version) {
-		policy_free(p);
-		return -EBADMSG;
-	}
-	*out = p;
-	*saved_at = saved;
-	return 0;
-corrupt:
-	policy_builder_free(b);
-	return -EBADMSG;
 }

@@ -78,26 +78,6 @@ struct policy_entry {
 int policy_builder_put_many(policy_builder_t *b, const struct policy_entry *e, size_t count,
 			    void (*on_invalid)(void *ctx, size_t i), void *ctx);
 
-/** Called for each invalid line of a list; line numbers start at 1; text is the whole line. */
-typedef void (*policy_invalid_cb)(void *ctx, size_t line, const char *text, size_t len);
-
-/** Called for each valid entry of a list: the name in normal form (lower case, no trailing
- *  dot, NUL-terminated) and its reason (not NUL-terminated, reason_len 0 when none).
- *  @return 0 to go on, a negative errno to stop the parse with it. */
-typedef int (*policy_entry_cb)(void *ctx, size_t line, const char *name, const char *reason,
-			       size_t reason_len);
-
-/** Parse a list: "domain TAB reason" lines, plain domains, or hosts-file lines
- *  ("0.0.0.0 domain"); '#' starts a comment. Strings are borrowed for the callback.
- *  @return the number of invalid lines, or the negative errno an entry callback stopped with. */
-long policy_list_parse(const char *text, size_t len, policy_entry_cb on_entry,
-		       policy_invalid_cb on_invalid, void *ctx);
-
-/** Add deny rules from a list: "domain TAB reason" lines, plain domains, or hosts-file lines
- *  ("0.0.0.0 domain"); '#' starts a comment. @return the number of invalid lines skipped. */
-size_t policy_builder_add_list(policy_builder_t *b, const char *text, size_t len,
-			       policy_invalid_cb on_invalid, void *ctx);
-
 /** Parts of a policy, for policy_builder_add_from(). */
 enum policy_part {
 	POLICY_PART_DENY = 1,
@@ -136,18 +116,6 @@ const struct policy_stats *policy_stats(const policy_t *p);
 
 /** Record when p was loaded (for logs and status queries); call before publishing p. */
 void policy_set_loaded_at(policy_t *p, int64_t unix_time);
-
-/** Serialise p as snapshot text: a header line with format, rule count, version, saved_at and a
- *  checksum over all of them and the body, then one "d|a|da TAB name [TAB reason]" line per rule
- *  and one "r TAB name TAB reason" line per reason whose name has no rule.
- *  @return 0 with *out (owned: free()) and *len, or -ENOMEM. */
-int policy_encode(const policy_t *p, int64_t saved_at, char **out, size_t *len);
-
-/** Parse snapshot text made by policy_encode(). Checks the format, checksum, rule count and
- *  version, so a damaged or truncated snapshot is refused whole.
- *  @return 0 with *out (owned, source POLICY_SOURCE_SNAPSHOT) and *saved_at; -EBADMSG when
- *  corrupt; -ENOMEM. */
-int policy_decode(const char *text, size_t len, policy_t **out, int64_t *saved_at);
 
 /** Bytes of heap p holds. */
 size_t policy_memory(const policy_t *p);

@@ -90,16 +90,24 @@ static policy_t *initial_policy(const struct options *o)
 {
 	if (o->snapshot[0]) {
 		policy_t *p = NULL;
-		int64_t saved;
+		struct codec_meta meta;
 		char err[512];
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		int rc = snapshot_load(o->snapshot, &p, &saved, err, sizeof(err));
+		int rc = snapshot_load(o->snapshot, &p, &meta, err, sizeof(err));
 		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (rc == 0 && (strcmp(meta.prefix, o->redis_prefix) != 0 || meta.db != o->redis_db)) {
+			/* Another deployment's policy: enforcing it could deny what this one allows. */
+			snprintf(err, sizeof(err),
+				 "%s was saved from redis prefix '%s' db %d, not '%s' db %d",
+				 o->snapshot, meta.prefix, meta.db, o->redis_prefix, o->redis_db);
+			policy_free(p);
+			rc = -EINVAL;
+		}
 		if (rc == 0) {
 			const struct policy_stats *st = policy_stats(p);
 			char when[32];
-			time_t t = (time_t)saved;
+			time_t t = (time_t)meta.saved_at;
 			struct tm tm;
 			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
 			long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;

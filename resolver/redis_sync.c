@@ -276,7 +276,9 @@ static void save_work(uv_work_t *w)
 	redis_sync_t *r = w->data;
 	yield_to_workers();
 	/* The policy is current and only this loop publishes, so it cannot be retired meanwhile. */
-	r->save_rc = snapshot_save(r->o->snapshot, policy_store_current(r->store), time(NULL),
+	struct codec_meta meta = {.saved_at = time(NULL), .db = r->o->redis_db};
+	snprintf(meta.prefix, sizeof(meta.prefix), "%s", r->o->redis_prefix);
+	r->save_rc = snapshot_save(r->o->snapshot, policy_store_current(r->store), &meta,
 				   r->save_err, sizeof(r->save_err));
 }
 

@@ -1,4 +1,4 @@
-/* Snapshot file I/O around policy_encode()/policy_decode(). */
+/* Snapshot file I/O around codec_encode()/codec_decode(). */
 #include "config.h"
 
 #include "resolver/snapshot.h"
@@ -26,7 +26,8 @@ static int write_all(int fd, const char *bytes, size_t len)
 	return 0;
 }
 
-int snapshot_save(const char *path, const policy_t *p, int64_t saved_at, char *err, size_t errlen)
+int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *meta, char *err,
+		  size_t errlen)
 {
 	char *text = NULL, tmp[4096], dir[4096];
 	size_t len;
@@ -35,7 +36,7 @@ int snapshot_save(const char *path, const policy_t *p, int64_t saved_at, char *e
 		snprintf(err, errlen, "snapshot path too long");
 		return -ENAMETOOLONG;
 	}
-	rc = policy_encode(p, saved_at, &text, &len);
+	rc = codec_encode(p, meta, &text, &len);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot encode the policy: %s", strerror(-rc));
 		return rc;
@@ -76,7 +77,8 @@ fail:
 	return rc;
 }
 
-int snapshot_load(const char *path, policy_t **out, int64_t *saved_at, char *err, size_t errlen)
+int snapshot_load(const char *path, policy_t **out, struct codec_meta *meta, char *err,
+		  size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -107,9 +109,12 @@ int snapshot_load(const char *path, policy_t **out, int64_t *saved_at, char *err
 		}
 		got += (size_t)r;
 	}
-	rc = policy_decode(text, got, out, saved_at);
+	rc = codec_decode(text, got, out, meta);
 done:
-	if (rc == -EBADMSG)
+	if (rc == -EPROTONOSUPPORT)
+		snprintf(err, errlen, "%s has snapshot format %u, this embargo reads %d and %d", path,
+			 meta->format, 1, CODEC_FORMAT);
+	else if (rc == -EBADMSG)
 		snprintf(err, errlen, "%s is corrupt or truncated (checksum, count or format mismatch)",
 			 path);
 	else if (rc < 0)

@@ -6,13 +6,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy/codec.h"
 #include "policy/policy.h"
 
-/** Write p to path atomically, stamped saved_at (unix time).
- *  @return 0, or a negative errno with a message in err. */
-int snapshot_save(const char *path, const policy_t *p, int64_t saved_at, char *err, size_t errlen);
+/** Write p to path atomically, with meta (when, and the Redis prefix and database it came from;
+ *  meta->format is ignored). @return 0, or a negative errno with a message in err. */
+int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *meta, char *err,
+		  size_t errlen);
 
 /** Read the policy saved at path.
- *  @return 0 with *out (owned) and *saved_at; -ENOENT when there is no file; -EBADMSG when it is
- *  corrupt; another negative errno on I/O errors. A message is in err on failure. */
-int snapshot_load(const char *path, policy_t **out, int64_t *saved_at, char *err, size_t errlen);
+ *  @return 0 with *out (owned) and *meta; -ENOENT when there is no file; -EPROTONOSUPPORT when
+ *  it has a format this embargo does not read; -EBADMSG when it is corrupt; another negative
+ *  errno on I/O errors. A message is in err on failure. */
+int snapshot_load(const char *path, policy_t **out, struct codec_meta *meta, char *err,
+		  size_t errlen);

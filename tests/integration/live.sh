@@ -92,7 +92,8 @@ check "a burst of 2000 changes is coalesced into a few loads" burst
 snapshot() {
 	local ep2 out
 	[ -s "$WORK/live.snapshot" ] || { echo "no snapshot written"; return 1; }
-	head -1 "$WORK/live.snapshot" | grep -q "^embargo-policy-snapshot 1 " || return 1
+	head -1 "$WORK/live.snapshot" | grep -q "^embargo-policy-snapshot 2 .* prefix=embargo db=0 " ||
+		{ head -1 "$WORK/live.snapshot"; return 1; }
 	# Started while Redis is down: the snapshot is enforced, allow rules and reasons included.
 	ep2=$(free_port)
 	cp "$WORK/live.snapshot" "$WORK/down.snapshot"
@@ -119,6 +120,19 @@ corrupt_snapshot() {
 	is_denied "$ep3" kaspersky.com && is_answered "$ep3" blocked.test
 }
 check "a corrupt snapshot is reported and the bundled list used" corrupt_snapshot
+
+other_prefix_snapshot() {
+	local ep4
+	ep4=$(free_port)
+	cp "$WORK/live.snapshot" "$WORK/other.snapshot"
+	start_embargo other "$ep4" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
+		--redis-prefix staging --snapshot "$WORK/other.snapshot"
+	grep -q "ignoring the policy snapshot: .*saved from redis prefix 'embargo' db 0, not 'staging'" \
+		"$WORK/other.log" || { cat "$WORK/other.log"; return 1; }
+	is_denied "$ep4" kaspersky.com && is_answered "$ep4" blocked.test
+}
+check "a snapshot saved from another redis prefix is not enforced; the bundled list is" \
+	other_prefix_snapshot
 
 redis_restart() {
 	local pid

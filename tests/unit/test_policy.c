@@ -1,4 +1,4 @@
-/* Rules, verdicts, reasons, list parsing and the bundled list. */
+/* Rules, verdicts, reasons, carrying parts over and the bundled list. */
 #include "config.h"
 
 #include <criterion/criterion.h>
@@ -176,47 +176,6 @@ Test(policy, invalid_members_are_counted_and_skipped)
 	policy_free(p);
 }
 
-static size_t lines_seen[16];
-static size_t nseen;
-
-static void on_invalid(void *ctx, size_t line, const char *text, size_t len)
-{
-	(void)ctx;
-	(void)text;
-	(void)len;
-	if (nseen < 16)
-		lines_seen[nseen++] = line;
-}
-
-Test(policy, list_formats)
-{
-	const char list[] = "# comment\n"
-			    "\n"
-			    "tsv.example\tA reason with spaces\n"
-			    "plain.example\n"
-			    "0.0.0.0 hosts.example\n"
-			    "127.0.0.1 hosts2.example # trailing comment\n"
-			    "bad name.example\n"
-			    "   indented.example  \r\n"
-			    "in valid!.example\tx\n"
-			    "last.example";
-	b = policy_builder_new();
-	nseen = 0;
-	cr_assert_eq(policy_builder_add_list(b, list, strlen(list), on_invalid, NULL), 2);
-	cr_assert_eq(nseen, 2);
-	cr_expect_eq(lines_seen[0], 7);
-	cr_expect_eq(lines_seen[1], 9);
-	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
-	cr_expect_str_eq(decide(p, "tsv.example").reason, "A reason with spaces");
-	const char *ok[] = {"plain.example", "hosts.example", "hosts2.example", "indented.example",
-			    "last.example"};
-	for (int i = 0; i < 5; i++)
-		cr_expect_eq(decide(p, ok[i]).action, POLICY_DENY, "%s", ok[i]);
-	cr_expect_eq(decide(p, "0.0.0.0").action, POLICY_PASS);
-	cr_expect_eq(policy_stats(p)->deny, 6);
-	policy_free(p);
-}
-
 Test(policy, version_ignores_order_and_sees_content)
 {
 	policy_builder_t *x = policy_builder_new(), *y = policy_builder_new(),
@@ -255,21 +214,6 @@ Test(policy, bundled_list_denies_the_vendor)
 	cr_expect_geq(policy_stats(p)->deny, 40);
 	cr_expect_eq(policy_stats(p)->source, POLICY_SOURCE_BUNDLED);
 	policy_free(p);
-}
-
-static policy_t *sample(void)
-{
-	b = policy_builder_new();
-	add(POLICY_DENY, "example.com");
-	add(POLICY_ALLOW, "support.example.com");
-	add(POLICY_DENY, "both.example");
-	add(POLICY_ALLOW, "both.example");
-	add(POLICY_DENY, ".");
-	const char reason[] = "Sanctions list 2026-01, item 12 (ü)";
-	policy_builder_set_reason(b, "example.com", 11, reason, strlen(reason));
-	policy_builder_set_reason(b, "orphan.example", 14, "no rule yet", 11);
-	policy_builder_set_reason(b, "both.example", 12, "both ways", 9);
-	return policy_build(b, POLICY_SOURCE_REDIS);
 }
 
 static void note_bad(void *ctx, size_t i)
@@ -324,65 +268,6 @@ Test(policy, put_many_matches_one_by_one)
 	cr_expect_eq(policy_stats(p2)->reasons, policy_stats(p1)->reasons);
 	policy_free(p1);
 	policy_free(p2);
-}
-
-Test(policy, snapshot_round_trip)
-{
-	policy_t *p = sample();
-	char *text;
-	size_t len;
-	cr_assert_eq(policy_encode(p, 1700000000, &text, &len), 0);
-	policy_t *q = NULL;
-	int64_t saved = 0;
-	cr_assert_eq(policy_decode(text, len, &q, &saved), 0);
-	cr_expect_eq(saved, 1700000000);
-	cr_expect_eq(policy_stats(q)->version, policy_stats(p)->version);
-	cr_expect_eq(policy_stats(q)->source, POLICY_SOURCE_SNAPSHOT);
-	cr_expect_eq(policy_stats(q)->deny, 3);
-	cr_expect_eq(policy_stats(q)->allow, 2);
-	cr_expect_str_eq(decide(q, "www.example.com").reason, "Sanctions list 2026-01, item 12 (ü)");
-	cr_expect_eq(decide(q, "a.support.example.com").action, POLICY_ALLOW);
-	cr_expect_eq(decide(q, "both.example").action, POLICY_ALLOW);
-	cr_expect_eq(decide(q, "anything.org").action, POLICY_DENY);
-	free(text);
-	policy_free(p);
-	policy_free(q);
-}
-
-Test(policy, snapshot_damage_is_refused)
-{
-	policy_t *p = sample();
-	char *text;
-	size_t len;
-	cr_assert_eq(policy_encode(p, 1, &text, &len), 0);
-	policy_t *q = NULL;
-	int64_t saved;
-	/* Every single-byte change and every truncation is caught. */
-	for (size_t i = 0; i < len; i++) {
-		char keep = text[i];
-		text[i] = (char)(keep ^ 0x01);
-		cr_expect_eq(policy_decode(text, len, &q, &saved), -EBADMSG, "byte %zu", i);
-		text[i] = keep;
-	}
-	for (size_t cut = 0; cut < len; cut++)
-		cr_expect_eq(policy_decode(text, cut, &q, &saved), -EBADMSG, "cut at %zu", cut);
-	free(text);
-	policy_free(p);
-}
-
-Test(policy, empty_snapshot_round_trip)
-{
-	policy_t *p = policy_build(policy_builder_new(), POLICY_SOURCE_REDIS);
-	char *text;
-	size_t len;
-	cr_assert_eq(policy_encode(p, 5, &text, &len), 0);
-	policy_t *q = NULL;
-	int64_t saved;
-	cr_assert_eq(policy_decode(text, len, &q, &saved), 0);
-	cr_expect_eq(policy_stats(q)->deny, 0);
-	free(text);
-	policy_free(p);
-	policy_free(q);
 }
 
 Test(policy, carry_parts_over_to_a_new_builder)

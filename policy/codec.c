@@ -1,0 +1,265 @@
+/* Snapshot codec. The body is written first so that the header can carry its checksum; reading
+ * parses the header, checks the checksum over the header and body, then feeds the body lines to
+ * a builder in batches (policy_builder_put_many), and finally checks the count and version, so a
+ * snapshot is refused whole or read whole. */
+#include "config.h"
+
+#include "policy/codec.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAGIC "embargo-policy-snapshot "
+#define HEADER_MAX 512 /* Longer than any header we write (about 250 octets at most). */
+#define BATCH 256      /* Body entries handed to the builder at once. */
+
+static uint64_t hash_bytes(uint64_t h, const void *bytes, size_t len)
+{
+	const uint8_t *s = bytes;
+	for (size_t i = 0; i < len; i++) {
+		h ^= s[i];
+		h *= 0x100000001b3ULL; /* FNV-1a, 64 bit. */
+	}
+	return h;
+}
+
+/* The checksum of a header's checked part and the body. */
+static uint64_t checksum(const char *head, size_t hlen, const char *body, size_t blen)
+{
+	return hash_bytes(hash_bytes(0xcbf29ce484222325ULL, head, hlen), body, blen);
+}
+
+static int prefix_is_valid(const char *prefix)
+{
+	size_t len = strnlen(prefix, CODEC_PREFIX_MAX);
+	return len > 0 && len < CODEC_PREFIX_MAX && !strpbrk(prefix, " \t\r\n");
+}
+
+struct text {
+	char *bytes;
+	size_t len, cap;
+};
+
+static int text_put(struct text *t, const char *s, size_t len)
+{
+	if (t->len + len > t->cap) {
+		size_t cap = t->cap * 2;
+		while (cap < t->len + len)
+			cap *= 2;
+		char *b = realloc(t->bytes, cap);
+		if (!b)
+			return -ENOMEM;
+		t->bytes = b;
+		t->cap = cap;
+	}
+	memcpy(t->bytes + t->len, s, len);
+	t->len += len;
+	return 0;
+}
+
+int codec_encode(const policy_t *p, const struct codec_meta *meta, char **out, size_t *len)
+{
+	if (!prefix_is_valid(meta->prefix))
+		return -EINVAL;
+	/* The text is about as large as the policy's records and reasons. */
+	struct text body = {.cap = 4096 + policy_memory(p)};
+	body.bytes = malloc(body.cap);
+	if (!body.bytes)
+		return -ENOMEM;
+	size_t rules = 0, cursor = 0;
+	struct policy_rule r;
+	while (policy_rule_next(p, &cursor, &r)) {
+		if (!r.parts && !r.reason)
+			continue;
+		/* "r": a reason waiting for its rule; kept so the snapshot has the whole content. */
+		const char *flags = r.parts == (POLICY_PART_DENY | POLICY_PART_ALLOW) ? "da\t"
+				    : r.parts == POLICY_PART_DENY		      ? "d\t"
+				    : r.parts == POLICY_PART_ALLOW		      ? "a\t"
+										      : "r\t";
+		char name[NAME_MAXTEXT + 2];
+		int nlen = name_to_text(&r.name, name, sizeof(name));
+		if (nlen < 0)
+			continue; /* Cannot happen: the key came from a valid name. */
+		if (text_put(&body, flags, strlen(flags)) < 0 ||
+		    text_put(&body, name, (size_t)nlen) < 0 ||
+		    (r.reason && (text_put(&body, "\t", 1) < 0 ||
+				  text_put(&body, r.reason, strlen(r.reason)) < 0)) ||
+		    text_put(&body, "\n", 1) < 0)
+			goto nomem;
+		rules++;
+	}
+	char header[HEADER_MAX];
+	int hlen = snprintf(header, sizeof(header),
+			    MAGIC "%d rules=%zu version=%016" PRIx64 " saved=%" PRId64
+				  " prefix=%s db=%d",
+			    CODEC_FORMAT, rules, policy_stats(p)->version, meta->saved_at,
+			    meta->prefix, meta->db);
+	/* The checksum covers the whole header before it, format included, and the body. */
+	uint64_t sum = checksum(header, (size_t)hlen, body.bytes, body.len);
+	hlen += snprintf(header + hlen, sizeof(header) - (size_t)hlen, " checksum=%016" PRIx64 "\n",
+			 sum);
+	char *all = malloc((size_t)hlen + body.len + 1);
+	if (!all)
+		goto nomem;
+	memcpy(all, header, (size_t)hlen);
+	memcpy(all + hlen, body.bytes, body.len);
+	all[(size_t)hlen + body.len] = '\0';
+	*out = all;
+	*len = (size_t)hlen + body.len;
+	free(body.bytes);
+	return 0;
+nomem:
+	free(body.bytes);
+	return -ENOMEM;
+}
+
+/* Parse the header line h (NUL-terminated): 0 with *meta, *rules, *version and *checked (the
+ * length of h the checksum covers, from *check_from), -EPROTONOSUPPORT or -EBADMSG. */
+static int parse_header(const char *h, struct codec_meta *meta, size_t *rules, uint64_t *version,
+			uint64_t *sum, size_t *check_from, size_t *checked)
+{
+	if (strncmp(h, MAGIC, strlen(MAGIC)) != 0)
+		return -EBADMSG;
+	const char *f = h + strlen(MAGIC);
+	unsigned format = 0;
+	int digits = 0;
+	while (*f >= '0' && *f <= '9' && digits < 9) {
+		format = format * 10 + (unsigned)(*f++ - '0');
+		digits++;
+	}
+	if (!digits || (*f != ' ' && *f != '\0'))
+		return -EBADMSG;
+	meta->format = format;
+	if (format != 1 && format != 2)
+		return -EPROTONOSUPPORT;
+	if (*f++ != ' ')
+		return -EBADMSG;
+	int end_fields = 0;
+	if (format == 1) {
+		/* Written by the first embargo, which had only the default prefix and database. */
+		strcpy(meta->prefix, "embargo");
+		meta->db = 0;
+		if (sscanf(f, "rules=%zu version=%" SCNx64 " saved=%" SCNd64 "%n",
+			   rules, version, &meta->saved_at, &end_fields) != 3)
+			return -EBADMSG;
+		*check_from = (size_t)(f - h); /* Format 1 checked its fields only. */
+	} else {
+		if (sscanf(f, "rules=%zu version=%" SCNx64 " saved=%" SCNd64 " prefix=%63[^ \t] db=%d%n",
+			   rules, version, &meta->saved_at, meta->prefix, &meta->db, &end_fields) != 5)
+			return -EBADMSG;
+		*check_from = 0;
+	}
+	/* The checksum does not cover itself: only its one spelling is accepted. */
+	const char *c = f + end_fields;
+	if (!end_fields || strncmp(c, " checksum=", 10) != 0 || strlen(c) != 10 + 16)
+		return -EBADMSG;
+	*sum = 0;
+	for (c += 10; *c; c++) {
+		if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+			return -EBADMSG;
+		*sum = *sum << 4 | (uint64_t)(*c <= '9' ? *c - '0' : *c - 'a' + 10);
+	}
+	*checked = (size_t)(f - h) + (size_t)end_fields - *check_from;
+	return 0;
+}
+
+static void decode_invalid(void *ctx, size_t i)
+{
+	(void)i;
+	*(int *)ctx = 1;
+}
+
+int codec_decode(const char *text, size_t len, policy_t **out, struct codec_meta *meta)
+{
+	const char *nl = memchr(text, '\n', len);
+	if (!nl || (size_t)(nl - text) >= HEADER_MAX)
+		return -EBADMSG;
+	char header[HEADER_MAX];
+	memcpy(header, text, (size_t)(nl - text));
+	header[nl - text] = '\0';
+	if (memchr(header, '\0', (size_t)(nl - text)))
+		return -EBADMSG;
+	struct codec_meta m = {0};
+	size_t rules, from, checked;
+	uint64_t version, sum;
+	int rc = parse_header(header, &m, &rules, &version, &sum, &from, &checked);
+	if (rc < 0) {
+		meta->format = m.format;
+		return rc;
+	}
+	const char *body = nl + 1;
+	size_t blen = len - (size_t)(body - text);
+	if (checksum(header + from, checked, body, blen) != sum)
+		return -EBADMSG;
+
+	policy_builder_t *b = policy_builder_new();
+	if (!b)
+		return -ENOMEM;
+	if (rules < blen)
+		(void)policy_builder_reserve(b, rules, blen);
+	size_t seen = 0, ne = 0;
+	int bad = 0;
+	struct policy_entry e[BATCH];
+	for (const char *line = body, *end = body + blen; line < end;) {
+		const char *eol = memchr(line, '\n', (size_t)(end - line));
+		if (!eol)
+			goto corrupt;
+		const char *t1 = memchr(line, '\t', (size_t)(eol - line));
+		if (!t1)
+			goto corrupt;
+		const char *name = t1 + 1;
+		const char *t2 = memchr(name, '\t', (size_t)(eol - name));
+		const char *nend = t2 ? t2 : eol;
+		size_t flen = (size_t)(t1 - line);
+		int deny = memchr(line, 'd', flen) != NULL, allow = memchr(line, 'a', flen) != NULL;
+		int reason_only = flen == 1 && line[0] == 'r';
+		if ((!deny && !allow && !reason_only) || flen > 2 || (reason_only && !t2))
+			goto corrupt;
+		struct policy_entry x = {.name = name, .len = (size_t)(nend - name),
+					 .reason = t2 ? t2 + 1 : NULL,
+					 .reason_len = t2 ? (size_t)(eol - t2 - 1) : 0};
+		if (deny) {
+			e[ne] = x;
+			e[ne++].action = POLICY_DENY;
+		}
+		if (allow) {
+			e[ne] = x;
+			if (deny)
+				e[ne].reason = NULL; /* Given with the deny. */
+			e[ne++].action = POLICY_ALLOW;
+		}
+		if (reason_only) {
+			e[ne] = x;
+			e[ne++].action = POLICY_PASS;
+		}
+		seen++;
+		line = eol + 1;
+		if (ne + 2 > BATCH || line >= end) {
+			if (policy_builder_put_many(b, e, ne, decode_invalid, &bad) < 0) {
+				policy_builder_free(b);
+				return -ENOMEM;
+			}
+			if (bad)
+				goto corrupt;
+			ne = 0;
+		}
+	}
+	if (seen != rules)
+		goto corrupt;
+	policy_t *p = policy_build(b, POLICY_SOURCE_SNAPSHOT);
+	if (!p)
+		return -ENOMEM;
+	if (policy_stats(p)->version != version) {
+		policy_free(p);
+		return -EBADMSG;
+	}
+	*out = p;
+	*meta = m;
+	return 0;
+corrupt:
+	policy_builder_free(b);
+	return -EBADMSG;
+}
