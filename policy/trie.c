@@ -33,6 +33,7 @@ struct trie {
 	uint32_t tag_mask;
 	uint32_t root; /* The root's payload. */
 	uint64_t seed;
+	unsigned reseeds; /* Seeds the build gave up on before this one. */
 	size_t count;  /* Names stored. */
 	size_t nodes;
 	trie_key_fn key_of;
@@ -225,7 +226,7 @@ trie_t *trie_build_tagged(const uint32_t *values, size_t count, trie_key_fn key_
 			want *= 2;
 		} else {
 			t->seed = fmix(t->seed + 1);
-			seeds++;
+			t->reseeds = (unsigned)++seeds;
 		}
 	}
 fail:
@@ -353,6 +354,11 @@ void trie_lookup_many(const trie_t *t, const struct name *const *qs, size_t n,
 size_t trie_count(const trie_t *t)
 {
 	return t->count;
+}
+
+unsigned trie_reseeds(const trie_t *t)
+{
+	return t->reseeds;
 }
 
 size_t trie_memory(const trie_t *t)

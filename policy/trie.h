@@ -63,5 +63,8 @@ void trie_lookup_many(const trie_t *t, const struct name *const *qs, size_t n,
 
 /** Number of names stored. */
 size_t trie_count(const trie_t *t);
+/** Seeds the build gave up on (a tag would have shadowed another) before the one it kept:
+ *  how tests see that short tags made it start over. */
+unsigned trie_reseeds(const trie_t *t);
 /** Bytes of heap the trie holds. */
 size_t trie_memory(const trie_t *t);

@@ -22,11 +22,17 @@ static struct name nm(const char *s)
 /* The names the values of the trie under test stand for: value i is keys[i]. */
 static struct name *keys;
 
+/* Keys read to check a candidate: a lookup reads one per candidate it checks, deepest first, and
+ * stops at the first true one, so the reads beyond one per hit are false candidates. */
+static size_t key_reads;
+
 static const uint8_t *key_of(const void *ctx, uint32_t value, size_t *len)
 {
 	const struct name *names = ctx;
-	if (len)
+	if (len) {
 		*len = names[value].keylen;
+		key_reads++;
+	}
 	return names[value].key;
 }
 
@@ -246,9 +252,16 @@ static void random_name(char *buf, unsigned *seed, int max_labels, int ntld)
 	strcpy(buf + w, tlds[rand_r(seed) % ntld]);
 }
 
+/* What against_naive() saw the trie do. */
+struct seen {
+	unsigned reseeds;	  /* Seeds the build gave up on. */
+	size_t false_candidates; /* Candidates single lookups found and refused. */
+};
+
 /* nrules random rules, then nqueries random names looked up in the trie and the reference. */
-static void against_naive(int nrules, int nqueries, unsigned tag_bits)
+static struct seen against_naive(int nrules, int nqueries, unsigned tag_bits)
 {
+	struct seen seen = {0};
 	unsigned seed = 2024;
 	char **rules = malloc((size_t)nrules * sizeof(*rules));
 	for (int i = 0; i < nrules; i++) {
@@ -291,7 +304,9 @@ static void against_naive(int nrules, int nqueries, unsigned tag_bits)
 		random_name(q, &seed, 6, 6);
 		unsigned d1 = 0, d2 = 0;
 		long want = naive(live, nlive, q, &d2);
+		size_t reads = key_reads;
 		long got = find(t, q, &d1);
+		seen.false_candidates += key_reads - reads - (got >= 0);
 		cr_assert_eq(got, want, "%s: trie %ld, naive %ld", q, got, want);
 		if (want >= 0) {
 			hits++;
@@ -315,25 +330,33 @@ static void against_naive(int nrules, int nqueries, unsigned tag_bits)
 	cr_expect_gt(hits, nqueries / 10, "the random names should hit rules often");
 	cr_expect_lt(hits, nqueries, "and miss sometimes");
 
+	seen.reseeds = trie_reseeds(t);
 	trie_free(t);
 	for (int i = 0; i < nrules; i++)
 		free(rules[i]);
 	free(rules);
 	free(live);
+	return seen;
 }
 
 Test(trie, random_100k_against_naive, .timeout = 120)
 {
-	against_naive(100000, 20000, 32);
+	struct seen seen = against_naive(100000, 20000, 32);
+	cr_expect_eq(seen.reseeds, 0, "full tags: the first seed serves");
 }
 
 /* Short tags: a probe meets a stranger's tag every thousand steps or so, so walks find false
- * candidates (about 80 here) and builds must reseed (once for the second), and the answers
- * must still match the reference. */
+ * candidates and builds must reseed, and the answers must still match the reference. The counts
+ * are asserted so that the test cannot pass without exercising what it is for. */
 Test(trie, colliding_tags_against_naive, .timeout = 120)
 {
-	against_naive(400, 200000, 10);
-	against_naive(1000, 100000, 12);
+	struct seen a = against_naive(400, 200000, 10);
+	struct seen b = against_naive(1000, 100000, 12);
+	cr_expect_gt(a.false_candidates, 0, "10-bit tags must lead some walks astray");
+	cr_expect_gt(b.false_candidates, 0, "12-bit tags must lead some walks astray");
+	cr_expect_gt(b.reseeds, 0, "1000 names under 12-bit tags must make the build reseed");
+	cr_log_info("false candidates %zu and %zu; reseeds %u and %u", a.false_candidates,
+		    b.false_candidates, a.reseeds, b.reseeds);
 }
 
 /* With one-bit tags no seed avoids shadowing: the build gives up instead of going inexact. */
@@ -349,5 +372,9 @@ Test(trie, hopeless_tags_give_up)
 		values[i] = (uint32_t)i;
 	}
 	cr_expect_null(trie_build_tagged(values, N, key_of, n, 1));
-	cr_expect_null(trie_build_tagged(values, N, key_of, n, 0));
+	/* The same names with 16-bit tags: a seed is found, so it was the tags that failed. */
+	trie_t *t = trie_build_tagged(values, N, key_of, n, 16);
+	cr_expect_not_null(t);
+	trie_free(t);
+	cr_expect_null(trie_build_tagged(values, N, key_of, n, 0), "0 bits is no tag at all");
 }
