@@ -1,5 +1,6 @@
 /* QSBR store. Each retired policy remembers every reader's epoch at retirement; it may be
- * freed once each reader was inactive then or has advanced its epoch since. */
+ * freed once each reader was inactive then or has advanced its epoch since. The writer reads a
+ * reader's active flag before its epoch: policy_store_publish() explains why that order. */
 #include "config.h"
 
 #include "policy/store.h"
@@ -75,10 +76,31 @@ int policy_store_publish(policy_store_t *s, policy_t *p)
 	if (!r)
 		return -ENOMEM;
 	r->policy = atomic_exchange(&s->current, p);
+	/* Why a reader that may hold the old policy is never missed, in C11 terms (not only on
+	 * x86). A reader that holds it loaded `current` before the exchange; all four of its
+	 * active = 1 store, that load, the exchange and the load of `active` below are
+	 * sequentially consistent, so they sit in that order in the single total order S.
+	 *  - Let A be the reader's last active = 1 store before the exchange in S. The load of
+	 *    `active` below follows A in S, so it reads A or a store after A: never an older 0.
+	 *  - It reads 0: a later quiescent state ended every section that began with A or
+	 *    before, and the release store of that 0 makes the reader's reads of the old policy
+	 *    happen before our free. A section begun after that 0 stores active = 1 after our
+	 *    load in S, so its load of `current` follows the exchange and sees the new policy.
+	 *    So "inactive" (ULONG_MAX) is safe.
+	 *  - It reads 1 from some store B (A or later): B is a release store, so everything
+	 *    before B in the reader, including the epoch increment that opened B's section,
+	 *    happens before the epoch load that follows, which therefore reads that section's
+	 *    epoch or a later one: e is never older than the section holding the policy, and
+	 *    reclaim frees only once the epoch has moved past e (an acquire load of the
+	 *    reader's release increment, so its reads happen before the free).
+	 * Loading the epoch first would break the second case: an acquire load of `epoch` may
+	 * return a stale value when nothing orders it after the reader's increment, and then a
+	 * newer section could be recorded under an older epoch and freed under the reader. */
 	for (unsigned i = 0; i < s->nreaders; i++) {
 		struct policy_reader *rd = &s->readers[i];
-		unsigned long e = atomic_load(&rd->epoch);
-		r->epochs[i] = atomic_load(&rd->active) ? e : (unsigned long)-1;
+		int active = atomic_load(&rd->active);
+		unsigned long e = atomic_load_explicit(&rd->epoch, memory_order_acquire);
+		r->epochs[i] = active ? e : (unsigned long)-1;
 	}
 	r->next = s->retired;
 	s->retired = r;
@@ -95,7 +117,8 @@ size_t policy_store_reclaim(policy_store_t *s)
 		int done = 1;
 		for (unsigned i = 0; i < s->nreaders && done; i++)
 			if (r->epochs[i] != (unsigned long)-1 &&
-			    atomic_load(&s->readers[i].epoch) == r->epochs[i])
+			    atomic_load_explicit(&s->readers[i].epoch, memory_order_acquire) ==
+				    r->epochs[i])
 				done = 0;
 		if (done) {
 			*pp = r->next;
