@@ -62,6 +62,13 @@ static void on_ready(void *ctx)
 		 st->deny, st->allow, (unsigned long long)st->version);
 }
 
+static void on_hold(void *ctx, enum server_hold kind, size_t removed, size_t of,
+		    uint64_t version)
+{
+	struct daemon *d = ctx;
+	server_set_hold(d->server, kind, removed, of, version);
+}
+
 static void on_reclaim(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
@@ -182,7 +189,7 @@ int main(int argc, char **argv)
 	uv_timer_init(d.loop, &d.reclaim);
 	d.reclaim.data = &d;
 	uv_timer_start(&d.reclaim, on_reclaim, RECLAIM_MS, RECLAIM_MS);
-	d.redis = redis_sync_new(d.loop, &d.o, d.store, on_ready, &d);
+	d.redis = redis_sync_new(d.loop, &d.o, d.store, on_ready, on_hold, &d);
 	if (!d.redis) {
 		log_err("out of memory at start-up");
 		return 1;

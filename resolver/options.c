@@ -27,6 +27,10 @@
 	"  --redis-prefix NAME    policy keys are NAME:deny, NAME:allow, NAME:reason (default embargo)\n" \
 	"  --reload-interval SEC  re-read the policy this often where Redis gives no keyspace\n" \
 	"                         notifications (default 5)\n" \
+	"  --redis-timeout MS     a Redis connection that answers nothing for this long is dropped\n" \
+	"                         and reconnected (default 3000)\n" \
+	"  --max-shrink LIMIT     hold a policy load that would lift more deny rules at once than\n" \
+	"                         LIMIT: 'P%', 'N', 'P%,N' or 'off' (default 10%,1000)\n" \
 	"  --snapshot FILE        save each policy loaded to FILE, and enforce it when started\n" \
 	"                         while Redis is down (default " DEFAULT_SNAPSHOT "; 'off': none)\n" \
 	"  --block-ttl SEC        TTL of denied answers (default 60)\n" \
@@ -270,7 +274,7 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 enum {
 	OPT_LISTEN = 256, OPT_UPSTREAM, OPT_RESOLV, OPT_REDIS, OPT_PREFIX, OPT_RELOAD, OPT_TTL,
 	OPT_EDE, OPT_TIMEOUT, OPT_CACHE, OPT_THREADS, OPT_CONFIG, OPT_VERBOSE, OPT_HELP, OPT_VERSION,
-	OPT_SNAPSHOT, OPT_STATUS_ALLOW
+	OPT_SNAPSHOT, OPT_STATUS_ALLOW, OPT_REDIS_TIMEOUT, OPT_MAX_SHRINK
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -281,6 +285,8 @@ static const struct option LONG_OPTIONS[] = {
 	{"redis-prefix", required_argument, NULL, OPT_PREFIX},
 	{"reload-interval", required_argument, NULL, OPT_RELOAD},
 	{"snapshot", required_argument, NULL, OPT_SNAPSHOT},
+	{"redis-timeout", required_argument, NULL, OPT_REDIS_TIMEOUT},
+	{"max-shrink", required_argument, NULL, OPT_MAX_SHRINK},
 	{"status-allow", required_argument, NULL, OPT_STATUS_ALLOW},
 	{"block-ttl", required_argument, NULL, OPT_TTL},
 	{"ede-code", required_argument, NULL, OPT_EDE},
@@ -352,6 +358,15 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		if (strlen(val) >= sizeof(o->snapshot) || !*val)
 			return fail(err, errlen, "--%s: expected a file name or 'off', got '%s'", name, val);
 		strcpy(o->snapshot, strcmp(val, "off") == 0 ? "" : val);
+		return 0;
+	case OPT_REDIS_TIMEOUT:
+		if (parse_uint(val, 100, 600000, &v) < 0)
+			return fail(err, errlen, "--%s: expected milliseconds 100..600000, got '%s'", name, val);
+		o->redis_timeout_ms = (unsigned)v;
+		return 0;
+	case OPT_MAX_SHRINK:
+		if (guard_parse_limits(val, &o->max_shrink) < 0)
+			return fail(err, errlen, "--%s: expected P%%, N, P%%,N or off, got '%s'", name, val);
 		return 0;
 	case OPT_RELOAD:
 		if (parse_uint(val, 1, 86400, &v) < 0)
@@ -444,6 +459,8 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->timeout_ms = 2000;
 	o->cache_bytes = (size_t)64 << 20;
 	o->reload_ms = 5000;
+	o->redis_timeout_ms = 3000;
+	o->max_shrink = (struct guard_limits){.percent = GUARD_PERCENT, .count = GUARD_COUNT};
 	struct list_state ls = {0};
 
 	/* The config file first, so that flags override it whatever their order. */

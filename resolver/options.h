@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "policy/guard.h"
+
 #define OPTIONS_MAX_ADDRS 16
 
 /** An address prefix (CIDR). */
@@ -34,6 +36,8 @@ struct options {
 	unsigned timeout_ms;          /**< Overall upstream timeout per query. */
 	size_t cache_bytes;
 	unsigned reload_ms;           /**< Redis re-read interval without notifications. */
+	unsigned redis_timeout_ms;    /**< A Redis connection silent this long is dropped. */
+	struct guard_limits max_shrink; /**< Deny rules one load may lift before it is held. */
 	char snapshot[256];           /**< Snapshot file; empty: none. */
 	struct options_cidr status_allow[OPTIONS_MAX_ADDRS]; /**< Who may ask policy.embargo. CH. */
 	unsigned nstatus_allow;

@@ -1,10 +1,15 @@
-/* Redis synchroniser. A load checks the three keys' types, reads them with SSCAN/HSCAN in
- * bounded batches (never one huge reply), builds the policy on libuv's thread pool and
- * publishes it from the loop; a snapshot is then saved on the pool too. Changes arrive as keyspace
- * notifications on a second connection (turned on with CONFIG SET where needed) and are
- * coalesced: one load at a time, and one more if anything changed meanwhile. Where notifications
- * cannot be had, the policy is re-read every --reload-interval. One timer drives reconnects
- * (backoff 100 ms doubling to 1 s) and periodic re-reads. */
+/* Redis synchroniser. A load checks the three keys' types and reads the consent record, reads
+ * the keys with SSCAN/HSCAN in bounded batches (never one huge reply), builds the policy and its
+ * diff against the policy in force on libuv's thread pool, and publishes it from the loop unless
+ * policy/guard.c holds it (it would lift too many deny rules: Redis lost its data); a snapshot is
+ * then saved on the pool too. Changes arrive as keyspace notifications on a second connection
+ * and are coalesced: one load at a time, and one more if anything changed meanwhile. A
+ * notification that arrives while the keys are being scanned makes the read torn: it is thrown
+ * away and read again; a re-SUBSCRIBE on the notification connection after the last scan reply
+ * is the barrier that proves no such notification is still on its way. A heartbeat (PING on
+ * the command connection, that barrier on the other) drops a connection that stops answering;
+ * INFO replication tells when a replica resynchronised without keyspace events. Where
+ * notifications cannot be had, the policy is re-read every --reload-interval. */
 #include "config.h"
 
 #include "resolver/redis_sync.h"
@@ -14,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,12 +30,15 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "policy/guard.h"
 #include "resolver/log.h"
 #include "resolver/redis_uv.h"
 #include "resolver/snapshot.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
+#define LOAD_BACKOFF_MAX_MS 5000 /* A failed load (-BUSY, -LOADING...) is retried this often. */
+#define HEARTBEAT_MS 1000
 #define STARTUP_WAIT_MS 2000
 #define CONNECT_TIMEOUT_MS 2000 /* A connection not up by then is given up and retried. */
 #define COALESCE_MS 5          /* A burst of changes (a pipeline, an import) becomes one load. */
@@ -37,10 +48,14 @@
 /* Keyspace events on our keys: generic (DEL, RENAME...), string, list, set, hash, sorted set
  * (a key overwritten with another type must be noticed too), expired and evicted. */
 #define NOTIFY_FLAGS "Kg$lshzxe"
+/* Without l and z a key overwritten by a list or sorted-set command (ZUNIONSTORE into it) goes
+ * unnoticed until the periodic re-read; every other change is seen with these. */
+#define NOTIFY_ESSENTIAL "Kg$shxe"
 
 enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN };
 enum phase { IDLE, READING, BUILDING };
-enum { KEY_DENY, KEY_ALLOW, KEY_REASON, NKEYS };
+/* The policy keys, then the consent record (read with each load, never scanned). */
+enum { KEY_DENY, KEY_ALLOW, KEY_REASON, NKEYS, KEY_ACCEPT = NKEYS, NCHANNELS };
 #define ALL_KEYS ((1u << NKEYS) - 1)
 
 struct invalid_log {
@@ -59,6 +74,7 @@ struct redis_sync {
 	const struct options *o;
 	policy_store_t *store;
 	redis_sync_ready_cb ready_cb;
+	redis_sync_hold_cb hold_cb;
 	void *ctx;
 	redisAsyncContext *ac;  /* Commands. */
 	redisAsyncContext *sub; /* Keyspace notifications (subscribe mode). */
@@ -66,6 +82,8 @@ struct redis_sync {
 	uv_timer_t startup;
 	uv_timer_t coalesce;
 	uv_timer_t connecting;  /* Gives up connection attempts that hang. */
+	uv_timer_t heartbeat;   /* Drops connections that stop answering; watches replication. */
+	int contexts;           /* hiredis contexts not yet freed (they point back here). */
 	uv_work_t work;
 	int open_handles;
 	int closing;
@@ -76,13 +94,37 @@ struct redis_sync {
 	unsigned scanning;      /* Keys the current load reads; the others it carries over. */
 	int notify;             /* Notifications are subscribed. */
 	int notify_refused;     /* Logged once. */
+	int notify_essential;   /* Redis already sends the events a load depends on. */
+	int notify_partial_logged;
 	unsigned backoff_ms;
+	unsigned load_backoff_ms;
+	char last_fail[200];    /* Why the last load failed; logged once while it repeats. */
 	enum link_state link;
 	int warned_empty;
+	/* Heartbeats: a PING outstanding on the command connection since ping_at; barriers
+	 * (re-SUBSCRIBE) sent and answered on the notification connection. */
+	int ping_out;
+	uint64_t ping_at;
+	unsigned sub_sent, sub_acked;
+	uint64_t sub_wait_since;
+	unsigned load_barrier;  /* The barrier the load in progress waits for; 0: none. */
+	int torn;               /* A policy key changed while the load read it. */
+	int torn_logged;
+	/* Replication, from INFO: a replica that resynchronised is re-read. */
+	char replid[48];
+	int repl_was_down;
+	int info_refused;
+	/* The held-load rule. in_sync: the policy in force is what Redis held at the last load, so
+	 * a load may carry unchanged keys over from it. */
+	int in_sync;
+	enum guard_verdict held;
+	uint64_t held_version;
+	struct guard_consent consent; /* As read by the load in progress. */
+	int deny_missing;
 	uint64_t invalid_hash[NKEYS];  /* Of each key's invalid members when last logged. */
 	size_t invalid_count[NKEYS];   /* Of each key's invalid members when last read. */
-	char keys[NKEYS][80];
-	char channels[NKEYS][128];
+	char keys[NCHANNELS][80];
+	char channels[NCHANNELS][128];
 	struct scan scans[NKEYS];
 	/* The load in progress. */
 	policy_builder_t *builder;
@@ -92,6 +134,7 @@ struct redis_sync {
 	policy_builder_t *building; /* Handed to the thread pool. */
 	unsigned carry_parts;       /* What it copies from the policy in force (POLICY_PART_*). */
 	policy_t *built;
+	struct guard_diff diff;     /* Of built against the policy in force. */
 	/* The snapshot save, which overlaps the next load; a policy built meanwhile waits for it
 	 * (the policy being saved must stay current, so that nothing retires it). */
 	uv_work_t save_req;
@@ -114,9 +157,27 @@ static uint64_t now_ms(redis_sync_t *r)
 
 static void maybe_free(redis_sync_t *r)
 {
-	if (r->closing && r->open_handles == 0 && !r->ac && !r->sub && r->phase == IDLE &&
-	    !r->saving)
+	if (r->closing && r->open_handles == 0 && !r->ac && !r->sub && r->contexts == 0 &&
+	    r->phase == IDLE && !r->saving)
 		free(r);
+}
+
+/* Close a connection now, pending replies or not (a silent Redis never sends them); from inside
+ * one of its own callbacks hiredis only allows the gentle way. The caller has already taken it
+ * out of r->ac / r->sub, so its disconnect callback finds it is no longer ours. */
+static void close_context(redisAsyncContext *ac)
+{
+	if (ac->c.flags & REDIS_IN_CALLBACK)
+		redisAsyncDisconnect(ac);
+	else
+		redisAsyncFree(ac);
+}
+
+static void set_hold(redis_sync_t *r, enum server_hold kind, size_t removed, size_t of,
+		     uint64_t version)
+{
+	if (r->hold_cb)
+		r->hold_cb(r->ctx, kind, removed, of, version);
 }
 
 static void become_ready(redis_sync_t *r)
@@ -165,19 +226,24 @@ static void drop_builder(redis_sync_t *r)
 {
 	policy_builder_free(r->builder);
 	r->builder = NULL;
+	r->load_barrier = 0;
 	if (r->phase == READING)
 		r->phase = IDLE;
 }
 
-/* Either connection is gone: close the other, keep the policy, retry with backoff. */
+/* Either connection is gone or silent: close both, keep the policy, retry with backoff. */
 static void link_down(redis_sync_t *r, const char *why)
 {
 	r->notify = 0;
+	r->ping_out = 0;
+	r->sub_sent = r->sub_acked = 0;
 	drop_builder(r);
-	if (r->ac)
-		redisAsyncDisconnect(r->ac);
-	if (r->sub)
-		redisAsyncDisconnect(r->sub);
+	redisAsyncContext *ac = r->ac, *sub = r->sub;
+	r->ac = r->sub = NULL;
+	if (ac)
+		close_context(ac);
+	if (sub)
+		close_context(sub);
 	if (r->closing)
 		return;
 	uv_timer_stop(&r->coalesce);
@@ -228,6 +294,7 @@ static void load_done(redis_sync_t *r)
 {
 	drop_builder(r);
 	r->phase = IDLE;
+	r->torn = 0;
 	become_ready(r);
 	if (r->closing) {
 		maybe_free(r);
@@ -242,6 +309,107 @@ static void load_done(redis_sync_t *r)
 }
 
 static void publish_built(redis_sync_t *r, policy_t *p);
+
+/* A load that reached Redis and finished (published, unchanged or held): failures are over. */
+static void load_worked(redis_sync_t *r)
+{
+	r->load_backoff_ms = BACKOFF_MIN_MS;
+	if (r->last_fail[0])
+		log_info("policy loads from redis work again");
+	r->last_fail[0] = '\0';
+	r->torn_logged = 0;
+}
+
+/* The load could not finish (-BUSY, -LOADING, a key changed type, out of memory): keep the
+ * policy in force and the pending change, and try again soon, backing off to 5 s. */
+static void load_failed(redis_sync_t *r, const char *why)
+{
+	if (strcmp(why, r->last_fail) != 0) {
+		char cur[200];
+		describe_current(r, cur, sizeof(cur));
+		log_err("policy load from redis failed: %s; keeping %s; retrying", why, cur);
+		snprintf(r->last_fail, sizeof(r->last_fail), "%s", why);
+	}
+	r->reread = ALL_KEYS;
+	r->dirty = 0;
+	int closing = r->closing;
+	load_done(r); /* May free r when closing. */
+	if (closing)
+		return;
+	/* load_done scheduled the periodic re-read; the retry comes sooner. */
+	schedule(r, r->load_backoff_ms);
+	r->load_backoff_ms = r->load_backoff_ms * 2 > LOAD_BACKOFF_MAX_MS ? LOAD_BACKOFF_MAX_MS
+									 : r->load_backoff_ms * 2;
+}
+
+/* ", a.example, b.example and 3 more" for a log line. */
+static void format_names(const struct guard_names *n, char *buf, size_t cap)
+{
+	buf[0] = '\0';
+	size_t shown = n->count < GUARD_NAMES ? n->count : GUARD_NAMES;
+	for (size_t i = 0; i < shown; i++) {
+		size_t used = strlen(buf);
+		snprintf(buf + used, cap - used, "%s%s", i ? ", " : " (", n->names[i]);
+	}
+	size_t used = strlen(buf);
+	if (n->count > shown)
+		snprintf(buf + used, cap - used, " and %zu more)", n->count - shown);
+	else if (shown)
+		snprintf(buf + used, cap - used, ")");
+}
+
+/* "deny +1 (a.example) -2 (b.example, c.example), allow +0 -0, reasons changed 0". */
+static void format_diff(const struct guard_diff *d, char *buf, size_t cap)
+{
+	char da[600], dr[600], aa[600], ar[600], rc[600];
+	format_names(&d->deny_added, da, sizeof(da));
+	format_names(&d->deny_removed, dr, sizeof(dr));
+	format_names(&d->allow_added, aa, sizeof(aa));
+	format_names(&d->allow_removed, ar, sizeof(ar));
+	format_names(&d->reason_changed, rc, sizeof(rc));
+	snprintf(buf, cap, "deny +%zu%s -%zu%s, allow +%zu%s -%zu%s, reasons changed %zu%s",
+		 d->deny_added.count, da, d->deny_removed.count, dr, d->allow_added.count, aa,
+		 d->allow_removed.count, ar, d->reason_changed.count, rc);
+}
+
+/* The candidate is held: the policy in force stays, and the log says so loudly, once per
+ * candidate. */
+static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy_stats *st)
+{
+	const struct policy_stats *cur = policy_stats(policy_store_current(r->store));
+	size_t removed = r->diff.deny_removed.count;
+	if (r->held != v || r->held_version != st->version) {
+		char names[600], cs[200];
+		format_names(&r->diff.deny_removed, names, sizeof(names));
+		describe_current(r, cs, sizeof(cs));
+		if (v == GUARD_HOLD_MISSING)
+			log_err("POLICY LOAD HELD: redis has no %s but has other policy keys, which "
+				"would lift all %zu deny rules in force%s; still enforcing %s. If redis "
+				"lost its data, restore it (embargo-policy restore); if this is intended, "
+				"run embargo-policy accept", r->keys[KEY_DENY], removed, names, cs);
+		else
+			log_err("POLICY LOAD HELD: redis now holds %zu deny rules, which would lift %zu "
+				"of the %zu in force at once%s, more than --max-shrink allows (%zu); still "
+				"enforcing %s. If redis lost its data, restore it (embargo-policy restore); "
+				"if the removal is intended, run embargo-policy accept (version %016" PRIx64
+				")", st->deny, removed, cur->deny, names,
+				guard_allowed(&r->o->max_shrink, cur->deny), cs, st->version);
+	}
+	r->held = v;
+	r->held_version = st->version;
+	r->in_sync = 0; /* Redis differs from the policy in force: read every key next time. */
+	set_hold(r, v == GUARD_HOLD_MISSING ? SERVER_HOLD_MISSING : SERVER_HOLD_SHRINK, removed,
+		 cur->deny, st->version);
+}
+
+static void unhold(redis_sync_t *r)
+{
+	if (r->held != GUARD_PUBLISH || r->warned_empty)
+		set_hold(r, SERVER_HOLD_NONE, 0, 0, 0);
+	r->held = GUARD_PUBLISH;
+	r->held_version = 0;
+	r->warned_empty = 0;
+}
 
 static void on_saved(uv_work_t *w, int status)
 {
@@ -294,6 +462,8 @@ static void build_work(uv_work_t *w)
 		return;
 	}
 	r->built = policy_build(r->building, POLICY_SOURCE_REDIS);
+	if (r->built)
+		guard_diff(policy_store_current(r->store), r->built, &r->diff);
 }
 
 static void on_built(uv_work_t *w, int status)
@@ -301,20 +471,41 @@ static void on_built(uv_work_t *w, int status)
 	redis_sync_t *r = w->data;
 	policy_t *p = r->built;
 	r->built = NULL;
-	if (r->closing || !p) {
-		if (!p)
-			log_err("out of memory building the policy; keeping the current one");
+	if (r->closing) {
 		policy_free(p);
 		load_done(r);
 		return;
 	}
+	if (!p) {
+		load_failed(r, "out of memory building the policy");
+		return;
+	}
+	load_worked(r);
 	const struct policy_stats *cur = policy_stats(policy_store_current(r->store));
 	const struct policy_stats *st = policy_stats(p);
 	if (cur->source == POLICY_SOURCE_REDIS && cur->version == st->version) {
-		policy_free(p); /* Unchanged. */
+		policy_free(p); /* Unchanged: Redis holds what is in force (again). */
+		if (r->held != GUARD_PUBLISH)
+			log_info("redis holds the policy in force again: the held load is dropped");
+		unhold(r);
+		r->in_sync = 1;
 		load_done(r);
 		return;
 	}
+	enum guard_verdict v = guard_check(&r->o->max_shrink, cur->source, cur->deny, &r->diff,
+					   st->version, r->deny_missing, &r->consent);
+	if (v == GUARD_HOLD_SHRINK || v == GUARD_HOLD_MISSING) {
+		hold_load(r, v, st);
+		policy_free(p);
+		load_done(r);
+		return;
+	}
+	if (v == GUARD_CONSENTED)
+		log_warn("policy load lifts %zu of %zu deny rules at once, more than --max-shrink "
+			 "allows; released by the consent in %s", r->diff.deny_removed.count, cur->deny,
+			 r->keys[KEY_ACCEPT]);
+	unhold(r);
+	r->in_sync = 1;
 	uint64_t t_end = now_ms(r);
 	policy_set_loaded_at(p, time(NULL));
 	char what[40] = "";
@@ -323,10 +514,14 @@ static void on_built(uv_work_t *w, int status)
 		if (r->scanning & (1u << k))
 			snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%s",
 				 what[0] ? "+" : "", names[k]);
+	char changes[4000];
+	format_diff(&r->diff, changes, sizeof(changes));
 	log_info("policy loaded from redis: %zu deny, %zu allow, %zu reasons, %zu invalid skipped, "
-		 "version %016" PRIx64 ", %zu KiB; read %" PRIu64 " ms (%s), built %" PRIu64 " ms",
+		 "version %016" PRIx64 ", %zu KiB; read %" PRIu64 " ms (%s), built %" PRIu64 " ms; "
+		 "changes against %s %016" PRIx64 ": %s",
 		 st->deny, st->allow, st->reasons, st->invalid, st->version, policy_memory(p) >> 10,
-		 r->t_read - r->t_start, what, t_end - r->t_read);
+		 r->t_read - r->t_start, what, t_end - r->t_read, policy_source_name(cur->source),
+		 cur->version, changes);
 	if (r->saving) {
 		r->waiting = p; /* Published when the save in progress is done. */
 		return;
@@ -352,6 +547,39 @@ static void publish_built(redis_sync_t *r, policy_t *p)
 	load_done(r);
 }
 
+static void send_barrier(redis_sync_t *r);
+static void on_coalesced(uv_timer_t *t);
+
+/* Every key is read: build, unless a policy key changed while it was read. */
+static void read_complete(redis_sync_t *r)
+{
+	if (r->torn) {
+		/* What was read may mix the state before the change with the state after (a key
+		 * replaced by RENAME or MULTI mid-scan): never publish it; read again. */
+		if (!r->torn_logged)
+			log_info("redis policy changed while it was being read; reading it again");
+		r->torn_logged = 1;
+		r->dirty = 0;
+		r->reread = ALL_KEYS;
+		int closing = r->closing;
+		load_done(r); /* May free r when closing. */
+		if (!closing) /* Once the burst of changes has settled. */
+			uv_timer_start(&r->coalesce, on_coalesced, COALESCE_MS, 0);
+		return;
+	}
+	r->torn_logged = 0;
+	r->t_read = now_ms(r);
+	/* The trie is built off this loop, which keeps serving Redis meanwhile. */
+	r->phase = BUILDING;
+	r->building = r->builder;
+	r->builder = NULL;
+	r->work.data = r;
+	if (uv_queue_work(r->loop, &r->work, build_work, on_built) < 0) {
+		policy_builder_free(r->building);
+		load_failed(r, "cannot queue the policy build");
+	}
+}
+
 static void read_done(redis_sync_t *r)
 {
 	/* Each key's invalid members are logged when they change, not at every read. */
@@ -371,17 +599,14 @@ static void read_done(redis_sync_t *r)
 			log_warn("skipped %zu invalid entries of %s in all", il->count, r->keys[k]);
 		r->invalid_hash[k] = il->hash;
 	}
-	r->t_read = now_ms(r);
-	/* The trie is built off this loop, which keeps serving Redis meanwhile. */
-	r->phase = BUILDING;
-	r->building = r->builder;
-	r->builder = NULL;
-	r->work.data = r;
-	if (uv_queue_work(r->loop, &r->work, build_work, on_built) < 0) {
-		log_err("cannot queue the policy build; keeping the current policy");
-		policy_builder_free(r->building);
-		load_done(r);
+	if (!r->notify || !r->sub) {
+		read_complete(r); /* Interval re-reads: nothing could tell of a change meanwhile. */
+		return;
 	}
+	/* A notification of a change made before the last scan reply is already on its way on
+	 * the other connection; the barrier's answer comes after it. */
+	send_barrier(r);
+	r->load_barrier = r->sub_sent;
 }
 
 static void send_scan(redis_sync_t *r, int key, const char *cursor);
@@ -446,12 +671,12 @@ static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 	    reply->element[0]->type != REDIS_REPLY_STRING ||
 	    reply->element[1]->type != REDIS_REPLY_ARRAY) {
-		/* The key changed type under the scan: keep the current policy, read again. */
-		log_err("redis scan of %s failed: %s", r->keys[sc->key],
-			reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-		r->dirty = 1;
-		r->reread = ALL_KEYS;
-		load_done(r);
+		/* The key changed type under the scan, or Redis is busy: keep the current policy,
+		 * read again. */
+		char why[200];
+		snprintf(why, sizeof(why), "scan of %s: %s", r->keys[sc->key],
+			 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		load_failed(r, why);
 		return;
 	}
 	/* Ask for the next batch first: Redis reads it while this thread parses this one. */
@@ -461,8 +686,7 @@ static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		send_scan(r, sc->key, cursor);
 	const redisReply *items = reply->element[1];
 	if (add_items(r, sc->key, items) < 0) {
-		log_err("out of memory reading the policy");
-		load_done(r);
+		load_failed(r, "out of memory reading the policy");
 		return;
 	}
 	if (!last)
@@ -483,16 +707,19 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	redisReply *reply = reply_ptr;
 	if (!reply || r->phase != READING)
 		return;
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != NKEYS) {
-		log_err("redis policy read failed: %s",
-			reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-		load_done(r);
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != NCHANNELS) {
+		/* -BUSY, -LOADING, a refused command: the EXEC fails whole. */
+		load_failed(r, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 		return;
 	}
 	static const char *const want[NKEYS] = {"set", "set", "hash"};
 	int present = 0, bad = 0;
 	for (int k = 0; k < NKEYS; k++) {
 		const redisReply *t = reply->element[k];
+		if (t->type == REDIS_REPLY_ERROR) {
+			load_failed(r, t->str);
+			return;
+		}
 		const char *type = (t->type == REDIS_REPLY_STATUS || t->type == REDIS_REPLY_STRING)
 					   ? t->str
 					   : "";
@@ -502,16 +729,27 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		bad |= strcmp(type, want[k]) != 0;
 	}
 	if (bad) {
-		/* An operator error; it must never empty the policy. */
-		char cur[200];
-		describe_current(r, cur, sizeof(cur));
-		log_err("redis policy keys have the wrong type (%s and %s must be sets, %s a hash); "
-			"keeping %s", r->keys[0], r->keys[1], r->keys[2], cur);
-		load_done(r);
+		/* An operator error; it must never empty the policy. Retried until mended. */
+		char why[300];
+		snprintf(why, sizeof(why), "policy keys have the wrong type (%s and %s must be sets, "
+			 "%s a hash)", r->keys[0], r->keys[1], r->keys[2]);
+		load_failed(r, why);
 		return;
 	}
+	/* The consent record: its version, or none (a consent of another shape is none). */
+	const redisReply *c = reply->element[KEY_ACCEPT];
+	r->consent = (struct guard_consent){0};
+	if (c->type == REDIS_REPLY_STRING && c->len == 16) {
+		char *end;
+		r->consent.version = strtoull(c->str, &end, 16);
+		r->consent.present = end == c->str + 16;
+	}
+	r->deny_missing = present && !(present & (1 << KEY_DENY));
 	if (!present) {
 		/* Fail closed: an empty Redis never lifts the list in force. */
+		load_worked(r);
+		r->in_sync = 0;
+		set_hold(r, SERVER_HOLD_EMPTY, 0, 0, 0);
 		if (!r->warned_empty) {
 			char cur[200];
 			describe_current(r, cur, sizeof(cur));
@@ -522,11 +760,9 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		load_done(r);
 		return;
 	}
-	r->warned_empty = 0;
 	r->builder = policy_builder_new();
 	if (!r->builder) {
-		log_err("out of memory reading the policy");
-		load_done(r);
+		load_failed(r, "out of memory reading the policy");
 		return;
 	}
 	memset(&r->il, 0, sizeof(r->il));
@@ -538,7 +774,7 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	const struct policy_stats *cs = policy_stats(cur);
 	size_t names = cs->deny + cs->allow + cs->reasons;
 	(void)policy_builder_reserve(r->builder, names, names * 32);
-	if (policy_stats(cur)->source != POLICY_SOURCE_REDIS)
+	if (policy_stats(cur)->source != POLICY_SOURCE_REDIS || !r->in_sync)
 		r->scanning = ALL_KEYS;
 	unsigned carry = ALL_KEYS & ~r->scanning & (unsigned)present;
 	r->scans_left = 0;
@@ -569,12 +805,14 @@ static void start_load(redis_sync_t *r)
 	uv_timer_stop(&r->timer);
 	r->phase = READING;
 	r->dirty = 0;
+	r->torn = 0;
 	r->scanning = r->reread ? r->reread : ALL_KEYS;
 	r->reread = 0;
 	r->t_start = now_ms(r);
 	redisAsyncCommand(r->ac, NULL, NULL, "MULTI");
 	for (int k = 0; k < NKEYS; k++)
 		redisAsyncCommand(r->ac, NULL, NULL, "TYPE %s", r->keys[k]);
+	redisAsyncCommand(r->ac, NULL, NULL, "HGET %s version", r->keys[KEY_ACCEPT]);
 	redisAsyncCommand(r->ac, on_types, r, "EXEC");
 }
 
@@ -595,10 +833,21 @@ static void on_message(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	if (kind->type != REDIS_REPLY_STRING)
 		return;
 	if (strcmp(kind->str, "subscribe") == 0) {
-		/* Subscribed to all three: from now on no change can slip by unnoticed, so the
-		 * load that follows is complete. */
+		if (r->notify) {
+			/* A barrier (heartbeat or end of a read) answered. */
+			r->sub_acked++;
+			r->sub_wait_since = now_ms(r);
+			if (r->load_barrier && r->sub_acked >= r->load_barrier &&
+			    r->phase == READING) {
+				r->load_barrier = 0;
+				read_complete(r);
+			}
+			return;
+		}
+		/* Subscribed to every channel: from now on no change can slip by unnoticed, so
+		 * the load that follows is complete. */
 		if (reply->element[2]->type == REDIS_REPLY_INTEGER &&
-		    reply->element[2]->integer == NKEYS && !r->notify) {
+		    reply->element[2]->integer == NCHANNELS) {
 			r->notify = 1;
 			log_info("following policy changes through keyspace notifications");
 			r->reread = ALL_KEYS;
@@ -608,12 +857,15 @@ static void on_message(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	}
 	if (strcmp(kind->str, "message") != 0 || reply->element[1]->type != REDIS_REPLY_STRING)
 		return;
-	/* Only the key that changed is read again; the others are carried over. */
+	/* Only the key that changed is read again; the others are carried over. A new consent
+	 * matters only to a held load, which reads every key anyway. */
 	unsigned key = ALL_KEYS;
-	for (int k = 0; k < NKEYS; k++)
+	for (int k = 0; k < NCHANNELS; k++)
 		if (strcmp(reply->element[1]->str, r->channels[k]) == 0)
-			key = 1u << k;
+			key = k == KEY_ACCEPT ? ALL_KEYS : 1u << k;
 	r->reread |= key;
+	if (r->phase == READING)
+		r->torn = 1;
 	if (r->phase != IDLE)
 		r->dirty = 1;
 	else if (!uv_is_active((uv_handle_t *)&r->coalesce))
@@ -638,6 +890,8 @@ static int drop_if_connecting(redisAsyncContext **pac)
 	if (!ac || (ac->c.flags & REDIS_CONNECTED))
 		return 0;
 	*pac = NULL;
+	redisAsyncContext *self = ac;
+	((redis_sync_t *)self->data)->contexts--;
 	redisAsyncFree(ac);
 	return 1;
 }
@@ -649,6 +903,96 @@ static void on_connect_timeout(uv_timer_t *t)
 	dropped |= drop_if_connecting(&r->sub);
 	if (dropped && !r->closing)
 		link_down(r, "connection attempt timed out");
+}
+
+static void on_pong(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redis_sync_t *r = privdata;
+	if (reply_ptr && ac == r->ac)
+		r->ping_out = 0; /* Any answer, -BUSY included: Redis is alive. */
+}
+
+/* INFO replication: a replica whose primary changed or whose link to it went down and came
+ * back may have been loaded whole from the primary, which sends no keyspace events. */
+static void on_info(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redis_sync_t *r = privdata;
+	redisReply *reply = reply_ptr;
+	if (!reply || ac != r->ac)
+		return;
+	if (reply->type != REDIS_REPLY_STRING) {
+		if (!r->info_refused)
+			log_warn("redis refused INFO (%s): a replica's resynchronisation is noticed "
+				 "only at the next periodic re-read",
+				 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		r->info_refused = 1;
+		return;
+	}
+	const char *role = strstr(reply->str, "role:slave");
+	if (!role) {
+		r->replid[0] = '\0';
+		r->repl_was_down = 0;
+		return;
+	}
+	char replid[sizeof(r->replid)] = "";
+	const char *id = strstr(reply->str, "master_replid:");
+	if (id)
+		sscanf(id, "master_replid:%47[0-9a-f]", replid);
+	int up = strstr(reply->str, "master_link_status:up") != NULL &&
+		 !strstr(reply->str, "master_sync_in_progress:1");
+	if (!up) {
+		r->repl_was_down = 1;
+		return;
+	}
+	int resynced = r->repl_was_down || (r->replid[0] && strcmp(replid, r->replid) != 0);
+	snprintf(r->replid, sizeof(r->replid), "%s", replid);
+	r->repl_was_down = 0;
+	if (resynced) {
+		log_info("redis replica resynchronised with its primary: reading the policy again");
+		r->reread = ALL_KEYS;
+		if (r->phase == IDLE)
+			start_load(r);
+		else
+			r->dirty = 1;
+	}
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+	redis_sync_t *r = t->data;
+	if (r->closing || !r->ac || !(r->ac->c.flags & REDIS_CONNECTED))
+		return;
+	uint64_t now = now_ms(r), limit = r->o->redis_timeout_ms;
+	char why[120];
+	if (r->ping_out && now - r->ping_at >= limit) {
+		snprintf(why, sizeof(why), "no answer for %" PRIu64 " ms", now - r->ping_at);
+		link_down(r, why);
+		return;
+	}
+	if (r->sub && r->notify && r->sub_acked != r->sub_sent && now - r->sub_wait_since >= limit) {
+		snprintf(why, sizeof(why), "no answer on the notification connection for %" PRIu64
+			 " ms", now - r->sub_wait_since);
+		link_down(r, why);
+		return;
+	}
+	if (!r->ping_out) {
+		r->ping_out = 1;
+		r->ping_at = now;
+		redisAsyncCommand(r->ac, on_pong, r, "PING");
+		if (!r->info_refused)
+			redisAsyncCommand(r->ac, on_info, r, "INFO replication");
+	}
+	if (r->sub && r->notify && r->sub_acked == r->sub_sent)
+		send_barrier(r);
+}
+
+/* A connection that goes silent (a partition, a host that vanished) fails at the TCP level too:
+ * keepalive probes, and unacknowledged data given up after the Redis timeout. */
+static void tune_socket(redis_sync_t *r, redisAsyncContext *ac)
+{
+	redisEnableKeepAlive(&ac->c);
+	unsigned ms = r->o->redis_timeout_ms;
+	(void)setsockopt(ac->c.fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
 }
 
 static redisAsyncContext *open_context(redis_sync_t *r, char *why, size_t whylen)
@@ -669,11 +1013,26 @@ static redisAsyncContext *open_context(redis_sync_t *r, char *why, size_t whylen
 		redisAsyncFree(ac);
 		return NULL;
 	}
+	r->contexts++;
+	tune_socket(r, ac);
 	uv_timer_start(&r->connecting, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
 	/* Queued until the connection is up. */
-	if (r->o->redis_password[0])
+	if (r->o->redis_user[0])
+		redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", r->o->redis_user,
+				  r->o->redis_password);
+	else if (r->o->redis_password[0])
 		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", r->o->redis_password);
 	return ac;
+}
+
+/* A re-SUBSCRIBE to a channel we have: Redis answers it in order after every notification
+ * already queued for us, and it needs no permission beyond what subscribing needed. */
+static void send_barrier(redis_sync_t *r)
+{
+	if (r->sub_acked == r->sub_sent)
+		r->sub_wait_since = now_ms(r);
+	r->sub_sent++;
+	redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s", r->channels[0]);
 }
 
 static void subscribe(redis_sync_t *r)
@@ -686,8 +1045,9 @@ static void subscribe(redis_sync_t *r)
 	}
 	redisAsyncSetConnectCallback(r->sub, on_connect);
 	redisAsyncSetDisconnectCallback(r->sub, on_disconnect);
-	redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s %s %s", r->channels[0],
-			  r->channels[1], r->channels[2]);
+	r->sub_sent = r->sub_acked = 0;
+	redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s %s %s %s", r->channels[0],
+			  r->channels[1], r->channels[2], r->channels[3]);
 }
 
 static void on_config_set(redisAsyncContext *ac, void *reply_ptr, void *privdata)
@@ -697,10 +1057,31 @@ static void on_config_set(redisAsyncContext *ac, void *reply_ptr, void *privdata
 	if (!reply)
 		return;
 	if (reply->type == REDIS_REPLY_ERROR) {
+		/* A least-privilege user may not CONFIG SET: the flags the operator set may do. */
+		if (r->notify_essential) {
+			if (!r->notify_partial_logged)
+				log_warn("cannot add keyspace notification flags (%s); following changes "
+					 "with the flags redis has (add 'l' and 'z' to notify-keyspace-events "
+					 "so that a key overwritten by a list or sorted-set command is seen "
+					 "at once)", reply->str);
+			r->notify_partial_logged = 1;
+			subscribe(r);
+			return;
+		}
 		without_notifications(r, reply->str);
 		return;
 	}
 	subscribe(r);
+}
+
+/* Do the flags (notify-keyspace-events) include each of want? 'A' stands for every event
+ * class but not for K or E. */
+static int flags_cover(const char *flags, const char *want)
+{
+	for (const char *f = want; *f; f++)
+		if (!strchr(flags, *f) && (*f == 'K' || !strchr(flags, 'A')))
+			return 0;
+	return 1;
 }
 
 static void on_config_get(redisAsyncContext *ac, void *reply_ptr, void *privdata)
@@ -718,6 +1099,7 @@ static void on_config_get(redisAsyncContext *ac, void *reply_ptr, void *privdata
 	/* Add what we need to the flags already set, never take any away. 'A' stands for every
 	 * event class but not for K or E. */
 	const char *have = reply->element[1]->str;
+	r->notify_essential = flags_cover(have, NOTIFY_ESSENTIAL);
 	char flags[64];
 	snprintf(flags, sizeof(flags), "%s", have);
 	for (const char *f = NOTIFY_FLAGS; *f; f++) {
@@ -739,7 +1121,7 @@ static void on_config_get(redisAsyncContext *ac, void *reply_ptr, void *privdata
 
 /* ---- Connection -------------------------------------------------------------------------- */
 
-static void on_auth(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+static void on_select(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
 	redisReply *reply = reply_ptr;
 	if (reply && reply->type == REDIS_REPLY_ERROR) {
@@ -751,11 +1133,21 @@ static void on_auth(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 /* Either connection (commands or notifications) is gone; hiredis frees it after this. */
 static void context_gone(redis_sync_t *r, const redisAsyncContext *ac, const char *why)
 {
+	r->contexts--;
+	int ours = ac == r->ac || ac == r->sub;
+	if (ac == r->sub && !r->notify && ac->c.err == REDIS_ERR_OTHER && !r->closing) {
+		/* Redis answered SUBSCRIBE with an error (an ACL without the channels): hiredis
+		 * drops such a connection. The command connection is fine: poll instead. */
+		r->sub = NULL;
+		without_notifications(r, why);
+		maybe_free(r);
+		return;
+	}
 	if (ac == r->ac)
 		r->ac = NULL;
 	else if (ac == r->sub)
 		r->sub = NULL;
-	if (!r->closing)
+	if (ours && !r->closing)
 		link_down(r, why);
 	maybe_free(r);
 }
@@ -764,15 +1156,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
 {
 	redis_sync_t *r = ac->data;
 	if (status != REDIS_OK) {
-		context_gone(r, ac, ac->errstr);
+		context_gone(r, ac, ac->errstr); /* hiredis frees it without a disconnect callback. */
 		return;
 	}
-	if (ac != r->ac)
-		return; /* The notification connection: the command one reports the link. */
-	r->backoff_ms = BACKOFF_MIN_MS;
-	if (r->link != LINK_UP)
-		log_info("connected to redis %s:%d", r->o->redis_host, r->o->redis_port);
-	r->link = LINK_UP;
+	/* The link is up once Redis answers (on_first_reply), not when TCP connects: a paused
+	 * Redis accepts connections it never answers. */
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -792,6 +1180,11 @@ static void on_first_reply(redisAsyncContext *ac, void *reply_ptr, void *privdat
 		redisAsyncDisconnect(ac);
 		return;
 	}
+	r->ping_out = 0;
+	r->backoff_ms = BACKOFF_MIN_MS;
+	if (r->link != LINK_UP)
+		log_info("connected to redis %s:%d", r->o->redis_host, r->o->redis_port);
+	r->link = LINK_UP;
 	/* Redis answers: wait for the whole policy however long a big one takes to read, rather
 	 * than start on a stale one. Only a lost connection starts without it. */
 	uv_timer_stop(&r->startup);
@@ -812,7 +1205,12 @@ static void connect_now(redis_sync_t *r)
 	redisAsyncSetConnectCallback(r->ac, on_connect);
 	redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
 	if (r->o->redis_db)
-		redisAsyncCommand(r->ac, on_auth, r, "SELECT %d", r->o->redis_db);
+		redisAsyncCommand(r->ac, on_select, r, "SELECT %d", r->o->redis_db);
+	/* The first PING is the first heartbeat: a Redis that accepts but never answers (paused,
+	 * or a full backlog) is dropped after the Redis timeout like a silent one. */
+	r->ping_out = 1;
+	r->ping_at = now_ms(r);
+	r->info_refused = 0;
 	redisAsyncCommand(r->ac, on_first_reply, r, "PING");
 }
 
@@ -835,7 +1233,7 @@ static void timer_closed(uv_handle_t *h)
 }
 
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
-			     redis_sync_ready_cb ready, void *ctx)
+			     redis_sync_ready_cb ready, redis_sync_hold_cb hold, void *ctx)
 {
 	redis_sync_t *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -844,21 +1242,25 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 	r->o = o;
 	r->store = store;
 	r->ready_cb = ready;
+	r->hold_cb = hold;
 	r->ctx = ctx;
 	r->backoff_ms = BACKOFF_MIN_MS;
-	static const char *const suffix[NKEYS] = {"deny", "allow", "reason"};
-	for (int k = 0; k < NKEYS; k++) {
+	r->load_backoff_ms = BACKOFF_MIN_MS;
+	static const char *const suffix[NCHANNELS] = {"deny", "allow", "reason", "accept"};
+	for (int k = 0; k < NCHANNELS; k++) {
 		snprintf(r->keys[k], sizeof(r->keys[k]), "%s:%s", o->redis_prefix, suffix[k]);
 		snprintf(r->channels[k], sizeof(r->channels[k]), "__keyspace@%d__:%s", o->redis_db,
 			 r->keys[k]);
-		r->scans[k] = (struct scan){.r = r, .key = k};
+		if (k < NKEYS)
+			r->scans[k] = (struct scan){.r = r, .key = k};
 	}
-	uv_timer_t *timers[] = {&r->timer, &r->startup, &r->coalesce, &r->connecting};
-	for (int i = 0; i < 4; i++) {
+	uv_timer_t *timers[] = {&r->timer, &r->startup, &r->coalesce, &r->connecting, &r->heartbeat};
+	for (int i = 0; i < 5; i++) {
 		uv_timer_init(loop, timers[i]);
 		timers[i]->data = r;
 	}
-	r->open_handles = 4;
+	r->open_handles = 5;
+	uv_timer_start(&r->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
 	uv_timer_start(&r->startup, on_startup_timeout, STARTUP_WAIT_MS, 0);
 	connect_now(r);
 	return r;
@@ -873,13 +1275,17 @@ void redis_sync_close(redis_sync_t *r)
 	uv_close((uv_handle_t *)&r->startup, timer_closed);
 	uv_close((uv_handle_t *)&r->coalesce, timer_closed);
 	uv_close((uv_handle_t *)&r->connecting, timer_closed);
+	uv_close((uv_handle_t *)&r->heartbeat, timer_closed);
 	if (r->phase == READING)
 		drop_builder(r);
 	/* A connection still coming up gets no disconnect callback: free it here. */
 	drop_if_connecting(&r->ac);
 	drop_if_connecting(&r->sub);
-	if (r->ac)
-		redisAsyncDisconnect(r->ac);
-	if (r->sub)
-		redisAsyncDisconnect(r->sub);
+	redisAsyncContext *ac = r->ac, *sub = r->sub;
+	r->ac = r->sub = NULL;
+	if (ac)
+		close_context(ac);
+	if (sub)
+		close_context(sub);
+	maybe_free(r);
 }

@@ -1,6 +1,7 @@
 /* Keeps the policy store in step with Redis: loads <prefix>:deny, <prefix>:allow and
- * <prefix>:reason in one MULTI/EXEC (a consistent snapshot), builds the policy off the query path
- * and publishes it; re-reads on an interval and reconnects with backoff. Runs on the main
+ * <prefix>:reason with SSCAN/HSCAN, re-reading any read that a change tore, builds the policy off
+ * the query path and publishes it unless it would lift too many deny rules at once (held: see
+ * policy/guard.h); re-reads on an interval and reconnects with backoff. Runs on the main
  * thread's libuv loop through hiredis' async API. */
 #pragma once
 
@@ -8,6 +9,7 @@
 
 #include "policy/store.h"
 #include "resolver/options.h"
+#include "resolver/server.h"
 
 typedef struct redis_sync redis_sync_t;
 
@@ -15,10 +17,15 @@ typedef struct redis_sync redis_sync_t;
  *  unreachable (or empty of policy keys) so that the bundled list stays in force. */
 typedef void (*redis_sync_ready_cb)(void *ctx);
 
+/** Called whenever a load is held back from enforcement or released (kind SERVER_HOLD_NONE):
+ *  how many of the `of` deny rules in force it would lift, and its version. */
+typedef void (*redis_sync_hold_cb)(void *ctx, enum server_hold kind, size_t removed, size_t of,
+				   uint64_t version);
+
 /** Start syncing store from Redis on loop. o and store are borrowed and must outlive it.
  *  @return the synchroniser (owned: redis_sync_close), NULL when out of memory. */
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
-			     redis_sync_ready_cb ready, void *ctx);
+			     redis_sync_ready_cb ready, redis_sync_hold_cb hold, void *ctx);
 
 /** Disconnect and free once libuv has closed everything. NULL is a no-op. */
 void redis_sync_close(redis_sync_t *r);

@@ -122,6 +122,10 @@ struct server {
 	cache_t *cache;
 	unsigned nworkers;
 	struct worker *workers;
+	/* A held policy load, for status answers (server_set_hold). */
+	atomic_int hold_kind;
+	atomic_size_t hold_removed, hold_of;
+	atomic_uint_fast64_t hold_version;
 };
 
 /* ---- Sending ----------------------------------------------------------------------------- */
@@ -320,6 +324,22 @@ static void status_query(struct worker *w, const struct upstream_client *client,
 		 st->source == POLICY_SOURCE_REDIS ? "redis"
 		 : st->source == POLICY_SOURCE_SNAPSHOT ? "snapshot" : "bundled",
 		 st->deny, st->allow, st->reasons, st->invalid, when);
+	struct server *sv = w->server;
+	int hold = atomic_load_explicit(&sv->hold_kind, memory_order_relaxed);
+	if (hold != SERVER_HOLD_NONE) {
+		static const char *const kinds[] = {"", "shrink", "deny-key-missing", "redis-empty"};
+		size_t used = strlen(text);
+		snprintf(text + used, sizeof(text) - used, " held=%s",
+			 kinds[hold > SERVER_HOLD_EMPTY ? 0 : hold]);
+		used = strlen(text);
+		if (hold != SERVER_HOLD_EMPTY)
+			snprintf(text + used, sizeof(text) - used,
+				 " held_removes=%zu/%zu held_version=%016llx",
+				 atomic_load_explicit(&sv->hold_removed, memory_order_relaxed),
+				 atomic_load_explicit(&sv->hold_of, memory_order_relaxed),
+				 (unsigned long long)atomic_load_explicit(&sv->hold_version,
+									 memory_order_relaxed));
+	}
 	size_t cap = client->conn ? ANSWER_MAX : answer_udp_limit(q);
 	int n = answer_txt(w->answer, cap, query, q, text);
 	if (n > 0)
@@ -960,6 +980,15 @@ void server_stats(server_t *s, struct server_stats *out)
 		STAT_FIELDS(SUM)
 #undef SUM
 	}
+}
+
+void server_set_hold(server_t *s, enum server_hold kind, size_t removed, size_t of,
+		     uint64_t version)
+{
+	atomic_store_explicit(&s->hold_removed, removed, memory_order_relaxed);
+	atomic_store_explicit(&s->hold_of, of, memory_order_relaxed);
+	atomic_store_explicit(&s->hold_version, version, memory_order_relaxed);
+	atomic_store_explicit(&s->hold_kind, (int)kind, memory_order_release);
 }
 
 unsigned server_workers(const server_t *s)

@@ -42,5 +42,19 @@ void server_free(server_t *s);
 /** Current counters; each is read without locks and may lag by a few queries. */
 void server_stats(server_t *s, struct server_stats *out);
 
+/** What a status answer says about a policy load held back from enforcement. */
+enum server_hold {
+	SERVER_HOLD_NONE = 0,
+	SERVER_HOLD_SHRINK,  /**< It would lift too many deny rules at once. */
+	SERVER_HOLD_MISSING, /**< The deny key is missing while other policy keys exist. */
+	SERVER_HOLD_EMPTY,   /**< Redis holds none of the policy keys. */
+};
+
+/** Tell status answers (CH TXT policy.embargo.) about a held load: its kind, how many of the
+ *  deny rules in force it would lift, and its version. Called from the main thread; workers
+ *  read it without locks (fields may mix for an instant while it changes). */
+void server_set_hold(server_t *s, enum server_hold kind, size_t removed, size_t of,
+		     uint64_t version);
+
 /** Number of worker loops. */
 unsigned server_workers(const server_t *s);

@@ -89,6 +89,8 @@ not_ok() {
 check() {
 	local name=$1
 	shift
+	# ONLY=WORDS runs just the tests whose names contain WORDS (when debugging one).
+	[ -n "${ONLY:-}" ] && [[ $name != *"$ONLY"* ]] && return 0
 	if "$@" >"$WORK/check.out" 2>&1; then
 		ok "$name"
 	else
