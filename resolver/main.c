@@ -158,7 +158,8 @@ int main(int argc, char **argv)
 
 	/* Until Redis answers, the last snapshot or else the bundled list is enforced: fail closed. */
 	policy_t *initial = initial_policy(&d.o);
-	d.store = initial ? policy_store_new(d.o.threads, initial) : NULL;
+	/* One reader slot per worker, and one for the thread that saves snapshots. */
+	d.store = initial ? policy_store_new(d.o.threads + 1, initial) : NULL;
 	d.cache = cache_new(d.o.cache_bytes, d.o.threads * 8);
 	if (!d.store || !d.cache) {
 		log_err("out of memory at start-up");

@@ -135,11 +135,14 @@ struct redis_sync {
 	unsigned carry_parts;       /* What it copies from the policy in force (POLICY_PART_*). */
 	policy_t *built;
 	struct guard_diff diff;     /* Of built against the policy in force. */
-	/* The snapshot save, which overlaps the next load; a policy built meanwhile waits for it
-	 * (the policy being saved must stay current, so that nothing retires it). */
+	/* The snapshot save, which overlaps the next load and never delays a publication: the
+	 * saving thread reads the policy through its own reader slot of the store, so a policy
+	 * replaced meanwhile is not freed under it. A policy published during a save is saved
+	 * next. */
 	uv_work_t save_req;
+	struct policy_reader *saver;
 	int saving;
-	policy_t *waiting;
+	int save_again;
 	int save_rc, last_save_rc;
 	char save_err[256];
 };
@@ -309,6 +312,7 @@ static void load_done(redis_sync_t *r)
 }
 
 static void publish_built(redis_sync_t *r, policy_t *p);
+static void on_saved(uv_work_t *w, int status);
 
 /* A load that reached Redis and finished (published, unchanged or held): failures are over. */
 static void load_worked(redis_sync_t *r)
@@ -411,6 +415,16 @@ static void unhold(redis_sync_t *r)
 	r->warned_empty = 0;
 }
 
+static void save_work(uv_work_t *w);
+
+static void start_save(redis_sync_t *r)
+{
+	r->saving = 1;
+	r->save_req.data = r;
+	if (uv_queue_work(r->loop, &r->save_req, save_work, on_saved) < 0)
+		r->saving = 0;
+}
+
 static void on_saved(uv_work_t *w, int status)
 {
 	redis_sync_t *r = w->data;
@@ -420,17 +434,12 @@ static void on_saved(uv_work_t *w, int status)
 	else if (r->save_rc == 0 && r->last_save_rc < 0)
 		log_info("policy snapshot saved to %s again", r->o->snapshot);
 	r->last_save_rc = r->save_rc;
-	policy_t *p = r->waiting;
-	r->waiting = NULL;
-	if (p && !r->closing) {
-		publish_built(r, p);
+	if (r->save_again && !r->closing) {
+		r->save_again = 0;
+		start_save(r);
 		return;
 	}
-	policy_free(p);
-	if (p)
-		load_done(r);
-	else
-		maybe_free(r);
+	maybe_free(r);
 }
 
 /* Building and saving yield the CPU to the workers answering queries. */
@@ -443,11 +452,12 @@ static void save_work(uv_work_t *w)
 {
 	redis_sync_t *r = w->data;
 	yield_to_workers();
-	/* The policy is current and only this loop publishes, so it cannot be retired meanwhile. */
+	/* Whatever is current now: only published policies are ever saved. */
+	const policy_t *p = policy_store_enter(r->store, r->saver);
 	struct codec_meta meta = {.saved_at = time(NULL), .db = r->o->redis_db};
 	snprintf(meta.prefix, sizeof(meta.prefix), "%s", r->o->redis_prefix);
-	r->save_rc = snapshot_save(r->o->snapshot, policy_store_current(r->store), &meta,
-				   r->save_err, sizeof(r->save_err));
+	r->save_rc = snapshot_save(r->o->snapshot, p, &meta, r->save_err, sizeof(r->save_err));
+	policy_store_quiescent(r->saver);
 }
 
 static void build_work(uv_work_t *w)
@@ -522,10 +532,6 @@ static void on_built(uv_work_t *w, int status)
 		 st->deny, st->allow, st->reasons, st->invalid, st->version, policy_memory(p) >> 10,
 		 r->t_read - r->t_start, what, t_end - r->t_read, policy_source_name(cur->source),
 		 cur->version, changes);
-	if (r->saving) {
-		r->waiting = p; /* Published when the save in progress is done. */
-		return;
-	}
 	publish_built(r, p);
 }
 
@@ -539,10 +545,10 @@ static void publish_built(redis_sync_t *r, policy_t *p)
 		return;
 	}
 	if (r->o->snapshot[0]) {
-		r->saving = 1;
-		r->save_req.data = r;
-		if (uv_queue_work(r->loop, &r->save_req, save_work, on_saved) < 0)
-			r->saving = 0;
+		if (r->saving)
+			r->save_again = 1;
+		else
+			start_save(r);
 	}
 	load_done(r);
 }
@@ -1243,6 +1249,7 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 	r->store = store;
 	r->ready_cb = ready;
 	r->hold_cb = hold;
+	r->saver = policy_store_reader(store, o->threads);
 	r->ctx = ctx;
 	r->backoff_ms = BACKOFF_MIN_MS;
 	r->load_backoff_ms = BACKOFF_MIN_MS;

@@ -22,7 +22,8 @@ typedef void (*redis_sync_ready_cb)(void *ctx);
 typedef void (*redis_sync_hold_cb)(void *ctx, enum server_hold kind, size_t removed, size_t of,
 				   uint64_t version);
 
-/** Start syncing store from Redis on loop. o and store are borrowed and must outlive it.
+/** Start syncing store from Redis on loop. o and store are borrowed and must outlive it; the
+ *  store must have o->threads + 1 reader slots: the last one is the snapshot saver's.
  *  @return the synchroniser (owned: redis_sync_close), NULL when out of memory. */
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
 			     redis_sync_ready_cb ready, redis_sync_hold_cb hold, void *ctx);
