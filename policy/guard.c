@@ -34,7 +34,9 @@ static void on_missing(void *ctx, const struct name *n, enum policy_part part)
 void guard_diff(const policy_t *from, const policy_t *to, struct guard_diff *d)
 {
 	memset(d, 0, sizeof(*d));
-	if (policy_stats(from)->version == policy_stats(to)->version)
+	const struct policy_stats *a = policy_stats(from), *b = policy_stats(to);
+	if (a->version == b->version && a->deny == b->deny && a->allow == b->allow &&
+	    a->reasons == b->reasons)
 		return; /* Equal content. */
 	struct sides removed = {&d->deny_removed, &d->allow_removed, &d->reason_changed};
 	struct sides added = {&d->deny_added, &d->allow_added, NULL};
@@ -64,7 +66,8 @@ enum guard_verdict guard_check(const struct guard_limits *l, enum policy_source 
 		held = GUARD_HOLD_SHRINK;
 	else
 		return GUARD_PUBLISH;
-	if (c->present && (in_force == POLICY_SOURCE_BUNDLED || c->version == version))
+	(void)in_force;
+	if (c->present && c->version == version)
 		return GUARD_CONSENTED;
 	return held;
 }

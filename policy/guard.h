@@ -57,10 +57,11 @@ enum guard_verdict {
 size_t guard_allowed(const struct guard_limits *l, size_t deny);
 
 /** Decide whether `candidate` (its version and its diff against the policy in force, whose
- *  source and deny count are given) may replace it. Against the bundled list (no operator data
- *  seen yet) any consent record releases it; against operator data (Redis, snapshot) only a
- *  consent to exactly the candidate's version does. deny_missing: the candidate's deny key was
- *  absent from Redis while another policy key was present. */
+ *  source and deny count are given) may replace it. Only a consent to exactly the candidate's
+ *  version releases a held candidate, whatever the policy in force came from: a consent left
+ *  over from before a partial loss (the deny key evicted) must not release the loss.
+ *  deny_missing: the candidate's deny key was absent from Redis while another policy key was
+ *  present. */
 enum guard_verdict guard_check(const struct guard_limits *l, enum policy_source in_force,
 			       size_t in_force_deny, const struct guard_diff *d, uint64_t version,
 			       int deny_missing, const struct guard_consent *c);

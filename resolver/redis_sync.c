@@ -122,6 +122,7 @@ struct redis_sync {
 	struct guard_consent consent; /* As read by the load in progress. */
 	int deny_missing;
 	uint64_t invalid_hash[NKEYS];  /* Of each key's invalid members when last logged. */
+	long long card[NKEYS];         /* SCARD/HLEN of each key when last read. */
 	size_t invalid_count[NKEYS];   /* Of each key's invalid members when last read. */
 	char keys[NCHANNELS][80];
 	char channels[NCHANNELS][128];
@@ -148,6 +149,7 @@ struct redis_sync {
 };
 
 static void connect_now(redis_sync_t *r);
+static int drop_if_connecting(redisAsyncContext **pac);
 static void start_load(redis_sync_t *r);
 static void on_connect(const redisAsyncContext *ac, int status);
 static void on_disconnect(const redisAsyncContext *ac, int status);
@@ -219,6 +221,10 @@ static void schedule(redis_sync_t *r, unsigned ms)
 /* The next periodic re-read: rare when notifications tell of changes, else every interval. */
 static void schedule_reread(redis_sync_t *r)
 {
+	if (!r->ac) {
+		schedule(r, r->backoff_ms); /* The link is down: the timer reconnects. */
+		return;
+	}
 	unsigned ms = r->o->reload_ms;
 	if (r->notify && ms < SAFETY_RELOAD_MS)
 		ms = SAFETY_RELOAD_MS;
@@ -241,6 +247,9 @@ static void link_down(redis_sync_t *r, const char *why)
 	r->ping_out = 0;
 	r->sub_sent = r->sub_acked = 0;
 	drop_builder(r);
+	/* A connection still coming up gets no disconnect callback: free it here. */
+	drop_if_connecting(&r->ac);
+	drop_if_connecting(&r->sub);
 	redisAsyncContext *ac = r->ac, *sub = r->sub;
 	r->ac = r->sub = NULL;
 	if (ac)
@@ -298,11 +307,11 @@ static void load_done(redis_sync_t *r)
 	drop_builder(r);
 	r->phase = IDLE;
 	r->torn = 0;
-	become_ready(r);
 	if (r->closing) {
 		maybe_free(r);
 		return;
 	}
+	become_ready(r);
 	if (r->dirty) {
 		r->dirty = 0;
 		start_load(r);
@@ -540,6 +549,7 @@ static void publish_built(redis_sync_t *r, policy_t *p)
 {
 	if (policy_store_publish(r->store, p) < 0) {
 		log_err("out of memory publishing the policy; keeping the current one");
+		r->in_sync = 0; /* Redis differs from the policy in force. */
 		policy_free(p);
 		load_done(r);
 		return;
@@ -713,7 +723,7 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	redisReply *reply = reply_ptr;
 	if (!reply || r->phase != READING)
 		return;
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != NCHANNELS) {
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != NCHANNELS + NKEYS) {
 		/* -BUSY, -LOADING, a refused command: the EXEC fails whole. */
 		load_failed(r, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 		return;
@@ -782,6 +792,16 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	(void)policy_builder_reserve(r->builder, names, names * 32);
 	if (policy_stats(cur)->source != POLICY_SOURCE_REDIS || !r->in_sync)
 		r->scanning = ALL_KEYS;
+	/* A key is carried over only if it has as many members as when it was last read: a change
+	 * that sent no notification (SWAPDB, DEBUG RELOAD, a resync not noticed) is read. */
+	for (int k = 0; k < NKEYS; k++) {
+		const redisReply *n = reply->element[NCHANNELS + k];
+		long long card = n->type == REDIS_REPLY_INTEGER ? n->integer : -1;
+		if (card != r->card[k])
+			r->scanning |= 1u << k;
+		if (r->scanning & (1u << k))
+			r->card[k] = card;
+	}
 	unsigned carry = ALL_KEYS & ~r->scanning & (unsigned)present;
 	r->scans_left = 0;
 	for (int k = 0; k < NKEYS; k++)
@@ -819,6 +839,9 @@ static void start_load(redis_sync_t *r)
 	for (int k = 0; k < NKEYS; k++)
 		redisAsyncCommand(r->ac, NULL, NULL, "TYPE %s", r->keys[k]);
 	redisAsyncCommand(r->ac, NULL, NULL, "HGET %s version", r->keys[KEY_ACCEPT]);
+	for (int k = 0; k < NKEYS; k++)
+		redisAsyncCommand(r->ac, NULL, NULL, "%s %s", k == KEY_REASON ? "HLEN" : "SCARD",
+				  r->keys[k]);
 	redisAsyncCommand(r->ac, on_types, r, "EXEC");
 }
 
@@ -870,7 +893,14 @@ static void on_message(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		if (strcmp(reply->element[1]->str, r->channels[k]) == 0)
 			key = k == KEY_ACCEPT ? ALL_KEYS : 1u << k;
 	r->reread |= key;
-	if (r->phase == READING)
+	/* During a read, a change that only adds (SADD, HSET) leaves every member the read
+	 * started with in place, and SSCAN/HSCAN return those: what is read is the old policy
+	 * plus some of the additions, never less. Anything else (SREM, DEL, RENAME, expiry,
+	 * eviction...) may have torn the read. */
+	const redisReply *ev = reply->element[2];
+	int adds = ev->type == REDIS_REPLY_STRING &&
+		   (strcmp(ev->str, "sadd") == 0 || strcmp(ev->str, "hset") == 0);
+	if (r->phase == READING && !adds)
 		r->torn = 1;
 	if (r->phase != IDLE)
 		r->dirty = 1;
@@ -975,7 +1005,9 @@ static void on_heartbeat(uv_timer_t *t)
 		link_down(r, why);
 		return;
 	}
-	if (r->sub && r->notify && r->sub_acked != r->sub_sent && now - r->sub_wait_since >= limit) {
+	int sub_waiting = r->sub && (r->sub->c.flags & REDIS_CONNECTED) &&
+			  (!r->notify || r->sub_acked != r->sub_sent);
+	if (sub_waiting && now - r->sub_wait_since >= limit) {
 		snprintf(why, sizeof(why), "no answer on the notification connection for %" PRIu64
 			 " ms", now - r->sub_wait_since);
 		link_down(r, why);
@@ -1052,6 +1084,7 @@ static void subscribe(redis_sync_t *r)
 	redisAsyncSetConnectCallback(r->sub, on_connect);
 	redisAsyncSetDisconnectCallback(r->sub, on_disconnect);
 	r->sub_sent = r->sub_acked = 0;
+	r->sub_wait_since = now_ms(r); /* The subscription is waited for like a barrier. */
 	redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s %s %s %s", r->channels[0],
 			  r->channels[1], r->channels[2], r->channels[3]);
 }
@@ -1141,9 +1174,11 @@ static void context_gone(redis_sync_t *r, const redisAsyncContext *ac, const cha
 {
 	r->contexts--;
 	int ours = ac == r->ac || ac == r->sub;
-	if (ac == r->sub && !r->notify && ac->c.err == REDIS_ERR_OTHER && !r->closing) {
-		/* Redis answered SUBSCRIBE with an error (an ACL without the channels): hiredis
-		 * drops such a connection. The command connection is fine: poll instead. */
+	if (ac == r->sub && !r->notify && ac->c.err == REDIS_ERR_OTHER && !r->closing &&
+	    strncmp(ac->c.errstr, "NOPERM", 6) == 0) {
+		/* Redis refused SUBSCRIBE (an ACL without the channels); hiredis drops such a
+		 * connection. The command connection is fine: poll instead. Any other error
+		 * (-BUSY, -LOADING, too many clients) is a link failure, retried as such. */
 		r->sub = NULL;
 		without_notifications(r, why);
 		maybe_free(r);
@@ -1178,8 +1213,8 @@ static void on_first_reply(redisAsyncContext *ac, void *reply_ptr, void *privdat
 {
 	redis_sync_t *r = privdata;
 	redisReply *reply = reply_ptr;
-	if (!reply)
-		return;
+	if (!reply || (ac->c.flags & REDIS_DISCONNECTING))
+		return; /* Gone, or SELECT was refused: not a working link. */
 	if (reply->type == REDIS_REPLY_ERROR) {
 		/* NOAUTH or a refused AUTH: nothing else will work on this connection. */
 		log_err("redis refused the connection: %s", reply->str);

@@ -32,10 +32,10 @@ not_denied() { # PORT NAME: answered, and not by a denial (whatever the upstream
 	out=$(q "$1" @127.0.0.1 "$2" +timeout=2 +edns)
 	grep -q "status:" <<<"$out" && ! grep -q "EDE: 16" <<<"$out"
 }
-# consent_any PORT: a consent record, which lets a first load replace the bundled list that a
-# fresh instance starts with (the policies below are not the bundled list).
+# consent_any PORT: the operator's consent to what Redis holds now, which lets a first load
+# replace the bundled list that a fresh instance starts with (the policies below are not it).
 consent_any() {
-	redis-cli -p "$1" hset embargo:accept version 0000000000000000 >/dev/null
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$1" --by test accept >/dev/null
 }
 # bundled_denied PORT: every name of the bundled list, and a name below one, is denied.
 bundled_denied() {
@@ -215,6 +215,17 @@ torn() {
 	[ "$n" -eq 0 ] || { grep "policy loaded" "$WORK/torn.log"; return 1; }
 	not_denied "$EP_torn" old5.example || { echo "old members still enforced"; return 1; }
 	is_denied "$EP_torn" other7.example || { echo "other7.example not denied"; return 1; }
+	# A feed that only adds, faster than a million members can be read, tears nothing: the
+	# read holds every member it started with. Each load is published; none is thrown away.
+	local i before
+	before=$(grep -c "reading it again" "$WORK/torn.log")
+	for i in $(seq 12); do
+		redis-cli -p "$rp" sadd embargo:deny "feed$i.test" >/dev/null
+		sleep "0.$((25 * SCALE))"
+	done
+	wait_for $((10 * SCALE)) is_denied "$EP_torn" feed12.test || { echo "feed not enforced"; return 1; }
+	[ "$(grep -c "reading it again" "$WORK/torn.log")" -eq "$before" ] ||
+		{ echo "additions tore a read"; return 1; }
 }
 big_set_cmds() { # The second replacement: "other0.example"... and marker2.test, in SADDs of 1000.
 	python3 - <<'PY'
@@ -307,7 +318,7 @@ paused() {
 	consent_any "$rp"
 	start_on paused "$rp"
 	followed paused || return 1
-	redis-cli -p "$rp" debug sleep 6 >/dev/null &
+	redis-cli -p "$rp" debug sleep 10 >/dev/null &
 	local sleeper=$!
 	sleep 4.5
 	# Meanwhile queries are answered from the policy in force.
@@ -373,8 +384,8 @@ least_privilege() {
 	redis-cli -p "$rp" sadd embargo:deny blocked.test >/dev/null
 	consent_any "$rp"
 	redis-cli -p "$rp" acl setuser embargo on '>s3cret' resetkeys '%R~embargo:*' resetchannels \
-		'&__keyspace@0__:embargo:*' -@all +ping +type +sscan +hscan +hget +multi +exec \
-		+subscribe +config\|get +info >/dev/null
+		'&__keyspace@0__:embargo:*' -@all +ping +type +sscan +hscan +hget +scard +hlen +multi \
+		+exec +subscribe +config\|get +info >/dev/null
 	ep=$(free_port)
 	start_embargo acl "$ep" --upstream "127.0.0.1:$NSD" \
 		--redis "redis://embargo:s3cret@127.0.0.1:$rp" --reload-interval 30

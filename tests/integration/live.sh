@@ -4,6 +4,7 @@
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}
+POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
 . "$srcdir/tests/integration/lib.sh"
 
 need_all
@@ -45,8 +46,8 @@ R sadd embargo:deny blocked.test
 R sadd embargo:allow support.blocked.test
 R hset embargo:reason blocked.test "first reason"
 # This policy does not hold the bundled list, which a fresh instance enforces: the operator's
-# consent (any version) lets the first load replace it (see the held-load rule in the README).
-R hset embargo:accept version 0000000000000000
+# consent lets the first load replace it (see the held-load rule in the README).
+"$POLICY_TOOL" --redis "redis://127.0.0.1:$RP" --by test accept >/dev/null
 start_embargo live "$EP" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP" \
 	--reload-interval 30
 wait_for 5 grep -q "following policy changes through keyspace notifications" "$WORK/live.log" ||
@@ -172,7 +173,7 @@ no_config() {
 	ep=$(free_port)
 	start_redis "$rp" --rename-command CONFIG ""
 	redis-cli -p "$rp" sadd embargo:deny blocked.test >/dev/null
-	redis-cli -p "$rp" hset embargo:accept version 0000000000000000 >/dev/null
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" --by test accept >/dev/null
 	start_embargo poll "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
 		--reload-interval 1
 	grep -q "no keyspace notifications from redis" "$WORK/poll.log" || { cat "$WORK/poll.log"; return 1; }
@@ -225,7 +226,7 @@ fleet() {
 	wait_for 10 eval "redis-cli -p $rp info replication | grep -q master_link_status:up" ||
 		{ echo "replica not in sync"; return 1; }
 	redis-cli -p "$pp" sadd embargo:deny blocked.test >/dev/null
-	redis-cli -p "$pp" hset embargo:accept version 0000000000000000 >/dev/null
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$pp" --by test accept >/dev/null
 	start_embargo fleeta "$ea" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$pp" --reload-interval 30
 	start_embargo fleetb "$eb" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" --reload-interval 30
 	wait_for 5 grep -q "following policy changes" "$WORK/fleetb.log" || { cat "$WORK/fleetb.log"; return 1; }
@@ -260,7 +261,6 @@ status() {
 }
 check "CH TXT policy.embargo. tells allowed clients the version in force" status
 
-POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
 tool() {
 	local rp out
 	rp=$(free_port)

@@ -4,6 +4,7 @@
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}
+POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
 . "$srcdir/tests/integration/lib.sh"
 
 need_all
@@ -23,7 +24,7 @@ R hset embargo:reason kaspersky.com "US Commerce Final Determination 2024-06-20"
 	blocked.test "test rule: blocked"
 # This policy drops most of the bundled list a fresh instance starts with: the operator's
 # consent lets it replace the bundled list.
-R hset embargo:accept version 0000000000000000
+"$POLICY_TOOL" --redis "redis://127.0.0.1:$REDIS" --by test accept >/dev/null
 start_embargo main "$EP" --listen "[::1]:$EP" --upstream "127.0.0.1:$NSD" \
 	--redis "redis://127.0.0.1:$REDIS" --reload-interval 1
 wait_for 5 grep -q "policy loaded from redis" "$WORK/main.log" || die "policy not loaded"
@@ -294,7 +295,7 @@ redis_down() {
 	expect_deny "$ep" ksn.kaspersky-labs.com \
 		"US Commerce Final Determination 2024-06-20: Kaspersky Lab software (updates, KSN telemetry)" ||
 		return 1
-	redis-cli -p "$rp" hset embargo:accept version 0000000000000000 >/dev/null
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" --by test accept >/dev/null
 	wait_for 5 expect_deny "$ep" blocked.test "denied by policy: blocked.test" ||
 		{ echo "redis policy not picked up: $(cat "$WORK/noredis.log")"; return 1; }
 	# Redis gone again: the last policy stays.
@@ -314,7 +315,7 @@ config_and_auth() {
 	ep=$(free_port)
 	start_redis "$rp" --requirepass s3cret
 	redis-cli -p "$rp" -a s3cret --no-auth-warning -n 2 sadd embargo:deny confdeny.test >/dev/null
-	redis-cli -p "$rp" -a s3cret --no-auth-warning -n 2 hset embargo:accept version 0000000000000000 >/dev/null
+	"$POLICY_TOOL" --redis "redis://:s3cret@127.0.0.1:$rp/2" --by test accept >/dev/null
 	cat >"$WORK/embargo.conf" <<CONF
 # comment
 upstream 127.0.0.1:$NSD

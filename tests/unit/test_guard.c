@@ -138,13 +138,20 @@ Test(guard, missing_deny_key_is_held_even_when_small)
 		     GUARD_PUBLISH);
 }
 
-Test(guard, bundled_list_is_released_by_any_consent)
+Test(guard, only_an_exact_consent_releases_even_against_the_bundled_list)
 {
-	struct guard_diff d = {.deny_removed = {.count = 39}};
+	/* A consent left over from before the deny key was evicted must not release the loss,
+	 * whether the policy in force is the bundled list (a fresh instance) or operator data. */
+	struct guard_diff d = {.deny_removed = {.count = 40}};
+	struct guard_consent old = {.present = 1, .version = 99};
 	cr_expect_eq(guard_check(&defaults, POLICY_SOURCE_BUNDLED, 40, &d, 7, 0, &none),
 		     GUARD_HOLD_SHRINK);
-	struct guard_consent old = {.present = 1, .version = 99};
 	cr_expect_eq(guard_check(&defaults, POLICY_SOURCE_BUNDLED, 40, &d, 7, 0, &old),
+		     GUARD_HOLD_SHRINK);
+	cr_expect_eq(guard_check(&defaults, POLICY_SOURCE_BUNDLED, 40, &d, 7, 1, &old),
+		     GUARD_HOLD_MISSING);
+	struct guard_consent exact = {.present = 1, .version = 7};
+	cr_expect_eq(guard_check(&defaults, POLICY_SOURCE_BUNDLED, 40, &d, 7, 0, &exact),
 		     GUARD_CONSENTED);
 }
 
