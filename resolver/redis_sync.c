@@ -1,15 +1,13 @@
-/* Redis synchroniser. A load checks the three keys' types and reads the consent record, reads
- * the keys with SSCAN/HSCAN in bounded batches (never one huge reply), builds the policy and its
- * diff against the policy in force on libuv's thread pool, and publishes it from the loop unless
- * policy/guard.c holds it (it would lift too many deny rules: Redis lost its data); a snapshot is
- * then saved on the pool too. Changes arrive as keyspace notifications on a second connection
- * and are coalesced: one load at a time, and one more if anything changed meanwhile. A
- * notification that arrives while the keys are being scanned makes the read torn: it is thrown
- * away and read again; a re-SUBSCRIBE on the notification connection after the last scan reply
- * is the barrier that proves no such notification is still on its way. A heartbeat (PING on
- * the command connection, that barrier on the other) drops a connection that stops answering;
- * INFO replication tells when a replica resynchronised without keyspace events. Where
- * notifications cannot be had, the policy is re-read every --reload-interval. */
+/* Redis synchroniser. A load checks the three keys' types and sizes and reads the consent record
+ * in one MULTI, reads the keys with SSCAN/HSCAN in bounded batches (never one huge reply), builds
+ * the policy and its diff against the policy in force on libuv's thread pool, and publishes it
+ * from the loop unless policy/guard.c holds it (it would lift too many deny rules: Redis lost its
+ * data); a snapshot is then saved on the pool too. Changes arrive as keyspace notifications
+ * through resolver/redis_link.c and are coalesced: one load at a time, and one more if anything
+ * changed meanwhile. A change other than an addition that is notified while the keys are being
+ * read makes the read torn: it is thrown away and read again; a barrier on the notification
+ * connection after the last scan reply proves that no such notification is still on its way.
+ * Where notifications cannot be had, the policy is re-read every --reload-interval. */
 #include "config.h"
 
 #include "resolver/redis_sync.h"
@@ -19,10 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,27 +27,16 @@
 
 #include "policy/guard.h"
 #include "resolver/log.h"
-#include "resolver/redis_uv.h"
+#include "resolver/redis_link.h"
 #include "resolver/snapshot.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 1000
+#define LOAD_BACKOFF_MIN_MS 100
 #define LOAD_BACKOFF_MAX_MS 5000 /* A failed load (-BUSY, -LOADING...) is retried this often. */
-#define HEARTBEAT_MS 1000
 #define STARTUP_WAIT_MS 2000
-#define CONNECT_TIMEOUT_MS 2000 /* A connection not up by then is given up and retried. */
 #define COALESCE_MS 5          /* A burst of changes (a pipeline, an import) becomes one load. */
 #define SAFETY_RELOAD_MS 300000 /* Re-read even with notifications, in case one was lost. */
 #define SCAN_COUNT "20000"
 #define INVALID_LOGGED 10
-/* Keyspace events on our keys: generic (DEL, RENAME...), string, list, set, hash, sorted set
- * (a key overwritten with another type must be noticed too), expired and evicted. */
-#define NOTIFY_FLAGS "Kg$lshzxe"
-/* Without l and z a key overwritten by a list or sorted-set command (ZUNIONSTORE into it) goes
- * unnoticed until the periodic re-read; every other change is seen with these. */
-#define NOTIFY_ESSENTIAL "Kg$shxe"
-
-enum link_state { LINK_UNKNOWN, LINK_UP, LINK_DOWN };
 enum phase { IDLE, READING, BUILDING };
 /* The policy keys, then the consent record (read with each load, never scanned). */
 enum { KEY_DENY, KEY_ALLOW, KEY_REASON, NKEYS, KEY_ACCEPT = NKEYS, NCHANNELS };
@@ -76,14 +60,11 @@ struct redis_sync {
 	redis_sync_ready_cb ready_cb;
 	redis_sync_hold_cb hold_cb;
 	void *ctx;
-	redisAsyncContext *ac;  /* Commands. */
-	redisAsyncContext *sub; /* Keyspace notifications (subscribe mode). */
-	uv_timer_t timer;       /* Reconnects and periodic re-reads. */
+	redis_link_t *link;
+	int link_open;          /* Until redis_link_close() has finished. */
+	uv_timer_t timer;       /* Periodic re-reads and retries. */
 	uv_timer_t startup;
 	uv_timer_t coalesce;
-	uv_timer_t connecting;  /* Gives up connection attempts that hang. */
-	uv_timer_t heartbeat;   /* Drops connections that stop answering; watches replication. */
-	int contexts;           /* hiredis contexts not yet freed (they point back here). */
 	uv_work_t work;
 	int open_handles;
 	int closing;
@@ -92,28 +73,13 @@ struct redis_sync {
 	int dirty;              /* A change was notified during the current load. */
 	unsigned reread;        /* Keys (1 << KEY_*) the next load must read from Redis. */
 	unsigned scanning;      /* Keys the current load reads; the others it carries over. */
-	int notify;             /* Notifications are subscribed. */
-	int notify_refused;     /* Logged once. */
-	int notify_essential;   /* Redis already sends the events a load depends on. */
-	int notify_partial_logged;
-	unsigned backoff_ms;
+	int notify;             /* Notifications are followed. */
 	unsigned load_backoff_ms;
 	char last_fail[200];    /* Why the last load failed; logged once while it repeats. */
-	enum link_state link;
 	int warned_empty;
-	/* Heartbeats: a PING outstanding on the command connection since ping_at; barriers
-	 * (re-SUBSCRIBE) sent and answered on the notification connection. */
-	int ping_out;
-	uint64_t ping_at;
-	unsigned sub_sent, sub_acked;
-	uint64_t sub_wait_since;
 	unsigned load_barrier;  /* The barrier the load in progress waits for; 0: none. */
 	int torn;               /* A policy key changed while the load read it. */
 	int torn_logged;
-	/* Replication, from INFO: a replica that resynchronised is re-read. */
-	char replid[48];
-	int repl_was_down;
-	int info_refused;
 	/* The held-load rule. in_sync: the policy in force is what Redis held at the last load, so
 	 * a load may carry unchanged keys over from it. */
 	int in_sync;
@@ -125,7 +91,6 @@ struct redis_sync {
 	long long card[NKEYS];         /* SCARD/HLEN of each key when last read. */
 	size_t invalid_count[NKEYS];   /* Of each key's invalid members when last read. */
 	char keys[NCHANNELS][80];
-	char channels[NCHANNELS][128];
 	struct scan scans[NKEYS];
 	/* The load in progress. */
 	policy_builder_t *builder;
@@ -148,11 +113,7 @@ struct redis_sync {
 	char save_err[256];
 };
 
-static void connect_now(redis_sync_t *r);
-static int drop_if_connecting(redisAsyncContext **pac);
 static void start_load(redis_sync_t *r);
-static void on_connect(const redisAsyncContext *ac, int status);
-static void on_disconnect(const redisAsyncContext *ac, int status);
 
 static uint64_t now_ms(redis_sync_t *r)
 {
@@ -162,20 +123,8 @@ static uint64_t now_ms(redis_sync_t *r)
 
 static void maybe_free(redis_sync_t *r)
 {
-	if (r->closing && r->open_handles == 0 && !r->ac && !r->sub && r->contexts == 0 &&
-	    r->phase == IDLE && !r->saving)
+	if (r->closing && r->open_handles == 0 && !r->link_open && r->phase == IDLE && !r->saving)
 		free(r);
-}
-
-/* Close a connection now, pending replies or not (a silent Redis never sends them); from inside
- * one of its own callbacks hiredis only allows the gentle way. The caller has already taken it
- * out of r->ac / r->sub, so its disconnect callback finds it is no longer ours. */
-static void close_context(redisAsyncContext *ac)
-{
-	if (ac->c.flags & REDIS_IN_CALLBACK)
-		redisAsyncDisconnect(ac);
-	else
-		redisAsyncFree(ac);
 }
 
 static void set_hold(redis_sync_t *r, enum server_hold kind, size_t removed, size_t of,
@@ -204,12 +153,8 @@ static void describe_current(redis_sync_t *r, char *buf, size_t cap)
 static void on_timer(uv_timer_t *t)
 {
 	redis_sync_t *r = t->data;
-	if (r->ac) {
-		r->reread = ALL_KEYS; /* Connected: a periodic re-read of everything. */
-		start_load(r);
-	} else {
-		connect_now(r);
-	}
+	r->reread = ALL_KEYS; /* A periodic re-read of everything, or a retry. */
+	start_load(r);        /* Nothing while the link is down: it reports when it is back. */
 }
 
 static void schedule(redis_sync_t *r, unsigned ms)
@@ -221,8 +166,8 @@ static void schedule(redis_sync_t *r, unsigned ms)
 /* The next periodic re-read: rare when notifications tell of changes, else every interval. */
 static void schedule_reread(redis_sync_t *r)
 {
-	if (!r->ac) {
-		schedule(r, r->backoff_ms); /* The link is down: the timer reconnects. */
+	if (!redis_link_commands(r->link)) {
+		uv_timer_stop(&r->timer); /* The link is down: its return starts the next load. */
 		return;
 	}
 	unsigned ms = r->o->reload_ms;
@@ -238,41 +183,6 @@ static void drop_builder(redis_sync_t *r)
 	r->load_barrier = 0;
 	if (r->phase == READING)
 		r->phase = IDLE;
-}
-
-/* Either connection is gone or silent: close both, keep the policy, retry with backoff. */
-static void link_down(redis_sync_t *r, const char *why)
-{
-	r->notify = 0;
-	r->ping_out = 0;
-	r->sub_sent = r->sub_acked = 0;
-	drop_builder(r);
-	/* A connection still coming up gets no disconnect callback: free it here. */
-	drop_if_connecting(&r->ac);
-	drop_if_connecting(&r->sub);
-	redisAsyncContext *ac = r->ac, *sub = r->sub;
-	r->ac = r->sub = NULL;
-	if (ac)
-		close_context(ac);
-	if (sub)
-		close_context(sub);
-	if (r->closing)
-		return;
-	uv_timer_stop(&r->coalesce);
-	if (r->link != LINK_DOWN) {
-		char cur[200];
-		describe_current(r, cur, sizeof(cur));
-		log_warn("redis %s:%d unavailable (%s); enforcing %s; retrying", r->o->redis_host,
-			 r->o->redis_port, why, cur);
-		r->link = LINK_DOWN;
-	}
-	if (!r->ready) {
-		const struct policy_stats *st = policy_stats(policy_store_current(r->store));
-		log_warn("starting without redis: enforcing the %s", policy_source_name(st->source));
-		become_ready(r);
-	}
-	schedule(r, r->backoff_ms);
-	r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 
 /* ---- Loading ----------------------------------------------------------------------------- */
@@ -326,7 +236,7 @@ static void on_saved(uv_work_t *w, int status);
 /* A load that reached Redis and finished (published, unchanged or held): failures are over. */
 static void load_worked(redis_sync_t *r)
 {
-	r->load_backoff_ms = BACKOFF_MIN_MS;
+	r->load_backoff_ms = LOAD_BACKOFF_MIN_MS;
 	if (r->last_fail[0])
 		log_info("policy loads from redis work again");
 	r->last_fail[0] = '\0';
@@ -563,7 +473,6 @@ static void publish_built(redis_sync_t *r, policy_t *p)
 	load_done(r);
 }
 
-static void send_barrier(redis_sync_t *r);
 static void on_coalesced(uv_timer_t *t);
 
 /* Every key is read: build, unless a policy key changed while it was read. */
@@ -615,14 +524,11 @@ static void read_done(redis_sync_t *r)
 			log_warn("skipped %zu invalid entries of %s in all", il->count, r->keys[k]);
 		r->invalid_hash[k] = il->hash;
 	}
-	if (!r->notify || !r->sub) {
-		read_complete(r); /* Interval re-reads: nothing could tell of a change meanwhile. */
-		return;
-	}
 	/* A notification of a change made before the last scan reply is already on its way on
 	 * the other connection; the barrier's answer comes after it. */
-	send_barrier(r);
-	r->load_barrier = r->sub_sent;
+	r->load_barrier = r->notify ? redis_link_barrier(r->link) : 0;
+	if (!r->load_barrier)
+		read_complete(r); /* Interval re-reads: nothing could tell of a change meanwhile. */
 }
 
 static void send_scan(redis_sync_t *r, int key, const char *cursor);
@@ -713,8 +619,9 @@ static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 
 static void send_scan(redis_sync_t *r, int key, const char *cursor)
 {
-	redisAsyncCommand(r->ac, on_scan, &r->scans[key], "%s %s %s COUNT " SCAN_COUNT,
-			  key == KEY_REASON ? "HSCAN" : "SSCAN", r->keys[key], cursor);
+	redisAsyncCommand(redis_link_commands(r->link), on_scan, &r->scans[key],
+			  "%s %s %s COUNT " SCAN_COUNT, key == KEY_REASON ? "HSCAN" : "SSCAN",
+			  r->keys[key], cursor);
 }
 
 static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
@@ -822,7 +729,10 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 
 static void start_load(redis_sync_t *r)
 {
-	if (!r->ac || r->closing)
+	if (r->closing)
+		return;
+	redisAsyncContext *ac = redis_link_commands(r->link);
+	if (!ac)
 		return;
 	if (r->phase != IDLE) {
 		r->dirty = 1; /* One more load once this one is done. */
@@ -835,71 +745,47 @@ static void start_load(redis_sync_t *r)
 	r->scanning = r->reread ? r->reread : ALL_KEYS;
 	r->reread = 0;
 	r->t_start = now_ms(r);
-	redisAsyncCommand(r->ac, NULL, NULL, "MULTI");
+	redisAsyncCommand(ac, NULL, NULL, "MULTI");
 	for (int k = 0; k < NKEYS; k++)
-		redisAsyncCommand(r->ac, NULL, NULL, "TYPE %s", r->keys[k]);
-	redisAsyncCommand(r->ac, NULL, NULL, "HGET %s version", r->keys[KEY_ACCEPT]);
+		redisAsyncCommand(ac, NULL, NULL, "TYPE %s", r->keys[k]);
+	redisAsyncCommand(ac, NULL, NULL, "HGET %s version", r->keys[KEY_ACCEPT]);
 	for (int k = 0; k < NKEYS; k++)
-		redisAsyncCommand(r->ac, NULL, NULL, "%s %s", k == KEY_REASON ? "HLEN" : "SCARD",
+		redisAsyncCommand(ac, NULL, NULL, "%s %s", k == KEY_REASON ? "HLEN" : "SCARD",
 				  r->keys[k]);
-	redisAsyncCommand(r->ac, on_types, r, "EXEC");
+	redisAsyncCommand(ac, on_types, r, "EXEC");
 }
 
-/* ---- Notifications ----------------------------------------------------------------------- */
+/* ---- What the link tells ------------------------------------------------------------------ */
 
 static void on_coalesced(uv_timer_t *t)
 {
 	start_load(t->data);
 }
 
-static void on_message(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+/* Redis answers (again): anything may have changed meanwhile, so read everything. */
+static void on_link_up(void *ctx, int notify)
 {
-	redis_sync_t *r = privdata;
-	redisReply *reply = reply_ptr;
-	if (!reply || r->closing || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
-		return;
-	const redisReply *kind = reply->element[0];
-	if (kind->type != REDIS_REPLY_STRING)
-		return;
-	if (strcmp(kind->str, "subscribe") == 0) {
-		if (r->notify) {
-			/* A barrier (heartbeat or end of a read) answered. */
-			r->sub_acked++;
-			r->sub_wait_since = now_ms(r);
-			if (r->load_barrier && r->sub_acked >= r->load_barrier &&
-			    r->phase == READING) {
-				r->load_barrier = 0;
-				read_complete(r);
-			}
-			return;
-		}
-		/* Subscribed to every channel: from now on no change can slip by unnoticed, so
-		 * the load that follows is complete. */
-		if (reply->element[2]->type == REDIS_REPLY_INTEGER &&
-		    reply->element[2]->integer == NCHANNELS) {
-			r->notify = 1;
-			log_info("following policy changes through keyspace notifications");
-			r->reread = ALL_KEYS;
-			start_load(r);
-		}
-		return;
-	}
-	if (strcmp(kind->str, "message") != 0 || reply->element[1]->type != REDIS_REPLY_STRING)
+	redis_sync_t *r = ctx;
+	/* Redis answers: wait for the whole policy however long a big one takes to read, rather
+	 * than start on a stale one. Only a lost connection starts without it. */
+	uv_timer_stop(&r->startup);
+	r->notify = notify;
+	r->reread = ALL_KEYS;
+	start_load(r);
+}
+
+static void on_link_changed(void *ctx, unsigned channel, int adds)
+{
+	redis_sync_t *r = ctx;
+	if (r->closing)
 		return;
 	/* Only the key that changed is read again; the others are carried over. A new consent
 	 * matters only to a held load, which reads every key anyway. */
-	unsigned key = ALL_KEYS;
-	for (int k = 0; k < NCHANNELS; k++)
-		if (strcmp(reply->element[1]->str, r->channels[k]) == 0)
-			key = k == KEY_ACCEPT ? ALL_KEYS : 1u << k;
-	r->reread |= key;
+	r->reread |= channel == KEY_ACCEPT ? ALL_KEYS : 1u << channel;
 	/* During a read, a change that only adds (SADD, HSET) leaves every member the read
 	 * started with in place, and SSCAN/HSCAN return those: what is read is the old policy
 	 * plus some of the additions, never less. Anything else (SREM, DEL, RENAME, expiry,
 	 * eviction...) may have torn the read. */
-	const redisReply *ev = reply->element[2];
-	int adds = ev->type == REDIS_REPLY_STRING &&
-		   (strcmp(ev->str, "sadd") == 0 || strcmp(ev->str, "hset") == 0);
 	if (r->phase == READING && !adds)
 		r->torn = 1;
 	if (r->phase != IDLE)
@@ -908,351 +794,45 @@ static void on_message(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		uv_timer_start(&r->coalesce, on_coalesced, COALESCE_MS, 0);
 }
 
-/* Notifications are not to be had: re-read on the interval instead. */
-static void without_notifications(redis_sync_t *r, const char *why)
+static void on_link_barrier(void *ctx, unsigned acked)
 {
-	if (!r->notify_refused)
-		log_warn("no keyspace notifications from redis (%s); re-reading the policy every %u s",
-			 why, r->o->reload_ms / 1000);
-	r->notify_refused = 1;
+	redis_sync_t *r = ctx;
+	if (r->load_barrier && acked >= r->load_barrier && r->phase == READING) {
+		r->load_barrier = 0;
+		read_complete(r);
+	}
+}
+
+static void on_link_resynced(void *ctx)
+{
+	redis_sync_t *r = ctx;
 	r->reread = ALL_KEYS;
-	start_load(r);
+	if (r->phase == IDLE)
+		start_load(r);
+	else
+		r->dirty = 1;
 }
 
-/* Free a context whose connection never came up (hiredis runs no disconnect callback then). */
-static int drop_if_connecting(redisAsyncContext **pac)
+/* Both connections are gone: keep the policy; the link reconnects and says when it is back. */
+static void on_link_down(void *ctx, const char *why, int first)
 {
-	redisAsyncContext *ac = *pac;
-	if (!ac || (ac->c.flags & REDIS_CONNECTED))
-		return 0;
-	*pac = NULL;
-	redisAsyncContext *self = ac;
-	((redis_sync_t *)self->data)->contexts--;
-	redisAsyncFree(ac);
-	return 1;
-}
-
-static void on_connect_timeout(uv_timer_t *t)
-{
-	redis_sync_t *r = t->data;
-	int dropped = drop_if_connecting(&r->ac);
-	dropped |= drop_if_connecting(&r->sub);
-	if (dropped && !r->closing)
-		link_down(r, "connection attempt timed out");
-}
-
-static void on_pong(redisAsyncContext *ac, void *reply_ptr, void *privdata)
-{
-	redis_sync_t *r = privdata;
-	if (reply_ptr && ac == r->ac)
-		r->ping_out = 0; /* Any answer, -BUSY included: Redis is alive. */
-}
-
-/* INFO replication: a replica whose primary changed or whose link to it went down and came
- * back may have been loaded whole from the primary, which sends no keyspace events. */
-static void on_info(redisAsyncContext *ac, void *reply_ptr, void *privdata)
-{
-	redis_sync_t *r = privdata;
-	redisReply *reply = reply_ptr;
-	if (!reply || ac != r->ac)
-		return;
-	if (reply->type != REDIS_REPLY_STRING) {
-		if (!r->info_refused)
-			log_warn("redis refused INFO (%s): a replica's resynchronisation is noticed "
-				 "only at the next periodic re-read",
-				 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-		r->info_refused = 1;
-		return;
+	redis_sync_t *r = ctx;
+	r->notify = 0;
+	drop_builder(r); /* A read in progress is lost; a build in progress goes on. */
+	uv_timer_stop(&r->coalesce);
+	if (r->phase == IDLE)
+		uv_timer_stop(&r->timer);
+	if (first) {
+		char cur[200];
+		describe_current(r, cur, sizeof(cur));
+		log_warn("redis %s:%d unavailable (%s); enforcing %s; retrying", r->o->redis_host,
+			 r->o->redis_port, why, cur);
 	}
-	const char *role = strstr(reply->str, "role:slave");
-	if (!role) {
-		r->replid[0] = '\0';
-		r->repl_was_down = 0;
-		return;
+	if (!r->ready) {
+		const struct policy_stats *st = policy_stats(policy_store_current(r->store));
+		log_warn("starting without redis: enforcing the %s", policy_source_name(st->source));
+		become_ready(r);
 	}
-	char replid[sizeof(r->replid)] = "";
-	const char *id = strstr(reply->str, "master_replid:");
-	if (id)
-		sscanf(id, "master_replid:%47[0-9a-f]", replid);
-	int up = strstr(reply->str, "master_link_status:up") != NULL &&
-		 !strstr(reply->str, "master_sync_in_progress:1");
-	if (!up) {
-		r->repl_was_down = 1;
-		return;
-	}
-	int resynced = r->repl_was_down || (r->replid[0] && strcmp(replid, r->replid) != 0);
-	snprintf(r->replid, sizeof(r->replid), "%s", replid);
-	r->repl_was_down = 0;
-	if (resynced) {
-		log_info("redis replica resynchronised with its primary: reading the policy again");
-		r->reread = ALL_KEYS;
-		if (r->phase == IDLE)
-			start_load(r);
-		else
-			r->dirty = 1;
-	}
-}
-
-static void on_heartbeat(uv_timer_t *t)
-{
-	redis_sync_t *r = t->data;
-	if (r->closing || !r->ac || !(r->ac->c.flags & REDIS_CONNECTED))
-		return;
-	uint64_t now = now_ms(r), limit = r->o->redis_timeout_ms;
-	char why[120];
-	if (r->ping_out && now - r->ping_at >= limit) {
-		snprintf(why, sizeof(why), "no answer for %" PRIu64 " ms", now - r->ping_at);
-		link_down(r, why);
-		return;
-	}
-	int sub_waiting = r->sub && (r->sub->c.flags & REDIS_CONNECTED) &&
-			  (!r->notify || r->sub_acked != r->sub_sent);
-	if (sub_waiting && now - r->sub_wait_since >= limit) {
-		snprintf(why, sizeof(why), "no answer on the notification connection for %" PRIu64
-			 " ms", now - r->sub_wait_since);
-		link_down(r, why);
-		return;
-	}
-	if (!r->ping_out) {
-		r->ping_out = 1;
-		r->ping_at = now;
-		redisAsyncCommand(r->ac, on_pong, r, "PING");
-		if (!r->info_refused)
-			redisAsyncCommand(r->ac, on_info, r, "INFO replication");
-	}
-	if (r->sub && r->notify && r->sub_acked == r->sub_sent)
-		send_barrier(r);
-}
-
-/* A connection that goes silent (a partition, a host that vanished) fails at the TCP level too:
- * keepalive probes, and unacknowledged data given up after the Redis timeout. */
-static void tune_socket(redis_sync_t *r, redisAsyncContext *ac)
-{
-	redisEnableKeepAlive(&ac->c);
-	unsigned ms = r->o->redis_timeout_ms;
-	(void)setsockopt(ac->c.fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
-}
-
-static redisAsyncContext *open_context(redis_sync_t *r, char *why, size_t whylen)
-{
-	redisAsyncContext *ac = redisAsyncConnect(r->o->redis_host, r->o->redis_port);
-	if (!ac) {
-		snprintf(why, whylen, "out of memory");
-		return NULL;
-	}
-	if (ac->err) {
-		snprintf(why, whylen, "%s", ac->errstr);
-		redisAsyncFree(ac);
-		return NULL;
-	}
-	ac->data = r;
-	if (redis_uv_attach(ac, r->loop) < 0) {
-		snprintf(why, whylen, "cannot attach to the event loop");
-		redisAsyncFree(ac);
-		return NULL;
-	}
-	r->contexts++;
-	tune_socket(r, ac);
-	uv_timer_start(&r->connecting, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
-	/* Queued until the connection is up. */
-	if (r->o->redis_user[0])
-		redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", r->o->redis_user,
-				  r->o->redis_password);
-	else if (r->o->redis_password[0])
-		redisAsyncCommand(ac, NULL, NULL, "AUTH %s", r->o->redis_password);
-	return ac;
-}
-
-/* A re-SUBSCRIBE to a channel we have: Redis answers it in order after every notification
- * already queued for us, and it needs no permission beyond what subscribing needed. */
-static void send_barrier(redis_sync_t *r)
-{
-	if (r->sub_acked == r->sub_sent)
-		r->sub_wait_since = now_ms(r);
-	r->sub_sent++;
-	redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s", r->channels[0]);
-}
-
-static void subscribe(redis_sync_t *r)
-{
-	char why[160];
-	r->sub = open_context(r, why, sizeof(why));
-	if (!r->sub) {
-		without_notifications(r, why);
-		return;
-	}
-	redisAsyncSetConnectCallback(r->sub, on_connect);
-	redisAsyncSetDisconnectCallback(r->sub, on_disconnect);
-	r->sub_sent = r->sub_acked = 0;
-	r->sub_wait_since = now_ms(r); /* The subscription is waited for like a barrier. */
-	redisAsyncCommand(r->sub, on_message, r, "SUBSCRIBE %s %s %s %s", r->channels[0],
-			  r->channels[1], r->channels[2], r->channels[3]);
-}
-
-static void on_config_set(redisAsyncContext *ac, void *reply_ptr, void *privdata)
-{
-	redis_sync_t *r = privdata;
-	redisReply *reply = reply_ptr;
-	if (!reply)
-		return;
-	if (reply->type == REDIS_REPLY_ERROR) {
-		/* A least-privilege user may not CONFIG SET: the flags the operator set may do. */
-		if (r->notify_essential) {
-			if (!r->notify_partial_logged)
-				log_warn("cannot add keyspace notification flags (%s); following changes "
-					 "with the flags redis has (add 'l' and 'z' to notify-keyspace-events "
-					 "so that a key overwritten by a list or sorted-set command is seen "
-					 "at once)", reply->str);
-			r->notify_partial_logged = 1;
-			subscribe(r);
-			return;
-		}
-		without_notifications(r, reply->str);
-		return;
-	}
-	subscribe(r);
-}
-
-/* Do the flags (notify-keyspace-events) include each of want? 'A' stands for every event
- * class but not for K or E. */
-static int flags_cover(const char *flags, const char *want)
-{
-	for (const char *f = want; *f; f++)
-		if (!strchr(flags, *f) && (*f == 'K' || !strchr(flags, 'A')))
-			return 0;
-	return 1;
-}
-
-static void on_config_get(redisAsyncContext *ac, void *reply_ptr, void *privdata)
-{
-	redis_sync_t *r = privdata;
-	redisReply *reply = reply_ptr;
-	if (!reply)
-		return;
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-	    reply->element[1]->type != REDIS_REPLY_STRING) {
-		without_notifications(r, reply->type == REDIS_REPLY_ERROR ? reply->str
-									  : "CONFIG GET refused");
-		return;
-	}
-	/* Add what we need to the flags already set, never take any away. 'A' stands for every
-	 * event class but not for K or E. */
-	const char *have = reply->element[1]->str;
-	r->notify_essential = flags_cover(have, NOTIFY_ESSENTIAL);
-	char flags[64];
-	snprintf(flags, sizeof(flags), "%s", have);
-	for (const char *f = NOTIFY_FLAGS; *f; f++) {
-		int covered = strchr(flags, *f) || (*f != 'K' && strchr(flags, 'A'));
-		size_t n = strlen(flags);
-		if (!covered && n + 1 < sizeof(flags)) {
-			flags[n] = *f;
-			flags[n + 1] = '\0';
-		}
-	}
-	if (strcmp(flags, have) == 0) {
-		subscribe(r);
-		return;
-	}
-	log_info("enabling keyspace notifications on redis: notify-keyspace-events '%s' -> '%s'",
-		 have, flags);
-	redisAsyncCommand(r->ac, on_config_set, r, "CONFIG SET notify-keyspace-events %s", flags);
-}
-
-/* ---- Connection -------------------------------------------------------------------------- */
-
-static void on_select(redisAsyncContext *ac, void *reply_ptr, void *privdata)
-{
-	redisReply *reply = reply_ptr;
-	if (reply && reply->type == REDIS_REPLY_ERROR) {
-		log_err("redis refused SELECT: %s", reply->str);
-		redisAsyncDisconnect(ac);
-	}
-}
-
-/* Either connection (commands or notifications) is gone; hiredis frees it after this. */
-static void context_gone(redis_sync_t *r, const redisAsyncContext *ac, const char *why)
-{
-	r->contexts--;
-	int ours = ac == r->ac || ac == r->sub;
-	if (ac == r->sub && !r->notify && ac->c.err == REDIS_ERR_OTHER && !r->closing &&
-	    strncmp(ac->c.errstr, "NOPERM", 6) == 0) {
-		/* Redis refused SUBSCRIBE (an ACL without the channels); hiredis drops such a
-		 * connection. The command connection is fine: poll instead. Any other error
-		 * (-BUSY, -LOADING, too many clients) is a link failure, retried as such. */
-		r->sub = NULL;
-		without_notifications(r, why);
-		maybe_free(r);
-		return;
-	}
-	if (ac == r->ac)
-		r->ac = NULL;
-	else if (ac == r->sub)
-		r->sub = NULL;
-	if (ours && !r->closing)
-		link_down(r, why);
-	maybe_free(r);
-}
-
-static void on_connect(const redisAsyncContext *ac, int status)
-{
-	redis_sync_t *r = ac->data;
-	if (status != REDIS_OK) {
-		context_gone(r, ac, ac->errstr); /* hiredis frees it without a disconnect callback. */
-		return;
-	}
-	/* The link is up once Redis answers (on_first_reply), not when TCP connects: a paused
-	 * Redis accepts connections it never answers. */
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-	context_gone(ac->data, ac, status == REDIS_OK ? "connection closed" : ac->errstr);
-}
-
-static void on_first_reply(redisAsyncContext *ac, void *reply_ptr, void *privdata)
-{
-	redis_sync_t *r = privdata;
-	redisReply *reply = reply_ptr;
-	if (!reply || (ac->c.flags & REDIS_DISCONNECTING))
-		return; /* Gone, or SELECT was refused: not a working link. */
-	if (reply->type == REDIS_REPLY_ERROR) {
-		/* NOAUTH or a refused AUTH: nothing else will work on this connection. */
-		log_err("redis refused the connection: %s", reply->str);
-		redisAsyncDisconnect(ac);
-		return;
-	}
-	r->ping_out = 0;
-	r->backoff_ms = BACKOFF_MIN_MS;
-	if (r->link != LINK_UP)
-		log_info("connected to redis %s:%d", r->o->redis_host, r->o->redis_port);
-	r->link = LINK_UP;
-	/* Redis answers: wait for the whole policy however long a big one takes to read, rather
-	 * than start on a stale one. Only a lost connection starts without it. */
-	uv_timer_stop(&r->startup);
-	/* Notifications first, then the load, so no change between the two goes unseen. */
-	redisAsyncCommand(r->ac, on_config_get, r, "CONFIG GET notify-keyspace-events");
-}
-
-static void connect_now(redis_sync_t *r)
-{
-	if (r->closing || r->ac)
-		return;
-	char why[160];
-	r->ac = open_context(r, why, sizeof(why));
-	if (!r->ac) {
-		link_down(r, why);
-		return;
-	}
-	redisAsyncSetConnectCallback(r->ac, on_connect);
-	redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
-	if (r->o->redis_db)
-		redisAsyncCommand(r->ac, on_select, r, "SELECT %d", r->o->redis_db);
-	/* The first PING is the first heartbeat: a Redis that accepts but never answers (paused,
-	 * or a full backlog) is dropped after the Redis timeout like a silent one. */
-	r->ping_out = 1;
-	r->ping_at = now_ms(r);
-	r->info_refused = 0;
-	redisAsyncCommand(r->ac, on_first_reply, r, "PING");
 }
 
 static void on_startup_timeout(uv_timer_t *t)
@@ -1273,6 +853,13 @@ static void timer_closed(uv_handle_t *h)
 	maybe_free(r);
 }
 
+static void link_closed(void *ctx)
+{
+	redis_sync_t *r = ctx;
+	r->link_open = 0;
+	maybe_free(r);
+}
+
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
 			     redis_sync_ready_cb ready, redis_sync_hold_cb hold, void *ctx)
 {
@@ -1286,25 +873,40 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 	r->hold_cb = hold;
 	r->saver = policy_store_reader(store, o->threads);
 	r->ctx = ctx;
-	r->backoff_ms = BACKOFF_MIN_MS;
-	r->load_backoff_ms = BACKOFF_MIN_MS;
+	r->load_backoff_ms = LOAD_BACKOFF_MIN_MS;
 	static const char *const suffix[NCHANNELS] = {"deny", "allow", "reason", "accept"};
+	char channels[NCHANNELS][128];
+	const char *chan[NCHANNELS];
 	for (int k = 0; k < NCHANNELS; k++) {
 		snprintf(r->keys[k], sizeof(r->keys[k]), "%s:%s", o->redis_prefix, suffix[k]);
-		snprintf(r->channels[k], sizeof(r->channels[k]), "__keyspace@%d__:%s", o->redis_db,
+		snprintf(channels[k], sizeof(channels[k]), "__keyspace@%d__:%s", o->redis_db,
 			 r->keys[k]);
+		chan[k] = channels[k];
 		if (k < NKEYS)
 			r->scans[k] = (struct scan){.r = r, .key = k};
 	}
-	uv_timer_t *timers[] = {&r->timer, &r->startup, &r->coalesce, &r->connecting, &r->heartbeat};
-	for (int i = 0; i < 5; i++) {
+	uv_timer_t *timers[] = {&r->timer, &r->startup, &r->coalesce};
+	for (int i = 0; i < 3; i++) {
 		uv_timer_init(loop, timers[i]);
 		timers[i]->data = r;
 	}
-	r->open_handles = 5;
-	uv_timer_start(&r->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
+	r->open_handles = 3;
 	uv_timer_start(&r->startup, on_startup_timeout, STARTUP_WAIT_MS, 0);
-	connect_now(r);
+	static const struct redis_link_events events = {
+		.up = on_link_up,
+		.changed = on_link_changed,
+		.barrier = on_link_barrier,
+		.resynced = on_link_resynced,
+		.down = on_link_down,
+	};
+	r->link = redis_link_new(loop, o, chan, NCHANNELS, &events, r);
+	if (!r->link) {
+		r->closing = 1;
+		for (int i = 0; i < 3; i++)
+			uv_close((uv_handle_t *)timers[i], timer_closed);
+		return NULL;
+	}
+	r->link_open = 1;
 	return r;
 }
 
@@ -1316,18 +918,8 @@ void redis_sync_close(redis_sync_t *r)
 	uv_close((uv_handle_t *)&r->timer, timer_closed);
 	uv_close((uv_handle_t *)&r->startup, timer_closed);
 	uv_close((uv_handle_t *)&r->coalesce, timer_closed);
-	uv_close((uv_handle_t *)&r->connecting, timer_closed);
-	uv_close((uv_handle_t *)&r->heartbeat, timer_closed);
 	if (r->phase == READING)
 		drop_builder(r);
-	/* A connection still coming up gets no disconnect callback: free it here. */
-	drop_if_connecting(&r->ac);
-	drop_if_connecting(&r->sub);
-	redisAsyncContext *ac = r->ac, *sub = r->sub;
-	r->ac = r->sub = NULL;
-	if (ac)
-		close_context(ac);
-	if (sub)
-		close_context(sub);
-	maybe_free(r);
+	redis_link_close(r->link, link_closed);
+	r->link = NULL;
 }
