@@ -6,6 +6,8 @@
 
 #include "policy/codec.h"
 
+#include "policy/fnv.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,20 +18,10 @@
 #define HEADER_MAX 512 /* Longer than any header we write (about 250 octets at most). */
 #define BATCH 256      /* Body entries handed to the builder at once. */
 
-static uint64_t hash_bytes(uint64_t h, const void *bytes, size_t len)
-{
-	const uint8_t *s = bytes;
-	for (size_t i = 0; i < len; i++) {
-		h ^= s[i];
-		h *= 0x100000001b3ULL; /* FNV-1a, 64 bit. */
-	}
-	return h;
-}
-
 /* The checksum of a header's checked part and the body. */
 static uint64_t checksum(const char *head, size_t hlen, const char *body, size_t blen)
 {
-	return hash_bytes(hash_bytes(0xcbf29ce484222325ULL, head, hlen), body, blen);
+	return fnv_bytes(fnv_bytes(FNV_BASIS, head, hlen), body, blen);
 }
 
 static int prefix_is_valid(const char *prefix)

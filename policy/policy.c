@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "policy/list.h"
+#include "policy/fnv.h"
 #include "policy/mem.h"
 #include "policy/trie.h"
 
@@ -95,16 +96,6 @@ static int pool_put(struct pool *p, const void *bytes, size_t len, int nul, uint
 	if (nul)
 		p->bytes[p->len++] = '\0';
 	return 0;
-}
-
-static uint64_t hash_bytes(uint64_t h, const void *bytes, size_t len)
-{
-	const uint8_t *s = bytes;
-	for (size_t i = 0; i < len; i++) {
-		h ^= s[i];
-		h *= 0x100000001b3ULL; /* FNV-1a, 64 bit. */
-	}
-	return h;
 }
 
 policy_builder_t *policy_builder_new(void)
@@ -437,8 +428,8 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 			/* A reason without a rule: not enforced, but part of the content, so that a
 			 * policy carried over (policy_builder_add_from) is never stale. */
 			if (reason) {
-				uint64_t h = hash_bytes(0x84222325cbf29ce4ULL, key, r->keylen);
-				version += hash_bytes(h, reason, strlen(reason));
+				uint64_t h = fnv_bytes(0x84222325cbf29ce4ULL, key, r->keylen);
+				version += fnv_bytes(h, reason, strlen(reason));
 			}
 		} else {
 			values[nv++] = (uint32_t)w;
@@ -447,10 +438,10 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 			if (r->actions & ACT_ALLOW)
 				p->stats.allow++;
 			/* Sum of per-rule hashes: the same rules give the same version in any order. */
-			uint64_t h = hash_bytes(0xcbf29ce484222325ULL, key, r->keylen);
-			h = hash_bytes(h, &r->actions, sizeof(r->actions));
+			uint64_t h = fnv_bytes(FNV_BASIS, key, r->keylen);
+			h = fnv_bytes(h, &r->actions, sizeof(r->actions));
 			if (reason) {
-				h = hash_bytes(h, reason, strlen(reason));
+				h = fnv_bytes(h, reason, strlen(reason));
 				p->stats.reasons++;
 			}
 			version += h;

@@ -25,6 +25,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "policy/fnv.h"
 #include "policy/guard.h"
 #include "resolver/log.h"
 #include "resolver/redis_link.h"
@@ -187,19 +188,10 @@ static void drop_builder(redis_sync_t *r)
 
 /* ---- Loading ----------------------------------------------------------------------------- */
 
-static uint64_t hash_str(uint64_t h, const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 static void note_invalid(struct invalid_log *il, const char *key, const char *member, size_t len)
 {
 	/* A sum, so that the order Redis returns members in does not matter. */
-	il->hash += hash_str(hash_str(0xcbf29ce484222325ULL, key, strlen(key)), member, len);
+	il->hash += fnv_bytes(fnv_bytes(FNV_BASIS, key, strlen(key)), member, len);
 	if (il->count < INVALID_LOGGED) {
 		/* Formatted apart: key lives in the same struct as the lines, which GCC's
 		 * -Wrestrict cannot tell apart once this is inlined. */

@@ -62,14 +62,21 @@ followed() { # NAME: embargo NAME follows notifications
 	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/$1.log" ||
 		{ cat "$WORK/$1.log"; return 1; }
 }
-
-flushall() {
+# with_bundled NAME: a new Redis (its port in $RP_NAME) holding the bundled list, and an embargo
+# NAME (its port in $EP_NAME) that has loaded it and follows its changes.
+with_bundled() {
 	local rp
 	rp=$(free_port)
+	eval "RP_$1=$rp"
 	start_redis "$rp"
 	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
-	start_on flush "$rp"
-	followed flush || return 1
+	start_on "$1" "$rp"
+	followed "$1"
+}
+
+flushall() {
+	with_bundled flush || return 1
+	local rp=$RP_flush
 	bundled_denied "$EP_flush" || return 1
 	redis-cli -p "$rp" flushall >/dev/null
 	redis-cli -p "$rp" sadd embargo:deny newvendor.example >/dev/null
@@ -96,8 +103,7 @@ consent() {
 	local held
 	held=$(status_of "$EP_flush" | grep -o "held_version=[0-9a-f]*" | cut -d= -f2)
 	[ -n "$held" ] || { status_of "$EP_flush"; return 1; }
-	local rp
-	rp=$(grep -o "redis://127.0.0.1:[0-9]*" "$WORK/flush.log" | head -1 | cut -d: -f3)
+	local rp=$RP_flush
 	# A consent to another version releases nothing.
 	redis-cli -p "$rp" hset embargo:accept version 0123456789abcdef >/dev/null
 	sleep 0.5
@@ -114,12 +120,8 @@ consent() {
 check "a consent to the held version releases it; later small SREMs pass" consent
 
 restart_empty() {
-	local rp
-	rp=$(free_port)
-	start_redis "$rp"
-	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
-	start_on restart "$rp"
-	followed restart || return 1
+	with_bundled restart || return 1
+	local rp=$RP_restart
 	redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1
 	sleep 0.3
 	start_redis "$rp"
@@ -133,12 +135,8 @@ check "Redis restarted empty, then a write: held, every listed name still denied
 
 small_removals() {
 	# Up to 10% of the rules at once is a change, not a loss: 4 of the 40 may go, 5 may not.
-	local rp
-	rp=$(free_port)
-	start_redis "$rp"
-	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
-	start_on small "$rp"
-	followed small || return 1
+	with_bundled small || return 1
+	local rp=$RP_small
 	redis-cli -p "$rp" srem embargo:deny kaspersky.de kaspersky.cz kaspersky.be kaspersky.ca >/dev/null
 	wait_for $((2 * SCALE)) not_denied "$EP_small" kaspersky.de || { echo "4 removals not enforced"; return 1; }
 	redis-cli -p "$rp" srem embargo:deny kaspersky.ru kaspersky.ua kaspersky.cn kaspersky.co.uk kaspersky.co.jp >/dev/null
