@@ -38,6 +38,7 @@
 #define SAFETY_RELOAD_MS 300000 /* Re-read even with notifications, in case one was lost. */
 #define SCAN_COUNT "20000"
 #define INVALID_LOGGED 10
+
 enum phase { IDLE, READING, BUILDING };
 /* The policy keys, then the consent record (read with each load, never scanned). */
 enum { KEY_DENY, KEY_ALLOW, KEY_REASON, NKEYS, KEY_ACCEPT = NKEYS, NCHANNELS };
