@@ -103,6 +103,8 @@ struct redis_sync {
 	unsigned carry_parts;       /* What it copies from the policy in force (POLICY_PART_*). */
 	policy_t *built;
 	struct guard_diff diff;     /* Of built against the policy in force. */
+	enum guard_verdict verdict; /* Of the guard on built. */
+	policy_t *merged;           /* Built held: the policy in force plus what built adds. */
 	/* The snapshot save, which overlaps the next load and never delays a publication: the
 	 * saving thread reads the policy through its own reader slot of the store, so a policy
 	 * replaced meanwhile is not freed under it. A policy published during a save is saved
@@ -384,17 +386,36 @@ static void build_work(uv_work_t *w)
 		return;
 	}
 	r->built = policy_build(r->building, POLICY_SOURCE_REDIS);
-	if (r->built)
-		guard_diff(policy_store_current(r->store), r->built, &r->diff);
+	r->merged = NULL;
+	if (!r->built)
+		return;
+	const policy_t *cur = policy_store_current(r->store);
+	const struct policy_stats *cs = policy_stats(cur);
+	guard_diff(cur, r->built, &r->diff);
+	r->verdict = guard_check(&r->o->max_shrink, cs->source, cs->deny, &r->diff,
+				 policy_stats(r->built)->version, r->deny_missing, &r->consent);
+	if ((r->verdict != GUARD_HOLD_SHRINK && r->verdict != GUARD_HOLD_MISSING) ||
+	    r->diff.deny_added.count == 0)
+		return;
+	/* Held: nothing it lifts is enforced, but what it denies anew is, on top of the policy
+	 * in force (its allow rules are not: they lift). */
+	policy_builder_t *b = policy_builder_new();
+	if (b && policy_builder_add_from(b, cur, POLICY_PART_DENY | POLICY_PART_ALLOW |
+							 POLICY_PART_REASON) == 0 &&
+	    policy_builder_add_from(b, r->built, POLICY_PART_DENY | POLICY_PART_REASON) == 0)
+		r->merged = policy_build(b, POLICY_SOURCE_REDIS);
+	else
+		policy_builder_free(b);
 }
 
 static void on_built(uv_work_t *w, int status)
 {
 	redis_sync_t *r = w->data;
-	policy_t *p = r->built;
-	r->built = NULL;
+	policy_t *p = r->built, *merged = r->merged;
+	r->built = r->merged = NULL;
 	if (r->closing) {
 		policy_free(p);
+		policy_free(merged);
 		load_done(r);
 		return;
 	}
@@ -407,6 +428,7 @@ static void on_built(uv_work_t *w, int status)
 	const struct policy_stats *st = policy_stats(p);
 	if (cur->source == POLICY_SOURCE_REDIS && cur->version == st->version) {
 		policy_free(p); /* Unchanged: Redis holds what is in force (again). */
+		policy_free(merged);
 		if (r->held != GUARD_PUBLISH)
 			log_info("redis holds the policy in force again: the held load is dropped");
 		unhold(r);
@@ -414,12 +436,21 @@ static void on_built(uv_work_t *w, int status)
 		load_done(r);
 		return;
 	}
-	enum guard_verdict v = guard_check(&r->o->max_shrink, cur->source, cur->deny, &r->diff,
-					   st->version, r->deny_missing, &r->consent);
+	enum guard_verdict v = r->verdict;
 	if (v == GUARD_HOLD_SHRINK || v == GUARD_HOLD_MISSING) {
 		hold_load(r, v, st);
+		if (merged) {
+			char names[600];
+			format_names(&r->diff.deny_added, names, sizeof(names));
+			log_warn("while the load is held, enforcing the %zu deny rules it adds%s on "
+				 "top of the policy in force", r->diff.deny_added.count, names);
+			policy_set_loaded_at(merged, time(NULL));
+		}
 		policy_free(p);
-		load_done(r);
+		if (merged)
+			publish_built(r, merged);
+		else
+			load_done(r);
 		return;
 	}
 	if (v == GUARD_CONSENTED)

@@ -154,12 +154,13 @@ redis_restart() {
 	within 3000 eval 'q "$EP" @127.0.0.1 CH TXT policy.embargo. +short | grep -q held=shrink' ||
 		{ cat "$WORK/live.log"; return 1; }
 	by_policy "$EP" blocked.test && by_policy "$EP" burst77.test || { echo "rules lifted"; return 1; }
-	is_answered "$EP" later.test || { echo "a held load was enforced"; return 1; }
+	# What the held load adds is enforced meanwhile.
+	within 1000 is_denied "$EP" later.test || { echo "addition not enforced while held"; return 1; }
 	# The operator consents to the new content: it applies, and notifications work again.
 	held=$(q "$EP" @127.0.0.1 CH TXT policy.embargo. +short | grep -o "held_version=[0-9a-f]*" | cut -d= -f2)
 	R hset embargo:accept version "$held"
-	within 1000 is_denied "$EP" later.test || { echo "consent not followed"; return 1; }
-	! by_policy "$EP" burst77.test || { echo "consented removal not enforced"; return 1; }
+	within 1000 eval '! by_policy "$EP" burst77.test' || { echo "consent not followed"; return 1; }
+	is_denied "$EP" later.test || { echo "later.test lifted"; return 1; }
 	R sadd embargo:deny after-restart2.test
 	within 1000 is_denied "$EP" after-restart2.test || { echo "notifications not back"; return 1; }
 	[ "$(grep -c "unavailable" "$WORK/live.log")" -eq 1 ] || { echo "transition logged more than once"; return 1; }

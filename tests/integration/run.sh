@@ -289,15 +289,19 @@ redis_down() {
 	start_redis "$rp"
 	redis-cli -p "$rp" sadd embargo:deny blocked.test >/dev/null
 	# One name where the bundled list has 40: held until the operator consents.
-	wait_for 5 eval 'q "$ep" @127.0.0.1 CH TXT policy.embargo. +short | grep -q "source=bundled.*held=shrink"' ||
+	wait_for 5 eval 'q "$ep" @127.0.0.1 CH TXT policy.embargo. +short | grep -q "held=shrink"' ||
 		{ echo "not held: $(cat "$WORK/noredis.log")"; return 1; }
-	expect_answer "$ep" blocked.test 192.0.2.66 || return 1
+	# Meanwhile its addition is enforced on top of the bundled list.
+	expect_deny "$ep" blocked.test "denied by policy: blocked.test" || return 1
 	expect_deny "$ep" ksn.kaspersky-labs.com \
 		"US Commerce Final Determination 2024-06-20: Kaspersky Lab software (updates, KSN telemetry)" ||
 		return 1
 	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" --by test accept >/dev/null
-	wait_for 5 expect_deny "$ep" blocked.test "denied by policy: blocked.test" ||
+	# Consented: the Redis policy alone, the bundled list lifted.
+	wait_for 5 eval '! q "$ep" @127.0.0.1 ksn.kaspersky-labs.com +edns | grep -q "EDE: 16"' ||
 		{ echo "redis policy not picked up: $(cat "$WORK/noredis.log")"; return 1; }
+	expect_deny "$ep" blocked.test "denied by policy: blocked.test" || return 1
+	! q "$ep" @127.0.0.1 CH TXT policy.embargo. +short | grep -q held || return 1
 	# Redis gone again: the last policy stays.
 	redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1
 	sleep 0.5
