@@ -348,7 +348,9 @@ static void on_saved(uv_work_t *w, int status)
 	else if (r->save_rc == 0 && r->last_save_rc < 0)
 		log_info("policy snapshot saved to %s again", r->o->snapshot);
 	r->last_save_rc = r->save_rc;
-	if (r->save_again && !r->closing) {
+	if (r->save_again) {
+		/* Also when stopping: the loop runs until it is done, so that the snapshot holds
+		 * the last policy enforced. */
 		r->save_again = 0;
 		start_save(r);
 		return;
