@@ -626,6 +626,8 @@ const char *policy_source_name(enum policy_source source)
 		return "bundled list";
 	case POLICY_SOURCE_REDIS:
 		return "redis";
+	case POLICY_SOURCE_HELD:
+		return "policy in force plus a held load's additions";
 	case POLICY_SOURCE_SNAPSHOT:
 		return "snapshot";
 	}

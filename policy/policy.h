@@ -21,6 +21,7 @@ enum policy_source {
 	POLICY_SOURCE_BUNDLED = 0, /**< The list compiled into the binary. */
 	POLICY_SOURCE_REDIS = 1,
 	POLICY_SOURCE_SNAPSHOT = 2,
+	POLICY_SOURCE_HELD = 3,    /**< The policy in force plus what a held Redis load adds. */
 };
 
 /** Longest reason kept; longer ones are cut on a UTF-8 boundary. */

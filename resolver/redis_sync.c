@@ -104,6 +104,7 @@ struct redis_sync {
 	policy_t *built;
 	struct guard_diff diff;     /* Of built against the policy in force. */
 	enum guard_verdict verdict; /* Of the guard on built. */
+	size_t hold_base;           /* Deny rules in force when the hold began. */
 	policy_t *merged;           /* Built held: the policy in force plus what built adds. */
 	/* The snapshot save, which overlaps the next load and never delays a publication: the
 	 * saving thread reads the policy through its own reader slot of the store, so a policy
@@ -295,7 +296,9 @@ static void format_diff(const struct guard_diff *d, char *buf, size_t cap)
 static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy_stats *st)
 {
 	const struct policy_stats *cur = policy_stats(policy_store_current(r->store));
-	size_t removed = r->diff.deny_removed.count;
+	if (cur->source != POLICY_SOURCE_HELD)
+		r->hold_base = cur->deny; /* The hold begins (merges keep it). */
+	size_t removed = r->diff.deny_removed.count, base = r->hold_base;
 	if (r->held != v || r->held_version != st->version) {
 		char names[600], cs[200];
 		format_names(&r->diff.deny_removed, names, sizeof(names));
@@ -310,14 +313,14 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy
 				"of the %zu in force at once%s, more than --max-shrink allows (%zu); still "
 				"enforcing %s. If redis lost its data, restore it (embargo-policy restore); "
 				"if the removal is intended, run embargo-policy accept (version %016" PRIx64
-				")", st->deny, removed, cur->deny, names,
-				guard_allowed(&r->o->max_shrink, cur->deny), cs, st->version);
+				")", st->deny, removed, base, names,
+				guard_allowed(&r->o->max_shrink, base), cs, st->version);
 	}
 	r->held = v;
 	r->held_version = st->version;
 	r->in_sync = 0; /* Redis differs from the policy in force: read every key next time. */
 	set_hold(r, v == GUARD_HOLD_MISSING ? SERVER_HOLD_MISSING : SERVER_HOLD_SHRINK, removed,
-		 cur->deny, st->version);
+		 base, st->version);
 }
 
 static void unhold(redis_sync_t *r)
@@ -353,6 +356,8 @@ static void on_saved(uv_work_t *w, int status)
 		 * the last policy enforced. */
 		r->save_again = 0;
 		start_save(r);
+		if (!r->saving)
+			maybe_free(r);
 		return;
 	}
 	maybe_free(r);
@@ -368,8 +373,15 @@ static void save_work(uv_work_t *w)
 {
 	redis_sync_t *r = w->data;
 	yield_to_workers();
-	/* Whatever is current now: only published policies are ever saved. */
+	/* Whatever is current now: only published policies are ever saved, and of those not a
+	 * held load's merge, which is no state Redis ever had (and whose deny count must not
+	 * become the base of the held-load rule after a restart). */
 	const policy_t *p = policy_store_enter(r->store, r->saver);
+	if (policy_stats(p)->source == POLICY_SOURCE_HELD) {
+		policy_store_quiescent(r->saver);
+		r->save_rc = r->last_save_rc;
+		return;
+	}
 	struct codec_meta meta = {.saved_at = time(NULL), .db = r->o->redis_db};
 	snprintf(meta.prefix, sizeof(meta.prefix), "%s", r->o->redis_prefix);
 	r->save_rc = snapshot_save(r->o->snapshot, p, &meta, r->save_err, sizeof(r->save_err));
@@ -394,7 +406,10 @@ static void build_work(uv_work_t *w)
 	const policy_t *cur = policy_store_current(r->store);
 	const struct policy_stats *cs = policy_stats(cur);
 	guard_diff(cur, r->built, &r->diff);
-	r->verdict = guard_check(&r->o->max_shrink, cs->source, cs->deny, &r->diff,
+	/* While a merged policy is in force, the limit is taken from the policy in force when the
+	 * hold began: the additions it enforces must not raise the share that may be lifted. */
+	size_t base = cs->source == POLICY_SOURCE_HELD ? r->hold_base : cs->deny;
+	r->verdict = guard_check(&r->o->max_shrink, cs->source, base, &r->diff,
 				 policy_stats(r->built)->version, r->deny_missing, &r->consent);
 	if ((r->verdict != GUARD_HOLD_SHRINK && r->verdict != GUARD_HOLD_MISSING) ||
 	    r->diff.deny_added.count == 0)
@@ -405,7 +420,7 @@ static void build_work(uv_work_t *w)
 	if (b && policy_builder_add_from(b, cur, POLICY_PART_DENY | POLICY_PART_ALLOW |
 							 POLICY_PART_REASON) == 0 &&
 	    policy_builder_add_from(b, r->built, POLICY_PART_DENY | POLICY_PART_REASON) == 0)
-		r->merged = policy_build(b, POLICY_SOURCE_REDIS);
+		r->merged = policy_build(b, POLICY_SOURCE_HELD);
 	else
 		policy_builder_free(b);
 }
@@ -645,7 +660,10 @@ static void on_scan(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 
 static void send_scan(redis_sync_t *r, int key, const char *cursor)
 {
-	redisAsyncCommand(redis_link_commands(r->link), on_scan, &r->scans[key],
+	redisAsyncContext *ac = redis_link_commands(r->link);
+	if (!ac)
+		return; /* The link is down: it said so, and the load was dropped. */
+	redisAsyncCommand(ac, on_scan, &r->scans[key],
 			  "%s %s %s COUNT " SCAN_COUNT, key == KEY_REASON ? "HSCAN" : "SSCAN",
 			  r->keys[key], cursor);
 }

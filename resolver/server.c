@@ -322,7 +322,8 @@ static void status_query(struct worker *w, const struct upstream_client *client,
 		 "version=%016llx source=%s deny=%zu allow=%zu reasons=%zu invalid=%zu loaded=%s",
 		 (unsigned long long)st->version,
 		 st->source == POLICY_SOURCE_REDIS ? "redis"
-		 : st->source == POLICY_SOURCE_SNAPSHOT ? "snapshot" : "bundled",
+		 : st->source == POLICY_SOURCE_SNAPSHOT ? "snapshot"
+		 : st->source == POLICY_SOURCE_HELD ? "held-merge" : "bundled",
 		 st->deny, st->allow, st->reasons, st->invalid, when);
 	struct server *sv = w->server;
 	int hold = atomic_load_explicit(&sv->hold_kind, memory_order_relaxed);

@@ -93,7 +93,20 @@ flushall() {
 	wait_for $((3 * SCALE)) is_denied "$EP_flush" another.example || { echo "second addition"; return 1; }
 	bundled_denied "$EP_flush" || return 1
 	status_of "$EP_flush" | grep -q "held=shrink" || { status_of "$EP_flush"; return 1; }
+	# Many additions do not raise the share that may be lifted: 400 new names, ten times the
+	# list, and the 40 lost rules are still held.
+	local i
+	for i in $(seq 400); do
+		printf '*3\r\n$4\r\nSADD\r\n$12\r\nembargo:deny\r\n$%d\r\nfeed%d.test\r\n' $((${#i} + 9)) "$i"
+	done | redis-cli -p "$rp" --pipe >/dev/null
+	wait_for $((5 * SCALE)) is_denied "$EP_flush" feed400.test || { echo "feed not enforced"; return 1; }
+	redis-cli -p "$rp" sadd embargo:deny one-more.example >/dev/null
+	wait_for $((3 * SCALE)) is_denied "$EP_flush" one-more.example || return 1
+	status_of "$EP_flush" | grep -q "held=shrink held_removes=40/40" || { status_of "$EP_flush"; return 1; }
+	bundled_denied "$EP_flush" || return 1
 	snapshot_keeps_bundled "$WORK/flush.snapshot" || return 1
+	# A held load's merge is never saved: the snapshot is still the policy from before.
+	! grep -q "newvendor.example" "$WORK/flush.snapshot" || { echo "merge saved"; return 1; }
 	# A restart without Redis enforces the snapshot: the 40 rules.
 	local ep
 	ep=$(free_port)
