@@ -118,18 +118,3 @@ int guard_parse_limits(const char *text, struct guard_limits *l)
 	*l = out;
 	return 0;
 }
-
-const char *guard_verdict_name(enum guard_verdict v)
-{
-	switch (v) {
-	case GUARD_PUBLISH:
-		return "within the limit";
-	case GUARD_CONSENTED:
-		return "over the limit, consented";
-	case GUARD_HOLD_SHRINK:
-		return "held: lifts too many deny rules at once";
-	case GUARD_HOLD_MISSING:
-		return "held: the deny key is missing";
-	}
-	return "unknown";
-}

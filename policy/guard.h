@@ -68,6 +68,3 @@ enum guard_verdict guard_check(const struct guard_limits *l, enum policy_source 
 
 /** Parse --max-shrink: "off", "P%", "N" or "P%,N" (either order). @return 0 or -EINVAL. */
 int guard_parse_limits(const char *text, struct guard_limits *l);
-
-/** One-line description of a verdict for logs and status answers. */
-const char *guard_verdict_name(enum guard_verdict v);

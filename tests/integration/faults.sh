@@ -181,12 +181,12 @@ deny_missing() {
 }
 check "DEL embargo:deny while reasons exist: held, even for one rule" deny_missing
 
-# A set of a million members "PREFIX0.example" ... written in SADDs of 1000.
-big_set() { # PORT KEY PREFIX [EXTRA-MEMBER]
-	python3 - "$@" <<'PY' | redis-cli -p "$1" --pipe >/dev/null
+# sadd_cmds KEY PREFIX [EXTRA-MEMBER...]: the Redis protocol that adds a million members
+# "PREFIX0.example"... and the extras to KEY, in SADDs of 1000.
+sadd_cmds() {
+	python3 - "$@" <<'PY'
 import sys
-port, key, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
-extra = sys.argv[4:] 
+key, prefix, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
 out = sys.stdout.buffer
 def cmd(*args):
     out.write(b"*%d\r\n" % len(args))
@@ -198,6 +198,11 @@ for base in range(0, 1000000, 1000):
 if extra:
     cmd("SADD", key, *extra)
 PY
+}
+big_set() { # PORT KEY PREFIX [EXTRA-MEMBER...]
+	local port=$1
+	shift
+	sadd_cmds "$@" | redis-cli -p "$port" --pipe >/dev/null
 }
 
 torn() {
@@ -220,7 +225,7 @@ torn() {
 	# ...then with MULTI; DEL; SADD...; EXEC.
 	redis-cli -p "$rp" sadd embargo:deny trigger2.test >/dev/null
 	sleep "0.$((2 * SCALE))"
-	{ printf 'MULTI\r\nDEL embargo:deny\r\n'; big_set_cmds; printf 'EXEC\r\n'; } |
+	{ printf 'MULTI\r\nDEL embargo:deny\r\n'; sadd_cmds embargo:deny other marker2.test; printf 'EXEC\r\n'; } |
 		redis-cli -p "$rp" --pipe >/dev/null
 	wait_for $((30 * SCALE)) is_denied "$EP_torn" marker2.test || { cat "$WORK/torn.log"; return 1; }
 	sleep 1
@@ -242,20 +247,6 @@ torn() {
 	wait_for $((10 * SCALE)) is_denied "$EP_torn" feed12.test || { echo "feed not enforced"; return 1; }
 	[ "$(grep -c "reading it again" "$WORK/torn.log")" -eq "$before" ] ||
 		{ echo "additions tore a read"; return 1; }
-}
-big_set_cmds() { # The second replacement: "other0.example"... and marker2.test, in SADDs of 1000.
-	python3 - <<'PY'
-import sys
-out = sys.stdout.buffer
-def cmd(*args):
-    out.write(b"*%d\r\n" % len(args))
-    for a in args:
-        a = a.encode()
-        out.write(b"$%d\r\n%s\r\n" % (len(a), a))
-for base in range(0, 1000000, 1000):
-    cmd("SADD", "embargo:deny", *["other%d.example" % i for i in range(base, base + 1000)])
-cmd("SADD", "embargo:deny", "marker2.test")
-PY
 }
 check "a million-member key replaced by RENAME or MULTI mid-read never publishes a torn policy" torn
 
