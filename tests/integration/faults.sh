@@ -19,10 +19,8 @@ SCALE=${TIME_SCALE:-1}
 status_of() { # PORT: the CH TXT policy.embargo. answer
 	q "$1" @127.0.0.1 CH TXT policy.embargo. +short
 }
-is_denied() { # PORT NAME: denied by embargo (NSD answers NXDOMAIN too, without the EDE)
-	local out
-	out=$(q "$1" @127.0.0.1 "$2" +timeout=1 +edns)
-	grep -q "status: NXDOMAIN" <<<"$out" && grep -q "EDE: 16" <<<"$out"
+is_denied() { # PORT NAME: denied by embargo, not by NSD
+	by_policy "$@"
 }
 is_answered() { # PORT NAME
 	q "$1" @127.0.0.1 "$2" +timeout=1 | grep -q "status: NOERROR"

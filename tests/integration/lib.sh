@@ -165,6 +165,14 @@ start_embargo() {
 		die "embargo $name did not start: $(cat "$WORK/$name.log")"
 }
 
+# by_policy PORT NAME: NAME is denied by embargo itself: NXDOMAIN with EDE 16 (the NXDOMAIN that
+# NSD gives for a name missing from its zone has no EDE).
+by_policy() {
+	local out
+	out=$(kdig -p "$1" +timeout=1 +retry=0 @127.0.0.1 "$2" +edns)
+	grep -q "status: NXDOMAIN" <<<"$out" && grep -q "EDE: 16" <<<"$out"
+}
+
 # q PORT ARGS...: kdig with short timeouts.
 q() {
 	local port=$1

@@ -18,9 +18,6 @@ is_denied() { # PORT NAME
 is_answered() { # PORT NAME
 	q "$1" @127.0.0.1 "$2" +timeout=1 | grep -q "status: NOERROR"
 }
-by_policy() { # PORT NAME: denied by embargo itself (NSD's NXDOMAIN for a missing name has no EDE)
-	q "$1" @127.0.0.1 "$2" +timeout=1 +edns | grep -q "EDE: 16"
-}
 ms() { date +%s%3N; }
 
 # within MS COMMAND...: COMMAND succeeds within MS milliseconds (polled every 10 ms). The
