@@ -14,6 +14,7 @@
 #define ANSWER_EDE_BLOCKED 15
 #define ANSWER_EDE_CENSORED 16
 #define ANSWER_EDE_FILTERED 17
+#define ANSWER_EDE_PROHIBITED 18
 #define ANSWER_EDE_NO_REACHABLE_AUTHORITY 22
 
 /** How to write a denial. Strings are borrowed for the call. */

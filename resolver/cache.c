@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "resolver/siphash.h"
+
 struct entry {
 	struct entry *hnext;
 	struct entry *prev, *next; /* LRU: head is most recent. */
@@ -31,6 +33,7 @@ struct shard {
 };
 
 struct cache {
+	struct siphash_key hkey;
 	unsigned nshards; /* Power of two. */
 	struct shard *shards;
 };
@@ -54,6 +57,11 @@ cache_t *cache_new(size_t max_bytes, unsigned nshards)
 		return NULL;
 	}
 	c->nshards = n;
+	if (siphash_key_random(&c->hkey) < 0) {
+		free(c->shards);
+		free(c);
+		return NULL;
+	}
 	for (unsigned i = 0; i < n; i++) {
 		struct shard *s = &c->shards[i];
 		pthread_mutex_init(&s->lock, NULL);
@@ -86,7 +94,7 @@ void cache_free(cache_t *c)
 	free(c);
 }
 
-void cache_key_make(struct cache_key *k, const struct wire_query *q)
+void cache_key_make(const cache_t *c, struct cache_key *k, const struct wire_query *q)
 {
 	memcpy(k->bytes, q->qname.key, q->qname.keylen);
 	uint8_t *p = k->bytes + q->qname.keylen;
@@ -95,12 +103,7 @@ void cache_key_make(struct cache_key *k, const struct wire_query *q)
 	p[4] = (uint8_t)((q->has_edns ? 1 : 0) | (q->edns_do ? 2 : 0) |
 			 ((q->flags & WIRE_FLAG_CD) ? 4 : 0));
 	k->len = (uint16_t)(q->qname.keylen + 5);
-	uint64_t h = 0xcbf29ce484222325ULL;
-	for (size_t i = 0; i < k->len; i++) {
-		h ^= k->bytes[i];
-		h *= 0x100000001b3ULL;
-	}
-	k->hash = h ^ (h >> 29);
+	k->hash = siphash(&c->hkey, k->bytes, k->len);
 }
 
 uint32_t cache_ttl(const uint8_t *reply, size_t len)
@@ -240,6 +243,13 @@ int cache_put(cache_t *c, const struct cache_key *k, const uint8_t *reply, size_
 
 	pthread_mutex_lock(&s->lock);
 	struct entry *old = find(s, k);
+	if (old && old->expire_ms > now_ms) {
+		/* Only an expired entry is replaced: an answer accepted while a good one is live
+		 * (a spoof that won a race, say) must not overwrite it for up to a day. */
+		pthread_mutex_unlock(&s->lock);
+		free(e);
+		return -EEXIST;
+	}
 	if (old)
 		entry_remove(s, old);
 	while (s->bytes + size > s->max_bytes && s->tail)
@@ -300,9 +310,7 @@ int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint
 	pthread_mutex_unlock(&s->lock);
 
 	/* Same key means same name length, so the client's question fits exactly. */
-	wire_put16(out, q->id);
-	out[2] = (uint8_t)((out[2] & ~(WIRE_FLAG_RD >> 8)) | ((q->flags & WIRE_FLAG_RD) >> 8));
-	memcpy(out + WIRE_HEADER, query + WIRE_HEADER, q->qname_len);
+	wire_answer_patch(out, query, q);
 	age_ttls(out, len, (uint32_t)((now_ms - stored) / 1000));
 	return (int)len;
 }

@@ -1,7 +1,8 @@
 /* Packet cache shared by all workers: whole upstream answers keyed on the normalised question
  * (lower-cased name, type, class, EDNS, DO and CD). Sharded by key hash, each shard behind its own
  * mutex with an LRU list, bounded in bytes. A hit copies the answer into the caller's buffer and
- * patches ID, question case and TTLs there, so no lock is held while the reply is sent. */
+ * patches ID, question case and TTLs there, so no lock is held while the reply is sent. Keys
+ * are hashed with SipHash under a key drawn at start. */
 #pragma once
 
 #include <stdbool.h>
@@ -28,8 +29,8 @@ cache_t *cache_new(size_t max_bytes, unsigned nshards);
 /** Free a cache. NULL is a no-op. */
 void cache_free(cache_t *c);
 
-/** The key of query q. */
-void cache_key_make(struct cache_key *k, const struct wire_query *q);
+/** The key of query q, hashed under c's secret key (so clients cannot pick colliding names). */
+void cache_key_make(const cache_t *c, struct cache_key *k, const struct wire_query *q);
 
 /** How long reply may be cached, seconds: its lowest TTL, and for negative answers no longer
  *  than RFC 2308 allows (SOA TTL and MINIMUM); 0 when it must not be cached. */
@@ -38,7 +39,9 @@ uint32_t cache_ttl(const uint8_t *reply, size_t len);
 /** Does reply's answer section hold a CNAME or DNAME (whose targets the policy must see)? */
 bool cache_has_chain(const uint8_t *reply, size_t len);
 
-/** Store reply under k for ttl seconds from now_ms (a monotonic clock in ms). */
+/** Store reply under k for ttl seconds from now_ms (a monotonic clock in ms). An entry that
+ *  is still live is never replaced (a spoofed answer cannot overwrite a good one):
+ *  @return 0, -EEXIST when a live entry holds k, or another negative errno. */
 int cache_put(cache_t *c, const struct cache_key *k, const uint8_t *reply, size_t len,
 	      uint32_t ttl, uint64_t now_ms);
 

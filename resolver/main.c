@@ -135,6 +135,30 @@ static policy_t *initial_policy(const struct options *o)
 	return p;
 }
 
+/* Each upstream query has its own socket: raise the descriptor limit to what the system
+ * allows, and shrink the outgoing range so that every worker's fits with room to spare for
+ * listeners, TCP clients, Redis and files (Unbound checks its outgoing-range the same way). */
+static void fit_outgoing_range(struct options *o)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+		(void)getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	rlim_t reserve = 256 + (rlim_t)o->threads * (o->tcp_max_conns + 2u * o->nlisten + 64);
+	rlim_t room = rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 0;
+	rlim_t each = room / o->threads;
+	if (each < o->outgoing_range) {
+		unsigned fit = each < 16 ? 16 : (unsigned)each;
+		log_warn("open-file limit %llu: --outgoing-range lowered from %u to %u per worker",
+			 (unsigned long long)rl.rlim_cur, o->outgoing_range, fit);
+		o->outgoing_range = fit;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d;
@@ -155,6 +179,7 @@ int main(int argc, char **argv)
 		log_set_level(LOG_DEBUG);
 	if (d.o.threads == 0)
 		d.o.threads = uv_available_parallelism();
+	fit_outgoing_range(&d.o);
 
 	/* Until Redis answers, the last snapshot or else the bundled list is enforced: fail closed. */
 	policy_t *initial = initial_policy(&d.o);

@@ -39,6 +39,30 @@
 	"  --timeout MS           give up on upstreams after this long: SERVFAIL (default 2000)\n" \
 	"  --cache-size MIB       answer cache size (default 64)\n" \
 	"  --threads N            worker loops (default: one per core)\n" \
+	"  --allow CIDR           answer clients in CIDR (repeatable; longest prefix wins; default:\n" \
+	"                         loopback, RFC 1918, RFC 6598, link-local and ULA networks)\n" \
+	"  --allow-snoop CIDR     as --allow, and answer queries without RD from the cache\n" \
+	"  --refuse CIDR          answer REFUSED with EDE 18 (the default for other networks)\n" \
+	"  --deny CIDR            drop queries from CIDR without an answer\n" \
+	"  --ratelimit N          answers per second per client prefix over UDP, loopback exempt\n" \
+	"                         (default 1000; 0: off)\n" \
+	"  --ratelimit-slip N     every Nth answer over the limit goes out truncated (default 2;\n" \
+	"                         0: drop them all)\n" \
+	"  --ratelimit-prefix V4/V6  bits that make a client prefix (default 24/56)\n" \
+	"  --tcp-max-conns N      TCP connections per worker; when full the oldest idle one is\n" \
+	"                         closed (default 512)\n" \
+	"  --tcp-per-addr N       TCP connections per client address, per worker (default 32)\n" \
+	"  --tcp-idle-timeout MS  close an idle TCP connection, or one that takes longer to send\n" \
+	"                         a whole message, after MS (default 10000)\n" \
+	"  --tcp-max-queued BYTES answers queued to one TCP client before embargo stops reading\n" \
+	"                         from it (default 262144)\n" \
+	"  --outgoing-range N     upstream UDP sockets (one per query) per worker (default 4096)\n" \
+	"  --client-pending N     upstream questions one client may keep waiting, per worker\n" \
+	"                         (default 512)\n" \
+	"  --jostle-timeout MS    when the pending pool is full, a query older than MS makes room\n" \
+	"                         (default 200)\n" \
+	"  --use-0x20 yes|no      random letter case on upstream questions (default yes)\n" \
+	"  --upstream-cookies yes|no  DNS cookies toward upstreams (default yes)\n" \
 	"  --status-allow CIDR    clients that may ask CH TXT policy.embargo. for the policy in\n" \
 	"                         force (repeatable; default 127.0.0.0/8 and ::1)\n" \
 	"  --config FILE          read settings from FILE: one \"name value\" per line, names as\n" \
@@ -274,7 +298,10 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 enum {
 	OPT_LISTEN = 256, OPT_UPSTREAM, OPT_RESOLV, OPT_REDIS, OPT_PREFIX, OPT_RELOAD, OPT_TTL,
 	OPT_EDE, OPT_TIMEOUT, OPT_CACHE, OPT_THREADS, OPT_CONFIG, OPT_VERBOSE, OPT_HELP, OPT_VERSION,
-	OPT_SNAPSHOT, OPT_STATUS_ALLOW, OPT_REDIS_TIMEOUT, OPT_MAX_SHRINK
+	OPT_SNAPSHOT, OPT_STATUS_ALLOW, OPT_REDIS_TIMEOUT, OPT_MAX_SHRINK, OPT_ALLOW, OPT_ALLOW_SNOOP,
+	OPT_REFUSE, OPT_DENY, OPT_RATELIMIT, OPT_RATELIMIT_SLIP, OPT_RATELIMIT_PREFIX, OPT_TCP_MAX,
+	OPT_TCP_PER_ADDR, OPT_TCP_IDLE, OPT_TCP_QUEUED, OPT_OUTGOING, OPT_CLIENT_PENDING, OPT_JOSTLE,
+	OPT_0X20, OPT_COOKIES
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -293,6 +320,22 @@ static const struct option LONG_OPTIONS[] = {
 	{"timeout", required_argument, NULL, OPT_TIMEOUT},
 	{"cache-size", required_argument, NULL, OPT_CACHE},
 	{"threads", required_argument, NULL, OPT_THREADS},
+	{"allow", required_argument, NULL, OPT_ALLOW},
+	{"allow-snoop", required_argument, NULL, OPT_ALLOW_SNOOP},
+	{"refuse", required_argument, NULL, OPT_REFUSE},
+	{"deny", required_argument, NULL, OPT_DENY},
+	{"ratelimit", required_argument, NULL, OPT_RATELIMIT},
+	{"ratelimit-slip", required_argument, NULL, OPT_RATELIMIT_SLIP},
+	{"ratelimit-prefix", required_argument, NULL, OPT_RATELIMIT_PREFIX},
+	{"tcp-max-conns", required_argument, NULL, OPT_TCP_MAX},
+	{"tcp-per-addr", required_argument, NULL, OPT_TCP_PER_ADDR},
+	{"tcp-idle-timeout", required_argument, NULL, OPT_TCP_IDLE},
+	{"tcp-max-queued", required_argument, NULL, OPT_TCP_QUEUED},
+	{"outgoing-range", required_argument, NULL, OPT_OUTGOING},
+	{"client-pending", required_argument, NULL, OPT_CLIENT_PENDING},
+	{"jostle-timeout", required_argument, NULL, OPT_JOSTLE},
+	{"use-0x20", required_argument, NULL, OPT_0X20},
+	{"upstream-cookies", required_argument, NULL, OPT_COOKIES},
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"help", no_argument, NULL, OPT_HELP},
@@ -302,7 +345,7 @@ static const struct option LONG_OPTIONS[] = {
 
 /* Lists given on the command line replace those from the config file. */
 struct list_state {
-	int listen_from_flags, upstream_from_flags, status_from_flags;
+	int listen_from_flags, upstream_from_flags, status_from_flags, acl_from_flags;
 };
 
 static int apply(struct options *o, int opt, const char *name, const char *val, int from_flags,
@@ -401,6 +444,89 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 			return fail(err, errlen, "--%s: expected 1..256, got '%s'", name, val);
 		o->threads = (unsigned)v;
 		return 0;
+	case OPT_ALLOW:
+	case OPT_ALLOW_SNOOP:
+	case OPT_REFUSE:
+	case OPT_DENY: {
+		if (from_flags && !ls->acl_from_flags) {
+			o->nacl = 0;
+			ls->acl_from_flags = 1;
+		}
+		if (o->nacl >= OPTIONS_MAX_ACL)
+			return fail(err, errlen, "too many access-list entries (at most 64)%s%s", "", "");
+		struct options_acl_rule *r = &o->acl[o->nacl];
+		if (options_parse_cidr(val, &r->net) < 0)
+			return fail(err, errlen, "--%s: expected ADDR[/BITS], got '%s'", name, val);
+		r->action = opt == OPT_ALLOW	     ? OPTIONS_ACL_ALLOW
+			    : opt == OPT_ALLOW_SNOOP ? OPTIONS_ACL_SNOOP
+			    : opt == OPT_REFUSE	     ? OPTIONS_ACL_REFUSE
+						     : OPTIONS_ACL_DROP;
+		o->nacl++;
+		return 0;
+	}
+	case OPT_RATELIMIT:
+		if (parse_uint(val, 0, 10000000, &v) < 0)
+			return fail(err, errlen, "--%s: expected answers per second (0: off), got '%s'", name, val);
+		o->ratelimit = (unsigned)v;
+		return 0;
+	case OPT_RATELIMIT_SLIP:
+		if (parse_uint(val, 0, 100, &v) < 0)
+			return fail(err, errlen, "--%s: expected 0..100, got '%s'", name, val);
+		o->ratelimit_slip = (unsigned)v;
+		return 0;
+	case OPT_RATELIMIT_PREFIX: {
+		unsigned long v4, v6;
+		char a[16], b[16];
+		if (sscanf(val, "%15[0-9]/%15[0-9]", a, b) != 2 || parse_uint(a, 8, 32, &v4) < 0 ||
+		    parse_uint(b, 16, 128, &v6) < 0)
+			return fail(err, errlen, "--%s: expected V4BITS/V6BITS such as 24/56, got '%s'", name, val);
+		o->ratelimit_v4_prefix = (unsigned)v4;
+		o->ratelimit_v6_prefix = (unsigned)v6;
+		return 0;
+	}
+	case OPT_TCP_MAX:
+		if (parse_uint(val, 1, 100000, &v) < 0)
+			return fail(err, errlen, "--%s: expected 1..100000, got '%s'", name, val);
+		o->tcp_max_conns = (unsigned)v;
+		return 0;
+	case OPT_TCP_PER_ADDR:
+		if (parse_uint(val, 1, 100000, &v) < 0)
+			return fail(err, errlen, "--%s: expected 1..100000, got '%s'", name, val);
+		o->tcp_per_addr = (unsigned)v;
+		return 0;
+	case OPT_TCP_IDLE:
+		if (parse_uint(val, 100, 600000, &v) < 0)
+			return fail(err, errlen, "--%s: expected milliseconds 100..600000, got '%s'", name, val);
+		o->tcp_idle_ms = (unsigned)v;
+		return 0;
+	case OPT_TCP_QUEUED:
+		if (parse_uint(val, 65540, 1UL << 30, &v) < 0)
+			return fail(err, errlen, "--%s: expected bytes 65540..1073741824, got '%s'", name, val);
+		o->tcp_max_queued = (size_t)v;
+		return 0;
+	case OPT_OUTGOING:
+		if (parse_uint(val, 16, 65536, &v) < 0)
+			return fail(err, errlen, "--%s: expected 16..65536, got '%s'", name, val);
+		o->outgoing_range = (unsigned)v;
+		return 0;
+	case OPT_CLIENT_PENDING:
+		if (parse_uint(val, 1, 65536, &v) < 0)
+			return fail(err, errlen, "--%s: expected 1..65536, got '%s'", name, val);
+		o->client_pending = (unsigned)v;
+		return 0;
+	case OPT_JOSTLE:
+		if (parse_uint(val, 0, 60000, &v) < 0)
+			return fail(err, errlen, "--%s: expected milliseconds 0..60000, got '%s'", name, val);
+		o->jostle_ms = (unsigned)v;
+		return 0;
+	case OPT_0X20:
+	case OPT_COOKIES: {
+		int yes = strcmp(val, "yes") == 0, no = strcmp(val, "no") == 0;
+		if (!yes && !no)
+			return fail(err, errlen, "--%s: expected yes or no, got '%s'", name, val);
+		*(opt == OPT_0X20 ? &o->use_0x20 : &o->cookies) = yes;
+		return 0;
+	}
 	case OPT_VERBOSE:
 		o->verbose = 1;
 		return 0;
@@ -461,6 +587,19 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->reload_ms = 5000;
 	o->redis_timeout_ms = 3000;
 	o->max_shrink = (struct guard_limits){.percent = GUARD_PERCENT, .count = GUARD_COUNT};
+	o->ratelimit = 1000;
+	o->ratelimit_slip = 2;
+	o->ratelimit_v4_prefix = 24;
+	o->ratelimit_v6_prefix = 56;
+	o->tcp_max_conns = 512;
+	o->tcp_per_addr = 32;
+	o->tcp_idle_ms = 10000;
+	o->tcp_max_queued = 256 * 1024;
+	o->outgoing_range = 4096;
+	o->client_pending = 512;
+	o->jostle_ms = 200;
+	o->use_0x20 = 1;
+	o->cookies = 1;
 	struct list_state ls = {0};
 
 	/* The config file first, so that flags override it whatever their order. */
@@ -474,6 +613,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 			return -EINVAL;
 	}
 	ls.listen_from_flags = ls.upstream_from_flags = ls.status_from_flags = 0;
+	ls.acl_from_flags = 0;
 
 	optind = 1;
 	opterr = 0;

@@ -18,6 +18,22 @@ struct options_cidr {
 	unsigned prefix; /**< Bits that must match. */
 };
 
+/** What the access list does with a client (Unbound's access-control actions). */
+enum options_acl {
+	OPTIONS_ACL_ALLOW = 0, /**< Answer (queries with RD=0 are refused). */
+	OPTIONS_ACL_SNOOP,     /**< Answer, and answer RD=0 queries from the cache. */
+	OPTIONS_ACL_REFUSE,    /**< REFUSED with EDE 18 (Prohibited). */
+	OPTIONS_ACL_DROP,      /**< Send nothing. */
+};
+
+/** One access-list entry. */
+struct options_acl_rule {
+	struct options_cidr net;
+	enum options_acl action;
+};
+
+#define OPTIONS_MAX_ACL 64
+
 struct options {
 	struct sockaddr_storage listen[OPTIONS_MAX_ADDRS];
 	unsigned nlisten;
@@ -41,6 +57,20 @@ struct options {
 	char snapshot[256];           /**< Snapshot file; empty: none. */
 	struct options_cidr status_allow[OPTIONS_MAX_ADDRS]; /**< Who may ask policy.embargo. CH. */
 	unsigned nstatus_allow;
+	struct options_acl_rule acl[OPTIONS_MAX_ACL]; /**< The operator's; defaults follow. */
+	unsigned nacl;
+	unsigned ratelimit;           /**< Answers per second per client prefix; 0: off. */
+	unsigned ratelimit_slip;      /**< Every Nth limited answer goes out truncated; 0: none. */
+	unsigned ratelimit_v4_prefix, ratelimit_v6_prefix; /**< Bits that make a client prefix. */
+	unsigned tcp_max_conns;       /**< TCP connections per worker. */
+	unsigned tcp_per_addr;        /**< TCP connections per client address, per worker. */
+	unsigned tcp_idle_ms;         /**< Idle limit, and deadline for one whole message. */
+	size_t tcp_max_queued;        /**< Answer bytes queued per connection before reading stops. */
+	unsigned outgoing_range;      /**< Upstream UDP sockets open at once, per worker. */
+	unsigned client_pending;      /**< Pending upstream questions per client, per worker. */
+	unsigned jostle_ms;           /**< A full pool drops a query older than this for a new one. */
+	int use_0x20;                 /**< Random letter case on upstream questions. */
+	int cookies;                  /**< DNS cookies toward upstreams. */
 	int verbose;
 };
 

@@ -22,6 +22,12 @@ struct server_stats {
 	uint64_t formerr;     /**< Readable header, unreadable question. */
 	uint64_t dropped;     /**< Unreadable packets and send failures. */
 	uint64_t tcp_conns;
+	uint64_t refused;     /**< Turned away by the access list (REFUSED or dropped). */
+	uint64_t rate_limited; /**< Answers over the rate limit (slipped or dropped). */
+	uint64_t tcp_refused; /**< TCP connections closed at once: over a cap. */
+	uint64_t tcp_evicted; /**< Idle TCP connections closed to make room. */
+	uint64_t tcp_timeouts; /**< TCP connections cut by the idle or message deadline. */
+	uint64_t looped;      /**< Queries from embargo's own upstream sockets, dropped. */
 };
 
 /** Create the workers and bind every socket now, so that bind errors surface at once; no query

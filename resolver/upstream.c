@@ -1,37 +1,89 @@
-/* Upstream forwarding. A pending query keeps its transaction ID across retries, so an answer
- * from any upstream asked is accepted; answers must come from a configured upstream address and
- * echo the question, or they are ignored as possible spoofs. */
+/* Upstream forwarding. Three fixed pools per worker: waiters (a client's query, copied), pending
+ * upstream questions (each with its waiters, merged by a keyed hash of the normalised question)
+ * and sockets (one per attempt; freed to the pool in their close callback). Attempts time out
+ * through one FIFO in deadline order (every attempt has the same timeout) and one timer; probes
+ * of dead upstreams have their own timer. */
 #include "config.h"
 
 #include "resolver/upstream.h"
 
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "resolver/log.h"
+#include "resolver/siphash.h"
 
-#define POOL_SIZE 4096
-#define QUERY_MAX 1500
-#define ATTEMPTS 4
-#define RECV_CHUNKS 16
-#define RECV_CHUNK (64 * 1024) /* libuv's recvmmsg slices buffers into 64 KiB datagrams. */
+#define POOL_SIZE 4096        /* Waiters, and pending questions. */
+#define QUERY_MAX 1500        /* Longest client query kept. */
+#define OUT_MAX 512           /* Our own upstream query: header, name, OPT with a cookie. */
+#define ATTEMPTS 4            /* Attempts per question; each has timeout / ATTEMPTS. */
+#define MERGE_BUCKETS 8192
+#define FETCH_MAX 64          /* TCP fallbacks in flight per worker. */
+#define RECV_MAX 65535
+#define RECV_PER_WAKE 8       /* Datagrams read from one socket per wake-up. */
+#define EDNS_SIZE 1232        /* What we advertise upstream (DNS flag day 2020). */
+#define PROBE_FIRST_MS 1000
+#define PROBE_MAX_MS 60000
+#define SRTT_PENALTY_MS 1000  /* Added to an upstream's RTT for each soft failure. */
+#define SRTT_MAX_MS 30000
+
+struct pending;
+
+/* A client's query waiting for an upstream answer. */
+struct waiter {
+	struct waiter *next;
+	struct client client;
+	struct wire_query q;
+	uint16_t len;
+	uint8_t query[QUERY_MAX];
+};
+
+/* One attempt's connected UDP socket, or a probe's. */
+struct outsock {
+	uv_poll_t poll;
+	int fd;
+	uint16_t port;        /* Local, for the loop guard. */
+	uint8_t upstream;
+	uint8_t probe;        /* A probe of a dead upstream, not an attempt. */
+	uint64_t sent_at;
+	upstream_t *u;
+	struct pending *p;    /* The question it asks; NULL once abandoned. */
+	struct outsock *next_free;
+};
 
 struct tcp_fetch;
 
 struct pending {
 	struct pending *prev, *next; /* FIFO of attempts in deadline order, or the free list. */
-	uint64_t deadline;           /* This attempt's. */
-	uint64_t expire;             /* The whole query's. */
+	struct pending *hnext;       /* Merge table chain. */
+	struct outsock *sock;        /* The attempt in flight over UDP. */
 	struct tcp_fetch *fetch;
-	struct upstream_client client;
-	struct wire_query q;         /* q.id is the client's ID. */
-	uint16_t txid;
-	uint16_t len;
+	struct waiter *waiters, *last_waiter;
+	uint64_t hash;
+	uint64_t deadline;           /* This attempt's. */
+	uint64_t expire;             /* The whole question's. */
+	uint64_t started;
+	uint16_t keylen;
+	uint16_t len;                /* Of query. */
+	uint16_t name_len;           /* Of the question name at query + 12. */
+	uint16_t tried;              /* Upstreams asked in this round (bit per upstream). */
 	uint8_t attempt;
 	uint8_t upstream;
+	uint8_t use_0x20;
+	uint8_t cookie_sent;
 	uint8_t in_fifo;
-	uint8_t query[QUERY_MAX];   /* Carries txid, not the client's ID. */
+	uint8_t in_table;
+	uint8_t has_edns;            /* Of its clients: they all agree (it is in the key). */
+	uint8_t key[NAME_MAXWIRE + 1 + 5];
+	uint8_t query[OUT_MAX];
 };
 
 struct tcp_fetch {
@@ -40,12 +92,27 @@ struct tcp_fetch {
 	uv_connect_t connect;
 	uv_write_t write;
 	upstream_t *u;
-	struct pending *p;           /* NULL once the query is finished. */
+	struct pending *p;           /* NULL once the question is finished. */
 	struct tcp_fetch *prev, *next;
 	uint8_t prefix[2];
+	uint8_t upstream;
 	int open_handles;
 	size_t len, cap;
 	uint8_t *buf;
+};
+
+/* What one worker knows of one upstream. */
+struct health {
+	uint32_t srtt_ms;            /* Smoothed RTT plus soft-failure penalties; 0: unknown. */
+	uint8_t down;                /* Timed out or refused the connection: skipped. */
+	uint32_t probe_backoff_ms;
+	uint64_t probe_at;           /* When the next probe goes (while down). */
+	struct outsock *probe;       /* The probe in flight. */
+	uint64_t probe_deadline;
+	uint16_t probe_txid;
+	uint8_t client_cookie[8];
+	uint8_t server_cookie[32];
+	uint8_t server_cookie_len;
 };
 
 struct upstream {
@@ -53,42 +120,80 @@ struct upstream {
 	const struct options *o;
 	upstream_answer_cb cb;
 	void *ctx;
-	uv_udp_t sock[2]; /* IPv4, IPv6. */
-	int have_sock[2];
-	uv_timer_t timer;
+	uv_timer_t timer, probe_timer;
 	int open_handles;
 	int closing;
+	struct waiter *waiter_pool, *free_waiters;
 	struct pending *pool, *free;
 	struct pending *head, *tail;
+	struct outsock *socks, *free_socks;
+	unsigned nsocks;
+	struct pending **buckets;
 	struct tcp_fetch *fetches;
-	uint16_t *by_txid; /* Pool index + 1, 0 when free. */
-	uint64_t rng;
-	unsigned preferred;
+	unsigned nfetches;
+	struct siphash_key hkey;
+	struct health health[OPTIONS_MAX_ADDRS];
 	unsigned attempt_ms;
-	uint8_t *recv_buf;
+	uint8_t rnd[256];
+	unsigned rnd_pos;
+	uint8_t *recv_buf;           /* RECV_MAX: a datagram. */
+	uint8_t *deliver;            /* RECV_MAX: the answer normalised for clients. */
+	uint8_t *out;                /* RECV_MAX: one client's copy. */
 	struct upstream_stats stats;
 };
 
+/* Local ports held by upstream sockets of every worker, counted (two families may share one). */
+static _Atomic uint8_t own_ports[65536];
+
 static void timer_cb(uv_timer_t *t);
+static void probe_timer_cb(uv_timer_t *t);
+static void next_attempt(upstream_t *u, struct pending *p);
 
-static uint64_t next_random(upstream_t *u)
+/* ---- Randomness ------------------------------------------------------------------------- */
+
+/* Bytes from the kernel's CSPRNG, drawn 256 at a time. */
+static void random_bytes(upstream_t *u, void *out, size_t n)
 {
-	/* xorshift64*: fast, and seeded from the kernel; IDs need unpredictability to an off-path
-	 * attacker, not cryptographic strength (the question echo is checked too). */
-	u->rng ^= u->rng >> 12;
-	u->rng ^= u->rng << 25;
-	u->rng ^= u->rng >> 27;
-	return u->rng * 0x2545F4914F6CDD1DULL;
+	uint8_t *o = out;
+	while (n > 0) {
+		if (u->rnd_pos == sizeof(u->rnd)) {
+			size_t got = 0;
+			while (got < sizeof(u->rnd)) {
+				ssize_t r = getrandom(u->rnd + got, sizeof(u->rnd) - got, 0);
+				if (r > 0)
+					got += (size_t)r;
+				else if (errno != EINTR)
+					abort(); /* getrandom() on a booted kernel does not fail. */
+			}
+			u->rnd_pos = 0;
+		}
+		size_t take = sizeof(u->rnd) - u->rnd_pos;
+		if (take > n)
+			take = n;
+		memcpy(o, u->rnd + u->rnd_pos, take);
+		u->rnd_pos += (unsigned)take;
+		o += take;
+		n -= take;
+	}
 }
 
-static int family_index(const struct sockaddr_storage *ss)
+static uint16_t random16(upstream_t *u)
 {
-	return ss->ss_family == AF_INET6 ? 1 : 0;
+	uint8_t b[2];
+	random_bytes(u, b, 2);
+	return (uint16_t)(b[0] << 8 | b[1]);
 }
 
-static int same_addr(const struct sockaddr_storage *a, const struct sockaddr *b)
+/* ---- Addresses -------------------------------------------------------------------------- */
+
+static socklen_t addr_len(const struct sockaddr_storage *ss)
 {
-	if (a->ss_family != b->sa_family)
+	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
 		return 0;
 	if (a->ss_family == AF_INET) {
 		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
@@ -98,6 +203,13 @@ static int same_addr(const struct sockaddr_storage *a, const struct sockaddr *b)
 	return x->sin6_port == y->sin6_port &&
 	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 }
+
+bool upstream_is_own_port(uint16_t port)
+{
+	return atomic_load_explicit(&own_ports[port], memory_order_relaxed) != 0;
+}
+
+/* ---- The FIFO of attempts --------------------------------------------------------------- */
 
 static void fifo_remove(upstream_t *u, struct pending *p)
 {
@@ -140,10 +252,247 @@ static void fifo_append(upstream_t *u, struct pending *p)
 		arm_timer(u);
 }
 
+/* ---- Sockets ---------------------------------------------------------------------------- */
+
+static void unref(upstream_t *u)
+{
+	if (--u->open_handles > 0)
+		return;
+	free(u->waiter_pool);
+	free(u->pool);
+	free(u->socks);
+	free(u->buckets);
+	free(u->recv_buf);
+	free(u->deliver);
+	free(u->out);
+	free(u);
+}
+
+static void sock_closed(uv_handle_t *h)
+{
+	struct outsock *s = h->data;
+	upstream_t *u = s->u;
+	s->next_free = u->free_socks;
+	u->free_socks = s;
+	unref(u);
+}
+
+/* Close s; its slot returns to the pool in the close callback. */
+static void sock_close(struct outsock *s)
+{
+	upstream_t *u = s->u;
+	if (s->p && s->p->sock == s)
+		s->p->sock = NULL;
+	s->p = NULL;
+	if (s->probe && u->health[s->upstream].probe == s)
+		u->health[s->upstream].probe = NULL;
+	if (s->port)
+		atomic_fetch_sub_explicit(&own_ports[s->port], 1, memory_order_relaxed);
+	uv_close((uv_handle_t *)&s->poll, sock_closed);
+	close(s->fd); /* The poll is stopped by uv_close(); the fd may go now. */
+	s->fd = -1;
+}
+
+static void sock_readable(uv_poll_t *h, int status, int events);
+
+/* A connected UDP socket to upstream i on a port the kernel picks at random, sending data.
+ * @return the socket, or NULL (counted) when none can be had. */
+static struct outsock *sock_open(upstream_t *u, unsigned i, const uint8_t *data, size_t len)
+{
+	const struct sockaddr_storage *to = &u->o->upstream[i];
+	struct outsock *s = u->free_socks;
+	if (!s) {
+		u->stats.sockets_full++;
+		return NULL;
+	}
+	int fd = socket(to->ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		u->stats.sockets_full++;
+		return NULL;
+	}
+	/* Never fragment what we send, and ignore path-MTU news (ICMP that anyone can forge):
+	 * with a 1232-octet EDNS size the answers need no fragments either. */
+	int omit = to->ss_family == AF_INET6 ? IPV6_PMTUDISC_OMIT : IP_PMTUDISC_OMIT;
+	if (to->ss_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &omit, sizeof(omit));
+	else
+		(void)setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &omit, sizeof(omit));
+	/* connect() binds an ephemeral port that Linux picks at random for each socket, and from
+	 * then on the kernel delivers only datagrams from the upstream's address and port. */
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	if (connect(fd, (const struct sockaddr *)to, addr_len(to)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&local, &llen) < 0 ||
+	    uv_poll_init_socket(u->loop, &s->poll, fd) < 0) {
+		close(fd);
+		u->stats.sockets_full++;
+		return NULL;
+	}
+	u->free_socks = s->next_free;
+	u->open_handles++;
+	s->poll.data = s;
+	s->fd = fd;
+	s->u = u;
+	s->p = NULL;
+	s->probe = 0;
+	s->upstream = (uint8_t)i;
+	s->port = ntohs(local.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&local)->sin6_port
+						    : ((struct sockaddr_in *)&local)->sin_port);
+	atomic_fetch_add_explicit(&own_ports[s->port], 1, memory_order_relaxed);
+	s->sent_at = uv_now(u->loop);
+	if (uv_poll_start(&s->poll, UV_READABLE, sock_readable) < 0) {
+		sock_close(s);
+		return NULL;
+	}
+	/* A failed send (EAGAIN, unreachable) is retried by the timeout like a lost packet. */
+	if (send(fd, data, len, 0) >= 0)
+		u->stats.sent++;
+	return s;
+}
+
+/* ---- Health ------------------------------------------------------------------------------ */
+
+static void arm_probe_timer(upstream_t *u)
+{
+	if (u->closing)
+		return;
+	uint64_t next = UINT64_MAX;
+	for (unsigned i = 0; i < u->o->nupstream; i++) {
+		const struct health *h = &u->health[i];
+		if (h->probe && h->probe_deadline < next)
+			next = h->probe_deadline;
+		else if (!h->probe && h->down && h->probe_at < next)
+			next = h->probe_at;
+	}
+	if (next == UINT64_MAX) {
+		uv_timer_stop(&u->probe_timer);
+		return;
+	}
+	uint64_t now = uv_now(u->loop);
+	uv_timer_start(&u->probe_timer, probe_timer_cb, next > now ? next - now : 0, 0);
+}
+
+static void mark_down(upstream_t *u, unsigned i)
+{
+	struct health *h = &u->health[i];
+	if (h->down)
+		return;
+	char addr[80];
+	options_format_addr(&u->o->upstream[i], addr, sizeof(addr));
+	log_warn("upstream %s does not answer: skipped until a probe finds it back", addr);
+	h->down = 1;
+	h->probe_backoff_ms = PROBE_FIRST_MS;
+	h->probe_at = uv_now(u->loop) + h->probe_backoff_ms;
+	arm_probe_timer(u);
+}
+
+static void mark_up(upstream_t *u, unsigned i)
+{
+	struct health *h = &u->health[i];
+	if (!h->down)
+		return;
+	char addr[80];
+	options_format_addr(&u->o->upstream[i], addr, sizeof(addr));
+	log_info("upstream %s answers again", addr);
+	h->down = 0;
+	if (h->probe)
+		sock_close(h->probe);
+	arm_probe_timer(u);
+}
+
+static void note_rtt(upstream_t *u, unsigned i, uint64_t rtt)
+{
+	struct health *h = &u->health[i];
+	uint32_t r = rtt > SRTT_MAX_MS ? SRTT_MAX_MS : (uint32_t)rtt + 1;
+	h->srtt_ms = h->srtt_ms ? (h->srtt_ms * 7 + r) / 8 : r;
+	mark_up(u, i);
+}
+
+static void note_soft_failure(upstream_t *u, unsigned i)
+{
+	struct health *h = &u->health[i];
+	h->srtt_ms = h->srtt_ms + SRTT_PENALTY_MS > SRTT_MAX_MS ? SRTT_MAX_MS
+								 : h->srtt_ms + SRTT_PENALTY_MS;
+	u->stats.soft_failures++;
+}
+
+/* The upstream for p's next attempt: the fastest live one not yet asked in this round, else a
+ * dead one not yet asked (all may be dead), else a new round. */
+static unsigned pick(upstream_t *u, struct pending *p)
+{
+	unsigned n = u->o->nupstream;
+	if ((p->tried & ((1u << n) - 1)) == (1u << n) - 1)
+		p->tried = 0;
+	int best = -1;
+	for (int pass = 0; pass < 2 && best < 0; pass++)
+		for (unsigned i = 0; i < n; i++) {
+			if (p->tried & (1u << i) || u->health[i].down != pass)
+				continue;
+			if (best < 0 || u->health[i].srtt_ms < u->health[best].srtt_ms)
+				best = (int)i;
+		}
+	return (unsigned)best;
+}
+
+/* ---- Our own query ---------------------------------------------------------------------- */
+
+/* Write the question's header and OPT record for the next attempt to upstream i: a new ID,
+ * new letter case, the upstream's cookie. */
+static void prepare_query(upstream_t *u, struct pending *p, unsigned i)
+{
+	uint8_t *b = p->query;
+	wire_put16(b, random16(u));
+	uint8_t *name = b + WIRE_HEADER;
+	/* 0x20: each letter's case from one random bit; without it, lower case. */
+	uint8_t bits[NAME_MAXWIRE / 8 + 1];
+	if (p->use_0x20)
+		random_bytes(u, bits, (p->name_len + 7) / 8);
+	for (unsigned k = 0; k < p->name_len;) {
+		unsigned l = name[k++];
+		for (unsigned e = k + l; k < e; k++) {
+			uint8_t c = name[k] | 0x20;
+			if (c < 'a' || c > 'z')
+				continue;
+			name[k] = p->use_0x20 && (bits[k / 8] >> (k % 8)) & 1 ? (uint8_t)(c & ~0x20) : c;
+		}
+	}
+	/* OPT: root owner, type 41, our size, extended RCODE 0, version 0, DO as the clients. */
+	size_t off = WIRE_HEADER + p->name_len + 4 + 11;
+	uint8_t *opt = b + off - 11;
+	uint16_t rdlen = 0;
+	struct health *h = &u->health[i];
+	p->cookie_sent = 0;
+	if (u->o->cookies) {
+		wire_put16(b + off, WIRE_EDNS_COOKIE);
+		wire_put16(b + off + 2, (uint16_t)(8 + h->server_cookie_len));
+		memcpy(b + off + 4, h->client_cookie, 8);
+		memcpy(b + off + 12, h->server_cookie, h->server_cookie_len);
+		rdlen = (uint16_t)(12 + h->server_cookie_len);
+		p->cookie_sent = 1;
+	}
+	wire_put16(opt + 9, rdlen);
+	p->len = (uint16_t)(off + rdlen);
+}
+
+/* ---- Finishing ---------------------------------------------------------------------------- */
+
+static void table_remove(upstream_t *u, struct pending *p)
+{
+	if (!p->in_table)
+		return;
+	struct pending **pp = &u->buckets[p->hash & (MERGE_BUCKETS - 1)];
+	while (*pp != p)
+		pp = &(*pp)->hnext;
+	*pp = p->hnext;
+	p->in_table = 0;
+}
+
 static void release(upstream_t *u, struct pending *p)
 {
 	fifo_remove(u, p);
-	u->by_txid[p->txid] = 0;
+	table_remove(u, p);
+	if (p->sock)
+		sock_close(p->sock);
 	if (p->fetch) {
 		p->fetch->p = NULL;
 		p->fetch = NULL;
@@ -152,36 +501,235 @@ static void release(upstream_t *u, struct pending *p)
 	u->free = p;
 }
 
-/* Finish p with reply (NULL: failure), then release it. */
-static void finish(upstream_t *u, struct pending *p, uint8_t *reply, size_t len)
+/* Finish p with reply (NULL: failure): every waiter gets its own copy, then p is released. */
+static void finish(upstream_t *u, struct pending *p, const uint8_t *reply, size_t len)
 {
 	fifo_remove(u, p);
+	/* No new waiter may join a question that is being answered. */
+	table_remove(u, p);
 	if (reply) {
-		wire_put16(reply, p->q.id);
 		u->stats.answered++;
+		/* The normalised answer: embargo offers recursion whatever the upstream is (an
+		 * authoritative server clears RA); the upstream's cookie is embargo's, not the
+		 * clients'; a client that sent no OPT gets none (RFC 6891 7). */
+		memcpy(u->deliver, reply, len);
+		u->deliver[3] |= WIRE_FLAG_RA;
+		len = wire_remove_edns_option(u->deliver, len, WIRE_EDNS_COOKIE);
+		if (!p->has_edns)
+			len = wire_remove_opt(u->deliver, len);
 	} else {
 		u->stats.timeouts++;
 	}
-	if (!u->closing && (p->client.udp || p->client.conn)) {
-		/* The callback sees the query with the client's ID again. */
-		wire_put16(p->query, p->q.id);
-		u->cb(u->ctx, &p->client, p->query, p->len, &p->q, reply, len);
+	struct waiter *w = p->waiters;
+	p->waiters = p->last_waiter = NULL;
+	int first = 1;
+	while (w) {
+		struct waiter *next = w->next;
+		if (!u->closing) {
+			uint8_t *out = NULL;
+			if (reply) {
+				out = u->out;
+				memcpy(out, u->deliver, len);
+				wire_answer_patch(out, w->query, &w->q);
+			}
+			u->cb(u->ctx, &w->client, w->query, &w->q, out, reply ? len : 0, first);
+			first = 0;
+		}
+		w->next = u->free_waiters;
+		u->free_waiters = w;
+		w = next;
 	}
 	release(u, p);
 }
 
-static void send_attempt(upstream_t *u, struct pending *p)
+/* ---- Replies over UDP --------------------------------------------------------------------- */
+
+/* How reply relates to p's question. */
+enum match { MATCH_NONE, MATCH_CASE, MATCH_EXACT };
+
+static enum match question_match(const struct pending *p, const uint8_t *reply, size_t len)
 {
-	const struct options *o = u->o;
-	p->upstream = (uint8_t)((u->preferred + p->attempt) % o->nupstream);
-	const struct sockaddr_storage *to = &o->upstream[p->upstream];
-	int fi = family_index(to);
-	if (u->have_sock[fi]) {
-		uv_buf_t b = uv_buf_init((char *)p->query, p->len);
-		/* A failed send (EAGAIN, unreachable) is retried by the timeout like a lost packet. */
-		if (uv_udp_try_send(&u->sock[fi], &b, 1, (const struct sockaddr *)to) >= 0)
-			u->stats.sent++;
+	size_t qend = WIRE_HEADER + p->name_len + 4u;
+	if (len < qend || wire_get16(reply) != wire_get16(p->query) ||
+	    !(wire_get16(reply + 2) & WIRE_FLAG_QR) || (reply[2] & 0x78) != 0 ||
+	    wire_get16(reply + 4) != 1)
+		return MATCH_NONE;
+	if (memcmp(reply + WIRE_HEADER, p->query + WIRE_HEADER, qend - WIRE_HEADER) == 0)
+		return MATCH_EXACT;
+	/* Letters may differ in case only; label lengths (<= 63, never a letter's code with
+	 * 0x20 set), type and class must be equal. */
+	size_t nend = WIRE_HEADER + p->name_len;
+	for (size_t k = WIRE_HEADER; k < nend; k++) {
+		uint8_t a = reply[k], b = p->query[k];
+		if (a != b && !((a | 0x20) == (b | 0x20) && (b | 0x20) >= 'a' && (b | 0x20) <= 'z'))
+			return MATCH_NONE;
 	}
+	if (memcmp(reply + nend, p->query + nend, 4) != 0)
+		return MATCH_NONE;
+	return MATCH_CASE;
+}
+
+/* The upstream's cookie check (RFC 7873 5.3): a reply to a query with our client cookie that
+ * carries a cookie must echo ours; its server cookie is kept for the next queries. @return 0
+ * or -1 (a forgery or garbage). */
+static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t len)
+{
+	size_t off, olen;
+	int rc = wire_find_edns_option(reply, len, WIRE_EDNS_COOKIE, &off, &olen);
+	if (rc < 0)
+		return -1;
+	if (rc == 0)
+		return 0; /* The upstream does not do cookies. */
+	struct health *h = &u->health[i];
+	if (olen < 8 || memcmp(reply + off, h->client_cookie, 8) != 0)
+		return -1;
+	if (olen >= 16 && olen <= 40) {
+		h->server_cookie_len = (uint8_t)(olen - 8);
+		memcpy(h->server_cookie, reply + off + 8, olen - 8);
+	}
+	return 0;
+}
+
+/* The answer's RCODE including its extended bits from the OPT record. */
+static unsigned full_rcode(const uint8_t *reply, size_t len)
+{
+	unsigned rcode = wire_rcode(reply);
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	if (wire_rr_begin(&it, reply, len) == 0)
+		while (wire_rr_next(&it, &rr) > 0)
+			if (rr.type == WIRE_TYPE_OPT)
+				rcode |= (rr.ttl >> 24) << 4;
+	return rcode;
+}
+
+static void fetch_start(upstream_t *u, struct pending *p, unsigned upstream);
+
+/* An attempt is over without an answer: ask the next upstream now, or give up. */
+static void attempt_failed(upstream_t *u, struct pending *p)
+{
+	fifo_remove(u, p);
+	if (p->sock)
+		sock_close(p->sock);
+	if (p->attempt + 1 >= ATTEMPTS || uv_now(u->loop) >= p->expire) {
+		finish(u, p, NULL, 0);
+		return;
+	}
+	p->attempt++;
+	next_attempt(u, p);
+}
+
+static void probe_reply(upstream_t *u, struct outsock *s, const uint8_t *reply, size_t len)
+{
+	struct health *h = &u->health[s->upstream];
+	/* Any well-formed answer to the probe's question shows the upstream is back. */
+	if (len >= WIRE_HEADER && wire_get16(reply) == h->probe_txid &&
+	    (wire_get16(reply + 2) & WIRE_FLAG_QR))
+		mark_up(u, s->upstream);
+}
+
+static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_t len)
+{
+	struct pending *p = s->p;
+	unsigned i = s->upstream;
+	enum match m = question_match(p, reply, len);
+	if (m == MATCH_NONE) {
+		u->stats.mismatched++;
+		return;
+	}
+	if (m == MATCH_CASE) {
+		/* Right socket, ID and name, wrong letter case: a forgery, or an upstream that does
+		 * not keep case. Either way this attempt is over; the question is asked again
+		 * without 0x20, once (Unbound's caps fallback does likewise). */
+		u->stats.case_mismatched++;
+		if (!p->use_0x20)
+			return;
+		p->use_0x20 = 0;
+		p->tried &= (uint16_t)~(1u << i);
+		attempt_failed(u, p);
+		return;
+	}
+	if (p->cookie_sent && check_cookie(u, i, reply, len) < 0) {
+		u->stats.cookie_mismatched++;
+		return;
+	}
+	unsigned rcode = full_rcode(reply, len);
+	if (rcode != WIRE_RCODE_NOERROR && rcode != WIRE_RCODE_NXDOMAIN) {
+		/* SERVFAIL, REFUSED, FORMERR, NOTIMP, BADCOOKIE...: this upstream cannot answer this
+		 * question now; the next one may (a BADCOOKIE's new server cookie is kept). */
+		note_soft_failure(u, i);
+		attempt_failed(u, p);
+		return;
+	}
+	note_rtt(u, i, uv_now(u->loop) - s->sent_at);
+	if (wire_get16(reply + 2) & WIRE_FLAG_TC) {
+		/* Fetched whole over TCP, even for a UDP client: the cache keeps it whole. */
+		fifo_remove(u, p);
+		sock_close(s);
+		fetch_start(u, p, i);
+		return;
+	}
+	finish(u, p, reply, len);
+}
+
+static void sock_readable(uv_poll_t *h, int status, int events)
+{
+	struct outsock *s = h->data;
+	upstream_t *u = s->u;
+	(void)events;
+	for (unsigned k = 0; k < RECV_PER_WAKE && s->fd >= 0; k++) {
+		struct sockaddr_storage from;
+		socklen_t flen = sizeof(from);
+		ssize_t n = recvfrom(s->fd, u->recv_buf, RECV_MAX, MSG_DONTWAIT,
+				     (struct sockaddr *)&from, &flen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && status == 0)
+			return;
+		if (n < 0) {
+			/* ICMP unreachable on a connected socket: nobody listens there. */
+			unsigned i = s->upstream;
+			struct pending *p = s->p;
+			if (s->probe) {
+				struct health *hl = &u->health[i];
+				sock_close(s);
+				hl->probe_at = uv_now(u->loop) + hl->probe_backoff_ms;
+				arm_probe_timer(u);
+				return;
+			}
+			mark_down(u, i);
+			if (p)
+				attempt_failed(u, p);
+			else
+				sock_close(s);
+			return;
+		}
+		/* The kernel filters on the connected address already; check it all the same. */
+		if (!same_addr(&from, &u->o->upstream[s->upstream])) {
+			u->stats.mismatched++;
+			continue;
+		}
+		if (s->probe) {
+			probe_reply(u, s, u->recv_buf, (size_t)n);
+			return;
+		}
+		if (!s->p)
+			return;
+		handle_reply(u, s, u->recv_buf, (size_t)n);
+	}
+}
+
+/* ---- Attempts and timeouts ---------------------------------------------------------------- */
+
+static void next_attempt(upstream_t *u, struct pending *p)
+{
+	unsigned i = pick(u, p);
+	p->upstream = (uint8_t)i;
+	p->tried |= (uint16_t)(1u << i);
+	prepare_query(u, p, i);
+	p->sock = sock_open(u, i, p->query, p->len);
+	if (p->sock)
+		p->sock->p = p;
 	p->deadline = uv_now(u->loop) + u->attempt_ms;
 	fifo_append(u, p);
 }
@@ -192,44 +740,61 @@ static void timer_cb(uv_timer_t *t)
 	uint64_t now = uv_now(u->loop);
 	while (u->head && u->head->deadline <= now) {
 		struct pending *p = u->head;
-		fifo_remove(u, p);
-		if (p->attempt + 1 >= ATTEMPTS || now >= p->expire) {
-			finish(u, p, NULL, 0);
-			continue;
-		}
-		p->attempt++;
-		send_attempt(u, p);
+		if (p->sock)
+			mark_down(u, p->upstream);
+		attempt_failed(u, p);
 	}
 	arm_timer(u);
 }
 
-/* Does reply answer p's question? */
-static int question_matches(const struct pending *p, const uint8_t *reply, size_t len)
+/* "." NS with our OPT: a question every resolver answers, if only with REFUSED. */
+static void probe_send(upstream_t *u, unsigned i)
 {
-	if (len < WIRE_HEADER || !(wire_get16(reply + 2) & WIRE_FLAG_QR) || wire_get16(reply + 4) != 1)
-		return 0;
-	struct name n;
-	size_t nlen;
-	if (name_from_wire(&n, reply + WIRE_HEADER, len - WIRE_HEADER, &nlen) < 0 ||
-	    WIRE_HEADER + nlen + 4 > len)
-		return 0;
-	const uint8_t *t = reply + WIRE_HEADER + nlen;
-	return n.keylen == p->q.qname.keylen && memcmp(n.key, p->q.qname.key, n.keylen) == 0 &&
-	       wire_get16(t) == p->q.qtype && wire_get16(t + 2) == p->q.qclass;
+	struct health *h = &u->health[i];
+	uint8_t q[WIRE_HEADER + 1 + 4 + 11] = {0};
+	h->probe_txid = random16(u);
+	wire_put16(q, h->probe_txid);
+	wire_put16(q + 2, WIRE_FLAG_RD);
+	wire_put16(q + 4, 1);
+	wire_put16(q + 10, 1);
+	wire_put16(q + WIRE_HEADER + 1, 2); /* NS */
+	wire_put16(q + WIRE_HEADER + 3, WIRE_CLASS_IN);
+	uint8_t *opt = q + WIRE_HEADER + 5;
+	wire_put16(opt + 1, WIRE_TYPE_OPT);
+	wire_put16(opt + 3, EDNS_SIZE);
+	struct outsock *s = sock_open(u, i, q, sizeof(q));
+	u->stats.probes++;
+	if (s) {
+		s->probe = 1;
+		h->probe = s;
+		h->probe_deadline = uv_now(u->loop) + u->attempt_ms;
+	}
 }
 
-/* ---- TCP fallback ---------------------------------------------------------------------- */
-
-/* One of u's handles has closed; the last one frees u (only possible once closing). */
-static void unref(upstream_t *u)
+static void probe_timer_cb(uv_timer_t *t)
 {
-	if (--u->open_handles > 0)
-		return;
-	free(u->by_txid);
-	free(u->pool);
-	free(u->recv_buf);
-	free(u);
+	upstream_t *u = t->data;
+	uint64_t now = uv_now(u->loop);
+	for (unsigned i = 0; i < u->o->nupstream; i++) {
+		struct health *h = &u->health[i];
+		if (!h->down)
+			continue;
+		if (h->probe && h->probe_deadline <= now) {
+			sock_close(h->probe);
+			h->probe_backoff_ms = h->probe_backoff_ms * 2 > PROBE_MAX_MS
+						      ? PROBE_MAX_MS
+						      : h->probe_backoff_ms * 2;
+			h->probe_at = now + h->probe_backoff_ms;
+		} else if (!h->probe && h->probe_at <= now) {
+			probe_send(u, i);
+			if (!h->probe)
+				h->probe_at = now + h->probe_backoff_ms;
+		}
+	}
+	arm_probe_timer(u);
 }
+
+/* ---- TCP fallback ------------------------------------------------------------------------- */
 
 static void fetch_closed(uv_handle_t *h)
 {
@@ -242,7 +807,7 @@ static void fetch_closed(uv_handle_t *h)
 	unref(u);
 }
 
-static void fetch_end(struct tcp_fetch *f, uint8_t *reply, size_t len)
+static void fetch_end(struct tcp_fetch *f, const uint8_t *reply, size_t len)
 {
 	upstream_t *u = f->u;
 	if (f->p) {
@@ -257,6 +822,7 @@ static void fetch_end(struct tcp_fetch *f, uint8_t *reply, size_t len)
 		u->fetches = f->next;
 	if (f->next)
 		f->next->prev = f->prev;
+	u->nfetches--;
 	if (!uv_is_closing((uv_handle_t *)&f->tcp)) {
 		uv_close((uv_handle_t *)&f->tcp, fetch_closed);
 		uv_close((uv_handle_t *)&f->timer, fetch_closed);
@@ -271,6 +837,7 @@ static void fetch_timeout(uv_timer_t *t)
 static void fetch_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct tcp_fetch *f = h->data;
+	(void)suggested;
 	if (f->cap - f->len < 4096 && f->cap < 65537) {
 		size_t cap = f->cap ? f->cap * 2 : 8192;
 		if (cap > 65537)
@@ -287,6 +854,7 @@ static void fetch_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void fetch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct tcp_fetch *f = s->data;
+	(void)buf;
 	if (nread < 0) {
 		fetch_end(f, NULL, 0);
 		return;
@@ -300,7 +868,11 @@ static void fetch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			fetch_end(f, NULL, 0);
 		return;
 	}
-	if (f->p && wire_get16(f->buf + 2) == f->p->txid && question_matches(f->p, f->buf + 2, need))
+	struct pending *p = f->p;
+	if (p && question_match(p, f->buf + 2, need) == MATCH_EXACT &&
+	    (!p->cookie_sent || check_cookie(f->u, f->upstream, f->buf + 2, need) == 0) &&
+	    (full_rcode(f->buf + 2, need) == WIRE_RCODE_NOERROR ||
+	     full_rcode(f->buf + 2, need) == WIRE_RCODE_NXDOMAIN))
 		fetch_end(f, f->buf + 2, need);
 	else
 		fetch_end(f, NULL, 0);
@@ -330,19 +902,25 @@ static void fetch_connected(uv_connect_t *req, int status)
 		fetch_end(f, NULL, 0);
 }
 
-/* Ask p's upstream again over TCP; on failure p is finished with SERVFAIL. */
+/* Ask p's question of upstream again over TCP (same ID, case and cookie); on failure p is
+ * finished with SERVFAIL. At most FETCH_MAX run at once. */
 static void fetch_start(upstream_t *u, struct pending *p, unsigned upstream)
 {
-	fifo_remove(u, p);
 	uint64_t now = uv_now(u->loop);
+	if (u->nfetches >= FETCH_MAX || p->expire <= now) {
+		if (u->nfetches >= FETCH_MAX)
+			u->stats.tcp_full++;
+		finish(u, p, NULL, 0);
+		return;
+	}
 	struct tcp_fetch *f = calloc(1, sizeof(*f));
-	if (!f || p->expire <= now) {
-		free(f);
+	if (!f) {
 		finish(u, p, NULL, 0);
 		return;
 	}
 	f->u = u;
 	f->p = p;
+	f->upstream = (uint8_t)upstream;
 	p->fetch = f;
 	uv_tcp_init(u->loop, &f->tcp);
 	uv_timer_init(u->loop, &f->timer);
@@ -353,6 +931,7 @@ static void fetch_start(upstream_t *u, struct pending *p, unsigned upstream)
 	if (u->fetches)
 		u->fetches->prev = f;
 	u->fetches = f;
+	u->nfetches++;
 	u->stats.tcp_fallbacks++;
 	uv_timer_start(&f->timer, fetch_timeout, p->expire - now, 0);
 	if (uv_tcp_connect(&f->connect, &f->tcp, (const struct sockaddr *)&u->o->upstream[upstream],
@@ -360,56 +939,7 @@ static void fetch_start(upstream_t *u, struct pending *p, unsigned upstream)
 		fetch_end(f, NULL, 0);
 }
 
-/* ---- UDP ------------------------------------------------------------------------------- */
-
-static void recv_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	upstream_t *u = h->data;
-	*buf = uv_buf_init((char *)u->recv_buf, RECV_CHUNKS * RECV_CHUNK);
-}
-
-static void recv_cb(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr,
-		    unsigned flags)
-{
-	upstream_t *u = h->data;
-	if (nread < WIRE_HEADER || !addr)
-		return; /* Errors, empty reads and the end-of-batch call carry nothing. */
-	uint8_t *reply = (uint8_t *)buf->base;
-	size_t len = (size_t)nread;
-	unsigned from = 0;
-	while (from < u->o->nupstream && !same_addr(&u->o->upstream[from], addr))
-		from++;
-	uint16_t idx = u->by_txid[wire_get16(reply)];
-	struct pending *p = idx ? &u->pool[idx - 1] : NULL;
-	if (from == u->o->nupstream || !p || p->fetch || !question_matches(p, reply, len)) {
-		u->stats.mismatched++;
-		return;
-	}
-	u->preferred = from;
-	/* A truncated answer is fetched whole over TCP even for a UDP client: the cache keeps it
-	 * and later clients get it (or its truncation) without asking upstream again. */
-	if (wire_get16(reply + 2) & WIRE_FLAG_TC)
-		fetch_start(u, p, from);
-	else
-		finish(u, p, reply, len);
-}
-
-static int open_socket(upstream_t *u, int fi)
-{
-	struct sockaddr_storage any;
-	memset(&any, 0, sizeof(any));
-	any.ss_family = fi ? AF_INET6 : AF_INET;
-	int rc = uv_udp_init_ex(u->loop, &u->sock[fi], (unsigned)any.ss_family | UV_UDP_RECVMMSG);
-	if (rc < 0)
-		return rc;
-	u->sock[fi].data = u;
-	u->have_sock[fi] = 1;
-	u->open_handles++;
-	rc = uv_udp_bind(&u->sock[fi], (const struct sockaddr *)&any, 0);
-	if (rc == 0)
-		rc = uv_udp_recv_start(&u->sock[fi], recv_alloc, recv_cb);
-	return rc;
-}
+/* ---- Life cycle --------------------------------------------------------------------------- */
 
 upstream_t *upstream_new(uv_loop_t *loop, const struct options *o, upstream_answer_cb cb,
 			 void *ctx, int *err)
@@ -424,40 +954,39 @@ upstream_t *upstream_new(uv_loop_t *loop, const struct options *o, upstream_answ
 	u->cb = cb;
 	u->ctx = ctx;
 	u->attempt_ms = o->timeout_ms / ATTEMPTS;
+	u->nsocks = o->outgoing_range;
+	u->waiter_pool = calloc(POOL_SIZE, sizeof(*u->waiter_pool));
 	u->pool = calloc(POOL_SIZE, sizeof(*u->pool));
-	u->by_txid = calloc(65536, sizeof(*u->by_txid));
-	u->recv_buf = malloc(RECV_CHUNKS * RECV_CHUNK);
-	if (!u->pool || !u->by_txid || !u->recv_buf) {
-		free(u->pool);
-		free(u->by_txid);
-		free(u->recv_buf);
-		free(u);
+	u->socks = calloc(u->nsocks, sizeof(*u->socks));
+	u->buckets = calloc(MERGE_BUCKETS, sizeof(*u->buckets));
+	u->recv_buf = malloc(RECV_MAX);
+	u->deliver = malloc(RECV_MAX);
+	u->out = malloc(RECV_MAX);
+	u->rnd_pos = sizeof(u->rnd);
+	if (!u->waiter_pool || !u->pool || !u->socks || !u->buckets || !u->recv_buf ||
+	    !u->deliver || !u->out || siphash_key_random(&u->hkey) < 0) {
+		u->open_handles = 1;
+		unref(u);
 		*err = -ENOMEM;
 		return NULL;
 	}
 	for (int i = POOL_SIZE - 1; i >= 0; i--) {
 		u->pool[i].next = u->free;
 		u->free = &u->pool[i];
+		u->waiter_pool[i].next = u->free_waiters;
+		u->free_waiters = &u->waiter_pool[i];
 	}
-	if (uv_random(NULL, NULL, &u->rng, sizeof(u->rng), 0, NULL) < 0 || u->rng == 0)
-		u->rng = uv_hrtime() | 1;
-	uv_timer_init(loop, &u->timer);
-	u->timer.data = u;
-	u->open_handles = 1;
-
-	int need[2] = {0, 0};
+	for (int i = (int)u->nsocks - 1; i >= 0; i--) {
+		u->socks[i].next_free = u->free_socks;
+		u->socks[i].u = u;
+		u->free_socks = &u->socks[i];
+	}
 	for (unsigned i = 0; i < o->nupstream; i++)
-		need[family_index(&o->upstream[i])] = 1;
-	for (int fi = 0; fi < 2; fi++) {
-		if (!need[fi])
-			continue;
-		int rc = open_socket(u, fi);
-		if (rc < 0) {
-			*err = rc;
-			upstream_close(u);
-			return NULL;
-		}
-	}
+		random_bytes(u, u->health[i].client_cookie, 8);
+	uv_timer_init(loop, &u->timer);
+	uv_timer_init(loop, &u->probe_timer);
+	u->timer.data = u->probe_timer.data = u;
+	u->open_handles = 2;
 	return u;
 }
 
@@ -474,50 +1003,195 @@ void upstream_close(upstream_t *u)
 	/* Queries in flight are dropped: the server is going away. */
 	while (u->fetches)
 		fetch_end(u->fetches, NULL, 0);
+	for (unsigned i = 0; i < POOL_SIZE; i++) {
+		struct pending *p = &u->pool[i];
+		if (p->waiters)
+			finish(u, p, NULL, 0);
+	}
+	for (unsigned i = 0; i < u->o->nupstream; i++)
+		if (u->health[i].probe)
+			sock_close(u->health[i].probe);
 	uv_close((uv_handle_t *)&u->timer, handle_closed);
-	for (int fi = 0; fi < 2; fi++)
-		if (u->have_sock[fi])
-			uv_close((uv_handle_t *)&u->sock[fi], handle_closed);
+	uv_close((uv_handle_t *)&u->probe_timer, handle_closed);
 }
 
-int upstream_forward(upstream_t *u, const struct upstream_client *client, const uint8_t *query,
-		     size_t len, const struct wire_query *q)
+/* The merge key: the question as the cache keys it (lower-case name, type, class, EDNS, DO,
+ * CD), so that one upstream answer fits every waiter. */
+static size_t merge_key(uint8_t *key, const struct wire_query *q)
 {
-	if (len > QUERY_MAX)
-		return -EMSGSIZE;
-	struct pending *p = u->free;
-	if (!p) {
-		u->stats.pool_full++;
+	memcpy(key, q->qname.key, q->qname.keylen);
+	uint8_t *k = key + q->qname.keylen;
+	wire_put16(k, q->qtype);
+	wire_put16(k + 2, q->qclass);
+	k[4] = (uint8_t)((q->has_edns ? 1 : 0) | (q->edns_do ? 2 : 0) |
+			 ((q->flags & WIRE_FLAG_CD) ? 4 : 0));
+	return q->qname.keylen + 5u;
+}
+
+/* Make room when a pool is empty: the oldest attempt, if older than the jostle timeout, is
+ * given up (its clients get SERVFAIL), as Unbound's jostle-timeout does. */
+static int jostle(upstream_t *u)
+{
+	struct pending *old = u->head;
+	if (!old || uv_now(u->loop) < old->started + u->o->jostle_ms)
 		return -ENOBUFS;
-	}
-	u->free = p->next;
-	uint16_t txid;
-	do
-		txid = (uint16_t)(next_random(u) >> 48);
-	while (u->by_txid[txid]);
-	u->by_txid[txid] = (uint16_t)(p - u->pool + 1);
-	p->txid = txid;
-	p->client = *client;
-	p->q = *q;
-	p->len = (uint16_t)len;
-	p->attempt = 0;
-	p->fetch = NULL;
-	p->in_fifo = 0;
-	p->expire = uv_now(u->loop) + u->o->timeout_ms;
-	memcpy(p->query, query, len);
-	wire_put16(p->query, txid);
-	send_attempt(u, p);
+	u->stats.jostled++;
+	finish(u, old, NULL, 0);
 	return 0;
 }
 
-void upstream_forget(upstream_t *u, const void *conn)
+int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query, size_t len,
+		     const struct wire_query *q)
+{
+	if (len > QUERY_MAX || WIRE_HEADER + q->qname_len + 4u + 11 + 12 + 32 > OUT_MAX)
+		return -EMSGSIZE;
+	if (!u->free_waiters && jostle(u) < 0) {
+		u->stats.pool_full++;
+		return -ENOBUFS;
+	}
+	uint8_t key[sizeof(((struct pending *)0)->key)];
+	size_t keylen = merge_key(key, q);
+	uint64_t hash = siphash(&u->hkey, key, keylen);
+	struct pending *p = u->buckets[hash & (MERGE_BUCKETS - 1)];
+	while (p && !(p->hash == hash && p->keylen == keylen && memcmp(p->key, key, keylen) == 0))
+		p = p->hnext;
+	if (p) {
+		u->stats.merged++;
+	} else {
+		if (!u->free && jostle(u) < 0) {
+			u->stats.pool_full++;
+			return -ENOBUFS;
+		}
+		if (!u->free_waiters) { /* The jostled question freed no waiter of its own. */
+			u->stats.pool_full++;
+			return -ENOBUFS;
+		}
+		p = u->free;
+		u->free = p->next;
+		memset(p, 0, offsetof(struct pending, key));
+		p->hash = hash;
+		p->keylen = (uint16_t)keylen;
+		memcpy(p->key, key, keylen);
+		p->has_edns = q->has_edns;
+		p->use_0x20 = (uint8_t)u->o->use_0x20;
+		p->started = uv_now(u->loop);
+		p->expire = p->started + u->o->timeout_ms;
+		/* Header and question; prepare_query() writes ID, case and OPT per attempt. */
+		uint8_t *b = p->query;
+		wire_put16(b + 2, (uint16_t)(WIRE_FLAG_RD | (q->flags & WIRE_FLAG_CD)));
+		wire_put16(b + 4, 1);
+		wire_put16(b + 6, 0);
+		wire_put16(b + 8, 0);
+		wire_put16(b + 10, 1);
+		p->name_len = q->qname_len;
+		memcpy(b + WIRE_HEADER, query + WIRE_HEADER, q->qname_len);
+		for (unsigned k = 0; k < q->qname_len; k++)
+			if (b[WIRE_HEADER + k] >= 'A' && b[WIRE_HEADER + k] <= 'Z')
+				b[WIRE_HEADER + k] |= 0x20;
+		uint8_t *t = b + WIRE_HEADER + q->qname_len;
+		wire_put16(t, q->qtype);
+		wire_put16(t + 2, q->qclass);
+		uint8_t *opt = t + 4;
+		opt[0] = 0;
+		wire_put16(opt + 1, WIRE_TYPE_OPT);
+		wire_put16(opt + 3, EDNS_SIZE);
+		wire_put32(opt + 5, q->edns_do ? 0x8000u : 0);
+		struct pending **bucket = &u->buckets[hash & (MERGE_BUCKETS - 1)];
+		p->hnext = *bucket;
+		*bucket = p;
+		p->in_table = 1;
+	}
+	struct waiter *w = u->free_waiters;
+	u->free_waiters = w->next;
+	w->next = NULL;
+	w->client = *c;
+	w->q = *q;
+	w->len = (uint16_t)len;
+	memcpy(w->query, query, len);
+	if (p->last_waiter)
+		p->last_waiter->next = w;
+	else
+		p->waiters = w;
+	p->last_waiter = w;
+	if (!p->in_fifo && !p->fetch)
+		next_attempt(u, p);
+	return 0;
+}
+
+void upstream_forget(upstream_t *u, const void *session)
 {
 	for (unsigned i = 0; i < POOL_SIZE; i++)
-		if (u->pool[i].client.conn == conn)
-			u->pool[i].client.conn = NULL;
+		if (u->waiter_pool[i].client.session == session)
+			u->waiter_pool[i].client.session = NULL;
 }
 
 const struct upstream_stats *upstream_stats(const upstream_t *u)
 {
 	return &u->stats;
+}
+
+/* ---- The loop check at start-up ----------------------------------------------------------- */
+
+static int is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+/* Is ss (its address only) loopback or an address of one of this host's interfaces? */
+static int is_local(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET &&
+	    (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127)
+		return 1;
+	if (ss->ss_family == AF_INET6 &&
+	    IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr))
+		return 1;
+	struct ifaddrs *ifa, *it;
+	if (getifaddrs(&ifa) < 0)
+		return 0;
+	int found = 0;
+	for (it = ifa; it && !found; it = it->ifa_next) {
+		if (!it->ifa_addr || it->ifa_addr->sa_family != ss->ss_family)
+			continue;
+		if (ss->ss_family == AF_INET)
+			found = ((struct sockaddr_in *)it->ifa_addr)->sin_addr.s_addr ==
+				((const struct sockaddr_in *)ss)->sin_addr.s_addr;
+		else
+			found = memcmp(&((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr,
+				       &((const struct sockaddr_in6 *)ss)->sin6_addr, 16) == 0;
+	}
+	freeifaddrs(ifa);
+	return found;
+}
+
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+	return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+					      : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+int upstream_check_loop(const struct options *o, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < o->nupstream; i++) {
+		const struct sockaddr_storage *up = &o->upstream[i];
+		for (unsigned j = 0; j < o->nlisten; j++) {
+			const struct sockaddr_storage *l = &o->listen[j];
+			if (l->ss_family != up->ss_family || port_of(l) != port_of(up))
+				continue;
+			if (same_addr(l, up) || (is_wildcard(l) && is_local(up))) {
+				char a[80], b[80];
+				options_format_addr(up, a, sizeof(a));
+				options_format_addr(l, b, sizeof(b));
+				snprintf(err, errlen,
+					 "upstream %s is embargo's own listen address %s: it would "
+					 "forward queries to itself (set --upstream, or --resolv-conf "
+					 "to a file naming the real resolvers)",
+					 a, b);
+				return -ELOOP;
+			}
+		}
+	}
+	return 0;
 }

@@ -1,53 +1,66 @@
-/* Forwarding to upstream resolvers for one worker loop. Queries in flight live in a fixed pool
- * (no allocation per query), are found by a random transaction ID, and time out through one
- * FIFO list and one timer: every attempt has the same timeout, so the list is in deadline order.
- * A truncated answer is fetched again over TCP, so the cache holds it whole. */
+/* Forwarding to upstream resolvers for one worker loop, built so that an off-path attacker
+ * cannot get a forged answer accepted (Unbound's outside_network is the model): every attempt
+ * goes out from its own connected UDP socket on a fresh random port, with a CSPRNG ID, random
+ * letter case (0x20) and a DNS cookie, and a reply counts only if it comes to that socket from
+ * that address and port and echoes ID, question (case included) and cookie. Identical questions
+ * in flight share one upstream query. The upstream query is embargo's own (1232-octet EDNS, DO
+ * and CD kept, nothing else of the client's). Soft failures (SERVFAIL, REFUSED, FORMERR, NOTIMP)
+ * and timeouts move a query to the next upstream; per-upstream RTT and health pick the best, and
+ * a dead upstream is skipped until a probe finds it back. Queries in flight live in fixed pools. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 #include <uv.h>
 
+#include "resolver/client.h"
 #include "resolver/options.h"
 #include "resolver/wire.h"
 
 typedef struct upstream upstream_t;
 
-/** Where an answer goes. Opaque to this module except `conn`, which upstream_forget() matches. */
-struct upstream_client {
-	void *udp;                     /**< The UDP listener the query came in on (the server's),
-					 *   or NULL for TCP. */
-	struct sockaddr_storage addr;  /**< The UDP client's address. */
-	void *conn;                    /**< The TCP connection, or NULL for UDP. */
-};
-
-/** Delivers the upstream's answer for a forwarded query (reply NULL: no upstream answered in
- *  time), already carrying the client's ID. All arguments are borrowed for the duration of the
- *  call; the callback may modify reply in place. */
-typedef void (*upstream_answer_cb)(void *ctx, const struct upstream_client *client,
-				   const uint8_t *query, size_t query_len,
-				   const struct wire_query *q, uint8_t *reply, size_t len);
+/** Delivers the answer to one client of a forwarded question (reply NULL: no upstream
+ *  answered in time). reply already carries the client's ID and question case; first is 1 for
+ *  the first client of the question (the one whose answer is cached). Called for every client,
+ *  also those whose session is gone (c->session NULL). All arguments are borrowed for the call;
+ *  the callback may modify reply in place. */
+typedef void (*upstream_answer_cb)(void *ctx, const struct client *c, const uint8_t *query,
+				   const struct wire_query *q, uint8_t *reply, size_t len, int first);
 
 /** Per-worker forwarding statistics. */
 struct upstream_stats {
-	uint64_t sent, answered, timeouts, mismatched, tcp_fallbacks, pool_full;
+	uint64_t sent, answered, timeouts, mismatched, case_mismatched, cookie_mismatched,
+		soft_failures, merged, tcp_fallbacks, tcp_full, pool_full, jostled, sockets_full,
+		probes;
 };
 
 /** Forwarding state on loop (owned: upstream_close). NULL on failure, with *err set. */
 upstream_t *upstream_new(uv_loop_t *loop, const struct options *o, upstream_answer_cb cb,
 			 void *ctx, int *err);
 
-/** Close the sockets and timers; the memory is freed once libuv has closed them all. NULL ok. */
+/** Close the sockets and timers; the memory is freed once libuv has closed them all. Queries
+ *  in flight are dropped without callbacks. NULL is a no-op. */
 void upstream_close(upstream_t *u);
 
-/** Forward query (copied) for client. @return 0, -ENOBUFS when too many queries are in flight,
- *  -EMSGSIZE when the query is too large to keep. On error the callback never runs. */
-int upstream_forward(upstream_t *u, const struct upstream_client *client, const uint8_t *query,
-		     size_t len, const struct wire_query *q);
+/** Forward query (copied) for client c. @return 0; -ENOBUFS when the pool is full and no query
+ *  in it is old enough to jostle; -EMSGSIZE when the query is too large to keep. On error the
+ *  callback never runs. */
+int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query, size_t len,
+		     const struct wire_query *q);
 
-/** A TCP client went away: its queries still in flight will be answered to no one. */
-void upstream_forget(upstream_t *u, const void *conn);
+/** A session (a TCP connection) went away: its clients' answers go to no one (c->session is
+ *  NULL in their callbacks). */
+void upstream_forget(upstream_t *u, const void *session);
 
 /** Statistics (borrowed). */
 const struct upstream_stats *upstream_stats(const upstream_t *u);
+
+/** Is a local UDP port one that some worker's upstream socket holds now? (The loop guard:
+ *  a query from such a port on this host is one of ours come back.) Any thread. */
+bool upstream_is_own_port(uint16_t port);
+
+/** Refuse upstreams that are embargo's own listen addresses (a forwarding loop): an upstream
+ *  equal to a listen address, or on a wildcard listener's port at an address of this host.
+ *  @return 0, or -ELOOP with a message in err. */
+int upstream_check_loop(const struct options *o, char *err, size_t errlen);

@@ -152,3 +152,55 @@ size_t wire_remove_edns_option(uint8_t *pkt, size_t len, uint16_t code)
 	}
 	return len;
 }
+
+int wire_find_edns_option(const uint8_t *pkt, size_t len, uint16_t code, size_t *off,
+			  size_t *olen)
+{
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	int rc;
+	if (wire_rr_begin(&it, pkt, len) < 0)
+		return -EBADMSG;
+	while ((rc = wire_rr_next(&it, &rr)) > 0) {
+		if (rr.type != WIRE_TYPE_OPT)
+			continue;
+		size_t at = rr.rdata, end = (size_t)rr.rdata + rr.rdlen;
+		while (at + 4 <= end) {
+			size_t l = wire_get16(pkt + at + 2);
+			if (at + 4 + l > end)
+				return -EBADMSG;
+			if (wire_get16(pkt + at) == code) {
+				*off = at + 4;
+				*olen = l;
+				return 1;
+			}
+			at += 4 + l;
+		}
+		return at == end ? 0 : -EBADMSG;
+	}
+	return rc < 0 ? -EBADMSG : 0;
+}
+
+size_t wire_remove_opt(uint8_t *pkt, size_t len)
+{
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	if (wire_rr_begin(&it, pkt, len) < 0)
+		return len;
+	while (wire_rr_next(&it, &rr) > 0) {
+		if (rr.type != WIRE_TYPE_OPT || rr.section != 3)
+			continue;
+		size_t start = rr.owner, end = (size_t)rr.rdata + rr.rdlen;
+		memmove(pkt + start, pkt + end, len - end);
+		wire_put16(pkt + 10, (uint16_t)(wire_get16(pkt + 10) - 1));
+		return len - (end - start);
+	}
+	return len;
+}
+
+void wire_answer_patch(uint8_t *ans, const uint8_t *query, const struct wire_query *q)
+{
+	wire_put16(ans, q->id);
+	ans[2] = (uint8_t)((ans[2] & ~(WIRE_FLAG_RD >> 8)) | ((q->flags & WIRE_FLAG_RD) >> 8));
+	memcpy(ans + WIRE_HEADER, query + WIRE_HEADER, q->qname_len);
+}

@@ -95,10 +95,25 @@ int wire_rr_begin(struct wire_rr_iter *it, const uint8_t *pkt, size_t len);
 int wire_rr_next(struct wire_rr_iter *it, struct wire_rr *rr);
 
 #define WIRE_EDNS_COOKIE 10 /**< RFC 7873. */
+#define WIRE_EDNS_ECS 8     /**< RFC 7871. */
+#define WIRE_RCODE_BADCOOKIE 23
 
 /** Remove every EDNS option `code` from pkt's OPT record in place.
  *  @return the new length (len when there was nothing to remove or pkt is malformed). */
 size_t wire_remove_edns_option(uint8_t *pkt, size_t len, uint16_t code);
+
+/** Find EDNS option `code` in pkt's OPT record. @return 1 with *off (its data) and *olen set,
+ *  0 when there is none (or no OPT), -EBADMSG when the packet or its options are malformed. */
+int wire_find_edns_option(const uint8_t *pkt, size_t len, uint16_t code, size_t *off,
+			  size_t *olen);
+
+/** Remove the OPT record from pkt in place (for a client that sent none, RFC 6891 7).
+ *  @return the new length. */
+size_t wire_remove_opt(uint8_t *pkt, size_t len);
+
+/** Make ans (an answer to the same question) an answer to query: its ID, its RD bit and its
+ *  question name, letter case included. The names must have the same wire length. */
+void wire_answer_patch(uint8_t *ans, const uint8_t *query, const struct wire_query *q);
 
 static inline uint16_t wire_get16(const uint8_t *p)
 {

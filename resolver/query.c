@@ -1,0 +1,373 @@
+/* The query path. Order matters and is the product's: an unreadable packet is dropped, then the
+ * access list and the rate limit decide whether this client gets any answer, then the policy
+ * comes before the cache, so a newly denied name is never served from the cache, and the
+ * upstream is asked last. Answers leave through the client's ops. */
+#include "config.h"
+
+#include "resolver/query.h"
+
+#include <errno.h>
+#include <ifaddrs.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "resolver/answer.h"
+#include "resolver/worker.h"
+
+/* ---- Answers ------------------------------------------------------------------------------ */
+
+static size_t answer_cap(const struct client *c, const struct wire_query *q)
+{
+	return c->stream ? WORKER_ANSWER_MAX : answer_udp_limit(q);
+}
+
+static void respond(const struct client *c, const uint8_t *query, const struct wire_query *q,
+		    const uint8_t *ans, size_t len)
+{
+	c->ops->reply(c, query, q, ans, len);
+}
+
+static void answer_with_error(struct worker *w, const struct client *c, const uint8_t *query,
+			      const struct wire_query *q, unsigned rcode, int ede, const char *text)
+{
+	int n = answer_error(w->answer, answer_cap(c, q), query, q, rcode, ede, text);
+	if (n > 0)
+		respond(c, query, q, w->answer, (size_t)n);
+}
+
+static void deny(struct worker *w, const struct client *c, const uint8_t *query,
+		 const struct wire_query *q, const policy_t *pol, const struct policy_verdict *v,
+		 const struct name *owner)
+{
+	const struct options *o = w->o;
+	/* The rule's name goes into the EDE text only when it has no reason. */
+	char rule[NAME_MAXTEXT + 2] = "";
+	if (!v->reason)
+		name_suffix_to_text(owner ? owner : &q->qname, v->depth, rule, sizeof(rule));
+	struct answer_deny d = {
+		.depth = v->depth,
+		.owner = owner,
+		.rule = rule,
+		.reason = v->reason,
+		.ttl = o->block_ttl,
+		.serial = (uint32_t)policy_stats(pol)->version,
+		.ede_code = o->ede_code,
+	};
+	int n = answer_deny(w->answer, answer_cap(c, q), query, q, &d);
+	w->st.denied++;
+	if (n > 0) {
+		respond(c, query, q, w->answer, (size_t)n);
+		return;
+	}
+	/* Only a long CNAME target in a 512-octet answer can fail to fit: deny without the SOA. */
+	answer_with_error(w, c, query, q, WIRE_RCODE_NXDOMAIN, o->ede_code, v->reason);
+}
+
+/* Is a CNAME or DNAME target in ans's answer section denied? Sets *v and *target if so. */
+static int chain_denied(const policy_t *pol, const uint8_t *ans, size_t len,
+			struct policy_verdict *v, struct name *target)
+{
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	if (wire_rr_begin(&it, ans, len) < 0)
+		return 0;
+	while (wire_rr_next(&it, &rr) > 0 && rr.section == 1) {
+		if (rr.type != WIRE_TYPE_CNAME && rr.type != WIRE_TYPE_DNAME)
+			continue;
+		size_t next;
+		if (name_from_packet(target, ans, len, rr.rdata, &next) < 0)
+			continue;
+		policy_lookup(pol, target, v);
+		if (v->action == POLICY_DENY)
+			return 1;
+	}
+	return 0;
+}
+
+/* "policy.embargo" in lookup format. */
+static const uint8_t STATUS_NAME[] = {7, 'e', 'm', 'b', 'a', 'r', 'g', 'o', 6, 'p', 'o', 'l', 'i', 'c', 'y', 0};
+
+/* CH-class queries: TXT policy.embargo. tells allowed clients which policy is in force (as
+ * version.bind tells a version); everything else in CHAOS is refused, never forwarded. */
+static void status_query(struct worker *w, const struct client *c, const uint8_t *query,
+			 const struct wire_query *q)
+{
+	const struct options *o = w->o;
+	int is_status = q->qname.keylen == sizeof(STATUS_NAME) &&
+			memcmp(q->qname.key, STATUS_NAME, sizeof(STATUS_NAME)) == 0 &&
+			(q->qtype == WIRE_TYPE_TXT || q->qtype == WIRE_TYPE_ANY);
+	if (!is_status || !options_cidr_match(o->status_allow, o->nstatus_allow, &c->addr)) {
+		answer_with_error(w, c, query, q, WIRE_RCODE_REFUSED, -1, NULL);
+		return;
+	}
+	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
+	const struct policy_stats *st = policy_stats(pol);
+	char when[32] = "unknown", text[256];
+	time_t t = (time_t)st->loaded_at;
+	struct tm tm;
+	if (t > 0 && gmtime_r(&t, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	snprintf(text, sizeof(text),
+		 "version=%016llx source=%s deny=%zu allow=%zu reasons=%zu invalid=%zu loaded=%s",
+		 (unsigned long long)st->version,
+		 st->source == POLICY_SOURCE_REDIS ? "redis"
+		 : st->source == POLICY_SOURCE_SNAPSHOT ? "snapshot"
+		 : st->source == POLICY_SOURCE_HELD ? "held-merge" : "bundled",
+		 st->deny, st->allow, st->reasons, st->invalid, when);
+	struct server *sv = w->server;
+	int hold = atomic_load_explicit(&sv->hold_kind, memory_order_relaxed);
+	if (hold != SERVER_HOLD_NONE) {
+		static const char *const kinds[] = {"", "shrink", "deny-key-missing", "redis-empty"};
+		size_t used = strlen(text);
+		snprintf(text + used, sizeof(text) - used, " held=%s",
+			 kinds[hold > SERVER_HOLD_EMPTY ? 0 : hold]);
+		used = strlen(text);
+		if (hold != SERVER_HOLD_EMPTY)
+			snprintf(text + used, sizeof(text) - used,
+				 " held_removes=%zu/%zu held_version=%016llx",
+				 atomic_load_explicit(&sv->hold_removed, memory_order_relaxed),
+				 atomic_load_explicit(&sv->hold_of, memory_order_relaxed),
+				 (unsigned long long)atomic_load_explicit(&sv->hold_version,
+									 memory_order_relaxed));
+	}
+	int n = answer_txt(w->answer, answer_cap(c, q), query, q, text);
+	if (n > 0)
+		respond(c, query, q, w->answer, (size_t)n);
+}
+
+/* ---- Admit -------------------------------------------------------------------------------- */
+
+/* Is this packet one of embargo's own upstream queries come back (an upstream that is, or
+ * forwards to, one of our listeners)? Only an address of this host can send from our ports. */
+static int is_own_query(struct worker *w, const struct client *c)
+{
+	uint16_t port = c->addr.ss_family == AF_INET6
+				? ntohs(((const struct sockaddr_in6 *)&c->addr)->sin6_port)
+				: ntohs(((const struct sockaddr_in *)&c->addr)->sin_port);
+	if (!upstream_is_own_port(port))
+		return 0;
+	if (admit_is_loopback(&c->addr))
+		return 1;
+	uint64_t now = uv_now(&w->loop);
+	if (w->self_at == 0 || now >= w->self_at + 1000) {
+		struct ifaddrs *ifa;
+		w->self_at = now;
+		w->nself = 0;
+		if (getifaddrs(&ifa) == 0) {
+			for (struct ifaddrs *it = ifa; it && w->nself < 32; it = it->ifa_next) {
+				if (!it->ifa_addr || (it->ifa_addr->sa_family != AF_INET &&
+						      it->ifa_addr->sa_family != AF_INET6))
+					continue;
+				struct options_cidr *s = &w->self[w->nself++];
+				memset(s, 0, sizeof(*s));
+				s->family = it->ifa_addr->sa_family;
+				s->prefix = s->family == AF_INET6 ? 128 : 32;
+				memcpy(s->addr,
+				       s->family == AF_INET6
+					       ? (const void *)&((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr
+					       : (const void *)&((struct sockaddr_in *)it->ifa_addr)->sin_addr,
+				       s->prefix / 8);
+			}
+			freeifaddrs(ifa);
+		}
+	}
+	return options_cidr_match(w->self, w->nself, &c->addr);
+}
+
+enum { DROPPED = 0, GO = 1, GO_CACHE_ONLY = 2 };
+
+/* Parse a query and answer it when that needs no policy (refused, malformed, not a QUERY,
+ * CHAOS, over the rate limit). @return GO or GO_CACHE_ONLY when q goes on to query_decide(). */
+static int query_admit(struct worker *w, const struct client *c, const uint8_t *pkt, size_t len,
+		       struct wire_query *q)
+{
+	int rc = wire_parse_query(pkt, len, q);
+	if (rc == -EINVAL) {
+		w->st.dropped++;
+		return DROPPED;
+	}
+	if (is_own_query(w, c)) {
+		w->st.looped++;
+		return DROPPED;
+	}
+	enum options_acl acl = admit_access(w->admit, &c->addr);
+	if (acl == OPTIONS_ACL_DROP) {
+		w->st.refused++;
+		return DROPPED;
+	}
+	w->st.queries++;
+	if (!c->stream) {
+		/* Whatever the answer, even REFUSED or FORMERR, it counts: a spoofed source must not
+		 * turn embargo into an amplifier of any kind of answer. */
+		enum admit_rate r = admit_rate(w->admit, &c->addr, uv_now(&w->loop));
+		if (r != ADMIT_RATE_OK) {
+			w->st.rate_limited++;
+			if (r == ADMIT_RATE_SLIP) {
+				/* Empty and truncated, without EDE: a real client retries over TCP. */
+				int n = answer_error(w->answer, answer_cap(c, q), pkt, q,
+						     WIRE_RCODE_NOERROR, -1, NULL);
+				if (n > 0) {
+					w->answer[2] |= WIRE_FLAG_TC >> 8;
+					respond(c, pkt, q, w->answer, (size_t)n);
+				}
+			}
+			return DROPPED;
+		}
+	}
+	if (acl == OPTIONS_ACL_REFUSE) {
+		w->st.refused++;
+		answer_with_error(w, c, pkt, q, WIRE_RCODE_REFUSED, ANSWER_EDE_PROHIBITED,
+				  "this resolver does not serve your network");
+		return DROPPED;
+	}
+	if (rc == -EBADMSG) {
+		w->st.formerr++;
+		answer_with_error(w, c, pkt, q, WIRE_RCODE_FORMERR, -1, NULL);
+		return DROPPED;
+	}
+	if (rc == -ENOTSUP) {
+		answer_with_error(w, c, pkt, q, WIRE_RCODE_NOTIMP, -1, NULL);
+		return DROPPED;
+	}
+	if (q->has_edns && q->edns_version != 0) {
+		answer_with_error(w, c, pkt, q, WIRE_RCODE_BADVERS, -1, NULL);
+		return DROPPED;
+	}
+	if (q->qclass == WIRE_CLASS_CH) {
+		status_query(w, c, pkt, q);
+		return DROPPED;
+	}
+	if (!(q->flags & WIRE_FLAG_RD)) {
+		/* Without recursion desired only a client allowed to snoop gets the cache (Unbound's
+		 * allow_snoop); others are refused, so the cache cannot be probed. */
+		if (acl != OPTIONS_ACL_SNOOP) {
+			answer_with_error(w, c, pkt, q, WIRE_RCODE_REFUSED, -1, NULL);
+			return DROPPED;
+		}
+		return GO_CACHE_ONLY;
+	}
+	return GO;
+}
+
+/* ---- Decide ------------------------------------------------------------------------------- */
+
+/* Answer an admitted query given the policy's verdict on its name: deny, the cache, or the
+ * upstream. @return 1 when it went upstream. */
+static int query_decide(struct worker *w, const struct client *c, const uint8_t *pkt, size_t len,
+			const struct wire_query *q, const policy_t *pol, struct policy_verdict v,
+			int cache_only)
+{
+	if (v.action == POLICY_DENY) {
+		deny(w, c, pkt, q, pol, &v, NULL);
+		return 0;
+	}
+
+	struct cache_key key;
+	bool has_chain;
+	cache_key_make(w->server->cache, &key, q);
+	int n = cache_get(w->server->cache, &key, uv_now(&w->loop), pkt, q, w->answer,
+			  WORKER_ANSWER_MAX, &has_chain);
+	if (n > 0) {
+		struct name target;
+		if (has_chain && chain_denied(pol, w->answer, (size_t)n, &v, &target)) {
+			deny(w, c, pkt, q, pol, &v, &target);
+			return 0;
+		}
+		w->st.cache_hits++;
+		respond(c, pkt, q, w->answer, (size_t)n);
+		return 0;
+	}
+	if (cache_only) {
+		answer_with_error(w, c, pkt, q, WIRE_RCODE_REFUSED, -1, NULL);
+		return 0;
+	}
+
+	/* One client may keep only its share of the pending pool waiting. */
+	if (admit_pending_take(w->admit, &c->addr) < 0) {
+		w->st.servfail++;
+		answer_with_error(w, c, pkt, q, WIRE_RCODE_SERVFAIL, -1, NULL);
+		return 0;
+	}
+	if (upstream_forward(w->up, c, pkt, len, q) < 0) {
+		admit_pending_give(w->admit, &c->addr);
+		w->st.servfail++;
+		answer_with_error(w, c, pkt, q, WIRE_RCODE_SERVFAIL, -1, NULL);
+		return 0;
+	}
+	w->st.forwarded++;
+	return 1;
+}
+
+int query_handle(struct worker *w, const struct client *c, const uint8_t *pkt, size_t len)
+{
+	struct wire_query q;
+	int go = query_admit(w, c, pkt, len, &q);
+	if (go == DROPPED)
+		return 0;
+	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
+	struct policy_verdict v;
+	policy_lookup(pol, &q.qname, &v);
+	return query_decide(w, c, pkt, len, &q, pol, v, go == GO_CACHE_ONLY);
+}
+
+void query_handle_batch(struct worker *w, struct query_batch *b)
+{
+	const struct name *names[QUERY_BATCH];
+	struct policy_verdict v[QUERY_BATCH];
+	unsigned go[QUERY_BATCH], n = 0;
+	for (unsigned i = 0; i < b->n; i++) {
+		int r = query_admit(w, &b->client[i], b->pkt[i], b->len[i], &b->q[i]);
+		if (r != DROPPED) {
+			b->cache_only[i] = r == GO_CACHE_ONLY;
+			names[n] = &b->q[i].qname;
+			go[n++] = i;
+		}
+	}
+	b->n = 0;
+	if (n == 0)
+		return;
+	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
+	policy_lookup_many(pol, names, n, v);
+	for (unsigned j = 0; j < n; j++) {
+		unsigned i = go[j];
+		query_decide(w, &b->client[i], b->pkt[i], b->len[i], &b->q[i], pol, v[j],
+			     b->cache_only[i]);
+	}
+}
+
+/* ---- Upstream answers --------------------------------------------------------------------- */
+
+void query_upstream_answer(void *ctx, const struct client *c, const uint8_t *query,
+			   const struct wire_query *q, uint8_t *reply, size_t len, int first)
+{
+	struct worker *w = ctx;
+	admit_pending_give(w->admit, &c->addr);
+	if (!c->session)
+		return; /* The client went away (a TCP connection closed). */
+	if (!reply) {
+		w->st.servfail++;
+		answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL,
+				  ANSWER_EDE_NO_REACHABLE_AUTHORITY, "no upstream answered in time");
+	} else {
+		const policy_t *pol = policy_store_enter(w->server->store, w->reader);
+		struct policy_verdict v;
+		struct name target;
+		int denied = chain_denied(pol, reply, len, &v, &target);
+		if (first) {
+			uint32_t ttl = cache_ttl(reply, len);
+			if (ttl > 0) {
+				struct cache_key key;
+				cache_key_make(w->server->cache, &key, q);
+				cache_put(w->server->cache, &key, reply, len, ttl, uv_now(&w->loop));
+			}
+		}
+		if (denied)
+			deny(w, c, query, q, pol, &v, &target);
+		else
+			respond(c, query, q, reply, len);
+	}
+	if (c->ops->done)
+		c->ops->done(c);
+}

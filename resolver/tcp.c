@@ -1,0 +1,425 @@
+/* TCP transport. Connections sit in one list per worker, oldest first, so that the oldest idle
+ * one is found for eviction. Each has one timer, re-armed for whichever deadline is nearest: a
+ * message that has begun must be whole within the idle timeout of its first byte (more bytes do
+ * not extend it), and a connection with nothing to do closes after the idle timeout. Answers
+ * are written at once; their bytes count as queued until libuv has written them, and above the
+ * bound reading (and answering what is buffered) stops until the client drains them. */
+#include "config.h"
+
+#include "resolver/tcp.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "resolver/query.h"
+#include "resolver/udp.h"
+#include "resolver/worker.h"
+
+#define TCP_MAX_INFLIGHT 64 /* Upstream questions per connection; reading pauses above it. */
+#define READ_MAX (2 * 65537)
+
+struct tcp_listener {
+	uv_tcp_t tcp;
+	struct worker *w;
+};
+
+struct tcp_conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	struct client client;        /* Its session points back here. */
+	struct worker *w;
+	struct tcp_conn *prev, *next;
+	uint8_t *buf;
+	size_t len, cap;
+	size_t queued;               /* Answer bytes handed to libuv and not yet written. */
+	uint64_t msg_started;        /* When the first byte of a partial message came; 0: none. */
+	uint64_t last_active;        /* Last whole message read or answer written. */
+	unsigned inflight;
+	int reading;
+	int eof;                     /* The client half-closed: answer what is in flight, then close. */
+	int open_handles;
+	int closing;
+};
+
+struct tcp_write {
+	uv_write_t req;
+	struct tcp_conn *conn;
+	size_t len;
+	uint8_t bytes[];
+};
+
+struct tcp_state {
+	struct tcp_listener listeners[OPTIONS_MAX_ADDRS];
+	unsigned nlisten;
+	struct tcp_conn *head, *tail; /* Oldest first. */
+	unsigned nconns;
+};
+
+static void conn_close(struct tcp_conn *c);
+static void conn_resume(struct tcp_conn *c);
+static void conn_arm(struct tcp_conn *c);
+
+/* ---- Answers ------------------------------------------------------------------------------ */
+
+static void written(uv_write_t *req, int status)
+{
+	struct tcp_write *wr = (struct tcp_write *)req;
+	struct tcp_conn *c = wr->conn;
+	c->queued -= wr->len;
+	free(wr);
+	if (c->closing)
+		return;
+	if (status < 0) {
+		conn_close(c);
+		return;
+	}
+	c->last_active = uv_now(&c->w->loop);
+	conn_resume(c);
+}
+
+static void tcp_reply(const struct client *cl, const uint8_t *query, const struct wire_query *q,
+		      const uint8_t *ans, size_t len)
+{
+	struct tcp_conn *c = cl->session;
+	(void)query;
+	(void)q;
+	if (c->closing)
+		return;
+	struct tcp_write *wr = malloc(sizeof(*wr) + 2 + len);
+	if (!wr) {
+		conn_close(c);
+		return;
+	}
+	wr->conn = c;
+	wr->len = 2 + len;
+	wire_put16(wr->bytes, (uint16_t)len);
+	memcpy(wr->bytes + 2, ans, len);
+	uv_buf_t b = uv_buf_init((char *)wr->bytes, (unsigned)(2 + len));
+	c->queued += wr->len;
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, written) < 0) {
+		c->queued -= wr->len;
+		free(wr);
+		conn_close(c);
+	}
+}
+
+/* A question that went upstream is over (its answer, if any, is queued). */
+static void tcp_done(const struct client *cl)
+{
+	struct tcp_conn *c = cl->session;
+	c->inflight--;
+	if (!c->closing)
+		conn_resume(c);
+}
+
+static const struct client_ops TCP_OPS = {.reply = tcp_reply, .done = tcp_done};
+
+/* ---- Sessions ---------------------------------------------------------------------------- */
+
+static void conn_closed(uv_handle_t *h)
+{
+	struct tcp_conn *c = h->data;
+	if (--c->open_handles > 0)
+		return;
+	free(c->buf);
+	free(c);
+}
+
+static void conn_close(struct tcp_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	struct worker *w = c->w;
+	struct tcp_state *st = w->tcp;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		st->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		st->tail = c->prev;
+	st->nconns--;
+	if (c->inflight > 0)
+		upstream_forget(w->up, c);
+	uv_close((uv_handle_t *)&c->tcp, conn_closed);
+	uv_close((uv_handle_t *)&c->timer, conn_closed);
+}
+
+/* Idle: nothing buffered, nothing in flight, nothing queued. */
+static int conn_is_idle(const struct tcp_conn *c)
+{
+	return c->len == 0 && c->inflight == 0 && c->queued == 0;
+}
+
+static void conn_timeout(uv_timer_t *t)
+{
+	struct tcp_conn *c = t->data;
+	struct worker *w = c->w;
+	uint64_t now = uv_now(&w->loop);
+	uint64_t since = c->msg_started ? c->msg_started : c->last_active;
+	if (c->inflight == 0 && now >= since + w->o->tcp_idle_ms) {
+		w->st.tcp_timeouts++;
+		conn_close(c);
+		return;
+	}
+	conn_arm(c);
+}
+
+/* Arm the timer for the nearest deadline. While questions are upstream none runs: they end
+ * within the upstream timeout, and the deadline is then counted from the last activity. */
+static void conn_arm(struct tcp_conn *c)
+{
+	if (c->closing)
+		return;
+	uint64_t now = uv_now(&c->w->loop);
+	uint64_t since = c->msg_started ? c->msg_started : c->last_active;
+	uint64_t at = since + c->w->o->tcp_idle_ms;
+	if (c->inflight > 0)
+		at = now + c->w->o->tcp_idle_ms;
+	uv_timer_start(&c->timer, conn_timeout, at > now ? at - now : 0, 0);
+}
+
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct tcp_conn *c = h->data;
+	(void)suggested;
+	if (c->cap - c->len < 4096 && c->cap < READ_MAX) {
+		size_t cap = c->cap ? c->cap * 2 : 4096;
+		if (cap > READ_MAX)
+			cap = READ_MAX;
+		uint8_t *b = realloc(c->buf, cap);
+		if (b) {
+			c->buf = b;
+			c->cap = cap;
+		}
+	}
+	*buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* May this connection take another message now? */
+static int conn_may_process(const struct tcp_conn *c)
+{
+	return !c->closing && c->inflight < TCP_MAX_INFLIGHT &&
+	       c->queued < c->w->o->tcp_max_queued;
+}
+
+/* Answer every complete message in the buffer (RFC 7766: answers may go out in any order),
+ * stopping while too many are in flight or too many answer bytes are queued. */
+static void conn_process(struct tcp_conn *c)
+{
+	size_t off = 0;
+	while (conn_may_process(c) && c->len - off >= 2) {
+		size_t flen = wire_get16(c->buf + off);
+		if (c->len - off < 2 + flen)
+			break;
+		c->last_active = uv_now(&c->w->loop);
+		if (query_handle(c->w, &c->client, c->buf + off + 2, flen))
+			c->inflight++;
+		off += 2 + flen;
+	}
+	if (c->closing)
+		return;
+	if (off > 0) {
+		memmove(c->buf, c->buf + off, c->len - off);
+		c->len -= off;
+	}
+	/* The next message has begun if any byte of it is here; its deadline runs from then (or
+	 * from now, for bytes that came with the message before it). */
+	if (c->len == 0)
+		c->msg_started = 0;
+	else if (off > 0 || !c->msg_started)
+		c->msg_started = uv_now(&c->w->loop);
+	if (!conn_may_process(c) && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = 0;
+	}
+	conn_arm(c);
+}
+
+/* Does the buffer hold a whole message not yet answered? */
+static int has_message(const struct tcp_conn *c)
+{
+	return c->len >= 2 && c->len >= 2u + wire_get16(c->buf);
+}
+
+/* Something changed (an answer written, a question over): answer what is buffered if the
+ * limits allow, then read again; after a half-close, close once everything is answered. */
+static void conn_resume(struct tcp_conn *c)
+{
+	if (c->closing || c->reading)
+		return;
+	if (conn_may_process(c))
+		conn_process(c);
+	if (c->closing)
+		return;
+	if (c->eof) {
+		if (c->inflight == 0 && c->queued == 0 && !has_message(c))
+			conn_close(c);
+		return;
+	}
+	if (conn_may_process(c) &&
+	    uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read) == 0)
+		c->reading = 1;
+}
+
+static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct tcp_conn *c = s->data;
+	(void)buf;
+	if (nread == UV_EOF) {
+		/* A half-close still gets the answers to what it sent (RFC 7766 6.2.4). */
+		c->eof = 1;
+		uv_read_stop(s);
+		c->reading = 0;
+		conn_resume(c);
+		return;
+	}
+	if (nread < 0) {
+		conn_close(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	c->len += (size_t)nread;
+	conn_process(c);
+}
+
+/* ---- Accepting -------------------------------------------------------------------------- */
+
+static int same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+/* Room for the new connection fresh (already listed, last): under the per-address cap, and
+ * under the worker's cap once the oldest idle connection (if any) is closed. @return 0 or -1. */
+static int make_room(struct worker *w, struct tcp_conn *fresh)
+{
+	struct tcp_state *st = w->tcp;
+	unsigned same = 0;
+	struct tcp_conn *idle = NULL;
+	for (struct tcp_conn *c = st->head; c; c = c->next) {
+		if (c == fresh)
+			continue;
+		if (same_host(&c->client.addr, &fresh->client.addr))
+			same++;
+		if (!idle && conn_is_idle(c))
+			idle = c;
+	}
+	if (same >= w->o->tcp_per_addr)
+		return -1;
+	if (st->nconns - 1 < w->o->tcp_max_conns)
+		return 0;
+	if (!idle)
+		return -1;
+	w->st.tcp_evicted++;
+	conn_close(idle);
+	return 0;
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+	struct tcp_listener *l = server->data;
+	struct worker *w = l->w;
+	struct tcp_state *st = w->tcp;
+	if (status < 0)
+		return;
+	struct tcp_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->w = w;
+	uv_tcp_init(&w->loop, &c->tcp);
+	uv_timer_init(&w->loop, &c->timer);
+	c->tcp.data = c->timer.data = c;
+	c->open_handles = 2;
+	c->client = (struct client){.ops = &TCP_OPS, .session = c, .stream = 1};
+	c->prev = st->tail;
+	if (st->tail)
+		st->tail->next = c;
+	else
+		st->head = c;
+	st->tail = c;
+	st->nconns++;
+	w->st.tcp_conns++;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+		conn_close(c);
+		return;
+	}
+	int plen = sizeof(c->client.addr);
+	uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->client.addr, &plen);
+	if (make_room(w, c) < 0 || admit_access(w->admit, &c->client.addr) == OPTIONS_ACL_DROP) {
+		w->st.tcp_refused++;
+		conn_close(c);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->last_active = uv_now(&w->loop);
+	conn_arm(c);
+	conn_resume(c);
+}
+
+/* ---- Set-up ------------------------------------------------------------------------------ */
+
+int tcp_init(struct worker *w)
+{
+	w->tcp = calloc(1, sizeof(*w->tcp));
+	return w->tcp ? 0 : -ENOMEM;
+}
+
+int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+	struct tcp_state *st = w->tcp;
+	struct tcp_listener *l = &st->listeners[st->nlisten];
+	char addr[80];
+	options_format_addr(ss, addr, sizeof(addr));
+	l->w = w;
+	int fd = udp_bound_socket(ss, SOCK_STREAM, 1);
+	uv_tcp_init(&w->loop, &l->tcp);
+	l->tcp.data = l;
+	st->nlisten++; /* Its handle is open: tcp_close() closes it whatever happens next. */
+	int rc;
+	if (fd < 0) {
+		rc = fd;
+		snprintf(err, errlen, "cannot listen on TCP %s: %s", addr, strerror(-fd));
+		return rc;
+	}
+	rc = uv_tcp_open(&l->tcp, fd);
+	if (rc < 0)
+		close(fd);
+	else
+		rc = uv_listen((uv_stream_t *)&l->tcp, 256, on_accept);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot listen on TCP %s: %s", addr, uv_strerror(rc));
+	return rc;
+}
+
+void tcp_close(struct worker *w)
+{
+	struct tcp_state *st = w->tcp;
+	if (!st)
+		return;
+	for (unsigned i = 0; i < st->nlisten; i++)
+		uv_close((uv_handle_t *)&st->listeners[i].tcp, NULL);
+	st->nlisten = 0;
+	while (st->head)
+		conn_close(st->head);
+}
+
+void tcp_free(struct worker *w)
+{
+	free(w->tcp);
+	w->tcp = NULL;
+}

@@ -1,0 +1,66 @@
+/* What the daemon's internal modules share about one worker loop: server.c creates and runs
+ * workers, udp.c and tcp.c receive and send on them, query.c answers. Not for outside the
+ * daemon: the public face is server.h. */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "policy/store.h"
+#include "resolver/admit.h"
+#include "resolver/cache.h"
+#include "resolver/options.h"
+#include "resolver/server.h"
+#include "resolver/upstream.h"
+
+#define WORKER_ANSWER_MAX 65535
+
+/* Every counter of struct server_stats, for publishing and summing. */
+#define WORKER_STAT_FIELDS(X) \
+	X(queries) X(denied) X(cache_hits) X(forwarded) X(servfail) X(formerr) X(dropped) \
+	X(tcp_conns) X(refused) X(rate_limited) X(tcp_refused) X(tcp_evicted) X(tcp_timeouts) \
+	X(looped)
+
+struct udp_state;
+struct tcp_state;
+
+struct worker {
+	struct server *server;
+	const struct options *o;
+	unsigned index;
+	uv_loop_t loop;
+	uv_thread_t thread;
+	int loop_ready, started;
+	uv_async_t stop;
+	uv_prepare_t prepare;
+	uv_check_t check;
+	struct udp_state *udp;   /* udp.c's */
+	struct tcp_state *tcp;   /* tcp.c's */
+	upstream_t *up;
+	admit_t *admit;
+	struct policy_reader *reader;
+	uint8_t *answer;         /* WORKER_ANSWER_MAX octets for the answer being built. */
+	/* This host's addresses, for the loop guard: read at most once a second, and only when
+	 * a query comes from a port that one of our upstream sockets holds. */
+	struct options_cidr self[32];
+	unsigned nself;
+	uint64_t self_at;
+	struct server_stats st;  /* Written only by this worker. */
+	/* st, published once per loop iteration for other threads to read. */
+#define WORKER_SHOWN(f) _Alignas(8) atomic_ullong shown_##f;
+	WORKER_STAT_FIELDS(WORKER_SHOWN)
+#undef WORKER_SHOWN
+};
+
+struct server {
+	const struct options *o;
+	policy_store_t *store;
+	cache_t *cache;
+	unsigned nworkers;
+	struct worker *workers;
+	/* A held policy load, for status answers (server_set_hold). */
+	atomic_int hold_kind;
+	atomic_size_t hold_removed, hold_of;
+	atomic_uint_fast64_t hold_version;
+};
