@@ -224,15 +224,27 @@ int main(int argc, char **argv)
 	uv_run(d.loop, UV_RUN_DEFAULT);
 
 	struct server_stats st;
+	struct upstream_stats us;
 	server_stop(d.server);
 	server_stats(d.server, &st);
+	server_upstream_stats(d.server, &us);
 	server_free(d.server);
+#define U(x) (unsigned long long)(x)
 	log_info("stopped: %llu queries, %llu denied, %llu cache hits, %llu forwarded, %llu servfail, "
-		 "%llu formerr, %llu dropped, %llu tcp connections",
-		 (unsigned long long)st.queries, (unsigned long long)st.denied,
-		 (unsigned long long)st.cache_hits, (unsigned long long)st.forwarded,
-		 (unsigned long long)st.servfail, (unsigned long long)st.formerr,
-		 (unsigned long long)st.dropped, (unsigned long long)st.tcp_conns);
+		 "%llu formerr, %llu dropped, %llu tcp connections; refused %llu, rate-limited %llu, "
+		 "looped %llu; tcp refused %llu, evicted %llu, timed out %llu",
+		 U(st.queries), U(st.denied), U(st.cache_hits), U(st.forwarded), U(st.servfail),
+		 U(st.formerr), U(st.dropped), U(st.tcp_conns), U(st.refused), U(st.rate_limited),
+		 U(st.looped), U(st.tcp_refused), U(st.tcp_evicted), U(st.tcp_timeouts));
+	log_info("upstream: %llu sent, %llu answered, %llu timed out, %llu soft failures, "
+		 "%llu merged, %llu tcp fallbacks (%llu over the cap), %llu jostled, %llu pool full, "
+		 "%llu sockets short, %llu probes; ignored: %llu mismatched, %llu case mismatched, "
+		 "%llu cookie mismatched",
+		 U(us.sent), U(us.answered), U(us.timeouts), U(us.soft_failures), U(us.merged),
+		 U(us.tcp_fallbacks), U(us.tcp_full), U(us.jostled), U(us.pool_full),
+		 U(us.sockets_full), U(us.probes), U(us.mismatched), U(us.case_mismatched),
+		 U(us.cookie_mismatched));
+#undef U
 	cache_free(d.cache);
 	policy_store_free(d.store);
 	if (uv_loop_close(d.loop) != 0)

@@ -52,6 +52,8 @@ static void on_stop(uv_async_t *h)
 	publish_stats(w);
 	udp_close(w);
 	tcp_close(w);
+	if (w->up)
+		w->up_stats = *upstream_stats(w->up);
 	upstream_close(w->up);
 	w->up = NULL;
 	uv_close((uv_handle_t *)&w->prepare, NULL);
@@ -253,4 +255,17 @@ void server_set_hold(server_t *s, enum server_hold kind, size_t removed, size_t 
 unsigned server_workers(const server_t *s)
 {
 	return s->nworkers;
+}
+
+void server_upstream_stats(server_t *s, struct upstream_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		const struct upstream_stats *u = &s->workers[i].up_stats;
+#define ADD(f) out->f += u->f;
+		ADD(sent) ADD(answered) ADD(timeouts) ADD(mismatched) ADD(case_mismatched)
+		ADD(cookie_mismatched) ADD(soft_failures) ADD(merged) ADD(tcp_fallbacks) ADD(tcp_full)
+		ADD(pool_full) ADD(jostled) ADD(sockets_full) ADD(probes)
+#undef ADD
+	}
 }

@@ -9,6 +9,7 @@
 #include "policy/store.h"
 #include "resolver/cache.h"
 #include "resolver/options.h"
+#include "resolver/upstream.h"
 
 typedef struct server server_t;
 
@@ -61,6 +62,9 @@ enum server_hold {
  *  read it without locks (fields may mix for an instant while it changes). */
 void server_set_hold(server_t *s, enum server_hold kind, size_t removed, size_t of,
 		     uint64_t version);
+
+/** Upstream counters summed over all workers; valid only after server_stop(). */
+void server_upstream_stats(server_t *s, struct upstream_stats *out);
 
 /** Number of worker loops. */
 unsigned server_workers(const server_t *s);

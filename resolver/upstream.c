@@ -578,9 +578,9 @@ static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t 
 	int rc = wire_find_edns_option(reply, len, WIRE_EDNS_COOKIE, &off, &olen);
 	if (rc < 0)
 		return -1;
-	if (rc == 0)
-		return 0; /* The upstream does not do cookies. */
 	struct health *h = &u->health[i];
+	if (rc == 0) /* Without a cookie: fine from an upstream that never sent us one. */
+		return h->server_cookie_len ? -1 : 0;
 	if (olen < 8 || memcmp(reply + off, h->client_cookie, 8) != 0)
 		return -1;
 	if (olen >= 16 && olen <= 40) {
@@ -740,8 +740,12 @@ static void timer_cb(uv_timer_t *t)
 	uint64_t now = uv_now(u->loop);
 	while (u->head && u->head->deadline <= now) {
 		struct pending *p = u->head;
-		if (p->sock)
+		if (p->sock) {
 			mark_down(u, p->upstream);
+			/* An upstream that stopped doing cookies must not stay unusable: what it
+			 * knew of cookies is forgotten with the timeout it costs. */
+			u->health[p->upstream].server_cookie_len = 0;
+		}
 		attempt_failed(u, p);
 	}
 	arm_timer(u);

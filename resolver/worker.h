@@ -47,6 +47,7 @@ struct worker {
 	unsigned nself;
 	uint64_t self_at;
 	struct server_stats st;  /* Written only by this worker. */
+	struct upstream_stats up_stats; /* The upstream's, kept when it closes. */
 	/* st, published once per loop iteration for other threads to read. */
 #define WORKER_SHOWN(f) _Alignas(8) atomic_ullong shown_##f;
 	WORKER_STAT_FIELDS(WORKER_SHOWN)

@@ -93,6 +93,8 @@ check() {
 	[ -n "${ONLY:-}" ] && [[ $name != *"$ONLY"* ]] && return 0
 	if "$@" >"$WORK/check.out" 2>&1; then
 		ok "$name"
+		# SHOW=1 prints what a passing test measured, too (figures for notes and the README).
+		[ -n "${SHOW:-}" ] && sed 's/^/#   /' "$WORK/check.out"
 	else
 		not_ok "$name" "$(cat "$WORK/check.out")"
 	fi

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""A scriptable upstream for the hardening tests, on loopback only.
+
+It answers every A question with --answer (TTL 300) over UDP and TCP, and logs one line per
+UDP query it receives: "SRCPORT ID QNAME" (the name exactly as sent, letter case included), so a
+test can read the resolver's source ports, IDs and 0x20 case. Behaviour by --mode:
+  normal    answer
+  refused   answer REFUSED
+  mangle    answer with the question name lower-cased (an upstream that loses 0x20 case)
+  wrongport answer from another socket (right address, wrong port)
+  silent    read and never answer (a black hole)
+Names with a label "slow" are answered after --delay-ms; names under "hole." never; for names
+starting with "spoof", every ID from 0 to 65535 is first sent a forged answer (--spoof-answer,
+question in lower case, as an off-path attacker who cannot know the case would) from the right
+address and port, then the real answer. Names starting with "big" get a TXT answer of about
+--big-bytes octets (over TCP; over UDP it is truncated with TC).
+"""
+import argparse
+import select
+import socket
+import struct
+import threading
+import time
+
+
+def parse_question(pkt):
+    off = 12
+    labels = []
+    while True:
+        n = pkt[off]
+        if n == 0:
+            off += 1
+            break
+        labels.append(pkt[off + 1:off + 1 + n])
+        off += 1 + n
+    qtype, qclass = struct.unpack("!HH", pkt[off:off + 4])
+    return labels, qtype, qclass, off + 4
+
+
+def has_opt(pkt):
+    return struct.unpack("!H", pkt[10:12])[0] > 0
+
+
+def answer(pkt, args, rcode=0, lower=False, addr=None, big=False, tc=False):
+    qid = pkt[0:2]
+    labels, qtype, qclass, qend = parse_question(pkt)
+    question = bytearray(pkt[12:qend])
+    if lower:
+        question = bytearray(question.lower())
+    flags = 0x8000 | 0x0400 | (pkt[2] & 0x01) << 8 | rcode
+    if tc:
+        flags |= 0x0200
+    records = b""
+    count = 0
+    if rcode == 0 and not tc:
+        if big:
+            chunk = b"x" * 250
+            n = max(1, args.big_bytes // 260)
+            for _ in range(n):
+                rdata = bytes([len(chunk)]) + chunk
+                records += b"\xc0\x0c" + struct.pack("!HHIH", 16, 1, 300, len(rdata)) + rdata
+                count += 1
+        elif qtype == 1:
+            ip = socket.inet_aton(addr or args.answer)
+            records = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 300, 4) + ip
+            count = 1
+    opt = b""
+    if has_opt(pkt):
+        opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)
+    header = qid + struct.pack("!HHHHH", flags, 1, count, 0, 1 if opt else 0)
+    return header + bytes(question) + records + opt
+
+
+class Upstream:
+    def __init__(self, args):
+        self.args = args
+        self.log = open(args.log, "a", buffering=1) if args.log else None
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", args.port))
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", args.port))
+        self.tcp.listen(64)
+        self.other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.other.bind(("127.0.0.1", 0))
+        self.lock = threading.Lock()
+        self.spoofed = set()
+
+    def reply_for(self, pkt, over_tcp):
+        labels, qtype, _, _ = parse_question(pkt)
+        name = b".".join(labels).lower()
+        if self.args.mode == "silent" or name.endswith(b".hole") or b".hole." in name + b".":
+            return None, 0
+        delay = self.args.delay_ms / 1000 if b"slow" in labels or any(
+            l.lower() == b"slow" for l in labels) else 0
+        if self.args.mode == "refused":
+            return answer(pkt, self.args, rcode=5), delay
+        big = name.startswith(b"big")
+        if big and not over_tcp:
+            return answer(pkt, self.args, tc=True), delay
+        return answer(pkt, self.args, lower=self.args.mode == "mangle", big=big), delay
+
+    def send_later(self, sock, data, to, delay):
+        def go():
+            time.sleep(delay)
+            with self.lock:
+                sock.sendto(data, to)
+        threading.Thread(target=go, daemon=True).start()
+
+    def spoof(self, pkt, to):
+        forged = bytearray(answer(pkt, self.args, lower=True, addr=self.args.spoof_answer))
+        with self.lock:
+            for i in range(65536):
+                forged[0:2] = struct.pack("!H", i)
+                try:
+                    self.udp.sendto(forged, to)
+                except OSError:
+                    pass
+
+    def on_udp(self):
+        pkt, src = self.udp.recvfrom(65535)
+        if len(pkt) < 12 or pkt[2] & 0x80:
+            return
+        labels, _, _, _ = parse_question(pkt)
+        qname = b".".join(labels).decode("ascii", "replace")
+        if self.log:
+            self.log.write("%d %d %s\n" % (src[1], struct.unpack("!H", pkt[0:2])[0], qname))
+        if qname.lower().startswith("spoof") and qname.lower() not in self.spoofed:
+            self.spoofed.add(qname.lower())  # An attacker's one try per name and query.
+            self.spoof(pkt, src)
+        data, delay = self.reply_for(pkt, False)
+        if data is None:
+            return
+        sock = self.other if self.args.mode == "wrongport" else self.udp
+        if delay:
+            self.send_later(sock, data, src, delay)
+        else:
+            with self.lock:
+                sock.sendto(data, src)
+
+    def serve_tcp(self, conn):
+        try:
+            buf = b""
+            while True:
+                chunk = conn.recv(65535)
+                if not chunk:
+                    return
+                buf += chunk
+                while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
+                    n = struct.unpack("!H", buf[:2])[0]
+                    pkt, buf = buf[2:2 + n], buf[2 + n:]
+                    data, delay = self.reply_for(pkt, True)
+                    if data is None:
+                        continue
+                    time.sleep(delay)
+                    conn.sendall(struct.pack("!H", len(data)) + data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def run(self):
+        deadline = time.time() + self.args.lifetime
+        while time.time() < deadline:
+            ready, _, _ = select.select([self.udp, self.tcp], [], [], 0.5)
+            for s in ready:
+                if s is self.udp:
+                    self.on_udp()
+                else:
+                    conn, _ = self.tcp.accept()
+                    threading.Thread(target=self.serve_tcp, args=(conn,), daemon=True).start()
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--log")
+    p.add_argument("--answer", default="192.0.2.1")
+    p.add_argument("--spoof-answer", default="6.6.6.6")
+    p.add_argument("--mode", default="normal",
+                   choices=["normal", "refused", "mangle", "wrongport", "silent"])
+    p.add_argument("--delay-ms", type=int, default=300)
+    p.add_argument("--big-bytes", type=int, default=60000)
+    p.add_argument("--lifetime", type=int, default=600, help="seconds before it stops by itself")
+    Upstream(p.parse_args()).run()
+
+
+if __name__ == "__main__":
+    main()
