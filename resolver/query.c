@@ -143,10 +143,12 @@ static void status_query(struct worker *w, const struct client *c, const uint8_t
  * forwards to, one of our listeners)? Only an address of this host can send from our ports. */
 static int is_own_query(struct worker *w, const struct client *c)
 {
+	if (c->stream)
+		return 0; /* Our upstream sockets are UDP (TCP fallbacks connect out, never in). */
 	uint16_t port = c->addr.ss_family == AF_INET6
 				? ntohs(((const struct sockaddr_in6 *)&c->addr)->sin6_port)
 				: ntohs(((const struct sockaddr_in *)&c->addr)->sin_port);
-	if (!upstream_is_own_port(port))
+	if (!upstream_is_own_port(c->addr.ss_family, port))
 		return 0;
 	if (admit_is_loopback(&c->addr))
 		return 1;
@@ -344,6 +346,15 @@ void query_upstream_answer(void *ctx, const struct client *c, const uint8_t *que
 {
 	struct worker *w = ctx;
 	admit_pending_give(w->admit, &c->addr);
+	if (reply && first) {
+		/* Cached whether or not this client is still there to get it. */
+		uint32_t ttl = cache_ttl(reply, len);
+		if (ttl > 0) {
+			struct cache_key key;
+			cache_key_make(w->server->cache, &key, q);
+			cache_put(w->server->cache, &key, reply, len, ttl, uv_now(&w->loop));
+		}
+	}
 	if (!c->session)
 		return; /* The client went away (a TCP connection closed). */
 	if (!reply) {
@@ -354,20 +365,12 @@ void query_upstream_answer(void *ctx, const struct client *c, const uint8_t *que
 		const policy_t *pol = policy_store_enter(w->server->store, w->reader);
 		struct policy_verdict v;
 		struct name target;
-		int denied = chain_denied(pol, reply, len, &v, &target);
-		if (first) {
-			uint32_t ttl = cache_ttl(reply, len);
-			if (ttl > 0) {
-				struct cache_key key;
-				cache_key_make(w->server->cache, &key, q);
-				cache_put(w->server->cache, &key, reply, len, ttl, uv_now(&w->loop));
-			}
-		}
-		if (denied)
+		if (chain_denied(pol, reply, len, &v, &target))
 			deny(w, c, query, q, pol, &v, &target);
 		else
 			respond(c, query, q, reply, len);
 	}
-	if (c->ops->done)
+	/* Answering may have closed the connection (its session is then gone). */
+	if (c->session && c->ops->done)
 		c->ops->done(c);
 }

@@ -39,6 +39,8 @@ struct tcp_conn {
 	uint64_t last_active;        /* Last whole message read or answer written. */
 	unsigned inflight;
 	int reading;
+	int processing;              /* conn_process() is running: a nested call only asks again. */
+	int again;
 	int eof;                     /* The client half-closed: answer what is in flight, then close. */
 	int open_handles;
 	int closing;
@@ -86,8 +88,15 @@ static void tcp_reply(const struct client *cl, const uint8_t *query, const struc
 	struct tcp_conn *c = cl->session;
 	(void)query;
 	(void)q;
-	if (c->closing)
+	if (!c || c->closing)
 		return;
+	/* Reading stops at the bound, but answers to questions already upstream still come: a
+	 * client that lets them pile up to four times the bound is closed. */
+	if (c->queued + 2 + len > 4 * c->w->o->tcp_max_queued) {
+		c->w->st.tcp_timeouts++;
+		conn_close(c);
+		return;
+	}
 	struct tcp_write *wr = malloc(sizeof(*wr) + 2 + len);
 	if (!wr) {
 		conn_close(c);
@@ -110,6 +119,8 @@ static void tcp_reply(const struct client *cl, const uint8_t *query, const struc
 static void tcp_done(const struct client *cl)
 {
 	struct tcp_conn *c = cl->session;
+	if (!c)
+		return; /* Closed meanwhile. */
 	c->inflight--;
 	if (!c->closing)
 		conn_resume(c);
@@ -150,10 +161,11 @@ static void conn_close(struct tcp_conn *c)
 	uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
 
-/* Idle: nothing buffered, nothing in flight, nothing queued. */
+/* May be closed to make room: nothing in flight and nothing queued (a partial message, which
+ * a client can keep sending a byte at a time, does not protect it). */
 static int conn_is_idle(const struct tcp_conn *c)
 {
-	return c->len == 0 && c->inflight == 0 && c->queued == 0;
+	return c->inflight == 0 && c->queued == 0;
 }
 
 static void conn_timeout(uv_timer_t *t)
@@ -211,19 +223,30 @@ static int conn_may_process(const struct tcp_conn *c)
 }
 
 /* Answer every complete message in the buffer (RFC 7766: answers may go out in any order),
- * stopping while too many are in flight or too many answer bytes are queued. */
+ * stopping while too many are in flight or too many answer bytes are queued. Answering may end
+ * other questions of this connection (a full pool gives up an old one) and so call back into
+ * here: such a nested call only asks the running one to go round again. */
 static void conn_process(struct tcp_conn *c)
 {
-	size_t off = 0;
-	while (conn_may_process(c) && c->len - off >= 2) {
-		size_t flen = wire_get16(c->buf + off);
-		if (c->len - off < 2 + flen)
-			break;
-		c->last_active = uv_now(&c->w->loop);
-		if (query_handle(c->w, &c->client, c->buf + off + 2, flen))
-			c->inflight++;
-		off += 2 + flen;
+	if (c->processing) {
+		c->again = 1;
+		return;
 	}
+	c->processing = 1;
+	size_t off = 0;
+	do {
+		c->again = 0;
+		while (conn_may_process(c) && c->len - off >= 2) {
+			size_t flen = wire_get16(c->buf + off);
+			if (c->len - off < 2 + flen)
+				break;
+			c->last_active = uv_now(&c->w->loop);
+			off += 2 + flen;
+			if (query_handle(c->w, &c->client, c->buf + off - flen, flen))
+				c->inflight++;
+		}
+	} while (c->again && !c->closing);
+	c->processing = 0;
 	if (c->closing)
 		return;
 	if (off > 0) {
@@ -255,6 +278,10 @@ static void conn_resume(struct tcp_conn *c)
 {
 	if (c->closing || c->reading)
 		return;
+	if (c->processing) {
+		c->again = 1;
+		return;
+	}
 	if (conn_may_process(c))
 		conn_process(c);
 	if (c->closing)
@@ -265,8 +292,12 @@ static void conn_resume(struct tcp_conn *c)
 		return;
 	}
 	if (conn_may_process(c) &&
-	    uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read) == 0)
+	    uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read) == 0) {
 		c->reading = 1;
+		/* Time spent paused by our own limits does not count against the client's message. */
+		if (c->msg_started)
+			c->msg_started = uv_now(&c->w->loop);
+	}
 }
 
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -300,8 +331,9 @@ static int same_host(const struct sockaddr_storage *a, const struct sockaddr_sto
 	if (a->ss_family == AF_INET)
 		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
 		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	/* An IPv6 host owns its whole /64. */
 	return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-		      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+		      &((const struct sockaddr_in6 *)b)->sin6_addr, 8) == 0;
 }
 
 /* Room for the new connection fresh (already listed, last): under the per-address cap, and
@@ -360,7 +392,9 @@ static void on_accept(uv_stream_t *server, int status)
 	}
 	int plen = sizeof(c->client.addr);
 	uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->client.addr, &plen);
-	if (make_room(w, c) < 0 || admit_access(w->admit, &c->client.addr) == OPTIONS_ACL_DROP) {
+	/* Only clients that would be answered take a slot (or make room by evicting one). */
+	enum options_acl acl = admit_access(w->admit, &c->client.addr);
+	if (acl == OPTIONS_ACL_DROP || acl == OPTIONS_ACL_REFUSE || make_room(w, c) < 0) {
 		w->st.tcp_refused++;
 		conn_close(c);
 		return;

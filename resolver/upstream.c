@@ -51,6 +51,7 @@ struct outsock {
 	uv_poll_t poll;
 	int fd;
 	uint16_t port;        /* Local, for the loop guard. */
+	uint8_t family;       /* family_index() of the socket's. */
 	uint8_t upstream;
 	uint8_t probe;        /* A probe of a dead upstream, not an attempt. */
 	uint64_t sent_at;
@@ -78,6 +79,7 @@ struct pending {
 	uint8_t attempt;
 	uint8_t upstream;
 	uint8_t use_0x20;
+	uint8_t case_mismatch;       /* This attempt saw its ID and name in another case. */
 	uint8_t cookie_sent;
 	uint8_t in_fifo;
 	uint8_t in_table;
@@ -128,6 +130,7 @@ struct upstream {
 	struct pending *head, *tail;
 	struct outsock *socks, *free_socks;
 	unsigned nsocks;
+	unsigned npending, max_pending; /* Questions in flight; at most half the sockets. */
 	struct pending **buckets;
 	struct tcp_fetch *fetches;
 	unsigned nfetches;
@@ -142,8 +145,13 @@ struct upstream {
 	struct upstream_stats stats;
 };
 
-/* Local ports held by upstream sockets of every worker, counted (two families may share one). */
-static _Atomic uint8_t own_ports[65536];
+/* Local ports held by upstream sockets of every worker, per address family, counted. */
+static _Atomic uint8_t own_ports[2][65536];
+
+static int family_index(int family)
+{
+	return family == AF_INET6 ? 1 : 0;
+}
 
 static void timer_cb(uv_timer_t *t);
 static void probe_timer_cb(uv_timer_t *t);
@@ -204,9 +212,9 @@ static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_sto
 	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 }
 
-bool upstream_is_own_port(uint16_t port)
+bool upstream_is_own_port(int family, uint16_t port)
 {
-	return atomic_load_explicit(&own_ports[port], memory_order_relaxed) != 0;
+	return atomic_load_explicit(&own_ports[family_index(family)][port], memory_order_relaxed) != 0;
 }
 
 /* ---- The FIFO of attempts --------------------------------------------------------------- */
@@ -287,7 +295,7 @@ static void sock_close(struct outsock *s)
 	if (s->probe && u->health[s->upstream].probe == s)
 		u->health[s->upstream].probe = NULL;
 	if (s->port)
-		atomic_fetch_sub_explicit(&own_ports[s->port], 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&own_ports[s->family][s->port], 1, memory_order_relaxed);
 	uv_close((uv_handle_t *)&s->poll, sock_closed);
 	close(s->fd); /* The poll is stopped by uv_close(); the fd may go now. */
 	s->fd = -1;
@@ -338,7 +346,13 @@ static struct outsock *sock_open(upstream_t *u, unsigned i, const uint8_t *data,
 	s->upstream = (uint8_t)i;
 	s->port = ntohs(local.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&local)->sin6_port
 						    : ((struct sockaddr_in *)&local)->sin_port);
-	atomic_fetch_add_explicit(&own_ports[s->port], 1, memory_order_relaxed);
+	/* An IPv4-mapped destination makes this an IPv4 flow: its port is taken among IPv4's. */
+	s->family = (uint8_t)family_index(
+		to->ss_family == AF_INET6 &&
+				IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)to)->sin6_addr)
+			? AF_INET
+			: to->ss_family);
+	atomic_fetch_add_explicit(&own_ports[s->family][s->port], 1, memory_order_relaxed);
 	s->sent_at = uv_now(u->loop);
 	if (uv_poll_start(&s->poll, UV_READABLE, sock_readable) < 0) {
 		sock_close(s);
@@ -499,6 +513,7 @@ static void release(upstream_t *u, struct pending *p)
 	}
 	p->next = u->free;
 	u->free = p;
+	u->npending--;
 }
 
 /* Finish p with reply (NULL: failure): every waiter gets its own copy, then p is released. */
@@ -619,13 +634,35 @@ static void attempt_failed(upstream_t *u, struct pending *p)
 	next_attempt(u, p);
 }
 
+/* The probe's question: the root, NS, IN. */
+static const uint8_t PROBE_QUESTION[] = {0, 0, 2, 0, 1};
+
+static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t len);
+
 static void probe_reply(upstream_t *u, struct outsock *s, const uint8_t *reply, size_t len)
 {
-	struct health *h = &u->health[s->upstream];
-	/* Any well-formed answer to the probe's question shows the upstream is back. */
-	if (len >= WIRE_HEADER && wire_get16(reply) == h->probe_txid &&
-	    (wire_get16(reply + 2) & WIRE_FLAG_QR))
-		mark_up(u, s->upstream);
+	unsigned i = s->upstream;
+	struct health *h = &u->health[i];
+	/* Any answer to the probe's question (any RCODE) shows the upstream is back. */
+	if (len < WIRE_HEADER + sizeof(PROBE_QUESTION) || wire_get16(reply) != h->probe_txid ||
+	    !(wire_get16(reply + 2) & WIRE_FLAG_QR) || wire_get16(reply + 4) != 1 ||
+	    memcmp(reply + WIRE_HEADER, PROBE_QUESTION, sizeof(PROBE_QUESTION)) != 0) {
+		u->stats.mismatched++;
+		return;
+	}
+	if (u->o->cookies) {
+		size_t off, olen;
+		int rc = wire_find_edns_option(reply, len, WIRE_EDNS_COOKIE, &off, &olen);
+		if (rc == 0 && h->server_cookie_len) {
+			/* The probe carried our cookie and the answer none: this upstream no longer
+			 * does cookies, and must not stay unusable for it. */
+			h->server_cookie_len = 0;
+		} else if (check_cookie(u, i, reply, len) < 0) {
+			u->stats.cookie_mismatched++;
+			return;
+		}
+	}
+	mark_up(u, i);
 }
 
 static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_t len)
@@ -639,14 +676,11 @@ static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_
 	}
 	if (m == MATCH_CASE) {
 		/* Right socket, ID and name, wrong letter case: a forgery, or an upstream that does
-		 * not keep case. Either way this attempt is over; the question is asked again
-		 * without 0x20, once (Unbound's caps fallback does likewise). */
+		 * not keep case. It is ignored, so a forgery ends nothing; if no answer in the right
+		 * case comes before the attempt times out, the upstream is taken to lose case and
+		 * asked again without 0x20 (timer_cb). */
 		u->stats.case_mismatched++;
-		if (!p->use_0x20)
-			return;
-		p->use_0x20 = 0;
-		p->tried &= (uint16_t)~(1u << i);
-		attempt_failed(u, p);
+		p->case_mismatch = 1;
 		return;
 	}
 	if (p->cookie_sent && check_cookie(u, i, reply, len) < 0) {
@@ -687,7 +721,9 @@ static void sock_readable(uv_poll_t *h, int status, int events)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && status == 0)
 			return;
 		if (n < 0) {
-			/* ICMP unreachable on a connected socket: nobody listens there. */
+			/* ICMP unreachable on a connected socket: nobody listens there, or someone
+			 * forged the ICMP (it needs only our port). This attempt ends and the upstream
+			 * loses preference, but it is not taken for dead on one packet. */
 			unsigned i = s->upstream;
 			struct pending *p = s->p;
 			if (s->probe) {
@@ -697,7 +733,7 @@ static void sock_readable(uv_poll_t *h, int status, int events)
 				arm_probe_timer(u);
 				return;
 			}
-			mark_down(u, i);
+			note_soft_failure(u, i);
 			if (p)
 				attempt_failed(u, p);
 			else
@@ -726,6 +762,7 @@ static void next_attempt(upstream_t *u, struct pending *p)
 	unsigned i = pick(u, p);
 	p->upstream = (uint8_t)i;
 	p->tried |= (uint16_t)(1u << i);
+	p->case_mismatch = 0;
 	prepare_query(u, p, i);
 	p->sock = sock_open(u, i, p->query, p->len);
 	if (p->sock)
@@ -740,11 +777,14 @@ static void timer_cb(uv_timer_t *t)
 	uint64_t now = uv_now(u->loop);
 	while (u->head && u->head->deadline <= now) {
 		struct pending *p = u->head;
-		if (p->sock) {
+		if (p->case_mismatch && p->use_0x20) {
+			/* The upstream answered, in the wrong case only: the same upstream is asked
+			 * once more without 0x20 (Unbound's caps fallback does likewise). */
+			p->use_0x20 = 0;
+			p->case_mismatch = 0;
+			p->tried &= (uint16_t)~(1u << p->upstream);
+		} else if (p->sock) {
 			mark_down(u, p->upstream);
-			/* An upstream that stopped doing cookies must not stay unusable: what it
-			 * knew of cookies is forgotten with the timeout it costs. */
-			u->health[p->upstream].server_cookie_len = 0;
 		}
 		attempt_failed(u, p);
 	}
@@ -755,7 +795,8 @@ static void timer_cb(uv_timer_t *t)
 static void probe_send(upstream_t *u, unsigned i)
 {
 	struct health *h = &u->health[i];
-	uint8_t q[WIRE_HEADER + 1 + 4 + 11] = {0};
+	uint8_t q[WIRE_HEADER + 1 + 4 + 11 + 4 + 8 + 32] = {0};
+	size_t qlen = WIRE_HEADER + 1 + 4 + 11;
 	h->probe_txid = random16(u);
 	wire_put16(q, h->probe_txid);
 	wire_put16(q + 2, WIRE_FLAG_RD);
@@ -766,7 +807,15 @@ static void probe_send(upstream_t *u, unsigned i)
 	uint8_t *opt = q + WIRE_HEADER + 5;
 	wire_put16(opt + 1, WIRE_TYPE_OPT);
 	wire_put16(opt + 3, EDNS_SIZE);
-	struct outsock *s = sock_open(u, i, q, sizeof(q));
+	if (u->o->cookies) {
+		wire_put16(q + qlen, WIRE_EDNS_COOKIE);
+		wire_put16(q + qlen + 2, (uint16_t)(8 + h->server_cookie_len));
+		memcpy(q + qlen + 4, h->client_cookie, 8);
+		memcpy(q + qlen + 12, h->server_cookie, h->server_cookie_len);
+		wire_put16(opt + 9, (uint16_t)(12 + h->server_cookie_len));
+		qlen += 12 + h->server_cookie_len;
+	}
+	struct outsock *s = sock_open(u, i, q, qlen);
 	u->stats.probes++;
 	if (s) {
 		s->probe = 1;
@@ -959,6 +1008,10 @@ upstream_t *upstream_new(uv_loop_t *loop, const struct options *o, upstream_answ
 	u->ctx = ctx;
 	u->attempt_ms = o->timeout_ms / ATTEMPTS;
 	u->nsocks = o->outgoing_range;
+	/* A socket returns to the pool only in its close callback, on the next loop iteration:
+	 * with twice as many sockets as questions, a question that replaces a finished one in the
+	 * same iteration still finds a socket. */
+	u->max_pending = u->nsocks / 2 < POOL_SIZE ? u->nsocks / 2 : POOL_SIZE;
 	u->waiter_pool = calloc(POOL_SIZE, sizeof(*u->waiter_pool));
 	u->pool = calloc(POOL_SIZE, sizeof(*u->pool));
 	u->socks = calloc(u->nsocks, sizeof(*u->socks));
@@ -1062,7 +1115,7 @@ int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query
 	if (p) {
 		u->stats.merged++;
 	} else {
-		if (!u->free && jostle(u) < 0) {
+		if ((!u->free || u->npending >= u->max_pending) && jostle(u) < 0) {
 			u->stats.pool_full++;
 			return -ENOBUFS;
 		}
@@ -1072,6 +1125,7 @@ int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query
 		}
 		p = u->free;
 		u->free = p->next;
+		u->npending++;
 		memset(p, 0, offsetof(struct pending, key));
 		p->hash = hash;
 		p->keylen = (uint16_t)keylen;

@@ -56,9 +56,10 @@ void upstream_forget(upstream_t *u, const void *session);
 /** Statistics (borrowed). */
 const struct upstream_stats *upstream_stats(const upstream_t *u);
 
-/** Is a local UDP port one that some worker's upstream socket holds now? (The loop guard:
- *  a query from such a port on this host is one of ours come back.) Any thread. */
-bool upstream_is_own_port(uint16_t port);
+/** Is a local UDP port of this address family one that some worker's upstream socket holds
+ *  now? (The loop guard: a query from such a port on this host is one of ours come back.)
+ *  Any thread. */
+bool upstream_is_own_port(int family, uint16_t port);
 
 /** Refuse upstreams that are embargo's own listen addresses (a forwarding loop): an upstream
  *  equal to a listen address, or on a wildcard listener's port at an address of this host.

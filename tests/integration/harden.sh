@@ -366,6 +366,41 @@ PY
 check "a half-closed TCP connection still gets the answer in flight" half_close_answered
 stop_embargo tcp
 
+# A TCP client's questions fill a small pool; each new one gives up (jostles) an old one of the
+# same connection, whose SERVFAIL re-enters that connection while it is being read.
+EP=$(free_port)
+start_embargo jostle "$EP" --upstream "127.0.0.1:$F1" --redis "$NOREDIS" --threads 1 \
+	--outgoing-range 128 --jostle-timeout 0 --client-pending 1000 --timeout 400
+tcp_jostled_own_questions() {
+	python3 - "$EP" <<'PY' || return 1
+import socket, struct, sys
+port = int(sys.argv[1])
+def q(i):
+    name = b"".join(bytes([len(l)]) + l for l in (b"j%d" % i, b"hole", b"test")) + b"\0"
+    m = struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1)
+    return struct.pack("!H", len(m)) + m
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"".join(q(i) for i in range(200)))
+s.settimeout(5)
+got = 0
+buf = b""
+while got < 150:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+    while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
+        n = struct.unpack("!H", buf[:2])[0]
+        buf = buf[2 + n:]
+        got += 1
+print("answers (SERVFAIL for the jostled): %d" % got)
+sys.exit(0 if got >= 150 else 1)
+PY
+	kill -0 "$PID_jostle" && [ "$(ip4 "$EP" www.after-jostle.test)" = "192.0.2.1" ]
+}
+check "questions of one TCP connection that jostle each other leave the daemon serving" tcp_jostled_own_questions
+stop_embargo jostle
+
 # ---- Pending pool share ----------------------------------------------------------------------
 
 EP=$(free_port)
