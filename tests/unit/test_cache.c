@@ -146,3 +146,45 @@ Test(cache, stays_within_its_size)
 	cr_expect_lt(entries, 5000);
 	cache_free(c);
 }
+
+Test(cache, a_live_entry_is_never_replaced)
+{
+	cache_t *c = cache_new(1 << 20, 1);
+	size_t len1, len2, qlen;
+	const char *good[] = {"a|www.example. 300 IN A 192.0.2.1"};
+	const char *forged[] = {"a|www.example. 86400 IN A 6.6.6.6"};
+	uint8_t *r1 = make_reply("www.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, good, 1, &len1);
+	uint8_t *r2 = make_reply("www.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, forged, 1, &len2);
+	uint8_t *q1 = make_query("www.example.", LDNS_RR_TYPE_A, 0, 1, &qlen);
+	struct wire_query q = parse(q1, qlen);
+	struct cache_key k;
+	cache_key_make(c, &k, &q);
+	cr_assert_eq(cache_put(c, &k, r1, len1, 300, 1000), 0);
+	cr_expect_eq(cache_put(c, &k, r2, len2, 86400, 2000), -EEXIST);
+	uint8_t out[4096];
+	bool chain;
+	int n = cache_get(c, &k, 3000, q1, &q, out, sizeof(out), &chain);
+	cr_assert_eq(n, (int)len1);
+	cr_expect_eq(memcmp(out + n - 4, "\300\000\002\001", 4), 0, "the live answer was replaced");
+	/* Once it has expired, a new answer takes its place. */
+	cr_expect_eq(cache_put(c, &k, r2, len2, 86400, 1000 + 300001), 0);
+	free(r1);
+	free(r2);
+	free(q1);
+	cache_free(c);
+}
+
+Test(cache, keys_are_hashed_under_a_secret)
+{
+	size_t qlen;
+	uint8_t *q1 = make_query("www.example.", LDNS_RR_TYPE_A, 0, 1, &qlen);
+	struct wire_query q = parse(q1, qlen);
+	cache_t *a = cache_new(1 << 16, 1), *b = cache_new(1 << 16, 1);
+	struct cache_key ka, kb;
+	cache_key_make(a, &ka, &q);
+	cache_key_make(b, &kb, &q);
+	cr_expect_neq(ka.hash, kb.hash, "two caches hash alike: the key is not secret");
+	free(q1);
+	cache_free(a);
+	cache_free(b);
+}

@@ -215,3 +215,33 @@ Test(wire, removes_cookie_options_only)
 	cr_expect_eq(wire_remove_edns_option(pkt, n, 3), n);
 	free(q);
 }
+
+Test(wire, edns_options_found_and_opt_removed)
+{
+	size_t len;
+	uint8_t *q = make_query("www.example.", LDNS_RR_TYPE_A, 1, 7, &len);
+	uint8_t buf[512];
+	memcpy(buf, q, len);
+	free(q);
+	static const uint8_t opts[] = {0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 8, 0, 0};
+	memcpy(buf + len, opts, sizeof(opts));
+	wire_put16(buf + len - 2, sizeof(opts));
+	len += sizeof(opts);
+	size_t off, olen;
+	cr_assert_eq(wire_find_edns_option(buf, len, WIRE_EDNS_COOKIE, &off, &olen), 1);
+	cr_expect_eq(olen, 8);
+	cr_expect_eq(buf[off], 1);
+	cr_assert_eq(wire_find_edns_option(buf, len, WIRE_EDNS_ECS, &off, &olen), 1);
+	cr_expect_eq(olen, 0);
+	cr_expect_eq(wire_find_edns_option(buf, len, 12, &off, &olen), 0);
+	/* An option running past the OPT record: malformed. */
+	wire_put16(buf + len - 2, 9);
+	cr_expect_eq(wire_find_edns_option(buf, len, 12, &off, &olen), -EBADMSG);
+	wire_put16(buf + len - 2, 0);
+	size_t n = wire_remove_opt(buf, len);
+	cr_expect_eq(n, len - sizeof(opts) - 11);
+	cr_expect_eq(wire_get16(buf + 10), 0);
+	struct wire_query wq;
+	cr_expect_eq(wire_parse_query(buf, n, &wq), 0);
+	cr_expect_not(wq.has_edns);
+}

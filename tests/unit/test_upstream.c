@@ -1,0 +1,348 @@
+/* The upstream side on a real loop, against UDP sockets the test holds as upstreams: the query
+ * that goes out is embargo's own (new ID, random case, 1232-octet EDNS with DO, our cookie and
+ * nothing of the client's), forged answers are ignored (wrong ID, wrong case, wrong port),
+ * identical questions are merged, soft failures move on, a lost case falls back, and the pool's
+ * limits hold. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ldns/ldns.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "ldns_util.h"
+#include "resolver/upstream.h"
+
+TestSuite(upstream);
+
+struct answer {
+	int calls, firsts, failures;
+	uint16_t id;
+	uint8_t name[64];
+	size_t len;
+};
+static struct answer got;
+
+static void on_answer(void *ctx, const struct client *c, const uint8_t *query,
+		      const struct wire_query *q, uint8_t *reply, size_t len, int first)
+{
+	(void)ctx;
+	(void)c;
+	(void)query;
+	got.calls++;
+	got.firsts += first;
+	if (!reply) {
+		got.failures++;
+		return;
+	}
+	got.id = wire_get16(reply);
+	memcpy(got.name, reply + WIRE_HEADER, q->qname_len);
+	got.len = len;
+}
+
+/* A UDP socket on 127.0.0.1 that plays an upstream; its address in *ss. */
+static int fake_upstream(struct sockaddr_storage *ss)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	cr_assert_geq(fd, 0);
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	memset(ss, 0, sizeof(*ss));
+	in->sin_family = AF_INET;
+	in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	cr_assert_eq(bind(fd, (struct sockaddr *)in, sizeof(*in)), 0);
+	socklen_t l = sizeof(*in);
+	getsockname(fd, (struct sockaddr *)in, &l);
+	return fd;
+}
+
+/* Run the loop for ms, or until fd (if >= 0) is readable. @return 1 when it is. */
+static int pump(uv_loop_t *loop, int fd, int ms)
+{
+	uint64_t end = uv_hrtime() / 1000000 + (uint64_t)ms;
+	while (uv_hrtime() / 1000000 < end) {
+		uv_run(loop, UV_RUN_NOWAIT);
+		if (fd >= 0) {
+			struct pollfd p = {.fd = fd, .events = POLLIN};
+			if (poll(&p, 1, 1) == 1)
+				return 1;
+		} else {
+			usleep(1000);
+		}
+	}
+	return 0;
+}
+
+/* Receive one upstream query at fd within ms. @return its length, 0 if none came. */
+static size_t take_query(uv_loop_t *loop, int fd, uint8_t *buf, struct sockaddr_storage *from,
+			 int ms)
+{
+	if (!pump(loop, fd, ms))
+		return 0;
+	socklen_t fl = sizeof(*from);
+	ssize_t n = recvfrom(fd, buf, 4096, 0, (struct sockaddr *)from, &fl);
+	cr_assert_gt(n, 0);
+	return (size_t)n;
+}
+
+/* An answer to query q[len] (same ID and question), one A record, rcode. */
+static size_t answer_to(const uint8_t *q, size_t qlen, uint8_t *out, unsigned rcode)
+{
+	struct wire_query wq;
+	(void)qlen;
+	size_t qend = WIRE_HEADER;
+	while (q[qend])
+		qend += 1u + q[qend];
+	qend += 5;
+	(void)wq;
+	memcpy(out, q, qend);
+	wire_put16(out + 2, (uint16_t)(WIRE_FLAG_QR | WIRE_FLAG_RD | WIRE_FLAG_RA | rcode));
+	wire_put16(out + 6, rcode ? 0 : 1);
+	wire_put16(out + 8, 0);
+	wire_put16(out + 10, 0);
+	size_t n = qend;
+	if (!rcode) {
+		static const uint8_t rr[] = {0xC0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 7};
+		memcpy(out + n, rr, sizeof(rr));
+		n += sizeof(rr);
+	}
+	return n;
+}
+
+struct setup {
+	uv_loop_t loop;
+	struct options o;
+	upstream_t *up;
+	struct client client;
+};
+
+static void start(struct setup *s, int argc, char **argv)
+{
+	char err[256];
+	char *full[32] = {"embargo"};
+	for (int i = 0; i < argc; i++)
+		full[1 + i] = argv[i];
+	cr_assert_eq(options_parse(&s->o, 1 + argc, full, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_assert_eq(uv_loop_init(&s->loop), 0);
+	int rc;
+	s->up = upstream_new(&s->loop, &s->o, on_answer, NULL, &rc);
+	cr_assert_not_null(s->up);
+	static int session;
+	memset(&s->client, 0, sizeof(s->client));
+	s->client.session = &session;
+	s->client.addr.ss_family = AF_INET;
+	memset(&got, 0, sizeof(got));
+}
+
+static void stop(struct setup *s)
+{
+	upstream_close(s->up);
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	cr_assert_eq(uv_loop_close(&s->loop), 0);
+}
+
+static int forward(struct setup *s, const char *name, int edns, uint16_t id, uint8_t *extra,
+		   size_t extra_len)
+{
+	size_t len;
+	uint8_t *q = make_query(name, LDNS_RR_TYPE_A, edns, id, &len);
+	uint8_t buf[512];
+	memcpy(buf, q, len);
+	free(q);
+	if (extra_len) { /* EDNS options appended to the OPT record, which comes last. */
+		memcpy(buf + len, extra, extra_len);
+		wire_put16(buf + len - 2, (uint16_t)(wire_get16(buf + len - 2) + extra_len));
+		len += extra_len;
+	}
+	struct wire_query wq;
+	cr_assert_eq(wire_parse_query(buf, len, &wq), 0);
+	return upstream_forward(s->up, &s->client, buf, len, &wq);
+}
+
+static char *addr_arg(const struct sockaddr_storage *ss)
+{
+	static char bufs[4][64];
+	static int k;
+	char *b = bufs[k++ % 4];
+	options_format_addr(ss, b, 64);
+	return b;
+}
+
+Test(upstream, the_query_sent_is_embargos_own)
+{
+	struct sockaddr_storage up, from;
+	int fd = fake_upstream(&up);
+	struct setup s;
+	start(&s, 2, (char *[]){"--upstream", addr_arg(&up)});
+	/* The client's own ECS (8) and cookie (10) options must not go upstream. */
+	uint8_t opts[] = {0, 8, 0, 7, 0, 1, 24, 0, 198, 18, 0, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8};
+	cr_assert_eq(forward(&s, "www.example.com.", 2, 0x1234, opts, sizeof(opts)), 0);
+	uint8_t q[4096];
+	size_t n = take_query(&s.loop, fd, q, &from, 1000);
+	cr_assert_gt(n, 0);
+	ldns_pkt *pkt = NULL;
+	cr_assert_eq(ldns_wire2pkt(&pkt, q, n), LDNS_STATUS_OK);
+	cr_expect(ldns_pkt_rd(pkt));
+	cr_expect_eq(ldns_pkt_edns_udp_size(pkt), 1232);
+	cr_expect(ldns_pkt_edns_do(pkt));
+	size_t off, olen;
+	cr_expect_eq(wire_find_edns_option(q, n, WIRE_EDNS_ECS, &off, &olen), 0);
+	cr_assert_eq(wire_find_edns_option(q, n, WIRE_EDNS_COOKIE, &off, &olen), 1);
+	cr_expect_eq(olen, 8);
+	cr_expect_neq(memcmp(q + off, opts + 15, 8), 0, "the client's cookie went upstream");
+	char *name = ldns_rdf2str(ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(pkt), 0)));
+	cr_expect_eq(strcasecmp(name, "www.example.com."), 0, "%s", name);
+	free(name);
+	ldns_pkt_free(pkt);
+	close(fd);
+	stop(&s);
+}
+
+Test(upstream, forged_answers_are_ignored)
+{
+	struct sockaddr_storage up, from;
+	int fd = fake_upstream(&up);
+	struct setup s;
+	start(&s, 4, (char *[]){"--upstream", addr_arg(&up), "--timeout", "4000"});
+	cr_assert_eq(forward(&s, "Mixed.Case.Example.", 0, 0x4242, NULL, 0), 0);
+	uint8_t q[4096], a[4096];
+	size_t n = take_query(&s.loop, fd, q, &from, 1000);
+	cr_assert_gt(n, 0);
+	size_t alen = answer_to(q, n, a, 0);
+	socklen_t fl = from.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+
+	/* Wrong ID. */
+	wire_put16(a, (uint16_t)(wire_get16(q) + 1));
+	sendto(fd, a, alen, 0, (struct sockaddr *)&from, fl);
+	/* Right ID, question in other case. */
+	wire_put16(a, wire_get16(q));
+	for (size_t k = WIRE_HEADER; a[k]; k++)
+		a[k] ^= (a[k] >= 'A' && a[k] <= 'Z') || (a[k] >= 'a' && a[k] <= 'z') ? 0x20 : 0;
+	sendto(fd, a, alen, 0, (struct sockaddr *)&from, fl);
+	/* Right everything, from another port. */
+	alen = answer_to(q, n, a, 0);
+	struct sockaddr_storage other;
+	int fd2 = fake_upstream(&other);
+	sendto(fd2, a, alen, 0, (struct sockaddr *)&from, fl);
+	pump(&s.loop, -1, 150);
+	cr_expect_eq(got.calls, 0, "a forged answer was accepted");
+	cr_expect_geq(upstream_stats(s.up)->mismatched + upstream_stats(s.up)->case_mismatched, 2);
+
+	/* The real one: the client's ID and letter case come back. */
+	sendto(fd, a, alen, 0, (struct sockaddr *)&from, fl);
+	pump(&s.loop, -1, 150);
+	cr_assert_eq(got.calls, 1);
+	cr_expect_eq(got.failures, 0);
+	cr_expect_eq(got.id, 0x4242);
+	cr_expect_eq(memcmp(got.name, "\5Mixed\4Case\7Example", 19), 0);
+	close(fd2);
+	close(fd);
+	stop(&s);
+}
+
+Test(upstream, identical_questions_share_one_query)
+{
+	struct sockaddr_storage up, from;
+	int fd = fake_upstream(&up);
+	struct setup s;
+	start(&s, 2, (char *[]){"--upstream", addr_arg(&up)});
+	cr_assert_eq(forward(&s, "www.example.com.", 1, 1, NULL, 0), 0);
+	cr_assert_eq(forward(&s, "WWW.example.COM.", 1, 2, NULL, 0), 0);
+	cr_assert_eq(forward(&s, "www.example.com.", 1, 3, NULL, 0), 0);
+	uint8_t q[4096], a[4096];
+	size_t n = take_query(&s.loop, fd, q, &from, 1000);
+	cr_assert_gt(n, 0);
+	uint8_t q2[4096];
+	struct sockaddr_storage f2;
+	cr_expect_eq(take_query(&s.loop, fd, q2, &f2, 200), 0, "a second upstream query was sent");
+	size_t alen = answer_to(q, n, a, 0);
+	sendto(fd, a, alen, 0, (struct sockaddr *)&from,
+	       from.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	pump(&s.loop, -1, 150);
+	cr_expect_eq(got.calls, 3);
+	cr_expect_eq(got.firsts, 1);
+	cr_expect_eq(got.id, 3);
+	cr_expect_eq(upstream_stats(s.up)->merged, 2);
+	close(fd);
+	stop(&s);
+}
+
+Test(upstream, soft_failure_moves_to_the_next_upstream)
+{
+	struct sockaddr_storage u1, u2, from;
+	int fd1 = fake_upstream(&u1), fd2 = fake_upstream(&u2);
+	struct setup s;
+	start(&s, 4, (char *[]){"--upstream", addr_arg(&u1), "--upstream", addr_arg(&u2)});
+	cr_assert_eq(forward(&s, "www.example.com.", 1, 9, NULL, 0), 0);
+	uint8_t q[4096], a[4096];
+	size_t n = take_query(&s.loop, fd1, q, &from, 1000);
+	cr_assert_gt(n, 0);
+	size_t alen = answer_to(q, n, a, WIRE_RCODE_REFUSED);
+	sendto(fd1, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	/* At once, not after a timeout. */
+	n = take_query(&s.loop, fd2, q, &from, 100);
+	cr_assert_gt(n, 0, "the second upstream was not asked at once");
+	alen = answer_to(q, n, a, 0);
+	sendto(fd2, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	pump(&s.loop, -1, 100);
+	cr_expect_eq(got.calls, 1);
+	cr_expect_eq(got.failures, 0);
+	cr_expect_eq(upstream_stats(s.up)->soft_failures, 1);
+	close(fd1);
+	close(fd2);
+	stop(&s);
+}
+
+Test(upstream, lost_case_falls_back_without_0x20)
+{
+	struct sockaddr_storage up, from;
+	int fd = fake_upstream(&up);
+	struct setup s;
+	start(&s, 4, (char *[]){"--upstream", addr_arg(&up), "--timeout", "800"});
+	cr_assert_eq(forward(&s, "abcdefghijklmnop.example.", 0, 5, NULL, 0), 0);
+	uint8_t q[4096], a[4096];
+	size_t n = take_query(&s.loop, fd, q, &from, 1000);
+	cr_assert_gt(n, 0);
+	/* This upstream answers in lower case. */
+	size_t alen = answer_to(q, n, a, 0);
+	for (size_t k = WIRE_HEADER; a[k]; k++)
+		a[k] = (uint8_t)tolower(a[k]);
+	sendto(fd, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	/* After the attempt's timeout (200 ms), asked again in lower case. */
+	n = take_query(&s.loop, fd, q, &from, 500);
+	cr_assert_gt(n, 0);
+	for (size_t k = WIRE_HEADER; q[k]; k++)
+		cr_assert(!(q[k] >= 'A' && q[k] <= 'Z'), "the retry still has 0x20 case");
+	alen = answer_to(q, n, a, 0);
+	sendto(fd, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	pump(&s.loop, -1, 100);
+	cr_expect_eq(got.calls, 1);
+	cr_expect_eq(got.failures, 0);
+	close(fd);
+	stop(&s);
+}
+
+Test(upstream, a_full_pool_refuses_then_jostles_the_oldest)
+{
+	struct sockaddr_storage up;
+	int fd = fake_upstream(&up);
+	struct setup s;
+	start(&s, 6, (char *[]){"--upstream", addr_arg(&up), "--outgoing-range", "16",
+				"--jostle-timeout", "200"});
+	char name[64];
+	for (int i = 0; i < 8; i++) {
+		snprintf(name, sizeof(name), "n%d.example.", i);
+		cr_assert_eq(forward(&s, name, 0, (uint16_t)i, NULL, 0), 0, "question %d", i);
+	}
+	cr_expect_eq(forward(&s, "late.example.", 0, 99, NULL, 0), -ENOBUFS);
+	pump(&s.loop, -1, 250);
+	cr_expect_eq(forward(&s, "late.example.", 0, 99, NULL, 0), 0);
+	cr_expect_eq(got.failures, 1, "the oldest question was not given up");
+	cr_expect_eq(upstream_stats(s.up)->jostled, 1);
+	close(fd);
+	stop(&s);
+}
