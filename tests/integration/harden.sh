@@ -242,6 +242,21 @@ loop_guard() {
 }
 check "queries from embargo's own upstream sockets are dropped (loop guard)" loop_guard
 
+EP=$(free_port)
+start_embargo snoop "$EP" --upstream "127.0.0.1:$F4" --redis "$NOREDIS" --allow-snoop 127.0.0.2
+no_recursion() {
+	[ "$(ip4 "$EP" www.cached.test)" = "192.0.2.2" ] || return 1
+	local a b c
+	a=$(q "$EP" @127.0.0.1 +norecurse www.cached.test | grep -oE "status: [A-Z]+")
+	b=$(q "$EP" @127.0.0.1 -b 127.0.0.2 +norecurse www.cached.test +short)
+	c=$(q "$EP" @127.0.0.1 -b 127.0.0.2 +norecurse www.not-cached.test | grep -oE "status: [A-Z]+")
+	echo "RD=0 from an ordinary client: $a; from a snooper: '$b' (cached), $c (not cached)"
+	[ "$a" = "status: REFUSED" ] && [ "$b" = "192.0.2.2" ] && [ "$c" = "status: REFUSED" ] &&
+		! grep -qi "not-cached" "$WORK/second.queries"
+}
+check "queries without RD are refused, except the cache for clients allowed to snoop" no_recursion
+stop_embargo snoop
+
 # ---- TCP -----------------------------------------------------------------------------------
 
 NSD=$(free_port)
