@@ -26,7 +26,8 @@
 #define OUT_MAX 512           /* Our own upstream query: header, name, OPT with a cookie. */
 #define ATTEMPTS 4            /* Attempts per question; each has timeout / ATTEMPTS. */
 #define MERGE_BUCKETS 8192
-#define FETCH_MAX 64          /* TCP fallbacks in flight per worker. */
+#define FETCH_MAX 64          /* Questions waiting on TCP links per worker. */
+#define LINK_IDLE_MS 10000    /* A link with nothing to wait for closes after this. */
 #define RECV_MAX 65535
 #define RECV_PER_WAKE 8       /* Datagrams read from one socket per wake-up. */
 #define EDNS_SIZE 1232        /* What we advertise upstream (DNS flag day 2020). */
@@ -60,13 +61,14 @@ struct outsock {
 	struct outsock *next_free;
 };
 
-struct tcp_fetch;
+struct tcp_link;
 
 struct pending {
 	struct pending *prev, *next; /* FIFO of attempts in deadline order, or the free list. */
 	struct pending *hnext;       /* Merge table chain. */
 	struct outsock *sock;        /* The attempt in flight over UDP. */
-	struct tcp_fetch *fetch;
+	struct tcp_link *link;        /* The TCP connection it waits on (a truncated answer). */
+	struct pending *link_prev, *link_next;
 	struct waiter *waiters, *last_waiter;
 	uint64_t hash;
 	uint64_t deadline;           /* This attempt's. */
@@ -88,19 +90,28 @@ struct pending {
 	uint8_t query[OUT_MAX];
 };
 
-struct tcp_fetch {
+/* A TCP connection to one upstream, kept open and shared: questions whose UDP answer was
+ * truncated are written to it back to back and matched as their answers come, in any order. */
+struct tcp_link {
 	uv_tcp_t tcp;
 	uv_timer_t timer;
 	uv_connect_t connect;
-	uv_write_t write;
 	upstream_t *u;
-	struct pending *p;           /* NULL once the question is finished. */
-	struct tcp_fetch *prev, *next;
-	uint8_t prefix[2];
-	uint8_t upstream;
+	unsigned upstream;
+	int connected;
+	int closing;
 	int open_handles;
+	struct pending *head, *tail; /* Questions waiting on it, oldest first. */
+	unsigned nout;
+	uint64_t idle_since;
 	size_t len, cap;
 	uint8_t *buf;
+};
+
+/* One message written to a link (its own copy: the question may end before the write). */
+struct link_write {
+	uv_write_t req;
+	uint8_t bytes[];
 };
 
 /* What one worker knows of one upstream. */
@@ -132,8 +143,8 @@ struct upstream {
 	unsigned nsocks;
 	unsigned npending, max_pending; /* Questions in flight; at most half the sockets. */
 	struct pending **buckets;
-	struct tcp_fetch *fetches;
-	unsigned nfetches;
+	struct tcp_link *links[OPTIONS_MAX_ADDRS];
+	unsigned nfetches;           /* Questions waiting on links, all upstreams. */
 	struct siphash_key hkey;
 	struct health health[OPTIONS_MAX_ADDRS];
 	unsigned attempt_ms;
@@ -501,16 +512,16 @@ static void table_remove(upstream_t *u, struct pending *p)
 	p->in_table = 0;
 }
 
+static void link_unlink(struct pending *p);
+
 static void release(upstream_t *u, struct pending *p)
 {
 	fifo_remove(u, p);
 	table_remove(u, p);
 	if (p->sock)
 		sock_close(p->sock);
-	if (p->fetch) {
-		p->fetch->p = NULL;
-		p->fetch = NULL;
-	}
+	if (p->link)
+		link_unlink(p);
 	p->next = u->free;
 	u->free = p;
 	u->npending--;
@@ -847,149 +858,245 @@ static void probe_timer_cb(uv_timer_t *t)
 	arm_probe_timer(u);
 }
 
-/* ---- TCP fallback ------------------------------------------------------------------------- */
+/* ---- TCP fallback: shared, pipelined links ------------------------------------------------ */
 
-static void fetch_closed(uv_handle_t *h)
+static void link_unlink(struct pending *p)
 {
-	struct tcp_fetch *f = h->data;
-	if (--f->open_handles > 0)
+	struct tcp_link *l = p->link;
+	if (p->link_prev)
+		p->link_prev->link_next = p->link_next;
+	else
+		l->head = p->link_next;
+	if (p->link_next)
+		p->link_next->link_prev = p->link_prev;
+	else
+		l->tail = p->link_prev;
+	p->link = NULL;
+	p->link_prev = p->link_next = NULL;
+	l->nout--;
+	l->u->nfetches--;
+	if (l->nout == 0)
+		l->idle_since = uv_now(l->u->loop);
+}
+
+static void link_closed(uv_handle_t *h)
+{
+	struct tcp_link *l = h->data;
+	if (--l->open_handles > 0)
 		return;
-	upstream_t *u = f->u;
-	free(f->buf);
-	free(f);
+	upstream_t *u = l->u;
+	free(l->buf);
+	free(l);
 	unref(u);
 }
 
-static void fetch_end(struct tcp_fetch *f, const uint8_t *reply, size_t len)
+/* Close l; the questions waiting on it fail (SERVFAIL), unless the upstream is closing. */
+static void link_close(struct tcp_link *l)
 {
-	upstream_t *u = f->u;
-	if (f->p) {
-		struct pending *p = f->p;
-		f->p = NULL;
-		p->fetch = NULL;
-		finish(u, p, reply, len);
-	}
-	if (f->prev)
-		f->prev->next = f->next;
-	else
-		u->fetches = f->next;
-	if (f->next)
-		f->next->prev = f->prev;
-	u->nfetches--;
-	if (!uv_is_closing((uv_handle_t *)&f->tcp)) {
-		uv_close((uv_handle_t *)&f->tcp, fetch_closed);
-		uv_close((uv_handle_t *)&f->timer, fetch_closed);
+	if (l->closing)
+		return;
+	l->closing = 1;
+	upstream_t *u = l->u;
+	if (u->links[l->upstream] == l)
+		u->links[l->upstream] = NULL; /* New questions open a new link. */
+	uv_close((uv_handle_t *)&l->tcp, link_closed);
+	uv_close((uv_handle_t *)&l->timer, link_closed);
+	while (l->head) {
+		struct pending *p = l->head;
+		link_unlink(p);
+		finish(u, p, NULL, 0);
 	}
 }
 
-static void fetch_timeout(uv_timer_t *t)
+static void link_written(uv_write_t *req, int status)
 {
-	fetch_end(t->data, NULL, 0);
+	struct tcp_link *l = req->data;
+	free(req);
+	if (status < 0 && status != UV_ECANCELED)
+		link_close(l);
 }
 
-static void fetch_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void link_send(struct tcp_link *l, struct pending *p)
 {
-	struct tcp_fetch *f = h->data;
+	struct link_write *wr = malloc(sizeof(*wr) + 2 + p->len);
+	if (!wr) {
+		link_unlink(p);
+		finish(l->u, p, NULL, 0);
+		return;
+	}
+	wire_put16(wr->bytes, p->len);
+	memcpy(wr->bytes + 2, p->query, p->len);
+	wr->req.data = l;
+	uv_buf_t b = uv_buf_init((char *)wr->bytes, 2u + p->len);
+	if (uv_write(&wr->req, (uv_stream_t *)&l->tcp, &b, 1, link_written) < 0) {
+		free(wr);
+		link_close(l);
+	}
+}
+
+static void link_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct tcp_link *l = h->data;
 	(void)suggested;
-	if (f->cap - f->len < 4096 && f->cap < 65537) {
-		size_t cap = f->cap ? f->cap * 2 : 8192;
-		if (cap > 65537)
-			cap = 65537;
-		uint8_t *b = realloc(f->buf, cap);
+	if (l->cap - l->len < 4096 && l->cap < 2 * 65537) {
+		size_t cap = l->cap ? l->cap * 2 : 8192;
+		if (cap > 2 * 65537)
+			cap = 2 * 65537;
+		uint8_t *b = realloc(l->buf, cap);
 		if (b) {
-			f->buf = b;
-			f->cap = cap;
+			l->buf = b;
+			l->cap = cap;
 		}
 	}
-	*buf = uv_buf_init((char *)f->buf + f->len, (unsigned)(f->cap - f->len));
+	*buf = uv_buf_init((char *)l->buf + l->len, (unsigned)(l->cap - l->len));
 }
 
-static void fetch_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* One whole message from the link: the answer of the question with its ID and exact question
+ * (and cookie); anything else is ignored. */
+static void link_message(struct tcp_link *l, const uint8_t *msg, size_t len)
 {
-	struct tcp_fetch *f = s->data;
+	upstream_t *u = l->u;
+	struct pending *p = l->head;
+	while (p && question_match(p, msg, len) != MATCH_EXACT)
+		p = p->link_next;
+	if (!p || (p->cookie_sent && check_cookie(u, l->upstream, msg, len) < 0)) {
+		u->stats.mismatched++;
+		return;
+	}
+	link_unlink(p);
+	unsigned rcode = full_rcode(msg, len);
+	if (rcode != WIRE_RCODE_NOERROR && rcode != WIRE_RCODE_NXDOMAIN) {
+		note_soft_failure(u, l->upstream);
+		finish(u, p, NULL, 0);
+		return;
+	}
+	finish(u, p, msg, len);
+}
+
+static void link_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+	struct tcp_link *l = st->data;
 	(void)buf;
 	if (nread < 0) {
-		fetch_end(f, NULL, 0);
+		link_close(l);
 		return;
 	}
-	f->len += (size_t)nread;
-	if (f->len < 2)
+	l->len += (size_t)nread;
+	size_t off = 0;
+	while (!l->closing && l->len - off >= 2) {
+		size_t n = wire_get16(l->buf + off);
+		if (l->len - off < 2 + n)
+			break;
+		link_message(l, l->buf + off + 2, n);
+		off += 2 + n;
+	}
+	if (l->closing)
 		return;
-	size_t need = wire_get16(f->buf);
-	if (f->len < 2 + need) {
-		if (f->len == f->cap && f->cap >= 65537)
-			fetch_end(f, NULL, 0);
+	if (off > 0) {
+		memmove(l->buf, l->buf + off, l->len - off);
+		l->len -= off;
+	}
+	if (l->len == l->cap && l->cap >= 2 * 65537) /* Cannot happen with DNS messages. */
+		link_close(l);
+}
+
+static void link_connected(uv_connect_t *req, int status)
+{
+	struct tcp_link *l = req->data;
+	if (l->closing)
+		return;
+	if (status < 0 || uv_read_start((uv_stream_t *)&l->tcp, link_alloc, link_read) < 0) {
+		link_close(l);
 		return;
 	}
-	struct pending *p = f->p;
-	if (p && question_match(p, f->buf + 2, need) == MATCH_EXACT &&
-	    (!p->cookie_sent || check_cookie(f->u, f->upstream, f->buf + 2, need) == 0) &&
-	    (full_rcode(f->buf + 2, need) == WIRE_RCODE_NOERROR ||
-	     full_rcode(f->buf + 2, need) == WIRE_RCODE_NXDOMAIN))
-		fetch_end(f, f->buf + 2, need);
-	else
-		fetch_end(f, NULL, 0);
-}
-
-static void fetch_written(uv_write_t *req, int status)
-{
-	struct tcp_fetch *f = req->data;
-	if (status < 0 && !uv_is_closing((uv_handle_t *)&f->tcp))
-		fetch_end(f, NULL, 0);
-}
-
-static void fetch_connected(uv_connect_t *req, int status)
-{
-	struct tcp_fetch *f = req->data;
-	if (status < 0 || !f->p) {
-		if (status != UV_ECANCELED)
-			fetch_end(f, NULL, 0);
-		return;
+	l->connected = 1;
+	uv_tcp_nodelay(&l->tcp, 1);
+	for (struct pending *p = l->head, *next; p && !l->closing; p = next) {
+		next = p->link_next;
+		link_send(l, p);
 	}
-	wire_put16(f->prefix, f->p->len);
-	uv_buf_t bufs[2] = {uv_buf_init((char *)f->prefix, 2),
-			    uv_buf_init((char *)f->p->query, f->p->len)};
-	f->write.data = f;
-	if (uv_write(&f->write, (uv_stream_t *)&f->tcp, bufs, 2, fetch_written) < 0 ||
-	    uv_read_start((uv_stream_t *)&f->tcp, fetch_alloc, fetch_read) < 0)
-		fetch_end(f, NULL, 0);
 }
 
-/* Ask p's question of upstream again over TCP (same ID, case and cookie); on failure p is
- * finished with SERVFAIL. At most FETCH_MAX run at once. */
-static void fetch_start(upstream_t *u, struct pending *p, unsigned upstream)
+/* Every 100 ms: questions past their deadline fail; an idle link closes. */
+static void link_tick(uv_timer_t *t)
 {
+	struct tcp_link *l = t->data;
+	upstream_t *u = l->u;
 	uint64_t now = uv_now(u->loop);
-	if (u->nfetches >= FETCH_MAX || p->expire <= now) {
+	for (struct pending *p = l->head, *next; p && !l->closing; p = next) {
+		next = p->link_next;
+		if (p->expire <= now) {
+			link_unlink(p);
+			finish(u, p, NULL, 0);
+		}
+	}
+	if (!l->closing && l->nout == 0 && now >= l->idle_since + LINK_IDLE_MS)
+		link_close(l);
+}
+
+static struct tcp_link *link_get(upstream_t *u, unsigned i)
+{
+	struct tcp_link *l = u->links[i];
+	if (l)
+		return l;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->u = u;
+	l->upstream = i;
+	uv_tcp_init(u->loop, &l->tcp);
+	uv_timer_init(u->loop, &l->timer);
+	l->tcp.data = l->timer.data = l->connect.data = l;
+	l->open_handles = 2;
+	u->open_handles++;
+	l->idle_since = uv_now(u->loop);
+	u->links[i] = l;
+	uv_timer_start(&l->timer, link_tick, 100, 100);
+	if (uv_tcp_connect(&l->connect, &l->tcp, (const struct sockaddr *)&u->o->upstream[i],
+			   link_connected) < 0) {
+		link_close(l);
+		return NULL;
+	}
+	return l;
+}
+
+/* Ask p's question of upstream i again over TCP, on the shared link (same case and cookie, an
+ * ID no other question on the link has); at most FETCH_MAX wait at once. On failure p is
+ * finished with SERVFAIL. */
+static void fetch_start(upstream_t *u, struct pending *p, unsigned i)
+{
+	if (u->nfetches >= FETCH_MAX || p->expire <= uv_now(u->loop)) {
 		if (u->nfetches >= FETCH_MAX)
 			u->stats.tcp_full++;
 		finish(u, p, NULL, 0);
 		return;
 	}
-	struct tcp_fetch *f = calloc(1, sizeof(*f));
-	if (!f) {
+	struct tcp_link *l = link_get(u, i);
+	if (!l) {
 		finish(u, p, NULL, 0);
 		return;
 	}
-	f->u = u;
-	f->p = p;
-	f->upstream = (uint8_t)upstream;
-	p->fetch = f;
-	uv_tcp_init(u->loop, &f->tcp);
-	uv_timer_init(u->loop, &f->timer);
-	f->tcp.data = f->timer.data = f->connect.data = f;
-	f->open_handles = 2;
-	u->open_handles++;
-	f->next = u->fetches;
-	if (u->fetches)
-		u->fetches->prev = f;
-	u->fetches = f;
+	int clash;
+	do {
+		clash = 0;
+		for (struct pending *o = l->head; o && !clash; o = o->link_next)
+			clash = wire_get16(o->query) == wire_get16(p->query);
+		if (clash)
+			wire_put16(p->query, random16(u));
+	} while (clash);
+	p->link = l;
+	p->link_prev = l->tail;
+	p->link_next = NULL;
+	if (l->tail)
+		l->tail->link_next = p;
+	else
+		l->head = p;
+	l->tail = p;
+	l->nout++;
 	u->nfetches++;
 	u->stats.tcp_fallbacks++;
-	uv_timer_start(&f->timer, fetch_timeout, p->expire - now, 0);
-	if (uv_tcp_connect(&f->connect, &f->tcp, (const struct sockaddr *)&u->o->upstream[upstream],
-			   fetch_connected) < 0)
-		fetch_end(f, NULL, 0);
+	if (l->connected)
+		link_send(l, p);
 }
 
 /* ---- Life cycle --------------------------------------------------------------------------- */
@@ -1058,8 +1165,9 @@ void upstream_close(upstream_t *u)
 		return;
 	u->closing = 1;
 	/* Queries in flight are dropped: the server is going away. */
-	while (u->fetches)
-		fetch_end(u->fetches, NULL, 0);
+	for (unsigned i = 0; i < OPTIONS_MAX_ADDRS; i++)
+		if (u->links[i])
+			link_close(u->links[i]);
 	for (unsigned i = 0; i < POOL_SIZE; i++) {
 		struct pending *p = &u->pool[i];
 		if (p->waiters)
@@ -1171,7 +1279,7 @@ int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query
 	else
 		p->waiters = w;
 	p->last_waiter = w;
-	if (!p->in_fifo && !p->fetch)
+	if (!p->in_fifo && !p->link)
 		next_attempt(u, p);
 	return 0;
 }

@@ -167,7 +167,9 @@ class Upstream:
                 if s is self.udp:
                     self.on_udp()
                 else:
-                    conn, _ = self.tcp.accept()
+                    conn, src = self.tcp.accept()
+                    if self.log:
+                        self.log.write("%d tcp-connection -\n" % src[1])
                     threading.Thread(target=self.serve_tcp, args=(conn,), daemon=True).start()
 
 

@@ -263,7 +263,19 @@ NSD=$(free_port)
 start_nsd "$NSD"
 EP=$(free_port)
 start_embargo tcp "$EP" --upstream "127.0.0.1:$F1" --redis "$NOREDIS" --tcp-idle-timeout 3000 \
-	--tcp-per-addr 8 --threads 1
+	--tcp-per-addr 8 --threads 1 --timeout 8000
+
+tcp_fallback_reused() {
+	: >"$WORK/f1.queries"
+	seq 1 20 | xargs -P 20 -I{} kdig -p "$EP" +timeout=4 +retry=0 @127.0.0.1 "big{}.test" TXT \
+		>"$WORK/big.out" 2>/dev/null
+	local whole conns
+	whole=$(grep -c "Received 6" "$WORK/big.out")
+	conns=$(grep -c "tcp-connection" "$WORK/f1.queries")
+	echo "$whole of 20 truncated answers fetched whole over $conns TCP connection(s)"
+	[ "$whole" -eq 20 ] && [ "$conns" -eq 1 ]
+}
+check "truncated answers are fetched over one reused, pipelined TCP connection" tcp_fallback_reused
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
@@ -373,8 +385,9 @@ while True:
     if not chunk:
         break
     data += chunk
-ok = len(data) > 14 and struct.unpack("!H", data[2:4])[0] == 11
-print("answer after half-close: %d octets" % len(data))
+ok = (len(data) > 14 and struct.unpack("!H", data[2:4])[0] == 11 and data[5] & 0x0F == 0
+      and struct.unpack("!H", data[8:10])[0] == 1)
+print("answer after half-close: %d octets, rcode %d" % (len(data), data[5] & 0x0F if len(data) > 5 else -1))
 sys.exit(0 if ok else 1)
 PY
 }
