@@ -157,6 +157,8 @@ static void conn_close(struct tcp_conn *c)
 	st->nconns--;
 	if (c->inflight > 0)
 		upstream_forget(w->up, c);
+	/* Questions it starts from here on (answering may re-enter it) go to no one. */
+	c->client.session = NULL;
 	uv_close((uv_handle_t *)&c->tcp, conn_closed);
 	uv_close((uv_handle_t *)&c->timer, conn_closed);
 }

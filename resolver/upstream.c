@@ -28,6 +28,7 @@
 #define MERGE_BUCKETS 8192
 #define FETCH_MAX 64          /* Questions waiting on TCP links per worker. */
 #define LINK_IDLE_MS 10000    /* A link with nothing to wait for closes after this. */
+#define LINK_RETRIES 8        /* Times a question moves to a new link when one is closed. */
 #define RECV_MAX 65535
 #define RECV_PER_WAKE 8       /* Datagrams read from one socket per wake-up. */
 #define EDNS_SIZE 1232        /* What we advertise upstream (DNS flag day 2020). */
@@ -82,6 +83,10 @@ struct pending {
 	uint8_t upstream;
 	uint8_t use_0x20;
 	uint8_t case_mismatch;       /* This attempt saw its ID and name in another case. */
+	uint8_t case_fallback;       /* This attempt is the fallback without 0x20. */
+	uint8_t force;               /* Upstream + 1 that the next attempt must ask; 0: pick. */
+	uint8_t link_retried;        /* Times moved to a new TCP link after one failed. */
+	uint64_t link_sent;          /* When it was written to its link (0: not yet). */
 	uint8_t cookie_sent;
 	uint8_t in_fifo;
 	uint8_t in_table;
@@ -104,6 +109,10 @@ struct tcp_link {
 	struct pending *head, *tail; /* Questions waiting on it, oldest first. */
 	unsigned nout;
 	uint64_t idle_since;
+	uint64_t opened;             /* When the connect began. */
+	uint64_t last_rx;            /* When the last whole message came (0: none yet). */
+	uint16_t retired[256];       /* IDs of questions given up on it, whose answers may come. */
+	unsigned nretired;
 	size_t len, cap;
 	uint8_t *buf;
 };
@@ -123,6 +132,7 @@ struct health {
 	struct outsock *probe;       /* The probe in flight. */
 	uint64_t probe_deadline;
 	uint16_t probe_txid;
+	uint8_t no_case;             /* Answers only questions asked without 0x20. */
 	uint8_t client_cookie[8];
 	uint8_t server_cookie[32];
 	uint8_t server_cookie_len;
@@ -512,7 +522,7 @@ static void table_remove(upstream_t *u, struct pending *p)
 	p->in_table = 0;
 }
 
-static void link_unlink(struct pending *p);
+static void link_unlink(struct pending *p, int answered);
 
 static void release(upstream_t *u, struct pending *p)
 {
@@ -521,7 +531,7 @@ static void release(upstream_t *u, struct pending *p)
 	if (p->sock)
 		sock_close(p->sock);
 	if (p->link)
-		link_unlink(p);
+		link_unlink(p, 0);
 	p->next = u->free;
 	u->free = p;
 	u->npending--;
@@ -598,15 +608,18 @@ static enum match question_match(const struct pending *p, const uint8_t *reply, 
 /* The upstream's cookie check (RFC 7873 5.3): a reply to a query with our client cookie that
  * carries a cookie must echo ours; its server cookie is kept for the next queries. @return 0
  * or -1 (a forgery or garbage). */
-static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t len)
+static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t len,
+			int over_tcp)
 {
 	size_t off, olen;
 	int rc = wire_find_edns_option(reply, len, WIRE_EDNS_COOKIE, &off, &olen);
 	if (rc < 0)
 		return -1;
 	struct health *h = &u->health[i];
-	if (rc == 0) /* Without a cookie: fine from an upstream that never sent us one. */
-		return h->server_cookie_len ? -1 : 0;
+	/* Without a cookie: fine from an upstream that never sent us one, and over TCP (which an
+	 * off-path attacker cannot forge, and where some servers leave cookies out). */
+	if (rc == 0)
+		return h->server_cookie_len && !over_tcp ? -1 : 0;
 	if (olen < 8 || memcmp(reply + off, h->client_cookie, 8) != 0)
 		return -1;
 	if (olen >= 16 && olen <= 40) {
@@ -648,7 +661,8 @@ static void attempt_failed(upstream_t *u, struct pending *p)
 /* The probe's question: the root, NS, IN. */
 static const uint8_t PROBE_QUESTION[] = {0, 0, 2, 0, 1};
 
-static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t len);
+static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t len,
+			int over_tcp);
 
 static void probe_reply(upstream_t *u, struct outsock *s, const uint8_t *reply, size_t len)
 {
@@ -668,7 +682,7 @@ static void probe_reply(upstream_t *u, struct outsock *s, const uint8_t *reply, 
 			/* The probe carried our cookie and the answer none: this upstream no longer
 			 * does cookies, and must not stay unusable for it. */
 			h->server_cookie_len = 0;
-		} else if (check_cookie(u, i, reply, len) < 0) {
+		} else if (check_cookie(u, i, reply, len, 0) < 0) {
 			u->stats.cookie_mismatched++;
 			return;
 		}
@@ -685,6 +699,10 @@ static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_
 		u->stats.mismatched++;
 		return;
 	}
+	if (m == MATCH_CASE && !p->use_0x20) {
+		/* Asked in lower case without 0x20: the upstream's own case is its to choose. */
+		m = MATCH_EXACT;
+	}
 	if (m == MATCH_CASE) {
 		/* Right socket, ID and name, wrong letter case: a forgery, or an upstream that does
 		 * not keep case. It is ignored, so a forgery ends nothing; if no answer in the right
@@ -694,7 +712,7 @@ static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_
 		p->case_mismatch = 1;
 		return;
 	}
-	if (p->cookie_sent && check_cookie(u, i, reply, len) < 0) {
+	if (p->cookie_sent && check_cookie(u, i, reply, len, 0) < 0) {
 		u->stats.cookie_mismatched++;
 		return;
 	}
@@ -707,6 +725,17 @@ static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_
 		return;
 	}
 	note_rtt(u, i, uv_now(u->loop) - s->sent_at);
+	if (p->case_fallback) {
+		/* It answered only once asked without 0x20: it does not keep case. Its questions go
+		 * without 0x20 from now on, rather than each paying a timeout to find out. */
+		if (!u->health[i].no_case) {
+			char addr[80];
+			options_format_addr(&u->o->upstream[i], addr, sizeof(addr));
+			log_warn("upstream %s does not keep the letter case of questions: asked "
+				 "without 0x20 from now on", addr);
+		}
+		u->health[i].no_case = 1;
+	}
 	if (wire_get16(reply + 2) & WIRE_FLAG_TC) {
 		/* Fetched whole over TCP, even for a UDP client: the cache keeps it whole. */
 		fifo_remove(u, p);
@@ -770,10 +799,14 @@ static void sock_readable(uv_poll_t *h, int status, int events)
 
 static void next_attempt(upstream_t *u, struct pending *p)
 {
-	unsigned i = pick(u, p);
+	unsigned i = p->force ? p->force - 1u : pick(u, p);
+	p->case_fallback = p->force != 0;
+	p->force = 0;
 	p->upstream = (uint8_t)i;
 	p->tried |= (uint16_t)(1u << i);
 	p->case_mismatch = 0;
+	if (u->health[i].no_case)
+		p->use_0x20 = 0;
 	prepare_query(u, p, i);
 	p->sock = sock_open(u, i, p->query, p->len);
 	if (p->sock)
@@ -793,7 +826,7 @@ static void timer_cb(uv_timer_t *t)
 			 * once more without 0x20 (Unbound's caps fallback does likewise). */
 			p->use_0x20 = 0;
 			p->case_mismatch = 0;
-			p->tried &= (uint16_t)~(1u << p->upstream);
+			p->force = (uint8_t)(p->upstream + 1);
 		} else if (p->sock) {
 			mark_down(u, p->upstream);
 		}
@@ -860,9 +893,13 @@ static void probe_timer_cb(uv_timer_t *t)
 
 /* ---- TCP fallback: shared, pipelined links ------------------------------------------------ */
 
-static void link_unlink(struct pending *p)
+/* Take p off its link. Unless its answer came (answered), its ID stays retired on the link:
+ * an answer to it may still come, and must not be taken for a later question's. */
+static void link_unlink(struct pending *p, int answered)
 {
 	struct tcp_link *l = p->link;
+	if (!answered && p->link_sent)
+		l->retired[l->nretired++ % 256] = wire_get16(p->query);
 	if (p->link_prev)
 		p->link_prev->link_next = p->link_next;
 	else
@@ -890,8 +927,12 @@ static void link_closed(uv_handle_t *h)
 	unref(u);
 }
 
-/* Close l; the questions waiting on it fail (SERVFAIL), unless the upstream is closing. */
-static void link_close(struct tcp_link *l)
+static void fetch_start(upstream_t *u, struct pending *p, unsigned i);
+
+/* Close l. The questions waiting on it fail (SERVFAIL), unless the upstream is closing; with
+ * retry (the upstream closed or reset the connection, which servers do after some answers or
+ * when idle), they move to a new link instead. */
+static void link_close_retry(struct tcp_link *l, int retry)
 {
 	if (l->closing)
 		return;
@@ -903,9 +944,21 @@ static void link_close(struct tcp_link *l)
 	uv_close((uv_handle_t *)&l->timer, link_closed);
 	while (l->head) {
 		struct pending *p = l->head;
-		link_unlink(p);
-		finish(u, p, NULL, 0);
+		link_unlink(p, 0);
+		/* Moved up to LINK_RETRIES times; a server that closes (or resets) after each answer
+		 * still answers one question per connection. */
+		if (retry && !u->closing && p->link_retried < LINK_RETRIES) {
+			p->link_retried++;
+			fetch_start(u, p, l->upstream);
+		} else {
+			finish(u, p, NULL, 0);
+		}
 	}
+}
+
+static void link_close(struct tcp_link *l)
+{
+	link_close_retry(l, 0);
 }
 
 static void link_written(uv_write_t *req, int status)
@@ -918,12 +971,18 @@ static void link_written(uv_write_t *req, int status)
 
 static void link_send(struct tcp_link *l, struct pending *p)
 {
+	/* An upstream that does not read: what waits to be written is bounded. */
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&l->tcp) > 64 * 1024) {
+		link_close(l);
+		return;
+	}
 	struct link_write *wr = malloc(sizeof(*wr) + 2 + p->len);
 	if (!wr) {
-		link_unlink(p);
+		link_unlink(p, 0);
 		finish(l->u, p, NULL, 0);
 		return;
 	}
+	p->link_sent = uv_now(l->u->loop);
 	wire_put16(wr->bytes, p->len);
 	memcpy(wr->bytes + 2, p->query, p->len);
 	wr->req.data = l;
@@ -959,15 +1018,17 @@ static void link_message(struct tcp_link *l, const uint8_t *msg, size_t len)
 	struct pending *p = l->head;
 	while (p && question_match(p, msg, len) != MATCH_EXACT)
 		p = p->link_next;
-	if (!p || (p->cookie_sent && check_cookie(u, l->upstream, msg, len) < 0)) {
+	if (!p || (p->cookie_sent && check_cookie(u, l->upstream, msg, len, 1) < 0)) {
 		u->stats.mismatched++;
 		return;
 	}
-	link_unlink(p);
+	l->last_rx = uv_now(u->loop);
+	link_unlink(p, 1);
 	unsigned rcode = full_rcode(msg, len);
 	if (rcode != WIRE_RCODE_NOERROR && rcode != WIRE_RCODE_NXDOMAIN) {
+		/* As over UDP: the next upstream may answer (over UDP first, like any attempt). */
 		note_soft_failure(u, l->upstream);
-		finish(u, p, NULL, 0);
+		attempt_failed(u, p);
 		return;
 	}
 	finish(u, p, msg, len);
@@ -978,7 +1039,7 @@ static void link_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	struct tcp_link *l = st->data;
 	(void)buf;
 	if (nread < 0) {
-		link_close(l);
+		link_close_retry(l, 1);
 		return;
 	}
 	l->len += (size_t)nread;
@@ -1023,12 +1084,23 @@ static void link_tick(uv_timer_t *t)
 	struct tcp_link *l = t->data;
 	upstream_t *u = l->u;
 	uint64_t now = uv_now(u->loop);
+	/* Connecting for longer than a question may wait: the upstream drops SYNs. */
+	if (!l->connected && now >= l->opened + u->o->timeout_ms) {
+		link_close(l);
+		return;
+	}
 	for (struct pending *p = l->head, *next; p && !l->closing; p = next) {
 		next = p->link_next;
-		if (p->expire <= now) {
-			link_unlink(p);
-			finish(u, p, NULL, 0);
+		if (p->expire > now)
+			continue;
+		if (l->last_rx < p->link_sent) {
+			/* Nothing at all came back since this question was written: the link is
+			 * stuck (a wedged server, lost NAT state). Drop it, and what waits on it. */
+			link_close(l);
+			return;
 		}
+		link_unlink(p, 0);
+		finish(u, p, NULL, 0);
 	}
 	if (!l->closing && l->nout == 0 && now >= l->idle_since + LINK_IDLE_MS)
 		link_close(l);
@@ -1049,7 +1121,7 @@ static struct tcp_link *link_get(upstream_t *u, unsigned i)
 	l->tcp.data = l->timer.data = l->connect.data = l;
 	l->open_handles = 2;
 	u->open_handles++;
-	l->idle_since = uv_now(u->loop);
+	l->idle_since = l->opened = uv_now(u->loop);
 	u->links[i] = l;
 	uv_timer_start(&l->timer, link_tick, 100, 100);
 	if (uv_tcp_connect(&l->connect, &l->tcp, (const struct sockaddr *)&u->o->upstream[i],
@@ -1078,12 +1150,17 @@ static void fetch_start(upstream_t *u, struct pending *p, unsigned i)
 	}
 	int clash;
 	do {
+		uint16_t id = wire_get16(p->query);
 		clash = 0;
 		for (struct pending *o = l->head; o && !clash; o = o->link_next)
-			clash = wire_get16(o->query) == wire_get16(p->query);
+			clash = wire_get16(o->query) == id;
+		unsigned n = l->nretired < 256 ? l->nretired : 256;
+		for (unsigned k = 0; k < n && !clash; k++)
+			clash = l->retired[k] == id;
 		if (clash)
 			wire_put16(p->query, random16(u));
 	} while (clash);
+	p->link_sent = 0;
 	p->link = l;
 	p->link_prev = l->tail;
 	p->link_next = NULL;

@@ -139,6 +139,7 @@ class Upstream:
                 sock.sendto(data, src)
 
     def serve_tcp(self, conn):
+        answered = 0
         try:
             buf = b""
             while True:
@@ -154,6 +155,9 @@ class Upstream:
                         continue
                     time.sleep(delay)
                     conn.sendall(struct.pack("!H", len(data)) + data)
+                    answered += 1
+                    if self.args.tcp_answers and answered >= self.args.tcp_answers:
+                        return
         except OSError:
             pass
         finally:
@@ -183,6 +187,8 @@ def main():
                    choices=["normal", "refused", "mangle", "wrongport", "silent"])
     p.add_argument("--delay-ms", type=int, default=300)
     p.add_argument("--big-bytes", type=int, default=60000)
+    p.add_argument("--tcp-answers", type=int, default=0,
+                   help="close a TCP connection after this many answers (0: never)")
     p.add_argument("--lifetime", type=int, default=600, help="seconds before it stops by itself")
     Upstream(p.parse_args()).run()
 

@@ -173,6 +173,20 @@ case_fallback() {
 }
 check "an upstream that loses the letter case is asked again without 0x20" case_fallback
 
+# Without 0x20 the question goes in lower case and the upstream's own case is accepted at once.
+EP=$(free_port)
+start_embargo mangleno20 "$EP" --upstream "127.0.0.1:$F3" --redis "$NOREDIS" --use-0x20 no
+no_0x20_takes_any_case() {
+	local start end got
+	start=$(date +%s%N)
+	got=$(ip4 "$EP" Www.Other-Mangled.Test)
+	end=$(date +%s%N)
+	echo "answer $got in $(((end - start) / 1000000)) ms"
+	[ "$got" = "192.0.2.1" ] && [ $(((end - start) / 1000000)) -lt 400 ]
+}
+check "with 0x20 off, an answer in the upstream's own case is taken at once" no_0x20_takes_any_case
+stop_embargo mangleno20
+
 DEAD=$(free_port)
 start_fake dead "$DEAD" --mode silent
 F4=$(free_port)
@@ -276,6 +290,23 @@ tcp_fallback_reused() {
 	[ "$whole" -eq 20 ] && [ "$conns" -eq 1 ]
 }
 check "truncated answers are fetched over one reused, pipelined TCP connection" tcp_fallback_reused
+
+# An upstream that closes its TCP connections after each answer (as servers may when busy):
+# the questions still waiting move to a new connection.
+F6=$(free_port)
+start_fake oneshot "$F6" --tcp-answers 1
+EP6=$(free_port)
+start_embargo oneshot "$EP6" --upstream "127.0.0.1:$F6" --redis "$NOREDIS" --threads 1
+tcp_fallback_reconnects() {
+	seq 1 6 | xargs -P 6 -I{} kdig -p "$EP6" +timeout=4 +retry=0 @127.0.0.1 "big{}.test" TXT \
+		>"$WORK/oneshot.out" 2>/dev/null
+	local whole
+	whole=$(grep -c "Received 6" "$WORK/oneshot.out")
+	echo "$whole of 6 whole over $(grep -c tcp-connection "$WORK/oneshot.queries") connections"
+	[ "$whole" -eq 6 ]
+}
+check "questions waiting on a TCP connection the upstream closes move to a new one" tcp_fallback_reconnects
+stop_embargo oneshot
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
