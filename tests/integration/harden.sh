@@ -507,10 +507,13 @@ netns_up() {
 	ip addr add 198.18.0.3/24 dev "veth$$h"
 	ip addr add 198.18.1.1/24 dev "veth$$h"
 	ip addr add 198.18.2.1/24 dev "veth$$h"
+	ip addr add fd00:198:18::1/64 dev "veth$$h" nodad
+	ip addr add fd00:198:18::3/64 dev "veth$$h" nodad
 	ip link set "veth$$h" up
 	ip -n "$NS" addr add 198.18.0.2/24 dev "veth$$c"
 	ip -n "$NS" addr add 198.18.1.2/24 dev "veth$$c"
 	ip -n "$NS" addr add 198.18.2.2/24 dev "veth$$c"
+	ip -n "$NS" addr add fd00:198:18::2/64 dev "veth$$c" nodad
 	ip -n "$NS" link set "veth$$c" up
 	ip -n "$NS" link set lo up
 	ip netns exec "$NS" true
@@ -529,7 +532,7 @@ nsq() { # SERVER PORT ARGS...: kdig from inside the namespace
 
 if netns_up; then
 	EP=$(free_port)
-	start_embargo acl "$EP" --listen "0.0.0.0:$EP" --upstream "127.0.0.1:$F1" --redis "$NOREDIS" \
+	start_embargo acl "$EP" --listen "0.0.0.0:$EP" --listen "[::]:$EP" --upstream "127.0.0.1:$F1" --redis "$NOREDIS" \
 		--allow 198.18.1.0/24 --allow 198.18.2.0/24 --ratelimit 50 --ratelimit-slip 2
 	outside_refused() {
 		local out
@@ -543,7 +546,9 @@ if netns_up; then
 	pktinfo_source() {
 		# A wildcard listener answers from the address asked: kdig takes an answer only from it.
 		nsq 198.18.0.3 "$EP" -b 198.18.1.2 www.second-address.test +short | grep -qx 192.0.2.1 &&
-			nsq 198.18.1.1 "$EP" -b 198.18.1.2 www.third-address.test +short | grep -qx 192.0.2.1
+			nsq 198.18.1.1 "$EP" -b 198.18.1.2 www.third-address.test +short | grep -qx 192.0.2.1 &&
+			nsq fd00:198:18::3 "$EP" www.v6-second.test +short | grep -qx 192.0.2.1 &&
+			nsq fd00:198:18::1 "$EP" www.v6-first.test +short | grep -qx 192.0.2.1
 	}
 	check "a wildcard listener answers from the address the query was sent to" pktinfo_source
 
