@@ -179,6 +179,18 @@ int options_cidr_match(const struct options_cidr *list, unsigned n, const struct
 	return 0;
 }
 
+socklen_t options_addr_len(const struct sockaddr_storage *ss)
+{
+	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+int options_is_wildcard(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
 void options_format_addr(const struct sockaddr_storage *ss, char *buf, size_t cap)
 {
 	char host[INET6_ADDRSTRLEN];

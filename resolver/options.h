@@ -97,5 +97,11 @@ int options_parse_cidr(const char *s, struct options_cidr *c);
 /** Is the address in one of the n prefixes? */
 int options_cidr_match(const struct options_cidr *list, unsigned n, const struct sockaddr_storage *ss);
 
+/** The length of ss's sockaddr for its family (bind, connect). */
+socklen_t options_addr_len(const struct sockaddr_storage *ss);
+
+/** Is ss the wildcard address of its family (0.0.0.0 or ::)? */
+int options_is_wildcard(const struct sockaddr_storage *ss);
+
 /** "ADDR:PORT" or "[V6]:PORT" for logs. */
 void options_format_addr(const struct sockaddr_storage *ss, char *buf, size_t cap);

@@ -233,18 +233,6 @@ static void udp_readable(uv_poll_t *h, int status, int events)
 
 /* ---- Set-up ------------------------------------------------------------------------------ */
 
-static socklen_t addr_len(const struct sockaddr_storage *ss)
-{
-	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-}
-
-static int is_wildcard(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
-}
-
 int udp_bound_socket(const struct sockaddr_storage *ss, int type, int reuseport)
 {
 	int fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -261,7 +249,7 @@ int udp_bound_socket(const struct sockaddr_storage *ss, int type, int reuseport)
 	    (type == SOCK_STREAM && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) ||
 	    (ss->ss_family == AF_INET6 &&
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-	    bind(fd, (const struct sockaddr *)ss, addr_len(ss)) < 0) {
+	    bind(fd, (const struct sockaddr *)ss, options_addr_len(ss)) < 0) {
 		int rc = -errno;
 		close(fd);
 		return rc;
@@ -305,7 +293,7 @@ int udp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, s
 		snprintf(err, errlen, "cannot listen on UDP %s: %s", addr, strerror(-fd));
 		return fd;
 	}
-	if (is_wildcard(ss)) {
+	if (options_is_wildcard(ss)) {
 		int one = 1;
 		int rc = ss->ss_family == AF_INET6
 				 ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one))

@@ -215,11 +215,6 @@ static uint16_t random16(upstream_t *u)
 
 /* ---- Addresses -------------------------------------------------------------------------- */
 
-static socklen_t addr_len(const struct sockaddr_storage *ss)
-{
-	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-}
-
 static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
 	if (a->ss_family != b->ss_family)
@@ -350,7 +345,7 @@ static struct outsock *sock_open(upstream_t *u, unsigned i, const uint8_t *data,
 	 * then on the kernel delivers only datagrams from the upstream's address and port. */
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
-	if (connect(fd, (const struct sockaddr *)to, addr_len(to)) < 0 ||
+	if (connect(fd, (const struct sockaddr *)to, options_addr_len(to)) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&local, &llen) < 0 ||
 	    uv_poll_init_socket(u->loop, &s->poll, fd) < 0) {
 		close(fd);
@@ -1375,13 +1370,6 @@ const struct upstream_stats *upstream_stats(const upstream_t *u)
 
 /* ---- The loop check at start-up ----------------------------------------------------------- */
 
-static int is_wildcard(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
-}
-
 /* Is ss (its address only) loopback or an address of one of this host's interfaces? */
 static int is_local(const struct sockaddr_storage *ss)
 {
@@ -1423,7 +1411,7 @@ int upstream_check_loop(const struct options *o, char *err, size_t errlen)
 			const struct sockaddr_storage *l = &o->listen[j];
 			if (l->ss_family != up->ss_family || port_of(l) != port_of(up))
 				continue;
-			if (same_addr(l, up) || (is_wildcard(l) && is_local(up))) {
+			if (same_addr(l, up) || (options_is_wildcard(l) && is_local(up))) {
 				char a[80], b[80];
 				options_format_addr(up, a, sizeof(a));
 				options_format_addr(l, b, sizeof(b));
