@@ -204,8 +204,7 @@ static int query_admit(struct worker *w, const struct client *c, const uint8_t *
 		/* Whatever the answer, even REFUSED or FORMERR, it counts: a spoofed source must not
 		 * turn embargo into an amplifier of any kind of answer. */
 		enum admit_rate r = admit_rate(w->admit, &c->addr, uv_now(&w->loop));
-		if (r != ADMIT_RATE_OK) {
-			w->st.rate_limited++;
+		if (r != ADMIT_RATE_OK) { /* Counted by admission (admit_stats). */
 			if (r == ADMIT_RATE_SLIP) {
 				/* Empty and truncated, without EDE: a real client retries over TCP. */
 				int n = answer_error(w->answer, answer_cap(c, q), pkt, q,

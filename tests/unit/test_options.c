@@ -109,3 +109,48 @@ Test(options, command_line)
 	cr_expect_eq(options_parse(&o, 5, bad, err, sizeof(err)), -EINVAL);
 	cr_expect_not_null(strstr(err, "--timeout"), "%s", err);
 }
+
+Test(options, network_guards)
+{
+	struct options o;
+	char err[256];
+	char *def[] = {"embargo", "--upstream", "192.0.2.53", NULL};
+	cr_assert_eq(options_parse(&o, 3, def, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_eq(o.nacl, 0, "the defaults live in admission, not in the list");
+	cr_expect_eq(o.ratelimit, 1000);
+	cr_expect_eq(o.ratelimit_slip, 2);
+	cr_expect_eq(o.ratelimit_v4_prefix, 24);
+	cr_expect_eq(o.ratelimit_v6_prefix, 56);
+	cr_expect_eq(o.use_0x20, 1);
+	cr_expect_eq(o.cookies, 1);
+	cr_expect_eq(o.tcp_idle_ms, 10000);
+	cr_expect_eq(o.jostle_ms, 200);
+
+	char *set[] = {"embargo", "--upstream", "192.0.2.53", "--allow", "198.18.0.0/15",
+		       "--deny", "203.0.113.0/24", "--allow-snoop", "10.1.0.0/16", "--refuse",
+		       "10.0.0.0/8", "--ratelimit-prefix", "22/48", "--use-0x20", "no",
+		       "--upstream-cookies", "no", "--tcp-max-queued", "1048576", NULL};
+	cr_assert_eq(options_parse(&o, 19, set, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_eq(o.nacl, 4);
+	cr_expect_eq(o.acl[0].action, OPTIONS_ACL_ALLOW);
+	cr_expect_eq(o.acl[0].net.prefix, 15);
+	cr_expect_eq(o.acl[1].action, OPTIONS_ACL_DROP);
+	cr_expect_eq(o.acl[2].action, OPTIONS_ACL_SNOOP);
+	cr_expect_eq(o.acl[3].action, OPTIONS_ACL_REFUSE);
+	cr_expect_eq(o.ratelimit_v4_prefix, 22);
+	cr_expect_eq(o.ratelimit_v6_prefix, 48);
+	cr_expect_eq(o.use_0x20, 0);
+	cr_expect_eq(o.cookies, 0);
+	cr_expect_eq(o.tcp_max_queued, 1048576);
+
+	const char *bad[][2] = {{"--allow", "198.18.0.0/33"}, {"--use-0x20", "maybe"},
+				{"--ratelimit-prefix", "24"}, {"--ratelimit-prefix", "40/56"},
+				{"--tcp-max-queued", "1000"}, {"--outgoing-range", "8"}};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		char *argv[] = {"embargo", "--upstream", "192.0.2.53", (char *)bad[i][0],
+				(char *)bad[i][1], NULL};
+		cr_expect_eq(options_parse(&o, 5, argv, err, sizeof(err)), -EINVAL, "%s %s",
+			     bad[i][0], bad[i][1]);
+		cr_expect_not_null(strstr(err, bad[i][0]), "%s", err);
+	}
+}
