@@ -425,6 +425,44 @@ PY
 check "a half-closed TCP connection still gets the answer in flight" half_close_answered
 stop_embargo tcp
 
+EP=$(free_port)
+start_embargo tcpfull "$EP" --upstream "127.0.0.1:$F1" --redis "$NOREDIS" --threads 1 \
+	--tcp-max-conns 4
+tcp_full_evicts_oldest_idle() {
+	python3 - "$EP" <<'PY'
+import socket, struct, sys, time
+port = int(sys.argv[1])
+q = struct.pack("!HHHHHH", 5, 0x0100, 1, 0, 0, 0) + b"\x03www\x04full\x04test\x00" + struct.pack("!HH", 1, 1)
+def closed(s):
+    s.setblocking(False)
+    try:
+        return s.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+idle = []
+for i in range(4):
+    s = socket.socket()
+    s.bind(("127.0.0.%d" % (2 + i), 0))
+    s.connect(("127.0.0.1", port))
+    idle.append(s)
+    time.sleep(0.05)
+n = socket.socket()
+n.bind(("127.0.0.9", 0))
+n.connect(("127.0.0.1", port))
+n.sendall(struct.pack("!H", len(q)) + q)
+n.settimeout(3)
+answered = len(n.recv(2)) == 2
+time.sleep(0.2)
+state = [closed(s) for s in idle]
+print("new client answered: %s; idle connections closed, oldest first: %s" % (answered, state))
+sys.exit(0 if answered and state == [True, False, False, False] else 1)
+PY
+}
+check "a full worker closes its oldest idle TCP connection for a new client" tcp_full_evicts_oldest_idle
+stop_embargo tcpfull
+
 # A TCP client's questions fill a small pool; each new one gives up (jostles) an old one of the
 # same connection, whose SERVFAIL re-enters that connection while it is being read.
 EP=$(free_port)
