@@ -74,13 +74,51 @@ static size_t write_opt(uint8_t *out, size_t off, size_t cap, const struct wire_
 	return end + rdlen;
 }
 
+/* The denial's OPT with its EDE (the reason, or the rule), for EDNS clients. */
+static int deny_ede(uint8_t *out, size_t off, size_t cap, const struct wire_query *q,
+		    const struct answer_deny *d)
+{
+	if (!q->has_edns)
+		return (int)off;
+	unsigned rcode = out[3] & 0xF;
+	size_t end;
+	if (d->reason)
+		end = write_opt(out, off, cap, q, rcode, d->ede_code, NULL, d->reason);
+	else
+		end = write_opt(out, off, cap, q, rcode, d->ede_code, "denied by policy: ", d->rule);
+	return end ? (int)end : (int)off;
+}
+
 int answer_deny(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
 		const struct answer_deny *d)
 {
 	/* Worst case before the EDE: header, question, SOA with compressed owner and RNAME. */
 	if (cap < (size_t)q->question_end + 2 + 10 + sizeof(MNAME) + sizeof(RNAME_LABEL) + 2 + 20 + 11)
 		return -ENOSPC;
-	size_t off = write_head(out, query, q, WIRE_RCODE_NXDOMAIN, 1);
+	if (d->mode == ANSWER_DENY_REFUSED) {
+		size_t off = write_head(out, query, q, WIRE_RCODE_REFUSED, 1);
+		return deny_ede(out, off, cap, q, d);
+	}
+	int sink = d->mode == ANSWER_DENY_SINKHOLE &&
+		   (q->qtype == WIRE_TYPE_A || q->qtype == WIRE_TYPE_AAAA);
+	if (sink) {
+		/* The sinkhole address, owned by the question's name, with the denial's TTL. */
+		size_t off = write_head(out, query, q, WIRE_RCODE_NOERROR, 1);
+		size_t alen = q->qtype == WIRE_TYPE_A ? 4 : 16;
+		uint8_t *p = out + off;
+		wire_put16(p, 0xC000 | WIRE_HEADER);
+		wire_put16(p + 2, q->qtype);
+		wire_put16(p + 4, 1);
+		wire_put32(p + 6, d->ttl);
+		wire_put16(p + 10, (uint16_t)alen);
+		memcpy(p + 12, alen == 4 ? d->sinkhole4 : d->sinkhole6, alen);
+		wire_put16(out + 6, 1); /* ANCOUNT */
+		return deny_ede(out, off + 12 + alen, cap, q, d);
+	}
+	size_t off = write_head(out, query, q,
+				d->mode == ANSWER_DENY_NXDOMAIN ? WIRE_RCODE_NXDOMAIN
+								: WIRE_RCODE_NOERROR,
+				1);
 
 	if (d->owner) {
 		/* A rule that matched a CNAME target: write its name out. */
@@ -114,15 +152,7 @@ int answer_deny(uint8_t *out, size_t cap, const uint8_t *query, const struct wir
 	off = nums + 20;
 	wire_put16(p + 8, (uint16_t)(off - rdata));
 	wire_put16(out + 8, 1); /* NSCOUNT */
-
-	if (!q->has_edns)
-		return (int)off;
-	size_t end;
-	if (d->reason)
-		end = write_opt(out, off, cap, q, 0, d->ede_code, NULL, d->reason);
-	else
-		end = write_opt(out, off, cap, q, 0, d->ede_code, "denied by policy: ", d->rule);
-	return end ? (int)end : (int)off;
+	return deny_ede(out, off, cap, q, d);
 }
 
 int answer_error(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,

@@ -17,8 +17,19 @@
 #define ANSWER_EDE_PROHIBITED 18
 #define ANSWER_EDE_NO_REACHABLE_AUTHORITY 22
 
+/** What a denial looks like (--deny-mode). Each keeps the EDE and its reason. */
+enum answer_deny_mode {
+	ANSWER_DENY_NXDOMAIN = 0, /**< NXDOMAIN with the rule's SOA. */
+	ANSWER_DENY_NODATA,       /**< NOERROR, no answer, the rule's SOA. */
+	ANSWER_DENY_REFUSED,      /**< REFUSED. */
+	ANSWER_DENY_SINKHOLE,     /**< A/AAAA: the sinkhole address; other types: as NODATA. */
+};
+
 /** How to write a denial. Strings are borrowed for the call. */
 struct answer_deny {
+	enum answer_deny_mode mode;
+	const uint8_t *sinkhole4; /**< 4 octets (A answers in sinkhole mode). */
+	const uint8_t *sinkhole6; /**< 16 octets (AAAA answers). */
 	unsigned depth;      /**< Labels covered by the rule: the SOA owner is that suffix... */
 	const struct name *owner; /**< ...of this name (a CNAME target), or of the qname if NULL. */
 	const char *rule;    /**< The rule, for the default EXTRA-TEXT. */
@@ -28,8 +39,9 @@ struct answer_deny {
 	uint16_t ede_code;
 };
 
-/** NXDOMAIN with the SOA of the deciding rule and, for EDNS clients, an EDE with the reason.
- *  The EXTRA-TEXT is shortened (on a UTF-8 boundary) to keep the answer within cap.
+/** A denial in d->mode (by default NXDOMAIN with the SOA of the deciding rule) and, for EDNS
+ *  clients, an EDE with the reason; never AA, never a signature. The EXTRA-TEXT is shortened
+ *  (on a UTF-8 boundary) to keep the answer within cap.
  *  @return the answer's length, or -ENOSPC. */
 int answer_deny(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
 		const struct answer_deny *d);

@@ -36,6 +36,11 @@
 	"  --block-ttl SEC        TTL of denied answers (default 60)\n" \
 	"  --ede-code N           Extended DNS Error for denials: 15 Blocked, 16 Censored (default),\n" \
 	"                         17 Filtered\n" \
+	"  --deny-mode MODE       how a denial looks: nxdomain (default), nodata, refused, or\n" \
+	"                         sinkhole (A/AAAA answered with --sinkhole-a/--sinkhole-aaaa,\n" \
+	"                         default 0.0.0.0 and ::; other types NODATA); always with the EDE\n" \
+	"  --sinkhole-a ADDR      the A answer of sinkhole mode\n" \
+	"  --sinkhole-aaaa ADDR   the AAAA answer of sinkhole mode\n" \
 	"  --timeout MS           give up on upstreams after this long: SERVFAIL (default 2000)\n" \
 	"  --cache-size MIB       answer cache size (default 64)\n" \
 	"  --threads N            worker loops (default: one per core)\n" \
@@ -313,7 +318,7 @@ enum {
 	OPT_SNAPSHOT, OPT_STATUS_ALLOW, OPT_REDIS_TIMEOUT, OPT_MAX_SHRINK, OPT_ALLOW, OPT_ALLOW_SNOOP,
 	OPT_REFUSE, OPT_DENY, OPT_RATELIMIT, OPT_RATELIMIT_SLIP, OPT_RATELIMIT_PREFIX, OPT_TCP_MAX,
 	OPT_TCP_PER_ADDR, OPT_TCP_IDLE, OPT_TCP_QUEUED, OPT_OUTGOING, OPT_CLIENT_PENDING, OPT_JOSTLE,
-	OPT_0X20, OPT_COOKIES
+	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -347,6 +352,9 @@ static const struct option LONG_OPTIONS[] = {
 	{"client-pending", required_argument, NULL, OPT_CLIENT_PENDING},
 	{"jostle-timeout", required_argument, NULL, OPT_JOSTLE},
 	{"use-0x20", required_argument, NULL, OPT_0X20},
+	{"deny-mode", required_argument, NULL, OPT_DENY_MODE},
+	{"sinkhole-a", required_argument, NULL, OPT_SINK4},
+	{"sinkhole-aaaa", required_argument, NULL, OPT_SINK6},
 	{"upstream-cookies", required_argument, NULL, OPT_COOKIES},
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
@@ -539,6 +547,24 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		*(opt == OPT_0X20 ? &o->use_0x20 : &o->cookies) = yes;
 		return 0;
 	}
+	case OPT_DENY_MODE: {
+		static const char *const modes[] = {"nxdomain", "nodata", "refused", "sinkhole"};
+		for (int m = 0; m < 4; m++)
+			if (strcmp(val, modes[m]) == 0) {
+				o->deny_mode = m;
+				return 0;
+			}
+		return fail(err, errlen, "--%s: expected nxdomain, nodata, refused or sinkhole, got '%s'",
+			    name, val);
+	}
+	case OPT_SINK4:
+		if (inet_pton(AF_INET, val, o->sinkhole4) != 1)
+			return fail(err, errlen, "--%s: expected an IPv4 address, got '%s'", name, val);
+		return 0;
+	case OPT_SINK6:
+		if (inet_pton(AF_INET6, val, o->sinkhole6) != 1)
+			return fail(err, errlen, "--%s: expected an IPv6 address, got '%s'", name, val);
+		return 0;
 	case OPT_VERBOSE:
 		o->verbose = 1;
 		return 0;

@@ -49,6 +49,8 @@ struct options {
 	unsigned threads;             /**< Worker loops; 0 = one per core. */
 	uint32_t block_ttl;           /**< TTL of denied answers, seconds. */
 	uint16_t ede_code;            /**< 15, 16 or 17. */
+	int deny_mode;                /**< enum answer_deny_mode. */
+	uint8_t sinkhole4[4], sinkhole6[16]; /**< Sinkhole-mode addresses. */
 	unsigned timeout_ms;          /**< Overall upstream timeout per query. */
 	size_t cache_bytes;
 	unsigned reload_ms;           /**< Redis re-read interval without notifications. */

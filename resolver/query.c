@@ -51,6 +51,9 @@ static void deny(struct worker *w, const struct client *c, const uint8_t *query,
 		.owner = owner,
 		.rule = rule,
 		.reason = v->reason,
+		.mode = (enum answer_deny_mode)o->deny_mode,
+		.sinkhole4 = o->sinkhole4,
+		.sinkhole6 = o->sinkhole6,
 		.ttl = o->block_ttl,
 		.serial = (uint32_t)policy_stats(pol)->version,
 		.ede_code = o->ede_code,
@@ -62,7 +65,11 @@ static void deny(struct worker *w, const struct client *c, const uint8_t *query,
 		return;
 	}
 	/* Only a long CNAME target in a 512-octet answer can fail to fit: deny without the SOA. */
-	answer_with_error(w, c, query, q, WIRE_RCODE_NXDOMAIN, o->ede_code, v->reason);
+	answer_with_error(w, c, query, q,
+			  o->deny_mode == ANSWER_DENY_REFUSED    ? WIRE_RCODE_REFUSED
+			  : o->deny_mode == ANSWER_DENY_NXDOMAIN ? WIRE_RCODE_NXDOMAIN
+								 : WIRE_RCODE_NOERROR,
+			  o->ede_code, v->reason);
 }
 
 /* Is a CNAME or DNAME target in ans's answer section denied? Sets *v and *target if so. */

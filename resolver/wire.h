@@ -23,6 +23,7 @@ enum {
 
 enum {
 	WIRE_TYPE_A = 1,
+	WIRE_TYPE_AAAA = 28,
 	WIRE_TYPE_CNAME = 5,
 	WIRE_TYPE_SOA = 6,
 	WIRE_TYPE_DNAME = 39,

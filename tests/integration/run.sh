@@ -379,6 +379,29 @@ clean_stop() {
 }
 check "SIGINT stops the daemon cleanly" clean_stop
 
+deny_modes() {
+	local p out
+	p=$(free_port)
+	start_embargo sinkhole "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+		--deny-mode sinkhole --sinkhole-aaaa 100::1
+	out=$(q "$p" @127.0.0.1 dl.kaspersky.com A +edns)
+	grep -q "status: NOERROR" <<<"$out" && grep -qE "A[[:space:]]+0\.0\.0\.0" <<<"$out" &&
+		grep -q "EDE: 16" <<<"$out" || { echo "sinkhole A: $out"; return 1; }
+	out=$(q "$p" @127.0.0.1 dl.kaspersky.com AAAA +edns)
+	grep -qE "AAAA[[:space:]]+100::1" <<<"$out" || { echo "sinkhole AAAA: $out"; return 1; }
+	out=$(q "$p" @127.0.0.1 dl.kaspersky.com MX +edns)
+	grep -q "status: NOERROR" <<<"$out" && grep -q "ANSWER: 0" <<<"$out" &&
+		grep -q "SOA" <<<"$out" || { echo "sinkhole MX: $out"; return 1; }
+	p=$(free_port)
+	start_embargo refusing "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+		--deny-mode refused
+	out=$(q "$p" @127.0.0.1 dl.kaspersky.com A +edns)
+	grep -q "status: REFUSED" <<<"$out" && grep -q "EDE: 16" <<<"$out" || { echo "refused: $out"; return 1; }
+	# Names the policy does not deny are answered as ever.
+	q "$p" @127.0.0.1 www.test A +short | grep -qx 192.0.2.1
+}
+check "deny modes: sinkhole (A, AAAA, other types NODATA) and refused keep the EDE" deny_modes
+
 sanitizers_quiet() {
 	# In the ASan/UBSan build any report aborts the daemon; name it here, once, plainly.
 	! grep -l "runtime error\|AddressSanitizer\|LeakSanitizer" "$WORK"/*.log

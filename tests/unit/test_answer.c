@@ -219,3 +219,66 @@ Test(answer, chaos_txt)
 	ldns_pkt_free(pkt);
 	free(query);
 }
+
+/* Each deny mode: its rcode and sections, the EDE kept, never AA or a signature. */
+Test(answer, deny_modes)
+{
+	static const uint8_t sink4[4] = {0, 0, 0, 0}, sink6[16] = {0};
+	static const uint8_t alt4[4] = {192, 0, 2, 99};
+	struct {
+		enum answer_deny_mode mode;
+		ldns_rr_type type;
+		ldns_pkt_rcode rcode;
+		size_t an, ns;
+		const char *rdata;
+	} cases[] = {
+		{ANSWER_DENY_NXDOMAIN, LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, 0, 1, NULL},
+		{ANSWER_DENY_NODATA, LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 0, 1, NULL},
+		{ANSWER_DENY_NODATA, LDNS_RR_TYPE_MX, LDNS_RCODE_NOERROR, 0, 1, NULL},
+		{ANSWER_DENY_REFUSED, LDNS_RR_TYPE_A, LDNS_RCODE_REFUSED, 0, 0, NULL},
+		{ANSWER_DENY_SINKHOLE, LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, 1, 0, "0.0.0.0"},
+		{ANSWER_DENY_SINKHOLE, LDNS_RR_TYPE_AAAA, LDNS_RCODE_NOERROR, 1, 0, "::"},
+		{ANSWER_DENY_SINKHOLE, LDNS_RR_TYPE_TXT, LDNS_RCODE_NOERROR, 0, 1, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		size_t len;
+		uint8_t *query = make_query("dl.Kaspersky.com.", cases[i].type, 2, 7, &len);
+		struct wire_query q = parse(query, len);
+		struct answer_deny d = {.mode = cases[i].mode, .sinkhole4 = sink4, .sinkhole6 = sink6,
+					.depth = 2, .rule = "kaspersky.com", .reason = "sanctioned",
+					.ttl = 60, .ede_code = 16};
+		uint8_t out[1232];
+		ldns_pkt *pkt = read_back(out, answer_deny(out, sizeof(out), query, &q, &d));
+		cr_expect_eq(ldns_pkt_get_rcode(pkt), cases[i].rcode, "case %zu", i);
+		cr_expect_eq(ldns_pkt_ancount(pkt), cases[i].an, "case %zu", i);
+		cr_expect_eq(ldns_pkt_nscount(pkt), cases[i].ns, "case %zu", i);
+		cr_expect_not(ldns_pkt_aa(pkt), "case %zu", i);
+		cr_expect_not(ldns_pkt_ad(pkt), "case %zu", i);
+		char text[64];
+		cr_expect_eq(ede_of(pkt, text, sizeof(text)), 16, "case %zu", i);
+		cr_expect_str_eq(text, "sanctioned", "case %zu", i);
+		if (cases[i].rdata) {
+			ldns_rr *rr = ldns_rr_list_rr(ldns_pkt_answer(pkt), 0);
+			char *addr = ldns_rdf2str(ldns_rr_rdf(rr, 0));
+			cr_expect_str_eq(addr, cases[i].rdata, "case %zu", i);
+			cr_expect_eq(ldns_rr_ttl(rr), 60);
+			free(addr);
+		}
+		ldns_pkt_free(pkt);
+		free(query);
+	}
+	/* Another sinkhole address. */
+	size_t len;
+	uint8_t *query = make_query("dl.kaspersky.com.", LDNS_RR_TYPE_A, 0, 7, &len);
+	struct wire_query q = parse(query, len);
+	struct answer_deny d = {.mode = ANSWER_DENY_SINKHOLE, .sinkhole4 = alt4, .sinkhole6 = sink6,
+				.depth = 2, .rule = "kaspersky.com", .ttl = 60, .ede_code = 16};
+	uint8_t out[512];
+	ldns_pkt *pkt = read_back(out, answer_deny(out, sizeof(out), query, &q, &d));
+	char *addr = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(ldns_pkt_answer(pkt), 0), 0));
+	cr_expect_str_eq(addr, "192.0.2.99");
+	cr_expect_eq(ldns_pkt_arcount(pkt), 0, "no OPT for a client without EDNS");
+	free(addr);
+	ldns_pkt_free(pkt);
+	free(query);
+}
