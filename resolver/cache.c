@@ -266,22 +266,9 @@ int cache_put(cache_t *c, const struct cache_key *k, const uint8_t *reply, size_
 	return 0;
 }
 
-/* Age every TTL but the OPT pseudo-record's by age seconds. */
-static void age_ttls(uint8_t *pkt, size_t len, uint32_t age)
-{
-	struct wire_rr_iter it;
-	struct wire_rr rr;
-	if (age == 0 || wire_rr_begin(&it, pkt, len) < 0)
-		return;
-	while (wire_rr_next(&it, &rr) > 0) {
-		if (rr.type == WIRE_TYPE_OPT)
-			continue;
-		wire_put32(pkt + rr.ttl_off, rr.ttl > age ? rr.ttl - age : 0);
-	}
-}
-
 int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint8_t *query,
-	      const struct wire_query *q, uint8_t *out, size_t cap, bool *has_chain)
+	      const struct wire_query *q, uint8_t *out, size_t cap, bool *has_chain,
+	      uint32_t max_ttl)
 {
 	struct shard *s = shard_of(c, k->hash);
 	pthread_mutex_lock(&s->lock);
@@ -311,7 +298,7 @@ int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint
 
 	/* Same key means same name length, so the client's question fits exactly. */
 	wire_answer_patch(out, query, q);
-	age_ttls(out, len, (uint32_t)((now_ms - stored) / 1000));
+	wire_age_ttls(out, len, (uint32_t)((now_ms - stored) / 1000), max_ttl);
 	return (int)len;
 }
 

@@ -46,10 +46,12 @@ int cache_put(cache_t *c, const struct cache_key *k, const uint8_t *reply, size_
 	      uint32_t ttl, uint64_t now_ms);
 
 /** Look k up; on a hit copy the answer into out[cap], patched for the client's query (ID,
- *  question bytes, TTLs aged). @param has_chain receives cache_has_chain() of the answer.
- *  @return its length, -ENOENT on a miss or expiry, -ENOSPC if it does not fit. */
+ *  question bytes, TTLs aged and capped at max_ttl). @param has_chain receives
+ *  cache_has_chain() of the answer. @return its length, -ENOENT on a miss or expiry, -ENOSPC
+ *  if it does not fit. */
 int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint8_t *query,
-	      const struct wire_query *q, uint8_t *out, size_t cap, bool *has_chain);
+	      const struct wire_query *q, uint8_t *out, size_t cap, bool *has_chain,
+	      uint32_t max_ttl);
 
 /** Entries and bytes held (takes each shard's lock: for statistics, not the query path). */
 void cache_usage(cache_t *c, size_t *entries, size_t *bytes);

@@ -41,6 +41,11 @@
 	"                         default 0.0.0.0 and ::; other types NODATA); always with the EDE\n" \
 	"  --sinkhole-a ADDR      the A answer of sinkhole mode\n" \
 	"  --sinkhole-aaaa ADDR   the AAAA answer of sinkhole mode\n" \
+	"  --max-ttl SEC          cache an answer for at most SEC (default 86400)\n" \
+	"  --max-client-ttl SEC   hand clients TTLs of at most SEC, so that a name denied later\n" \
+	"                         is asked again soon (default 300)\n" \
+	"  --upstream-trust-ad yes|no  pass the upstreams' AD bit to clients that set DO or AD\n" \
+	"                         (default no: AD is cleared)\n" \
 	"  --timeout MS           give up on upstreams after this long: SERVFAIL (default 2000)\n" \
 	"  --cache-size MIB       answer cache size (default 64)\n" \
 	"  --threads N            worker loops (default: one per core)\n" \
@@ -318,7 +323,8 @@ enum {
 	OPT_SNAPSHOT, OPT_STATUS_ALLOW, OPT_REDIS_TIMEOUT, OPT_MAX_SHRINK, OPT_ALLOW, OPT_ALLOW_SNOOP,
 	OPT_REFUSE, OPT_DENY, OPT_RATELIMIT, OPT_RATELIMIT_SLIP, OPT_RATELIMIT_PREFIX, OPT_TCP_MAX,
 	OPT_TCP_PER_ADDR, OPT_TCP_IDLE, OPT_TCP_QUEUED, OPT_OUTGOING, OPT_CLIENT_PENDING, OPT_JOSTLE,
-	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6
+	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6,
+	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -353,6 +359,9 @@ static const struct option LONG_OPTIONS[] = {
 	{"jostle-timeout", required_argument, NULL, OPT_JOSTLE},
 	{"use-0x20", required_argument, NULL, OPT_0X20},
 	{"deny-mode", required_argument, NULL, OPT_DENY_MODE},
+	{"max-ttl", required_argument, NULL, OPT_MAX_TTL},
+	{"max-client-ttl", required_argument, NULL, OPT_MAX_CLIENT_TTL},
+	{"upstream-trust-ad", required_argument, NULL, OPT_TRUST_AD},
 	{"sinkhole-a", required_argument, NULL, OPT_SINK4},
 	{"sinkhole-aaaa", required_argument, NULL, OPT_SINK6},
 	{"upstream-cookies", required_argument, NULL, OPT_COOKIES},
@@ -540,13 +549,21 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		o->jostle_ms = (unsigned)v;
 		return 0;
 	case OPT_0X20:
-	case OPT_COOKIES: {
+	case OPT_COOKIES:
+	case OPT_TRUST_AD: {
 		int yes = strcmp(val, "yes") == 0, no = strcmp(val, "no") == 0;
 		if (!yes && !no)
 			return fail(err, errlen, "--%s: expected yes or no, got '%s'", name, val);
-		*(opt == OPT_0X20 ? &o->use_0x20 : &o->cookies) = yes;
+		*(opt == OPT_0X20 ? &o->use_0x20 : opt == OPT_COOKIES ? &o->cookies
+							    : &o->upstream_trust_ad) = yes;
 		return 0;
 	}
+	case OPT_MAX_TTL:
+	case OPT_MAX_CLIENT_TTL:
+		if (parse_uint(val, 1, 604800, &v) < 0)
+			return fail(err, errlen, "--%s: expected seconds 1..604800, got '%s'", name, val);
+		*(opt == OPT_MAX_TTL ? &o->max_ttl : &o->max_client_ttl) = (uint32_t)v;
+		return 0;
 	case OPT_DENY_MODE: {
 		static const char *const modes[] = {"nxdomain", "nodata", "refused", "sinkhole"};
 		for (int m = 0; m < 4; m++)
@@ -638,6 +655,8 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->jostle_ms = 200;
 	o->use_0x20 = 1;
 	o->cookies = 1;
+	o->max_ttl = 86400;
+	o->max_client_ttl = 300;
 	struct list_state ls = {0};
 
 	/* The config file first, so that flags override it whatever their order. */

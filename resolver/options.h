@@ -72,6 +72,9 @@ struct options {
 	unsigned client_pending;      /**< Pending upstream questions per client, per worker. */
 	unsigned jostle_ms;           /**< A full pool drops a query older than this for a new one. */
 	int use_0x20;                 /**< Random letter case on upstream questions. */
+	uint32_t max_ttl;             /**< Longest an answer is cached, seconds. */
+	uint32_t max_client_ttl;      /**< Largest TTL handed to clients, seconds. */
+	int upstream_trust_ad;        /**< Pass the upstreams' AD bit (to DO or AD clients). */
 	int cookies;                  /**< DNS cookies toward upstreams. */
 	int verbose;
 };

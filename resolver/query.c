@@ -259,6 +259,14 @@ static int query_admit(struct worker *w, const struct client *c, const uint8_t *
 	return GO;
 }
 
+/* AD reaches a client only from an upstream it trusts, and only when the client asked for it
+ * with DO or AD (RFC 6840 5.7); embargo validates nothing itself yet. */
+static void fix_ad(const struct worker *w, const struct wire_query *q, uint8_t *ans)
+{
+	if (!w->o->upstream_trust_ad || !(q->edns_do || (q->flags & WIRE_FLAG_AD)))
+		ans[3] &= (uint8_t)~WIRE_FLAG_AD;
+}
+
 /* ---- Decide ------------------------------------------------------------------------------- */
 
 /* Answer an admitted query given the policy's verdict on its name: deny, the cache, or the
@@ -276,7 +284,7 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 	bool has_chain;
 	cache_key_make(w->server->cache, &key, q);
 	int n = cache_get(w->server->cache, &key, uv_now(&w->loop), pkt, q, w->answer,
-			  WORKER_ANSWER_MAX, &has_chain);
+			  WORKER_ANSWER_MAX, &has_chain, w->o->max_client_ttl);
 	if (n > 0) {
 		struct name target;
 		if (has_chain && chain_denied(pol, w->answer, (size_t)n, &v, &target)) {
@@ -284,6 +292,7 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 			return 0;
 		}
 		w->st.cache_hits++;
+		fix_ad(w, q, w->answer);
 		respond(c, pkt, q, w->answer, (size_t)n);
 		return 0;
 	}
@@ -355,6 +364,8 @@ void query_upstream_answer(void *ctx, const struct client *c, const uint8_t *que
 	if (reply && first) {
 		/* Cached whether or not this client is still there to get it. */
 		uint32_t ttl = cache_ttl(reply, len);
+		if (ttl > w->o->max_ttl)
+			ttl = w->o->max_ttl;
 		if (ttl > 0) {
 			struct cache_key key;
 			cache_key_make(w->server->cache, &key, q);
@@ -371,10 +382,14 @@ void query_upstream_answer(void *ctx, const struct client *c, const uint8_t *que
 		const policy_t *pol = policy_store_enter(w->server->store, w->reader);
 		struct policy_verdict v;
 		struct name target;
-		if (chain_denied(pol, reply, len, &v, &target))
+		if (chain_denied(pol, reply, len, &v, &target)) {
 			deny(w, c, query, q, pol, &v, &target);
-		else
+		} else {
+			/* The cache keeps the upstream's TTLs and AD; this client gets its own. */
+			wire_age_ttls(reply, len, 0, w->o->max_client_ttl);
+			fix_ad(w, q, reply);
 			respond(c, query, q, reply, len);
+		}
 	}
 	/* Answering may have closed the connection (its session is then gone). */
 	if (c->session && c->ops->done)

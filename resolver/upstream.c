@@ -541,10 +541,12 @@ static void finish(upstream_t *u, struct pending *p, const uint8_t *reply, size_
 	if (reply) {
 		u->stats.answered++;
 		/* The normalised answer: embargo offers recursion whatever the upstream is (an
-		 * authoritative server clears RA); the upstream's cookie is embargo's, not the
+		 * authoritative server clears RA) and is no authority (AA clear, as Unbound, BIND
+		 * and PowerDNS Recursor answer); the upstream's cookie is embargo's, not the
 		 * clients'; a client that sent no OPT gets none (RFC 6891 7). */
 		memcpy(u->deliver, reply, len);
 		u->deliver[3] |= WIRE_FLAG_RA;
+		u->deliver[2] &= (uint8_t)~(WIRE_FLAG_AA >> 8); /* embargo is not the authority. */
 		len = wire_remove_edns_option(u->deliver, len, WIRE_EDNS_COOKIE);
 		if (!p->has_edns)
 			len = wire_remove_opt(u->deliver, len);

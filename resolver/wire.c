@@ -204,3 +204,17 @@ void wire_answer_patch(uint8_t *ans, const uint8_t *query, const struct wire_que
 	ans[2] = (uint8_t)((ans[2] & ~(WIRE_FLAG_RD >> 8)) | ((q->flags & WIRE_FLAG_RD) >> 8));
 	memcpy(ans + WIRE_HEADER, query + WIRE_HEADER, q->qname_len);
 }
+
+void wire_age_ttls(uint8_t *pkt, size_t len, uint32_t age, uint32_t max)
+{
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	if (wire_rr_begin(&it, pkt, len) < 0)
+		return;
+	while (wire_rr_next(&it, &rr) > 0) {
+		if (rr.type == WIRE_TYPE_OPT)
+			continue;
+		uint32_t ttl = rr.ttl > age ? rr.ttl - age : 0;
+		wire_put32(pkt + rr.ttl_off, ttl < max ? ttl : max);
+	}
+}

@@ -112,6 +112,10 @@ int wire_find_edns_option(const uint8_t *pkt, size_t len, uint16_t code, size_t 
  *  @return the new length. */
 size_t wire_remove_opt(uint8_t *pkt, size_t len);
 
+/** Lower every record's TTL (not the OPT's) by age seconds, to no less than 0 and no more than
+ *  max, in place. */
+void wire_age_ttls(uint8_t *pkt, size_t len, uint32_t age, uint32_t max);
+
 /** Make ans (an answer to the same question) an answer to query: its ID, its RD bit and its
  *  question name, letter case included. The names must have the same wire length. */
 void wire_answer_patch(uint8_t *ans, const uint8_t *query, const struct wire_query *q);

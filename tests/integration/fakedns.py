@@ -47,7 +47,7 @@ def answer(pkt, args, rcode=0, lower=False, addr=None, big=False, tc=False):
     question = bytearray(pkt[12:qend])
     if lower:
         question = bytearray(question.lower())
-    flags = 0x8000 | 0x0400 | (pkt[2] & 0x01) << 8 | rcode
+    flags = 0x8000 | 0x0400 | (pkt[2] & 0x01) << 8 | rcode | (0x0020 if args.ad else 0)
     if tc:
         flags |= 0x0200
     records = b""
@@ -62,7 +62,7 @@ def answer(pkt, args, rcode=0, lower=False, addr=None, big=False, tc=False):
                 count += 1
         elif qtype == 1:
             ip = socket.inet_aton(addr or args.answer)
-            records = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 300, 4) + ip
+            records = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, args.ttl, 4) + ip
             count = 1
     opt = b""
     if has_opt(pkt):
@@ -187,6 +187,8 @@ def main():
                    choices=["normal", "refused", "mangle", "wrongport", "silent"])
     p.add_argument("--delay-ms", type=int, default=300)
     p.add_argument("--big-bytes", type=int, default=60000)
+    p.add_argument("--ad", action="store_true", help="set AD in every answer")
+    p.add_argument("--ttl", type=int, default=300, help="TTL of A answers")
     p.add_argument("--tcp-answers", type=int, default=0,
                    help="close a TCP connection after this many answers (0: never)")
     p.add_argument("--lifetime", type=int, default=600, help="seconds before it stops by itself")

@@ -402,6 +402,39 @@ deny_modes() {
 }
 check "deny modes: sinkhole (A, AAAA, other types NODATA) and refused keep the EDE" deny_modes
 
+# Forwarded and cached answers: AA clear (embargo is not the authority; NSD sets it), TTLs
+# capped at --max-client-ttl, AD only from a trusted upstream to a client that asked for it.
+answer_flags_and_ttls() {
+	local fp p out
+	fp=$(free_port)
+	python3 "$srcdir/tests/integration/fakedns.py" --port "$fp" --ad --ttl 86400 --lifetime 300 \
+		>"$WORK/fake-ad.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$fp '" || return 1
+	p=$(free_port)
+	start_embargo flags "$p" --upstream "127.0.0.1:$fp" --redis "redis://127.0.0.1:$REDIS" \
+		--max-client-ttl 60
+	local i
+	for i in 1 2; do # forwarded, then from the cache
+		out=$(q "$p" @127.0.0.1 www.flags.test A +dnssec)
+		grep -q "Flags: qr rd ra;" <<<"$out" || { echo "flags $i: $out"; return 1; }
+		grep -qE "www.flags.test.[[:space:]]+60[[:space:]]" <<<"$out" || { echo "ttl $i: $out"; return 1; }
+	done
+	p=$(free_port)
+	start_embargo trusted "$p" --upstream "127.0.0.1:$fp" --redis "redis://127.0.0.1:$REDIS" \
+		--upstream-trust-ad yes
+	for i in 1 2; do
+		q "$p" @127.0.0.1 www.trusted.test A +dnssec | grep -q "Flags: qr rd ra ad;" || return 1
+		q "$p" @127.0.0.1 www.trusted.test A +noadflag | grep -q "Flags: qr rd ra;" || return 1
+	done
+	out=$(kdig -p "$NSD" +timeout=3 +retry=0 @127.0.0.1 www.test A)
+	grep -q "Flags: qr aa rd;" <<<"$out" || { echo "NSD itself should set AA: $out"; return 1; }
+	p=$(free_port)
+	start_embargo nsdflags "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS"
+	q "$p" @127.0.0.1 www.test A | grep -q "Flags: qr rd ra;"
+}
+check "forwarded and cached answers: AA clear, TTLs capped for clients, AD only when trusted and asked" answer_flags_and_ttls
+
 sanitizers_quiet() {
 	# In the ASan/UBSan build any report aborts the daemon; name it here, once, plainly.
 	! grep -l "runtime error\|AddressSanitizer\|LeakSanitizer" "$WORK"/*.log

@@ -96,7 +96,7 @@ Test(cache, hit_is_patched_for_the_client)
 	cache_key_make(c, &k, &q2p);
 	uint8_t out[4096];
 	bool chain;
-	int n = cache_get(c, &k, 1000 + 30500, q2, &q2p, out, sizeof(out), &chain);
+	int n = cache_get(c, &k, 1000 + 30500, q2, &q2p, out, sizeof(out), &chain, UINT32_MAX);
 	cr_assert_eq(n, (int)rlen);
 	cr_expect_not(chain);
 	ldns_pkt *pkt = NULL;
@@ -108,7 +108,7 @@ Test(cache, hit_is_patched_for_the_client)
 	ldns_pkt_free(pkt);
 
 	/* Expired: the lowest TTL (100 s) has passed. */
-	cr_expect_eq(cache_get(c, &k, 1000 + 100000, q2, &q2p, out, sizeof(out), &chain), -ENOENT);
+	cr_expect_eq(cache_get(c, &k, 1000 + 100000, q2, &q2p, out, sizeof(out), &chain, UINT32_MAX), -ENOENT);
 	size_t entries, bytes;
 	cache_usage(c, &entries, &bytes);
 	cr_expect_eq(entries, 0, "an expired entry is dropped when met");
@@ -163,7 +163,7 @@ Test(cache, a_live_entry_is_never_replaced)
 	cr_expect_eq(cache_put(c, &k, r2, len2, 86400, 2000), -EEXIST);
 	uint8_t out[4096];
 	bool chain;
-	int n = cache_get(c, &k, 3000, q1, &q, out, sizeof(out), &chain);
+	int n = cache_get(c, &k, 3000, q1, &q, out, sizeof(out), &chain, UINT32_MAX);
 	cr_assert_eq(n, (int)len1);
 	cr_expect_eq(memcmp(out + n - 4, "\300\000\002\001", 4), 0, "the live answer was replaced");
 	/* Once it has expired, a new answer takes its place. */
