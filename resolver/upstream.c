@@ -83,7 +83,6 @@ struct pending {
 	uint8_t upstream;
 	uint8_t use_0x20;
 	uint8_t case_mismatch;       /* This attempt saw its ID and name in another case. */
-	uint8_t case_fallback;       /* This attempt is the fallback without 0x20. */
 	uint8_t force;               /* Upstream + 1 that the next attempt must ask; 0: pick. */
 	uint8_t link_retried;        /* Times moved to a new TCP link after one failed. */
 	uint64_t link_sent;          /* When it was written to its link (0: not yet). */
@@ -132,7 +131,6 @@ struct health {
 	struct outsock *probe;       /* The probe in flight. */
 	uint64_t probe_deadline;
 	uint16_t probe_txid;
-	uint8_t no_case;             /* Answers only questions asked without 0x20. */
 	uint8_t client_cookie[8];
 	uint8_t server_cookie[32];
 	uint8_t server_cookie_len;
@@ -703,7 +701,8 @@ static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_
 	if (m == MATCH_CASE) {
 		/* Right socket, ID and name, wrong letter case: a forgery, or an upstream that does
 		 * not keep case. It is ignored, so a forgery ends nothing; if no answer in the right
-		 * case comes before the attempt times out, the upstream is taken to lose case and
+		 * case comes before the attempt times out, this question (only: an attacker who
+		 * floods until the real answer is dropped must not switch 0x20 off for good) is
 		 * asked again without 0x20 (timer_cb). */
 		u->stats.case_mismatched++;
 		p->case_mismatch = 1;
@@ -722,17 +721,6 @@ static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_
 		return;
 	}
 	note_rtt(u, i, uv_now(u->loop) - s->sent_at);
-	if (p->case_fallback) {
-		/* It answered only once asked without 0x20: it does not keep case. Its questions go
-		 * without 0x20 from now on, rather than each paying a timeout to find out. */
-		if (!u->health[i].no_case) {
-			char addr[80];
-			options_format_addr(&u->o->upstream[i], addr, sizeof(addr));
-			log_warn("upstream %s does not keep the letter case of questions: asked "
-				 "without 0x20 from now on", addr);
-		}
-		u->health[i].no_case = 1;
-	}
 	if (wire_get16(reply + 2) & WIRE_FLAG_TC) {
 		/* Fetched whole over TCP, even for a UDP client: the cache keeps it whole. */
 		fifo_remove(u, p);
@@ -797,13 +785,10 @@ static void sock_readable(uv_poll_t *h, int status, int events)
 static void next_attempt(upstream_t *u, struct pending *p)
 {
 	unsigned i = p->force ? p->force - 1u : pick(u, p);
-	p->case_fallback = p->force != 0;
 	p->force = 0;
 	p->upstream = (uint8_t)i;
 	p->tried |= (uint16_t)(1u << i);
 	p->case_mismatch = 0;
-	if (u->health[i].no_case)
-		p->use_0x20 = 0;
 	prepare_query(u, p, i);
 	p->sock = sock_open(u, i, p->query, p->len);
 	if (p->sock)

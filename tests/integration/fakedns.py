@@ -12,7 +12,8 @@ test can read the resolver's source ports, IDs and 0x20 case. Behaviour by --mod
 Names with a label "slow" are answered after --delay-ms; names under "hole." never; for names
 starting with "spoof", every ID from 0 to 65535 is first sent a forged answer (--spoof-answer,
 question in lower case, as an off-path attacker who cannot know the case would) from the right
-address and port, then the real answer. Names starting with "big" get a TXT answer of about
+address and port, then the real answer ("spoofdrop" names: no real answer to that first query, as if the flood
+had drowned it). Names starting with "big" get a TXT answer of about
 --big-bytes octets (over TCP; over UDP it is truncated with TC).
 """
 import argparse
@@ -116,6 +117,8 @@ class Upstream:
                     self.udp.sendto(forged, to)
                 except OSError:
                     pass
+                if i % 256 == 255:
+                    time.sleep(0.002)  # Paced so that the resolver reads every one.
 
     def on_udp(self):
         pkt, src = self.udp.recvfrom(65535)
@@ -128,6 +131,8 @@ class Upstream:
         if qname.lower().startswith("spoof") and qname.lower() not in self.spoofed:
             self.spoofed.add(qname.lower())  # An attacker's one try per name and query.
             self.spoof(pkt, src)
+            if qname.lower().startswith("spoofdrop"):
+                return  # The flood drowned the real answer.
         data, delay = self.reply_for(pkt, False)
         if data is None:
             return

@@ -81,6 +81,17 @@ inband_spoof_rejected() {
 }
 check "a forged answer for every ID, from the upstream's address and port, is not accepted" inband_spoof_rejected
 
+# The flood drowns the real answer: the question is asked again without 0x20 and answered, and
+# the next question still goes with 0x20 (and its forgeries are still refused).
+drowned_answer_keeps_0x20() {
+	local a b
+	a=$(ip4 "$EP" spoofdropaaaaaaaaaaaaaaaaa1.test)
+	b=$(ip4 "$EP" spoofafterdropbbbbbbbbbbbbbb2.test)
+	echo "drowned: $a; the next name: $b"
+	[ "$a" = "192.0.2.1" ] && [ "$b" = "192.0.2.1" ]
+}
+check "a flood that drowns one real answer does not switch 0x20 off" drowned_answer_keeps_0x20
+
 # An attacker outside floods the port a previous query used (read on the upstream), from the
 # upstream's address and port (a raw socket), with every ID for a name being resolved.
 raw_spoof_old_port() {
@@ -537,21 +548,27 @@ check "queries over the client's share are answered SERVFAIL at once" share_coun
 # ---- Clients from elsewhere: a network namespace ---------------------------------------------
 
 NS="embargo-t$$"
+# Subnets of 198.18.0.0/15 of this run's own (two runs at once must not share routes).
+N0=$((($$ % 80) * 3))
+A0="198.18.$N0"       # refused network: .1 and .3 here, .2 in the namespace
+A1="198.18.$((N0 + 1))" # allowed
+A2="198.18.$((N0 + 2))" # allowed, another prefix
+V6="fd00:198:18:$N0"
 netns_up() {
 	[ "$(id -u)" -eq 0 ] || return 1
 	ip netns add "$NS" || return 1
 	ip link add "veth$$h" type veth peer name "veth$$c" netns "$NS" || return 1
-	ip addr add 198.18.0.1/24 dev "veth$$h"
-	ip addr add 198.18.0.3/24 dev "veth$$h"
-	ip addr add 198.18.1.1/24 dev "veth$$h"
-	ip addr add 198.18.2.1/24 dev "veth$$h"
-	ip addr add fd00:198:18::1/64 dev "veth$$h" nodad
-	ip addr add fd00:198:18::3/64 dev "veth$$h" nodad
+	ip addr add $A0.1/24 dev "veth$$h"
+	ip addr add $A0.3/24 dev "veth$$h"
+	ip addr add $A1.1/24 dev "veth$$h"
+	ip addr add $A2.1/24 dev "veth$$h"
+	ip addr add $V6::1/64 dev "veth$$h" nodad
+	ip addr add $V6::3/64 dev "veth$$h" nodad
 	ip link set "veth$$h" up
-	ip -n "$NS" addr add 198.18.0.2/24 dev "veth$$c"
-	ip -n "$NS" addr add 198.18.1.2/24 dev "veth$$c"
-	ip -n "$NS" addr add 198.18.2.2/24 dev "veth$$c"
-	ip -n "$NS" addr add fd00:198:18::2/64 dev "veth$$c" nodad
+	ip -n "$NS" addr add $A0.2/24 dev "veth$$c"
+	ip -n "$NS" addr add $A1.2/24 dev "veth$$c"
+	ip -n "$NS" addr add $A2.2/24 dev "veth$$c"
+	ip -n "$NS" addr add $V6::2/64 dev "veth$$c" nodad
 	ip -n "$NS" link set "veth$$c" up
 	ip -n "$NS" link set lo up
 	ip netns exec "$NS" true
@@ -571,37 +588,37 @@ nsq() { # SERVER PORT ARGS...: kdig from inside the namespace
 if netns_up; then
 	EP=$(free_port)
 	start_embargo acl "$EP" --listen "0.0.0.0:$EP" --listen "[::]:$EP" --upstream "127.0.0.1:$F1" --redis "$NOREDIS" \
-		--allow 198.18.1.0/24 --allow 198.18.2.0/24 --ratelimit 50 --ratelimit-slip 2
+		--allow "$A1.0/24" --allow "$A2.0/24" --ratelimit 50 --ratelimit-slip 2
 	outside_refused() {
 		local out
-		out=$(nsq 198.18.0.1 "$EP" -b 198.18.0.2 www.acl.test +edns)
+		out=$(nsq "$A0.1" "$EP" -b "$A0.2" www.acl.test +edns)
 		grep -q "status: REFUSED" <<<"$out" && grep -q "EDE: 18" <<<"$out" || { echo "$out"; return 1; }
-		out=$(nsq 198.18.0.1 "$EP" -b 198.18.1.2 www.acl.test)
+		out=$(nsq "$A0.1" "$EP" -b "$A1.2" www.acl.test)
 		grep -q "status: NOERROR" <<<"$out" && grep -q "192.0.2.1" <<<"$out"
 	}
 	check "a client outside the allowed networks gets REFUSED with EDE 18; one inside is answered" outside_refused
 
 	pktinfo_source() {
 		# A wildcard listener answers from the address asked: kdig takes an answer only from it.
-		nsq 198.18.0.3 "$EP" -b 198.18.1.2 www.second-address.test +short | grep -qx 192.0.2.1 &&
-			nsq 198.18.1.1 "$EP" -b 198.18.1.2 www.third-address.test +short | grep -qx 192.0.2.1 &&
-			nsq fd00:198:18::3 "$EP" www.v6-second.test +short | grep -qx 192.0.2.1 &&
-			nsq fd00:198:18::1 "$EP" www.v6-first.test +short | grep -qx 192.0.2.1
+		nsq "$A0.3" "$EP" -b "$A1.2" www.second-address.test +short | grep -qx 192.0.2.1 &&
+			nsq "$A1.1" "$EP" -b "$A1.2" www.third-address.test +short | grep -qx 192.0.2.1 &&
+			nsq "$V6::3" "$EP" www.v6-second.test +short | grep -qx 192.0.2.1 &&
+			nsq "$V6::1" "$EP" www.v6-first.test +short | grep -qx 192.0.2.1
 	}
 	check "a wildcard listener answers from the address the query was sent to" pktinfo_source
 
 	ratelimit_prefix() {
-		# 198.18.1.2 floods 1000 queries in a second: at most the limit (50) plus the slipped
+		# $A1.2 floods 1000 queries in a second: at most the limit (50) plus the slipped
 		# half of the rest come back, and those are truncated and empty. Meanwhile a client of
-		# another prefix (198.18.2.2) is answered.
-		ip netns exec "$NS" python3 - "$EP" >"$WORK/rate.out" <<'PY' &
+		# another prefix ($A2.2) is answered.
+		ip netns exec "$NS" python3 - "$EP" "$A1" >"$WORK/rate.out" <<'PY' &
 import socket, struct, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("198.18.1.2", 0))
+s.bind((sys.argv[2] + ".2", 0))
 s.settimeout(0.5)
 for i in range(1000):
     q = struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + b"\x03www\x04rate\x04test\x00" + struct.pack("!HH", 1, 1)
-    s.sendto(q, ("198.18.1.1", int(sys.argv[1])))
+    s.sendto(q, (sys.argv[2] + ".1", int(sys.argv[1])))
 full = tc = 0
 try:
     while True:
@@ -616,7 +633,7 @@ print(full, tc)
 PY
 		local flood=$!
 		local other
-		other=$(nsq 198.18.2.1 "$EP" -b 198.18.2.2 www.rate-other.test +short)
+		other=$(nsq "$A2.1" "$EP" -b "$A2.2" www.rate-other.test +short)
 		wait "$flood"
 		local full tc
 		read -r full tc <"$WORK/rate.out"
