@@ -4,6 +4,8 @@
 
 #include "resolver/options.h"
 
+#include "resolver/local.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -46,6 +48,11 @@
 	"                         is asked again soon (default 300)\n" \
 	"  --upstream-trust-ad yes|no  pass the upstreams' AD bit to clients that set DO or AD\n" \
 	"                         (default no: AD is cleared)\n" \
+	"  --no-local-zone NAME   forward NAME rather than answer it locally (repeatable): one of\n" \
+	"                         resolver.arpa (NODATA, keeps DDR from sending clients to the\n" \
+	"                         upstreams' DoH), use-application-dns.net, mask.icloud.com,\n" \
+	"                         mask-h2.icloud.com (NXDOMAIN: Firefox's DoH and Apple's Private\n" \
+	"                         Relay stay off)\n" \
 	"  --timeout MS           give up on upstreams after this long: SERVFAIL (default 2000)\n" \
 	"  --cache-size MIB       answer cache size (default 64)\n" \
 	"  --threads N            worker loops (default: one per core)\n" \
@@ -324,7 +331,7 @@ enum {
 	OPT_REFUSE, OPT_DENY, OPT_RATELIMIT, OPT_RATELIMIT_SLIP, OPT_RATELIMIT_PREFIX, OPT_TCP_MAX,
 	OPT_TCP_PER_ADDR, OPT_TCP_IDLE, OPT_TCP_QUEUED, OPT_OUTGOING, OPT_CLIENT_PENDING, OPT_JOSTLE,
 	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6,
-	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD
+	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -360,6 +367,7 @@ static const struct option LONG_OPTIONS[] = {
 	{"use-0x20", required_argument, NULL, OPT_0X20},
 	{"deny-mode", required_argument, NULL, OPT_DENY_MODE},
 	{"max-ttl", required_argument, NULL, OPT_MAX_TTL},
+	{"no-local-zone", required_argument, NULL, OPT_NO_LOCAL},
 	{"max-client-ttl", required_argument, NULL, OPT_MAX_CLIENT_TTL},
 	{"upstream-trust-ad", required_argument, NULL, OPT_TRUST_AD},
 	{"sinkhole-a", required_argument, NULL, OPT_SINK4},
@@ -556,6 +564,14 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 			return fail(err, errlen, "--%s: expected yes or no, got '%s'", name, val);
 		*(opt == OPT_0X20 ? &o->use_0x20 : opt == OPT_COOKIES ? &o->cookies
 							    : &o->upstream_trust_ad) = yes;
+		return 0;
+	}
+	case OPT_NO_LOCAL: {
+		int i = local_zone_index(val);
+		if (i < 0)
+			return fail(err, errlen, "--%s: '%s' is not one of embargo's local zones (see --help)",
+				    name, val);
+		o->local_off |= 1u << i;
 		return 0;
 	}
 	case OPT_MAX_TTL:

@@ -75,6 +75,7 @@ struct options {
 	uint32_t max_ttl;             /**< Longest an answer is cached, seconds. */
 	uint32_t max_client_ttl;      /**< Largest TTL handed to clients, seconds. */
 	int upstream_trust_ad;        /**< Pass the upstreams' AD bit (to DO or AD clients). */
+	uint32_t local_off;           /**< Default local zones handed back (local_zone_index bits). */
 	int cookies;                  /**< DNS cookies toward upstreams. */
 	int verbose;
 };

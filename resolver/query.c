@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "resolver/answer.h"
+#include "resolver/local.h"
 #include "resolver/worker.h"
 
 /* ---- Answers ------------------------------------------------------------------------------ */
@@ -187,6 +188,8 @@ static int is_own_query(struct worker *w, const struct client *c)
 
 enum { DROPPED = 0, GO = 1, GO_CACHE_ONLY = 2 };
 
+#define LOCAL_TTL 3600 /* Of local zones' negative answers (their SOA TTL and MINIMUM). */
+
 /* Parse a query and answer it when that needs no policy (refused, malformed, not a QUERY,
  * CHAOS, over the rate limit). @return GO or GO_CACHE_ONLY when q goes on to query_decide(). */
 static int query_admit(struct worker *w, const struct client *c, const uint8_t *pkt, size_t len,
@@ -277,6 +280,21 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 {
 	if (v.action == POLICY_DENY) {
 		deny(w, c, pkt, q, pol, &v, NULL);
+		return 0;
+	}
+	struct local_match lm;
+	if (local_find(w->o, &q->qname, &lm)) {
+		/* Answered here, never forwarded: NXDOMAIN or NODATA with the zone's SOA, no EDE. */
+		struct answer_deny d = {
+			.mode = lm.type == LOCAL_NODATA ? ANSWER_DENY_NODATA : ANSWER_DENY_NXDOMAIN,
+			.depth = lm.depth,
+			.ttl = LOCAL_TTL,
+			.serial = 1,
+			.ede_code = 0,
+		};
+		int n = answer_deny(w->answer, answer_cap(c, q), pkt, q, &d);
+		if (n > 0)
+			respond(c, pkt, q, w->answer, (size_t)n);
 		return 0;
 	}
 

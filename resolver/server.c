@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "resolver/local.h"
 #include "resolver/log.h"
 #include "resolver/query.h"
 #include "resolver/tcp.h"
@@ -137,6 +138,7 @@ static void worker_teardown(struct worker *w)
 int server_new(server_t **out, const struct options *o, policy_store_t *store, cache_t *cache,
 	       char *err, size_t errlen)
 {
+	local_init();
 	int rc = upstream_check_loop(o, err, errlen);
 	if (rc < 0)
 		return rc;

@@ -947,8 +947,9 @@ static void link_written(uv_write_t *req, int status)
 {
 	struct tcp_link *l = req->data;
 	free(req);
+	/* The upstream closed or reset the connection under our writes: as when reading. */
 	if (status < 0 && status != UV_ECANCELED)
-		link_close(l);
+		link_close_retry(l, 1);
 }
 
 static void link_send(struct tcp_link *l, struct pending *p)
@@ -971,7 +972,7 @@ static void link_send(struct tcp_link *l, struct pending *p)
 	uv_buf_t b = uv_buf_init((char *)wr->bytes, 2u + p->len);
 	if (uv_write(&wr->req, (uv_stream_t *)&l->tcp, &b, 1, link_written) < 0) {
 		free(wr);
-		link_close(l);
+		link_close_retry(l, 1);
 	}
 }
 

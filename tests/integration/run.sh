@@ -435,6 +435,28 @@ answer_flags_and_ttls() {
 }
 check "forwarded and cached answers: AA clear, TTLs capped for clients, AD only when trusted and asked" answer_flags_and_ttls
 
+# The doors around the filter are answered locally, never forwarded; --no-local-zone hands one
+# back (NSD then refuses the name, which is not in its zones).
+bypass_closed() {
+	local p out t
+	p=$(free_port)
+	start_embargo bypass "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+		--no-local-zone mask-h2.icloud.com.
+	out=$(q "$p" @127.0.0.1 _dns.resolver.arpa SVCB +edns)
+	grep -q "status: NOERROR" <<<"$out" && grep -q "ANSWER: 0" <<<"$out" &&
+		grep -q "resolver.arpa.*SOA" <<<"$out" && ! grep -q "EDE" <<<"$out" ||
+		{ echo "DDR: $out"; return 1; }
+	for t in "use-application-dns.net A" "mask.icloud.com A" "mask.icloud.com TYPE65" \
+		"x.use-application-dns.net AAAA"; do
+		out=$(q "$p" @127.0.0.1 $t +edns)
+		grep -q "status: NXDOMAIN" <<<"$out" && ! grep -q "EDE" <<<"$out" ||
+			{ echo "$t: $out"; return 1; }
+	done
+	# Handed back: forwarded, so NSD's refusal ends in SERVFAIL rather than a local NXDOMAIN.
+	q "$p" @127.0.0.1 mask-h2.icloud.com A | grep -q "status: SERVFAIL"
+}
+check "DDR, Firefox's DoH canary and Apple's Private Relay canary are answered locally" bypass_closed
+
 sanitizers_quiet() {
 	# In the ASan/UBSan build any report aborts the daemon; name it here, once, plainly.
 	! grep -l "runtime error\|AddressSanitizer\|LeakSanitizer" "$WORK"/*.log

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "resolver/local.h"
 #include "resolver/options.h"
 
 TestSuite(options);
@@ -142,10 +143,15 @@ Test(options, network_guards)
 	cr_expect_eq(o.use_0x20, 0);
 	cr_expect_eq(o.cookies, 0);
 	cr_expect_eq(o.tcp_max_queued, 1048576);
+	char *off[] = {"embargo", "--upstream", "192.0.2.53", "--no-local-zone", "Resolver.ARPA.",
+		       NULL};
+	cr_assert_eq(options_parse(&o, 5, off, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_eq(o.local_off, 1u << local_zone_index("resolver.arpa"));
 
 	const char *bad[][2] = {{"--allow", "198.18.0.0/33"}, {"--use-0x20", "maybe"},
 				{"--ratelimit-prefix", "24"}, {"--ratelimit-prefix", "40/56"},
-				{"--tcp-max-queued", "1000"}, {"--outgoing-range", "8"}};
+				{"--tcp-max-queued", "1000"}, {"--outgoing-range", "8"},
+				{"--no-local-zone", "example.com"}};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		char *argv[] = {"embargo", "--upstream", "192.0.2.53", (char *)bad[i][0],
 				(char *)bad[i][1], NULL};
