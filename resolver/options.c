@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,30 @@ int options_cidr_match(const struct options_cidr *list, unsigned n, const struct
 		return 1;
 	}
 	return 0;
+}
+
+unsigned options_host_addrs(struct options_cidr *list, unsigned max)
+{
+	struct ifaddrs *ifa;
+	unsigned n = 0;
+	if (getifaddrs(&ifa) < 0)
+		return 0;
+	for (struct ifaddrs *it = ifa; it && n < max; it = it->ifa_next) {
+		if (!it->ifa_addr ||
+		    (it->ifa_addr->sa_family != AF_INET && it->ifa_addr->sa_family != AF_INET6))
+			continue;
+		struct options_cidr *c = &list[n++];
+		memset(c, 0, sizeof(*c));
+		c->family = it->ifa_addr->sa_family;
+		c->prefix = c->family == AF_INET6 ? 128 : 32;
+		memcpy(c->addr,
+		       c->family == AF_INET6
+			       ? (const void *)&((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr
+			       : (const void *)&((struct sockaddr_in *)it->ifa_addr)->sin_addr,
+		       c->prefix / 8);
+	}
+	freeifaddrs(ifa);
+	return n;
 }
 
 socklen_t options_addr_len(const struct sockaddr_storage *ss)

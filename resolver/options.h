@@ -109,5 +109,9 @@ socklen_t options_addr_len(const struct sockaddr_storage *ss);
 /** Is ss the wildcard address of its family (0.0.0.0 or ::)? */
 int options_is_wildcard(const struct sockaddr_storage *ss);
 
+/** This host's interface addresses (each as a full-length prefix), at most max, into list.
+ *  @return how many. */
+unsigned options_host_addrs(struct options_cidr *list, unsigned max);
+
 /** "ADDR:PORT" or "[V6]:PORT" for logs. */
 void options_format_addr(const struct sockaddr_storage *ss, char *buf, size_t cap);

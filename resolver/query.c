@@ -7,7 +7,6 @@
 #include "resolver/query.h"
 
 #include <errno.h>
-#include <ifaddrs.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -162,26 +161,8 @@ static int is_own_query(struct worker *w, const struct client *c)
 		return 1;
 	uint64_t now = uv_now(&w->loop);
 	if (w->self_at == 0 || now >= w->self_at + 1000) {
-		struct ifaddrs *ifa;
 		w->self_at = now;
-		w->nself = 0;
-		if (getifaddrs(&ifa) == 0) {
-			for (struct ifaddrs *it = ifa; it && w->nself < 32; it = it->ifa_next) {
-				if (!it->ifa_addr || (it->ifa_addr->sa_family != AF_INET &&
-						      it->ifa_addr->sa_family != AF_INET6))
-					continue;
-				struct options_cidr *s = &w->self[w->nself++];
-				memset(s, 0, sizeof(*s));
-				s->family = it->ifa_addr->sa_family;
-				s->prefix = s->family == AF_INET6 ? 128 : 32;
-				memcpy(s->addr,
-				       s->family == AF_INET6
-					       ? (const void *)&((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr
-					       : (const void *)&((struct sockaddr_in *)it->ifa_addr)->sin_addr,
-				       s->prefix / 8);
-			}
-			freeifaddrs(ifa);
-		}
+		w->nself = options_host_addrs(w->self, 32);
 	}
 	return options_cidr_match(w->self, w->nself, &c->addr);
 }

@@ -8,7 +8,6 @@
 #include "resolver/upstream.h"
 
 #include <errno.h>
-#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -628,12 +627,9 @@ static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t 
 static unsigned full_rcode(const uint8_t *reply, size_t len)
 {
 	unsigned rcode = wire_rcode(reply);
-	struct wire_rr_iter it;
-	struct wire_rr rr;
-	if (wire_rr_begin(&it, reply, len) == 0)
-		while (wire_rr_next(&it, &rr) > 0)
-			if (rr.type == WIRE_TYPE_OPT)
-				rcode |= (rr.ttl >> 24) << 4;
+	struct wire_rr opt;
+	if (wire_find_opt(reply, len, &opt) > 0)
+		rcode |= (opt.ttl >> 24) << 4;
 	return rcode;
 }
 
@@ -1367,22 +1363,9 @@ static int is_local(const struct sockaddr_storage *ss)
 	if (ss->ss_family == AF_INET6 &&
 	    IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr))
 		return 1;
-	struct ifaddrs *ifa, *it;
-	if (getifaddrs(&ifa) < 0)
-		return 0;
-	int found = 0;
-	for (it = ifa; it && !found; it = it->ifa_next) {
-		if (!it->ifa_addr || it->ifa_addr->sa_family != ss->ss_family)
-			continue;
-		if (ss->ss_family == AF_INET)
-			found = ((struct sockaddr_in *)it->ifa_addr)->sin_addr.s_addr ==
-				((const struct sockaddr_in *)ss)->sin_addr.s_addr;
-		else
-			found = memcmp(&((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr,
-				       &((const struct sockaddr_in6 *)ss)->sin6_addr, 16) == 0;
-	}
-	freeifaddrs(ifa);
-	return found;
+	struct options_cidr host[64];
+	unsigned n = options_host_addrs(host, 64);
+	return options_cidr_match(host, n, ss);
 }
 
 static uint16_t port_of(const struct sockaddr_storage *ss)

@@ -153,49 +153,49 @@ size_t wire_remove_edns_option(uint8_t *pkt, size_t len, uint16_t code)
 	return len;
 }
 
-int wire_find_edns_option(const uint8_t *pkt, size_t len, uint16_t code, size_t *off,
-			  size_t *olen)
+int wire_find_opt(const uint8_t *pkt, size_t len, struct wire_rr *opt)
 {
 	struct wire_rr_iter it;
-	struct wire_rr rr;
 	int rc;
 	if (wire_rr_begin(&it, pkt, len) < 0)
 		return -EBADMSG;
-	while ((rc = wire_rr_next(&it, &rr)) > 0) {
-		if (rr.type != WIRE_TYPE_OPT)
-			continue;
-		size_t at = rr.rdata, end = (size_t)rr.rdata + rr.rdlen;
-		while (at + 4 <= end) {
-			size_t l = wire_get16(pkt + at + 2);
-			if (at + 4 + l > end)
-				return -EBADMSG;
-			if (wire_get16(pkt + at) == code) {
-				*off = at + 4;
-				*olen = l;
-				return 1;
-			}
-			at += 4 + l;
-		}
-		return at == end ? 0 : -EBADMSG;
-	}
+	while ((rc = wire_rr_next(&it, opt)) > 0)
+		if (opt->type == WIRE_TYPE_OPT)
+			return 1;
 	return rc < 0 ? -EBADMSG : 0;
+}
+
+int wire_find_edns_option(const uint8_t *pkt, size_t len, uint16_t code, size_t *off,
+			  size_t *olen)
+{
+	struct wire_rr rr;
+	int rc = wire_find_opt(pkt, len, &rr);
+	if (rc <= 0)
+		return rc;
+	size_t at = rr.rdata, end = (size_t)rr.rdata + rr.rdlen;
+	while (at + 4 <= end) {
+		size_t l = wire_get16(pkt + at + 2);
+		if (at + 4 + l > end)
+			return -EBADMSG;
+		if (wire_get16(pkt + at) == code) {
+			*off = at + 4;
+			*olen = l;
+			return 1;
+		}
+		at += 4 + l;
+	}
+	return at == end ? 0 : -EBADMSG;
 }
 
 size_t wire_remove_opt(uint8_t *pkt, size_t len)
 {
-	struct wire_rr_iter it;
 	struct wire_rr rr;
-	if (wire_rr_begin(&it, pkt, len) < 0)
+	if (wire_find_opt(pkt, len, &rr) <= 0 || rr.section != 3)
 		return len;
-	while (wire_rr_next(&it, &rr) > 0) {
-		if (rr.type != WIRE_TYPE_OPT || rr.section != 3)
-			continue;
-		size_t start = rr.owner, end = (size_t)rr.rdata + rr.rdlen;
-		memmove(pkt + start, pkt + end, len - end);
-		wire_put16(pkt + 10, (uint16_t)(wire_get16(pkt + 10) - 1));
-		return len - (end - start);
-	}
-	return len;
+	size_t start = rr.owner, end = (size_t)rr.rdata + rr.rdlen;
+	memmove(pkt + start, pkt + end, len - end);
+	wire_put16(pkt + 10, (uint16_t)(wire_get16(pkt + 10) - 1));
+	return len - (end - start);
 }
 
 void wire_answer_patch(uint8_t *ans, const uint8_t *query, const struct wire_query *q)

@@ -103,6 +103,10 @@ int wire_rr_next(struct wire_rr_iter *it, struct wire_rr *rr);
  *  @return the new length (len when there was nothing to remove or pkt is malformed). */
 size_t wire_remove_edns_option(uint8_t *pkt, size_t len, uint16_t code);
 
+/** Find pkt's OPT record. @return 1 with *opt set, 0 when there is none, -EBADMSG when the
+ *  packet's records are malformed. */
+int wire_find_opt(const uint8_t *pkt, size_t len, struct wire_rr *opt);
+
 /** Find EDNS option `code` in pkt's OPT record. @return 1 with *off (its data) and *olen set,
  *  0 when there is none (or no OPT), -EBADMSG when the packet or its options are malformed. */
 int wire_find_edns_option(const uint8_t *pkt, size_t len, uint16_t code, size_t *off,

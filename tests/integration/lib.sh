@@ -181,3 +181,15 @@ q() {
 	shift
 	kdig -p "$port" +timeout=3 +retry=0 "$@"
 }
+
+# finish: the sanitizer check every suite ends with (in the ASan/UBSan build any report aborts
+# the daemon; name it here, once, plainly), the plan and the closing line; exits 1 on a failure.
+finish() {
+	sanitizers_quiet() {
+		! grep -l "runtime error\|AddressSanitizer\|LeakSanitizer" "$WORK"/*.log
+	}
+	check "no sanitizer reports from any daemon" sanitizers_quiet
+	echo "1..$((PASSED + FAILED))"
+	echo "integration: $PASSED passed, $FAILED failed"
+	[ "$FAILED" -eq 0 ]
+}
