@@ -131,7 +131,8 @@ PY
 	"$BUILD/resolver/embargo-policy" --redis "redis://127.0.0.1:$RP" accept >/dev/null
 	EP=$(free_port)
 	run_server embargo "$EP" "$EMBARGO" --listen "127.0.0.1:$EP" --threads 1 \
-		--upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP" --snapshot off --cache-size 256
+		--upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP" --snapshot off --cache-size 256 \
+		--no-local-zone test.
 
 	# Unbound
 	UP=$(free_port)

@@ -170,6 +170,50 @@ int answer_error(uint8_t *out, size_t cap, const uint8_t *query, const struct wi
 	return end ? (int)end : (int)off;
 }
 
+/* Records owned by suffixes of the question's name; returns the end, or 0 if they do not fit. */
+static size_t write_rrs(uint8_t *out, size_t off, size_t cap, const uint8_t *query,
+			const struct wire_query *q, const struct answer_rr *rr, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (off + 12 + (size_t)rr[i].rdlen > cap)
+			return 0;
+		size_t owner = WIRE_HEADER;
+		unsigned depth = rr[i].depth < q->qname.nlabels ? rr[i].depth : q->qname.nlabels;
+		for (unsigned skip = q->qname.nlabels - depth; skip > 0; skip--)
+			owner += 1 + (size_t)query[owner];
+		uint8_t *p = out + off;
+		wire_put16(p, (uint16_t)(0xC000 | owner));
+		wire_put16(p + 2, rr[i].type);
+		wire_put16(p + 4, 1);
+		wire_put32(p + 6, rr[i].ttl);
+		wire_put16(p + 10, rr[i].rdlen);
+		memcpy(p + 12, rr[i].rdata, rr[i].rdlen);
+		off += 12 + (size_t)rr[i].rdlen;
+	}
+	return off;
+}
+
+int answer_local(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
+		 unsigned rcode, const struct answer_rr *an, unsigned nan,
+		 const struct answer_rr *ns, unsigned nns)
+{
+	if (cap < q->question_end)
+		return -ENOSPC;
+	size_t off = write_head(out, query, q, rcode, 1);
+	off = write_rrs(out, off, cap, query, q, an, nan);
+	if (off)
+		off = write_rrs(out, off, cap, query, q, ns, nns);
+	if (!off)
+		return -ENOSPC;
+	wire_put16(out + 6, (uint16_t)nan);
+	wire_put16(out + 8, (uint16_t)nns);
+	out[2] |= WIRE_FLAG_AA >> 8;
+	if (!q->has_edns)
+		return (int)off;
+	size_t end = write_opt(out, off, cap, q, rcode, -1, NULL, NULL);
+	return end ? (int)end : (int)off;
+}
+
 int answer_txt(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
 	       const char *text)
 {

@@ -52,6 +52,23 @@ int answer_deny(uint8_t *out, size_t cap, const uint8_t *query, const struct wir
 int answer_error(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
 		 unsigned rcode, int ede_code, const char *ede_text);
 
+/** One record of a locally built answer. Its owner is the topmost `depth` labels of the query
+ *  name (written as a pointer into the echoed question); rdata is uncompressed wire, borrowed. */
+struct answer_rr {
+	unsigned depth;
+	uint16_t type;
+	uint32_t ttl;
+	const uint8_t *rdata;
+	uint16_t rdlen;
+};
+
+/** An authoritative answer embargo holds itself (local zones, local data): rcode, AA set, the
+ *  records of the answer and authority sections in class IN, an OPT for EDNS clients; never a
+ *  signature. @return the length, or -ENOSPC. */
+int answer_local(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,
+		 unsigned rcode, const struct answer_rr *an, unsigned nan,
+		 const struct answer_rr *ns, unsigned nns);
+
 /** NOERROR with one TXT record of text (at most 255 octets) answering the question itself,
  *  in the question's class, TTL 0: for CH-class status queries. @return the length, or -ENOSPC. */
 int answer_txt(uint8_t *out, size_t cap, const uint8_t *query, const struct wire_query *q,

@@ -1,34 +1,45 @@
-/* Names embargo answers itself and never forwards: the doors around the filter (DDR's
- * resolver.arpa, Firefox's DoH canary, Apple's Private Relay canary), each handed back to the
- * upstreams with --no-local-zone. A zone covers its name and everything below it; the check is a
- * few prefix comparisons of the query's lookup-format key, cheap enough for every query. */
+/* Names embargo answers itself and never forwards, as Unbound's default local zones: localhost
+ * (RFC 6761), the special-use names test., invalid., onion., home.arpa., service.arpa., the
+ * reverse zones of loopback and of private, shared, link-local, documentation and ULA space
+ * (RFC 6303, RFC 7793), and the doors around the filter (DDR's resolver.arpa, Firefox's DoH
+ * canary, Apple's Private Relay canary). Each default can be handed back to the upstreams with
+ * --no-local-zone. On top of them, --local-data records ("NAME TYPE RDATA", parsed with ldns)
+ * answer their exact name, as Unbound's local-data in a transparent zone.
+ *
+ * The check runs on every query: the zones are sorted in lookup format and grouped by top-level
+ * label, so a name outside them costs a few length comparisons. */
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "policy/name.h"
 #include "resolver/options.h"
+#include "resolver/wire.h"
 
-/** How a local zone answers. */
-enum local_type {
-	LOCAL_NXDOMAIN = 0, /**< NXDOMAIN with the zone's SOA. */
-	LOCAL_NODATA,       /**< NOERROR, no answer, the zone's SOA. */
-};
+typedef struct local local_t;
 
-/** What local_find() found. */
-struct local_match {
-	enum local_type type;
-	unsigned depth; /**< Labels of the zone's name (the SOA owner is that suffix). */
-};
+/** TTL of the default zones' records, as Unbound's. */
+#define LOCAL_TTL 10800
+/** TTL of --local-data records that give none. */
+#define LOCAL_DATA_TTL 3600
 
-/** Build the zones' keys; call once before any local_find() (the daemon: before its workers
- *  start). Idempotent. */
-void local_init(void);
+/** The local answers that o leaves in force, with o's --local-data records.
+ *  @return the table (owned: local_free), NULL with a message in err. */
+local_t *local_new(const struct options *o, char *err, size_t errlen);
+/** Free a table. NULL is a no-op. */
+void local_free(local_t *l);
 
-/** Is qname in one of the local zones that o leaves in force? Sets *m if so. */
-bool local_find(const struct options *o, const struct name *qname, struct local_match *m);
+/** Answer q locally when its name is local data or in a local zone: writes the answer into
+ *  out[cap]. @return its length; 0 when q goes on to the cache and the upstreams; -ENOSPC when
+ *  the answer does not fit in cap. */
+int local_answer(const local_t *l, const uint8_t *query, const struct wire_query *q, uint8_t *out,
+		 size_t cap);
 
-/** The index of the default local zone named text (presentation form, trailing dot optional),
- *  the bit that --no-local-zone sets in options.local_off; -1 when there is none. */
-int local_zone_index(const char *text);
+/** Hand back (set in o->local_off) every default zone at or below text (presentation form,
+ *  trailing dot optional), as Unbound's nodefault. @return how many, or -EINVAL when none. */
+int local_zone_off(struct options *o, const char *text);
+
+/** Check one --local-data record, "NAME [TTL] [IN] TYPE RDATA". @return 0, or -EINVAL with a
+ *  message in err. */
+int local_data_check(const char *text, char *err, size_t errlen);

@@ -230,10 +230,11 @@ int main(int argc, char **argv)
 	server_upstream_stats(d.server, &us);
 	server_free(d.server);
 #define U(x) (unsigned long long)(x)
-	log_info("stopped: %llu queries, %llu denied, %llu cache hits, %llu forwarded, %llu servfail, "
+	log_info("stopped: %llu queries, %llu denied, %llu cache hits, %llu local, %llu forwarded, "
+		 "%llu servfail, "
 		 "%llu formerr, %llu dropped, %llu tcp connections; refused %llu, rate-limited %llu, "
 		 "looped %llu; tcp refused %llu, evicted %llu, timed out %llu",
-		 U(st.queries), U(st.denied), U(st.cache_hits), U(st.forwarded), U(st.servfail),
+		 U(st.queries), U(st.denied), U(st.cache_hits), U(st.local), U(st.forwarded), U(st.servfail),
 		 U(st.formerr), U(st.dropped), U(st.tcp_conns), U(st.refused), U(st.rate_limited),
 		 U(st.looped), U(st.tcp_refused), U(st.tcp_evicted), U(st.tcp_timeouts));
 	log_info("upstream: %llu sent, %llu answered, %llu timed out, %llu soft failures, "

@@ -49,11 +49,18 @@
 	"                         is asked again soon (default 300)\n" \
 	"  --upstream-trust-ad yes|no  pass the upstreams' AD bit to clients that set DO or AD\n" \
 	"                         (default no: AD is cleared)\n" \
-	"  --no-local-zone NAME   forward NAME rather than answer it locally (repeatable): one of\n" \
-	"                         resolver.arpa (NODATA, keeps DDR from sending clients to the\n" \
+	"  --no-local-zone NAME   forward NAME and the default local zones below it rather than\n" \
+	"                         answer them locally (repeatable; Unbound's nodefault). Defaults:\n" \
+	"                         localhost (127.0.0.1, ::1), test, invalid, onion, home.arpa,\n" \
+	"                         service.arpa, the reverse zones of loopback, RFC 1918, RFC 6598,\n" \
+	"                         link-local, documentation and ULA space (NXDOMAIN below the\n" \
+	"                         zone), resolver.arpa (NODATA: DDR cannot send clients to the\n" \
 	"                         upstreams' DoH), use-application-dns.net, mask.icloud.com,\n" \
 	"                         mask-h2.icloud.com (NXDOMAIN: Firefox's DoH and Apple's Private\n" \
 	"                         Relay stay off)\n" \
+	"  --local-data RR        answer this record locally, e.g. \"printer.lan A 192.168.1.5\"\n" \
+	"                         (repeatable; TTL 3600 unless given; other types of that name\n" \
+	"                         NODATA, names below it forwarded)\n" \
 	"  --timeout MS           give up on upstreams after this long: SERVFAIL (default 2000)\n" \
 	"  --cache-size MIB       answer cache size (default 64)\n" \
 	"  --threads N            worker loops (default: one per core)\n" \
@@ -356,7 +363,7 @@ enum {
 	OPT_REFUSE, OPT_DENY, OPT_RATELIMIT, OPT_RATELIMIT_SLIP, OPT_RATELIMIT_PREFIX, OPT_TCP_MAX,
 	OPT_TCP_PER_ADDR, OPT_TCP_IDLE, OPT_TCP_QUEUED, OPT_OUTGOING, OPT_CLIENT_PENDING, OPT_JOSTLE,
 	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6,
-	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL
+	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -393,6 +400,7 @@ static const struct option LONG_OPTIONS[] = {
 	{"deny-mode", required_argument, NULL, OPT_DENY_MODE},
 	{"max-ttl", required_argument, NULL, OPT_MAX_TTL},
 	{"no-local-zone", required_argument, NULL, OPT_NO_LOCAL},
+	{"local-data", required_argument, NULL, OPT_LOCAL_DATA},
 	{"max-client-ttl", required_argument, NULL, OPT_MAX_CLIENT_TTL},
 	{"upstream-trust-ad", required_argument, NULL, OPT_TRUST_AD},
 	{"sinkhole-a", required_argument, NULL, OPT_SINK4},
@@ -591,12 +599,21 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 							    : &o->upstream_trust_ad) = yes;
 		return 0;
 	}
-	case OPT_NO_LOCAL: {
-		int i = local_zone_index(val);
-		if (i < 0)
-			return fail(err, errlen, "--%s: '%s' is not one of embargo's local zones (see --help)",
+	case OPT_NO_LOCAL:
+		if (local_zone_off(o, val) < 0)
+			return fail(err, errlen, "--%s: no default local zone is at or below '%s' (see --help)",
 				    name, val);
-		o->local_off |= 1u << i;
+		return 0;
+	case OPT_LOCAL_DATA: {
+		if (o->nlocal_data >= OPTIONS_MAX_LOCAL_DATA)
+			return fail(err, errlen, "too many --%s records (at most 1024)%s", name, "");
+		char msg[400];
+		if (local_data_check(val, msg, sizeof(msg)) < 0)
+			return fail(err, errlen, "%s%s", msg, "");
+		char *copy = strdup(val);
+		if (!copy)
+			return fail(err, errlen, "--%s: out of memory%s", name, "");
+		o->local_data[o->nlocal_data++] = copy;
 		return 0;
 	}
 	case OPT_MAX_TTL:

@@ -34,6 +34,8 @@ struct options_acl_rule {
 
 #define OPTIONS_MAX_ACL 64
 
+#define OPTIONS_MAX_LOCAL_DATA 1024 /**< --local-data records. */
+
 struct options {
 	struct sockaddr_storage listen[OPTIONS_MAX_ADDRS];
 	unsigned nlisten;
@@ -75,7 +77,9 @@ struct options {
 	uint32_t max_ttl;             /**< Longest an answer is cached, seconds. */
 	uint32_t max_client_ttl;      /**< Largest TTL handed to clients, seconds. */
 	int upstream_trust_ad;        /**< Pass the upstreams' AD bit (to DO or AD clients). */
-	uint32_t local_off;           /**< Default local zones handed back (local_zone_index bits). */
+	uint64_t local_off[2];        /**< Default local zones handed back (local_zone_off bits). */
+	const char *local_data[OPTIONS_MAX_LOCAL_DATA]; /**< "NAME TYPE RDATA" (process lifetime). */
+	unsigned nlocal_data;
 	int cookies;                  /**< DNS cookies toward upstreams. */
 	int verbose;
 };

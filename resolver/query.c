@@ -169,8 +169,6 @@ static int is_own_query(struct worker *w, const struct client *c)
 
 enum { DROPPED = 0, GO = 1, GO_CACHE_ONLY = 2 };
 
-#define LOCAL_TTL 3600 /* Of local zones' negative answers (their SOA TTL and MINIMUM). */
-
 /* Parse a query and answer it when that needs no policy (refused, malformed, not a QUERY,
  * CHAOS, over the rate limit). @return GO or GO_CACHE_ONLY when q goes on to query_decide(). */
 static int query_admit(struct worker *w, const struct client *c, const uint8_t *pkt, size_t len,
@@ -263,26 +261,23 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 		deny(w, c, pkt, q, pol, &v, NULL);
 		return 0;
 	}
-	struct local_match lm;
-	if (local_find(w->o, &q->qname, &lm)) {
-		/* Answered here, never forwarded: NXDOMAIN or NODATA with the zone's SOA, no EDE. */
-		struct answer_deny d = {
-			.mode = lm.type == LOCAL_NODATA ? ANSWER_DENY_NODATA : ANSWER_DENY_NXDOMAIN,
-			.depth = lm.depth,
-			.ttl = LOCAL_TTL,
-			.serial = 1,
-			.ede_code = 0,
-		};
-		int n = answer_deny(w->answer, answer_cap(c, q), pkt, q, &d);
+	int n = local_answer(w->server->local, pkt, q, w->answer, answer_cap(c, q));
+	if (n == -ENOSPC) {
+		/* Local data too big for this client over UDP: empty and truncated, TCP gets it. */
+		n = answer_error(w->answer, answer_cap(c, q), pkt, q, WIRE_RCODE_NOERROR, -1, NULL);
 		if (n > 0)
-			respond(c, pkt, q, w->answer, (size_t)n);
+			w->answer[2] |= WIRE_FLAG_TC >> 8;
+	}
+	if (n > 0) {
+		w->st.local++;
+		respond(c, pkt, q, w->answer, (size_t)n);
 		return 0;
 	}
 
 	struct cache_key key;
 	bool has_chain;
 	cache_key_make(w->server->cache, &key, q);
-	int n = cache_get(w->server->cache, &key, uv_now(&w->loop), pkt, q, w->answer,
+	n = cache_get(w->server->cache, &key, uv_now(&w->loop), pkt, q, w->answer,
 			  WORKER_ANSWER_MAX, &has_chain, w->o->max_client_ttl);
 	if (n > 0) {
 		struct name target;

@@ -138,7 +138,6 @@ static void worker_teardown(struct worker *w)
 int server_new(server_t **out, const struct options *o, policy_store_t *store, cache_t *cache,
 	       char *err, size_t errlen)
 {
-	local_init();
 	int rc = upstream_check_loop(o, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -150,9 +149,15 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 	s->o = o;
 	s->store = store;
 	s->cache = cache;
+	s->local = local_new(o, err, errlen);
+	if (!s->local) {
+		free(s);
+		return -EINVAL;
+	}
 	s->nworkers = o->threads;
 	s->workers = aligned_alloc(64, (s->nworkers * sizeof(struct worker) + 63) / 64 * 64);
 	if (!s->workers) {
+		local_free(s->local);
 		free(s);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -174,6 +179,7 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 			snprintf(err, errlen, "cannot listen on %s %s: %s", type == SOCK_DGRAM ? "UDP" : "TCP",
 				 addr, strerror(-fd));
 			free(s->workers);
+			local_free(s->local);
 			free(s);
 			return fd;
 		}
@@ -231,6 +237,7 @@ void server_free(server_t *s)
 		}
 	}
 	free(s->workers);
+	local_free(s->local);
 	free(s);
 }
 

@@ -29,6 +29,7 @@ struct server_stats {
 	uint64_t tcp_evicted; /**< Idle TCP connections closed to make room. */
 	uint64_t tcp_timeouts; /**< TCP connections cut by the idle or message deadline. */
 	uint64_t looped;      /**< Queries from embargo's own upstream sockets, dropped. */
+	uint64_t local;       /**< Answered from local zones and local data. */
 };
 
 /** Create the workers and bind every socket now, so that bind errors surface at once; no query

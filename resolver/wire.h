@@ -23,6 +23,8 @@ enum {
 
 enum {
 	WIRE_TYPE_A = 1,
+	WIRE_TYPE_NS = 2,
+	WIRE_TYPE_PTR = 12,
 	WIRE_TYPE_AAAA = 28,
 	WIRE_TYPE_CNAME = 5,
 	WIRE_TYPE_SOA = 6,

@@ -10,6 +10,7 @@
 #include "policy/store.h"
 #include "resolver/admit.h"
 #include "resolver/cache.h"
+#include "resolver/local.h"
 #include "resolver/options.h"
 #include "resolver/server.h"
 #include "resolver/upstream.h"
@@ -20,7 +21,7 @@
 #define WORKER_STAT_FIELDS(X) \
 	X(queries) X(denied) X(cache_hits) X(forwarded) X(servfail) X(formerr) X(dropped) \
 	X(tcp_conns) X(refused) X(rate_limited) X(tcp_refused) X(tcp_evicted) X(tcp_timeouts) \
-	X(looped)
+	X(looped) X(local)
 
 struct udp_state;
 struct tcp_state;
@@ -58,6 +59,7 @@ struct server {
 	const struct options *o;
 	policy_store_t *store;
 	cache_t *cache;
+	local_t *local; /* Owned. */
 	unsigned nworkers;
 	struct worker *workers;
 	/* A held policy load, for status answers (server_set_hold). */

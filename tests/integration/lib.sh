@@ -154,8 +154,16 @@ CONF
 		die "nsd on port $1 did not start: $(cat "$dir/nsd.log" 2>/dev/null)"
 }
 
-# start_embargo NAME PORT ARGS...: the daemon in the background, log in $WORK/NAME.log.
+# start_embargo NAME PORT ARGS...: the daemon in the background, log in $WORK/NAME.log. The
+# tests' own zone is test., a default local zone (RFC 6761): handed back to the upstream here.
 start_embargo() {
+	local name=$1 port=$2
+	shift 2
+	start_embargo_as_is "$name" "$port" --no-local-zone test. "$@"
+}
+
+# start_embargo_as_is NAME PORT ARGS...: the same with embargo's default local zones all kept.
+start_embargo_as_is() {
 	local name=$1 port=$2
 	shift 2
 	"$EMBARGO" --listen "127.0.0.1:$port" --threads 2 --snapshot "$WORK/$name.snapshot" "$@" \

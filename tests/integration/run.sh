@@ -457,4 +457,47 @@ bypass_closed() {
 }
 check "DDR, Firefox's DoH canary and Apple's Private Relay canary are answered locally" bypass_closed
 
+# RFC 6761/6303 names are answered here as Unbound's default local zones: NSD (the upstream) would
+# refuse them all (SERVFAIL), so an answer with the local SOA cannot come from it.
+local_zones_and_data() {
+	local p out t
+	p=$(free_port)
+	printf 'local-data printer.lan. 600 IN AAAA 2001:db8::5\n' >"$WORK/local.conf"
+	start_embargo_as_is local "$p" --config "$WORK/local.conf" --upstream "127.0.0.1:$NSD" \
+		--redis "redis://127.0.0.1:$REDIS" --no-local-zone 168.192.in-addr.arpa \
+		--local-data "printer.lan A 192.168.1.5" --local-data "printer.lan TXT \"room 2\"" \
+		--local-data "blocked.test A 192.0.2.99" --local-data "www.test A 192.0.2.100"
+	out=$(q "$p" @127.0.0.1 localhost A)
+	grep -qE "^localhost\.\s+10800\s+IN\s+A\s+127.0.0.1" <<<"$out" && grep -q "Flags: qr aa rd ra" <<<"$out" ||
+		{ echo "localhost: $out"; return 1; }
+	q "$p" @127.0.0.1 foo.bar.localhost AAAA +short | grep -qx "::1" || { echo "foo.bar.localhost"; return 1; }
+	q "$p" @127.0.0.1 1.0.0.127.in-addr.arpa PTR +short | grep -qx "localhost." || { echo "PTR"; return 1; }
+	for t in "x.test A" "x.onion A" "a.invalid AAAA" "printer.home.arpa A" "5.1.16.172.in-addr.arpa PTR" \
+		"1.2.64.100.in-addr.arpa PTR" "1.254.169.in-addr.arpa PTR" "x.d.f.ip6.arpa PTR" \
+		"2.0.0.127.in-addr.arpa PTR" "x.service.arpa SRV"; do
+		out=$(q "$p" @127.0.0.1 $t)
+		grep -q "status: NXDOMAIN" <<<"$out" && grep -q "SOA.*localhost. nobody.invalid. 1 3600 1200 604800 10800" <<<"$out" ||
+			{ echo "$t: $out"; return 1; }
+	done
+	out=$(q "$p" @127.0.0.1 onion SOA)
+	grep -q "status: NOERROR" <<<"$out" && grep -qE "^onion\.\s+10800\s+IN\s+SOA" <<<"$out" || { echo "onion SOA: $out"; return 1; }
+	# Handed back: forwarded, and NSD's refusal ends in SERVFAIL.
+	q "$p" @127.0.0.1 5.1.168.192.in-addr.arpa PTR | grep -q "status: SERVFAIL" || { echo "handed back"; return 1; }
+	# Local data, from flags and from the config file, over UDP and TCP; other types NODATA.
+	q "$p" @127.0.0.1 printer.lan A +short | grep -qx "192.168.1.5" || { echo "local A"; return 1; }
+	q "$p" @127.0.0.1 printer.lan A +tcp +short | grep -qx "192.168.1.5" || { echo "local A/TCP"; return 1; }
+	q "$p" @127.0.0.1 printer.lan AAAA | grep -qE "^printer\.lan\.\s+600\s+IN\s+AAAA\s+2001:db8::5" ||
+		{ echo "local AAAA from the config file"; return 1; }
+	q "$p" @127.0.0.1 printer.lan TXT +short | grep -qx '"room 2"' || { echo "local TXT"; return 1; }
+	out=$(q "$p" @127.0.0.1 printer.lan MX)
+	grep -q "status: NOERROR" <<<"$out" && grep -q "ANSWER: 0" <<<"$out" || { echo "local NODATA: $out"; return 1; }
+	# Local data inside a local zone (test.) answers; the policy still wins over it.
+	q "$p" @127.0.0.1 www.test A +short | grep -qx "192.0.2.100" || { echo "local data in test."; return 1; }
+	by_policy "$p" blocked.test || { echo "local data beat the policy"; return 1; }
+	# A bad record is refused at start, with the reason.
+	"$EMBARGO" --upstream "127.0.0.1:$NSD" --local-data "printer.lan A 300.1.1.1" 2>"$WORK/err"
+	[ $? -eq 2 ] && grep -q "local-data: 'printer.lan A 300.1.1.1'" "$WORK/err" || { cat "$WORK/err"; return 1; }
+}
+check "default local zones (localhost, RFC 6761, RFC 6303) and --local-data" local_zones_and_data
+
 finish

@@ -144,14 +144,24 @@ Test(options, network_guards)
 	cr_expect_eq(o.cookies, 0);
 	cr_expect_eq(o.tcp_max_queued, 1048576);
 	char *off[] = {"embargo", "--upstream", "192.0.2.53", "--no-local-zone", "Resolver.ARPA.",
+		       "--no-local-zone", "in-addr.arpa", "--local-data", "printer.lan A 192.168.1.5",
 		       NULL};
-	cr_assert_eq(options_parse(&o, 5, off, err, sizeof(err)), OPTIONS_RUN, "%s", err);
-	cr_expect_eq(o.local_off, 1u << local_zone_index("resolver.arpa"));
+	cr_assert_eq(options_parse(&o, 9, off, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	struct options one = {0};
+	cr_expect_eq(local_zone_off(&one, "resolver.arpa"), 1);
+	/* in-addr.arpa: 127, 10, 16 of 172, 168.192, 0, 64 of 100, 169.254, three TEST-NETs and
+	 * the broadcast address. */
+	cr_expect_eq(local_zone_off(&one, "in-addr.arpa."), 1 + 1 + 16 + 1 + 1 + 64 + 1 + 3 + 1);
+	cr_expect_eq(o.local_off[0], one.local_off[0]);
+	cr_expect_eq(o.local_off[1], one.local_off[1]);
+	cr_expect_eq(o.nlocal_data, 1);
+	cr_expect_str_eq(o.local_data[0], "printer.lan A 192.168.1.5");
 
 	const char *bad[][2] = {{"--allow", "198.18.0.0/33"}, {"--use-0x20", "maybe"},
 				{"--ratelimit-prefix", "24"}, {"--ratelimit-prefix", "40/56"},
 				{"--tcp-max-queued", "1000"}, {"--outgoing-range", "8"},
-				{"--no-local-zone", "example.com"}};
+				{"--no-local-zone", "example.com"}, {"--local-data", "printer.lan A 300.1.1.1"},
+				{"--local-data", "printer.lan CH TXT hello"}, {"--local-data", "x.lan OPT"}};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		char *argv[] = {"embargo", "--upstream", "192.0.2.53", (char *)bad[i][0],
 				(char *)bad[i][1], NULL};
