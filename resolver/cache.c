@@ -1,6 +1,6 @@
 /* Sharded packet cache. Each shard is a chained hash table plus an intrusive LRU list under
- * one mutex; entries are single allocations holding key and answer. Expired entries are
- * dropped when met and by LRU eviction. */
+ * one mutex; entries are single allocations holding key and answer. Expired entries stay for
+ * the stale window (serve-stale), are dropped when met after it, and by LRU eviction. */
 #include "config.h"
 
 #include "resolver/cache.h"
@@ -20,6 +20,7 @@ struct entry {
 	uint16_t keylen;
 	uint16_t len;
 	bool has_chain;
+	bool prefetch;   /* A refresh was handed out: one per entry. */
 	uint8_t bytes[]; /* Key, then answer. */
 };
 
@@ -28,6 +29,7 @@ struct shard {
 	struct entry **buckets;
 	size_t nbuckets; /* Power of two. */
 	size_t count, bytes, max_bytes;
+	uint64_t evictions;
 	struct entry *head, *tail;
 	char pad[64];
 };
@@ -35,6 +37,8 @@ struct shard {
 struct cache {
 	struct siphash_key hkey;
 	unsigned nshards; /* Power of two. */
+	uint64_t stale_ms; /* How long an expired entry may still be served. */
+	bool prefetch;
 	struct shard *shards;
 };
 
@@ -75,6 +79,12 @@ cache_t *cache_new(size_t max_bytes, unsigned nshards)
 		}
 	}
 	return c;
+}
+
+void cache_configure(cache_t *c, uint32_t stale_max, bool prefetch)
+{
+	c->stale_ms = (uint64_t)stale_max * 1000;
+	c->prefetch = prefetch;
 }
 
 void cache_free(cache_t *c)
@@ -243,17 +253,20 @@ int cache_put(cache_t *c, const struct cache_key *k, const uint8_t *reply, size_
 
 	pthread_mutex_lock(&s->lock);
 	struct entry *old = find(s, k);
-	if (old && old->expire_ms > now_ms) {
-		/* Only an expired entry is replaced: an answer accepted while a good one is live
-		 * (a spoof that won a race, say) must not overwrite it for up to a day. */
+	if (old && old->expire_ms > now_ms && !old->prefetch) {
+		/* Only an expired entry, or one whose refresh was asked for, is replaced: an answer
+		 * accepted while a good one is live (a spoof that won a race, say) must not
+		 * overwrite it for up to a day. */
 		pthread_mutex_unlock(&s->lock);
 		free(e);
 		return -EEXIST;
 	}
 	if (old)
 		entry_remove(s, old);
-	while (s->bytes + size > s->max_bytes && s->tail)
+	while (s->bytes + size > s->max_bytes && s->tail) {
 		entry_remove(s, s->tail);
+		s->evictions++;
+	}
 	if (s->count >= s->nbuckets)
 		grow(s);
 	struct entry **bucket = &s->buckets[k->hash & (s->nbuckets - 1)];
@@ -267,8 +280,8 @@ int cache_put(cache_t *c, const struct cache_key *k, const uint8_t *reply, size_
 }
 
 int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint8_t *query,
-	      const struct wire_query *q, uint8_t *out, size_t cap, bool *has_chain,
-	      uint32_t max_ttl)
+	      const struct wire_query *q, uint8_t *out, size_t cap, struct cache_hit *hit,
+	      uint32_t max_ttl, bool stale_ok)
 {
 	struct shard *s = shard_of(c, k->hash);
 	pthread_mutex_lock(&s->lock);
@@ -277,10 +290,23 @@ int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint
 		pthread_mutex_unlock(&s->lock);
 		return -ENOENT;
 	}
-	if (e->expire_ms <= now_ms) {
-		entry_remove(s, e);
-		pthread_mutex_unlock(&s->lock);
-		return -ENOENT;
+	hit->stale = e->expire_ms <= now_ms;
+	hit->prefetch = false;
+	if (hit->stale) {
+		if (now_ms - e->expire_ms >= c->stale_ms) {
+			entry_remove(s, e);
+			pthread_mutex_unlock(&s->lock);
+			return -ENOENT;
+		}
+		if (!stale_ok) {
+			pthread_mutex_unlock(&s->lock);
+			return -ESTALE;
+		}
+	} else if (c->prefetch && !e->prefetch &&
+		   (e->expire_ms - now_ms) * 10 <= e->expire_ms - e->stored_ms) {
+		/* In the last tenth of its TTL: this caller refreshes it, and nobody else. */
+		e->prefetch = true;
+		hit->prefetch = true;
 	}
 	if (e->len > cap) {
 		pthread_mutex_unlock(&s->lock);
@@ -288,7 +314,7 @@ int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint
 	}
 	size_t len = e->len;
 	uint64_t stored = e->stored_ms;
-	*has_chain = e->has_chain;
+	hit->has_chain = e->has_chain;
 	memcpy(out, e->bytes + e->keylen, len);
 	if (s->head != e) {
 		lru_unlink(s, e);
@@ -298,18 +324,22 @@ int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint
 
 	/* Same key means same name length, so the client's question fits exactly. */
 	wire_answer_patch(out, query, q);
-	wire_age_ttls(out, len, (uint32_t)((now_ms - stored) / 1000), max_ttl);
+	if (hit->stale)
+		wire_clamp_ttls(out, len, CACHE_STALE_TTL, CACHE_STALE_TTL);
+	else
+		wire_age_ttls(out, len, (uint32_t)((now_ms - stored) / 1000), max_ttl);
 	return (int)len;
 }
 
-void cache_usage(cache_t *c, size_t *entries, size_t *bytes)
+void cache_usage(cache_t *c, struct cache_usage *u)
 {
-	*entries = *bytes = 0;
+	*u = (struct cache_usage){0};
 	for (unsigned i = 0; i < c->nshards; i++) {
 		struct shard *s = &c->shards[i];
 		pthread_mutex_lock(&s->lock);
-		*entries += s->count;
-		*bytes += s->bytes;
+		u->entries += s->count;
+		u->bytes += s->bytes;
+		u->evictions += s->evictions;
 		pthread_mutex_unlock(&s->lock);
 	}
 }

@@ -22,10 +22,17 @@ struct cache_key {
 
 /** Longest TTL kept, seconds (RFC 2308 suggests a day for negative answers; used for all). */
 #define CACHE_MAX_TTL 86400
+/** TTL of a stale answer's records (RFC 8767 4: 30 s). */
+#define CACHE_STALE_TTL 30
 
 /** A cache of at most max_bytes split over nshards (rounded up to a power of two).
  *  @return the cache (owned: cache_free), NULL when out of memory. */
 cache_t *cache_new(size_t max_bytes, unsigned nshards);
+/** Serve-stale and prefetch: an entry expired less than stale_max seconds ago is kept for
+ *  cache_get(stale_ok); with prefetch, a hit in the last tenth of an entry's TTL hands its
+ *  caller the refresh (once per entry). Default: neither. Call before any lookup. */
+void cache_configure(cache_t *c, uint32_t stale_max, bool prefetch);
+
 /** Free a cache. NULL is a no-op. */
 void cache_free(cache_t *c);
 
@@ -40,18 +47,32 @@ uint32_t cache_ttl(const uint8_t *reply, size_t len);
 bool cache_has_chain(const uint8_t *reply, size_t len);
 
 /** Store reply under k for ttl seconds from now_ms (a monotonic clock in ms). An entry that
- *  is still live is never replaced (a spoofed answer cannot overwrite a good one):
+ *  is still live is never replaced (a spoofed answer cannot overwrite a good one), unless its
+ *  refresh was handed out (prefetch):
  *  @return 0, -EEXIST when a live entry holds k, or another negative errno. */
 int cache_put(cache_t *c, const struct cache_key *k, const uint8_t *reply, size_t len,
 	      uint32_t ttl, uint64_t now_ms);
 
-/** Look k up; on a hit copy the answer into out[cap], patched for the client's query (ID,
- *  question bytes, TTLs aged and capped at max_ttl). @param has_chain receives
- *  cache_has_chain() of the answer. @return its length, -ENOENT on a miss or expiry, -ENOSPC
- *  if it does not fit. */
-int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint8_t *query,
-	      const struct wire_query *q, uint8_t *out, size_t cap, bool *has_chain,
-	      uint32_t max_ttl);
+/** What a lookup found besides the answer. */
+struct cache_hit {
+	bool has_chain; /**< cache_has_chain() of the answer. */
+	bool stale;     /**< Expired (within the stale window): TTLs set to CACHE_STALE_TTL. */
+	bool prefetch;  /**< The caller is to refresh this entry (it alone). */
+};
 
-/** Entries and bytes held (takes each shard's lock: for statistics, not the query path). */
-void cache_usage(cache_t *c, size_t *entries, size_t *bytes);
+/** Look k up; on a hit copy the answer into out[cap], patched for the client's query (ID,
+ *  question bytes, TTLs aged and capped at max_ttl). An expired entry within the stale window
+ *  is copied only when stale_ok. @return its length; -ENOENT on a miss; -ESTALE when only a
+ *  stale answer is there and !stale_ok; -ENOSPC if it does not fit. */
+int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint8_t *query,
+	      const struct wire_query *q, uint8_t *out, size_t cap, struct cache_hit *hit,
+	      uint32_t max_ttl, bool stale_ok);
+
+/** What the cache holds, and what LRU has evicted. */
+struct cache_usage {
+	size_t entries, bytes;
+	uint64_t evictions;
+};
+
+/** Take each shard's lock to read its usage: for statistics, not the query path. */
+void cache_usage(cache_t *c, struct cache_usage *u);

@@ -186,6 +186,8 @@ int main(int argc, char **argv)
 	/* One reader slot per worker, and one for the thread that saves snapshots. */
 	d.store = initial ? policy_store_new(d.o.threads + 1, initial) : NULL;
 	d.cache = cache_new(d.o.cache_bytes, d.o.threads * 8);
+	if (d.cache)
+		cache_configure(d.cache, d.o.stale_max, d.o.prefetch);
 	if (!d.store || !d.cache) {
 		log_err("out of memory at start-up");
 		return 1;
@@ -237,6 +239,12 @@ int main(int argc, char **argv)
 		 U(st.queries), U(st.denied), U(st.cache_hits), U(st.local), U(st.forwarded), U(st.servfail),
 		 U(st.formerr), U(st.dropped), U(st.tcp_conns), U(st.refused), U(st.rate_limited),
 		 U(st.looped), U(st.tcp_refused), U(st.tcp_evicted), U(st.tcp_timeouts));
+	struct cache_usage cu;
+	cache_usage(d.cache, &cu);
+	log_info("cache: %llu hits, %llu misses, %llu stale served, %llu prefetches; %llu entries, "
+		 "%llu bytes, %llu evicted",
+		 U(st.cache_hits), U(st.cache_misses), U(st.stale_served), U(st.prefetches),
+		 U(cu.entries), U(cu.bytes), U(cu.evictions));
 	log_info("upstream: %llu sent, %llu answered, %llu timed out, %llu soft failures, "
 		 "%llu merged, %llu tcp fallbacks (%llu over the cap), %llu jostled, %llu pool full, "
 		 "%llu sockets short, %llu probes; ignored: %llu mismatched, %llu case mismatched, "

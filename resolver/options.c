@@ -45,8 +45,15 @@
 	"  --sinkhole-a ADDR      the A answer of sinkhole mode\n" \
 	"  --sinkhole-aaaa ADDR   the AAAA answer of sinkhole mode\n" \
 	"  --max-ttl SEC          cache an answer for at most SEC (default 86400)\n" \
+	"  --min-ttl SEC          cache an answer for at least SEC (default 0)\n" \
 	"  --max-client-ttl SEC   hand clients TTLs of at most SEC, so that a name denied later\n" \
 	"                         is asked again soon (default 300)\n" \
+	"  --stale-max SEC        when no upstream answers, serve an answer expired at most SEC ago\n" \
+	"                         with TTL 30 and EDE 3 (RFC 8767; default 86400; 0: never)\n" \
+	"  --stale-timeout MS     a client with such an answer at hand waits at most MS for the\n" \
+	"                         upstreams before it gets it (default 1800)\n" \
+	"  --prefetch yes|no      refresh an answer asked for in the last tenth of its TTL, so\n" \
+	"                         popular names never expire for clients (default yes)\n" \
 	"  --upstream-trust-ad yes|no  pass the upstreams' AD bit to clients that set DO or AD\n" \
 	"                         (default no: AD is cleared)\n" \
 	"  --no-local-zone NAME   forward NAME and the default local zones below it rather than\n" \
@@ -363,7 +370,8 @@ enum {
 	OPT_REFUSE, OPT_DENY, OPT_RATELIMIT, OPT_RATELIMIT_SLIP, OPT_RATELIMIT_PREFIX, OPT_TCP_MAX,
 	OPT_TCP_PER_ADDR, OPT_TCP_IDLE, OPT_TCP_QUEUED, OPT_OUTGOING, OPT_CLIENT_PENDING, OPT_JOSTLE,
 	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6,
-	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA
+	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA,
+	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -402,6 +410,10 @@ static const struct option LONG_OPTIONS[] = {
 	{"no-local-zone", required_argument, NULL, OPT_NO_LOCAL},
 	{"local-data", required_argument, NULL, OPT_LOCAL_DATA},
 	{"max-client-ttl", required_argument, NULL, OPT_MAX_CLIENT_TTL},
+	{"min-ttl", required_argument, NULL, OPT_MIN_TTL},
+	{"stale-max", required_argument, NULL, OPT_STALE_MAX},
+	{"stale-timeout", required_argument, NULL, OPT_STALE_TIMEOUT},
+	{"prefetch", required_argument, NULL, OPT_PREFETCH},
 	{"upstream-trust-ad", required_argument, NULL, OPT_TRUST_AD},
 	{"sinkhole-a", required_argument, NULL, OPT_SINK4},
 	{"sinkhole-aaaa", required_argument, NULL, OPT_SINK6},
@@ -591,14 +603,28 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		return 0;
 	case OPT_0X20:
 	case OPT_COOKIES:
+	case OPT_PREFETCH:
 	case OPT_TRUST_AD: {
 		int yes = strcmp(val, "yes") == 0, no = strcmp(val, "no") == 0;
 		if (!yes && !no)
 			return fail(err, errlen, "--%s: expected yes or no, got '%s'", name, val);
-		*(opt == OPT_0X20 ? &o->use_0x20 : opt == OPT_COOKIES ? &o->cookies
-							    : &o->upstream_trust_ad) = yes;
+		*(opt == OPT_0X20      ? &o->use_0x20
+		  : opt == OPT_COOKIES ? &o->cookies
+		  : opt == OPT_PREFETCH ? &o->prefetch
+					: &o->upstream_trust_ad) = yes;
 		return 0;
 	}
+	case OPT_MIN_TTL:
+	case OPT_STALE_MAX:
+		if (parse_uint(val, 0, 604800, &v) < 0)
+			return fail(err, errlen, "--%s: expected seconds 0..604800, got '%s'", name, val);
+		*(opt == OPT_MIN_TTL ? &o->min_ttl : &o->stale_max) = (uint32_t)v;
+		return 0;
+	case OPT_STALE_TIMEOUT:
+		if (parse_uint(val, 0, 60000, &v) < 0)
+			return fail(err, errlen, "--%s: expected milliseconds 0..60000, got '%s'", name, val);
+		o->stale_timeout_ms = (unsigned)v;
+		return 0;
 	case OPT_NO_LOCAL:
 		if (local_zone_off(o, val) < 0)
 			return fail(err, errlen, "--%s: no default local zone is at or below '%s' (see --help)",
@@ -715,6 +741,9 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->cookies = 1;
 	o->max_ttl = 86400;
 	o->max_client_ttl = 300;
+	o->stale_max = 86400;
+	o->stale_timeout_ms = 1800;
+	o->prefetch = 1;
 	struct list_state ls = {0};
 
 	/* The config file first, so that flags override it whatever their order. */
@@ -760,6 +789,11 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s' (see --help)%s", argv[optind], "");
 
+	if (o->min_ttl > o->max_ttl) {
+		snprintf(err, errlen, "--min-ttl %u is above --max-ttl %u", (unsigned)o->min_ttl,
+			 (unsigned)o->max_ttl);
+		return -EINVAL;
+	}
 	if (o->nstatus_allow == 0) {
 		options_parse_cidr("127.0.0.0/8", &o->status_allow[0]);
 		options_parse_cidr("::1", &o->status_allow[1]);

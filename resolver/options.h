@@ -76,6 +76,10 @@ struct options {
 	int use_0x20;                 /**< Random letter case on upstream questions. */
 	uint32_t max_ttl;             /**< Longest an answer is cached, seconds. */
 	uint32_t max_client_ttl;      /**< Largest TTL handed to clients, seconds. */
+	uint32_t min_ttl;             /**< Shortest an answer is cached, seconds. */
+	uint32_t stale_max;           /**< Serve answers expired at most this long ago; 0: off. */
+	unsigned stale_timeout_ms;    /**< A client with a stale answer at hand waits this long. */
+	int prefetch;                 /**< Refresh entries asked for in their last tenth of TTL. */
 	int upstream_trust_ad;        /**< Pass the upstreams' AD bit (to DO or AD clients). */
 	uint64_t local_off[2];        /**< Default local zones handed back (local_zone_off bits). */
 	const char *local_data[OPTIONS_MAX_LOCAL_DATA]; /**< "NAME TYPE RDATA" (process lifetime). */

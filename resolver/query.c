@@ -249,6 +249,56 @@ static void fix_ad(const struct worker *w, const struct wire_query *q, uint8_t *
 		ans[3] &= (uint8_t)~WIRE_FLAG_AD;
 }
 
+/* ---- Serve-stale and prefetch ------------------------------------------------------------ */
+
+/* The client of a prefetch: nobody; its answer only refreshes the cache. */
+static const struct client PREFETCH_CLIENT = {.ops = NULL, .session = NULL};
+
+/* Refresh a cache entry in its last tenth of TTL, in the background. */
+static void prefetch(struct worker *w, const uint8_t *pkt, size_t len, const struct wire_query *q)
+{
+	if (upstream_forward(w->up, &PREFETCH_CLIENT, pkt, len, q, 0) == 0)
+		w->st.prefetches++;
+}
+
+/* Answer c from an expired cache entry, TTL 30 and EDE 3 (RFC 8767), when no upstream answers
+ * in time; the policy is asked again first, for the name and any CNAME/DNAME target, so a name
+ * denied meanwhile stays denied. @return 1 when c was answered. */
+static int serve_stale(struct worker *w, const struct client *c, const uint8_t *query,
+		       const struct wire_query *q)
+{
+	if (!w->o->stale_max)
+		return 0;
+	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
+	struct policy_verdict v;
+	policy_lookup(pol, &q->qname, &v);
+	if (v.action == POLICY_DENY) {
+		deny(w, c, query, q, pol, &v, NULL);
+		return 1;
+	}
+	struct cache_key key;
+	struct cache_hit hit;
+	cache_key_make(w->server->cache, &key, q);
+	int n = cache_get(w->server->cache, &key, uv_now(&w->loop), query, q, w->answer,
+			  WORKER_ANSWER_MAX, &hit, w->o->max_client_ttl, true);
+	if (n <= 0)
+		return 0;
+	struct name target;
+	if (hit.has_chain && chain_denied(pol, w->answer, (size_t)n, &v, &target)) {
+		deny(w, c, query, q, pol, &v, &target);
+		return 1;
+	}
+	if (hit.stale) {
+		w->st.stale_served++;
+		n = (int)wire_add_ede(w->answer, (size_t)n, WORKER_ANSWER_MAX, ANSWER_EDE_STALE, "");
+	} else {
+		w->st.cache_hits++; /* Refreshed meanwhile (by another worker). */
+	}
+	fix_ad(w, q, w->answer);
+	respond(c, query, q, w->answer, (size_t)n);
+	return 1;
+}
+
 /* ---- Decide ------------------------------------------------------------------------------- */
 
 /* Answer an admitted query given the policy's verdict on its name: deny, the cache, or the
@@ -275,19 +325,28 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 	}
 
 	struct cache_key key;
-	bool has_chain;
+	struct cache_hit hit;
 	cache_key_make(w->server->cache, &key, q);
 	n = cache_get(w->server->cache, &key, uv_now(&w->loop), pkt, q, w->answer,
-			  WORKER_ANSWER_MAX, &has_chain, w->o->max_client_ttl);
+		      WORKER_ANSWER_MAX, &hit, w->o->max_client_ttl, false);
 	if (n > 0) {
 		struct name target;
-		if (has_chain && chain_denied(pol, w->answer, (size_t)n, &v, &target)) {
+		if (hit.has_chain && chain_denied(pol, w->answer, (size_t)n, &v, &target)) {
 			deny(w, c, pkt, q, pol, &v, &target);
 			return 0;
 		}
 		w->st.cache_hits++;
 		fix_ad(w, q, w->answer);
 		respond(c, pkt, q, w->answer, (size_t)n);
+		if (hit.prefetch)
+			prefetch(w, pkt, len, q);
+		return 0;
+	}
+	w->st.cache_misses++;
+	int stale = n == -ESTALE;
+	if (stale && w->o->stale_timeout_ms == 0 && !cache_only && serve_stale(w, c, pkt, q)) {
+		/* Stale at once, refreshed in the background (RFC 8767 with a zero timeout). */
+		prefetch(w, pkt, len, q);
 		return 0;
 	}
 	if (cache_only) {
@@ -297,14 +356,19 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 
 	/* One client may keep only its share of the pending pool waiting. */
 	if (admit_pending_take(w->admit, &c->addr) < 0) {
-		w->st.servfail++;
-		answer_with_error(w, c, pkt, q, WIRE_RCODE_SERVFAIL, -1, NULL);
+		if (!(stale && serve_stale(w, c, pkt, q))) {
+			w->st.servfail++;
+			answer_with_error(w, c, pkt, q, WIRE_RCODE_SERVFAIL, -1, NULL);
+		}
 		return 0;
 	}
-	if (upstream_forward(w->up, c, pkt, len, q) < 0) {
+	/* With a stale answer at hand the client waits at most the stale timeout (RFC 8767). */
+	if (upstream_forward(w->up, c, pkt, len, q, stale ? w->o->stale_timeout_ms : 0) < 0) {
 		admit_pending_give(w->admit, &c->addr);
-		w->st.servfail++;
-		answer_with_error(w, c, pkt, q, WIRE_RCODE_SERVFAIL, -1, NULL);
+		if (!(stale && serve_stale(w, c, pkt, q))) {
+			w->st.servfail++;
+			answer_with_error(w, c, pkt, q, WIRE_RCODE_SERVFAIL, -1, NULL);
+		}
 		return 0;
 	}
 	w->st.forwarded++;
@@ -350,14 +414,22 @@ void query_handle_batch(struct worker *w, struct query_batch *b)
 
 /* ---- Upstream answers --------------------------------------------------------------------- */
 
-void query_upstream_answer(void *ctx, const struct client *c, const uint8_t *query,
-			   const struct wire_query *q, uint8_t *reply, size_t len, int first)
+int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *query,
+			  const struct wire_query *q, uint8_t *reply, size_t len, unsigned flags)
 {
 	struct worker *w = ctx;
-	admit_pending_give(w->admit, &c->addr);
-	if (reply && first) {
+	if (flags & UPSTREAM_DUE)
+		return c->session ? serve_stale(w, c, query, q) : 0;
+	if (c->ops) /* A prefetch took no share. */
+		admit_pending_give(w->admit, &c->addr);
+	if (reply && (flags & UPSTREAM_FIRST)) {
 		/* Cached whether or not this client is still there to get it. */
 		uint32_t ttl = cache_ttl(reply, len);
+		if (ttl > 0 && ttl < w->o->min_ttl) {
+			/* Raised in the answer too, so its records do not age past zero in the cache. */
+			ttl = w->o->min_ttl;
+			wire_clamp_ttls(reply, len, ttl, UINT32_MAX);
+		}
 		if (ttl > w->o->max_ttl)
 			ttl = w->o->max_ttl;
 		if (ttl > 0) {
@@ -367,11 +439,16 @@ void query_upstream_answer(void *ctx, const struct client *c, const uint8_t *que
 		}
 	}
 	if (!c->session)
-		return; /* The client went away (a TCP connection closed). */
-	if (!reply) {
-		w->st.servfail++;
-		answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL,
-				  ANSWER_EDE_NO_REACHABLE_AUTHORITY, "no upstream answered in time");
+		return 0; /* The client went away (a TCP connection closed), or was a prefetch. */
+	if (flags & UPSTREAM_ANSWERED) {
+		/* It had a stale answer; this one refreshed the cache. */
+	} else if (!reply) {
+		if (!serve_stale(w, c, query, q)) {
+			w->st.servfail++;
+			answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL,
+					  ANSWER_EDE_NO_REACHABLE_AUTHORITY,
+					  "no upstream answered in time");
+		}
 	} else {
 		const policy_t *pol = policy_store_enter(w->server->store, w->reader);
 		struct policy_verdict v;
@@ -388,4 +465,5 @@ void query_upstream_answer(void *ctx, const struct client *c, const uint8_t *que
 	/* Answering may have closed the connection (its session is then gone). */
 	if (c->session && c->ops->done)
 		c->ops->done(c);
+	return 0;
 }

@@ -32,5 +32,5 @@ int query_handle(struct worker *w, const struct client *c, const uint8_t *pkt, s
 void query_handle_batch(struct worker *w, struct query_batch *b);
 
 /** The worker's upstream answer callback (upstream_answer_cb); ctx is the worker. */
-void query_upstream_answer(void *ctx, const struct client *c, const uint8_t *query,
-			   const struct wire_query *q, uint8_t *reply, size_t len, int first);
+int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *query,
+			  const struct wire_query *q, uint8_t *reply, size_t len, unsigned flags);

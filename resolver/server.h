@@ -30,6 +30,9 @@ struct server_stats {
 	uint64_t tcp_timeouts; /**< TCP connections cut by the idle or message deadline. */
 	uint64_t looped;      /**< Queries from embargo's own upstream sockets, dropped. */
 	uint64_t local;       /**< Answered from local zones and local data. */
+	uint64_t cache_misses; /**< Lookups that found no fresh answer (stale ones included). */
+	uint64_t stale_served; /**< Expired answers served (RFC 8767). */
+	uint64_t prefetches;  /**< Cache entries refreshed before they expired. */
 };
 
 /** Create the workers and bind every socket now, so that bind errors surface at once; no query

@@ -41,6 +41,10 @@ struct pending;
 /* A client's query waiting for an upstream answer. */
 struct waiter {
 	struct waiter *next;
+	struct waiter *due_prev, *due_next; /* The serve-stale list, in deadline order. */
+	uint64_t due;                       /* When a stale answer is due (0: none). */
+	uint8_t in_due;
+	uint8_t answered;                   /* It got a stale answer; the question goes on. */
 	struct client client;
 	struct wire_query q;
 	uint16_t len;
@@ -140,7 +144,8 @@ struct upstream {
 	const struct options *o;
 	upstream_answer_cb cb;
 	void *ctx;
-	uv_timer_t timer, probe_timer;
+	uv_timer_t timer, probe_timer, due_timer;
+	struct waiter *due_head, *due_tail;
 	int open_handles;
 	int closing;
 	struct waiter *waiter_pool, *free_waiters;
@@ -173,6 +178,7 @@ static int family_index(int family)
 
 static void timer_cb(uv_timer_t *t);
 static void probe_timer_cb(uv_timer_t *t);
+static void due_timer_cb(uv_timer_t *t);
 static void next_attempt(upstream_t *u, struct pending *p);
 
 /* ---- Randomness ------------------------------------------------------------------------- */
@@ -529,6 +535,65 @@ static void release(upstream_t *u, struct pending *p)
 	u->npending--;
 }
 
+/* ---- Serve-stale deadlines ---------------------------------------------------------------- */
+
+/* Every waiter has the same stale timeout, so the list is in deadline order as appended. */
+static void due_arm(upstream_t *u)
+{
+	if (!u->due_head) {
+		uv_timer_stop(&u->due_timer);
+		return;
+	}
+	uint64_t now = uv_now(u->loop);
+	uv_timer_start(&u->due_timer, due_timer_cb, u->due_head->due > now ? u->due_head->due - now : 0,
+		       0);
+}
+
+static void due_remove(upstream_t *u, struct waiter *w)
+{
+	if (!w->in_due)
+		return;
+	if (w->due_prev)
+		w->due_prev->due_next = w->due_next;
+	else
+		u->due_head = w->due_next;
+	if (w->due_next)
+		w->due_next->due_prev = w->due_prev;
+	else
+		u->due_tail = w->due_prev;
+	w->due_prev = w->due_next = NULL;
+	w->in_due = 0;
+}
+
+static void due_append(upstream_t *u, struct waiter *w)
+{
+	w->due_prev = u->due_tail;
+	w->due_next = NULL;
+	if (u->due_tail)
+		u->due_tail->due_next = w;
+	else
+		u->due_head = w;
+	u->due_tail = w;
+	w->in_due = 1;
+	if (u->due_head == w)
+		due_arm(u);
+}
+
+/* A client that may have a stale answer has waited long enough: the query path answers it from
+ * the cache if it still can, and its question goes on as the entry's refresh. */
+static void due_timer_cb(uv_timer_t *t)
+{
+	upstream_t *u = t->data;
+	uint64_t now = uv_now(u->loop);
+	while (u->due_head && u->due_head->due <= now) {
+		struct waiter *w = u->due_head;
+		due_remove(u, w);
+		if (u->cb(u->ctx, &w->client, w->query, &w->q, NULL, 0, UPSTREAM_DUE))
+			w->answered = 1;
+	}
+	due_arm(u);
+}
+
 /* Finish p with reply (NULL: failure): every waiter gets its own copy, then p is released. */
 static void finish(upstream_t *u, struct pending *p, const uint8_t *reply, size_t len)
 {
@@ -552,9 +617,10 @@ static void finish(upstream_t *u, struct pending *p, const uint8_t *reply, size_
 	}
 	struct waiter *w = p->waiters;
 	p->waiters = p->last_waiter = NULL;
-	int first = 1;
+	unsigned first = UPSTREAM_FIRST;
 	while (w) {
 		struct waiter *next = w->next;
+		due_remove(u, w);
 		if (!u->closing) {
 			uint8_t *out = NULL;
 			if (reply) {
@@ -562,7 +628,8 @@ static void finish(upstream_t *u, struct pending *p, const uint8_t *reply, size_
 				memcpy(out, u->deliver, len);
 				wire_answer_patch(out, w->query, &w->q);
 			}
-			u->cb(u->ctx, &w->client, w->query, &w->q, out, reply ? len : 0, first);
+			u->cb(u->ctx, &w->client, w->query, &w->q, out, reply ? len : 0,
+			      first | (w->answered ? UPSTREAM_ANSWERED : 0));
 			first = 0;
 		}
 		w->next = u->free_waiters;
@@ -1205,8 +1272,9 @@ upstream_t *upstream_new(uv_loop_t *loop, const struct options *o, upstream_answ
 		random_bytes(u, u->health[i].client_cookie, 8);
 	uv_timer_init(loop, &u->timer);
 	uv_timer_init(loop, &u->probe_timer);
-	u->timer.data = u->probe_timer.data = u;
-	u->open_handles = 2;
+	uv_timer_init(loop, &u->due_timer);
+	u->timer.data = u->probe_timer.data = u->due_timer.data = u;
+	u->open_handles = 3;
 	return u;
 }
 
@@ -1234,6 +1302,7 @@ void upstream_close(upstream_t *u)
 			sock_close(u->health[i].probe);
 	uv_close((uv_handle_t *)&u->timer, handle_closed);
 	uv_close((uv_handle_t *)&u->probe_timer, handle_closed);
+	uv_close((uv_handle_t *)&u->due_timer, handle_closed);
 }
 
 /* The merge key: the question as the cache keys it (lower-case name, type, class, EDNS, DO,
@@ -1262,7 +1331,7 @@ static int jostle(upstream_t *u)
 }
 
 int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query, size_t len,
-		     const struct wire_query *q)
+		     const struct wire_query *q, unsigned stale_ms)
 {
 	if (len > QUERY_MAX || WIRE_HEADER + q->qname_len + 4u + 11 + 12 + 32 > OUT_MAX)
 		return -EMSGSIZE;
@@ -1326,6 +1395,12 @@ int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query
 	struct waiter *w = u->free_waiters;
 	u->free_waiters = w->next;
 	w->next = NULL;
+	w->answered = 0;
+	w->in_due = 0;
+	if (stale_ms) {
+		w->due = uv_now(u->loop) + stale_ms;
+		due_append(u, w);
+	}
 	w->client = *c;
 	w->q = *q;
 	w->len = (uint16_t)len;

@@ -20,13 +20,26 @@
 
 typedef struct upstream upstream_t;
 
+/** Flags of an answer callback. */
+enum {
+	UPSTREAM_FIRST = 1,    /**< The question's first client: its answer is the one cached. */
+	UPSTREAM_DUE = 2,      /**< No answer yet, and this client's stale timeout has passed:
+				    answer it from the cache if possible (then return 1); the
+				    question goes on. reply is NULL. */
+	UPSTREAM_ANSWERED = 4, /**< The client was answered at its UPSTREAM_DUE: do not answer
+				    it again. */
+};
+
 /** Delivers the answer to one client of a forwarded question (reply NULL: no upstream
- *  answered in time). reply already carries the client's ID and question case; first is 1 for
- *  the first client of the question (the one whose answer is cached). Called for every client,
- *  also those whose session is gone (c->session NULL). All arguments are borrowed for the call;
- *  the callback may modify reply in place. */
-typedef void (*upstream_answer_cb)(void *ctx, const struct client *c, const uint8_t *query,
-				   const struct wire_query *q, uint8_t *reply, size_t len, int first);
+ *  answered in time). reply already carries the client's ID and question case. Called for
+ *  every client, also those whose session is gone (c->session NULL), once at the end with
+ *  flags 0 or UPSTREAM_FIRST (| UPSTREAM_ANSWERED), and for a client forwarded with a stale
+ *  timeout also once before with UPSTREAM_DUE if that passes first. All arguments are
+ *  borrowed for the call; the callback may modify reply in place. @return 1 when it answered
+ *  the client at UPSTREAM_DUE, else 0. */
+typedef int (*upstream_answer_cb)(void *ctx, const struct client *c, const uint8_t *query,
+				  const struct wire_query *q, uint8_t *reply, size_t len,
+				  unsigned flags);
 
 /** Per-worker forwarding statistics. */
 struct upstream_stats {
@@ -43,11 +56,12 @@ upstream_t *upstream_new(uv_loop_t *loop, const struct options *o, upstream_answ
  *  in flight are dropped without callbacks. NULL is a no-op. */
 void upstream_close(upstream_t *u);
 
-/** Forward query (copied) for client c. @return 0; -ENOBUFS when the pool is full and no query
- *  in it is old enough to jostle; -EMSGSIZE when the query is too large to keep. On error the
- *  callback never runs. */
+/** Forward query (copied) for client c; with stale_ms > 0 the callback is asked to answer it
+ *  from the cache (UPSTREAM_DUE) when no answer came within stale_ms. @return 0; -ENOBUFS when
+ *  the pool is full and no query in it is old enough to jostle; -EMSGSIZE when the query is
+ *  too large to keep. On error the callback never runs. */
 int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query, size_t len,
-		     const struct wire_query *q);
+		     const struct wire_query *q, unsigned stale_ms);
 
 /** A session (a TCP connection) went away: its clients' answers go to no one (c->session is
  *  NULL in their callbacks). */

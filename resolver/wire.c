@@ -218,3 +218,33 @@ void wire_age_ttls(uint8_t *pkt, size_t len, uint32_t age, uint32_t max)
 		wire_put32(pkt + rr.ttl_off, ttl < max ? ttl : max);
 	}
 }
+
+void wire_clamp_ttls(uint8_t *pkt, size_t len, uint32_t min, uint32_t max)
+{
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	if (wire_rr_begin(&it, pkt, len) < 0)
+		return;
+	while (wire_rr_next(&it, &rr) > 0) {
+		if (rr.type == WIRE_TYPE_OPT)
+			continue;
+		uint32_t ttl = rr.ttl < min ? min : rr.ttl > max ? max : rr.ttl;
+		wire_put32(pkt + rr.ttl_off, ttl);
+	}
+}
+
+size_t wire_add_ede(uint8_t *pkt, size_t len, size_t cap, uint16_t code, const char *text)
+{
+	struct wire_rr opt;
+	if (wire_find_opt(pkt, len, &opt) <= 0 || opt.rdata + opt.rdlen != len)
+		return len;
+	size_t tlen = strlen(text);
+	if (len + 6 + tlen > cap || opt.rdlen + 6u + tlen > 65535)
+		return len;
+	wire_put16(pkt + len, 15);
+	wire_put16(pkt + len + 2, (uint16_t)(2 + tlen));
+	wire_put16(pkt + len + 4, code);
+	memcpy(pkt + len + 6, text, tlen);
+	wire_put16(pkt + opt.rdata - 2, (uint16_t)(opt.rdlen + 6 + tlen));
+	return len + 6 + tlen;
+}

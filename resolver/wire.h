@@ -122,6 +122,14 @@ size_t wire_remove_opt(uint8_t *pkt, size_t len);
  *  max, in place. */
 void wire_age_ttls(uint8_t *pkt, size_t len, uint32_t age, uint32_t max);
 
+/** Set every TTL in pkt (but the OPT's) into [min, max]. */
+void wire_clamp_ttls(uint8_t *pkt, size_t len, uint32_t min, uint32_t max);
+
+/** Add an Extended DNS Error (RFC 8914) with text to pkt's OPT record, when the OPT is the
+ *  last record and the result fits in cap. @return the new length (len when nothing was
+ *  added). */
+size_t wire_add_ede(uint8_t *pkt, size_t len, size_t cap, uint16_t code, const char *text);
+
 /** Make ans (an answer to the same question) an answer to query: its ID, its RD bit and its
  *  question name, letter case included. The names must have the same wire length. */
 void wire_answer_patch(uint8_t *ans, const uint8_t *query, const struct wire_query *q);

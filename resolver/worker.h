@@ -21,7 +21,7 @@
 #define WORKER_STAT_FIELDS(X) \
 	X(queries) X(denied) X(cache_hits) X(forwarded) X(servfail) X(formerr) X(dropped) \
 	X(tcp_conns) X(refused) X(rate_limited) X(tcp_refused) X(tcp_evicted) X(tcp_timeouts) \
-	X(looped) X(local)
+	X(looped) X(local) X(cache_misses) X(stale_served) X(prefetches)
 
 struct udp_state;
 struct tcp_state;

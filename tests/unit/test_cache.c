@@ -95,10 +95,12 @@ Test(cache, hit_is_patched_for_the_client)
 	struct wire_query q2p = parse(q2, q2len);
 	cache_key_make(c, &k, &q2p);
 	uint8_t out[4096];
-	bool chain;
-	int n = cache_get(c, &k, 1000 + 30500, q2, &q2p, out, sizeof(out), &chain, UINT32_MAX);
+	struct cache_hit hit;
+	int n = cache_get(c, &k, 1000 + 30500, q2, &q2p, out, sizeof(out), &hit, UINT32_MAX, false);
 	cr_assert_eq(n, (int)rlen);
-	cr_expect_not(chain);
+	cr_expect_not(hit.has_chain);
+	cr_expect_not(hit.stale);
+	cr_expect_not(hit.prefetch, "prefetch is off by default");
 	ldns_pkt *pkt = NULL;
 	cr_assert_eq(ldns_wire2pkt(&pkt, out, (size_t)n), LDNS_STATUS_OK);
 	cr_expect_eq(ldns_pkt_id(pkt), 0x4242);
@@ -108,10 +110,11 @@ Test(cache, hit_is_patched_for_the_client)
 	ldns_pkt_free(pkt);
 
 	/* Expired: the lowest TTL (100 s) has passed. */
-	cr_expect_eq(cache_get(c, &k, 1000 + 100000, q2, &q2p, out, sizeof(out), &chain, UINT32_MAX), -ENOENT);
-	size_t entries, bytes;
-	cache_usage(c, &entries, &bytes);
-	cr_expect_eq(entries, 0, "an expired entry is dropped when met");
+	cr_expect_eq(cache_get(c, &k, 1000 + 100000, q2, &q2p, out, sizeof(out), &hit, UINT32_MAX, true),
+		     -ENOENT);
+	struct cache_usage u;
+	cache_usage(c, &u);
+	cr_expect_eq(u.entries, 0, "without serve-stale an expired entry is dropped when met");
 	free(reply);
 	free(q1);
 	free(q2);
@@ -139,11 +142,12 @@ Test(cache, stays_within_its_size)
 		free(reply);
 		free(query);
 	}
-	size_t entries, bytes;
-	cache_usage(c, &entries, &bytes);
-	cr_expect_leq(bytes, max);
-	cr_expect_gt(entries, 100);
-	cr_expect_lt(entries, 5000);
+	struct cache_usage u;
+	cache_usage(c, &u);
+	cr_expect_leq(u.bytes, max);
+	cr_expect_gt(u.entries, 100);
+	cr_expect_lt(u.entries, 5000);
+	cr_expect_eq(u.evictions, 5000 - u.entries, "every entry not held was evicted by LRU");
 	cache_free(c);
 }
 
@@ -162,8 +166,8 @@ Test(cache, a_live_entry_is_never_replaced)
 	cr_assert_eq(cache_put(c, &k, r1, len1, 300, 1000), 0);
 	cr_expect_eq(cache_put(c, &k, r2, len2, 86400, 2000), -EEXIST);
 	uint8_t out[4096];
-	bool chain;
-	int n = cache_get(c, &k, 3000, q1, &q, out, sizeof(out), &chain, UINT32_MAX);
+	struct cache_hit hit;
+	int n = cache_get(c, &k, 3000, q1, &q, out, sizeof(out), &hit, UINT32_MAX, false);
 	cr_assert_eq(n, (int)len1);
 	cr_expect_eq(memcmp(out + n - 4, "\300\000\002\001", 4), 0, "the live answer was replaced");
 	/* Once it has expired, a new answer takes its place. */
@@ -187,4 +191,75 @@ Test(cache, keys_are_hashed_under_a_secret)
 	free(q1);
 	cache_free(a);
 	cache_free(b);
+}
+
+/* RFC 8767: an expired entry is kept for the stale window, handed out only to a caller that asks
+ * for it (with TTL 30), and dropped after the window. */
+Test(cache, stale_answers_within_the_window)
+{
+	cache_t *c = cache_new(1 << 20, 1);
+	cache_configure(c, 3600, false);
+	size_t rlen, qlen;
+	const char *rrs[] = {"a|www.example. 60 IN A 192.0.2.1"};
+	uint8_t *reply = make_reply("www.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, rrs, 1, &rlen);
+	uint8_t *q1 = make_query("www.example.", LDNS_RR_TYPE_A, 0, 7, &qlen);
+	struct wire_query q = parse(q1, qlen);
+	struct cache_key k;
+	cache_key_make(c, &k, &q);
+	cr_assert_eq(cache_put(c, &k, reply, rlen, 60, 0), 0);
+	uint8_t out[4096];
+	struct cache_hit hit;
+	cr_expect_eq(cache_get(c, &k, 61000, q1, &q, out, sizeof(out), &hit, 300, false), -ESTALE);
+	int n = cache_get(c, &k, 61000, q1, &q, out, sizeof(out), &hit, 300, true);
+	cr_assert_eq(n, (int)rlen);
+	cr_expect(hit.stale);
+	ldns_pkt *pkt = NULL;
+	cr_assert_eq(ldns_wire2pkt(&pkt, out, (size_t)n), LDNS_STATUS_OK);
+	cr_expect_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_answer(pkt), 0)), CACHE_STALE_TTL);
+	ldns_pkt_free(pkt);
+	/* Past the window: gone. */
+	cr_expect_eq(cache_get(c, &k, 60000 + 3600000, q1, &q, out, sizeof(out), &hit, 300, true),
+		     -ENOENT);
+	struct cache_usage u;
+	cache_usage(c, &u);
+	cr_expect_eq(u.entries, 0);
+	free(reply);
+	free(q1);
+	cache_free(c);
+}
+
+/* Prefetch: a hit in the last tenth of the TTL hands out one refresh, and only that refresh may
+ * replace the live entry. */
+Test(cache, prefetch_once_in_the_last_tenth)
+{
+	cache_t *c = cache_new(1 << 20, 1);
+	cache_configure(c, 0, true);
+	size_t len1, len2, qlen;
+	const char *old[] = {"a|www.example. 100 IN A 192.0.2.1"};
+	const char *fresh[] = {"a|www.example. 100 IN A 192.0.2.2"};
+	uint8_t *r1 = make_reply("www.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, old, 1, &len1);
+	uint8_t *r2 = make_reply("www.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, fresh, 1, &len2);
+	uint8_t *q1 = make_query("www.example.", LDNS_RR_TYPE_A, 0, 7, &qlen);
+	struct wire_query q = parse(q1, qlen);
+	struct cache_key k;
+	cache_key_make(c, &k, &q);
+	cr_assert_eq(cache_put(c, &k, r1, len1, 100, 0), 0);
+	uint8_t out[4096];
+	struct cache_hit hit;
+	cr_assert_gt(cache_get(c, &k, 89000, q1, &q, out, sizeof(out), &hit, 300, false), 0);
+	cr_expect_not(hit.prefetch, "11 s of 100 left: not yet");
+	cr_expect_eq(cache_put(c, &k, r2, len2, 100, 89000), -EEXIST);
+	cr_assert_gt(cache_get(c, &k, 91000, q1, &q, out, sizeof(out), &hit, 300, false), 0);
+	cr_expect(hit.prefetch, "9 s of 100 left: refresh");
+	cr_assert_gt(cache_get(c, &k, 92000, q1, &q, out, sizeof(out), &hit, 300, false), 0);
+	cr_expect_not(hit.prefetch, "one refresh per entry");
+	cr_expect_eq(cache_put(c, &k, r2, len2, 100, 93000), 0, "the refresh replaces the entry");
+	int n = cache_get(c, &k, 94000, q1, &q, out, sizeof(out), &hit, 300, false);
+	cr_assert_eq(n, (int)len2);
+	cr_expect_eq(memcmp(out + n - 4, "\300\000\002\002", 4), 0);
+	cr_expect_not(hit.prefetch);
+	free(r1);
+	free(r2);
+	free(q1);
+	cache_free(c);
 }

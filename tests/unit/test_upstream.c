@@ -28,21 +28,22 @@ struct answer {
 };
 static struct answer got;
 
-static void on_answer(void *ctx, const struct client *c, const uint8_t *query,
-		      const struct wire_query *q, uint8_t *reply, size_t len, int first)
+static int on_answer(void *ctx, const struct client *c, const uint8_t *query,
+		     const struct wire_query *q, uint8_t *reply, size_t len, unsigned flags)
 {
 	(void)ctx;
 	(void)c;
 	(void)query;
 	got.calls++;
-	got.firsts += first;
+	got.firsts += (flags & UPSTREAM_FIRST) ? 1 : 0;
 	if (!reply) {
 		got.failures++;
-		return;
+		return 0;
 	}
 	got.id = wire_get16(reply);
 	memcpy(got.name, reply + WIRE_HEADER, q->qname_len);
 	got.len = len;
+	return 0;
 }
 
 /* A UDP socket on 127.0.0.1 that plays an upstream; its address in *ss. */
@@ -160,7 +161,7 @@ static int forward(struct setup *s, const char *name, int edns, uint16_t id, uin
 	}
 	struct wire_query wq;
 	cr_assert_eq(wire_parse_query(buf, len, &wq), 0);
-	return upstream_forward(s->up, &s->client, buf, len, &wq);
+	return upstream_forward(s->up, &s->client, buf, len, &wq, 0);
 }
 
 static char *addr_arg(const struct sockaddr_storage *ss)

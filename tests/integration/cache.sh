@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# The cache as operators of Unbound expect it: serve-stale (RFC 8767) when the upstream stops
+# answering, never for a name or CNAME target denied meanwhile; prefetch of popular entries
+# before they expire; --min-ttl. Real redis-server, NSD, tests/integration/fakedns.py and kdig.
+set -u
+srcdir=${srcdir:-.}
+EMBARGO=${EMBARGO:-./resolver/embargo}
+POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
+. "$srcdir/tests/integration/lib.sh"
+
+need_all
+FAKE="$srcdir/tests/integration/fakedns.py"
+
+REDIS=$(free_port)
+NSD=$(free_port)
+start_redis "$REDIS"
+start_nsd "$NSD"
+NSD_PID=${PIDS[-1]}
+R() { redis-cli -p "$REDIS" "$@" >/dev/null; }
+R del embargo:deny embargo:allow embargo:reason
+R sadd embargo:deny kaspersky.com
+"$POLICY_TOOL" --redis "redis://127.0.0.1:$REDIS" --by test accept >/dev/null
+
+# NSD serves from its children's children: the whole tree stops (a silent upstream) and goes on.
+nsd_tree() {
+	local p=$1 c
+	echo "$p"
+	for c in $(pgrep -P "$p"); do nsd_tree "$c"; done
+}
+nsd_stop() { kill -STOP $(nsd_tree "$NSD_PID"); }
+nsd_cont() { kill -CONT $(nsd_tree "$NSD_PID"); }
+
+# ms: milliseconds since the epoch.
+ms() { date +%s%3N; }
+
+# NSD answers, the answers expire, NSD stops (SIGSTOP: silent, as a dead network): the expired
+# answer is served with TTL 30 and EDE 3 once the stale timeout passes, and not before the
+# policy is asked again: a name whose CNAME target was denied meanwhile is denied.
+serve_stale() {
+	local p out t0 t1
+	p=$(free_port)
+	start_embargo stale "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+		--reload-interval 1 --stale-timeout 500 --timeout 4000 --prefetch no
+	# (With EDNS, as the questions below: EDNS is part of the cache key.)
+	q "$p" @127.0.0.1 stale1.test A +edns +short | grep -qx 192.0.2.91 || { echo "no first answer"; return 1; }
+	q "$p" @127.0.0.1 stalecname.test A +edns +short | grep -qx 192.0.2.94 || { echo "no chain"; return 1; }
+	sleep 2.5 # Both expired (TTL 2).
+	nsd_stop
+	R sadd embargo:deny stalecname-target.test
+	wait_for 5 by_policy "$p" stalecname-target.test || { nsd_cont; echo "rule not loaded"; return 1; }
+	t0=$(ms)
+	out=$(q "$p" @127.0.0.1 stale1.test A +edns)
+	t1=$(ms)
+	echo "stale answer after $((t1 - t0)) ms (stale timeout 500 ms)"
+	local chain
+	chain=$(q "$p" @127.0.0.1 stalecname.test A +edns)
+	nsd_cont
+	grep -q "status: NOERROR" <<<"$out" && grep -qE "^stale1\.test\.\s+30\s+IN\s+A\s+192.0.2.91" <<<"$out" &&
+		grep -q "EDE: 3 (Stale Answer)" <<<"$out" || { echo "stale: $out"; return 1; }
+	[ $((t1 - t0)) -ge 450 ] && [ $((t1 - t0)) -lt 1500 ] || { echo "waited $((t1 - t0)) ms"; return 1; }
+	grep -q "status: NXDOMAIN" <<<"$chain" && grep -q "EDE: 16" <<<"$chain" &&
+		! grep -q "192.0.2.94" <<<"$chain" || { echo "denied target served stale: $chain"; return 1; }
+	# The upstream is back: a fresh answer again, without EDE.
+	wait_for 10 eval "q $p @127.0.0.1 stale1.test A +edns | grep -q 'EDE: 3' && false || true"
+	out=$(q "$p" @127.0.0.1 stale2.test A +edns +timeout=5)
+	grep -q "192.0.2.92" <<<"$out" && ! grep -q "EDE" <<<"$out" || { echo "after: $out"; return 1; }
+	R srem embargo:deny stalecname-target.test
+}
+check "serve-stale: TTL 30 and EDE 3 after the stale timeout, never for a target denied meanwhile" serve_stale
+
+# With --stale-max 0 the same outage is SERVFAIL.
+stale_off() {
+	local p out
+	p=$(free_port)
+	start_embargo nostale "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+		--stale-max 0 --timeout 1000
+	q "$p" @127.0.0.1 stale2.test A +short | grep -qx 192.0.2.92 || return 1
+	sleep 2.5
+	nsd_stop
+	out=$(q "$p" @127.0.0.1 stale2.test A +edns)
+	nsd_cont
+	grep -q "status: SERVFAIL" <<<"$out" || { echo "$out"; return 1; }
+}
+check "serve-stale off (--stale-max 0): SERVFAIL" stale_off
+
+# --min-ttl keeps a 2-second answer for 60 seconds, with TTLs to match.
+min_ttl() {
+	local p out
+	p=$(free_port)
+	start_embargo minttl "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+		--min-ttl 60 --stale-max 0 --timeout 1000
+	q "$p" @127.0.0.1 minttl.test A +short | grep -qx 192.0.2.95 || return 1
+	sleep 2.5
+	nsd_stop
+	out=$(q "$p" @127.0.0.1 minttl.test A)
+	nsd_cont
+	grep -qE "^minttl\.test\.\s+5[0-9]\s+IN\s+A\s+192.0.2.95" <<<"$out" || { echo "$out"; return 1; }
+}
+check "--min-ttl: a 2-second answer kept and served for 60 seconds" min_ttl
+
+# Prefetch: the fake upstream answers with TTL 10; a question 9.3 s later (in the last tenth) is
+# answered from the cache at once and refreshes the entry; later questions, past the first
+# answer's expiry, come from the refreshed entry: the upstream saw exactly two questions.
+prefetch() {
+	local f p out t0 t1 n
+	f=$(free_port)
+	python3 "$FAKE" --port "$f" --log "$WORK/prefetch.queries" --ttl 10 --answer 192.0.2.77 \
+		--lifetime 300 >"$WORK/fake-prefetch.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$f '" || { echo "fake upstream"; return 1; }
+	p=$(free_port)
+	start_embargo prefetch "$p" --upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$REDIS"
+	q "$p" @127.0.0.1 popular.example A +short | grep -qx 192.0.2.77 || { echo "first"; return 1; }
+	sleep 9.3
+	t0=$(ms)
+	q "$p" @127.0.0.1 popular.example A +short | grep -qx 192.0.2.77 || { echo "in the window"; return 1; }
+	t1=$(ms)
+	sleep 0.2
+	local before
+	before=$(grep -ci "popular.example" "$WORK/prefetch.queries")
+	sleep 1.5 # Past the first answer's expiry.
+	for _ in 1 2 3; do
+		q "$p" @127.0.0.1 popular.example A +short | grep -qx 192.0.2.77 || { echo "after"; return 1; }
+	done
+	n=$(grep -ci "popular.example" "$WORK/prefetch.queries")
+	echo "upstream questions: $before before the first answer expired, $n in all; the client in the window waited $((t1 - t0)) ms"
+	[ "$before" -eq 2 ] && [ "$n" -eq 2 ] || { cat "$WORK/prefetch.queries"; return 1; }
+	[ $((t1 - t0)) -lt 300 ] || return 1
+}
+check "prefetch: one refresh in the last tenth of the TTL, the client never waits" prefetch
+
+finish
