@@ -16,6 +16,7 @@
 #define ANSWER_EDE_CENSORED 16
 #define ANSWER_EDE_FILTERED 17
 #define ANSWER_EDE_PROHIBITED 18
+#define ANSWER_EDE_NOT_AUTHORITATIVE 20
 #define ANSWER_EDE_NO_REACHABLE_AUTHORITY 22
 
 /** What a denial looks like (--deny-mode). Each keeps the EDE and its reason. */

@@ -96,6 +96,15 @@ static int chain_denied(const policy_t *pol, const uint8_t *ans, size_t len,
 /* "policy.embargo" in lookup format. */
 static const uint8_t STATUS_NAME[] = {7, 'e', 'm', 'b', 'a', 'r', 'g', 'o', 6, 'p', 'o', 'l', 'i', 'c', 'y', 0};
 
+/* REFUSED for a question embargo will not forward; without RD, with EDE 20 (Not Authoritative),
+ * as Unbound. */
+static void refuse(struct worker *w, const struct client *c, const uint8_t *query,
+		   const struct wire_query *q)
+{
+	answer_with_error(w, c, query, q, WIRE_RCODE_REFUSED,
+			  (q->flags & WIRE_FLAG_RD) ? -1 : ANSWER_EDE_NOT_AUTHORITATIVE, NULL);
+}
+
 /* CH-class queries: TXT policy.embargo. tells allowed clients which policy is in force (as
  * version.bind tells a version); everything else in CHAOS is refused, never forwarded. */
 static void status_query(struct worker *w, const struct client *c, const uint8_t *query,
@@ -106,7 +115,7 @@ static void status_query(struct worker *w, const struct client *c, const uint8_t
 			memcmp(q->qname.key, STATUS_NAME, sizeof(STATUS_NAME)) == 0 &&
 			(q->qtype == WIRE_TYPE_TXT || q->qtype == WIRE_TYPE_ANY);
 	if (!is_status || !options_cidr_match(o->status_allow, o->nstatus_allow, &c->addr)) {
-		answer_with_error(w, c, query, q, WIRE_RCODE_REFUSED, -1, NULL);
+		refuse(w, c, query, q);
 		return;
 	}
 	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
@@ -167,7 +176,9 @@ static int is_own_query(struct worker *w, const struct client *c)
 	return options_cidr_match(w->self, w->nself, &c->addr);
 }
 
-enum { DROPPED = 0, GO = 1, GO_CACHE_ONLY = 2 };
+/* What query_admit() lets through: everything, the cache only (RD=0 from a client allowed to
+ * snoop), or the policy and local answers only (RD=0 from others: then REFUSED). */
+enum { DROPPED = 0, GO = 1, GO_CACHE_ONLY = 2, GO_LOCAL_ONLY = 3 };
 
 /* Parse a query and answer it when that needs no policy (refused, malformed, not a QUERY,
  * CHAOS, over the rate limit). @return GO or GO_CACHE_ONLY when q goes on to query_decide(). */
@@ -229,14 +240,17 @@ static int query_admit(struct worker *w, const struct client *c, const uint8_t *
 		status_query(w, c, pkt, q);
 		return DROPPED;
 	}
+	if (q->qclass != WIRE_CLASS_IN && q->qclass != WIRE_CLASS_ANY) {
+		/* Only classes IN and ANY are forwarded (as Unbound): an upstream's answer to another
+		 * class may not even echo the question. */
+		refuse(w, c, pkt, q);
+		return DROPPED;
+	}
 	if (!(q->flags & WIRE_FLAG_RD)) {
 		/* Without recursion desired only a client allowed to snoop gets the cache (Unbound's
-		 * allow_snoop); others are refused, so the cache cannot be probed. */
-		if (acl != OPTIONS_ACL_SNOOP) {
-			answer_with_error(w, c, pkt, q, WIRE_RCODE_REFUSED, -1, NULL);
-			return DROPPED;
-		}
-		return GO_CACHE_ONLY;
+		 * allow_snoop); others get the policy and local answers, else REFUSED, so the cache
+		 * cannot be probed. */
+		return acl == OPTIONS_ACL_SNOOP ? GO_CACHE_ONLY : GO_LOCAL_ONLY;
 	}
 	return GO;
 }
@@ -305,8 +319,9 @@ static int serve_stale(struct worker *w, const struct client *c, const uint8_t *
  * upstream. @return 1 when it went upstream. */
 static int query_decide(struct worker *w, const struct client *c, const uint8_t *pkt, size_t len,
 			const struct wire_query *q, const policy_t *pol, struct policy_verdict v,
-			int cache_only)
+			int mode)
 {
+	int cache_only = mode == GO_CACHE_ONLY;
 	if (v.action == POLICY_DENY) {
 		deny(w, c, pkt, q, pol, &v, NULL);
 		return 0;
@@ -321,6 +336,11 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 	if (n > 0) {
 		w->st.local++;
 		respond(c, pkt, q, w->answer, (size_t)n);
+		return 0;
+	}
+
+	if (mode == GO_LOCAL_ONLY) {
+		refuse(w, c, pkt, q);
 		return 0;
 	}
 
@@ -384,7 +404,7 @@ int query_handle(struct worker *w, const struct client *c, const uint8_t *pkt, s
 	const policy_t *pol = policy_store_enter(w->server->store, w->reader);
 	struct policy_verdict v;
 	policy_lookup(pol, &q.qname, &v);
-	return query_decide(w, c, pkt, len, &q, pol, v, go == GO_CACHE_ONLY);
+	return query_decide(w, c, pkt, len, &q, pol, v, go);
 }
 
 void query_handle_batch(struct worker *w, struct query_batch *b)
@@ -395,7 +415,7 @@ void query_handle_batch(struct worker *w, struct query_batch *b)
 	for (unsigned i = 0; i < b->n; i++) {
 		int r = query_admit(w, &b->client[i], b->pkt[i], b->len[i], &b->q[i]);
 		if (r != DROPPED) {
-			b->cache_only[i] = r == GO_CACHE_ONLY;
+			b->mode[i] = (uint8_t)r;
 			names[n] = &b->q[i].qname;
 			go[n++] = i;
 		}
@@ -408,7 +428,7 @@ void query_handle_batch(struct worker *w, struct query_batch *b)
 	for (unsigned j = 0; j < n; j++) {
 		unsigned i = go[j];
 		query_decide(w, &b->client[i], b->pkt[i], b->len[i], &b->q[i], pol, v[j],
-			     b->cache_only[i]);
+			     b->mode[i]);
 	}
 }
 

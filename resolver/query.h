@@ -21,7 +21,7 @@ struct query_batch {
 	const uint8_t *pkt[QUERY_BATCH];
 	size_t len[QUERY_BATCH];
 	struct wire_query q[QUERY_BATCH];
-	uint8_t cache_only[QUERY_BATCH];
+	uint8_t mode[QUERY_BATCH]; /* What query_admit() let through. */
 };
 
 /** Answer the query pkt[len] from c (borrowed for the call; copied if it goes upstream).

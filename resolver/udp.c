@@ -141,13 +141,22 @@ static void send_udp(struct worker *w, const struct client *c, const uint8_t *by
 	memcpy(it->buf, bytes, len);
 }
 
-/* Send an answer, truncating it (TC, question only) when it exceeds what the client accepts. */
+/* Send an answer; when it exceeds what the client accepts, without its optional records, and
+ * if it still does not fit, truncated (TC, question only). */
 static void udp_reply(const struct client *c, const uint8_t *query, const struct wire_query *q,
 		      const uint8_t *ans, size_t len)
 {
 	const struct listener *l = c->session;
 	if (l->fd < 0)
 		return;
+	if (len > answer_udp_limit(q)) {
+		uint8_t fit[4096];
+		size_t n = wire_shrink(ans, len, answer_udp_limit(q), fit);
+		if (n) {
+			send_udp(l->w, c, fit, n);
+			return;
+		}
+	}
 	if (len > answer_udp_limit(q)) {
 		uint8_t tc[WIRE_HEADER + NAME_MAXWIRE + 4 + 64];
 		int n = answer_error(tc, sizeof(tc), query, q, wire_rcode(ans), -1, NULL);

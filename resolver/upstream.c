@@ -1369,7 +1369,8 @@ int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query
 		p->expire = p->started + u->o->timeout_ms;
 		/* Header and question; prepare_query() writes ID, case and OPT per attempt. */
 		uint8_t *b = p->query;
-		wire_put16(b + 2, (uint16_t)(WIRE_FLAG_RD | (q->flags & WIRE_FLAG_CD)));
+		/* AD asks for the AD bit whether or not the client set DO (RFC 6840 5.7). */
+		wire_put16(b + 2, (uint16_t)(WIRE_FLAG_RD | WIRE_FLAG_AD | (q->flags & WIRE_FLAG_CD)));
 		wire_put16(b + 4, 1);
 		wire_put16(b + 6, 0);
 		wire_put16(b + 8, 0);

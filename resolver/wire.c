@@ -202,6 +202,7 @@ void wire_answer_patch(uint8_t *ans, const uint8_t *query, const struct wire_que
 {
 	wire_put16(ans, q->id);
 	ans[2] = (uint8_t)((ans[2] & ~(WIRE_FLAG_RD >> 8)) | ((q->flags & WIRE_FLAG_RD) >> 8));
+	ans[3] = (uint8_t)((ans[3] & ~WIRE_FLAG_CD) | (q->flags & WIRE_FLAG_CD));
 	memcpy(ans + WIRE_HEADER, query + WIRE_HEADER, q->qname_len);
 }
 
@@ -247,4 +248,47 @@ size_t wire_add_ede(uint8_t *pkt, size_t len, size_t cap, uint16_t code, const c
 	memcpy(pkt + len + 6, text, tlen);
 	wire_put16(pkt + opt.rdata - 2, (uint16_t)(opt.rdlen + 6 + tlen));
 	return len + 6 + tlen;
+}
+
+size_t wire_shrink(const uint8_t *pkt, size_t len, size_t limit, uint8_t *out)
+{
+	if (len <= limit) {
+		memcpy(out, pkt, len);
+		return len;
+	}
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	if (wire_rr_begin(&it, pkt, len) < 0)
+		return 0;
+	size_t an_end = it.off, ns_end = it.off, opt_off = 0, opt_len = 0;
+	int rc;
+	while ((rc = wire_rr_next(&it, &rr)) > 0) {
+		size_t end = (size_t)rr.rdata + rr.rdlen;
+		if (rr.section == 1)
+			an_end = ns_end = end;
+		else if (rr.section == 2)
+			ns_end = end;
+		else if (rr.type == WIRE_TYPE_OPT && !opt_len) {
+			opt_off = rr.owner;
+			opt_len = end - rr.owner;
+		}
+	}
+	if (rc < 0)
+		return 0;
+	unsigned ancount = wire_get16(pkt + 6);
+	/* The additional section goes first (the OPT stays), then, for an answer with records,
+	 * the authority section; a negative answer needs its SOA (and proofs). */
+	size_t keep = ns_end;
+	unsigned nscount = wire_get16(pkt + 8);
+	if (keep + opt_len > limit && ancount > 0) {
+		keep = an_end;
+		nscount = 0;
+	}
+	if (keep + opt_len > limit)
+		return 0;
+	memcpy(out, pkt, keep);
+	memcpy(out + keep, pkt + opt_off, opt_len);
+	wire_put16(out + 8, (uint16_t)nscount);
+	wire_put16(out + 10, opt_len ? 1 : 0);
+	return keep + opt_len;
 }

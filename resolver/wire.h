@@ -36,6 +36,7 @@ enum {
 
 #define WIRE_CLASS_IN 1
 #define WIRE_CLASS_CH 3
+#define WIRE_CLASS_ANY 255
 
 #define WIRE_FLAG_QR 0x8000
 #define WIRE_FLAG_AA 0x0400
@@ -129,6 +130,12 @@ void wire_clamp_ttls(uint8_t *pkt, size_t len, uint32_t min, uint32_t max);
  *  last record and the result fits in cap. @return the new length (len when nothing was
  *  added). */
 size_t wire_add_ede(uint8_t *pkt, size_t len, size_t cap, uint16_t code, const char *text);
+
+/** Fit pkt into limit octets as Unbound does for UDP (RFC 2181 9): without its additional
+ *  records but the OPT, then, if it has answer records, without its authority section too;
+ *  TC stays clear, as the answer is whole. Written to out (limit octets).
+ *  @return the new length; 0 when even that does not fit (the client needs TC). */
+size_t wire_shrink(const uint8_t *pkt, size_t len, size_t limit, uint8_t *out);
 
 /** Make ans (an answer to the same question) an answer to query: its ID, its RD bit and its
  *  question name, letter case included. The names must have the same wire length. */

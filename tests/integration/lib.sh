@@ -117,10 +117,20 @@ start_nsd() { # PORT
 	cp "$srcdir/tests/integration/zone.test" "$dir/test.zone"
 	cp "$srcdir/tests/integration/zone.vendor" "$dir/vendor.zone"
 	cp "$srcdir/tests/integration/zone.lookalike" "$dir/lookalike.zone"
+	start_nsd_zones "$1" www.test test.:test.zone kaspersky.com.:vendor.zone \
+		notkaspersky.com.:lookalike.zone example.org.:lookalike.zone
+}
+
+# start_nsd_zones PORT PROBE-NAME ZONE:FILE...: NSD on PORT serving each ZONE from FILE in
+# $WORK/nsd; up once PROBE-NAME A answers.
+start_nsd_zones() {
+	local port=$1 probe=$2 dir="$WORK/nsd" z
+	shift 2
+	mkdir -p "$dir"
 	cat >"$dir/nsd.conf" <<CONF
 server:
-	ip-address: 127.0.0.1@$1
-	port: $1
+	ip-address: 127.0.0.1@$port
+	port: $port
 	username: ""
 	chroot: ""
 	zonesdir: "$dir"
@@ -135,23 +145,14 @@ server:
 	rrl-ratelimit: 0
 remote-control:
 	control-enable: no
-zone:
-	name: "test."
-	zonefile: "test.zone"
-zone:
-	name: "kaspersky.com."
-	zonefile: "vendor.zone"
-zone:
-	name: "notkaspersky.com."
-	zonefile: "lookalike.zone"
-zone:
-	name: "example.org."
-	zonefile: "lookalike.zone"
 CONF
+	for z in "$@"; do
+		printf 'zone:\n\tname: "%s"\n\tzonefile: "%s"\n' "${z%%:*}" "${z#*:}" >>"$dir/nsd.conf"
+	done
 	nsd -d -c "$dir/nsd.conf" &
 	PIDS+=($!)
-	wait_for 10 kdig @127.0.0.1 -p "$1" +timeout=1 +retry=0 www.test A ||
-		die "nsd on port $1 did not start: $(cat "$dir/nsd.log" 2>/dev/null)"
+	wait_for 10 eval "kdig @127.0.0.1 -p $port +timeout=1 +retry=0 $probe A | grep -q 'status: NOERROR'" ||
+		die "nsd on port $port did not start: $(cat "$dir/nsd.log" 2>/dev/null)"
 }
 
 # start_embargo NAME PORT ARGS...: the daemon in the background, log in $WORK/NAME.log. The

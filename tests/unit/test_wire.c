@@ -245,3 +245,72 @@ Test(wire, edns_options_found_and_opt_removed)
 	cr_expect_eq(wire_parse_query(buf, n, &wq), 0);
 	cr_expect_not(wq.has_edns);
 }
+
+/* Append an empty OPT record (the last record) to a reply from make_reply(). */
+static size_t with_opt(uint8_t *buf, const uint8_t *pkt, size_t len)
+{
+	static const uint8_t opt[] = {0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0};
+	memcpy(buf, pkt, len);
+	memcpy(buf + len, opt, sizeof(opt));
+	wire_put16(buf + 10, (uint16_t)(wire_get16(buf + 10) + 1));
+	return len + sizeof(opt);
+}
+
+/* A positive answer too big for the client loses its additional records (not the OPT), then
+ * its authority section; a negative one keeps its SOA or does not fit at all. */
+Test(wire, shrink_drops_optional_records_first)
+{
+	const char *rrs[] = {"a|www.example.com. 300 IN A 192.0.2.1",
+			     "n|example.com. 3600 IN NS ns1.example.com.",
+			     "n|example.com. 3600 IN NS ns2.example.com.",
+			     "x|ns1.example.com. 3600 IN A 192.0.2.53",
+			     "x|ns2.example.com. 3600 IN A 192.0.2.54"};
+	size_t raw_len;
+	uint8_t *raw = make_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, rrs, 5, &raw_len);
+	uint8_t pkt[512], out[512];
+	size_t len = with_opt(pkt, raw, raw_len);
+	cr_expect_eq(wire_shrink(pkt, len, len, out), len, "it fits as it is");
+	size_t n = wire_shrink(pkt, len, len - 1, out);
+	cr_assert_gt(n, 0);
+	cr_expect_eq(wire_get16(out + 6), 1);
+	cr_expect_eq(wire_get16(out + 8), 2, "the authority section stays when it fits");
+	cr_expect_eq(wire_get16(out + 10), 1, "only the OPT is left in the additional section");
+	struct wire_rr opt;
+	cr_expect_eq(wire_find_opt(out, n, &opt), 1);
+	size_t answer_only = 12 + 17 + 4 + 16 + 11;
+	n = wire_shrink(pkt, len, answer_only, out);
+	cr_expect_eq(n, answer_only);
+	cr_expect_eq(wire_get16(out + 8), 0);
+	cr_expect_eq(wire_shrink(pkt, len, answer_only - 1, out), 0, "the answer itself must fit");
+	free(raw);
+
+	const char *neg[] = {"n|example.com. 3600 IN SOA ns1.example.com. h.example.com. 1 2 3 4 5",
+			     "x|ns1.example.com. 3600 IN A 192.0.2.53"};
+	raw = make_reply("nx.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, neg, 2, &raw_len);
+	len = with_opt(pkt, raw, raw_len);
+	n = wire_shrink(pkt, len, len - 1, out);
+	cr_assert_gt(n, 0);
+	cr_expect_eq(wire_get16(out + 8), 1, "a negative answer keeps its SOA");
+	cr_expect_eq(wire_shrink(pkt, len, n - 1, out), 0);
+	free(raw);
+}
+
+/* EDE goes into the OPT when it is the last record and there is room; never past cap. */
+Test(wire, adds_an_ede_to_the_last_opt)
+{
+	const char *rrs[] = {"a|www.example.com. 300 IN A 192.0.2.1"};
+	size_t raw_len;
+	uint8_t *raw = make_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, rrs, 1, &raw_len);
+	uint8_t pkt[512];
+	size_t len = with_opt(pkt, raw, raw_len);
+	cr_expect_eq(wire_add_ede(pkt, len, len + 6 + 2, 3, "abc"), len, "no room: unchanged");
+	size_t n = wire_add_ede(pkt, len, sizeof(pkt), 3, "abc");
+	cr_assert_eq(n, len + 9);
+	size_t off, olen;
+	cr_assert_eq(wire_find_edns_option(pkt, n, 15, &off, &olen), 1);
+	cr_expect_eq(olen, 5);
+	cr_expect_eq(wire_get16(pkt + off), 3);
+	cr_expect_eq(memcmp(pkt + off + 2, "abc", 3), 0);
+	cr_expect_eq(wire_add_ede(raw, raw_len, 512, 3, ""), raw_len, "no OPT: unchanged");
+	free(raw);
+}
