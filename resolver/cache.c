@@ -20,7 +20,8 @@ struct entry {
 	uint16_t keylen;
 	uint16_t len;
 	bool has_chain;
-	bool prefetch;   /* A refresh was handed out: one per entry. */
+	uint64_t refresh_until_ms; /* A refresh was handed out; its answer may replace this entry
+				      until then (one refresh at a time). */
 	uint8_t bytes[]; /* Key, then answer. */
 };
 
@@ -39,6 +40,7 @@ struct cache {
 	unsigned nshards; /* Power of two. */
 	uint64_t stale_ms; /* How long an expired entry may still be served. */
 	bool prefetch;
+	uint64_t refresh_ms; /* How long a handed-out refresh may take. */
 	struct shard *shards;
 };
 
@@ -81,10 +83,11 @@ cache_t *cache_new(size_t max_bytes, unsigned nshards)
 	return c;
 }
 
-void cache_configure(cache_t *c, uint32_t stale_max, bool prefetch)
+void cache_configure(cache_t *c, uint32_t stale_max, bool prefetch, unsigned refresh_ms)
 {
 	c->stale_ms = (uint64_t)stale_max * 1000;
 	c->prefetch = prefetch;
+	c->refresh_ms = refresh_ms;
 }
 
 void cache_free(cache_t *c)
@@ -253,7 +256,7 @@ int cache_put(cache_t *c, const struct cache_key *k, const uint8_t *reply, size_
 
 	pthread_mutex_lock(&s->lock);
 	struct entry *old = find(s, k);
-	if (old && old->expire_ms > now_ms && !old->prefetch) {
+	if (old && old->expire_ms > now_ms && now_ms >= old->refresh_until_ms) {
 		/* Only an expired entry, or one whose refresh was asked for, is replaced: an answer
 		 * accepted while a good one is live (a spoof that won a race, say) must not
 		 * overwrite it for up to a day. */
@@ -302,15 +305,17 @@ int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint
 			pthread_mutex_unlock(&s->lock);
 			return -ESTALE;
 		}
-	} else if (c->prefetch && !e->prefetch &&
-		   (e->expire_ms - now_ms) * 10 <= e->expire_ms - e->stored_ms) {
-		/* In the last tenth of its TTL: this caller refreshes it, and nobody else. */
-		e->prefetch = true;
-		hit->prefetch = true;
 	}
 	if (e->len > cap) {
 		pthread_mutex_unlock(&s->lock);
 		return -ENOSPC;
+	}
+	if (!hit->stale && c->prefetch && now_ms >= e->refresh_until_ms &&
+	    (e->expire_ms - now_ms) * 10 <= e->expire_ms - e->stored_ms) {
+		/* In the last tenth of its TTL: this caller refreshes it, and nobody else while the
+		 * refresh may be under way. */
+		e->refresh_until_ms = now_ms + c->refresh_ms;
+		hit->prefetch = true;
 	}
 	size_t len = e->len;
 	uint64_t stored = e->stored_ms;
@@ -324,8 +329,10 @@ int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint
 
 	/* Same key means same name length, so the client's question fits exactly. */
 	wire_answer_patch(out, query, q);
-	if (hit->stale)
-		wire_clamp_ttls(out, len, CACHE_STALE_TTL, CACHE_STALE_TTL);
+	if (hit->stale) {
+		uint32_t ttl = max_ttl < CACHE_STALE_TTL ? max_ttl : CACHE_STALE_TTL;
+		wire_clamp_ttls(out, len, ttl, ttl);
+	}
 	else
 		wire_age_ttls(out, len, (uint32_t)((now_ms - stored) / 1000), max_ttl);
 	return (int)len;

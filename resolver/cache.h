@@ -30,8 +30,9 @@ struct cache_key {
 cache_t *cache_new(size_t max_bytes, unsigned nshards);
 /** Serve-stale and prefetch: an entry expired less than stale_max seconds ago is kept for
  *  cache_get(stale_ok); with prefetch, a hit in the last tenth of an entry's TTL hands its
- *  caller the refresh (once per entry). Default: neither. Call before any lookup. */
-void cache_configure(cache_t *c, uint32_t stale_max, bool prefetch);
+ *  caller the refresh, whose answer may replace the entry for refresh_ms (no other refresh is
+ *  handed out meanwhile). Default: neither. Call before any lookup. */
+void cache_configure(cache_t *c, uint32_t stale_max, bool prefetch, unsigned refresh_ms);
 
 /** Free a cache. NULL is a no-op. */
 void cache_free(cache_t *c);
@@ -56,7 +57,8 @@ int cache_put(cache_t *c, const struct cache_key *k, const uint8_t *reply, size_
 /** What a lookup found besides the answer. */
 struct cache_hit {
 	bool has_chain; /**< cache_has_chain() of the answer. */
-	bool stale;     /**< Expired (within the stale window): TTLs set to CACHE_STALE_TTL. */
+	bool stale;     /**< Expired (within the stale window): TTLs set to CACHE_STALE_TTL, or
+			     max_ttl if lower. */
 	bool prefetch;  /**< The caller is to refresh this entry (it alone). */
 };
 

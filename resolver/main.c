@@ -187,7 +187,7 @@ int main(int argc, char **argv)
 	d.store = initial ? policy_store_new(d.o.threads + 1, initial) : NULL;
 	d.cache = cache_new(d.o.cache_bytes, d.o.threads * 8);
 	if (d.cache)
-		cache_configure(d.cache, d.o.stale_max, d.o.prefetch);
+		cache_configure(d.cache, d.o.stale_max, d.o.prefetch, d.o.timeout_ms);
 	if (!d.store || !d.cache) {
 		log_err("out of memory at start-up");
 		return 1;

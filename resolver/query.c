@@ -268,7 +268,9 @@ static void fix_ad(const struct worker *w, const struct wire_query *q, uint8_t *
 /* The client of a prefetch: nobody; its answer only refreshes the cache. */
 static const struct client PREFETCH_CLIENT = {.ops = NULL, .session = NULL};
 
-/* Refresh a cache entry in its last tenth of TTL, in the background. */
+/* Refresh a cache entry in the background (in its last tenth of TTL, or once served stale). The
+ * upstream side bounds refreshes in flight, never jostles a client's question for one, and
+ * joins none to a question already asked. */
 static void prefetch(struct worker *w, const uint8_t *pkt, size_t len, const struct wire_query *q)
 {
 	if (upstream_forward(w->up, &PREFETCH_CLIENT, pkt, len, q, 0) == 0)
@@ -358,7 +360,7 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 		w->st.cache_hits++;
 		fix_ad(w, q, w->answer);
 		respond(c, pkt, q, w->answer, (size_t)n);
-		if (hit.prefetch)
+		if (hit.prefetch && !cache_only)
 			prefetch(w, pkt, len, q);
 		return 0;
 	}

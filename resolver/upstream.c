@@ -45,6 +45,7 @@ struct waiter {
 	uint64_t due;                       /* When a stale answer is due (0: none). */
 	uint8_t in_due;
 	uint8_t answered;                   /* It got a stale answer; the question goes on. */
+	uint8_t refresh;                    /* A cache refresh: no client (ops NULL). */
 	struct client client;
 	struct wire_query q;
 	uint16_t len;
@@ -154,6 +155,7 @@ struct upstream {
 	struct outsock *socks, *free_socks;
 	unsigned nsocks;
 	unsigned npending, max_pending; /* Questions in flight; at most half the sockets. */
+	unsigned nrefresh;           /* Cache refreshes waiting: at most max_pending / 8. */
 	struct pending **buckets;
 	struct tcp_link *links[OPTIONS_MAX_ADDRS];
 	unsigned nfetches;           /* Questions waiting on links, all upstreams. */
@@ -621,6 +623,8 @@ static void finish(upstream_t *u, struct pending *p, const uint8_t *reply, size_
 	while (w) {
 		struct waiter *next = w->next;
 		due_remove(u, w);
+		if (w->refresh)
+			u->nrefresh--;
 		if (!u->closing) {
 			uint8_t *out = NULL;
 			if (reply) {
@@ -1345,6 +1349,16 @@ int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query
 	struct pending *p = u->buckets[hash & (MERGE_BUCKETS - 1)];
 	while (p && !(p->hash == hash && p->keylen == keylen && memcmp(p->key, key, keylen) == 0))
 		p = p->hnext;
+	/* A cache refresh (no client) joins no question already asked, takes only free room (it
+	 * never jostles a client's question) and at most an eighth of the questions in flight. */
+	int refresh = c->ops == NULL;
+	if (refresh && p)
+		return -EALREADY;
+	if (refresh && (!u->free || !u->free_waiters || u->npending >= u->max_pending ||
+			u->nrefresh >= u->max_pending / 8)) {
+		u->stats.pool_full++;
+		return -ENOBUFS;
+	}
 	if (p) {
 		u->stats.merged++;
 	} else {
@@ -1398,6 +1412,8 @@ int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query
 	w->next = NULL;
 	w->answered = 0;
 	w->in_due = 0;
+	w->refresh = (uint8_t)refresh;
+	u->nrefresh += (unsigned)refresh;
 	if (stale_ms) {
 		w->due = uv_now(u->loop) + stale_ms;
 		due_append(u, w);

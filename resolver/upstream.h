@@ -57,7 +57,9 @@ upstream_t *upstream_new(uv_loop_t *loop, const struct options *o, upstream_answ
 void upstream_close(upstream_t *u);
 
 /** Forward query (copied) for client c; with stale_ms > 0 the callback is asked to answer it
- *  from the cache (UPSTREAM_DUE) when no answer came within stale_ms. @return 0; -ENOBUFS when
+ *  from the cache (UPSTREAM_DUE) when no answer came within stale_ms. A client whose ops are
+ *  NULL is a cache refresh: it joins no question already in flight (-EALREADY), never jostles,
+ *  and refreshes are at most an eighth of the questions in flight. @return 0; -ENOBUFS when
  *  the pool is full and no query in it is old enough to jostle; -EMSGSIZE when the query is
  *  too large to keep. On error the callback never runs. */
 int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query, size_t len,

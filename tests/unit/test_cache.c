@@ -198,7 +198,7 @@ Test(cache, keys_are_hashed_under_a_secret)
 Test(cache, stale_answers_within_the_window)
 {
 	cache_t *c = cache_new(1 << 20, 1);
-	cache_configure(c, 3600, false);
+	cache_configure(c, 3600, false, 2000);
 	size_t rlen, qlen;
 	const char *rrs[] = {"a|www.example. 60 IN A 192.0.2.1"};
 	uint8_t *reply = make_reply("www.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, rrs, 1, &rlen);
@@ -217,6 +217,11 @@ Test(cache, stale_answers_within_the_window)
 	cr_assert_eq(ldns_wire2pkt(&pkt, out, (size_t)n), LDNS_STATUS_OK);
 	cr_expect_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_answer(pkt), 0)), CACHE_STALE_TTL);
 	ldns_pkt_free(pkt);
+	/* A client TTL cap below 30 s holds for stale answers too. */
+	n = cache_get(c, &k, 61000, q1, &q, out, sizeof(out), &hit, 5, true);
+	cr_assert_eq(ldns_wire2pkt(&pkt, out, (size_t)n), LDNS_STATUS_OK);
+	cr_expect_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_answer(pkt), 0)), 5);
+	ldns_pkt_free(pkt);
 	/* Past the window: gone. */
 	cr_expect_eq(cache_get(c, &k, 60000 + 3600000, q1, &q, out, sizeof(out), &hit, 300, true),
 		     -ENOENT);
@@ -228,12 +233,12 @@ Test(cache, stale_answers_within_the_window)
 	cache_free(c);
 }
 
-/* Prefetch: a hit in the last tenth of the TTL hands out one refresh, and only that refresh may
- * replace the live entry. */
+/* Prefetch: a hit in the last tenth of the TTL hands out one refresh; only while it may be under
+ * way may an answer replace the live entry, and a refresh that never came is handed out again. */
 Test(cache, prefetch_once_in_the_last_tenth)
 {
 	cache_t *c = cache_new(1 << 20, 1);
-	cache_configure(c, 0, true);
+	cache_configure(c, 0, true, 2000);
 	size_t len1, len2, qlen;
 	const char *old[] = {"a|www.example. 100 IN A 192.0.2.1"};
 	const char *fresh[] = {"a|www.example. 100 IN A 192.0.2.2"};
@@ -252,9 +257,12 @@ Test(cache, prefetch_once_in_the_last_tenth)
 	cr_assert_gt(cache_get(c, &k, 91000, q1, &q, out, sizeof(out), &hit, 300, false), 0);
 	cr_expect(hit.prefetch, "9 s of 100 left: refresh");
 	cr_assert_gt(cache_get(c, &k, 92000, q1, &q, out, sizeof(out), &hit, 300, false), 0);
-	cr_expect_not(hit.prefetch, "one refresh per entry");
-	cr_expect_eq(cache_put(c, &k, r2, len2, 100, 93000), 0, "the refresh replaces the entry");
-	int n = cache_get(c, &k, 94000, q1, &q, out, sizeof(out), &hit, 300, false);
+	cr_expect_not(hit.prefetch, "one refresh at a time");
+	cr_expect_eq(cache_put(c, &k, r2, len2, 100, 93000), -EEXIST, "the refresh's time is over");
+	cr_assert_gt(cache_get(c, &k, 93500, q1, &q, out, sizeof(out), &hit, 300, false), 0);
+	cr_expect(hit.prefetch, "a refresh that never came is handed out again");
+	cr_expect_eq(cache_put(c, &k, r2, len2, 100, 94000), 0, "the refresh replaces the entry");
+	int n = cache_get(c, &k, 95000, q1, &q, out, sizeof(out), &hit, 300, false);
 	cr_assert_eq(n, (int)len2);
 	cr_expect_eq(memcmp(out + n - 4, "\300\000\002\002", 4), 0);
 	cr_expect_not(hit.prefetch);

@@ -133,8 +133,10 @@ static void start(struct setup *s, int argc, char **argv)
 	s->up = upstream_new(&s->loop, &s->o, on_answer, NULL, &rc);
 	cr_assert_not_null(s->up);
 	static int session;
+	static const struct client_ops ops = {0}; /* Answers go to on_answer(); NULL ops is a refresh. */
 	memset(&s->client, 0, sizeof(s->client));
 	s->client.session = &session;
+	s->client.ops = &ops;
 	s->client.addr.ss_family = AF_INET;
 	memset(&got, 0, sizeof(got));
 }
@@ -344,6 +346,45 @@ Test(upstream, a_full_pool_refuses_then_jostles_the_oldest)
 	cr_expect_eq(forward(&s, "late.example.", 0, 99, NULL, 0), 0);
 	cr_expect_eq(got.failures, 1, "the oldest question was not given up");
 	cr_expect_eq(upstream_stats(s.up)->jostled, 1);
+	close(fd);
+	stop(&s);
+}
+
+/* A cache refresh (a client without ops) joins no question already asked, takes at most an
+ * eighth of the questions in flight, and never jostles a client's question. */
+Test(upstream, refreshes_are_bounded_and_never_jostle)
+{
+	struct sockaddr_storage up;
+	int fd = fake_upstream(&up);
+	struct setup s;
+	/* 16 sockets: 8 questions in flight, 1 of them a refresh. */
+	start(&s, 6, (char *[]){"--upstream", addr_arg(&up), "--outgoing-range", "16",
+				"--jostle-timeout", "0"});
+	const struct client_ops *ops = s.client.ops;
+	cr_assert_eq(forward(&s, "asked.example.", 0, 1, NULL, 0), 0);
+	s.client.ops = NULL;
+	cr_expect_eq(forward(&s, "asked.example.", 0, 2, NULL, 0), -EALREADY);
+	cr_expect_eq(forward(&s, "r1.example.", 0, 3, NULL, 0), 0);
+	cr_expect_eq(forward(&s, "r2.example.", 0, 4, NULL, 0), -ENOBUFS, "over an eighth");
+	s.client.ops = ops;
+	stop(&s);
+
+	/* 32 sockets: 16 in flight, 2 refreshes; a full pool refuses the second. */
+	start(&s, 6, (char *[]){"--upstream", addr_arg(&up), "--outgoing-range", "32",
+				"--jostle-timeout", "0"});
+	ops = s.client.ops;
+	s.client.ops = NULL;
+	cr_expect_eq(forward(&s, "r1.example.", 0, 3, NULL, 0), 0);
+	s.client.ops = ops;
+	char name[64];
+	for (int i = 0; i < 15; i++) {
+		snprintf(name, sizeof(name), "n%d.example.", i);
+		cr_assert_eq(forward(&s, name, 0, (uint16_t)(10 + i), NULL, 0), 0, "question %d", i);
+	}
+	s.client.ops = NULL;
+	cr_expect_eq(forward(&s, "r2.example.", 0, 40, NULL, 0), -ENOBUFS, "a full pool");
+	cr_expect_eq(upstream_stats(s.up)->jostled, 0, "a refresh jostled a client's question");
+	s.client.ops = ops;
 	close(fd);
 	stop(&s);
 }
