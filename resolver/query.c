@@ -472,10 +472,15 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 					  "no upstream answered in time");
 		}
 	} else {
+		/* The policy may have changed while the question was upstream: the name is asked
+		 * again, then every CNAME/DNAME target. */
 		const policy_t *pol = policy_store_enter(w->server->store, w->reader);
 		struct policy_verdict v;
 		struct name target;
-		if (chain_denied(pol, reply, len, &v, &target)) {
+		policy_lookup(pol, &q->qname, &v);
+		if (v.action == POLICY_DENY) {
+			deny(w, c, query, q, pol, &v, NULL);
+		} else if (chain_denied(pol, reply, len, &v, &target)) {
 			deny(w, c, query, q, pol, &v, &target);
 		} else {
 			/* The cache keeps the upstream's TTLs and AD; this client gets its own. */

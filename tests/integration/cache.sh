@@ -129,4 +129,27 @@ prefetch() {
 }
 check "prefetch: one refresh in the last tenth of the TTL, the client never waits" prefetch
 
+# A name denied while its question is upstream (the fake upstream holds "slow" names 1.5 s) is
+# denied when the answer comes: the policy is asked again then.
+denied_in_flight() {
+	local f p out
+	f=$(free_port)
+	python3 "$FAKE" --port "$f" --log "$WORK/inflight.queries" --delay-ms 1500 \
+		--lifetime 300 >"$WORK/fake-inflight.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$f '" || { echo "fake upstream"; return 1; }
+	p=$(free_port)
+	start_embargo inflight "$p" --upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$REDIS" \
+		--timeout 8000
+	q "$p" @127.0.0.1 slow.inflight.example A +edns +timeout=6 >"$WORK/inflight.out" &
+	local client=$!
+	sleep 0.3
+	R sadd embargo:deny inflight.example
+	wait "$client"
+	out=$(cat "$WORK/inflight.out")
+	R srem embargo:deny inflight.example
+	grep -q "status: NXDOMAIN" <<<"$out" && grep -q "EDE: 16" <<<"$out" || { echo "$out"; return 1; }
+}
+check "a name denied while its question is upstream is denied when the answer comes" denied_in_flight
+
 finish
