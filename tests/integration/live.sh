@@ -234,6 +234,7 @@ fleet() {
 	within 1000 is_denied "$eb" www.test || { echo "replica's instance"; return 1; }
 	redis-cli -p "$pp" srem embargo:deny www.test >/dev/null
 	within 1000 is_answered "$eb" www.test || { echo "SREM on the replica's instance"; return 1; }
+	within 1000 is_answered "$ea" www.test || { echo "SREM on the primary's instance"; return 1; }
 	# Both say which policy they enforce: the same version.
 	local va vb
 	va=$(q "$ea" @127.0.0.1 CH TXT policy.embargo. +short)
