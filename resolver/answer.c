@@ -82,9 +82,7 @@ static int deny_ede(uint8_t *out, size_t off, size_t cap, const struct wire_quer
 		return (int)off;
 	unsigned rcode = out[3] & 0xF;
 	size_t end;
-	if (d->ede_code == 0) /* No EDE: a local answer, not a denial. */
-		end = write_opt(out, off, cap, q, rcode, -1, NULL, NULL);
-	else if (d->reason)
+	if (d->reason)
 		end = write_opt(out, off, cap, q, rcode, d->ede_code, NULL, d->reason);
 	else
 		end = write_opt(out, off, cap, q, rcode, d->ede_code, "denied by policy: ", d->rule);

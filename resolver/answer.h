@@ -38,7 +38,7 @@ struct answer_deny {
 	const char *reason;  /**< EXTRA-TEXT; NULL gives "denied by policy: <rule>". */
 	uint32_t ttl;        /**< SOA TTL and MINIMUM. */
 	uint32_t serial;     /**< SOA SERIAL: ties the answer to a policy version. */
-	uint16_t ede_code;   /**< 0: no EDE at all. */
+	uint16_t ede_code;   /**< The EDE of every denial (15, 16 or 17). */
 };
 
 /** A denial in d->mode (by default NXDOMAIN with the SOA of the deciding rule) and, for EDNS

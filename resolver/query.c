@@ -181,7 +181,8 @@ static int is_own_query(struct worker *w, const struct client *c)
 enum { DROPPED = 0, GO = 1, GO_CACHE_ONLY = 2, GO_LOCAL_ONLY = 3 };
 
 /* Parse a query and answer it when that needs no policy (refused, malformed, not a QUERY,
- * CHAOS, over the rate limit). @return GO or GO_CACHE_ONLY when q goes on to query_decide(). */
+ * CHAOS, another class, over the rate limit). @return GO, GO_CACHE_ONLY or GO_LOCAL_ONLY when q
+ * goes on to query_decide(). */
 static int query_admit(struct worker *w, const struct client *c, const uint8_t *pkt, size_t len,
 		       struct wire_query *q)
 {
