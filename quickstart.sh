@@ -19,7 +19,7 @@ esac
 PACKAGES=(build-essential autoconf automake libtool pkg-config
 	libuv1-dev libldns-dev libhiredis-dev libcriterion-dev
 	redis-server redis-tools nsd knot-dnsutils dnsutils iproute2 python3
-	unbound ldnsutils python3-dnspython)
+	unbound ldnsutils python3-dnspython libmicrohttpd-dev libsystemd-dev prometheus mandoc)
 
 say() { printf '==> %s\n' "$*"; }
 
@@ -36,7 +36,7 @@ install_missing() {
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	# Debian starts these services on install; the tests start their own on free ports.
-	for p in nsd unbound; do
+	for p in nsd unbound prometheus prometheus-node-exporter; do
 		"${sudo[@]}" service "$p" stop >/dev/null 2>&1 || true
 	done
 }
