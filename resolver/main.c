@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "policy/store.h"
 #include "resolver/cache.h"
 #include "resolver/log.h"
+#include "resolver/metrics.h"
 #include "resolver/options.h"
 #include "resolver/redis_sync.h"
 #include "resolver/server.h"
@@ -32,6 +34,8 @@ struct daemon {
 	cache_t *cache;
 	server_t *server;
 	redis_sync_t *redis;
+	metrics_t *metrics;
+	atomic_int serving;          /* Workers answering (the metrics' /health). */
 	uv_signal_t sigint, sigterm;
 	uv_timer_t reclaim;
 	const policy_t *trimmed_for; /* The policy current at the last malloc_trim(). */
@@ -49,6 +53,7 @@ static void on_ready(void *ctx)
 		return;
 	}
 	d->started = 1;
+	atomic_store(&d->serving, 1);
 	/* This thread reads and parses the policy; the workers (started at nice 0) come first. */
 	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5);
 	char addrs[OPTIONS_MAX_ADDRS * 56] = "", one[56];
@@ -85,6 +90,7 @@ static void on_signal(uv_signal_t *h, int signum)
 {
 	struct daemon *d = h->data;
 	log_info("%s received: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+	atomic_store(&d->serving, 0);
 	redis_sync_close(d->redis);
 	d->redis = NULL;
 	uv_close((uv_handle_t *)&d->sigint, NULL);
@@ -183,8 +189,8 @@ int main(int argc, char **argv)
 
 	/* Until Redis answers, the last snapshot or else the bundled list is enforced: fail closed. */
 	policy_t *initial = initial_policy(&d.o);
-	/* One reader slot per worker, and one for the thread that saves snapshots. */
-	d.store = initial ? policy_store_new(d.o.threads + 1, initial) : NULL;
+	/* One reader slot per worker, one for the thread that saves snapshots, one for metrics. */
+	d.store = initial ? policy_store_new(d.o.threads + 2, initial) : NULL;
 	d.cache = cache_new(d.o.cache_bytes, d.o.threads * 8);
 	if (d.cache)
 		cache_configure(d.cache, d.o.stale_max, d.o.prefetch, d.o.timeout_ms);
@@ -198,6 +204,24 @@ int main(int argc, char **argv)
 		policy_store_free(d.store);
 		cache_free(d.cache);
 		return 1;
+	}
+	if (d.o.metrics.ss_family) {
+		struct metrics_sources src = {
+			.server = d.server,
+			.cache = d.cache,
+			.store = d.store,
+			.reader = policy_store_reader(d.store, d.o.threads + 1),
+			.serving = &d.serving,
+			.started = time(NULL),
+		};
+		d.metrics = metrics_new(&d.o, &src, err, sizeof(err));
+		if (!d.metrics) {
+			log_err("%s", err);
+			server_free(d.server);
+			policy_store_free(d.store);
+			cache_free(d.cache);
+			return 1;
+		}
 	}
 	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
 	for (unsigned i = 0; i < d.o.nupstream; i++) {
@@ -227,6 +251,7 @@ int main(int argc, char **argv)
 
 	struct server_stats st;
 	struct upstream_stats us;
+	metrics_free(d.metrics);
 	server_stop(d.server);
 	server_stats(d.server, &st);
 	server_upstream_stats(d.server, &us);

@@ -97,6 +97,8 @@
 	"  --upstream-cookies yes|no  DNS cookies toward upstreams (default yes)\n" \
 	"  --status-allow CIDR    clients that may ask CH TXT policy.embargo. for the policy in\n" \
 	"                         force (repeatable; default 127.0.0.0/8 and ::1)\n" \
+	"  --metrics ADDR:PORT    serve Prometheus metrics on http://ADDR:PORT/metrics and a\n" \
+	"                         health check on /health (default: off)\n" \
 	"  --config FILE          read settings from FILE: one \"name value\" per line, names as\n" \
 	"                         above without dashes; command-line flags win\n" \
 	"  --verbose              log debug messages\n" \
@@ -371,7 +373,7 @@ enum {
 	OPT_TCP_PER_ADDR, OPT_TCP_IDLE, OPT_TCP_QUEUED, OPT_OUTGOING, OPT_CLIENT_PENDING, OPT_JOSTLE,
 	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6,
 	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA,
-	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH
+	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -414,6 +416,7 @@ static const struct option LONG_OPTIONS[] = {
 	{"stale-max", required_argument, NULL, OPT_STALE_MAX},
 	{"stale-timeout", required_argument, NULL, OPT_STALE_TIMEOUT},
 	{"prefetch", required_argument, NULL, OPT_PREFETCH},
+	{"metrics", required_argument, NULL, OPT_METRICS},
 	{"upstream-trust-ad", required_argument, NULL, OPT_TRUST_AD},
 	{"sinkhole-a", required_argument, NULL, OPT_SINK4},
 	{"sinkhole-aaaa", required_argument, NULL, OPT_SINK6},
@@ -620,6 +623,16 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 			return fail(err, errlen, "--%s: expected seconds 0..604800, got '%s'", name, val);
 		*(opt == OPT_MIN_TTL ? &o->min_ttl : &o->stale_max) = (uint32_t)v;
 		return 0;
+	case OPT_METRICS: {
+		/* A port is required: there is no default port to guess. */
+		struct sockaddr_storage ss;
+		if (options_parse_addr(val, 0, &ss) < 0 ||
+		    (ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+					     : ((struct sockaddr_in6 *)&ss)->sin6_port) == 0)
+			return fail(err, errlen, "--%s: expected ADDR:PORT, got '%s'", name, val);
+		o->metrics = ss;
+		return 0;
+	}
 	case OPT_STALE_TIMEOUT:
 		if (parse_uint(val, 0, 60000, &v) < 0)
 			return fail(err, errlen, "--%s: expected milliseconds 0..60000, got '%s'", name, val);

@@ -85,6 +85,7 @@ struct options {
 	const char *local_data[OPTIONS_MAX_LOCAL_DATA]; /**< "NAME TYPE RDATA" (process lifetime). */
 	unsigned nlocal_data;
 	int cookies;                  /**< DNS cookies toward upstreams. */
+	struct sockaddr_storage metrics; /**< The metrics endpoint; ss_family 0: none. */
 	int verbose;
 };
 

@@ -23,9 +23,12 @@ static size_t answer_cap(const struct client *c, const struct wire_query *q)
 	return c->stream ? WORKER_ANSWER_MAX : answer_udp_limit(q);
 }
 
-static void respond(const struct client *c, const uint8_t *query, const struct wire_query *q,
-		    const uint8_t *ans, size_t len)
+/* Every answer leaves here: counted by rcode, then handed to the client's transport. */
+static void respond(struct worker *w, const struct client *c, const uint8_t *query,
+		    const struct wire_query *q, const uint8_t *ans, size_t len)
 {
+	unsigned rcode = ans[3] & 0xF;
+	w->st.rcode[rcode < SERVER_RCODES - 1 ? rcode : SERVER_RCODES - 1]++;
 	c->ops->reply(c, query, q, ans, len);
 }
 
@@ -34,7 +37,7 @@ static void answer_with_error(struct worker *w, const struct client *c, const ui
 {
 	int n = answer_error(w->answer, answer_cap(c, q), query, q, rcode, ede, text);
 	if (n > 0)
-		respond(c, query, q, w->answer, (size_t)n);
+		respond(w, c, query, q, w->answer, (size_t)n);
 }
 
 static void deny(struct worker *w, const struct client *c, const uint8_t *query,
@@ -60,8 +63,9 @@ static void deny(struct worker *w, const struct client *c, const uint8_t *query,
 	};
 	int n = answer_deny(w->answer, answer_cap(c, q), query, q, &d);
 	w->st.denied++;
+	rule_hits_add(w->hits, owner ? owner : &q->qname, v->depth);
 	if (n > 0) {
-		respond(c, query, q, w->answer, (size_t)n);
+		respond(w, c, query, q, w->answer, (size_t)n);
 		return;
 	}
 	/* Only a long CNAME target in a 512-octet answer can fail to fit: deny without the SOA. */
@@ -150,7 +154,7 @@ static void status_query(struct worker *w, const struct client *c, const uint8_t
 	}
 	int n = answer_txt(w->answer, answer_cap(c, q), query, q, text);
 	if (n > 0)
-		respond(c, query, q, w->answer, (size_t)n);
+		respond(w, c, query, q, w->answer, (size_t)n);
 }
 
 /* ---- Admit -------------------------------------------------------------------------------- */
@@ -201,6 +205,9 @@ static int query_admit(struct worker *w, const struct client *c, const uint8_t *
 		return DROPPED;
 	}
 	w->st.queries++;
+	w->st.qtype[rc == 0 ? server_qtype_index(q->qtype) : SERVER_QTYPES - 1]++;
+	if (c->stream)
+		w->st.queries_tcp++;
 	if (!c->stream) {
 		/* Whatever the answer, even REFUSED or FORMERR, it counts: a spoofed source must not
 		 * turn embargo into an amplifier of any kind of answer. */
@@ -212,7 +219,7 @@ static int query_admit(struct worker *w, const struct client *c, const uint8_t *
 						     WIRE_RCODE_NOERROR, -1, NULL);
 				if (n > 0) {
 					w->answer[2] |= WIRE_FLAG_TC >> 8;
-					respond(c, pkt, q, w->answer, (size_t)n);
+					respond(w, c, pkt, q, w->answer, (size_t)n);
 				}
 			}
 			return DROPPED;
@@ -312,7 +319,7 @@ static int serve_stale(struct worker *w, const struct client *c, const uint8_t *
 		w->st.cache_hits++; /* Refreshed meanwhile (by another worker). */
 	}
 	fix_ad(w, q, w->answer);
-	respond(c, query, q, w->answer, (size_t)n);
+	respond(w, c, query, q, w->answer, (size_t)n);
 	return 1;
 }
 
@@ -338,7 +345,7 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 	}
 	if (n > 0) {
 		w->st.local++;
-		respond(c, pkt, q, w->answer, (size_t)n);
+		respond(w, c, pkt, q, w->answer, (size_t)n);
 		return 0;
 	}
 
@@ -360,7 +367,7 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 		}
 		w->st.cache_hits++;
 		fix_ad(w, q, w->answer);
-		respond(c, pkt, q, w->answer, (size_t)n);
+		respond(w, c, pkt, q, w->answer, (size_t)n);
 		if (hit.prefetch && !cache_only)
 			prefetch(w, pkt, len, q);
 		return 0;
@@ -487,7 +494,7 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 			/* The cache keeps the upstream's TTLs and AD; this client gets its own. */
 			wire_age_ttls(reply, len, 0, w->o->max_client_ttl);
 			fix_ad(w, q, reply);
-			respond(c, query, q, reply, len);
+			respond(w, c, query, q, reply, len);
 		}
 	}
 	/* Answering may have closed the connection (its session is then gone). */

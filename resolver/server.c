@@ -27,9 +27,25 @@ static void publish_stats(struct worker *w)
 	/* Admission keeps its own counters; they show as the server's. */
 	const struct admit_stats *a = admit_stats(w->admit);
 	w->st.rate_limited = a->rate_slipped + a->rate_dropped;
+	w->st.tcp_open = tcp_open_count(w);
+	if (w->up) {
+		const struct upstream_stats *u = upstream_stats(w->up);
+		w->st.up_sent = u->sent;
+		w->st.up_answered = u->answered;
+		w->st.up_timeouts = u->timeouts;
+		w->st.up_soft_failures = u->soft_failures;
+		w->st.up_ignored = u->mismatched + u->case_mismatched + u->cookie_mismatched;
+		w->st.up_tcp_fallbacks = u->tcp_fallbacks;
+		w->st.up_merged = u->merged;
+	}
 #define PUBLISH(f) atomic_store_explicit(&w->shown_##f, w->st.f, memory_order_relaxed);
 	WORKER_STAT_FIELDS(PUBLISH)
 #undef PUBLISH
+#define PUBLISH_ARRAY(f, n) \
+	for (unsigned k = 0; k < (n); k++) \
+		atomic_store_explicit(&w->shown_##f[k], w->st.f[k], memory_order_relaxed);
+	WORKER_STAT_ARRAYS(PUBLISH_ARRAY)
+#undef PUBLISH_ARRAY
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -80,7 +96,8 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	w->reader = policy_store_reader(s->store, index);
 	w->answer = malloc(WORKER_ANSWER_MAX);
 	w->admit = admit_new(o);
-	if (!w->answer || !w->admit || udp_init(w) < 0 || tcp_init(w) < 0) {
+	w->hits = rule_hits_new();
+	if (!w->answer || !w->admit || !w->hits || udp_init(w) < 0 || tcp_init(w) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
@@ -118,6 +135,8 @@ static void worker_free(struct worker *w)
 	tcp_free(w);
 	admit_free(w->admit);
 	w->admit = NULL;
+	rule_hits_free(w->hits);
+	w->hits = NULL;
 	free(w->answer);
 	w->answer = NULL;
 }
@@ -249,6 +268,11 @@ void server_stats(server_t *s, struct server_stats *out)
 #define SUM(f) out->f += atomic_load_explicit(&w->shown_##f, memory_order_relaxed);
 		WORKER_STAT_FIELDS(SUM)
 #undef SUM
+#define SUM_ARRAY(f, n) \
+	for (unsigned k = 0; k < (n); k++) \
+		out->f[k] += atomic_load_explicit(&w->shown_##f[k], memory_order_relaxed);
+		WORKER_STAT_ARRAYS(SUM_ARRAY)
+#undef SUM_ARRAY
 	}
 }
 
@@ -277,4 +301,18 @@ void server_upstream_stats(server_t *s, struct upstream_stats *out)
 		ADD(pool_full) ADD(jostled) ADD(sockets_full) ADD(probes)
 #undef ADD
 	}
+}
+
+enum server_hold server_hold(const server_t *s)
+{
+	return (enum server_hold)atomic_load_explicit(&s->hold_kind, memory_order_relaxed);
+}
+
+void server_rule_hits(server_t *s, struct rule_hit *out, size_t *n, size_t max, uint64_t *other)
+{
+	*n = 0;
+	*other = 0;
+	for (unsigned i = 0; i < s->nworkers; i++)
+		if (s->workers[i].hits)
+			rule_hits_merge(s->workers[i].hits, out, n, max, other);
 }

@@ -9,11 +9,30 @@
 #include "policy/store.h"
 #include "resolver/cache.h"
 #include "resolver/options.h"
+#include "resolver/rule_hits.h"
 #include "resolver/upstream.h"
 
 typedef struct server server_t;
 
 /** Counters summed over all workers. */
+/** The query types counted one by one (metrics); all others count together. */
+#define SERVER_QTYPE_LIST(X) \
+	X(A, 1) X(AAAA, 28) X(CNAME, 5) X(MX, 15) X(TXT, 16) X(NS, 2) X(SOA, 6) X(PTR, 12) \
+	X(SRV, 33) X(HTTPS, 65) X(SVCB, 64) X(DS, 43) X(DNSKEY, 48) X(CAA, 257) X(ANY, 255)
+#define SERVER_QTYPE_COUNT(name, value) +1
+#define SERVER_QTYPES (0 SERVER_QTYPE_LIST(SERVER_QTYPE_COUNT) + 1)
+#define SERVER_RCODES 7
+
+/** The qtype's index in server_stats.qtype. */
+static inline unsigned server_qtype_index(uint16_t qtype)
+{
+	unsigned i = 0;
+#define SERVER_QTYPE_INDEX(name, value) if (qtype == (value)) return i; i++;
+	SERVER_QTYPE_LIST(SERVER_QTYPE_INDEX)
+#undef SERVER_QTYPE_INDEX
+	return i;
+}
+
 struct server_stats {
 	uint64_t queries;     /**< Queries parsed (UDP and TCP). */
 	uint64_t denied;      /**< Answered NXDOMAIN by policy (name or CNAME target). */
@@ -29,6 +48,12 @@ struct server_stats {
 	uint64_t tcp_evicted; /**< Idle TCP connections closed to make room. */
 	uint64_t tcp_timeouts; /**< TCP connections cut by the idle or message deadline. */
 	uint64_t looped;      /**< Queries from embargo's own upstream sockets, dropped. */
+	uint64_t queries_tcp; /**< Of queries: over TCP. */
+	uint64_t tcp_open;    /**< TCP connections open now (a gauge). */
+	uint64_t up_sent, up_answered, up_timeouts, up_soft_failures, up_ignored, up_tcp_fallbacks,
+		up_merged; /**< The upstream side's (ignored: mismatched answers of any kind). */
+	uint64_t rcode[SERVER_RCODES]; /**< Answers by RCODE 0..5, then all others. */
+	uint64_t qtype[SERVER_QTYPES]; /**< Queries by SERVER_QTYPE_LIST type, then all others. */
 	uint64_t local;       /**< Answered from local zones and local data. */
 	uint64_t cache_misses; /**< Lookups that found no fresh answer (stale ones included). */
 	uint64_t stale_served; /**< Expired answers served (RFC 8767). */
@@ -66,6 +91,13 @@ enum server_hold {
  *  read it without locks (fields may mix for an instant while it changes). */
 void server_set_hold(server_t *s, enum server_hold kind, size_t removed, size_t of,
 		     uint64_t version);
+
+/** Denials per rule summed over the workers into out[0..*n) (*n = 0 first; at most max), the
+ *  rest into *other. Any thread. */
+void server_rule_hits(server_t *s, struct rule_hit *out, size_t *n, size_t max, uint64_t *other);
+
+/** The kind of the held load set by server_set_hold() (any thread). */
+enum server_hold server_hold(const server_t *s);
 
 /** Upstream counters summed over all workers; valid only after server_stop(). */
 void server_upstream_stats(server_t *s, struct upstream_stats *out);

@@ -459,3 +459,8 @@ void tcp_free(struct worker *w)
 	free(w->tcp);
 	w->tcp = NULL;
 }
+
+unsigned tcp_open_count(const struct worker *w)
+{
+	return w->tcp ? w->tcp->nconns : 0;
+}

@@ -18,5 +18,8 @@ int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, s
 /** Close every listener and connection (their handles close with the loop). */
 void tcp_close(struct worker *w);
 
+/** TCP connections open on w now (0 before tcp_init). */
+unsigned tcp_open_count(const struct worker *w);
+
 /** Free w's TCP state once its loop has closed every handle. */
 void tcp_free(struct worker *w);

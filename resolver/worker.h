@@ -11,6 +11,7 @@
 #include "resolver/admit.h"
 #include "resolver/cache.h"
 #include "resolver/local.h"
+#include "resolver/rule_hits.h"
 #include "resolver/options.h"
 #include "resolver/server.h"
 #include "resolver/upstream.h"
@@ -21,7 +22,11 @@
 #define WORKER_STAT_FIELDS(X) \
 	X(queries) X(denied) X(cache_hits) X(forwarded) X(servfail) X(formerr) X(dropped) \
 	X(tcp_conns) X(refused) X(rate_limited) X(tcp_refused) X(tcp_evicted) X(tcp_timeouts) \
-	X(looped) X(local) X(cache_misses) X(stale_served) X(prefetches)
+	X(looped) X(local) X(cache_misses) X(stale_served) X(prefetches) X(queries_tcp) X(tcp_open) \
+	X(up_sent) X(up_answered) X(up_timeouts) X(up_soft_failures) X(up_ignored) \
+	X(up_tcp_fallbacks) X(up_merged)
+/* And the arrays among them. */
+#define WORKER_STAT_ARRAYS(X) X(rcode, SERVER_RCODES) X(qtype, SERVER_QTYPES)
 
 struct udp_state;
 struct tcp_state;
@@ -40,6 +45,7 @@ struct worker {
 	struct tcp_state *tcp;   /* tcp.c's */
 	upstream_t *up;
 	admit_t *admit;
+	rule_hits_t *hits;       /* Denials per rule (metrics). */
 	struct policy_reader *reader;
 	uint8_t *answer;         /* WORKER_ANSWER_MAX octets for the answer being built. */
 	/* This host's addresses, for the loop guard: read at most once a second, and only when
@@ -53,6 +59,9 @@ struct worker {
 #define WORKER_SHOWN(f) _Alignas(8) atomic_ullong shown_##f;
 	WORKER_STAT_FIELDS(WORKER_SHOWN)
 #undef WORKER_SHOWN
+#define WORKER_SHOWN_ARRAY(f, n) atomic_ullong shown_##f[n];
+	WORKER_STAT_ARRAYS(WORKER_SHOWN_ARRAY)
+#undef WORKER_SHOWN_ARRAY
 };
 
 struct server {

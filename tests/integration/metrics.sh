@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The metrics endpoint: counters match the queries sent (by transport, type, rcode, rule and
+# reason; cache hits; local answers), the output passes promtool, /health answers, and a real
+# Prometheus server scraping embargo on loopback reads a counter back through its HTTP API.
+set -u
+srcdir=${srcdir:-.}
+EMBARGO=${EMBARGO:-./resolver/embargo}
+POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
+. "$srcdir/tests/integration/lib.sh"
+
+need_all
+need promtool prometheus
+need prometheus prometheus
+
+REDIS=$(free_port)
+NSD=$(free_port)
+EP=$(free_port)
+MP=$(free_port)
+start_redis "$REDIS"
+start_nsd "$NSD"
+R() { redis-cli -p "$REDIS" "$@" >/dev/null; }
+R del embargo:deny embargo:allow embargo:reason
+R sadd embargo:deny blocked.test kaspersky.com
+R hset embargo:reason blocked.test "test rule: blocked"
+"$POLICY_TOOL" --redis "redis://127.0.0.1:$REDIS" --by test accept >/dev/null
+start_embargo metrics "$EP" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+	--metrics "127.0.0.1:$MP"
+wait_for 5 grep -q "policy loaded from redis" "$WORK/metrics.log" || die "policy not loaded"
+
+# get PATH: the endpoint's body (python3: no curl needed).
+get() {
+	python3 -c "
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen('http://127.0.0.1:$MP' + sys.argv[1], timeout=5)
+    print(r.status); sys.stdout.write(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code)" "$1" 2>/dev/null
+}
+# value NAME{LABELS}: one sample's value from the last scrape.
+value() { awk -v k="$1 " 'index($0, k) == 1 {print $NF}' "$WORK/scrape"; }
+
+# The queries: 1 forwarded and 4 cache hits (www.test A), 3 denials by blocked.test (one over
+# TCP) and 2 by kaspersky.com, 2 local answers, 1 AAAA forwarded.
+queries() {
+	local i
+	for i in 1 2 3 4 5; do q "$EP" @127.0.0.1 www.test A +short >/dev/null; done
+	for i in 1 2; do q "$EP" @127.0.0.1 blocked.test A >/dev/null; done
+	q "$EP" @127.0.0.1 x.blocked.test A +tcp >/dev/null
+	for i in 1 2; do q "$EP" @127.0.0.1 dl.kaspersky.com A >/dev/null; done
+	for i in 1 2; do q "$EP" @127.0.0.1 localhost A >/dev/null; done
+	q "$EP" @127.0.0.1 www.test AAAA >/dev/null
+}
+
+counters_match() {
+	queries
+	sleep 0.2
+	get /metrics >"$WORK/scrape.raw"
+	head -1 "$WORK/scrape.raw" | grep -qx 200 || { head -3 "$WORK/scrape.raw"; return 1; }
+	tail -n +2 "$WORK/scrape.raw" >"$WORK/scrape"
+	local line sample want got bad=0
+	while read -r line; do
+		sample=${line% *}
+		want=${line##* }
+		got=$(value "$sample")
+		[ "$got" = "$want" ] || { echo "$sample: $got, want $want"; bad=1; }
+	done <<EXPECT
+embargo_queries_total{transport="udp"} 12
+embargo_queries_total{transport="tcp"} 1
+embargo_queries_by_type_total{qtype="A"} 12
+embargo_queries_by_type_total{qtype="AAAA"} 1
+embargo_answers_total{rcode="NXDOMAIN"} 5
+embargo_answers_total{rcode="NOERROR"} 8
+embargo_denied_total 5
+embargo_denied_by_rule_total{rule="blocked.test"} 3
+embargo_denied_by_rule_total{rule="kaspersky.com"} 2
+embargo_denied_by_reason_total{reason="test rule: blocked"} 3
+embargo_denied_by_reason_total{reason=""} 2
+embargo_cache_hits_total 4
+embargo_forwarded_total 2
+embargo_local_answers_total 2
+embargo_tcp_connections_total 1
+embargo_policy_rules{kind="deny"} 2
+embargo_policy_held 0
+EXPECT
+	[ $bad -eq 0 ] || return 1
+	grep -q '^embargo_policy_info{version="[0-9a-f]\{16\}",source="redis"} 1$' "$WORK/scrape" ||
+		{ grep policy_info "$WORK/scrape"; return 1; }
+	grep -q "^process_resident_memory_bytes [1-9]" "$WORK/scrape" || return 1
+	echo "$(grep -c '^embargo_\|^process_' "$WORK/scrape") samples in $(wc -c <"$WORK/scrape") bytes"
+}
+check "metrics count the queries sent: transport, type, rcode, rule, reason, cache, local" counters_match
+
+promtool_passes() {
+	promtool check metrics <"$WORK/scrape"
+}
+check "the metrics pass promtool check metrics" promtool_passes
+
+health() {
+	get /health | head -1 | grep -qx 200 && get /nothing | head -1 | grep -qx 404
+}
+check "/health answers 200 while serving; other paths 404" health
+
+# A real Prometheus scraping embargo every second; the counter read back through its API.
+scraped() {
+	local pp
+	pp=$(free_port)
+	mkdir -p "$WORK/prom"
+	cat >"$WORK/prom/prometheus.yml" <<CONF
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: embargo
+    static_configs:
+      - targets: ["127.0.0.1:$MP"]
+CONF
+	prometheus --config.file="$WORK/prom/prometheus.yml" --storage.tsdb.path="$WORK/prom/data" \
+		--web.listen-address="127.0.0.1:$pp" >"$WORK/prometheus.log" 2>&1 &
+	PIDS+=($!)
+	local api="http://127.0.0.1:$pp/api/v1/query?query=embargo_denied_total"
+	read_back() {
+		python3 -c "
+import json, sys, urllib.request
+r = json.load(urllib.request.urlopen(sys.argv[1], timeout=2))
+res = r['data']['result']
+print(res[0]['value'][1] if res else '')" "$api" 2>/dev/null | grep -qx 5
+	}
+	wait_for 40 read_back || { tail -5 "$WORK/prometheus.log"; return 1; }
+	echo "Prometheus read embargo_denied_total = 5"
+}
+check "a Prometheus server scrapes embargo and reads embargo_denied_total back" scraped
+
+finish
