@@ -15,6 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "policy/store.h"
 #include "resolver/cache.h"
@@ -26,6 +29,17 @@
 #include "resolver/snapshot.h"
 
 #define RECLAIM_MS 50
+
+/* Tell systemd (Type=notify) how the daemon stands; nothing without libsystemd or outside
+ * systemd (no NOTIFY_SOCKET). */
+static void notify(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+	sd_notify(0, state);
+#else
+	(void)state;
+#endif
+}
 
 struct daemon {
 	struct options o;
@@ -54,6 +68,7 @@ static void on_ready(void *ctx)
 	}
 	d->started = 1;
 	atomic_store(&d->serving, 1);
+	notify("READY=1\nSTATUS=serving");
 	/* This thread reads and parses the policy; the workers (started at nice 0) come first. */
 	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5);
 	char addrs[OPTIONS_MAX_ADDRS * 56] = "", one[56];
@@ -91,6 +106,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	struct daemon *d = h->data;
 	log_info("%s received: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
 	atomic_store(&d->serving, 0);
+	notify("STOPPING=1");
 	redis_sync_close(d->redis);
 	d->redis = NULL;
 	uv_close((uv_handle_t *)&d->sigint, NULL);

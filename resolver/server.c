@@ -62,9 +62,9 @@ static void on_check(uv_check_t *h)
 	udp_flush(h->data);
 }
 
-static void on_stop(uv_async_t *h)
+/* Close everything: the worker's loop then runs out of handles and its thread ends. */
+static void finish_stop(struct worker *w)
 {
-	struct worker *w = h->data;
 	udp_flush(w);
 	publish_stats(w);
 	udp_close(w);
@@ -76,7 +76,30 @@ static void on_stop(uv_async_t *h)
 	uv_close((uv_handle_t *)&w->prepare, NULL);
 	uv_close((uv_handle_t *)&w->check, NULL);
 	uv_close((uv_handle_t *)&w->stop, NULL);
+	uv_close((uv_handle_t *)&w->drain, NULL);
 	policy_store_quiescent(w->reader);
+}
+
+static void on_drain(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+	if (w->up && upstream_pending(w->up) > 0 && uv_now(&w->loop) < w->drain_until)
+		return;
+	uv_timer_stop(t);
+	finish_stop(w);
+}
+
+/* Stop: no new query is read or accepted; the questions already upstream are answered for up to
+ * SERVER_DRAIN_MS, then everything closes. */
+static void on_stop(uv_async_t *h)
+{
+	struct worker *w = h->data;
+	if (uv_is_active((uv_handle_t *)&w->drain) || uv_is_closing((uv_handle_t *)&w->drain))
+		return;
+	udp_pause(w);
+	tcp_stop_accepting(w);
+	w->drain_until = uv_now(&w->loop) + SERVER_DRAIN_MS;
+	uv_timer_start(&w->drain, on_drain, 0, 20);
 }
 
 static void worker_main(void *arg)
@@ -110,7 +133,8 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	uv_async_init(&w->loop, &w->stop, on_stop);
 	uv_prepare_init(&w->loop, &w->prepare);
 	uv_check_init(&w->loop, &w->check);
-	w->stop.data = w->prepare.data = w->check.data = w;
+	uv_timer_init(&w->loop, &w->drain);
+	w->stop.data = w->prepare.data = w->check.data = w->drain.data = w;
 	uv_prepare_start(&w->prepare, on_prepare);
 	uv_check_start(&w->check, on_check);
 	w->up = upstream_new(&w->loop, o, query_upstream_answer, w, &rc);

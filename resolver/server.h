@@ -69,7 +69,12 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 /** Start the worker threads. @return 0 or a negative errno. */
 int server_start(server_t *s);
 
-/** Stop the workers (if started) and wait for them; the counters stay readable. Idempotent. */
+/** How long stopping workers keep answering the questions already sent upstream. */
+#define SERVER_DRAIN_MS 2000
+
+/** Stop the workers (if started) and wait for them: each stops reading and accepting, answers
+ *  what is already upstream for up to SERVER_DRAIN_MS, then closes. The counters stay
+ *  readable. Idempotent. */
 void server_stop(server_t *s);
 
 /** Stop the workers (if running), close every socket and free the server. NULL is a no-op. */

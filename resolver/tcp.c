@@ -442,7 +442,7 @@ int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, s
 	return rc;
 }
 
-void tcp_close(struct worker *w)
+void tcp_stop_accepting(struct worker *w)
 {
 	struct tcp_state *st = w->tcp;
 	if (!st)
@@ -450,6 +450,14 @@ void tcp_close(struct worker *w)
 	for (unsigned i = 0; i < st->nlisten; i++)
 		uv_close((uv_handle_t *)&st->listeners[i].tcp, NULL);
 	st->nlisten = 0;
+}
+
+void tcp_close(struct worker *w)
+{
+	struct tcp_state *st = w->tcp;
+	if (!st)
+		return;
+	tcp_stop_accepting(w);
 	while (st->head)
 		conn_close(st->head);
 }

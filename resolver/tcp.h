@@ -18,6 +18,9 @@ int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, s
 /** Close every listener and connection (their handles close with the loop). */
 void tcp_close(struct worker *w);
 
+/** Accept no more connections; those open go on until tcp_close(). */
+void tcp_stop_accepting(struct worker *w);
+
 /** TCP connections open on w now (0 before tcp_init). */
 unsigned tcp_open_count(const struct worker *w);
 

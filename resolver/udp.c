@@ -338,6 +338,15 @@ int udp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, s
 	return 0;
 }
 
+void udp_pause(struct worker *w)
+{
+	struct udp_state *st = w->udp;
+	if (!st)
+		return;
+	for (unsigned i = 0; i < st->nlisten; i++)
+		uv_poll_stop(&st->listeners[i].poll);
+}
+
 void udp_close(struct worker *w)
 {
 	struct udp_state *st = w->udp;

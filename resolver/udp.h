@@ -22,6 +22,9 @@ void udp_flush(struct worker *w);
 /** Stop reading and close every listener (their polls close with the loop). */
 void udp_close(struct worker *w);
 
+/** Stop reading queries; the sockets stay open for the answers still due. */
+void udp_pause(struct worker *w);
+
 /** Free w's UDP state once its loop has closed every handle. */
 void udp_free(struct worker *w);
 

@@ -1439,6 +1439,11 @@ void upstream_forget(upstream_t *u, const void *session)
 			u->waiter_pool[i].client.session = NULL;
 }
 
+unsigned upstream_pending(const upstream_t *u)
+{
+	return u->npending;
+}
+
 const struct upstream_stats *upstream_stats(const upstream_t *u)
 {
 	return &u->stats;

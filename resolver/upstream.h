@@ -69,6 +69,9 @@ int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query
  *  NULL in their callbacks). */
 void upstream_forget(upstream_t *u, const void *session);
 
+/** Questions in flight now (refreshes included). */
+unsigned upstream_pending(const upstream_t *u);
+
 /** Statistics (borrowed). */
 const struct upstream_stats *upstream_stats(const upstream_t *u);
 

@@ -41,6 +41,8 @@ struct worker {
 	uv_async_t stop;
 	uv_prepare_t prepare;
 	uv_check_t check;
+	uv_timer_t drain;        /* Stopping: answers still due from the upstreams. */
+	uint64_t drain_until;
 	struct udp_state *udp;   /* udp.c's */
 	struct tcp_state *tcp;   /* tcp.c's */
 	upstream_t *up;
