@@ -145,6 +145,17 @@ static bool is_below(const struct name *n, const struct name *z)
 	return n->keylen >= z->keylen && memcmp(n->key, z->key, z->keylen - 1u) == 0;
 }
 
+const char *local_zone_name(unsigned i, char *buf, size_t cap)
+{
+	if (i >= NZONES)
+		return NULL;
+	if (i < NDEFS)
+		snprintf(buf, cap, "%s", ZONES[i].text);
+	else
+		zone_text(i, buf, cap);
+	return buf;
+}
+
 int local_zone_off(struct options *o, const char *text)
 {
 	size_t len = strlen(text);

@@ -40,6 +40,10 @@ int local_answer(const local_t *l, const uint8_t *query, const struct wire_query
  *  trailing dot optional), as Unbound's nodefault. @return how many, or -EINVAL when none. */
 int local_zone_off(struct options *o, const char *text);
 
+/** The name of default local zone i (its bit in options.local_off) into buf[cap].
+ *  @return buf, or NULL when there is no zone i. */
+const char *local_zone_name(unsigned i, char *buf, size_t cap);
+
 /** Check one --local-data record, "NAME [TTL] [IN] TYPE RDATA". @return 0, or -EINVAL with a
  *  message in err. */
 int local_data_check(const char *text, char *err, size_t errlen);

@@ -4,7 +4,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <malloc.h>
+#include <pwd.h>
 #include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
@@ -114,6 +116,38 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&d->reclaim, NULL);
 }
 
+/* Started as root: give it up for o->user (default embargo, when that user exists) once every
+ * socket is bound. setuid() from root clears every capability, in every thread (glibc applies
+ * it to all of them). @return 0, or -1 when the user was asked for and cannot be taken on. */
+static int drop_privileges(const struct options *o)
+{
+	if (geteuid() != 0)
+		return 0;
+	const char *name = o->user[0] ? o->user : "embargo";
+	struct passwd *pw = getpwnam(name);
+	if (!pw) {
+		if (o->user[0]) {
+			log_err("--user %s: no such user", name);
+			return -1;
+		}
+		log_warn("running as root: there is no user 'embargo' to run as (create it, or set "
+			 "--user)");
+		return 0;
+	}
+	if (pw->pw_uid == 0)
+		return 0; /* --user root: asked for. */
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		log_err("cannot run as %s: %s", name, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		log_err("dropped to %s but could become root again", name);
+		return -1;
+	}
+	log_info("running as %s (uid %u, gid %u)", name, (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
+	return 0;
+}
+
 /* The policy to enforce until Redis is read: the snapshot if there is a sound one. */
 static policy_t *initial_policy(const struct options *o)
 {
@@ -197,8 +231,12 @@ int main(int argc, char **argv)
 	if (rc == OPTIONS_EXIT)
 		return 0;
 	signal(SIGPIPE, SIG_IGN);
-	if (d.o.verbose)
-		log_set_level(LOG_DEBUG);
+	if (d.o.check_config) {
+		/* Valid (options_parse would have refused it otherwise), local data included. */
+		options_print(&d.o, stdout);
+		return 0;
+	}
+	log_set_level((enum log_level)d.o.log_level);
 	if (d.o.threads == 0)
 		d.o.threads = uv_available_parallelism();
 	fit_outgoing_range(&d.o);
@@ -238,6 +276,13 @@ int main(int argc, char **argv)
 			cache_free(d.cache);
 			return 1;
 		}
+	}
+	if (drop_privileges(&d.o) < 0) {
+		metrics_free(d.metrics);
+		server_free(d.server);
+		policy_store_free(d.store);
+		cache_free(d.cache);
+		return 1;
 	}
 	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
 	for (unsigned i = 0; i < d.o.nupstream; i++) {

@@ -101,7 +101,12 @@
 	"                         health check on /health (default: off)\n" \
 	"  --config FILE          read settings from FILE: one \"name value\" per line, names as\n" \
 	"                         above without dashes; command-line flags win\n" \
-	"  --verbose              log debug messages\n" \
+	"  --user NAME            when started as root, run as NAME once the sockets are bound\n" \
+	"                         (default: embargo, if that user exists)\n" \
+	"  --log-level LEVEL      error, warn, info (default) or debug\n" \
+	"  --check-config [FILE]  read FILE (or --config) and the flags, print the effective\n" \
+	"                         settings and exit: 0 when valid, 2 when not\n" \
+	"  --verbose              log debug messages (--log-level debug)\n" \
 	"  --help                 show this help\n" \
 	"  --version              show the version\n"
 
@@ -373,7 +378,8 @@ enum {
 	OPT_TCP_PER_ADDR, OPT_TCP_IDLE, OPT_TCP_QUEUED, OPT_OUTGOING, OPT_CLIENT_PENDING, OPT_JOSTLE,
 	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6,
 	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA,
-	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS
+	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS,
+	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -423,6 +429,9 @@ static const struct option LONG_OPTIONS[] = {
 	{"upstream-cookies", required_argument, NULL, OPT_COOKIES},
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
+	{"user", required_argument, NULL, OPT_USER},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"check-config", optional_argument, NULL, OPT_CHECK_CONFIG},
 	{"help", no_argument, NULL, OPT_HELP},
 	{"version", no_argument, NULL, OPT_VERSION},
 	{NULL, 0, NULL, 0},
@@ -680,8 +689,22 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 			return fail(err, errlen, "--%s: expected an IPv6 address, got '%s'", name, val);
 		return 0;
 	case OPT_VERBOSE:
-		o->verbose = 1;
+		o->log_level = 3;
 		return 0;
+	case OPT_USER:
+		if (!*val || strlen(val) >= sizeof(o->user))
+			return fail(err, errlen, "--%s: expected a user name, got '%s'", name, val);
+		strcpy(o->user, val);
+		return 0;
+	case OPT_LOG_LEVEL: {
+		static const char *const levels[] = {"error", "warn", "info", "debug"};
+		for (int l = 0; l < 4; l++)
+			if (strcmp(val, levels[l]) == 0) {
+				o->log_level = l;
+				return 0;
+			}
+		return fail(err, errlen, "--%s: expected error, warn, info or debug, got '%s'", name, val);
+	}
 	}
 	return fail(err, errlen, "unknown setting '%s'%s", name, "");
 }
@@ -710,7 +733,8 @@ static int load_config(struct options *o, const char *path, struct list_state *l
 		for (const struct option *lo = LONG_OPTIONS; lo->name; lo++)
 			if (strcmp(lo->name, s) == 0)
 				opt = lo->val;
-		if (!opt || opt == OPT_CONFIG || opt == OPT_HELP || opt == OPT_VERSION) {
+		if (!opt || opt == OPT_CONFIG || opt == OPT_HELP || opt == OPT_VERSION ||
+		    opt == OPT_CHECK_CONFIG) {
 			snprintf(err, errlen, "%s:%d: unknown setting '%s'", path, lineno, s);
 			rc = -EINVAL;
 			break;
@@ -755,6 +779,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->max_ttl = 86400;
 	o->max_client_ttl = 300;
 	o->stale_max = 86400;
+	o->log_level = 2;
 	o->stale_timeout_ms = 1800;
 	o->prefetch = 1;
 	struct list_state ls = {0};
@@ -766,6 +791,10 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 			path = argv[i + 1];
 		else if (strncmp(argv[i], "--config=", 9) == 0)
 			path = argv[i] + 9;
+		else if (strncmp(argv[i], "--check-config=", 15) == 0)
+			path = argv[i] + 15;
+		else if (strcmp(argv[i], "--check-config") == 0 && i + 1 < argc && argv[i + 1][0] != '-')
+			path = argv[i + 1];
 		if (path && load_config(o, path, &ls, err, errlen) < 0)
 			return -EINVAL;
 	}
@@ -792,6 +821,12 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 		}
 		if (opt == OPT_CONFIG)
 			continue;
+		if (opt == OPT_CHECK_CONFIG) {
+			o->check_config = 1;
+			if (!optarg && optind < argc && argv[optind][0] != '-')
+				optind++; /* Its FILE, read above. */
+			continue;
+		}
 		const char *name = "";
 		for (const struct option *lo = LONG_OPTIONS; lo->name; lo++)
 			if (lo->val == opt)

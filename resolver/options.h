@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "policy/guard.h"
@@ -86,7 +87,9 @@ struct options {
 	unsigned nlocal_data;
 	int cookies;                  /**< DNS cookies toward upstreams. */
 	struct sockaddr_storage metrics; /**< The metrics endpoint; ss_family 0: none. */
-	int verbose;
+	char user[64];                /**< Run as this user once the sockets are bound (root). */
+	int log_level;                /**< enum log_level. */
+	int check_config;             /**< Print the effective settings and exit. */
 };
 
 /** Outcome of options_parse besides errors. */
@@ -121,6 +124,9 @@ int options_is_wildcard(const struct sockaddr_storage *ss);
 /** This host's interface addresses (each as a full-length prefix), at most max, into list.
  *  @return how many. */
 unsigned options_host_addrs(struct options_cidr *list, unsigned max);
+
+/** Write the effective settings as config-file lines (the Redis password hidden). */
+void options_print(const struct options *o, FILE *f);
 
 /** "ADDR:PORT" or "[V6]:PORT" for logs. */
 void options_format_addr(const struct sockaddr_storage *ss, char *buf, size_t cap);

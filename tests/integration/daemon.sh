@@ -89,4 +89,60 @@ bounded() {
 }
 check "SIGTERM with a question that is never answered: exit 0 after 2 s" bounded
 
+# Started as root: the sockets are bound, then embargo runs as --user with no capability left,
+# and still answers.
+privileges() {
+	[ "$(id -u)" -eq 0 ] || { echo "not root: nothing to drop (skipped)"; return 0; }
+	local p status
+	p=$(free_port)
+	start_embargo dropped "$p" --upstream "127.0.0.1:$F" --redis "$NOREDIS" --user nobody
+	status=$(cat "/proc/$PID_dropped/status")
+	grep "^Uid:\|^Gid:\|^CapEff:\|^CapPrm:\|^Groups:" <<<"$status"
+	grep -qE "^Uid:\s+65534\s+65534\s+65534\s+65534$" <<<"$status" || return 1
+	grep -qE "^Gid:\s+65534\s+65534\s+65534\s+65534$" <<<"$status" || return 1
+	grep -qE "^CapEff:\s+0+$" <<<"$status" && grep -qE "^CapPrm:\s+0+$" <<<"$status" || return 1
+	grep -qE "^Groups:\s*$" <<<"$status" || return 1
+	q "$p" @127.0.0.1 localhost A +short | grep -qx 127.0.0.1 || { echo "no answer"; return 1; }
+	grep -q "running as nobody" "$WORK/dropped.log" || return 1
+	"$EMBARGO" --listen "127.0.0.1:$(free_port)" --upstream "127.0.0.1:$F" --redis "$NOREDIS" \
+		--snapshot off --user no-such-user-here 2>"$WORK/nouser.err"
+	[ $? -eq 1 ] && grep -q "no such user" "$WORK/nouser.err" || { cat "$WORK/nouser.err"; return 1; }
+}
+check "started as root: runs as --user with no capability, and answers" privileges
+
+# --check-config prints the effective settings as a config file that reads back the same;
+# a bad file exits 2 with the line.
+check_config() {
+	printf 'upstream 192.0.2.53\nlocal-data printer.lan A 192.168.1.5\ndeny-mode sinkhole\n' \
+		>"$WORK/c1.conf"
+	"$EMBARGO" --check-config "$WORK/c1.conf" --ratelimit 50 >"$WORK/c1.out" || return 1
+	grep -qx "deny-mode sinkhole" "$WORK/c1.out" && grep -qx "ratelimit 50" "$WORK/c1.out" &&
+		grep -qx "local-data printer.lan A 192.168.1.5" "$WORK/c1.out" || { cat "$WORK/c1.out"; return 1; }
+	"$EMBARGO" --check-config "$WORK/c1.out" >"$WORK/c2.out" || return 1
+	diff "$WORK/c1.out" "$WORK/c2.out" || return 1
+	printf 'upstream 192.0.2.53\nmax-ttl soon\n' >"$WORK/bad.conf"
+	"$EMBARGO" --check-config "$WORK/bad.conf" 2>"$WORK/bad.err"
+	[ $? -eq 2 ] && grep -q "bad.conf:2: --max-ttl" "$WORK/bad.err" || { cat "$WORK/bad.err"; return 1; }
+	echo "$(wc -l <"$WORK/c1.out") lines"
+}
+check "--check-config: effective settings that read back the same; a bad file exits 2" check_config
+
+# --log-level warn: the info lines are gone, the warnings stay.
+log_level() {
+	local p
+	p=$(free_port)
+	"$EMBARGO" --listen "127.0.0.1:$p" --upstream "127.0.0.1:$F" --redis "$NOREDIS" \
+		--snapshot off --log-level warn >"$WORK/quiet.log" 2>&1 &
+	local pid=$!
+	PIDS+=($pid)
+	wait_for 5 grep -q "starting without redis" "$WORK/quiet.log" || { cat "$WORK/quiet.log"; return 1; }
+	q "$p" @127.0.0.1 localhost A +short | grep -qx 127.0.0.1 || return 1
+	kill "$pid"
+	wait "$pid"
+	! grep -q " info: " "$WORK/quiet.log" || { cat "$WORK/quiet.log"; return 1; }
+	"$EMBARGO" --log-level loud 2>/dev/null
+	[ $? -eq 2 ]
+}
+check "--log-level" log_level
+
 finish
