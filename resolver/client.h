@@ -39,4 +39,5 @@ struct client {
 	struct sockaddr_storage addr; /**< The client's address and port. */
 	struct client_local local;
 	uint8_t stream;               /**< 1: a stream transport, no size limit but 65535. */
+	uint64_t arrived_ns;          /**< uv_hrtime() when it arrived (0: not taken, no query log). */
 };

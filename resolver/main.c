@@ -51,6 +51,8 @@ struct daemon {
 	server_t *server;
 	redis_sync_t *redis;
 	metrics_t *metrics;
+	query_log_t *qlog;
+	uv_signal_t sigusr1;
 	atomic_int serving;          /* Workers answering (the metrics' /health). */
 	uv_signal_t sigint, sigterm;
 	uv_timer_t reclaim;
@@ -113,6 +115,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	d->redis = NULL;
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigusr1, NULL);
 	uv_close((uv_handle_t *)&d->reclaim, NULL);
 }
 
@@ -146,6 +149,17 @@ static int drop_privileges(const struct options *o)
 	}
 	log_info("running as %s (uid %u, gid %u)", name, (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
 	return 0;
+}
+
+/* SIGUSR1: logrotate moved the query log; the writer opens a new one. */
+static void on_usr1(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+	(void)signum;
+	if (d->qlog) {
+		query_log_reopen(d->qlog);
+		log_info("SIGUSR1 received: query log reopened");
+	}
 }
 
 /* The policy to enforce until Redis is read: the snapshot if there is a sound one. */
@@ -277,7 +291,21 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (d.o.query_log[0]) {
+		/* Opened before the privileges go: the file may be root's (logrotate's create). */
+		d.qlog = query_log_new(&d.o, d.o.threads, err, sizeof(err));
+		if (!d.qlog) {
+			log_err("%s", err);
+			metrics_free(d.metrics);
+			server_free(d.server);
+			policy_store_free(d.store);
+			cache_free(d.cache);
+			return 1;
+		}
+		server_set_query_log(d.server, d.qlog);
+	}
 	if (drop_privileges(&d.o) < 0) {
+		query_log_free(d.qlog);
 		metrics_free(d.metrics);
 		server_free(d.server);
 		policy_store_free(d.store);
@@ -299,6 +327,9 @@ int main(int argc, char **argv)
 	d.sigint.data = d.sigterm.data = &d;
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_signal_init(d.loop, &d.sigusr1);
+	d.sigusr1.data = &d;
+	uv_signal_start(&d.sigusr1, on_usr1, SIGUSR1);
 	uv_timer_init(d.loop, &d.reclaim);
 	d.reclaim.data = &d;
 	uv_timer_start(&d.reclaim, on_reclaim, RECLAIM_MS, RECLAIM_MS);
@@ -314,6 +345,12 @@ int main(int argc, char **argv)
 	struct upstream_stats us;
 	metrics_free(d.metrics);
 	server_stop(d.server);
+	if (d.qlog) {
+		uint64_t dropped = query_log_dropped(d.qlog);
+		query_log_free(d.qlog); /* Writes what the rings still hold. */
+		if (dropped)
+			log_warn("query log: %llu lines dropped on full rings", (unsigned long long)dropped);
+	}
 	server_stats(d.server, &st);
 	server_upstream_stats(d.server, &us);
 	server_free(d.server);

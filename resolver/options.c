@@ -101,6 +101,11 @@
 	"                         health check on /health (default: off)\n" \
 	"  --config FILE          read settings from FILE: one \"name value\" per line, names as\n" \
 	"                         above without dashes; command-line flags win\n" \
+	"  --query-log FILE       one JSON line per query (time, client, qname, qtype, rcode,\n" \
+	"                         decision, rule, reason, upstream, latency, transport) to FILE,\n" \
+	"                         or - for stdout; reopened on SIGUSR1 (default: off)\n" \
+	"  --query-log-sample N   log one query in N (default 1)\n" \
+	"  --query-log-denied-only  log denials only\n" \
 	"  --user NAME            when started as root, run as NAME once the sockets are bound\n" \
 	"                         (default: embargo, if that user exists)\n" \
 	"  --log-level LEVEL      error, warn, info (default) or debug\n" \
@@ -379,7 +384,7 @@ enum {
 	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6,
 	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA,
 	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS,
-	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG
+	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG, OPT_QLOG, OPT_QLOG_SAMPLE, OPT_QLOG_DENIED
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -430,6 +435,9 @@ static const struct option LONG_OPTIONS[] = {
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"user", required_argument, NULL, OPT_USER},
+	{"query-log", required_argument, NULL, OPT_QLOG},
+	{"query-log-sample", required_argument, NULL, OPT_QLOG_SAMPLE},
+	{"query-log-denied-only", no_argument, NULL, OPT_QLOG_DENIED},
 	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 	{"check-config", optional_argument, NULL, OPT_CHECK_CONFIG},
 	{"help", no_argument, NULL, OPT_HELP},
@@ -691,6 +699,19 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 	case OPT_VERBOSE:
 		o->log_level = 3;
 		return 0;
+	case OPT_QLOG:
+		if (!*val || strlen(val) >= sizeof(o->query_log))
+			return fail(err, errlen, "--%s: expected a file or -, got '%s'", name, val);
+		strcpy(o->query_log, val);
+		return 0;
+	case OPT_QLOG_SAMPLE:
+		if (parse_uint(val, 1, 1000000, &v) < 0)
+			return fail(err, errlen, "--%s: expected 1..1000000, got '%s'", name, val);
+		o->query_log_sample = (unsigned)v;
+		return 0;
+	case OPT_QLOG_DENIED:
+		o->query_log_denied_only = 1;
+		return 0;
 	case OPT_USER:
 		if (!*val || strlen(val) >= sizeof(o->user))
 			return fail(err, errlen, "--%s: expected a user name, got '%s'", name, val);
@@ -780,6 +801,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->max_client_ttl = 300;
 	o->stale_max = 86400;
 	o->log_level = 2;
+	o->query_log_sample = 1;
 	o->stale_timeout_ms = 1800;
 	o->prefetch = 1;
 	struct list_state ls = {0};

@@ -88,6 +88,9 @@ struct options {
 	int cookies;                  /**< DNS cookies toward upstreams. */
 	struct sockaddr_storage metrics; /**< The metrics endpoint; ss_family 0: none. */
 	char user[64];                /**< Run as this user once the sockets are bound (root). */
+	char query_log[256];          /**< Query log file, "-" for stdout; empty: none. */
+	unsigned query_log_sample;    /**< Log one query in this many. */
+	int query_log_denied_only;
 	int log_level;                /**< enum log_level. */
 	int check_config;             /**< Print the effective settings and exit. */
 };

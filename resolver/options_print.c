@@ -93,6 +93,11 @@ void options_print(const struct options *o, FILE *f)
 	} else {
 		fprintf(f, "# metrics: off\n");
 	}
+	if (o->query_log[0])
+		fprintf(f, "query-log %s\nquery-log-sample %u\n%s", o->query_log, o->query_log_sample,
+			o->query_log_denied_only ? "query-log-denied-only\n" : "");
+	else
+		fprintf(f, "# query-log: off\n");
 	if (o->user[0])
 		fprintf(f, "user %s\n", o->user);
 	else

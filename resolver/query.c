@@ -14,6 +14,7 @@
 
 #include "resolver/answer.h"
 #include "resolver/local.h"
+#include "resolver/query_log.h"
 #include "resolver/worker.h"
 
 /* ---- Answers ------------------------------------------------------------------------------ */
@@ -23,12 +24,58 @@ static size_t answer_cap(const struct client *c, const struct wire_query *q)
 	return c->stream ? WORKER_ANSWER_MAX : answer_udp_limit(q);
 }
 
-/* Every answer leaves here: counted by rcode, then handed to the client's transport. */
+/* A line of the query log for an answer about to leave (sampled; the ring may be full). */
+static void log_query(struct worker *w, const struct client *c, const uint8_t *query,
+		      const struct wire_query *q, unsigned rcode, int decision)
+{
+	if (!query_log_wanted(w->qlog, decision == QUERY_LOG_DENIED))
+		return;
+	struct query_log_entry *e = query_log_next(w->qlog);
+	if (!e)
+		return;
+	e->time_ns = uv_hrtime();
+	e->latency_us = c->arrived_ns && e->time_ns > c->arrived_ns
+				? (uint32_t)((e->time_ns - c->arrived_ns) / 1000u)
+				: 0;
+	e->qtype = q->question_end ? q->qtype : 0;
+	e->rcode = (uint8_t)rcode;
+	e->decision = (uint8_t)decision;
+	e->tcp = c->stream;
+	e->family = (uint8_t)c->addr.ss_family;
+	if (c->addr.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&c->addr;
+		memcpy(e->addr, &a->sin6_addr, 16);
+		e->port = ntohs(a->sin6_port);
+	} else {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&c->addr;
+		memcpy(e->addr, &a->sin_addr, 4);
+		e->port = ntohs(a->sin_port);
+	}
+	e->qname_len = q->question_end ? (uint8_t)(q->qname_len < 255 ? q->qname_len : 255) : 0;
+	memcpy(e->qname, query + WIRE_HEADER, e->qname_len);
+	e->rule[0] = e->reason[0] = e->upstream[0] = '\0';
+	if (decision == QUERY_LOG_DENIED) {
+		snprintf(e->rule, sizeof(e->rule), "%s", w->ql_rule);
+		snprintf(e->reason, sizeof(e->reason), "%s", w->ql_reason ? w->ql_reason : "");
+	}
+	if (decision == QUERY_LOG_FORWARDED && w->ql_upstream)
+		options_format_addr(w->ql_upstream, e->upstream, sizeof(e->upstream));
+	query_log_commit(w->qlog);
+}
+
+/* Every answer leaves here: counted by rcode, logged if asked, handed to the client's
+ * transport. decision: enum query_log_decision, or QL_BY_RCODE (refused or error). */
+#define QL_BY_RCODE (-1)
 static void respond(struct worker *w, const struct client *c, const uint8_t *query,
-		    const struct wire_query *q, const uint8_t *ans, size_t len)
+		    const struct wire_query *q, const uint8_t *ans, size_t len, int decision)
 {
 	unsigned rcode = ans[3] & 0xF;
 	w->st.rcode[rcode < SERVER_RCODES - 1 ? rcode : SERVER_RCODES - 1]++;
+	if (w->qlog) {
+		if (decision == QL_BY_RCODE)
+			decision = rcode == WIRE_RCODE_REFUSED ? QUERY_LOG_REFUSED : QUERY_LOG_ERROR;
+		log_query(w, c, query, q, rcode, decision);
+	}
 	c->ops->reply(c, query, q, ans, len);
 }
 
@@ -37,7 +84,7 @@ static void answer_with_error(struct worker *w, const struct client *c, const ui
 {
 	int n = answer_error(w->answer, answer_cap(c, q), query, q, rcode, ede, text);
 	if (n > 0)
-		respond(w, c, query, q, w->answer, (size_t)n);
+		respond(w, c, query, q, w->answer, (size_t)n, QL_BY_RCODE);
 }
 
 static void deny(struct worker *w, const struct client *c, const uint8_t *query,
@@ -45,10 +92,12 @@ static void deny(struct worker *w, const struct client *c, const uint8_t *query,
 		 const struct name *owner)
 {
 	const struct options *o = w->o;
-	/* The rule's name goes into the EDE text only when it has no reason. */
+	/* The rule's name goes into the EDE text only when it has no reason (and the query log). */
 	char rule[NAME_MAXTEXT + 2] = "";
-	if (!v->reason)
+	if (!v->reason || w->qlog)
 		name_suffix_to_text(owner ? owner : &q->qname, v->depth, rule, sizeof(rule));
+	w->ql_rule = rule;
+	w->ql_reason = v->reason;
 	struct answer_deny d = {
 		.depth = v->depth,
 		.owner = owner,
@@ -65,7 +114,7 @@ static void deny(struct worker *w, const struct client *c, const uint8_t *query,
 	w->st.denied++;
 	rule_hits_add(w->hits, owner ? owner : &q->qname, v->depth);
 	if (n > 0) {
-		respond(w, c, query, q, w->answer, (size_t)n);
+		respond(w, c, query, q, w->answer, (size_t)n, QUERY_LOG_DENIED);
 		return;
 	}
 	/* Only a long CNAME target in a 512-octet answer can fail to fit: deny without the SOA. */
@@ -154,7 +203,7 @@ static void status_query(struct worker *w, const struct client *c, const uint8_t
 	}
 	int n = answer_txt(w->answer, answer_cap(c, q), query, q, text);
 	if (n > 0)
-		respond(w, c, query, q, w->answer, (size_t)n);
+		respond(w, c, query, q, w->answer, (size_t)n, QUERY_LOG_LOCAL);
 }
 
 /* ---- Admit -------------------------------------------------------------------------------- */
@@ -219,7 +268,7 @@ static int query_admit(struct worker *w, const struct client *c, const uint8_t *
 						     WIRE_RCODE_NOERROR, -1, NULL);
 				if (n > 0) {
 					w->answer[2] |= WIRE_FLAG_TC >> 8;
-					respond(w, c, pkt, q, w->answer, (size_t)n);
+					respond(w, c, pkt, q, w->answer, (size_t)n, QUERY_LOG_REFUSED);
 				}
 			}
 			return DROPPED;
@@ -319,7 +368,7 @@ static int serve_stale(struct worker *w, const struct client *c, const uint8_t *
 		w->st.cache_hits++; /* Refreshed meanwhile (by another worker). */
 	}
 	fix_ad(w, q, w->answer);
-	respond(w, c, query, q, w->answer, (size_t)n);
+	respond(w, c, query, q, w->answer, (size_t)n, hit.stale ? QUERY_LOG_STALE : QUERY_LOG_CACHE);
 	return 1;
 }
 
@@ -345,7 +394,7 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 	}
 	if (n > 0) {
 		w->st.local++;
-		respond(w, c, pkt, q, w->answer, (size_t)n);
+		respond(w, c, pkt, q, w->answer, (size_t)n, QUERY_LOG_LOCAL);
 		return 0;
 	}
 
@@ -367,7 +416,7 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 		}
 		w->st.cache_hits++;
 		fix_ad(w, q, w->answer);
-		respond(w, c, pkt, q, w->answer, (size_t)n);
+		respond(w, c, pkt, q, w->answer, (size_t)n, QUERY_LOG_CACHE);
 		if (hit.prefetch && !cache_only)
 			prefetch(w, pkt, len, q);
 		return 0;
@@ -494,7 +543,9 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 			/* The cache keeps the upstream's TTLs and AD; this client gets its own. */
 			wire_age_ttls(reply, len, 0, w->o->max_client_ttl);
 			fix_ad(w, q, reply);
-			respond(w, c, query, q, reply, len);
+			unsigned up = flags >> UPSTREAM_INDEX_SHIFT;
+			w->ql_upstream = up && up <= w->o->nupstream ? &w->o->upstream[up - 1] : NULL;
+			respond(w, c, query, q, reply, len, QUERY_LOG_FORWARDED);
 		}
 	}
 	/* Answering may have closed the connection (its session is then gone). */

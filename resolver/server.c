@@ -340,3 +340,9 @@ void server_rule_hits(server_t *s, struct rule_hit *out, size_t *n, size_t max, 
 		if (s->workers[i].hits)
 			rule_hits_merge(s->workers[i].hits, out, n, max, other);
 }
+
+void server_set_query_log(server_t *s, query_log_t *log)
+{
+	for (unsigned i = 0; i < s->nworkers; i++)
+		s->workers[i].qlog = query_log_ring(log, i);
+}

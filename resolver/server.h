@@ -9,6 +9,7 @@
 #include "policy/store.h"
 #include "resolver/cache.h"
 #include "resolver/options.h"
+#include "resolver/query_log.h"
 #include "resolver/rule_hits.h"
 #include "resolver/upstream.h"
 
@@ -100,6 +101,9 @@ void server_set_hold(server_t *s, enum server_hold kind, size_t removed, size_t 
 /** Denials per rule summed over the workers into out[0..*n) (*n = 0 first; at most max), the
  *  rest into *other. Any thread. */
 void server_rule_hits(server_t *s, struct rule_hit *out, size_t *n, size_t max, uint64_t *other);
+
+/** Give worker i ring i of log (before server_start()). */
+void server_set_query_log(server_t *s, query_log_t *log);
 
 /** The kind of the held load set by server_set_hold() (any thread). */
 enum server_hold server_hold(const server_t *s);

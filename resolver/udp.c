@@ -210,6 +210,7 @@ static void udp_readable(uv_poll_t *h, int status, int events)
 		if (got <= 0)
 			return; /* Drained (EAGAIN); other errors are the socket's and pass. */
 		b->n = 0;
+		uint64_t arrived = w->qlog ? uv_hrtime() : 0; /* One clock read per batch. */
 		for (int i = 0; i < got; i++) {
 			struct mmsghdr *m = &st->msgs[i];
 			if (m->msg_hdr.msg_flags & MSG_TRUNC) {
@@ -221,6 +222,7 @@ static void udp_readable(uv_poll_t *h, int status, int events)
 			c->ops = &UDP_OPS;
 			c->session = l;
 			c->stream = 0;
+			c->arrived_ns = arrived;
 			memcpy(&c->addr, &st->from[i], m->msg_hdr.msg_namelen);
 			if (l->pktinfo)
 				read_pktinfo(&m->msg_hdr, &c->local);

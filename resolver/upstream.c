@@ -633,7 +633,8 @@ static void finish(upstream_t *u, struct pending *p, const uint8_t *reply, size_
 				wire_answer_patch(out, w->query, &w->q);
 			}
 			u->cb(u->ctx, &w->client, w->query, &w->q, out, reply ? len : 0,
-			      first | (w->answered ? UPSTREAM_ANSWERED : 0));
+			      first | (w->answered ? UPSTREAM_ANSWERED : 0) |
+				      (reply ? (p->upstream + 1u) << UPSTREAM_INDEX_SHIFT : 0));
 			first = 0;
 		}
 		w->next = u->free_waiters;

@@ -29,6 +29,9 @@ enum {
 	UPSTREAM_ANSWERED = 4, /**< The client was answered at its UPSTREAM_DUE: do not answer
 				    it again. */
 };
+/** With an answer, flags >> UPSTREAM_INDEX_SHIFT is 1 + the index (in options.upstream) of the
+ *  upstream that gave it. */
+#define UPSTREAM_INDEX_SHIFT 8
 
 /** Delivers the answer to one client of a forwarded question (reply NULL: no upstream
  *  answered in time). reply already carries the client's ID and question case. Called for

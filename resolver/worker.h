@@ -48,6 +48,9 @@ struct worker {
 	upstream_t *up;
 	admit_t *admit;
 	rule_hits_t *hits;       /* Denials per rule (metrics). */
+	struct query_log_ring *qlog; /* NULL: no query log. */
+	const char *ql_rule, *ql_reason; /* The denial being answered, for its log line. */
+	const struct sockaddr_storage *ql_upstream; /* The upstream that gave the answer. */
 	struct policy_reader *reader;
 	uint8_t *answer;         /* WORKER_ANSWER_MAX octets for the answer being built. */
 	/* This host's addresses, for the loop guard: read at most once a second, and only when

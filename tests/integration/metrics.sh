@@ -130,4 +130,60 @@ print(res[0]['value'][1] if res else '')" "$api" 2>/dev/null | grep -qx 5
 }
 check "a Prometheus server scrapes embargo and reads embargo_denied_total back" scraped
 
+# The query log: one JSON line per query, each parsed by python3 with the fields the README
+# lists; SIGUSR1 after a rename (logrotate) starts a new file; sampling and denials only.
+query_log() {
+	local p
+	p=$(free_port)
+	start_embargo qlog "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+		--query-log "$WORK/queries.log"
+	wait_for 5 grep -q "policy loaded from redis" "$WORK/qlog.log" || return 1
+	EP=$p queries
+	wait_for 5 eval "[ \$(wc -l <'$WORK/queries.log') -ge 13 ]" || { cat "$WORK/queries.log"; return 1; }
+	mv "$WORK/queries.log" "$WORK/queries.log.1"
+	kill -USR1 "$PID_qlog"
+	q "$p" @127.0.0.1 Blocked.Test A >/dev/null
+	wait_for 5 test -s "$WORK/queries.log" || { echo "not reopened"; return 1; }
+	python3 - "$WORK/queries.log.1" "$WORK/queries.log" <<'PY' || return 1
+import json, sys
+old = [json.loads(l) for l in open(sys.argv[1])]
+new = [json.loads(l) for l in open(sys.argv[2])]
+assert len(old) == 13, len(old)
+keys = {"time", "client", "port", "qname", "qtype", "rcode", "decision", "latency_us", "transport"}
+for e in old + new:
+    assert keys <= set(e), e
+count = lambda d: sum(1 for e in old if e["decision"] == d)
+assert count("denied") == 5 and count("cache") == 4 and count("forwarded") == 2 and count("local") == 2, old
+assert sum(1 for e in old if e["transport"] == "tcp") == 1
+d = [e for e in old if e["decision"] == "denied" and e["qname"] == "blocked.test."][0]
+assert d["rule"] == "blocked.test" and d["reason"] == "test rule: blocked" and d["rcode"] == "NXDOMAIN", d
+f = [e for e in old if e["decision"] == "forwarded"][0]
+assert f["upstream"].startswith("127.0.0.1:"), f
+assert len(new) == 1 and new[0]["qname"].lower() == "blocked.test." and new[0]["decision"] == "denied", new
+print("%d lines before the rotation, %d after; e.g. %s" % (len(old), len(new), json.dumps(d)))
+PY
+}
+check "query log: a JSON line per query with its decision, rule and reason; reopened on SIGUSR1" query_log
+
+query_log_filters() {
+	local p
+	p=$(free_port)
+	start_embargo qlogf "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+		--query-log "$WORK/denied.log" --query-log-denied-only
+	EP=$p queries
+	wait_for 5 eval "[ \$(wc -l <'$WORK/denied.log') -ge 5 ]" || return 1
+	sleep 0.2
+	[ "$(wc -l <"$WORK/denied.log")" -eq 5 ] && ! grep -qv '"decision":"denied"' "$WORK/denied.log" ||
+		{ cat "$WORK/denied.log"; return 1; }
+	p=$(free_port)
+	start_embargo qlogs "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+		--query-log "$WORK/sampled.log" --query-log-sample 4 --threads 1
+	local i
+	for i in $(seq 1 40); do q "$p" @127.0.0.1 localhost A >/dev/null; done
+	wait_for 5 eval "[ \$(wc -l <'$WORK/sampled.log') -ge 10 ]" || { wc -l "$WORK/sampled.log"; return 1; }
+	sleep 0.2
+	[ "$(wc -l <"$WORK/sampled.log")" -eq 10 ]
+}
+check "query log: --query-log-denied-only and --query-log-sample" query_log_filters
+
 finish
