@@ -2,7 +2,8 @@
 # bench/ab.sh OLD_EMBARGO NEW_EMBARGO: two embargo builds side by side on loopback, measured in
 # turns (ROUNDS, default 5, of DURATION seconds, default 5, per path), so that both see the
 # same machine noise. Cache hits and denials (bundled list, no Redis); one worker each; the same
-# NSD upstream. Prints CPU per answered query for each round and the medians, and their ratio.
+# NSD upstream (NEW_ARGS: extra settings for the new one, e.g. --metrics or --query-log, to
+# measure a feature against the same build without it). Prints CPU per answered query for each round and the medians, and their ratio.
 set -eu
 OLD=$1
 NEW=$2
@@ -27,7 +28,7 @@ P_NEW=$(free_port)
 PID_OLD=$!
 PIDS+=($PID_OLD)
 "$NEW" --listen "127.0.0.1:$P_NEW" --upstream "127.0.0.1:$NSD" --threads 1 --snapshot off \
-	--redis "$NOREDIS" $(local_test "$NEW") >"$WORK/new.log" 2>&1 &
+	--redis "$NOREDIS" $(local_test "$NEW") ${NEW_ARGS:-} >"$WORK/new.log" 2>&1 &
 PID_NEW=$!
 PIDS+=($PID_NEW)
 wait_for 10 grep -q "serving on" "$WORK/old.log" || die "old did not start"
