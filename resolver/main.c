@@ -53,6 +53,9 @@ struct daemon {
 	metrics_t *metrics;
 	query_log_t *qlog;
 	uv_signal_t sigusr1;
+	uv_timer_t hits_timer;       /* --hit-counters: once a second. */
+	struct rule_hit *hits, *sent; /* Scratch, and what Redis has been given (by tag). */
+	size_t nsent, hits_max;
 	atomic_int serving;          /* Workers answering (the metrics' /health). */
 	uv_signal_t sigint, sigterm;
 	uv_timer_t reclaim;
@@ -116,6 +119,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigusr1, NULL);
+	uv_close((uv_handle_t *)&d->hits_timer, NULL);
 	uv_close((uv_handle_t *)&d->reclaim, NULL);
 }
 
@@ -159,6 +163,46 @@ static void on_usr1(uv_signal_t *h, int signum)
 	if (d->qlog) {
 		query_log_reopen(d->qlog);
 		log_info("SIGUSR1 received: query log reopened");
+	}
+}
+
+static int by_tag(const void *a, const void *b)
+{
+	uint64_t x = ((const struct rule_hit *)a)->tag, y = ((const struct rule_hit *)b)->tag;
+	return x < y ? -1 : x > y;
+}
+
+/* --hit-counters: what each rule denied since the last push goes to Redis in one pipeline; while
+ * Redis is away the counts wait (nothing is counted twice, nothing lost but on exit). */
+static void on_hits_timer(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	size_t n;
+	uint64_t other;
+	server_rule_hits(d->server, d->hits, &n, d->hits_max, &other);
+	qsort(d->hits, n, sizeof(*d->hits), by_tag);
+	/* d->hits becomes the deltas (in place), d->sent the totals once they are pushed. */
+	size_t nd = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct rule_hit *was = bsearch(&d->hits[i], d->sent, d->nsent, sizeof(*d->sent), by_tag);
+		uint64_t before = was ? was->count : 0;
+		if (d->hits[i].count > before) {
+			d->hits[nd] = d->hits[i];
+			d->hits[nd].count -= before;
+			nd++;
+		}
+	}
+	if (nd == 0 || !d->redis || redis_sync_add_hits(d->redis, d->hits, nd) < 0)
+		return;
+	/* Pushed: the totals now include them. */
+	for (size_t i = 0; i < nd; i++) {
+		struct rule_hit *was = bsearch(&d->hits[i], d->sent, d->nsent, sizeof(*d->sent), by_tag);
+		if (was) {
+			was->count += d->hits[i].count;
+		} else if (d->nsent < d->hits_max) {
+			d->sent[d->nsent++] = d->hits[i];
+			qsort(d->sent, d->nsent, sizeof(*d->sent), by_tag);
+		}
 	}
 }
 
@@ -327,6 +371,18 @@ int main(int argc, char **argv)
 	d.sigint.data = d.sigterm.data = &d;
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_timer_init(d.loop, &d.hits_timer);
+	d.hits_timer.data = &d;
+	if (d.o.hit_counters) {
+		d.hits_max = (size_t)d.o.threads * RULE_HITS_SLOTS;
+		d.hits = calloc(d.hits_max, sizeof(*d.hits));
+		d.sent = calloc(d.hits_max, sizeof(*d.sent));
+		if (!d.hits || !d.sent) {
+			log_err("out of memory at start-up");
+			return 1;
+		}
+		uv_timer_start(&d.hits_timer, on_hits_timer, 1000, 1000);
+	}
 	uv_signal_init(d.loop, &d.sigusr1);
 	d.sigusr1.data = &d;
 	uv_signal_start(&d.sigusr1, on_usr1, SIGUSR1);
@@ -379,6 +435,8 @@ int main(int argc, char **argv)
 #undef U
 	cache_free(d.cache);
 	policy_store_free(d.store);
+	free(d.hits);
+	free(d.sent);
 	if (uv_loop_close(d.loop) != 0)
 		log_warn("main loop still had open handles at exit");
 	return 0;

@@ -106,6 +106,8 @@
 	"                         or - for stdout; reopened on SIGUSR1 (default: off)\n" \
 	"  --query-log-sample N   log one query in N (default 1)\n" \
 	"  --query-log-denied-only  log denials only\n" \
+	"  --hit-counters yes|no  add denials per rule to the Redis hash PREFIX:hits once a second\n" \
+	"                         (HINCRBY; default no)\n" \
 	"  --user NAME            when started as root, run as NAME once the sockets are bound\n" \
 	"                         (default: embargo, if that user exists)\n" \
 	"  --log-level LEVEL      error, warn, info (default) or debug\n" \
@@ -384,7 +386,8 @@ enum {
 	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6,
 	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA,
 	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS,
-	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG, OPT_QLOG, OPT_QLOG_SAMPLE, OPT_QLOG_DENIED
+	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG, OPT_QLOG, OPT_QLOG_SAMPLE, OPT_QLOG_DENIED,
+	OPT_HITS
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -435,6 +438,7 @@ static const struct option LONG_OPTIONS[] = {
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"user", required_argument, NULL, OPT_USER},
+	{"hit-counters", required_argument, NULL, OPT_HITS},
 	{"query-log", required_argument, NULL, OPT_QLOG},
 	{"query-log-sample", required_argument, NULL, OPT_QLOG_SAMPLE},
 	{"query-log-denied-only", no_argument, NULL, OPT_QLOG_DENIED},
@@ -624,6 +628,7 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 	case OPT_0X20:
 	case OPT_COOKIES:
 	case OPT_PREFETCH:
+	case OPT_HITS:
 	case OPT_TRUST_AD: {
 		int yes = strcmp(val, "yes") == 0, no = strcmp(val, "no") == 0;
 		if (!yes && !no)
@@ -631,6 +636,7 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		*(opt == OPT_0X20      ? &o->use_0x20
 		  : opt == OPT_COOKIES ? &o->cookies
 		  : opt == OPT_PREFETCH ? &o->prefetch
+		  : opt == OPT_HITS    ? &o->hit_counters
 					: &o->upstream_trust_ad) = yes;
 		return 0;
 	}

@@ -91,6 +91,7 @@ struct options {
 	char query_log[256];          /**< Query log file, "-" for stdout; empty: none. */
 	unsigned query_log_sample;    /**< Log one query in this many. */
 	int query_log_denied_only;
+	int hit_counters;             /**< Add denials per rule to PREFIX:hits in Redis. */
 	int log_level;                /**< enum log_level. */
 	int check_config;             /**< Print the effective settings and exit. */
 };

@@ -98,6 +98,7 @@ void options_print(const struct options *o, FILE *f)
 			o->query_log_denied_only ? "query-log-denied-only\n" : "");
 	else
 		fprintf(f, "# query-log: off\n");
+	fprintf(f, "hit-counters %s\n", o->hit_counters ? "yes" : "no");
 	if (o->user[0])
 		fprintf(f, "user %s\n", o->user);
 	else

@@ -79,6 +79,7 @@ struct redis_sync {
 	unsigned load_backoff_ms;
 	char last_fail[200];    /* Why the last load failed; logged once while it repeats. */
 	int warned_empty;
+	int warned_hits;        /* A HINCRBY was refused: said once. */
 	unsigned load_barrier;  /* The barrier the load in progress waits for; 0: none. */
 	int torn;               /* A policy key changed while the load read it. */
 	int torn_logged;
@@ -966,4 +967,28 @@ void redis_sync_close(redis_sync_t *r)
 		drop_builder(r);
 	redis_link_close(r->link, link_closed);
 	r->link = NULL;
+}
+
+static void on_hits_added(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redis_sync_t *r = privdata;
+	redisReply *reply = reply_ptr;
+	(void)ac;
+	if (reply && reply->type == REDIS_REPLY_ERROR && !r->warned_hits) {
+		log_warn("redis refused the hit counters (%s:hits): %s", r->o->redis_prefix, reply->str);
+		r->warned_hits = 1;
+	}
+}
+
+int redis_sync_add_hits(redis_sync_t *r, const struct rule_hit *hits, size_t n)
+{
+	redisAsyncContext *ac = r->link ? redis_link_commands(r->link) : NULL;
+	if (!ac || r->closing)
+		return -ENOTCONN;
+	char key[sizeof(r->o->redis_prefix) + 8];
+	snprintf(key, sizeof(key), "%s:hits", r->o->redis_prefix);
+	for (size_t i = 0; i < n; i++)
+		redisAsyncCommand(ac, on_hits_added, r, "HINCRBY %s %s %llu", key, hits[i].rule,
+				  (unsigned long long)hits[i].count);
+	return 0;
 }

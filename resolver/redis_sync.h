@@ -9,6 +9,7 @@
 
 #include "policy/store.h"
 #include "resolver/options.h"
+#include "resolver/rule_hits.h"
 #include "resolver/server.h"
 
 typedef struct redis_sync redis_sync_t;
@@ -30,3 +31,8 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 
 /** Disconnect and free once libuv has closed everything. NULL is a no-op. */
 void redis_sync_close(redis_sync_t *r);
+
+/** Add counts to the hash PREFIX:hits (HINCRBY RULE N, pipelined on the command connection).
+ *  A refusal (an ACL without the right) is logged once. @return 0, or -ENOTCONN when Redis is
+ *  not connected (the caller keeps the counts for the next try). */
+int redis_sync_add_hits(redis_sync_t *r, const struct rule_hit *hits, size_t n);

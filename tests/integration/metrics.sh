@@ -186,4 +186,28 @@ query_log_filters() {
 }
 check "query log: --query-log-denied-only and --query-log-sample" query_log_filters
 
+# Hit counters: denials per rule reach the Redis hash embargo:hits within a few seconds, and a
+# second round adds to them (nothing counted twice).
+hit_counters() {
+	local p
+	p=$(free_port)
+	R del embargo:hits
+	start_embargo hits "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
+		--hit-counters yes
+	wait_for 5 grep -q "policy loaded from redis" "$WORK/hits.log" || return 1
+	EP=$p queries
+	wait_for 5 eval "[ \"\$(redis-cli -p $REDIS hget embargo:hits blocked.test)\" = 3 ]" ||
+		{ redis-cli -p "$REDIS" hgetall embargo:hits; return 1; }
+	wait_for 5 eval "[ \"\$(redis-cli -p $REDIS hget embargo:hits kaspersky.com)\" = 2 ]" || return 1
+	EP=$p queries
+	wait_for 5 eval "[ \"\$(redis-cli -p $REDIS hget embargo:hits blocked.test)\" = 6 ]" ||
+		{ redis-cli -p "$REDIS" hgetall embargo:hits; return 1; }
+	sleep 1.5
+	redis-cli -p "$REDIS" hgetall embargo:hits
+	[ "$(redis-cli -p "$REDIS" hget embargo:hits blocked.test)" = 6 ] &&
+		[ "$(redis-cli -p "$REDIS" hget embargo:hits kaspersky.com)" = 4 ] &&
+		[ "$(redis-cli -p "$REDIS" hlen embargo:hits)" = 2 ]
+}
+check "hit counters: denials per rule added to embargo:hits in Redis once a second" hit_counters
+
 finish
