@@ -102,9 +102,11 @@ health() {
 check "/health answers 200 while serving; other paths 404" health
 
 # A real Prometheus scraping embargo every second; the counter read back through its API.
+PROM_PORT=
 scraped() {
 	local pp
 	pp=$(free_port)
+	PROM_PORT=$pp
 	mkdir -p "$WORK/prom"
 	cat >"$WORK/prom/prometheus.yml" <<CONF
 global:
@@ -129,6 +131,31 @@ print(res[0]['value'][1] if res else '')" "$api" 2>/dev/null | grep -qx 5
 	echo "Prometheus read embargo_denied_total = 5"
 }
 check "a Prometheus server scrapes embargo and reads embargo_denied_total back" scraped
+
+# The Grafana dashboard in contrib/: valid JSON, every metric it uses is one embargo exports,
+# and the Prometheus above accepts and evaluates each of its queries.
+dashboard() {
+	[ -n "$PROM_PORT" ] || return 1
+	python3 - "$srcdir/contrib/grafana-embargo.json" "$WORK/scrape" "$PROM_PORT" <<'PY'
+import json, re, sys, urllib.parse, urllib.request
+dash = json.load(open(sys.argv[1]))
+exported = {l.split()[2] for l in open(sys.argv[2]) if l.startswith("# TYPE ")}
+n = 0
+for p in dash["panels"]:
+    for t in p["targets"]:
+        expr = t["expr"]
+        used = set(re.findall(r"\b(?:embargo|process)_[a-z_]+", expr))
+        missing = used - exported
+        assert not missing, "%s: %s not exported" % (p["title"], missing)
+        q = expr.replace("$__rate_interval", "1m").replace("$instance", ".*")
+        url = "http://127.0.0.1:%s/api/v1/query?query=%s" % (sys.argv[3], urllib.parse.quote(q))
+        r = json.load(urllib.request.urlopen(url, timeout=5))
+        assert r["status"] == "success", (p["title"], r)
+        n += 1
+print("%d panels, %d queries evaluated by Prometheus" % (len(dash["panels"]), n))
+PY
+}
+check "the Grafana dashboard's queries use exported metrics and evaluate in Prometheus" dashboard
 
 # The query log: one JSON line per query, each parsed by python3 with the fields the README
 # lists; SIGUSR1 after a rename (logrotate) starts a new file; sampling and denials only.
