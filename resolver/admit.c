@@ -120,13 +120,31 @@ bool admit_is_loopback(const struct sockaddr_storage *ss)
 	return false;
 }
 
+/* The access list of o: the operator's entries first, so that at equal length they win over
+ * the defaults; longest prefix first. @return it (owned), or NULL. */
+static struct options_acl_rule *make_rules(const struct options *o, unsigned *n)
+{
+	struct options_acl_rule *rules = calloc(o->nacl + NDEFAULT, sizeof(*rules));
+	if (!rules)
+		return NULL;
+	memcpy(rules, o->acl, o->nacl * sizeof(*rules));
+	*n = o->nacl;
+	for (size_t i = 0; i < NDEFAULT; i++) {
+		struct options_acl_rule *r = &rules[(*n)++];
+		options_parse_cidr(DEFAULT_ACL[i].cidr, &r->net);
+		r->action = DEFAULT_ACL[i].action;
+	}
+	qsort(rules, *n, sizeof(*rules), by_prefix_desc);
+	return rules;
+}
+
 admit_t *admit_new(const struct options *o)
 {
 	admit_t *a = calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
 	a->o = o;
-	a->rules = calloc(o->nacl + NDEFAULT, sizeof(*a->rules));
+	a->rules = make_rules(o, &a->nrules);
 	a->rate = calloc(RATE_SLOTS, sizeof(*a->rate));
 	a->share_slots = SHARE_SLOTS;
 	a->share = calloc(SHARE_SLOTS, sizeof(*a->share));
@@ -134,16 +152,21 @@ admit_t *admit_new(const struct options *o)
 		admit_free(a);
 		return NULL;
 	}
-	/* The operator's entries first, so that at equal length they win over the defaults. */
-	memcpy(a->rules, o->acl, o->nacl * sizeof(*a->rules));
-	a->nrules = o->nacl;
-	for (size_t i = 0; i < NDEFAULT; i++) {
-		struct options_acl_rule *r = &a->rules[a->nrules++];
-		options_parse_cidr(DEFAULT_ACL[i].cidr, &r->net);
-		r->action = DEFAULT_ACL[i].action;
-	}
-	qsort(a->rules, a->nrules, sizeof(*a->rules), by_prefix_desc);
 	return a;
+}
+
+int admit_reconfigure(admit_t *a, const struct options *o)
+{
+	unsigned n;
+	struct options_acl_rule *rules = make_rules(o, &n);
+	if (!rules)
+		return -ENOMEM;
+	free(a->rules);
+	a->rules = rules;
+	a->nrules = n;
+	memset(a->memo, 0, sizeof(a->memo)); /* Answers of the old list. */
+	a->o = o;
+	return 0;
 }
 
 void admit_free(admit_t *a)

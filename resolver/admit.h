@@ -27,6 +27,10 @@ admit_t *admit_new(const struct options *o);
 /** Free a. NULL is a no-op. */
 void admit_free(admit_t *a);
 
+/** Take o's access list and limits (o borrowed as in admit_new), keeping the rate windows and
+ *  the pending shares. @return 0, or -ENOMEM (then a is unchanged). */
+int admit_reconfigure(admit_t *a, const struct options *o);
+
 /** The access-list action for a client address: OPTIONS_ACL_*. */
 enum options_acl admit_access(admit_t *a, const struct sockaddr_storage *client);
 

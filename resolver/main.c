@@ -61,6 +61,9 @@ struct daemon {
 	uv_timer_t reclaim;
 	const policy_t *trimmed_for; /* The policy current at the last malloc_trim(). */
 	int started;
+	int argc;
+	char **argv;                 /* To read the configuration again on SIGHUP. */
+	uv_signal_t sighup;
 };
 
 static void on_ready(void *ctx)
@@ -119,6 +122,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigusr1, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->hits_timer, NULL);
 	uv_close((uv_handle_t *)&d->reclaim, NULL);
 }
@@ -273,6 +277,85 @@ static void fit_outgoing_range(struct options *o)
 	}
 }
 
+/* Settings a reload cannot change (sockets, threads, Redis, cache, files, privileges): n keeps
+ * the running ones, and each that differs is named once in the log. */
+static void keep_fixed(struct options *n, const struct options *o)
+{
+#define KEEP(field, what)                                                                     \
+	do {                                                                                  \
+		if (memcmp(&n->field, &o->field, sizeof(o->field)) != 0)                      \
+			log_warn("SIGHUP: %s needs a restart; kept as it was", what);         \
+		memcpy(&n->field, &o->field, sizeof(o->field));                               \
+	} while (0)
+	if (n->nlisten != o->nlisten)
+		log_warn("SIGHUP: listen needs a restart; kept as it was");
+	n->nlisten = o->nlisten;
+	KEEP(listen, "listen");
+	if (n->threads == 0)
+		n->threads = o->threads; /* One per core, as resolved at start. */
+	KEEP(threads, "threads");
+	KEEP(redis_host, "redis");
+	KEEP(redis_port, "redis");
+	KEEP(redis_user, "redis");
+	KEEP(redis_password, "redis");
+	KEEP(redis_db, "redis");
+	KEEP(redis_prefix, "redis-prefix");
+	KEEP(reload_ms, "reload-interval");
+	KEEP(redis_timeout_ms, "redis-timeout");
+	KEEP(max_shrink, "max-shrink");
+	KEEP(snapshot, "snapshot");
+	KEEP(cache_bytes, "cache-size");
+	KEEP(stale_max, "stale-max");
+	KEEP(prefetch, "prefetch");
+	KEEP(metrics, "metrics");
+	KEEP(query_log, "query-log");
+	KEEP(query_log_sample, "query-log-sample");
+	KEEP(query_log_denied_only, "query-log-denied-only");
+	KEEP(hit_counters, "hit-counters");
+	KEEP(user, "user");
+#undef KEEP
+}
+
+/* SIGHUP: read the configuration again (the file and the same flags, flags still winning). A bad
+ * file keeps the running configuration and says why; a good one is taken on by each worker
+ * between two queries, without a restart or a lost query. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+	struct daemon *d = h->data;
+	(void)signum;
+	if (!d->started)
+		return;
+	struct options *n = malloc(sizeof(*n));
+	char err[512];
+	if (!n) {
+		log_err("SIGHUP: out of memory: the running configuration stays");
+		return;
+	}
+	int rc = options_parse(n, d->argc, d->argv, err, sizeof(err));
+	if (rc != OPTIONS_RUN) {
+		log_err("SIGHUP: %s: the running configuration stays", rc < 0 ? err : "nothing to run");
+		free(n);
+		return;
+	}
+	keep_fixed(n, &d->o);
+	fit_outgoing_range(n);
+	local_t *local = local_new(n, err, sizeof(err));
+	if (!local || server_reload(d->server, n, local) < 0) {
+		log_err("SIGHUP: %s: the running configuration stays", local ? "out of memory" : err);
+		local_free(local);
+		free(n);
+		return;
+	}
+	log_set_level((enum log_level)n->log_level);
+	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
+	for (unsigned i = 0; i < n->nupstream; i++) {
+		options_format_addr(&n->upstream[i], one, sizeof(one));
+		strcat(ups, i ? ", " : "");
+		strcat(ups, one);
+	}
+	log_info("SIGHUP: configuration read again: upstreams %s; taken on by every worker", ups);
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d;
@@ -383,6 +466,11 @@ int main(int argc, char **argv)
 		}
 		uv_timer_start(&d.hits_timer, on_hits_timer, 1000, 1000);
 	}
+	d.argc = argc;
+	d.argv = argv;
+	uv_signal_init(d.loop, &d.sighup);
+	d.sighup.data = &d;
+	uv_signal_start(&d.sighup, on_hup, SIGHUP);
 	uv_signal_init(d.loop, &d.sigusr1);
 	d.sigusr1.data = &d;
 	uv_signal_start(&d.sigusr1, on_usr1, SIGUSR1);

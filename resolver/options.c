@@ -829,7 +829,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	ls.listen_from_flags = ls.upstream_from_flags = ls.status_from_flags = 0;
 	ls.acl_from_flags = 0;
 
-	optind = 1;
+	optind = 0; /* GNU getopt: start afresh (options are parsed again on SIGHUP). */
 	opterr = 0;
 	int opt;
 	while ((opt = getopt_long(argc, argv, "", LONG_OPTIONS, NULL)) != -1) {

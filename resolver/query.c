@@ -385,7 +385,7 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 		deny(w, c, pkt, q, pol, &v, NULL);
 		return 0;
 	}
-	int n = local_answer(w->server->local, pkt, q, w->answer, answer_cap(c, q));
+	int n = local_answer(w->local, pkt, q, w->answer, answer_cap(c, q));
 	if (n == -ENOSPC) {
 		/* Local data too big for this client over UDP: empty and truncated, TCP gets it. */
 		n = answer_error(w->answer, answer_cap(c, q), pkt, q, WIRE_RCODE_NOERROR, -1, NULL);

@@ -22,6 +22,86 @@
 
 /* ---- Loop hooks -------------------------------------------------------------------------- */
 
+#define UPSTREAM_STAT_FIELDS(X) \
+	X(sent) X(answered) X(timeouts) X(mismatched) X(case_mismatched) X(cookie_mismatched) \
+	X(soft_failures) X(merged) X(tcp_fallbacks) X(tcp_full) X(pool_full) X(jostled) \
+	X(sockets_full) X(probes)
+
+static void add_upstream_stats(struct upstream_stats *to, const struct upstream_stats *from)
+{
+#define ADD(f) to->f += from->f;
+	UPSTREAM_STAT_FIELDS(ADD)
+#undef ADD
+}
+
+/* The worker's upstream counters: the current upstream's, those replaced by reloads and those
+ * they still hold. */
+static struct upstream_stats worker_upstream_stats(const struct worker *w)
+{
+	struct upstream_stats u = w->up_retired;
+	if (w->up)
+		add_upstream_stats(&u, upstream_stats(w->up));
+	for (unsigned i = 0; i < w->nup_old; i++)
+		add_upstream_stats(&u, upstream_stats(w->up_old[i]));
+	return u;
+}
+
+/* Upstreams replaced by a reload close once nothing waits on them. */
+static void retire_upstreams(struct worker *w, int all)
+{
+	for (unsigned i = 0; i < w->nup_old;) {
+		upstream_t *u = w->up_old[i];
+		if (!all && upstream_pending(u) > 0) {
+			i++;
+			continue;
+		}
+		add_upstream_stats(&w->up_retired, upstream_stats(u));
+		upstream_close(u);
+		w->up_old[i] = w->up_old[--w->nup_old];
+	}
+}
+
+static int same_upstreams(const struct options *a, const struct options *b)
+{
+	if (a->nupstream != b->nupstream || a->timeout_ms != b->timeout_ms ||
+	    a->use_0x20 != b->use_0x20 || a->cookies != b->cookies ||
+	    a->outgoing_range != b->outgoing_range || a->jostle_ms != b->jostle_ms)
+		return 0;
+	for (unsigned i = 0; i < a->nupstream; i++)
+		if (options_addr_len(&a->upstream[i]) != options_addr_len(&b->upstream[i]) ||
+		    memcmp(&a->upstream[i], &b->upstream[i], options_addr_len(&a->upstream[i])) != 0)
+			return 0;
+	return 1;
+}
+
+/* Take on a configuration re-read on SIGHUP, between two queries: access list and limits, local
+ * answers, every setting read per query; new upstreams get a new upstream side while the old one
+ * answers what it already holds. */
+static void take_reload(struct worker *w)
+{
+	const struct server_reload *r =
+		atomic_exchange_explicit(&w->reload, NULL, memory_order_acquire);
+	if (!r)
+		return;
+	if (admit_reconfigure(w->admit, r->o) < 0)
+		log_warn("worker %u: out of memory: the access list stays as it was", w->index);
+	if (!same_upstreams(w->o, r->o)) {
+		int rc;
+		upstream_t *u = w->nup_old < sizeof(w->up_old) / sizeof(w->up_old[0])
+					? upstream_new(&w->loop, r->o, query_upstream_answer, w, &rc)
+					: NULL;
+		if (u) {
+			w->up_old[w->nup_old++] = w->up;
+			w->up = u;
+		} else {
+			log_warn("worker %u: cannot change upstreams now (too many reloads at once, or "
+				 "out of memory); the old ones stay", w->index);
+		}
+	}
+	w->o = r->o;
+	w->local = r->local;
+}
+
 static void publish_stats(struct worker *w)
 {
 	/* Admission keeps its own counters; they show as the server's. */
@@ -29,14 +109,14 @@ static void publish_stats(struct worker *w)
 	w->st.rate_limited = a->rate_slipped + a->rate_dropped;
 	w->st.tcp_open = tcp_open_count(w);
 	if (w->up) {
-		const struct upstream_stats *u = upstream_stats(w->up);
-		w->st.up_sent = u->sent;
-		w->st.up_answered = u->answered;
-		w->st.up_timeouts = u->timeouts;
-		w->st.up_soft_failures = u->soft_failures;
-		w->st.up_ignored = u->mismatched + u->case_mismatched + u->cookie_mismatched;
-		w->st.up_tcp_fallbacks = u->tcp_fallbacks;
-		w->st.up_merged = u->merged;
+		struct upstream_stats u = worker_upstream_stats(w);
+		w->st.up_sent = u.sent;
+		w->st.up_answered = u.answered;
+		w->st.up_timeouts = u.timeouts;
+		w->st.up_soft_failures = u.soft_failures;
+		w->st.up_ignored = u.mismatched + u.case_mismatched + u.cookie_mismatched;
+		w->st.up_tcp_fallbacks = u.tcp_fallbacks;
+		w->st.up_merged = u.merged;
 	}
 #define PUBLISH(f) atomic_store_explicit(&w->shown_##f, w->st.f, memory_order_relaxed);
 	WORKER_STAT_FIELDS(PUBLISH)
@@ -59,7 +139,16 @@ static void on_prepare(uv_prepare_t *h)
 
 static void on_check(uv_check_t *h)
 {
-	udp_flush(h->data);
+	struct worker *w = h->data;
+	udp_flush(w);
+	take_reload(w);
+	if (w->nup_old)
+		retire_upstreams(w, 0);
+}
+
+static void on_wake(uv_async_t *h)
+{
+	take_reload(h->data);
 }
 
 /* Close everything: the worker's loop then runs out of handles and its thread ends. */
@@ -70,20 +159,25 @@ static void finish_stop(struct worker *w)
 	udp_close(w);
 	tcp_close(w);
 	if (w->up)
-		w->up_stats = *upstream_stats(w->up);
+		w->up_stats = worker_upstream_stats(w);
+	retire_upstreams(w, 1);
 	upstream_close(w->up);
 	w->up = NULL;
 	uv_close((uv_handle_t *)&w->prepare, NULL);
 	uv_close((uv_handle_t *)&w->check, NULL);
 	uv_close((uv_handle_t *)&w->stop, NULL);
 	uv_close((uv_handle_t *)&w->drain, NULL);
+	uv_close((uv_handle_t *)&w->wake, NULL);
 	policy_store_quiescent(w->reader);
 }
 
 static void on_drain(uv_timer_t *t)
 {
 	struct worker *w = t->data;
-	if (w->up && upstream_pending(w->up) > 0 && uv_now(&w->loop) < w->drain_until)
+	unsigned pending = w->up ? upstream_pending(w->up) : 0;
+	for (unsigned i = 0; i < w->nup_old; i++)
+		pending += upstream_pending(w->up_old[i]);
+	if (pending > 0 && uv_now(&w->loop) < w->drain_until)
 		return;
 	uv_timer_stop(t);
 	finish_stop(w);
@@ -116,6 +210,7 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	w->server = s;
 	w->o = o;
 	w->index = index;
+	w->local = s->local;
 	w->reader = policy_store_reader(s->store, index);
 	w->answer = malloc(WORKER_ANSWER_MAX);
 	w->admit = admit_new(o);
@@ -134,7 +229,8 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	uv_prepare_init(&w->loop, &w->prepare);
 	uv_check_init(&w->loop, &w->check);
 	uv_timer_init(&w->loop, &w->drain);
-	w->stop.data = w->prepare.data = w->check.data = w->drain.data = w;
+	uv_async_init(&w->loop, &w->wake, on_wake);
+	w->stop.data = w->prepare.data = w->check.data = w->drain.data = w->wake.data = w;
 	uv_prepare_start(&w->prepare, on_prepare);
 	uv_check_start(&w->check, on_check);
 	w->up = upstream_new(&w->loop, o, query_upstream_answer, w, &rc);
@@ -281,6 +377,11 @@ void server_free(server_t *s)
 	}
 	free(s->workers);
 	local_free(s->local);
+	for (unsigned i = 0; i < s->nreloads; i++) {
+		local_free(s->reloads[i].local);
+		free(s->reloads[i].o);
+	}
+	free(s->reloads);
 	free(s);
 }
 
@@ -318,12 +419,7 @@ void server_upstream_stats(server_t *s, struct upstream_stats *out)
 {
 	memset(out, 0, sizeof(*out));
 	for (unsigned i = 0; i < s->nworkers; i++) {
-		const struct upstream_stats *u = &s->workers[i].up_stats;
-#define ADD(f) out->f += u->f;
-		ADD(sent) ADD(answered) ADD(timeouts) ADD(mismatched) ADD(case_mismatched)
-		ADD(cookie_mismatched) ADD(soft_failures) ADD(merged) ADD(tcp_fallbacks) ADD(tcp_full)
-		ADD(pool_full) ADD(jostled) ADD(sockets_full) ADD(probes)
-#undef ADD
+		add_upstream_stats(out, &s->workers[i].up_stats);
 	}
 }
 
@@ -345,4 +441,21 @@ void server_set_query_log(server_t *s, query_log_t *log)
 {
 	for (unsigned i = 0; i < s->nworkers; i++)
 		s->workers[i].qlog = query_log_ring(log, i);
+}
+
+int server_reload(server_t *s, struct options *o, local_t *local)
+{
+	struct server_reload *r = realloc(s->reloads, (s->nreloads + 1) * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	s->reloads = r;
+	r = &s->reloads[s->nreloads++];
+	r->o = o;
+	r->local = local;
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		atomic_store_explicit(&s->workers[i].reload, r, memory_order_release);
+		if (s->workers[i].started == 1)
+			uv_async_send(&s->workers[i].wake);
+	}
+	return 0;
 }

@@ -9,6 +9,7 @@
 #include "policy/store.h"
 #include "resolver/cache.h"
 #include "resolver/options.h"
+#include "resolver/local.h"
 #include "resolver/query_log.h"
 #include "resolver/rule_hits.h"
 #include "resolver/upstream.h"
@@ -101,6 +102,12 @@ void server_set_hold(server_t *s, enum server_hold kind, size_t removed, size_t 
 /** Denials per rule summed over the workers into out[0..*n) (*n = 0 first; at most max), the
  *  rest into *other. Any thread. */
 void server_rule_hits(server_t *s, struct rule_hit *out, size_t *n, size_t max, uint64_t *other);
+
+/** A configuration re-read on SIGHUP: each worker takes on o and local between two queries.
+ *  The server owns both from now on (freed with it). Listeners, threads, the cache and the
+ *  Redis settings stay as they were (the caller keeps those fields of o as they were).
+ *  @return 0, or -ENOMEM (then the caller keeps ownership). */
+int server_reload(server_t *s, struct options *o, local_t *local);
 
 /** Give worker i ring i of log (before server_start()). */
 void server_set_query_log(server_t *s, query_log_t *log);

@@ -42,6 +42,7 @@ struct worker {
 	uv_prepare_t prepare;
 	uv_check_t check;
 	uv_timer_t drain;        /* Stopping: answers still due from the upstreams. */
+	uv_async_t wake;         /* A reload waits (a worker without traffic would not see it). */
 	uint64_t drain_until;
 	struct udp_state *udp;   /* udp.c's */
 	struct tcp_state *tcp;   /* tcp.c's */
@@ -60,6 +61,11 @@ struct worker {
 	uint64_t self_at;
 	struct server_stats st;  /* Written only by this worker. */
 	struct upstream_stats up_stats; /* The upstream's, kept when it closes. */
+	struct upstream_stats up_retired; /* Of upstreams replaced by a reload, summed. */
+	upstream_t *up_old[4];   /* Replaced by a reload: answering what they still hold. */
+	unsigned nup_old;
+	const local_t *local;    /* The local answers in force (the server's, or a reload's). */
+	_Atomic(const struct server_reload *) reload; /* A new configuration to take on. */
 	/* st, published once per loop iteration for other threads to read. */
 #define WORKER_SHOWN(f) _Alignas(8) atomic_ullong shown_##f;
 	WORKER_STAT_FIELDS(WORKER_SHOWN)
@@ -69,11 +75,21 @@ struct worker {
 #undef WORKER_SHOWN_ARRAY
 };
 
+/* A configuration re-read on SIGHUP, for the workers to take on between two queries. */
+struct server_reload {
+	struct options *o; /* Owned by the server. */
+	local_t *local;    /* Owned by the server. */
+};
+
 struct server {
 	const struct options *o;
 	policy_store_t *store;
 	cache_t *cache;
 	local_t *local; /* Owned. */
+	/* Every reload's options and local answers, kept until the server is freed (a worker may
+	 * still read the older ones until it takes on the newest). */
+	struct server_reload *reloads;
+	unsigned nreloads;
 	unsigned nworkers;
 	struct worker *workers;
 	/* A held policy load, for status answers (server_set_hold). */

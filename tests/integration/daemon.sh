@@ -127,6 +127,61 @@ check_config() {
 }
 check "--check-config: effective settings that read back the same; a bad file exits 2" check_config
 
+# SIGHUP during a steady stream of questions: a new upstream and a new deny mode are taken on,
+# no question is lost; a bad file then keeps the running configuration.
+reload() {
+	local g p
+	g=$(free_port)
+	python3 "$FAKE" --port "$g" --log "$WORK/fake2.queries" --answer 192.0.2.2 --lifetime 300 \
+		>"$WORK/fake2.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$g '" || return 1
+	printf 'upstream 127.0.0.1:%s\ndeny-mode nxdomain\n' "$F" >"$WORK/live.conf"
+	p=$(free_port)
+	start_embargo live "$p" --config "$WORK/live.conf" --redis "$NOREDIS"
+	q "$p" @127.0.0.1 dl.kaspersky.com A | grep -q "status: NXDOMAIN" || return 1
+	python3 - "$p" >"$WORK/stream.out" <<'PY' &
+import socket, struct, sys, time
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+lost, answers = 0, {}
+for i in range(2000):
+    name = b"".join(bytes([len(l)]) + l for l in [b"q%d" % i, b"stream", b"example"]) + b"\0"
+    s.sendto(struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + name + b"\0\1\0\1", ("127.0.0.1", port))
+    try:
+        while True:
+            r = s.recv(4096)
+            if struct.unpack("!H", r[:2])[0] == i:
+                break
+        a = ".".join(str(b) for b in r[-4:])
+        answers[a] = answers.get(a, 0) + 1
+    except socket.timeout:
+        lost += 1
+    time.sleep(0.001)
+print("lost", lost, "answers", answers)
+PY
+	local client=$!
+	sleep 1
+	printf 'upstream 127.0.0.1:%s\ndeny-mode sinkhole\n' "$g" >"$WORK/live.conf"
+	kill -HUP "$PID_live"
+	wait "$client"
+	cat "$WORK/stream.out"
+	grep -q "^lost 0 " "$WORK/stream.out" && grep -q "192.0.2.1" "$WORK/stream.out" &&
+		grep -q "192.0.2.2" "$WORK/stream.out" || return 1
+	q "$p" @127.0.0.1 dl.kaspersky.com A +short | grep -qx 0.0.0.0 || { echo "deny mode"; return 1; }
+	grep -q "SIGHUP: configuration read again: upstreams 127.0.0.1:$g" "$WORK/live.log" ||
+		{ echo "no reload line for $g"; return 1; }
+	# A bad file: said, and the running configuration stays.
+	printf 'upstream 127.0.0.1:%s\nmax-ttl soon\n' "$F" >"$WORK/live.conf"
+	kill -HUP "$PID_live"
+	wait_for 5 grep -q "the running configuration stays" "$WORK/live.log" || { echo "bad file"; return 1; }
+	q "$p" @127.0.0.1 dl.kaspersky.com A +short | grep -qx 0.0.0.0 || { echo "deny mode after"; return 1; }
+	q "$p" @127.0.0.1 after.stream.example A +short | grep -qx 192.0.2.2 || { echo "upstream after"; return 1; }
+	grep "SIGHUP" "$WORK/live.log" | sed 's/^[^ ]* //'
+}
+check "SIGHUP: a new upstream and deny mode taken on without losing a query; a bad file is refused" reload
+
 # --log-level warn: the info lines are gone, the warnings stay.
 log_level() {
 	local p
