@@ -4,7 +4,9 @@
 #                          answers, load the bundled list if embargo:deny does not exist, and run
 #                          embargo in the foreground on 127.0.0.1:5354 (Ctrl-C stops it)
 #   ./quickstart.sh check  the same set-up, then every unit and integration test, once in a
-#                          normal build and once under ASan/UBSan
+#                          normal build and once under ASan/UBSan, then make distcheck (the
+#                          release tarball builds, passes make check from a read-only tree,
+#                          installs and uninstalls)
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 MODE=${1:-run}
@@ -105,6 +107,17 @@ run_check() { # DIR
 	fi
 }
 
+# The release tarball made in DIR builds from a read-only source tree, passes make check there,
+# and installs and uninstalls cleanly (programs, man pages, example config, systemd unit).
+run_distcheck() { # DIR
+	say "make distcheck in $1"
+	if ! make -C "$1" -s -j"$(nproc)" distcheck >"$1/distcheck.log" 2>&1; then
+		tail -n 40 "$1/distcheck.log"
+		cat "$1"/embargo-*/_build/sub/test-suite.log 2>/dev/null || true
+		return 1
+	fi
+}
+
 install_missing
 if [ "$MODE" = check ]; then
 	build build --enable-werror
@@ -114,6 +127,7 @@ if [ "$MODE" = check ]; then
 	build build-asan --enable-werror --enable-sanitizers
 	TIME_SCALE=3 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		run_check build-asan || status=1
+	[ "$status" -ne 0 ] || run_distcheck build || status=1
 	summary build/tests/unit/*.log build/tests/integration/*.sh.log build/tests/fuzz/*.sh.log \
 		build-asan/tests/unit/*.log build-asan/tests/integration/*.sh.log \
 		build-asan/tests/fuzz/*.sh.log
