@@ -323,8 +323,10 @@ static void on_hup(uv_signal_t *h, int signum)
 {
 	struct daemon *d = h->data;
 	(void)signum;
-	if (!d->started)
+	if (!d->started) {
+		log_warn("SIGHUP ignored: not serving yet");
 		return;
+	}
 	struct options *n = malloc(sizeof(*n));
 	char err[512];
 	if (!n) {
@@ -372,6 +374,10 @@ int main(int argc, char **argv)
 	if (rc == OPTIONS_EXIT)
 		return 0;
 	signal(SIGPIPE, SIG_IGN);
+	/* A reload or a logrotate during start-up must not kill the daemon (their handlers come
+	 * with the main loop). */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
 	if (d.o.check_config) {
 		/* Valid (options_parse would have refused it otherwise), local data included. */
 		options_print(&d.o, stdout);

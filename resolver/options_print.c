@@ -28,9 +28,11 @@ void options_print(const struct options *o, FILE *f)
 		fprintf(f, "upstream %s\n", buf);
 	}
 	fprintf(f, "resolv-conf %s\n", o->resolv_conf);
-	fprintf(f, "redis redis://%s%s%s%s:%d/%d\n", o->redis_user,
-		o->redis_password[0] ? ":(hidden)" : "", o->redis_user[0] || o->redis_password[0] ? "@" : "",
-		o->redis_host, o->redis_port, o->redis_db);
+	if (o->redis_password[0]) /* Not printed: put it in place of PASSWORD. */
+		fprintf(f, "# redis redis://%s:PASSWORD@%s:%d/%d\n", o->redis_user, o->redis_host,
+			o->redis_port, o->redis_db);
+	else
+		fprintf(f, "redis redis://%s:%d/%d\n", o->redis_host, o->redis_port, o->redis_db);
 	fprintf(f, "redis-prefix %s\n", o->redis_prefix);
 	fprintf(f, "reload-interval %u\n", o->reload_ms / 1000);
 	fprintf(f, "redis-timeout %u\n", o->redis_timeout_ms);

@@ -34,6 +34,7 @@ struct query_log {
 	unsigned nrings;
 	struct query_log_ring **rings;
 	uv_thread_t thread;
+	int running;         /* The writer was started (stop and join it). */
 	atomic_int stop, reopen;
 	uint64_t base_ns;    /* uv_hrtime() at start... */
 	struct timespec base; /* ...and the wall clock then. */
@@ -129,11 +130,10 @@ static size_t drain(struct query_log *l)
 		uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
 		uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
 		for (; tail != head; tail++, n++)
-			if (l->f)
-				write_entry(l, &r->slot[tail % RING_SLOTS]);
+			write_entry(l, &r->slot[tail % RING_SLOTS]);
 		atomic_store_explicit(&r->tail, tail, memory_order_release);
 	}
-	if (n && l->f)
+	if (n)
 		fflush(l->f);
 	return n;
 }
@@ -143,12 +143,16 @@ static void writer(void *arg)
 	struct query_log *l = arg;
 	for (;;) {
 		if (atomic_exchange(&l->reopen, 0) && l->f != stdout) {
-			/* logrotate moved the file: write on in a new one. */
-			if (l->f)
+			/* logrotate moved the file: write on in a new one; if it cannot be opened
+			 * (owned by another user, say), on in the old one, and say so. */
+			FILE *f = open_log(l->path);
+			if (f) {
 				fclose(l->f);
-			l->f = open_log(l->path);
-			if (!l->f)
-				log_warn("query log: cannot reopen %s: %s", l->path, strerror(errno));
+				l->f = f;
+			} else {
+				log_warn("query log: cannot reopen %s (%s): writing on to the file "
+					 "open before", l->path, strerror(errno));
+			}
 		}
 		int stopping = atomic_load(&l->stop);
 		drain(l);
@@ -185,12 +189,10 @@ query_log_t *query_log_new(const struct options *o, unsigned nworkers, char *err
 	clock_gettime(CLOCK_REALTIME, &l->base);
 	if (uv_thread_create(&l->thread, writer, l) != 0) {
 		snprintf(err, errlen, "--query-log: cannot start its thread");
-		if (l->f != stdout)
-			fclose(l->f);
-		l->f = NULL;
 		query_log_free(l);
 		return NULL;
 	}
+	l->running = 1;
 	return l;
 nomem:
 	snprintf(err, errlen, "out of memory");
@@ -202,12 +204,12 @@ void query_log_free(query_log_t *l)
 {
 	if (!l)
 		return;
-	if (l->f) { /* The writer runs: let it write what is left, then stop. */
+	if (l->running) { /* Let the writer write what is left, then stop. */
 		atomic_store(&l->stop, 1);
 		uv_thread_join(&l->thread);
-		if (l->f != stdout)
-			fclose(l->f);
 	}
+	if (l->f && l->f != stdout)
+		fclose(l->f);
 	for (unsigned i = 0; i < l->nrings; i++)
 		free(l->rings[i]);
 	free(l->rings);

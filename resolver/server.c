@@ -378,8 +378,9 @@ void server_free(server_t *s)
 	free(s->workers);
 	local_free(s->local);
 	for (unsigned i = 0; i < s->nreloads; i++) {
-		local_free(s->reloads[i].local);
-		free(s->reloads[i].o);
+		local_free(s->reloads[i]->local);
+		free(s->reloads[i]->o);
+		free(s->reloads[i]);
 	}
 	free(s->reloads);
 	free(s);
@@ -445,13 +446,16 @@ void server_set_query_log(server_t *s, query_log_t *log)
 
 int server_reload(server_t *s, struct options *o, local_t *local)
 {
-	struct server_reload *r = realloc(s->reloads, (s->nreloads + 1) * sizeof(*r));
+	struct server_reload **all = realloc(s->reloads, (s->nreloads + 1) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	s->reloads = all;
+	struct server_reload *r = malloc(sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	s->reloads = r;
-	r = &s->reloads[s->nreloads++];
 	r->o = o;
 	r->local = local;
+	s->reloads[s->nreloads++] = r;
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		atomic_store_explicit(&s->workers[i].reload, r, memory_order_release);
 		if (s->workers[i].started == 1)

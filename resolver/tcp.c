@@ -156,7 +156,7 @@ static void conn_close(struct tcp_conn *c)
 		st->tail = c->prev;
 	st->nconns--;
 	if (c->inflight > 0)
-		upstream_forget(w->up, c);
+		worker_forget_session(w, c);
 	/* Questions it starts from here on (answering may re-enter it) go to no one. */
 	c->client.session = NULL;
 	uv_close((uv_handle_t *)&c->tcp, conn_closed);

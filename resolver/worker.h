@@ -88,7 +88,7 @@ struct server {
 	local_t *local; /* Owned. */
 	/* Every reload's options and local answers, kept until the server is freed (a worker may
 	 * still read the older ones until it takes on the newest). */
-	struct server_reload *reloads;
+	struct server_reload **reloads; /* Each allocated alone: workers hold pointers to them. */
 	unsigned nreloads;
 	unsigned nworkers;
 	struct worker *workers;
@@ -97,3 +97,13 @@ struct server {
 	atomic_size_t hold_removed, hold_of;
 	atomic_uint_fast64_t hold_version;
 };
+
+/** A session (a TCP connection) went away: none of its questions waiting on any upstream side
+ *  of w (the current one, and those a reload replaced) may answer it. */
+static inline void worker_forget_session(struct worker *w, const void *session)
+{
+	if (w->up)
+		upstream_forget(w->up, session);
+	for (unsigned i = 0; i < w->nup_old; i++)
+		upstream_forget(w->up_old[i], session);
+}

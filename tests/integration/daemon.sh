@@ -57,7 +57,8 @@ drain() {
 	start_embargo drain "$p" --upstream "127.0.0.1:$F" --redis "$NOREDIS" --timeout 8000
 	q "$p" @127.0.0.1 slow.drain.example A >"$WORK/drain.out" &
 	local client=$!
-	sleep 0.3
+	# SIGTERM once the question is upstream (the fake upstream logs what it reads).
+	wait_for 5 grep -qi "slow.drain.example" "$WORK/fake.queries" || return 1
 	t0=$(ms)
 	kill -TERM "$PID_drain"
 	wait "$PID_drain"
@@ -78,7 +79,7 @@ bounded() {
 	p=$(free_port)
 	start_embargo bounded "$p" --upstream "127.0.0.1:$F" --redis "$NOREDIS" --timeout 10000
 	q "$p" @127.0.0.1 x.hole A +timeout=1 >/dev/null &
-	sleep 0.3
+	wait_for 5 grep -qi "x.hole" "$WORK/fake.queries" || return 1
 	t0=$(ms)
 	kill -TERM "$PID_bounded"
 	wait "$PID_bounded"
@@ -181,6 +182,40 @@ PY
 	grep "SIGHUP" "$WORK/live.log" | sed 's/^[^ ]* //'
 }
 check "SIGHUP: a new upstream and deny mode taken on without losing a query; a bad file is refused" reload
+
+# A TCP client whose question waits on the upstream side a reload replaced goes away: the old
+# side's answer must reach no one (under ASan a use of the freed connection aborts the daemon).
+reload_tcp_gone() {
+	local g p
+	g=$(free_port)
+	python3 "$FAKE" --port "$g" --log "$WORK/fake3.queries" --answer 192.0.2.3 --lifetime 300 \
+		>"$WORK/fake3.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$g '" || return 1
+	printf 'upstream 127.0.0.1:%s\ntimeout 8000\n' "$F" >"$WORK/gone.conf"
+	p=$(free_port)
+	start_embargo gone "$p" --config "$WORK/gone.conf" --redis "$NOREDIS" --threads 1
+	python3 - "$p" <<'PY' &
+import socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+name = b"\4slow\4gone\7example\0"
+q = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + name + b"\0\1\0\1"
+s.sendall(struct.pack("!H", len(q)) + q)
+time.sleep(0.6)
+# A reset, not a half-close (which embargo would answer before it closes).
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+PY
+	local client=$!
+	wait_for 5 grep -qi "slow.gone.example" "$WORK/fake.queries" || return 1
+	printf 'upstream 127.0.0.1:%s\ntimeout 8000\n' "$g" >"$WORK/gone.conf"
+	kill -HUP "$PID_gone"
+	wait "$client"
+	sleep 1 # The old side answers now (the fake upstream holds "slow" names 1 s).
+	q "$p" @127.0.0.1 after.gone.example A +short | grep -qx 192.0.2.3 || { echo "not answering"; return 1; }
+	kill -0 "$PID_gone" || { echo "embargo died"; return 1; }
+}
+check "a TCP client gone after a reload: the replaced upstream side's answer reaches no one" reload_tcp_gone
 
 # --log-level warn: the info lines are gone, the warnings stay.
 log_level() {

@@ -169,6 +169,8 @@ query_log() {
 	wait_for 5 eval "[ \$(wc -l <'$WORK/queries.log') -ge 13 ]" || { cat "$WORK/queries.log"; return 1; }
 	mv "$WORK/queries.log" "$WORK/queries.log.1"
 	kill -USR1 "$PID_qlog"
+	wait_for 5 grep -q "query log reopened" "$WORK/qlog.log" || return 1
+	sleep 0.2 # The writer reopens at its next pass (every 50 ms).
 	q "$p" @127.0.0.1 Blocked.Test A >/dev/null
 	wait_for 5 test -s "$WORK/queries.log" || { echo "not reopened"; return 1; }
 	python3 - "$WORK/queries.log.1" "$WORK/queries.log" <<'PY' || return 1
