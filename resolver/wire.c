@@ -206,7 +206,8 @@ void wire_answer_patch(uint8_t *ans, const uint8_t *query, const struct wire_que
 	memcpy(ans + WIRE_HEADER, query + WIRE_HEADER, q->qname_len);
 }
 
-void wire_age_ttls(uint8_t *pkt, size_t len, uint32_t age, uint32_t max)
+/* Every TTL but the OPT's: aged by age seconds (never below 0), then put into [min, max]. */
+static void adjust_ttls(uint8_t *pkt, size_t len, uint32_t age, uint32_t min, uint32_t max)
 {
 	struct wire_rr_iter it;
 	struct wire_rr rr;
@@ -216,22 +217,18 @@ void wire_age_ttls(uint8_t *pkt, size_t len, uint32_t age, uint32_t max)
 		if (rr.type == WIRE_TYPE_OPT)
 			continue;
 		uint32_t ttl = rr.ttl > age ? rr.ttl - age : 0;
-		wire_put32(pkt + rr.ttl_off, ttl < max ? ttl : max);
+		wire_put32(pkt + rr.ttl_off, ttl < min ? min : ttl > max ? max : ttl);
 	}
+}
+
+void wire_age_ttls(uint8_t *pkt, size_t len, uint32_t age, uint32_t max)
+{
+	adjust_ttls(pkt, len, age, 0, max);
 }
 
 void wire_clamp_ttls(uint8_t *pkt, size_t len, uint32_t min, uint32_t max)
 {
-	struct wire_rr_iter it;
-	struct wire_rr rr;
-	if (wire_rr_begin(&it, pkt, len) < 0)
-		return;
-	while (wire_rr_next(&it, &rr) > 0) {
-		if (rr.type == WIRE_TYPE_OPT)
-			continue;
-		uint32_t ttl = rr.ttl < min ? min : rr.ttl > max ? max : rr.ttl;
-		wire_put32(pkt + rr.ttl_off, ttl);
-	}
+	adjust_ttls(pkt, len, 0, min, max);
 }
 
 size_t wire_add_ede(uint8_t *pkt, size_t len, size_t cap, uint16_t code, const char *text)

@@ -9,7 +9,6 @@ POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
 . "$srcdir/tests/integration/lib.sh"
 
 need_all
-FAKE="$srcdir/tests/integration/fakedns.py"
 
 REDIS=$(free_port)
 NSD=$(free_port)
@@ -104,10 +103,7 @@ check "--min-ttl: a 2-second answer kept and served for 60 seconds" min_ttl
 prefetch() {
 	local f p out t0 t1 n
 	f=$(free_port)
-	python3 "$FAKE" --port "$f" --log "$WORK/prefetch.queries" --ttl 20 --answer 192.0.2.77 \
-		--lifetime 300 >"$WORK/fake-prefetch.log" 2>&1 &
-	PIDS+=($!)
-	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$f '" || { echo "fake upstream"; return 1; }
+	start_fake prefetch "$f" --ttl 20 --answer 192.0.2.77
 	p=$(free_port)
 	start_embargo prefetch "$p" --upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$REDIS"
 	q "$p" @127.0.0.1 popular.example A +short | grep -qx 192.0.2.77 || { echo "first"; return 1; }
@@ -134,10 +130,7 @@ check "prefetch: one refresh in the last tenth of the TTL, the client never wait
 denied_in_flight() {
 	local f p out
 	f=$(free_port)
-	python3 "$FAKE" --port "$f" --log "$WORK/inflight.queries" --delay-ms 1500 \
-		--lifetime 300 >"$WORK/fake-inflight.log" 2>&1 &
-	PIDS+=($!)
-	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$f '" || { echo "fake upstream"; return 1; }
+	start_fake inflight "$f" --delay-ms 1500
 	p=$(free_port)
 	start_embargo inflight "$p" --upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$REDIS" \
 		--timeout 8000

@@ -9,14 +9,10 @@ EMBARGO=${EMBARGO:-./resolver/embargo}
 . "$srcdir/tests/integration/lib.sh"
 
 need_all
-FAKE="$srcdir/tests/integration/fakedns.py"
 NOREDIS="redis://127.0.0.1:$(free_port)" # Nobody listens: the bundled list is enforced.
 
 F=$(free_port)
-python3 "$FAKE" --port "$F" --log "$WORK/fake.queries" --delay-ms 1000 --lifetime 300 \
-	>"$WORK/fake.log" 2>&1 &
-PIDS+=($!)
-wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$F '" || die "fake upstream did not start"
+start_fake fake "$F" --delay-ms 1000
 
 ms() { date +%s%3N; }
 
@@ -133,10 +129,7 @@ check "--check-config: effective settings that read back the same; a bad file ex
 reload() {
 	local g p
 	g=$(free_port)
-	python3 "$FAKE" --port "$g" --log "$WORK/fake2.queries" --answer 192.0.2.2 --lifetime 300 \
-		>"$WORK/fake2.log" 2>&1 &
-	PIDS+=($!)
-	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$g '" || return 1
+	start_fake fake2 "$g" --answer 192.0.2.2
 	printf 'upstream 127.0.0.1:%s\ndeny-mode nxdomain\n' "$F" >"$WORK/live.conf"
 	p=$(free_port)
 	start_embargo live "$p" --config "$WORK/live.conf" --redis "$NOREDIS"
@@ -188,10 +181,7 @@ check "SIGHUP: a new upstream and deny mode taken on without losing a query; a b
 reload_tcp_gone() {
 	local g p
 	g=$(free_port)
-	python3 "$FAKE" --port "$g" --log "$WORK/fake3.queries" --answer 192.0.2.3 --lifetime 300 \
-		>"$WORK/fake3.log" 2>&1 &
-	PIDS+=($!)
-	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$g '" || return 1
+	start_fake fake3 "$g" --answer 192.0.2.3
 	printf 'upstream 127.0.0.1:%s\ntimeout 8000\n' "$F" >"$WORK/gone.conf"
 	p=$(free_port)
 	start_embargo gone "$p" --config "$WORK/gone.conf" --redis "$NOREDIS" --threads 1

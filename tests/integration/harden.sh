@@ -10,19 +10,8 @@ EMBARGO=${EMBARGO:-./resolver/embargo}
 . "$srcdir/tests/integration/lib.sh"
 
 need_all
-FAKE="$srcdir/tests/integration/fakedns.py"
 NOREDIS="redis://127.0.0.1:$(free_port)" # Nobody listens: the bundled list is enforced.
 
-# start_fake NAME PORT ARGS...: a fake upstream, its query log in $WORK/NAME.queries.
-start_fake() {
-	local name=$1 port=$2
-	shift 2
-	python3 "$FAKE" --port "$port" --log "$WORK/$name.queries" --lifetime 900 "$@" \
-		>"$WORK/fake-$name.log" 2>&1 &
-	PIDS+=($!)
-	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$port '" ||
-		die "fake upstream $name did not start: $(cat "$WORK/fake-$name.log")"
-}
 
 # stop_embargo NAME: SIGTERM, wait, so that its closing counters are in its log.
 stop_embargo() {

@@ -155,6 +155,18 @@ CONF
 		die "nsd on port $port did not start: $(cat "$dir/nsd.log" 2>/dev/null)"
 }
 
+# start_fake NAME PORT ARGS...: tests/integration/fakedns.py as an upstream on PORT, its query log
+# in $WORK/NAME.queries (source port, ID and name as read, letter case kept).
+start_fake() {
+	local name=$1 port=$2
+	shift 2
+	python3 "$srcdir/tests/integration/fakedns.py" --port "$port" --log "$WORK/$name.queries" \
+		--lifetime 900 "$@" >"$WORK/fake-$name.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$port '" ||
+		die "fake upstream $name did not start: $(cat "$WORK/fake-$name.log")"
+}
+
 # start_embargo NAME PORT ARGS...: the daemon in the background, log in $WORK/NAME.log. The
 # tests' own zone is test., a default local zone (RFC 6761): handed back to the upstream here.
 start_embargo() {
