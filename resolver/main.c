@@ -51,6 +51,7 @@ struct daemon {
 	server_t *server;
 	redis_sync_t *redis;
 	metrics_t *metrics;
+	struct redis_sync_stats redis_stats; /* Read by the metrics thread. */
 	query_log_t *qlog;
 	uv_signal_t sigusr1;
 	uv_timer_t hits_timer;       /* --hit-counters: once a second. */
@@ -414,6 +415,7 @@ int main(int argc, char **argv)
 			.reader = policy_store_reader(d.store, d.o.threads + 1),
 			.serving = &d.serving,
 			.started = time(NULL),
+			.redis = &d.redis_stats,
 		};
 		d.metrics = metrics_new(&d.o, &src, err, sizeof(err));
 		if (!d.metrics) {
@@ -488,6 +490,7 @@ int main(int argc, char **argv)
 		log_err("out of memory at start-up");
 		return 1;
 	}
+	redis_sync_count(d.redis, &d.redis_stats);
 
 	uv_run(d.loop, UV_RUN_DEFAULT);
 

@@ -316,6 +316,17 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 	counter(&t, "embargo_tcp_timeouts_total", "TCP connections cut by a deadline.", s.tcp_timeouts);
 
 	policy_metrics(&t, src);
+	const struct redis_sync_stats *r = src->redis;
+	gauge(&t, "embargo_redis_connected", "1 while the link to Redis is up.",
+	      atomic_load(&r->connected));
+	counter(&t, "embargo_redis_reconnects_total", "Times the link to Redis came back.",
+		atomic_load(&r->reconnects));
+	counter(&t, "embargo_policy_loads_total", "Policy loads from Redis published.",
+		atomic_load(&r->loads));
+	counter(&t, "embargo_policy_held_loads_total", "Policy loads held back (the held-load rule).",
+		atomic_load(&r->held_loads));
+	gauge(&t, "embargo_policy_load_seconds", "Read and build time of the last published load.",
+	      (double)atomic_load(&r->last_load_ms) / 1000.0);
 	process_metrics(&t, src);
 	if (t.failed) {
 		free(t.buf);

@@ -11,6 +11,7 @@
 #include "policy/store.h"
 #include "resolver/cache.h"
 #include "resolver/options.h"
+#include "resolver/redis_sync.h"
 #include "resolver/server.h"
 
 typedef struct metrics metrics_t;
@@ -23,6 +24,7 @@ struct metrics_sources {
 	struct policy_reader *reader; /**< A reader slot used only by the endpoint's thread. */
 	const atomic_int *serving;    /**< Non-zero while the workers answer queries. */
 	time_t started;               /**< When the process started. */
+	const struct redis_sync_stats *redis; /**< The Redis link's counters. */
 };
 
 /** Serve o->metrics (ADDR:PORT). @return the endpoint (owned: metrics_free), or NULL with a

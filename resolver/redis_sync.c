@@ -80,6 +80,9 @@ struct redis_sync {
 	char last_fail[200];    /* Why the last load failed; logged once while it repeats. */
 	int warned_empty;
 	int warned_hits;        /* A HINCRBY was refused: said once. */
+	struct redis_sync_stats *stats; /* Borrowed; a local one until redis_sync_count(). */
+	struct redis_sync_stats own_stats;
+	int was_up;             /* The link has been up before (a new up is a reconnection). */
 	unsigned load_barrier;  /* The barrier the load in progress waits for; 0: none. */
 	int torn;               /* A policy key changed while the load read it. */
 	int torn_logged;
@@ -297,6 +300,7 @@ static void format_diff(const struct guard_diff *d, char *buf, size_t cap)
 static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy_stats *st)
 {
 	const struct policy_stats *cur = policy_stats(policy_store_current(r->store));
+	atomic_fetch_add(&r->stats->held_loads, 1);
 	if (cur->source != POLICY_SOURCE_HELD)
 		r->hold_base = cur->deny; /* The hold begins (merges keep it). */
 	size_t removed = r->diff.deny_removed.count, base = r->hold_base;
@@ -493,6 +497,8 @@ static void on_built(uv_work_t *w, int status)
 		 st->deny, st->allow, st->reasons, st->invalid, st->version, policy_memory(p) >> 10,
 		 r->t_read - r->t_start, what, t_end - r->t_read, policy_source_name(cur->source),
 		 cur->version, changes);
+	atomic_fetch_add(&r->stats->loads, 1);
+	atomic_store(&r->stats->last_load_ms, t_end - r->t_start);
 	publish_built(r, p);
 }
 
@@ -814,6 +820,10 @@ static void on_link_up(void *ctx, int notify)
 	/* Redis answers: wait for the whole policy however long a big one takes to read, rather
 	 * than start on a stale one. Only a lost connection starts without it. */
 	uv_timer_stop(&r->startup);
+	atomic_store(&r->stats->connected, 1);
+	if (r->was_up)
+		atomic_fetch_add(&r->stats->reconnects, 1);
+	r->was_up = 1;
 	r->notify = notify;
 	r->reread = ALL_KEYS;
 	start_load(r);
@@ -862,6 +872,7 @@ static void on_link_resynced(void *ctx)
 static void on_link_down(void *ctx, const char *why, int first)
 {
 	redis_sync_t *r = ctx;
+	atomic_store(&r->stats->connected, 0);
 	r->notify = 0;
 	drop_builder(r); /* A read in progress is lost; a build in progress goes on. */
 	uv_timer_stop(&r->coalesce);
@@ -914,6 +925,7 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 	r->loop = loop;
 	r->o = o;
 	r->store = store;
+	r->stats = &r->own_stats;
 	r->ready_cb = ready;
 	r->hold_cb = hold;
 	r->saver = policy_store_reader(store, o->threads);
@@ -991,4 +1003,14 @@ int redis_sync_add_hits(redis_sync_t *r, const struct rule_hit *hits, size_t n)
 		redisAsyncCommand(ac, on_hits_added, r, "HINCRBY %s %s %llu", key, hits[i].rule,
 				  (unsigned long long)hits[i].count);
 	return 0;
+}
+
+void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats)
+{
+	atomic_store(&stats->connected, atomic_load(&r->stats->connected));
+	atomic_store(&stats->reconnects, atomic_load(&r->stats->reconnects));
+	atomic_store(&stats->loads, atomic_load(&r->stats->loads));
+	atomic_store(&stats->held_loads, atomic_load(&r->stats->held_loads));
+	atomic_store(&stats->last_load_ms, atomic_load(&r->stats->last_load_ms));
+	r->stats = stats;
 }

@@ -8,11 +8,22 @@
 #include <uv.h>
 
 #include "policy/store.h"
+#include <stdatomic.h>
+
 #include "resolver/options.h"
 #include "resolver/rule_hits.h"
 #include "resolver/server.h"
 
 typedef struct redis_sync redis_sync_t;
+
+/** What the synchroniser counts, for the metrics: written on the main loop, read by any thread. */
+struct redis_sync_stats {
+	atomic_int connected;              /**< 1 while the link to Redis is up. */
+	atomic_ullong reconnects;          /**< Times the link came back after being down. */
+	atomic_ullong loads;               /**< Loads published. */
+	atomic_ullong held_loads;          /**< Loads held back (the held-load rule). */
+	atomic_ullong last_load_ms;        /**< Read and build time of the last published load. */
+};
 
 /** Called once, when the first policy to enforce is settled: loaded from Redis, or Redis found
  *  unreachable (or empty of policy keys) so that the bundled list stays in force. */
@@ -28,6 +39,9 @@ typedef void (*redis_sync_hold_cb)(void *ctx, enum server_hold kind, size_t remo
  *  @return the synchroniser (owned: redis_sync_close), NULL when out of memory. */
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
 			     redis_sync_ready_cb ready, redis_sync_hold_cb hold, void *ctx);
+
+/** Count into stats (borrowed; it must outlive r). Call once, after redis_sync_new(). */
+void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats);
 
 /** Disconnect and free once libuv has closed everything. NULL is a no-op. */
 void redis_sync_close(redis_sync_t *r);

@@ -82,6 +82,10 @@ embargo_local_answers_total 2
 embargo_tcp_connections_total 1
 embargo_policy_rules{kind="deny"} 2
 embargo_policy_held 0
+embargo_redis_connected 1
+embargo_redis_reconnects_total 0
+embargo_policy_loads_total 1
+embargo_policy_held_loads_total 0
 EXPECT
 	[ $bad -eq 0 ] || return 1
 	grep -q '^embargo_policy_info{version="[0-9a-f]\{16\}",source="redis"} 1$' "$WORK/scrape" ||
@@ -238,5 +242,16 @@ hit_counters() {
 		[ "$(redis-cli -p "$REDIS" hlen embargo:hits)" = 2 ]
 }
 check "hit counters: denials per rule added to embargo:hits in Redis once a second" hit_counters
+
+# Redis goes away and comes back: the link's state and its reconnection are in the metrics.
+redis_link() {
+	sample() { get /metrics | awk -v k="$1" '$1 == k {print $2}'; }
+	redis-cli -p "$REDIS" shutdown nosave >/dev/null 2>&1
+	wait_for 10 eval "[ \"\$(sample embargo_redis_connected)\" = 0 ]" || { echo "still connected"; return 1; }
+	start_redis "$REDIS"
+	wait_for 15 eval "[ \"\$(sample embargo_redis_connected)\" = 1 ]" || { echo "not back"; return 1; }
+	[ "$(sample embargo_redis_reconnects_total)" = 1 ] || { sample embargo_redis_reconnects_total; return 1; }
+}
+check "metrics: the Redis link seen down, then back (one reconnection)" redis_link
 
 finish
