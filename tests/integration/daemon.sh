@@ -47,42 +47,44 @@ check "sd_notify: READY=1 when serving, STOPPING=1 at SIGTERM" notify
 
 # SIGTERM while a question is upstream (the fake upstream holds "slow" names 1 s): the client
 # still gets its answer, and embargo exits 0 soon after.
+# stop_timed NAME: SIGTERM to embargo NAME and wait; sets RC (its exit status) and TOOK (ms).
+stop_timed() {
+	local pid t0
+	eval "pid=\$PID_$1"
+	t0=$(ms)
+	kill -TERM "$pid"
+	wait "$pid"
+	RC=$?
+	TOOK=$(($(ms) - t0))
+	echo "exit status $RC, $TOOK ms after SIGTERM"
+}
+
 drain() {
-	local p t0 t1 rc out
+	local p out
 	p=$(free_port)
 	start_embargo drain "$p" --upstream "127.0.0.1:$F" --redis "$NOREDIS" --timeout 8000
 	q "$p" @127.0.0.1 slow.drain.example A >"$WORK/drain.out" &
 	local client=$!
 	# SIGTERM once the question is upstream (the fake upstream logs what it reads).
 	wait_for 5 grep -qi "slow.drain.example" "$WORK/fake.queries" || return 1
-	t0=$(ms)
-	kill -TERM "$PID_drain"
-	wait "$PID_drain"
-	rc=$?
-	t1=$(ms)
+	stop_timed drain
 	wait "$client"
 	out=$(cat "$WORK/drain.out")
-	echo "exit status $rc, $((t1 - t0)) ms after SIGTERM"
 	grep -q "status: NOERROR" <<<"$out" && grep -q "192.0.2.1" <<<"$out" || { echo "$out"; return 1; }
-	[ "$rc" -eq 0 ] && [ $((t1 - t0)) -lt 2500 ] || return 1
+	[ "$RC" -eq 0 ] && [ "$TOOK" -lt 2500 ] || return 1
 	grep -q "SIGTERM received: stopping" "$WORK/drain.log"
 }
 check "SIGTERM: the question already upstream is answered, then exit 0" drain
 
 # An upstream that never answers holds the stop for 2 s at most.
 bounded() {
-	local p t0 t1 rc
+	local p
 	p=$(free_port)
 	start_embargo bounded "$p" --upstream "127.0.0.1:$F" --redis "$NOREDIS" --timeout 10000
 	q "$p" @127.0.0.1 x.hole A +timeout=1 >/dev/null &
 	wait_for 5 grep -qi "x.hole" "$WORK/fake.queries" || return 1
-	t0=$(ms)
-	kill -TERM "$PID_bounded"
-	wait "$PID_bounded"
-	rc=$?
-	t1=$(ms)
-	echo "exit status $rc, $((t1 - t0)) ms after SIGTERM"
-	[ "$rc" -eq 0 ] && [ $((t1 - t0)) -lt 3000 ] && [ $((t1 - t0)) -ge 1800 ]
+	stop_timed bounded
+	[ "$RC" -eq 0 ] && [ "$TOOK" -lt 3000 ] && [ "$TOOK" -ge 1800 ]
 }
 check "SIGTERM with a question that is never answered: exit 0 after 2 s" bounded
 
