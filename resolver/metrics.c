@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "policy/policy.h"
+#include "resolver/query_log.h"
 
 struct metrics {
 	struct MHD_Daemon *httpd;
@@ -73,6 +74,54 @@ static void gauge(struct text *t, const char *name, const char *help, double v)
 {
 	family(t, name, "gauge", help);
 	put(t, "%s %.17g\n", name, v);
+}
+
+/* One histogram's series: cumulative buckets by upper bound in seconds, then sum and count.
+ * labels: "name=\"value\"," (with the comma), or "". */
+static void histogram(struct text *t, const char *name, const char *labels,
+		      const uint64_t bucket[LATENCY_BUCKETS], uint64_t sum_ns)
+{
+	static const char *const le[LATENCY_BUCKETS] = {
+#define LATENCY_LE(ns) #ns,
+		LATENCY_BOUNDS_NS(LATENCY_LE)
+#undef LATENCY_LE
+		"+Inf"};
+	unsigned long long cum = 0;
+	for (unsigned i = 0; i < LATENCY_BUCKETS; i++) {
+		cum += bucket[i];
+		if (i == LATENCY_BUCKETS - 1)
+			put(t, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, cum);
+		else
+			put(t, "%s_bucket{%sle=\"%g\"} %llu\n", name, labels,
+			    strtod(le[i], NULL) / 1e9, cum);
+	}
+	put(t, "%s_sum{%.*s} %.9f\n", name, (int)(strlen(labels) ? strlen(labels) - 1 : 0), labels,
+	    (double)sum_ns / 1e9);
+	put(t, "%s_count{%.*s} %llu\n", name, (int)(strlen(labels) ? strlen(labels) - 1 : 0), labels,
+	    cum);
+}
+
+static void latency_metrics(struct text *t, const struct metrics_sources *src)
+{
+	uint64_t bucket[LATENCY_BUCKETS], sum;
+	char labels[128];
+	family(t, "embargo_answer_duration_seconds", "histogram",
+	       "Time from a query's arrival to its answer, by how it was decided.");
+	for (unsigned d = 0; d < QUERY_LOG_DECISIONS; d++) {
+		server_path_latency(src->server, d, bucket, &sum);
+		snprintf(labels, sizeof(labels), "path=\"%s\",", query_log_decision_name(d));
+		histogram(t, "embargo_answer_duration_seconds", labels, bucket, sum);
+	}
+	family(t, "embargo_upstream_duration_seconds", "histogram",
+	       "Time from sending a question over UDP to an upstream to its accepted answer.");
+	const struct options *o = server_options(src->server);
+	for (unsigned i = 0; i < o->nupstream; i++) {
+		char addr[80];
+		options_format_addr(&o->upstream[i], addr, sizeof(addr));
+		server_upstream_latency(src->server, i, bucket, &sum);
+		snprintf(labels, sizeof(labels), "upstream=\"%s\",", addr);
+		histogram(t, "embargo_upstream_duration_seconds", labels, bucket, sum);
+	}
 }
 
 /* ---- Process --------------------------------------------------------------------------------- */
@@ -315,6 +364,7 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 		s.tcp_evicted);
 	counter(&t, "embargo_tcp_timeouts_total", "TCP connections cut by a deadline.", s.tcp_timeouts);
 
+	latency_metrics(&t, src);
 	policy_metrics(&t, src);
 	const struct redis_sync_stats *r = src->redis;
 	gauge(&t, "embargo_redis_connected", "1 while the link to Redis is up.",

@@ -26,14 +26,14 @@ static size_t answer_cap(const struct client *c, const struct wire_query *q)
 
 /* A line of the query log for an answer about to leave (sampled; the ring may be full). */
 static void log_query(struct worker *w, const struct client *c, const uint8_t *query,
-		      const struct wire_query *q, unsigned rcode, int decision)
+		      const struct wire_query *q, unsigned rcode, int decision, uint64_t now)
 {
 	if (!query_log_wanted(w->qlog, decision == QUERY_LOG_DENIED))
 		return;
 	struct query_log_entry *e = query_log_next(w->qlog);
 	if (!e)
 		return;
-	e->time_ns = uv_hrtime();
+	e->time_ns = now ? now : uv_hrtime();
 	e->latency_us = c->arrived_ns && e->time_ns > c->arrived_ns
 				? (uint32_t)((e->time_ns - c->arrived_ns) / 1000u)
 				: 0;
@@ -71,11 +71,15 @@ static void respond(struct worker *w, const struct client *c, const uint8_t *que
 {
 	unsigned rcode = ans[3] & 0xF;
 	w->st.rcode[rcode < SERVER_RCODES - 1 ? rcode : SERVER_RCODES - 1]++;
-	if (w->qlog) {
-		if (decision == QL_BY_RCODE)
-			decision = rcode == WIRE_RCODE_REFUSED ? QUERY_LOG_REFUSED : QUERY_LOG_ERROR;
-		log_query(w, c, query, q, rcode, decision);
+	if (decision == QL_BY_RCODE)
+		decision = rcode == WIRE_RCODE_REFUSED ? QUERY_LOG_REFUSED : QUERY_LOG_ERROR;
+	uint64_t now = 0;
+	if (c->arrived_ns) {
+		now = uv_hrtime();
+		latency_observe(&w->lat_path[decision], now > c->arrived_ns ? now - c->arrived_ns : 0);
 	}
+	if (w->qlog)
+		log_query(w, c, query, q, rcode, decision, now);
 	c->ops->reply(c, query, q, ans, len);
 }
 

@@ -84,8 +84,13 @@ static void json_name(FILE *f, const uint8_t *wire, size_t len)
 	}
 }
 
-static const char *const DECISIONS[] = {"denied", "local", "cache", "stale", "forwarded",
-					"refused", "error"};
+const char *query_log_decision_name(unsigned decision)
+{
+	static const char *const names[QUERY_LOG_DECISIONS] = {
+		"denied", "local", "cache", "stale", "forwarded", "refused", "error"};
+	return names[decision % QUERY_LOG_DECISIONS];
+}
+
 static const char *const RCODES[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP",
 				     "REFUSED"};
 
@@ -108,7 +113,7 @@ static void write_entry(struct query_log *l, const struct query_log_entry *e)
 		fprintf(f, "\"%s\"", RCODES[e->rcode]);
 	else
 		fprintf(f, "%u", e->rcode);
-	fprintf(f, ",\"decision\":\"%s\"", DECISIONS[e->decision % 7]);
+	fprintf(f, ",\"decision\":\"%s\"", query_log_decision_name(e->decision));
 	if (e->decision == QUERY_LOG_DENIED) {
 		fputs(",\"rule\":\"", f);
 		json_text(f, e->rule);

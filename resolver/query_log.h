@@ -23,6 +23,10 @@ enum query_log_decision {
 	QUERY_LOG_REFUSED, /**< Not served: access list, RD=0, class, CHAOS. */
 	QUERY_LOG_ERROR,   /**< FORMERR, NOTIMP, BADVERS, SERVFAIL of our own. */
 };
+#define QUERY_LOG_DECISIONS 7
+
+/** The decision's name as the log (and the metrics' path label) spell it. */
+const char *query_log_decision_name(unsigned decision);
 
 /** One line of the log, filled by a worker. */
 struct query_log_entry {

@@ -93,6 +93,13 @@ static void take_reload(struct worker *w)
 		if (u) {
 			w->up_old[w->nup_old++] = w->up;
 			w->up = u;
+			upstream_set_latency(u, w->lat_up);
+			/* A position that now holds another upstream starts its histogram again. */
+			for (unsigned i = 0; i < OPTIONS_MAX_ADDRS; i++)
+				if (i >= r->o->nupstream || i >= w->o->nupstream ||
+				    memcmp(&w->o->upstream[i], &r->o->upstream[i],
+					   options_addr_len(&r->o->upstream[i])) != 0)
+					latency_clear(&w->lat_up[i]);
 		} else {
 			log_warn("worker %u: cannot change upstreams now (too many reloads at once, or "
 				 "out of memory); the old ones stay", w->index);
@@ -238,6 +245,8 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 		snprintf(err, errlen, "cannot open upstream sockets: %s", uv_strerror(rc));
 		return rc;
 	}
+	if (w->timed)
+		upstream_set_latency(w->up, w->lat_up);
 	for (unsigned i = 0; i < o->nlisten; i++) {
 		rc = udp_listen(w, &o->listen[i], err, errlen);
 		if (rc == 0)
@@ -302,6 +311,9 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 		return -ENOMEM;
 	}
 	memset(s->workers, 0, s->nworkers * sizeof(struct worker));
+	atomic_init(&s->current, o);
+	for (unsigned i = 0; i < s->nworkers; i++)
+		s->workers[i].timed = o->metrics.ss_family != 0;
 	/* SO_REUSEPORT would let a second embargo (of the same user) share our addresses and
 	 * silently take half the traffic: first make sure nobody holds them. */
 	static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
@@ -438,10 +450,35 @@ void server_rule_hits(server_t *s, struct rule_hit *out, size_t *n, size_t max, 
 			rule_hits_merge(s->workers[i].hits, out, n, max, other);
 }
 
+void server_path_latency(server_t *s, unsigned decision, uint64_t bucket[LATENCY_BUCKETS],
+			 uint64_t *sum_ns)
+{
+	memset(bucket, 0, LATENCY_BUCKETS * sizeof(*bucket));
+	*sum_ns = 0;
+	for (unsigned i = 0; i < s->nworkers && decision < QUERY_LOG_DECISIONS; i++)
+		latency_add(&s->workers[i].lat_path[decision], bucket, sum_ns);
+}
+
+void server_upstream_latency(server_t *s, unsigned i, uint64_t bucket[LATENCY_BUCKETS],
+			     uint64_t *sum_ns)
+{
+	memset(bucket, 0, LATENCY_BUCKETS * sizeof(*bucket));
+	*sum_ns = 0;
+	for (unsigned k = 0; k < s->nworkers && i < OPTIONS_MAX_ADDRS; k++)
+		latency_add(&s->workers[k].lat_up[i], bucket, sum_ns);
+}
+
+const struct options *server_options(server_t *s)
+{
+	return atomic_load_explicit(&s->current, memory_order_acquire);
+}
+
 void server_set_query_log(server_t *s, query_log_t *log)
 {
-	for (unsigned i = 0; i < s->nworkers; i++)
+	for (unsigned i = 0; i < s->nworkers; i++) {
 		s->workers[i].qlog = query_log_ring(log, i);
+		s->workers[i].timed |= s->workers[i].qlog != NULL;
+	}
 }
 
 int server_reload(server_t *s, struct options *o, local_t *local)
@@ -456,6 +493,7 @@ int server_reload(server_t *s, struct options *o, local_t *local)
 	r->o = o;
 	r->local = local;
 	s->reloads[s->nreloads++] = r;
+	atomic_store_explicit(&s->current, o, memory_order_release);
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		atomic_store_explicit(&s->workers[i].reload, r, memory_order_release);
 		if (s->workers[i].started == 1)

@@ -8,6 +8,7 @@
 
 #include "policy/store.h"
 #include "resolver/cache.h"
+#include "resolver/latency.h"
 #include "resolver/options.h"
 #include "resolver/local.h"
 #include "resolver/query_log.h"
@@ -102,6 +103,19 @@ void server_set_hold(server_t *s, enum server_hold kind, size_t removed, size_t 
 /** Denials per rule summed over the workers into out[0..*n) (*n = 0 first; at most max), the
  *  rest into *other. Any thread. */
 void server_rule_hits(server_t *s, struct rule_hit *out, size_t *n, size_t max, uint64_t *other);
+
+/** Answer latency for the queries decided as decision (enum query_log_decision), summed over
+ *  the workers into bucket[] and *sum_ns (zeroed first). Any thread. */
+void server_path_latency(server_t *s, unsigned decision, uint64_t bucket[LATENCY_BUCKETS],
+			 uint64_t *sum_ns);
+
+/** The same for the upstream at index i of the options in force (server_options()). */
+void server_upstream_latency(server_t *s, unsigned i, uint64_t bucket[LATENCY_BUCKETS],
+			     uint64_t *sum_ns);
+
+/** The options in force: those the server started with, or the newest reload's. Any thread;
+ *  valid until the server is freed. */
+const struct options *server_options(server_t *s);
 
 /** A configuration re-read on SIGHUP: each worker takes on o and local between two queries.
  *  The server owns both from now on (freed with it). Listeners, threads, the cache and the

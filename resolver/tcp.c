@@ -244,7 +244,7 @@ static void conn_process(struct tcp_conn *c)
 				break;
 			c->last_active = uv_now(&c->w->loop);
 			off += 2 + flen;
-			c->client.arrived_ns = c->w->qlog ? uv_hrtime() : 0;
+			c->client.arrived_ns = c->w->timed ? uv_hrtime() : 0;
 			if (query_handle(c->w, &c->client, c->buf + off - flen, flen))
 				c->inflight++;
 		}

@@ -210,7 +210,7 @@ static void udp_readable(uv_poll_t *h, int status, int events)
 		if (got <= 0)
 			return; /* Drained (EAGAIN); other errors are the socket's and pass. */
 		b->n = 0;
-		uint64_t arrived = w->qlog ? uv_hrtime() : 0; /* One clock read per batch. */
+		uint64_t arrived = w->timed ? uv_hrtime() : 0; /* One clock read per batch. */
 		for (int i = 0; i < got; i++) {
 			struct mmsghdr *m = &st->msgs[i];
 			if (m->msg_hdr.msg_flags & MSG_TRUNC) {

@@ -61,6 +61,7 @@ struct outsock {
 	uint8_t upstream;
 	uint8_t probe;        /* A probe of a dead upstream, not an attempt. */
 	uint64_t sent_at;
+	uint64_t sent_ns;     /* uv_hrtime(), for the latency histogram. */
 	upstream_t *u;
 	struct pending *p;    /* The question it asks; NULL once abandoned. */
 	struct outsock *next_free;
@@ -145,6 +146,7 @@ struct upstream {
 	const struct options *o;
 	upstream_answer_cb cb;
 	void *ctx;
+	struct latency_hist *latency; /* One per upstream (index in o->upstream); NULL: none. */
 	uv_timer_t timer, probe_timer, due_timer;
 	struct waiter *due_head, *due_tail;
 	int open_handles;
@@ -375,6 +377,7 @@ static struct outsock *sock_open(upstream_t *u, unsigned i, const uint8_t *data,
 			: to->ss_family);
 	atomic_fetch_add_explicit(&own_ports[s->family][s->port], 1, memory_order_relaxed);
 	s->sent_at = uv_now(u->loop);
+	s->sent_ns = u->latency ? uv_hrtime() : 0;
 	if (uv_poll_start(&s->poll, UV_READABLE, sock_readable) < 0) {
 		sock_close(s);
 		return NULL;
@@ -789,6 +792,8 @@ static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_
 		return;
 	}
 	note_rtt(u, i, uv_now(u->loop) - s->sent_at);
+	if (u->latency && s->sent_ns)
+		latency_observe(&u->latency[i], uv_hrtime() - s->sent_ns);
 	if (wire_get16(reply + 2) & WIRE_FLAG_TC) {
 		/* Fetched whole over TCP, even for a UDP client: the cache keeps it whole. */
 		fifo_remove(u, p);
@@ -1448,6 +1453,11 @@ unsigned upstream_pending(const upstream_t *u)
 const struct upstream_stats *upstream_stats(const upstream_t *u)
 {
 	return &u->stats;
+}
+
+void upstream_set_latency(upstream_t *u, struct latency_hist *per_upstream)
+{
+	u->latency = per_upstream;
 }
 
 /* ---- The loop check at start-up ----------------------------------------------------------- */

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "resolver/client.h"
+#include "resolver/latency.h"
 #include "resolver/options.h"
 #include "resolver/wire.h"
 
@@ -77,6 +78,11 @@ unsigned upstream_pending(const upstream_t *u);
 
 /** Statistics (borrowed). */
 const struct upstream_stats *upstream_stats(const upstream_t *u);
+
+/** Time every accepted UDP answer into per_upstream[i] (i: the upstream's index in
+ *  options.upstream; OPTIONS_MAX_ADDRS of them, borrowed, written on u's loop only), from the
+ *  attempt's send. NULL stops it. */
+void upstream_set_latency(upstream_t *u, struct latency_hist *per_upstream);
 
 /** Is a local UDP port of this address family one that some worker's upstream socket holds
  *  now? (The loop guard: a query from such a port on this host is one of ours come back.)

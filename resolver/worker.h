@@ -10,9 +10,11 @@
 #include "policy/store.h"
 #include "resolver/admit.h"
 #include "resolver/cache.h"
+#include "resolver/latency.h"
 #include "resolver/local.h"
 #include "resolver/rule_hits.h"
 #include "resolver/options.h"
+#include "resolver/query_log.h"
 #include "resolver/server.h"
 #include "resolver/upstream.h"
 
@@ -50,6 +52,11 @@ struct worker {
 	admit_t *admit;
 	rule_hits_t *hits;       /* Denials per rule (metrics). */
 	struct query_log_ring *qlog; /* NULL: no query log. */
+	int timed;               /* Arrival times taken: a query log or metrics. */
+	/* Answer latency from arrival, by how the query was decided (enum query_log_decision),
+	 * and each upstream's, by its index in options.upstream (metrics). */
+	struct latency_hist lat_path[QUERY_LOG_DECISIONS];
+	struct latency_hist lat_up[OPTIONS_MAX_ADDRS];
 	const char *ql_rule, *ql_reason; /* The denial being answered, for its log line. */
 	const struct sockaddr_storage *ql_upstream; /* The upstream that gave the answer. */
 	struct policy_reader *reader;
@@ -83,6 +90,7 @@ struct server_reload {
 
 struct server {
 	const struct options *o;
+	_Atomic(const struct options *) current; /* o, or the newest reload's (for the metrics). */
 	policy_store_t *store;
 	cache_t *cache;
 	local_t *local; /* Owned. */

@@ -52,6 +52,36 @@ queries() {
 	q "$EP" @127.0.0.1 www.test AAAA >/dev/null
 }
 
+# histograms_consistent FILE: every histogram's buckets grow with le, +Inf equals _count, and
+# a path's sum is below count x the last finite bound (nothing lost its way into +Inf).
+histograms_consistent() {
+	python3 - "$1" <<'PY'
+import re, sys
+series = {}
+for line in open(sys.argv[1]):
+    m = re.match(r'^(embargo_[a-z_]+_seconds)_(bucket|sum|count)\{(.*)\} (\S+)$', line)
+    if not m:
+        continue
+    name, part, labels, v = m.groups()
+    le = re.search(r'le="([^"]+)"', labels)
+    key = (name, re.sub(r',?le="[^"]+"', '', labels))
+    s = series.setdefault(key, {"buckets": []})
+    if part == "bucket":
+        s["buckets"].append((float(le.group(1)), float(v)))
+    else:
+        s[part] = float(v)
+assert series, "no histograms"
+for key, s in series.items():
+    b = s["buckets"]
+    assert [x[0] for x in b] == sorted(x[0] for x in b), key
+    assert all(b[i][1] <= b[i + 1][1] for i in range(len(b) - 1)), (key, b)
+    assert b[-1][0] == float("inf") and b[-1][1] == s["count"], (key, b[-1], s)
+    assert s["sum"] <= s["count"] * 2.5, (key, s)
+    assert s["count"] == 0 or s["sum"] > 0, (key, s)
+print("%d histograms consistent" % len(series))
+PY
+}
+
 counters_match() {
 	queries
 	sleep 0.2
@@ -86,8 +116,15 @@ embargo_redis_connected 1
 embargo_redis_reconnects_total 0
 embargo_policy_loads_total 1
 embargo_policy_held_loads_total 0
+embargo_answer_duration_seconds_count{path="denied"} 5
+embargo_answer_duration_seconds_count{path="cache"} 4
+embargo_answer_duration_seconds_count{path="forwarded"} 2
+embargo_answer_duration_seconds_count{path="local"} 2
+embargo_answer_duration_seconds_count{path="stale"} 0
+embargo_upstream_duration_seconds_count{upstream="127.0.0.1:$NSD"} 2
 EXPECT
 	[ $bad -eq 0 ] || return 1
+	histograms_consistent "$WORK/scrape" || return 1
 	grep -q '^embargo_policy_info{version="[0-9a-f]\{16\}",source="redis"} 1$' "$WORK/scrape" ||
 		{ grep policy_info "$WORK/scrape"; return 1; }
 	grep -q "^process_resident_memory_bytes [1-9]" "$WORK/scrape" || return 1
@@ -143,7 +180,11 @@ dashboard() {
 	python3 - "$srcdir/contrib/grafana-embargo.json" "$WORK/scrape" "$PROM_PORT" <<'PY'
 import json, re, sys, urllib.parse, urllib.request
 dash = json.load(open(sys.argv[1]))
-exported = {l.split()[2] for l in open(sys.argv[2]) if l.startswith("# TYPE ")}
+exported = set()
+for l in open(sys.argv[2]):
+    if l.startswith("# TYPE "):
+        name, kind = l.split()[2:4]
+        exported |= {name + s for s in ("_bucket", "_sum", "_count")} if kind == "histogram" else {name}
 n = 0
 for p in dash["panels"]:
     for t in p["targets"]:
