@@ -35,7 +35,12 @@
 	"  explain NAME...            which rule decides NAME, and why\n" \
 	"  diff [SNAPSHOT]            what Redis holds against a snapshot an instance enforces\n" \
 	"  verify                     check every member as the daemon will; exit 1 if it skips any\n" \
-	"  log [-n N]                 the last N changes (default 20), newest first\n\n" \
+	"  log [-n N]                 the last N changes (default 20), newest first\n" \
+	"  report [--since DURATION] [--format table|csv|json]\n" \
+	"                             the clients embargo denied (instances run with\n" \
+	"                             --report-clients): denials, first and last seen, rules and\n" \
+	"                             reasons, most recently seen first; DURATION like 7d (the\n" \
+	"                             default), 24h, 30m, 2w\n\n" \
 	"Options:\n" \
 	"  --redis URL                redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n" \
 	"                             (default redis://127.0.0.1:6379)\n" \
@@ -55,7 +60,7 @@ static const struct command COMMANDS[] = {
 	{"add", policy_tool_edit_add},             {"remove", policy_tool_edit_remove},
 	{"accept", policy_tool_edit_accept},       {"explain", policy_tool_inspect_explain},
 	{"diff", policy_tool_inspect_diff},        {"verify", policy_tool_inspect_verify},
-	{"log", policy_tool_inspect_log},
+	{"log", policy_tool_inspect_log},          {"report", policy_tool_report},
 };
 
 static const char *login_name(void)

@@ -57,6 +57,9 @@ struct daemon {
 	uv_timer_t hits_timer;       /* --hit-counters: once a second. */
 	struct rule_hit *hits, *sent; /* Scratch, and what Redis has been given (by tag). */
 	size_t nsent, hits_max;
+	uv_timer_t report_timer;     /* --report-clients: once a second. */
+	struct client_report_batch report; /* Taken from the workers, not yet in Redis. */
+	uint64_t report_dropped;     /* Last said in the log. */
 	atomic_int serving;          /* Workers answering (the metrics' /health). */
 	uv_signal_t sigint, sigterm;
 	uv_timer_t reclaim;
@@ -125,6 +128,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&d->sigusr1, NULL);
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->hits_timer, NULL);
+	uv_close((uv_handle_t *)&d->report_timer, NULL);
 	uv_close((uv_handle_t *)&d->reclaim, NULL);
 }
 
@@ -209,6 +213,32 @@ static void on_hits_timer(uv_timer_t *t)
 			qsort(d->sent, d->nsent, sizeof(*d->sent), by_tag);
 		}
 	}
+}
+
+/* --report-clients: the workers' denials per client and rule, merged, go to Redis in a script
+ * run or a few; while Redis is away they wait in the batch (full: counted as dropped). */
+static void take_denial(void *ctx, const struct client_denial *e)
+{
+	client_report_batch_add(ctx, e);
+}
+
+static void on_report_timer(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	uint64_t dropped;
+	server_client_report(d->server, take_denial, &d->report, &dropped);
+	dropped += d->report.dropped;
+	if (dropped > d->report_dropped) {
+		log_warn("client report: %llu denials not counted (more clients and rules than the "
+			 "tables hold, or Redis away too long)",
+			 (unsigned long long)(dropped - d->report_dropped));
+		d->report_dropped = dropped;
+	}
+	if (d->report.n == 0 || !d->redis ||
+	    redis_sync_add_client_report(d->redis, d->report.e, d->report.n,
+					 d->o.report_retention_days) < 0)
+		return;
+	client_report_batch_clear(&d->report);
 }
 
 /* The policy to enforce until Redis is read: the snapshot if there is a sound one. */
@@ -313,6 +343,8 @@ static void keep_fixed(struct options *n, const struct options *o)
 	KEEP(query_log_sample, "query-log-sample");
 	KEEP(query_log_denied_only, "query-log-denied-only");
 	KEEP(hit_counters, "hit-counters");
+	KEEP(report_clients, "report-clients");
+	KEEP(report_retention_days, "report-retention");
 	KEEP(user, "user");
 #undef KEEP
 }
@@ -474,6 +506,17 @@ int main(int argc, char **argv)
 		}
 		uv_timer_start(&d.hits_timer, on_hits_timer, 1000, 1000);
 	}
+	uv_timer_init(d.loop, &d.report_timer);
+	d.report_timer.data = &d;
+	if (d.o.report_clients) {
+		/* Room for every worker's full table twice: one second's, and one while Redis is away. */
+		if (client_report_batch_init(&d.report, (size_t)d.o.threads * CLIENT_REPORT_SLOTS * 2) <
+		    0) {
+			log_err("out of memory at start-up");
+			return 1;
+		}
+		uv_timer_start(&d.report_timer, on_report_timer, 1000, 1000);
+	}
 	d.argc = argc;
 	d.argv = argv;
 	uv_signal_init(d.loop, &d.sighup);
@@ -533,6 +576,7 @@ int main(int argc, char **argv)
 	cache_free(d.cache);
 	policy_store_free(d.store);
 	free(d.hits);
+	client_report_batch_free(&d.report);
 	free(d.sent);
 	if (uv_loop_close(d.loop) != 0)
 		log_warn("main loop still had open handles at exit");

@@ -108,6 +108,10 @@
 	"  --query-log-denied-only  log denials only\n" \
 	"  --hit-counters yes|no  add denials per rule to the Redis hash PREFIX:hits once a second\n" \
 	"                         (HINCRBY; default no)\n" \
+	"  --report-clients yes|no  add each client's denials (count, first and last seen, rules)\n" \
+	"                         to the Redis hash PREFIX:clients:DAY once a second, for\n" \
+	"                         embargo-policy report (default no)\n" \
+	"  --report-retention DAYS  keep each day's client report this long (default 30)\n" \
 	"  --user NAME            when started as root, run as NAME once the sockets are bound\n" \
 	"                         (default: embargo, if that user exists)\n" \
 	"  --log-level LEVEL      error, warn, info (default) or debug\n" \
@@ -387,7 +391,7 @@ enum {
 	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA,
 	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS,
 	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG, OPT_QLOG, OPT_QLOG_SAMPLE, OPT_QLOG_DENIED,
-	OPT_HITS
+	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -439,6 +443,8 @@ static const struct option LONG_OPTIONS[] = {
 	{"verbose", no_argument, NULL, OPT_VERBOSE},
 	{"user", required_argument, NULL, OPT_USER},
 	{"hit-counters", required_argument, NULL, OPT_HITS},
+	{"report-clients", required_argument, NULL, OPT_REPORT},
+	{"report-retention", required_argument, NULL, OPT_REPORT_DAYS},
 	{"query-log", required_argument, NULL, OPT_QLOG},
 	{"query-log-sample", required_argument, NULL, OPT_QLOG_SAMPLE},
 	{"query-log-denied-only", no_argument, NULL, OPT_QLOG_DENIED},
@@ -629,6 +635,7 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 	case OPT_COOKIES:
 	case OPT_PREFETCH:
 	case OPT_HITS:
+	case OPT_REPORT:
 	case OPT_TRUST_AD: {
 		int yes = strcmp(val, "yes") == 0, no = strcmp(val, "no") == 0;
 		if (!yes && !no)
@@ -637,9 +644,15 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		  : opt == OPT_COOKIES ? &o->cookies
 		  : opt == OPT_PREFETCH ? &o->prefetch
 		  : opt == OPT_HITS    ? &o->hit_counters
+		  : opt == OPT_REPORT  ? &o->report_clients
 					: &o->upstream_trust_ad) = yes;
 		return 0;
 	}
+	case OPT_REPORT_DAYS:
+		if (parse_uint(val, 1, 3650, &v) < 0)
+			return fail(err, errlen, "--%s: expected days 1..3650, got '%s'", name, val);
+		o->report_retention_days = (unsigned)v;
+		return 0;
 	case OPT_MIN_TTL:
 	case OPT_STALE_MAX:
 		if (parse_uint(val, 0, 604800, &v) < 0)
@@ -805,6 +818,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->cookies = 1;
 	o->max_ttl = 86400;
 	o->max_client_ttl = 300;
+	o->report_retention_days = 30;
 	o->stale_max = 86400;
 	o->log_level = 2;
 	o->query_log_sample = 1;

@@ -92,6 +92,8 @@ struct options {
 	unsigned query_log_sample;    /**< Log one query in this many. */
 	int query_log_denied_only;
 	int hit_counters;             /**< Add denials per rule to PREFIX:hits in Redis. */
+	int report_clients;           /**< Add denials per client to PREFIX:clients:DAY. */
+	unsigned report_retention_days; /**< Each day's key expires this long after its last write. */
 	int log_level;                /**< enum log_level. */
 	int check_config;             /**< Print the effective settings and exit. */
 };

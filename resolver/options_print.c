@@ -101,6 +101,8 @@ void options_print(const struct options *o, FILE *f)
 	else
 		fprintf(f, "# query-log: off\n");
 	fprintf(f, "hit-counters %s\n", o->hit_counters ? "yes" : "no");
+	fprintf(f, "report-clients %s\n", o->report_clients ? "yes" : "no");
+	fprintf(f, "report-retention %u\n", o->report_retention_days);
 	if (o->user[0])
 		fprintf(f, "user %s\n", o->user);
 	else

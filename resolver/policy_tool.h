@@ -93,3 +93,4 @@ int policy_tool_inspect_explain(struct policy_tool *t, int argc, char **argv);
 int policy_tool_inspect_diff(struct policy_tool *t, int argc, char **argv);
 int policy_tool_inspect_verify(struct policy_tool *t, int argc, char **argv);
 int policy_tool_inspect_log(struct policy_tool *t, int argc, char **argv);
+int policy_tool_report(struct policy_tool *t, int argc, char **argv);

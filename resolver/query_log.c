@@ -14,6 +14,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "resolver/json.h"
 #include "resolver/log.h"
 
 #define RING_SLOTS 4096 /* Per worker: ~3 MiB; about a second of a busy worker. */
@@ -45,20 +46,6 @@ static FILE *open_log(const char *path)
 	if (strcmp(path, "-") == 0)
 		return stdout;
 	return fopen(path, "a");
-}
-
-/* A JSON string's contents: quotes, backslashes and control octets escaped. */
-static void json_text(FILE *f, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
 }
 
 /* The wire name as presentation text; octets other than letters, digits, '-' and '_' as \DDD

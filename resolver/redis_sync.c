@@ -80,6 +80,7 @@ struct redis_sync {
 	char last_fail[200];    /* Why the last load failed; logged once while it repeats. */
 	int warned_empty;
 	int warned_hits;        /* A HINCRBY was refused: said once. */
+	int warned_report;      /* The client report was refused: said once. */
 	struct redis_sync_stats *stats; /* Borrowed; a local one until redis_sync_count(). */
 	struct redis_sync_stats own_stats;
 	int was_up;             /* The link has been up before (a new up is a reconnection). */
@@ -1002,6 +1003,104 @@ int redis_sync_add_hits(redis_sync_t *r, const struct rule_hit *hits, size_t n)
 	for (size_t i = 0; i < n; i++)
 		redisAsyncCommand(ac, on_hits_added, r, "HINCRBY %s %s %llu", key, hits[i].rule,
 				  (unsigned long long)hits[i].count);
+	return 0;
+}
+
+static void on_report_added(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redis_sync_t *r = privdata;
+	redisReply *reply = reply_ptr;
+	(void)ac;
+	if (reply && reply->type == REDIS_REPLY_ERROR && !r->warned_report) {
+		log_warn("redis refused the client report (%s:clients:*): %s", r->o->redis_prefix,
+			 reply->str);
+		r->warned_report = 1;
+	}
+}
+
+/* One day's hash: per client "n|ADDR" (denials), "f|ADDR" and "l|ADDR" (first and last seen,
+ * Unix seconds; the earliest and the latest any instance saw) and "r|ADDR|RULE" (denials by
+ * that rule); the key expires ARGV[1] seconds after its last write. A script, so that several
+ * instances' first and last seen merge exactly. */
+static const char REPORT_SCRIPT[] =
+	"local k = KEYS[1]\n"
+	"for i = 2, #ARGV, 5 do\n"
+	"  local a, n, f, l = ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])\n"
+	"  redis.call('HINCRBY', k, 'n|' .. a, n)\n"
+	"  redis.call('HINCRBY', k, 'r|' .. a .. '|' .. ARGV[i + 1], n)\n"
+	"  local was = tonumber(redis.call('HGET', k, 'f|' .. a))\n"
+	"  if not was or f < was then redis.call('HSET', k, 'f|' .. a, f) end\n"
+	"  was = tonumber(redis.call('HGET', k, 'l|' .. a))\n"
+	"  if not was or l > was then redis.call('HSET', k, 'l|' .. a, l) end\n"
+	"end\n"
+	"redis.call('EXPIRE', k, ARGV[1])\n"
+	"return 0\n";
+
+/* Entries per script run: a run blocks Redis while it lasts. */
+#define REPORT_PER_EVAL 512
+
+int redis_sync_add_client_report(redis_sync_t *r, const struct client_denial *e, size_t n,
+				 unsigned retention_days)
+{
+	redisAsyncContext *ac = r->link ? redis_link_commands(r->link) : NULL;
+	if (!ac || r->closing)
+		return -ENOTCONN;
+	/* EVAL script 1 KEY TTL, then per entry: address, rule, count, first, last. */
+	enum { FIXED = 5, PER = 5 };
+	const char **argv = malloc((FIXED + PER * REPORT_PER_EVAL) * sizeof(*argv));
+	size_t *lens = malloc((FIXED + PER * REPORT_PER_EVAL) * sizeof(*lens));
+	char(*text)[4][48] = malloc(REPORT_PER_EVAL * sizeof(*text));
+	char *done = calloc(n ? n : 1, 1);
+	if (!argv || !lens || !text || !done) {
+		free(argv);
+		free(lens);
+		free(text);
+		free(done);
+		return -ENOMEM;
+	}
+	char key[sizeof(r->o->redis_prefix) + 32], ttl[24];
+	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)retention_days * 86400u);
+	argv[0] = "EVAL";
+	argv[1] = REPORT_SCRIPT;
+	argv[2] = "1";
+	argv[3] = key;
+	argv[4] = ttl;
+	/* Each entry goes to the day (UTC) of its last denial; a batch rarely spans two. */
+	for (size_t start = 0; start < n; start++) {
+		if (done[start])
+			continue;
+		time_t last = (time_t)e[start].last;
+		struct tm tm;
+		gmtime_r(&last, &tm);
+		int keylen = snprintf(key, sizeof(key), "%s:clients:%04d-%02d-%02d", r->o->redis_prefix,
+				      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+		int64_t from = (int64_t)last - tm.tm_hour * 3600 - tm.tm_min * 60 - tm.tm_sec;
+		for (size_t i = start; i < n;) {
+			unsigned k = 0;
+			for (; i < n && k < REPORT_PER_EVAL; i++) {
+				if (done[i] || e[i].last < from || e[i].last >= from + 86400)
+					continue;
+				done[i] = 1;
+				client_report_addr_text(&e[i], text[k][0], sizeof(text[k][0]));
+				snprintf(text[k][1], sizeof(text[k][1]), "%llu", (unsigned long long)e[i].count);
+				snprintf(text[k][2], sizeof(text[k][2]), "%lld", (long long)e[i].first);
+				snprintf(text[k][3], sizeof(text[k][3]), "%lld", (long long)e[i].last);
+				const char *v[PER] = {text[k][0], e[i].rule, text[k][1], text[k][2], text[k][3]};
+				for (unsigned j = 0; j < PER; j++)
+					argv[FIXED + PER * k + j] = v[j];
+				k++;
+			}
+			if (k == 0)
+				break;
+			for (unsigned j = 0; j < FIXED + PER * k; j++)
+				lens[j] = j == 1 ? sizeof(REPORT_SCRIPT) - 1 : j == 3 ? (size_t)keylen : strlen(argv[j]);
+			redisAsyncCommandArgv(ac, on_report_added, r, (int)(FIXED + PER * k), argv, lens);
+		}
+	}
+	free(argv);
+	free(lens);
+	free(text);
+	free(done);
 	return 0;
 }
 

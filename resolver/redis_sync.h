@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 
 #include "resolver/options.h"
+#include "resolver/client_report.h"
 #include "resolver/rule_hits.h"
 #include "resolver/server.h"
 
@@ -39,6 +40,13 @@ typedef void (*redis_sync_hold_cb)(void *ctx, enum server_hold kind, size_t remo
  *  @return the synchroniser (owned: redis_sync_close), NULL when out of memory. */
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
 			     redis_sync_ready_cb ready, redis_sync_hold_cb hold, void *ctx);
+
+/** Add denials per client and rule to the hashes PREFIX:clients:YYYY-MM-DD (the UTC day of
+ *  each entry's last denial), merged with what other instances added, each key expiring
+ *  retention_days after its last write (one EVAL per 512 entries on the command connection).
+ *  @return 0 (sent), -ENOTCONN (keep them for later), -ENOMEM. */
+int redis_sync_add_client_report(redis_sync_t *r, const struct client_denial *e, size_t n,
+				 unsigned retention_days);
 
 /** Count into stats (borrowed; it must outlive r). Call once, after redis_sync_new(). */
 void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats);

@@ -175,7 +175,17 @@ static void finish_stop(struct worker *w)
 	uv_close((uv_handle_t *)&w->stop, NULL);
 	uv_close((uv_handle_t *)&w->drain, NULL);
 	uv_close((uv_handle_t *)&w->wake, NULL);
+	uv_close((uv_handle_t *)&w->report_timer, NULL);
+	if (w->report)
+		client_report_publish(w->report);
 	policy_store_quiescent(w->reader);
+}
+
+/* --report-clients: what this worker counted goes to the main loop (if it took the last). */
+static void on_report_timer(uv_timer_t *t)
+{
+	struct worker *w = t->data;
+	client_report_publish(w->report);
 }
 
 static void on_drain(uv_timer_t *t)
@@ -222,7 +232,9 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	w->answer = malloc(WORKER_ANSWER_MAX);
 	w->admit = admit_new(o);
 	w->hits = rule_hits_new();
-	if (!w->answer || !w->admit || !w->hits || udp_init(w) < 0 || tcp_init(w) < 0) {
+	w->report = o->report_clients ? client_report_new() : NULL;
+	if (!w->answer || !w->admit || !w->hits || (o->report_clients && !w->report) ||
+	    udp_init(w) < 0 || tcp_init(w) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
@@ -237,16 +249,19 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	uv_check_init(&w->loop, &w->check);
 	uv_timer_init(&w->loop, &w->drain);
 	uv_async_init(&w->loop, &w->wake, on_wake);
+	uv_timer_init(&w->loop, &w->report_timer);
 	w->stop.data = w->prepare.data = w->check.data = w->drain.data = w->wake.data = w;
+	w->report_timer.data = w;
 	uv_prepare_start(&w->prepare, on_prepare);
 	uv_check_start(&w->check, on_check);
+	if (w->report)
+		uv_timer_start(&w->report_timer, on_report_timer, SERVER_REPORT_MS, SERVER_REPORT_MS);
 	w->up = upstream_new(&w->loop, o, query_upstream_answer, w, &rc);
 	if (!w->up) {
 		snprintf(err, errlen, "cannot open upstream sockets: %s", uv_strerror(rc));
 		return rc;
 	}
-	if (w->timed)
-		upstream_set_latency(w->up, w->lat_up);
+	upstream_set_latency(w->up, w->lat_up);
 	for (unsigned i = 0; i < o->nlisten; i++) {
 		rc = udp_listen(w, &o->listen[i], err, errlen);
 		if (rc == 0)
@@ -266,6 +281,8 @@ static void worker_free(struct worker *w)
 	w->admit = NULL;
 	rule_hits_free(w->hits);
 	w->hits = NULL;
+	client_report_free(w->report);
+	w->report = NULL;
 	free(w->answer);
 	w->answer = NULL;
 }
@@ -471,6 +488,19 @@ void server_upstream_latency(server_t *s, unsigned i, uint64_t bucket[LATENCY_BU
 const struct options *server_options(server_t *s)
 {
 	return atomic_load_explicit(&s->current, memory_order_acquire);
+}
+
+size_t server_client_report(server_t *s, void (*fn)(void *ctx, const struct client_denial *d),
+			    void *ctx, uint64_t *dropped)
+{
+	size_t n = 0;
+	*dropped = 0;
+	for (unsigned i = 0; i < s->nworkers; i++)
+		if (s->workers[i].report) {
+			n += client_report_take(s->workers[i].report, fn, ctx);
+			*dropped += client_report_dropped(s->workers[i].report);
+		}
+	return n;
 }
 
 void server_set_query_log(server_t *s, query_log_t *log)

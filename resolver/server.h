@@ -8,6 +8,7 @@
 
 #include "policy/store.h"
 #include "resolver/cache.h"
+#include "resolver/client_report.h"
 #include "resolver/latency.h"
 #include "resolver/options.h"
 #include "resolver/local.h"
@@ -112,6 +113,12 @@ void server_path_latency(server_t *s, unsigned decision, uint64_t bucket[LATENCY
 /** The same for the upstream at index i of the options in force (server_options()). */
 void server_upstream_latency(server_t *s, unsigned i, uint64_t bucket[LATENCY_BUCKETS],
 			     uint64_t *sum_ns);
+
+/** --report-clients: the denials per client and rule the workers handed over since the last
+ *  call, each passed to fn (borrowed); *dropped gets the denials no table had room for, since
+ *  the start. Any one thread. @return how many entries. */
+size_t server_client_report(server_t *s, void (*fn)(void *ctx, const struct client_denial *d),
+			    void *ctx, uint64_t *dropped);
 
 /** The options in force: those the server started with, or the newest reload's. Any thread;
  *  valid until the server is freed. */

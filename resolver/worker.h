@@ -10,6 +10,7 @@
 #include "policy/store.h"
 #include "resolver/admit.h"
 #include "resolver/cache.h"
+#include "resolver/client_report.h"
 #include "resolver/latency.h"
 #include "resolver/local.h"
 #include "resolver/rule_hits.h"
@@ -19,6 +20,8 @@
 #include "resolver/upstream.h"
 
 #define WORKER_ANSWER_MAX 65535
+/* How often a worker hands its client report over (the main loop pushes once a second). */
+#define SERVER_REPORT_MS 500
 
 /* Every counter of struct server_stats, for publishing and summing. */
 #define WORKER_STAT_FIELDS(X) \
@@ -51,6 +54,8 @@ struct worker {
 	upstream_t *up;
 	admit_t *admit;
 	rule_hits_t *hits;       /* Denials per rule (metrics). */
+	client_report_t *report; /* Denials per client (--report-clients); NULL: off. */
+	uv_timer_t report_timer; /* Hands report over every SERVER_REPORT_MS. */
 	struct query_log_ring *qlog; /* NULL: no query log. */
 	int timed;               /* Arrival times taken: a query log or metrics. */
 	/* Answer latency from arrival, by how the query was decided (enum query_log_decision),
