@@ -1,7 +1,8 @@
 /* Two tables per worker: the worker counts into `live`; client_report_publish swaps it with
  * `handed` once the reader has emptied that one. The tables are open-addressing, keyed by a
- * SipHash of (family, address, rule key) under a per-process random key, since the addresses
- * are the clients' to choose; a short probe bounds each insertion. */
+ * SipHash of (family, address, rule key) under a per-process random key (one for all workers,
+ * so the main loop's batch merges their entries by tag), since the addresses are the clients'
+ * to choose; a short probe bounds each insertion. */
 #include "config.h"
 
 #include "resolver/client_report.h"
@@ -24,8 +25,16 @@ struct table {
 	struct client_denial slot[CLIENT_REPORT_SLOTS]; /* tag 0: free. */
 };
 
+static struct siphash_key key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static int key_failed;
+
+static void make_key(void)
+{
+	key_failed = siphash_key_random(&key) < 0;
+}
+
 struct client_report {
-	struct siphash_key key;
 	struct table *live, *handed; /* handed: the reader's while handed->n > 0. */
 	pthread_mutex_t lock;        /* Guards handed and the swap. */
 	atomic_ullong dropped;
@@ -38,8 +47,8 @@ client_report_t *client_report_new(void)
 		return NULL;
 	r->live = calloc(1, sizeof(struct table));
 	r->handed = calloc(1, sizeof(struct table));
-	if (!r->live || !r->handed || siphash_key_random(&r->key) < 0 ||
-	    pthread_mutex_init(&r->lock, NULL) != 0) {
+	pthread_once(&key_once, make_key);
+	if (!r->live || !r->handed || key_failed || pthread_mutex_init(&r->lock, NULL) != 0) {
 		free(r->live);
 		free(r->handed);
 		free(r);
@@ -63,28 +72,28 @@ void client_report_add(client_report_t *r, const struct sockaddr_storage *addr,
 {
 	/* The key: family, 16 address octets, then the rule's lookup key (its first depth labels,
 	 * root first). */
-	uint8_t key[1 + 16 + NAME_MAXWIRE + 1];
-	memset(key, 0, 17);
+	uint8_t k[1 + 16 + NAME_MAXWIRE + 1];
+	memset(k, 0, 17);
 	if (addr->ss_family == AF_INET6) {
 		const struct in6_addr *a = &((const struct sockaddr_in6 *)addr)->sin6_addr;
 		if (IN6_IS_ADDR_V4MAPPED(a)) {
-			key[0] = AF_INET;
-			memcpy(key + 1, a->s6_addr + 12, 4);
+			k[0] = AF_INET;
+			memcpy(k + 1, a->s6_addr + 12, 4);
 		} else {
-			key[0] = AF_INET6;
-			memcpy(key + 1, a->s6_addr, 16);
+			k[0] = AF_INET6;
+			memcpy(k + 1, a->s6_addr, 16);
 		}
 	} else if (addr->ss_family == AF_INET) {
-		key[0] = AF_INET;
-		memcpy(key + 1, &((const struct sockaddr_in *)addr)->sin_addr, 4);
+		k[0] = AF_INET;
+		memcpy(k + 1, &((const struct sockaddr_in *)addr)->sin_addr, 4);
 	} else {
 		return;
 	}
 	size_t len = 0;
 	for (unsigned i = 0; i < depth && len < name->keylen && name->key[len]; i++)
 		len += 1u + name->key[len];
-	memcpy(key + 17, name->key, len);
-	uint64_t tag = siphash(&r->key, key, 17 + len) | 1u;
+	memcpy(k + 17, name->key, len);
+	uint64_t tag = siphash(&key, k, 17 + len) | 1u;
 	struct table *t = r->live;
 	for (unsigned probe = 0; probe < PROBES; probe++) {
 		unsigned i = (unsigned)(tag + probe) & (CLIENT_REPORT_SLOTS - 1);
@@ -100,8 +109,8 @@ void client_report_add(client_report_t *r, const struct sockaddr_storage *addr,
 			d->tag = tag;
 			d->count = 1;
 			d->first = d->last = now;
-			d->family = key[0];
-			memcpy(d->addr, key + 1, 16);
+			d->family = k[0];
+			memcpy(d->addr, k + 1, 16);
 			t->used[t->n++] = (uint16_t)i;
 			return;
 		}
