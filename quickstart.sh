@@ -22,7 +22,7 @@ PACKAGES=(build-essential autoconf automake libtool pkg-config
 	libuv1-dev libldns-dev libhiredis-dev libcriterion-dev
 	redis-server redis-tools nsd knot-dnsutils dnsutils iproute2 python3
 	unbound ldnsutils python3-dnspython libmicrohttpd-dev libsystemd-dev prometheus mandoc
-	debhelper lintian)
+	debhelper lintian dnsperf)
 
 say() { printf '==> %s\n' "$*"; }
 
