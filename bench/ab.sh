@@ -3,7 +3,7 @@
 # turns (ROUNDS, default 5, of DURATION seconds, default 5, per path), so that both see the
 # same machine noise. Cache hits and denials (bundled list, no Redis); one worker each; the same
 # NSD upstream (NEW_ARGS: extra settings for the new one, e.g. --metrics or --query-log, to
-# measure a feature against the same build without it). Prints CPU per answered query for each round and the medians, and their ratio.
+# measure a feature against the same build without it; OLD_ARGS: the same for the old one). Prints CPU per answered query for each round and the medians, and their ratio.
 set -eu
 OLD=$1
 NEW=$2
@@ -24,7 +24,7 @@ local_test() { "$1" --no-local-zone test. --version >/dev/null 2>&1 && echo --no
 P_OLD=$(free_port)
 P_NEW=$(free_port)
 "$OLD" --listen "127.0.0.1:$P_OLD" --upstream "127.0.0.1:$NSD" --threads 1 --snapshot off \
-	--redis "$NOREDIS" $(local_test "$OLD") >"$WORK/old.log" 2>&1 &
+	--redis "$NOREDIS" $(local_test "$OLD") ${OLD_ARGS:-} >"$WORK/old.log" 2>&1 &
 PID_OLD=$!
 PIDS+=($PID_OLD)
 "$NEW" --listen "127.0.0.1:$P_NEW" --upstream "127.0.0.1:$NSD" --threads 1 --snapshot off \

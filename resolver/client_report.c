@@ -67,7 +67,7 @@ void client_report_free(client_report_t *r)
 	free(r);
 }
 
-void client_report_add(client_report_t *r, const struct sockaddr_storage *addr,
+void client_report_add(client_report_t *r, const struct sockaddr_storage *addr, int stream,
 		       const struct name *name, unsigned depth, int64_t now)
 {
 	/* The key: family, 16 address octets, then the rule's lookup key (its first depth labels,
@@ -100,6 +100,7 @@ void client_report_add(client_report_t *r, const struct sockaddr_storage *addr,
 		struct client_denial *d = &t->slot[i];
 		if (d->tag == tag) {
 			d->count++;
+			d->tcp += stream != 0;
 			d->last = now;
 			return;
 		}
@@ -108,6 +109,7 @@ void client_report_add(client_report_t *r, const struct sockaddr_storage *addr,
 				break;
 			d->tag = tag;
 			d->count = 1;
+			d->tcp = stream != 0;
 			d->first = d->last = now;
 			d->family = k[0];
 			memcpy(d->addr, k + 1, 16);
@@ -189,6 +191,7 @@ void client_report_batch_add(struct client_report_batch *b, const struct client_
 		if (e->tag == d->tag && e->family == d->family && memcmp(e->addr, d->addr, 16) == 0 &&
 		    strcmp(e->rule, d->rule) == 0) {
 			e->count += d->count;
+			e->tcp += d->tcp;
 			if (d->first < e->first)
 				e->first = d->first;
 			if (d->last > e->last)

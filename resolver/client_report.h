@@ -14,6 +14,9 @@
 
 typedef struct client_report client_report_t;
 
+/** Rules kept per client and day in Redis; its other rules count as the rule "*". */
+#define REPORT_MAX_RULES 16
+
 /** Distinct (client, rule) pairs a worker counts between two hand-offs. */
 #define CLIENT_REPORT_SLOTS 4096
 
@@ -21,6 +24,7 @@ typedef struct client_report client_report_t;
 struct client_denial {
 	uint64_t tag;          /**< Hash of family, address and rule: the same pair, the same tag. */
 	uint64_t count;
+	uint64_t tcp;          /**< Of count, over a stream (a handshake: the address is real). */
 	int64_t first, last;   /**< Unix seconds. */
 	uint8_t family;        /**< AF_INET or AF_INET6. */
 	uint8_t addr[16];
@@ -32,9 +36,10 @@ client_report_t *client_report_new(void);
 /** Free. NULL is a no-op. */
 void client_report_free(client_report_t *r);
 
-/** Count a denial of the client at addr by the rule made of the topmost depth labels of name,
- *  at now (Unix seconds). An IPv4-mapped IPv6 address counts as the IPv4 one. Owner only. */
-void client_report_add(client_report_t *r, const struct sockaddr_storage *addr,
+/** Count a denial of the client at addr (over a stream transport when stream) by the rule made
+ *  of the topmost depth labels of name, at now (Unix seconds). An IPv4-mapped IPv6 address
+ *  counts as the IPv4 one. Owner only. */
+void client_report_add(client_report_t *r, const struct sockaddr_storage *addr, int stream,
 		       const struct name *name, unsigned depth, int64_t now);
 
 /** Hand what was counted to the reader if it took the last hand-off; else keep counting.

@@ -40,7 +40,8 @@
 	"                             the clients embargo denied (instances run with\n" \
 	"                             --report-clients): denials, first and last seen, rules and\n" \
 	"                             reasons, most recently seen first; DURATION like 7d (the\n" \
-	"                             default), 24h, 30m, 2w\n\n" \
+	"                             default), 24h or 2w: counts are kept per UTC day, and a\n" \
+	"                             client's day counts whole when its last denial is in it\n\n" \
 	"Options:\n" \
 	"  --redis URL                redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n" \
 	"                             (default redis://127.0.0.1:6379)\n" \

@@ -58,8 +58,11 @@ struct daemon {
 	struct rule_hit *hits, *sent; /* Scratch, and what Redis has been given (by tag). */
 	size_t nsent, hits_max;
 	uv_timer_t report_timer;     /* --report-clients: once a second. */
+	uv_timer_t final_push;       /* Stopping: waits for Redis to confirm the last pushes. */
+	uint64_t final_until;
 	struct client_report_batch report; /* Taken from the workers, not yet in Redis. */
-	uint64_t report_dropped;     /* Last said in the log. */
+	atomic_ullong report_dropped; /* Denials the report could not count (the metrics'). */
+	uint64_t report_said, report_said_at; /* Last said in the log, and when (ms). */
 	atomic_int serving;          /* Workers answering (the metrics' /health). */
 	uv_signal_t sigint, sigterm;
 	uv_timer_t reclaim;
@@ -115,21 +118,59 @@ static void on_reclaim(uv_timer_t *t)
 	}
 }
 
+static void on_hits_timer(uv_timer_t *t);
+static void on_report_timer(uv_timer_t *t);
+
+/* The last step of a stop: the Redis link and the main loop's handles close. */
+static void close_main(struct daemon *d)
+{
+	redis_sync_close(d->redis);
+	d->redis = NULL;
+	uv_close((uv_handle_t *)&d->reclaim, NULL);
+	uv_close((uv_handle_t *)&d->final_push, NULL);
+}
+
+/* Stopping: the last hit counts and client report wait for Redis's answer (at most a second). */
+static void on_final_push(uv_timer_t *t)
+{
+	struct daemon *d = t->data;
+	if (d->redis && redis_sync_pushes(d->redis) > 0 && uv_now(d->loop) < d->final_until)
+		return;
+	if (d->redis && redis_sync_pushes(d->redis) > 0)
+		log_warn("stopping: redis did not confirm the last hit counts and client report");
+	uv_timer_stop(t);
+	close_main(d);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	struct daemon *d = h->data;
 	log_info("%s received: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
 	atomic_store(&d->serving, 0);
 	notify("STOPPING=1");
-	redis_sync_close(d->redis);
-	d->redis = NULL;
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigusr1, NULL);
 	uv_close((uv_handle_t *)&d->sighup, NULL);
+	/* The workers answer what is upstream (at most SERVER_DRAIN_MS) and hand over their last
+	 * counts; then those go to Redis while the link is still up. */
+	if (d->server)
+		server_stop(d->server);
+	if (d->hits)
+		on_hits_timer(&d->hits_timer);
+	if (d->o.report_clients)
+		on_report_timer(&d->report_timer);
 	uv_close((uv_handle_t *)&d->hits_timer, NULL);
 	uv_close((uv_handle_t *)&d->report_timer, NULL);
-	uv_close((uv_handle_t *)&d->reclaim, NULL);
+	if (d->report.n > 0)
+		log_warn("stopping: %zu clients' denials not added to the client report (redis away)",
+			 d->report.n);
+	if (d->redis && redis_sync_pushes(d->redis) > 0) {
+		d->final_until = uv_now(d->loop) + 1000;
+		uv_timer_start(&d->final_push, on_final_push, 10, 10);
+		return;
+	}
+	close_main(d);
 }
 
 /* Started as root: give it up for o->user (default embargo, when that user exists) once every
@@ -228,15 +269,23 @@ static void on_report_timer(uv_timer_t *t)
 	uint64_t dropped;
 	server_client_report(d->server, take_denial, &d->report, &dropped);
 	dropped += d->report.dropped;
-	if (dropped > d->report_dropped) {
+	atomic_store(&d->report_dropped, dropped);
+	/* Said at most once a minute: a flood would say it every second. */
+	uint64_t now = uv_now(d->loop);
+	if (dropped > d->report_said && (!d->report_said_at || now - d->report_said_at >= 60000)) {
 		log_warn("client report: %llu denials not counted (more clients and rules than the "
 			 "tables hold, or Redis away too long)",
-			 (unsigned long long)(dropped - d->report_dropped));
-		d->report_dropped = dropped;
+			 (unsigned long long)(dropped - d->report_said));
+		d->report_said = dropped;
+		d->report_said_at = now;
 	}
+	const struct redis_report_limits lim = {
+		.retention_days = d->o.report_retention_days,
+		.max_clients = d->o.report_max_clients,
+		.max_rules = REPORT_MAX_RULES,
+	};
 	if (d->report.n == 0 || !d->redis ||
-	    redis_sync_add_client_report(d->redis, d->report.e, d->report.n,
-					 d->o.report_retention_days) < 0)
+	    redis_sync_add_client_report(d->redis, d->report.e, d->report.n, &lim) < 0)
 		return;
 	client_report_batch_clear(&d->report);
 }
@@ -345,6 +394,7 @@ static void keep_fixed(struct options *n, const struct options *o)
 	KEEP(hit_counters, "hit-counters");
 	KEEP(report_clients, "report-clients");
 	KEEP(report_retention_days, "report-retention");
+	KEEP(report_max_clients, "report-max-clients");
 	KEEP(user, "user");
 #undef KEEP
 }
@@ -448,6 +498,7 @@ int main(int argc, char **argv)
 			.serving = &d.serving,
 			.started = time(NULL),
 			.redis = &d.redis_stats,
+			.report_dropped = d.o.report_clients ? &d.report_dropped : NULL,
 		};
 		d.metrics = metrics_new(&d.o, &src, err, sizeof(err));
 		if (!d.metrics) {
@@ -507,7 +558,8 @@ int main(int argc, char **argv)
 		uv_timer_start(&d.hits_timer, on_hits_timer, 1000, 1000);
 	}
 	uv_timer_init(d.loop, &d.report_timer);
-	d.report_timer.data = &d;
+	uv_timer_init(d.loop, &d.final_push);
+	d.report_timer.data = d.final_push.data = &d;
 	if (d.o.report_clients) {
 		/* Room for every worker's full table twice: one second's, and one while Redis is away. */
 		if (client_report_batch_init(&d.report, (size_t)d.o.threads * CLIENT_REPORT_SLOTS * 2) <

@@ -377,6 +377,10 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 		atomic_load(&r->held_loads));
 	gauge(&t, "embargo_policy_load_seconds", "Read and build time of the last published load.",
 	      (double)atomic_load(&r->last_load_ms) / 1000.0);
+	if (src->report_dropped)
+		counter(&t, "embargo_client_report_dropped_total",
+			"Denials the client report could not count (tables full, or Redis away too long).",
+			atomic_load(src->report_dropped));
 	process_metrics(&t, src);
 	if (t.failed) {
 		free(t.buf);

@@ -25,6 +25,7 @@ struct metrics_sources {
 	const atomic_int *serving;    /**< Non-zero while the workers answer queries. */
 	time_t started;               /**< When the process started. */
 	const struct redis_sync_stats *redis; /**< The Redis link's counters. */
+	const atomic_ullong *report_dropped;  /**< Client report denials not counted; NULL: off. */
 };
 
 /** Serve o->metrics (ADDR:PORT). @return the endpoint (owned: metrics_free), or NULL with a

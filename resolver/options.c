@@ -112,6 +112,8 @@
 	"                         to the Redis hash PREFIX:clients:DAY once a second, for\n" \
 	"                         embargo-policy report (default no)\n" \
 	"  --report-retention DAYS  keep each day's client report this long (default 30)\n" \
+	"  --report-max-clients N  clients per day in the report; more count as \"*\" (default\n" \
+	"                         10000)\n" \
 	"  --user NAME            when started as root, run as NAME once the sockets are bound\n" \
 	"                         (default: embargo, if that user exists)\n" \
 	"  --log-level LEVEL      error, warn, info (default) or debug\n" \
@@ -391,7 +393,7 @@ enum {
 	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA,
 	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS,
 	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG, OPT_QLOG, OPT_QLOG_SAMPLE, OPT_QLOG_DENIED,
-	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS
+	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS, OPT_REPORT_MAX
 };
 
 static const struct option LONG_OPTIONS[] = {
@@ -445,6 +447,7 @@ static const struct option LONG_OPTIONS[] = {
 	{"hit-counters", required_argument, NULL, OPT_HITS},
 	{"report-clients", required_argument, NULL, OPT_REPORT},
 	{"report-retention", required_argument, NULL, OPT_REPORT_DAYS},
+	{"report-max-clients", required_argument, NULL, OPT_REPORT_MAX},
 	{"query-log", required_argument, NULL, OPT_QLOG},
 	{"query-log-sample", required_argument, NULL, OPT_QLOG_SAMPLE},
 	{"query-log-denied-only", no_argument, NULL, OPT_QLOG_DENIED},
@@ -653,6 +656,11 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 			return fail(err, errlen, "--%s: expected days 1..3650, got '%s'", name, val);
 		o->report_retention_days = (unsigned)v;
 		return 0;
+	case OPT_REPORT_MAX:
+		if (parse_uint(val, 1, 10000000, &v) < 0)
+			return fail(err, errlen, "--%s: expected 1..10000000, got '%s'", name, val);
+		o->report_max_clients = (unsigned)v;
+		return 0;
 	case OPT_MIN_TTL:
 	case OPT_STALE_MAX:
 		if (parse_uint(val, 0, 604800, &v) < 0)
@@ -819,6 +827,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->max_ttl = 86400;
 	o->max_client_ttl = 300;
 	o->report_retention_days = 30;
+	o->report_max_clients = 10000;
 	o->stale_max = 86400;
 	o->log_level = 2;
 	o->query_log_sample = 1;

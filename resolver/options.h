@@ -94,6 +94,7 @@ struct options {
 	int hit_counters;             /**< Add denials per rule to PREFIX:hits in Redis. */
 	int report_clients;           /**< Add denials per client to PREFIX:clients:DAY. */
 	unsigned report_retention_days; /**< Each day's key expires this long after its last write. */
+	unsigned report_max_clients;  /**< Clients per day key; the rest count as "*". */
 	int log_level;                /**< enum log_level. */
 	int check_config;             /**< Print the effective settings and exit. */
 };

@@ -103,6 +103,7 @@ void options_print(const struct options *o, FILE *f)
 	fprintf(f, "hit-counters %s\n", o->hit_counters ? "yes" : "no");
 	fprintf(f, "report-clients %s\n", o->report_clients ? "yes" : "no");
 	fprintf(f, "report-retention %u\n", o->report_retention_days);
+	fprintf(f, "report-max-clients %u\n", o->report_max_clients);
 	if (o->user[0])
 		fprintf(f, "user %s\n", o->user);
 	else

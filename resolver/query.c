@@ -118,7 +118,8 @@ static void deny(struct worker *w, const struct client *c, const uint8_t *query,
 	w->st.denied++;
 	rule_hits_add(w->hits, owner ? owner : &q->qname, v->depth);
 	if (w->report)
-		client_report_add(w->report, &c->addr, owner ? owner : &q->qname, v->depth, time(NULL));
+		client_report_add(w->report, &c->addr, c->stream, owner ? owner : &q->qname, v->depth,
+				  time(NULL));
 	if (n > 0) {
 		respond(w, c, query, q, w->answer, (size_t)n, QUERY_LOG_DENIED);
 		return;

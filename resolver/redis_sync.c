@@ -81,6 +81,7 @@ struct redis_sync {
 	int warned_empty;
 	int warned_hits;        /* A HINCRBY was refused: said once. */
 	int warned_report;      /* The client report was refused: said once. */
+	unsigned pushes;        /* Hit counter and report commands not answered yet. */
 	struct redis_sync_stats *stats; /* Borrowed; a local one until redis_sync_count(). */
 	struct redis_sync_stats own_stats;
 	int was_up;             /* The link has been up before (a new up is a reconnection). */
@@ -987,6 +988,7 @@ static void on_hits_added(redisAsyncContext *ac, void *reply_ptr, void *privdata
 	redis_sync_t *r = privdata;
 	redisReply *reply = reply_ptr;
 	(void)ac;
+	r->pushes--;
 	if (reply && reply->type == REDIS_REPLY_ERROR && !r->warned_hits) {
 		log_warn("redis refused the hit counters (%s:hits): %s", r->o->redis_prefix, reply->str);
 		r->warned_hits = 1;
@@ -1000,9 +1002,11 @@ int redis_sync_add_hits(redis_sync_t *r, const struct rule_hit *hits, size_t n)
 		return -ENOTCONN;
 	char key[sizeof(r->o->redis_prefix) + 8];
 	snprintf(key, sizeof(key), "%s:hits", r->o->redis_prefix);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		r->pushes++;
 		redisAsyncCommand(ac, on_hits_added, r, "HINCRBY %s %s %llu", key, hits[i].rule,
 				  (unsigned long long)hits[i].count);
+	}
 	return 0;
 }
 
@@ -1011,6 +1015,7 @@ static void on_report_added(redisAsyncContext *ac, void *reply_ptr, void *privda
 	redis_sync_t *r = privdata;
 	redisReply *reply = reply_ptr;
 	(void)ac;
+	r->pushes--;
 	if (reply && reply->type == REDIS_REPLY_ERROR && !r->warned_report) {
 		log_warn("redis refused the client report (%s:clients:*): %s", r->o->redis_prefix,
 			 reply->str);
@@ -1018,16 +1023,29 @@ static void on_report_added(redisAsyncContext *ac, void *reply_ptr, void *privda
 	}
 }
 
-/* One day's hash: per client "n|ADDR" (denials), "f|ADDR" and "l|ADDR" (first and last seen,
- * Unix seconds; the earliest and the latest any instance saw) and "r|ADDR|RULE" (denials by
- * that rule); the key expires ARGV[1] seconds after its last write. A script, so that several
- * instances' first and last seen merge exactly. */
+/* One day's hash: per client "n|ADDR" (denials), "t|ADDR" (of them over TCP), "f|ADDR" and
+ * "l|ADDR" (first and last seen, Unix seconds; the earliest and the latest any instance saw)
+ * and "r|ADDR|RULE" (denials by that rule); the key expires ARGV[1] seconds after its last
+ * write. A script, so that several instances' first and last seen merge exactly, and so that
+ * the hash stays bounded whatever sources a flood forges: past ARGV[2] clients in the day
+ * ("#clients" counts them) new clients count as the client "*", and past ARGV[3] rules for one
+ * client ("#r|ADDR") its new rules count as the rule "*". */
 static const char REPORT_SCRIPT[] =
-	"local k = KEYS[1]\n"
-	"for i = 2, #ARGV, 5 do\n"
-	"  local a, n, f, l = ARGV[i], ARGV[i + 2], tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])\n"
+	"local k, maxc, maxr = KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+	"for i = 4, #ARGV, 6 do\n"
+	"  local a, r, n, t = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])\n"
+	"  local f, l = tonumber(ARGV[i + 4]), tonumber(ARGV[i + 5])\n"
+	"  if redis.call('HEXISTS', k, 'n|' .. a) == 0 then\n"
+	"    if tonumber(redis.call('HGET', k, '#clients') or '0') >= maxc then a = '*'\n"
+	"    else redis.call('HINCRBY', k, '#clients', 1) end\n"
+	"  end\n"
+	"  if redis.call('HEXISTS', k, 'r|' .. a .. '|' .. r) == 0 then\n"
+	"    if tonumber(redis.call('HGET', k, '#r|' .. a) or '0') >= maxr then r = '*'\n"
+	"    else redis.call('HINCRBY', k, '#r|' .. a, 1) end\n"
+	"  end\n"
 	"  redis.call('HINCRBY', k, 'n|' .. a, n)\n"
-	"  redis.call('HINCRBY', k, 'r|' .. a .. '|' .. ARGV[i + 1], n)\n"
+	"  if t > 0 then redis.call('HINCRBY', k, 't|' .. a, t) end\n"
+	"  redis.call('HINCRBY', k, 'r|' .. a .. '|' .. r, n)\n"
 	"  local was = tonumber(redis.call('HGET', k, 'f|' .. a))\n"
 	"  if not was or f < was then redis.call('HSET', k, 'f|' .. a, f) end\n"
 	"  was = tonumber(redis.call('HGET', k, 'l|' .. a))\n"
@@ -1040,16 +1058,17 @@ static const char REPORT_SCRIPT[] =
 #define REPORT_PER_EVAL 512
 
 int redis_sync_add_client_report(redis_sync_t *r, const struct client_denial *e, size_t n,
-				 unsigned retention_days)
+				 const struct redis_report_limits *lim)
 {
 	redisAsyncContext *ac = r->link ? redis_link_commands(r->link) : NULL;
 	if (!ac || r->closing)
 		return -ENOTCONN;
-	/* EVAL script 1 KEY TTL, then per entry: address, rule, count, first, last. */
-	enum { FIXED = 5, PER = 5 };
+	/* EVAL script 1 KEY TTL MAX-CLIENTS MAX-RULES, then per entry: address, rule, count, over
+	 * TCP, first, last. */
+	enum { FIXED = 7, PER = 6 };
 	const char **argv = malloc((FIXED + PER * REPORT_PER_EVAL) * sizeof(*argv));
 	size_t *lens = malloc((FIXED + PER * REPORT_PER_EVAL) * sizeof(*lens));
-	char(*text)[4][48] = malloc(REPORT_PER_EVAL * sizeof(*text));
+	char(*text)[PER - 1][48] = malloc(REPORT_PER_EVAL * sizeof(*text));
 	char *done = calloc(n ? n : 1, 1);
 	if (!argv || !lens || !text || !done) {
 		free(argv);
@@ -1058,13 +1077,12 @@ int redis_sync_add_client_report(redis_sync_t *r, const struct client_denial *e,
 		free(done);
 		return -ENOMEM;
 	}
-	char key[sizeof(r->o->redis_prefix) + 32], ttl[24];
-	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)retention_days * 86400u);
-	argv[0] = "EVAL";
-	argv[1] = REPORT_SCRIPT;
-	argv[2] = "1";
-	argv[3] = key;
-	argv[4] = ttl;
+	char key[sizeof(r->o->redis_prefix) + 32], ttl[24], maxc[24], maxr[24];
+	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)lim->retention_days * 86400u);
+	snprintf(maxc, sizeof(maxc), "%u", lim->max_clients);
+	snprintf(maxr, sizeof(maxr), "%u", lim->max_rules);
+	const char *fixed[FIXED] = {"EVAL", REPORT_SCRIPT, "1", key, ttl, maxc, maxr};
+	memcpy(argv, fixed, sizeof(fixed));
 	/* Each entry goes to the day (UTC) of its last denial; a batch rarely spans two. */
 	for (size_t start = 0; start < n; start++) {
 		if (done[start])
@@ -1083,17 +1101,19 @@ int redis_sync_add_client_report(redis_sync_t *r, const struct client_denial *e,
 				done[i] = 1;
 				client_report_addr_text(&e[i], text[k][0], sizeof(text[k][0]));
 				snprintf(text[k][1], sizeof(text[k][1]), "%llu", (unsigned long long)e[i].count);
-				snprintf(text[k][2], sizeof(text[k][2]), "%lld", (long long)e[i].first);
-				snprintf(text[k][3], sizeof(text[k][3]), "%lld", (long long)e[i].last);
-				const char *v[PER] = {text[k][0], e[i].rule, text[k][1], text[k][2], text[k][3]};
-				for (unsigned j = 0; j < PER; j++)
-					argv[FIXED + PER * k + j] = v[j];
+				snprintf(text[k][2], sizeof(text[k][2]), "%llu", (unsigned long long)e[i].tcp);
+				snprintf(text[k][3], sizeof(text[k][3]), "%lld", (long long)e[i].first);
+				snprintf(text[k][4], sizeof(text[k][4]), "%lld", (long long)e[i].last);
+				const char *v[PER] = {text[k][0], e[i].rule,   text[k][1],
+						      text[k][2], text[k][3], text[k][4]};
+				memcpy(&argv[FIXED + PER * k], v, sizeof(v));
 				k++;
 			}
 			if (k == 0)
 				break;
 			for (unsigned j = 0; j < FIXED + PER * k; j++)
 				lens[j] = j == 1 ? sizeof(REPORT_SCRIPT) - 1 : j == 3 ? (size_t)keylen : strlen(argv[j]);
+			r->pushes++;
 			redisAsyncCommandArgv(ac, on_report_added, r, (int)(FIXED + PER * k), argv, lens);
 		}
 	}
@@ -1102,6 +1122,11 @@ int redis_sync_add_client_report(redis_sync_t *r, const struct client_denial *e,
 	free(text);
 	free(done);
 	return 0;
+}
+
+unsigned redis_sync_pushes(const redis_sync_t *r)
+{
+	return r->pushes;
 }
 
 void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats)

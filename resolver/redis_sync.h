@@ -41,12 +41,22 @@ typedef void (*redis_sync_hold_cb)(void *ctx, enum server_hold kind, size_t remo
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
 			     redis_sync_ready_cb ready, redis_sync_hold_cb hold, void *ctx);
 
+/** Bounds of the client report in Redis. */
+struct redis_report_limits {
+	unsigned retention_days; /**< Each day's key expires this long after its last write. */
+	unsigned max_clients;    /**< Clients per day; the rest count as the client "*". */
+	unsigned max_rules;      /**< Rules per client per day; the rest count as the rule "*". */
+};
+
 /** Add denials per client and rule to the hashes PREFIX:clients:YYYY-MM-DD (the UTC day of
- *  each entry's last denial), merged with what other instances added, each key expiring
- *  retention_days after its last write (one EVAL per 512 entries on the command connection).
+ *  each entry's last denial), merged with what other instances added, within lim (one EVAL
+ *  per 512 entries on the command connection).
  *  @return 0 (sent), -ENOTCONN (keep them for later), -ENOMEM. */
 int redis_sync_add_client_report(redis_sync_t *r, const struct client_denial *e, size_t n,
-				 unsigned retention_days);
+				 const struct redis_report_limits *lim);
+
+/** Hit counter and client report commands sent and not answered yet (a stop waits for them). */
+unsigned redis_sync_pushes(const redis_sync_t *r);
 
 /** Count into stats (borrowed; it must outlive r). Call once, after redis_sync_new(). */
 void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats);

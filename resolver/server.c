@@ -93,7 +93,7 @@ static void take_reload(struct worker *w)
 		if (u) {
 			w->up_old[w->nup_old++] = w->up;
 			w->up = u;
-			upstream_set_latency(u, w->lat_up);
+			upstream_set_latency(u, r->o->metrics.ss_family ? w->lat_up : NULL);
 			/* A position that now holds another upstream starts its histogram again. */
 			for (unsigned i = 0; i < OPTIONS_MAX_ADDRS; i++)
 				if (i >= r->o->nupstream || i >= w->o->nupstream ||
@@ -176,8 +176,6 @@ static void finish_stop(struct worker *w)
 	uv_close((uv_handle_t *)&w->drain, NULL);
 	uv_close((uv_handle_t *)&w->wake, NULL);
 	uv_close((uv_handle_t *)&w->report_timer, NULL);
-	if (w->report)
-		client_report_publish(w->report);
 	policy_store_quiescent(w->reader);
 }
 
@@ -261,7 +259,7 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 		snprintf(err, errlen, "cannot open upstream sockets: %s", uv_strerror(rc));
 		return rc;
 	}
-	upstream_set_latency(w->up, w->lat_up);
+	upstream_set_latency(w->up, o->metrics.ss_family ? w->lat_up : NULL);
 	for (unsigned i = 0; i < o->nlisten; i++) {
 		rc = udp_listen(w, &o->listen[i], err, errlen);
 		if (rc == 0)
@@ -495,11 +493,18 @@ size_t server_client_report(server_t *s, void (*fn)(void *ctx, const struct clie
 {
 	size_t n = 0;
 	*dropped = 0;
-	for (unsigned i = 0; i < s->nworkers; i++)
-		if (s->workers[i].report) {
-			n += client_report_take(s->workers[i].report, fn, ctx);
-			*dropped += client_report_dropped(s->workers[i].report);
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		struct worker *w = &s->workers[i];
+		if (!w->report)
+			continue;
+		n += client_report_take(w->report, fn, ctx);
+		if (w->started == 2) {
+			/* Joined: its own table is no one's now; hand it over too. */
+			client_report_publish(w->report);
+			n += client_report_take(w->report, fn, ctx);
 		}
+		*dropped += client_report_dropped(w->report);
+	}
 	return n;
 }
 

@@ -115,8 +115,8 @@ void server_upstream_latency(server_t *s, unsigned i, uint64_t bucket[LATENCY_BU
 			     uint64_t *sum_ns);
 
 /** --report-clients: the denials per client and rule the workers handed over since the last
- *  call, each passed to fn (borrowed); *dropped gets the denials no table had room for, since
- *  the start. Any one thread. @return how many entries. */
+ *  call (after server_stop(), all they counted), each passed to fn (borrowed); *dropped gets
+ *  the denials no table had room for, since the start. Any one thread. @return how many. */
 size_t server_client_report(server_t *s, void (*fn)(void *ctx, const struct client_denial *d),
 			    void *ctx, uint64_t *dropped);
 

@@ -63,11 +63,11 @@ Test(client_report, merges_across_workers)
 		    other = named("x.blocked.test");
 	struct sockaddr_storage a = v4("198.18.0.2"), mapped = v6("::ffff:198.18.0.2"),
 				b6 = v6("2001:db8::7");
-	client_report_add(w1, &a, &dl, 2, 100);
-	client_report_add(w1, &a, &up, 2, 105);     /* same rule, kaspersky.com */
-	client_report_add(w2, &mapped, &dl, 2, 90); /* the same client, from another worker */
-	client_report_add(w2, &a, &other, 2, 101);
-	client_report_add(w2, &b6, &dl, 2, 103);
+	client_report_add(w1, &a, 0, &dl, 2, 100);
+	client_report_add(w1, &a, 0, &up, 2, 105);     /* same rule, kaspersky.com */
+	client_report_add(w2, &mapped, 1, &dl, 2, 90); /* the same client, another worker, TCP */
+	client_report_add(w2, &a, 0, &other, 2, 101);
+	client_report_add(w2, &b6, 0, &dl, 2, 103);
 	client_report_publish(w1);
 	client_report_publish(w2);
 	struct client_report_batch b;
@@ -78,6 +78,7 @@ Test(client_report, merges_across_workers)
 	const struct client_denial *k = find(&b, "198.18.0.2", "kaspersky.com");
 	cr_assert(k);
 	cr_assert_eq(k->count, 3);
+	cr_assert_eq(k->tcp, 1);
 	cr_assert_eq(k->first, 90);
 	cr_assert_eq(k->last, 105);
 	k = find(&b, "198.18.0.2", "blocked.test");
@@ -99,11 +100,11 @@ Test(client_report, untaken_handoff_keeps_counting)
 	cr_assert(w);
 	struct name dl = named("dl.kaspersky.com");
 	struct sockaddr_storage a = v4("198.18.0.2");
-	client_report_add(w, &a, &dl, 2, 1);
+	client_report_add(w, &a, 0, &dl, 2, 1);
 	client_report_publish(w);
 	/* The reader has not taken it: the next denials stay in the worker's table. */
-	client_report_add(w, &a, &dl, 2, 2);
-	client_report_add(w, &a, &dl, 2, 3);
+	client_report_add(w, &a, 0, &dl, 2, 2);
+	client_report_add(w, &a, 0, &dl, 2, 3);
 	client_report_publish(w);
 	struct client_report_batch b;
 	cr_assert_eq(client_report_batch_init(&b, 8), 0);
@@ -132,7 +133,7 @@ Test(client_report, full_table_drops_and_counts)
 		struct sockaddr_in *in = (struct sockaddr_in *)&a;
 		in->sin_family = AF_INET;
 		in->sin_addr.s_addr = htonl(0xC6120000u + i); /* 198.18.x.y */
-		client_report_add(w, &a, &dl, 2, i);
+		client_report_add(w, &a, 0, &dl, 2, i);
 	}
 	client_report_publish(w);
 	struct client_report_batch b;
@@ -148,7 +149,7 @@ Test(client_report, full_table_drops_and_counts)
 	client_report_t *w2 = client_report_new();
 	cr_assert(w2);
 	struct sockaddr_storage c = v4("198.19.0.1");
-	client_report_add(w2, &c, &dl, 2, 5);
+	client_report_add(w2, &c, 0, &dl, 2, 5);
 	client_report_publish(w2);
 	size_t before = b.n;
 	client_report_take(w2, into_batch, &b);
