@@ -73,8 +73,11 @@ static void respond(struct worker *w, const struct client *c, const uint8_t *que
 	w->st.rcode[rcode < SERVER_RCODES - 1 ? rcode : SERVER_RCODES - 1]++;
 	if (decision == QL_BY_RCODE)
 		decision = rcode == WIRE_RCODE_REFUSED ? QUERY_LOG_REFUSED : QUERY_LOG_ERROR;
+	/* Answer latency: a datagram's is taken when its batch is sent (udp_flush), a stream's
+	 * here. */
 	uint64_t now = 0;
-	if (c->arrived_ns) {
+	w->answer_path = (uint8_t)decision;
+	if (c->arrived_ns && c->stream) {
 		now = uv_hrtime();
 		latency_observe(&w->lat_path[decision], now > c->arrived_ns ? now - c->arrived_ns : 0);
 	}

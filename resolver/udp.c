@@ -37,6 +37,8 @@ struct send_item {
 	int fd;
 	struct sockaddr_storage addr;
 	struct client_local local;
+	uint64_t arrived_ns;  /* The query's arrival (0: untimed), for the answer latency. */
+	uint8_t path;         /* How it was decided (enum query_log_decision). */
 	uint16_t len;
 	uint8_t buf[UDP_MAX];
 };
@@ -86,6 +88,16 @@ void udp_flush(struct worker *w)
 	struct iovec iov[SENDQ_LEN];
 	uint8_t control[SENDQ_LEN][CMSG_SPACE_PKTINFO];
 	unsigned i = 0;
+	if (w->timed && st->nsend) {
+		/* An answer is answered once it leaves: one clock read for the whole batch. */
+		uint64_t now = uv_hrtime();
+		for (unsigned j = 0; j < st->nsend; j++) {
+			const struct send_item *it = &st->sendq[j];
+			if (it->arrived_ns)
+				latency_observe(&w->lat_path[it->path],
+						now > it->arrived_ns ? now - it->arrived_ns : 0);
+		}
+	}
 	while (i < st->nsend) {
 		/* One sendmmsg() per run of replies on the same socket. */
 		int fd = st->sendq[i].fd;
@@ -137,6 +149,8 @@ static void send_udp(struct worker *w, const struct client *c, const uint8_t *by
 	it->fd = l->fd;
 	it->addr = c->addr;
 	it->local = c->local;
+	it->arrived_ns = c->arrived_ns;
+	it->path = w->answer_path;
 	it->len = (uint16_t)len;
 	memcpy(it->buf, bytes, len);
 }

@@ -61,6 +61,7 @@ struct worker {
 	/* Answer latency from arrival, by how the query was decided (enum query_log_decision),
 	 * and each upstream's, by its index in options.upstream (metrics). */
 	struct latency_hist lat_path[QUERY_LOG_DECISIONS];
+	uint8_t answer_path;     /* The decision of the answer being sent (UDP times it at flush). */
 	struct latency_hist lat_up[OPTIONS_MAX_ADDRS];
 	const char *ql_rule, *ql_reason; /* The denial being answered, for its log line. */
 	const struct sockaddr_storage *ql_upstream; /* The upstream that gave the answer. */
