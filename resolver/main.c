@@ -70,12 +70,17 @@ struct daemon {
 	int started;
 	int argc;
 	char **argv;                 /* To read the configuration again on SIGHUP. */
+	const struct options *redis_o; /* The Redis settings d->redis syncs with. */
+	const struct options *redis_next; /* A reload's, once the old link has closed. */
+	int stopping;
 	uv_signal_t sighup;
 };
 
 static void on_ready(void *ctx)
 {
 	struct daemon *d = ctx;
+	if (d->started)
+		return; /* A Redis taken on by a reload: the workers serve already. */
 	const struct policy_stats *st = policy_stats(policy_store_current(d->store));
 	int rc = server_start(d->server);
 	if (rc < 0) {
@@ -146,6 +151,7 @@ static void on_signal(uv_signal_t *h, int signum)
 {
 	struct daemon *d = h->data;
 	log_info("%s received: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+	d->stopping = 1;
 	atomic_store(&d->serving, 0);
 	notify("STOPPING=1");
 	uv_close((uv_handle_t *)&d->sigint, NULL);
@@ -357,7 +363,45 @@ static void fit_outgoing_range(struct options *o)
 	}
 }
 
-/* Settings a reload cannot change (sockets, threads, Redis, cache, files, privileges): n keeps
+/* Do a and b name the same Redis, keys and load rules? */
+static int same_redis(const struct options *a, const struct options *b)
+{
+	return strcmp(a->redis_host, b->redis_host) == 0 && a->redis_port == b->redis_port &&
+	       strcmp(a->redis_user, b->redis_user) == 0 &&
+	       strcmp(a->redis_password, b->redis_password) == 0 && a->redis_db == b->redis_db &&
+	       strcmp(a->redis_prefix, b->redis_prefix) == 0 && a->reload_ms == b->reload_ms &&
+	       a->redis_timeout_ms == b->redis_timeout_ms &&
+	       memcmp(&a->max_shrink, &b->max_shrink, sizeof(a->max_shrink)) == 0;
+}
+
+/* redis://HOST:PORT/DB, prefix P (no user or password: for the log). */
+static void redis_text(const struct options *o, char *buf, size_t cap)
+{
+	snprintf(buf, cap, "redis://%s:%u/%d, prefix %s", o->redis_host, (unsigned)o->redis_port,
+		 o->redis_db, o->redis_prefix);
+}
+
+/* A reload changed Redis: the old link is closed and freed; the new one starts. */
+static void on_redis_closed(void *ctx)
+{
+	struct daemon *d = ctx;
+	const struct options *o = d->redis_next;
+	d->redis_next = NULL;
+	if (d->stopping || !o)
+		return;
+	d->redis = redis_sync_new(d->loop, o, d->store, on_ready, on_hold, d);
+	if (!d->redis) {
+		log_err("SIGHUP: out of memory: no Redis link; the policy in force stays");
+		return;
+	}
+	redis_sync_count(d->redis, &d->redis_stats);
+	d->redis_o = o;
+	char url[400];
+	redis_text(o, url, sizeof(url));
+	log_info("SIGHUP: syncing from %s", url);
+}
+
+/* Settings a reload cannot change (sockets, threads, cache, files, privileges): n keeps
  * the running ones, and each that differs is named once in the log. */
 static void keep_fixed(struct options *n, const struct options *o)
 {
@@ -374,15 +418,6 @@ static void keep_fixed(struct options *n, const struct options *o)
 	if (n->threads == 0)
 		n->threads = o->threads; /* One per core, as resolved at start. */
 	KEEP(threads, "threads");
-	KEEP(redis_host, "redis");
-	KEEP(redis_port, "redis");
-	KEEP(redis_user, "redis");
-	KEEP(redis_password, "redis");
-	KEEP(redis_db, "redis");
-	KEEP(redis_prefix, "redis-prefix");
-	KEEP(reload_ms, "reload-interval");
-	KEEP(redis_timeout_ms, "redis-timeout");
-	KEEP(max_shrink, "max-shrink");
 	KEEP(snapshot, "snapshot");
 	KEEP(cache_bytes, "cache-size");
 	KEEP(stale_max, "stale-max");
@@ -432,6 +467,20 @@ static void on_hup(uv_signal_t *h, int signum)
 		return;
 	}
 	log_set_level((enum log_level)n->log_level);
+	if (!same_redis(n, d->redis_next ? d->redis_next : d->redis_o)) {
+		char url[400];
+		redis_text(n, url, sizeof(url));
+		if (d->redis_next) {
+			log_warn("SIGHUP: %s: will be taken once the last change's link has closed", url);
+		} else {
+			/* The policy in force stays while the old link closes; the new link's first load
+			 * then passes the held-load rule like any other. */
+			log_info("SIGHUP: Redis changes to %s: closing the old link", url);
+			redis_sync_close_then(d->redis, on_redis_closed, d);
+			d->redis = NULL;
+		}
+		d->redis_next = n;
+	}
 	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
 	for (unsigned i = 0; i < n->nupstream; i++) {
 		options_format_addr(&n->upstream[i], one, sizeof(one));
@@ -586,6 +635,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	redis_sync_count(d.redis, &d.redis_stats);
+	d.redis_o = &d.o;
 
 	uv_run(d.loop, UV_RUN_DEFAULT);
 

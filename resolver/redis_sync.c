@@ -84,6 +84,8 @@ struct redis_sync {
 	unsigned pushes;        /* Hit counter and report commands not answered yet. */
 	struct redis_sync_stats *stats; /* Borrowed; a local one until redis_sync_count(). */
 	struct redis_sync_stats own_stats;
+	void (*closed)(void *ctx); /* Called once everything is closed and freed. */
+	void *closed_ctx;
 	int was_up;             /* The link has been up before (a new up is a reconnection). */
 	unsigned load_barrier;  /* The barrier the load in progress waits for; 0: none. */
 	int torn;               /* A policy key changed while the load read it. */
@@ -134,8 +136,13 @@ static uint64_t now_ms(redis_sync_t *r)
 
 static void maybe_free(redis_sync_t *r)
 {
-	if (r->closing && r->open_handles == 0 && !r->link_open && r->phase == IDLE && !r->saving)
+	if (r->closing && r->open_handles == 0 && !r->link_open && r->phase == IDLE && !r->saving) {
+		void (*closed)(void *) = r->closed;
+		void *ctx = r->closed_ctx;
 		free(r);
+		if (closed)
+			closed(ctx);
+	}
 }
 
 static void set_hold(redis_sync_t *r, enum server_hold kind, size_t removed, size_t of,
@@ -969,11 +976,20 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 	return r;
 }
 
+void redis_sync_close_then(redis_sync_t *r, void (*closed)(void *ctx), void *ctx)
+{
+	r->closed = closed;
+	r->closed_ctx = ctx;
+	redis_sync_close(r);
+}
+
 void redis_sync_close(redis_sync_t *r)
 {
 	if (!r)
 		return;
 	r->closing = 1;
+	/* What it does while closing counts no more in the shared counters (a successor may). */
+	r->stats = &r->own_stats;
 	uv_close((uv_handle_t *)&r->timer, timer_closed);
 	uv_close((uv_handle_t *)&r->startup, timer_closed);
 	uv_close((uv_handle_t *)&r->coalesce, timer_closed);
@@ -1131,10 +1147,11 @@ unsigned redis_sync_pushes(const redis_sync_t *r)
 
 void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats)
 {
+	/* Counters go on from what stats holds (a predecessor's); the state is this one's. */
 	atomic_store(&stats->connected, atomic_load(&r->stats->connected));
-	atomic_store(&stats->reconnects, atomic_load(&r->stats->reconnects));
-	atomic_store(&stats->loads, atomic_load(&r->stats->loads));
-	atomic_store(&stats->held_loads, atomic_load(&r->stats->held_loads));
+	atomic_fetch_add(&stats->reconnects, atomic_load(&r->stats->reconnects));
+	atomic_fetch_add(&stats->loads, atomic_load(&r->stats->loads));
+	atomic_fetch_add(&stats->held_loads, atomic_load(&r->stats->held_loads));
 	atomic_store(&stats->last_load_ms, atomic_load(&r->stats->last_load_ms));
 	r->stats = stats;
 }

@@ -58,11 +58,16 @@ int redis_sync_add_client_report(redis_sync_t *r, const struct client_denial *e,
 /** Hit counter and client report commands sent and not answered yet (a stop waits for them). */
 unsigned redis_sync_pushes(const redis_sync_t *r);
 
-/** Count into stats (borrowed; it must outlive r). Call once, after redis_sync_new(). */
+/** Count into stats (borrowed; it must outlive r) from now on, adding to what it holds (a
+ *  predecessor's counts). Call once, after redis_sync_new(). */
 void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats);
 
 /** Disconnect and free once libuv has closed everything. NULL is a no-op. */
 void redis_sync_close(redis_sync_t *r);
+
+/** The same, and closed(ctx) once it is all closed and freed (a successor may then take its
+ *  reader slot). */
+void redis_sync_close_then(redis_sync_t *r, void (*closed)(void *ctx), void *ctx);
 
 /** Add counts to the hash PREFIX:hits (HINCRBY RULE N, pipelined on the command connection).
  *  A refusal (an ACL without the right) is logged once. @return 0, or -ENOTCONN when Redis is

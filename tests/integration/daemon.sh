@@ -200,6 +200,46 @@ PY
 }
 check "a TCP client gone after a reload: the replaced upstream side's answer reaches no one" reload_tcp_gone
 
+# SIGHUP with another Redis and prefix: the old link closes, the new one loads (its first load
+# under the held-load rule like any), and changes then come from the new Redis only.
+reload_redis() {
+	local r1 r2 p tool
+	tool=$(dirname "$EMBARGO")/embargo-policy
+	r1=$(free_port)
+	r2=$(free_port)
+	start_redis "$r1"
+	start_redis "$r2"
+	redis-cli -p "$r1" sadd embargo:deny kaspersky.com one.example >/dev/null
+	redis-cli -p "$r2" sadd two:deny kaspersky.com one.example two.example >/dev/null
+	"$tool" --redis "redis://127.0.0.1:$r1" --by test accept >/dev/null || return 1
+	"$tool" --redis "redis://127.0.0.1:$r2" --redis-prefix two --by test accept >/dev/null || return 1
+	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\n' "$F" "$r1" >"$WORK/rr.conf"
+	p=$(free_port)
+	start_embargo rr "$p" --config "$WORK/rr.conf"
+	wait_for 5 grep -q "policy loaded from redis" "$WORK/rr.log" || { echo "first load"; return 1; }
+	by_policy "$p" www.one.example && ! by_policy "$p" www.two.example || { echo "before"; return 1; }
+	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\nredis-prefix two\n' "$F" "$r2" \
+		>"$WORK/rr.conf"
+	kill -HUP "$PID_rr"
+	wait_for 5 by_policy "$p" www.two.example || { echo "two.example not denied"; return 1; }
+	grep -q "SIGHUP: syncing from redis://127.0.0.1:$r2/0, prefix two" "$WORK/rr.log" || return 1
+	redis-cli -p "$r2" sadd two:deny three.example >/dev/null
+	wait_for 5 by_policy "$p" www.three.example || { echo "no change from the new redis"; return 1; }
+	redis-cli -p "$r1" sadd embargo:deny four.example >/dev/null
+	sleep 1.5
+	! by_policy "$p" www.four.example || { echo "a change from the old redis"; return 1; }
+	# An empty Redis (a wrong URL, say) lifts nothing: the policy in force stays.
+	local r3
+	r3=$(free_port)
+	start_redis "$r3"
+	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\n' "$F" "$r3" >"$WORK/rr.conf"
+	kill -HUP "$PID_rr"
+	wait_for 5 grep -q "redis has none of" "$WORK/rr.log" || { echo "not kept"; return 1; }
+	by_policy "$p" www.three.example && by_policy "$p" www.kaspersky.com || { echo "lifted"; return 1; }
+	grep "SIGHUP\|policy loaded\|has none" "$WORK/rr.log" | sed 's/^[^ ]* //'
+}
+check "SIGHUP: another Redis and prefix taken on; changes then come from the new one only" reload_redis
+
 # --log-level warn: the info lines are gone, the warnings stay.
 log_level() {
 	local p
