@@ -472,14 +472,16 @@ static void on_hup(uv_signal_t *h, int signum)
 		redis_text(n, url, sizeof(url));
 		if (d->redis_next) {
 			log_warn("SIGHUP: %s: will be taken once the last change's link has closed", url);
+			d->redis_next = n;
 		} else {
 			/* The policy in force stays while the old link closes; the new link's first load
 			 * then passes the held-load rule like any other. */
 			log_info("SIGHUP: Redis changes to %s: closing the old link", url);
-			redis_sync_close_then(d->redis, on_redis_closed, d);
+			d->redis_next = n;
+			redis_sync_t *old = d->redis;
 			d->redis = NULL;
+			redis_sync_close_then(old, on_redis_closed, d);
 		}
-		d->redis_next = n;
 	}
 	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
 	for (unsigned i = 0; i < n->nupstream; i++) {

@@ -978,6 +978,10 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 
 void redis_sync_close_then(redis_sync_t *r, void (*closed)(void *ctx), void *ctx)
 {
+	if (!r) {
+		closed(ctx); /* Nothing to close (a link that could not be made). */
+		return;
+	}
 	r->closed = closed;
 	r->closed_ctx = ctx;
 	redis_sync_close(r);
