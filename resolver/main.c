@@ -23,10 +23,12 @@
 
 #include "policy/store.h"
 #include "resolver/cache.h"
+#include "resolver/daemon.h"
 #include "resolver/log.h"
 #include "resolver/metrics.h"
 #include "resolver/options.h"
 #include "resolver/redis_sync.h"
+#include "resolver/reload.h"
 #include "resolver/server.h"
 #include "resolver/snapshot.h"
 
@@ -43,38 +45,6 @@ static void notify(const char *state)
 #endif
 }
 
-struct daemon {
-	struct options o;
-	uv_loop_t *loop;
-	policy_store_t *store;
-	cache_t *cache;
-	server_t *server;
-	redis_sync_t *redis;
-	metrics_t *metrics;
-	struct redis_sync_stats redis_stats; /* Read by the metrics thread. */
-	query_log_t *qlog;
-	uv_signal_t sigusr1;
-	uv_timer_t hits_timer;       /* --hit-counters: once a second. */
-	struct rule_hit *hits, *sent; /* Scratch, and what Redis has been given (by tag). */
-	size_t nsent, hits_max;
-	uv_timer_t report_timer;     /* --report-clients: once a second. */
-	uv_timer_t final_push;       /* Stopping: waits for Redis to confirm the last pushes. */
-	uint64_t final_until;
-	struct client_report_batch report; /* Taken from the workers, not yet in Redis. */
-	atomic_ullong report_dropped; /* Denials the report could not count (the metrics'). */
-	uint64_t report_said, report_said_at; /* Last said in the log, and when (ms). */
-	atomic_int serving;          /* Workers answering (the metrics' /health). */
-	uv_signal_t sigint, sigterm;
-	uv_timer_t reclaim;
-	const policy_t *trimmed_for; /* The policy current at the last malloc_trim(). */
-	int started;
-	int argc;
-	char **argv;                 /* To read the configuration again on SIGHUP. */
-	const struct options *redis_o; /* The Redis settings d->redis syncs with. */
-	const struct options *redis_next; /* A reload's, once the old link has closed. */
-	int stopping;
-	uv_signal_t sighup;
-};
 
 static void on_ready(void *ctx)
 {
@@ -108,7 +78,19 @@ static void on_hold(void *ctx, enum server_hold kind, size_t removed, size_t of,
 		    uint64_t version)
 {
 	struct daemon *d = ctx;
+	if (kind == SERVER_HOLD_SHRINK || kind == SERVER_HOLD_MISSING)
+		d->hold_base = of;
 	server_set_hold(d->server, kind, removed, of, version);
+}
+
+redis_sync_t *daemon_redis_new(struct daemon *d, const struct options *o)
+{
+	redis_sync_t *r = redis_sync_new(d->loop, o, d->store, on_ready, on_hold, d);
+	if (r) {
+		redis_sync_count(r, &d->redis_stats);
+		redis_sync_hold_base(r, d->hold_base);
+	}
+	return r;
 }
 
 static void on_reclaim(uv_timer_t *t)
@@ -157,7 +139,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigusr1, NULL);
-	uv_close((uv_handle_t *)&d->sighup, NULL);
+	reload_close(d);
 	/* The workers answer what is upstream (at most SERVER_DRAIN_MS) and hand over their last
 	 * counts; then those go to Redis while the link is still up. */
 	if (d->server)
@@ -342,7 +324,7 @@ static policy_t *initial_policy(const struct options *o)
 /* Each upstream query has its own socket: raise the descriptor limit to what the system
  * allows, and shrink the outgoing range so that every worker's fits with room to spare for
  * listeners, TCP clients, Redis and files (Unbound checks its outgoing-range the same way). */
-static void fit_outgoing_range(struct options *o)
+void daemon_fit_outgoing_range(struct options *o)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
@@ -361,135 +343,6 @@ static void fit_outgoing_range(struct options *o)
 			 (unsigned long long)rl.rlim_cur, o->outgoing_range, fit);
 		o->outgoing_range = fit;
 	}
-}
-
-/* Do a and b name the same Redis, keys and load rules? */
-static int same_redis(const struct options *a, const struct options *b)
-{
-	return strcmp(a->redis_host, b->redis_host) == 0 && a->redis_port == b->redis_port &&
-	       strcmp(a->redis_user, b->redis_user) == 0 &&
-	       strcmp(a->redis_password, b->redis_password) == 0 && a->redis_db == b->redis_db &&
-	       strcmp(a->redis_prefix, b->redis_prefix) == 0 && a->reload_ms == b->reload_ms &&
-	       a->redis_timeout_ms == b->redis_timeout_ms &&
-	       memcmp(&a->max_shrink, &b->max_shrink, sizeof(a->max_shrink)) == 0;
-}
-
-/* redis://HOST:PORT/DB, prefix P (no user or password: for the log). */
-static void redis_text(const struct options *o, char *buf, size_t cap)
-{
-	snprintf(buf, cap, "redis://%s:%u/%d, prefix %s", o->redis_host, (unsigned)o->redis_port,
-		 o->redis_db, o->redis_prefix);
-}
-
-/* A reload changed Redis: the old link is closed and freed; the new one starts. */
-static void on_redis_closed(void *ctx)
-{
-	struct daemon *d = ctx;
-	const struct options *o = d->redis_next;
-	d->redis_next = NULL;
-	if (d->stopping || !o)
-		return;
-	d->redis = redis_sync_new(d->loop, o, d->store, on_ready, on_hold, d);
-	if (!d->redis) {
-		log_err("SIGHUP: out of memory: no Redis link; the policy in force stays");
-		return;
-	}
-	redis_sync_count(d->redis, &d->redis_stats);
-	d->redis_o = o;
-	char url[400];
-	redis_text(o, url, sizeof(url));
-	log_info("SIGHUP: syncing from %s", url);
-}
-
-/* Settings a reload cannot change (sockets, threads, cache, files, privileges): n keeps
- * the running ones, and each that differs is named once in the log. */
-static void keep_fixed(struct options *n, const struct options *o)
-{
-#define KEEP(field, what)                                                                     \
-	do {                                                                                  \
-		if (memcmp(&n->field, &o->field, sizeof(o->field)) != 0)                      \
-			log_warn("SIGHUP: %s needs a restart; kept as it was", what);         \
-		memcpy(&n->field, &o->field, sizeof(o->field));                               \
-	} while (0)
-	if (n->nlisten != o->nlisten)
-		log_warn("SIGHUP: listen needs a restart; kept as it was");
-	n->nlisten = o->nlisten;
-	KEEP(listen, "listen");
-	if (n->threads == 0)
-		n->threads = o->threads; /* One per core, as resolved at start. */
-	KEEP(threads, "threads");
-	KEEP(snapshot, "snapshot");
-	KEEP(cache_bytes, "cache-size");
-	KEEP(stale_max, "stale-max");
-	KEEP(prefetch, "prefetch");
-	KEEP(metrics, "metrics");
-	KEEP(query_log, "query-log");
-	KEEP(query_log_sample, "query-log-sample");
-	KEEP(query_log_denied_only, "query-log-denied-only");
-	KEEP(hit_counters, "hit-counters");
-	KEEP(report_clients, "report-clients");
-	KEEP(report_retention_days, "report-retention");
-	KEEP(report_max_clients, "report-max-clients");
-	KEEP(user, "user");
-#undef KEEP
-}
-
-/* SIGHUP: read the configuration again (the file and the same flags, flags still winning). A bad
- * file keeps the running configuration and says why; a good one is taken on by each worker
- * between two queries, without a restart or a lost query. */
-static void on_hup(uv_signal_t *h, int signum)
-{
-	struct daemon *d = h->data;
-	(void)signum;
-	if (!d->started) {
-		log_warn("SIGHUP ignored: not serving yet");
-		return;
-	}
-	struct options *n = malloc(sizeof(*n));
-	char err[512];
-	if (!n) {
-		log_err("SIGHUP: out of memory: the running configuration stays");
-		return;
-	}
-	int rc = options_parse(n, d->argc, d->argv, err, sizeof(err));
-	if (rc != OPTIONS_RUN) {
-		log_err("SIGHUP: %s: the running configuration stays", rc < 0 ? err : "nothing to run");
-		free(n);
-		return;
-	}
-	keep_fixed(n, &d->o);
-	fit_outgoing_range(n);
-	local_t *local = local_new(n, err, sizeof(err));
-	if (!local || server_reload(d->server, n, local) < 0) {
-		log_err("SIGHUP: %s: the running configuration stays", local ? "out of memory" : err);
-		local_free(local);
-		free(n);
-		return;
-	}
-	log_set_level((enum log_level)n->log_level);
-	if (!same_redis(n, d->redis_next ? d->redis_next : d->redis_o)) {
-		char url[400];
-		redis_text(n, url, sizeof(url));
-		if (d->redis_next) {
-			log_warn("SIGHUP: %s: will be taken once the last change's link has closed", url);
-			d->redis_next = n;
-		} else {
-			/* The policy in force stays while the old link closes; the new link's first load
-			 * then passes the held-load rule like any other. */
-			log_info("SIGHUP: Redis changes to %s: closing the old link", url);
-			d->redis_next = n;
-			redis_sync_t *old = d->redis;
-			d->redis = NULL;
-			redis_sync_close_then(old, on_redis_closed, d);
-		}
-	}
-	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
-	for (unsigned i = 0; i < n->nupstream; i++) {
-		options_format_addr(&n->upstream[i], one, sizeof(one));
-		strcat(ups, i ? ", " : "");
-		strcat(ups, one);
-	}
-	log_info("SIGHUP: configuration read again: upstreams %s; taken on by every worker", ups);
 }
 
 int main(int argc, char **argv)
@@ -520,7 +373,7 @@ int main(int argc, char **argv)
 	log_set_level((enum log_level)d.o.log_level);
 	if (d.o.threads == 0)
 		d.o.threads = uv_available_parallelism();
-	fit_outgoing_range(&d.o);
+	daemon_fit_outgoing_range(&d.o);
 
 	/* Until Redis answers, the last snapshot or else the bundled list is enforced: fail closed. */
 	policy_t *initial = initial_policy(&d.o);
@@ -622,21 +475,18 @@ int main(int argc, char **argv)
 	}
 	d.argc = argc;
 	d.argv = argv;
-	uv_signal_init(d.loop, &d.sighup);
-	d.sighup.data = &d;
-	uv_signal_start(&d.sighup, on_hup, SIGHUP);
+	reload_init(&d);
 	uv_signal_init(d.loop, &d.sigusr1);
 	d.sigusr1.data = &d;
 	uv_signal_start(&d.sigusr1, on_usr1, SIGUSR1);
 	uv_timer_init(d.loop, &d.reclaim);
 	d.reclaim.data = &d;
 	uv_timer_start(&d.reclaim, on_reclaim, RECLAIM_MS, RECLAIM_MS);
-	d.redis = redis_sync_new(d.loop, &d.o, d.store, on_ready, on_hold, &d);
+	d.redis = daemon_redis_new(&d, &d.o);
 	if (!d.redis) {
 		log_err("out of memory at start-up");
 		return 1;
 	}
-	redis_sync_count(d.redis, &d.redis_stats);
 	d.redis_o = &d.o;
 
 	uv_run(d.loop, UV_RUN_DEFAULT);

@@ -260,6 +260,34 @@ socklen_t options_addr_len(const struct sockaddr_storage *ss)
 	return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
+uint16_t options_port(const struct sockaddr_storage *ss)
+{
+	return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+					      : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+int options_same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+	return x->sin6_port == y->sin6_port &&
+	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+int options_find_addr(const struct sockaddr_storage *list, unsigned n,
+		      const struct sockaddr_storage *ss)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (options_same_addr(&list[i], ss))
+			return (int)i;
+	return -1;
+}
+
 int options_is_wildcard(const struct sockaddr_storage *ss)
 {
 	if (ss->ss_family == AF_INET)
@@ -474,6 +502,7 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		struct sockaddr_storage *list = listen ? o->listen : o->upstream;
 		unsigned *n = listen ? &o->nlisten : &o->nupstream;
 		int *flagged = listen ? &ls->listen_from_flags : &ls->upstream_from_flags;
+		o->given |= listen ? OPTIONS_GIVEN_LISTEN : OPTIONS_GIVEN_UPSTREAM;
 		if (from_flags && !*flagged) {
 			*n = 0;
 			*flagged = 1;
@@ -489,8 +518,10 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		if (strlen(val) >= sizeof(o->resolv_conf))
 			return fail(err, errlen, "--%s: path too long: '%s'", name, val);
 		strcpy(o->resolv_conf, val);
+		o->given |= OPTIONS_GIVEN_UPSTREAM;
 		return 0;
 	case OPT_REDIS:
+		o->given |= OPTIONS_GIVEN_REDIS;
 		if (options_parse_redis_url(o, val) < 0)
 			return fail(err, errlen,
 				    "--%s: expected redis://[:PASSWORD@]HOST[:PORT][/DB], got '%s'",

@@ -96,7 +96,15 @@ struct options {
 	unsigned report_retention_days; /**< Each day's key expires this long after its last write. */
 	unsigned report_max_clients;  /**< Clients per day key; the rest count as "*". */
 	int log_level;                /**< enum log_level. */
+	int given;                    /**< OPTIONS_GIVEN_* of the settings given, not defaulted. */
 	int check_config;             /**< Print the effective settings and exit. */
+};
+
+/** Settings given by a flag or the file (a reload that loses one is refused). */
+enum {
+	OPTIONS_GIVEN_LISTEN = 1,
+	OPTIONS_GIVEN_UPSTREAM = 2, /**< --upstream or --resolv-conf. */
+	OPTIONS_GIVEN_REDIS = 4,
 };
 
 /** Outcome of options_parse besides errors. */
@@ -124,6 +132,16 @@ int options_cidr_match(const struct options_cidr *list, unsigned n, const struct
 
 /** The length of ss's sockaddr for its family (bind, connect). */
 socklen_t options_addr_len(const struct sockaddr_storage *ss);
+
+/** ss's port, in host order. */
+uint16_t options_port(const struct sockaddr_storage *ss);
+
+/** Do a and b hold the same family, address and port? */
+int options_same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
+
+/** The index of ss in list[0..n) (options_same_addr), or -1. */
+int options_find_addr(const struct sockaddr_storage *list, unsigned n,
+		      const struct sockaddr_storage *ss);
 
 /** Is ss the wildcard address of its family (0.0.0.0 or ::)? */
 int options_is_wildcard(const struct sockaddr_storage *ss);

@@ -95,6 +95,7 @@ struct redis_sync {
 	int in_sync;
 	enum guard_verdict held;
 	uint64_t held_version;
+	int hold_shown;         /* Status answers may show a hold: this link's, or a predecessor's. */
 	struct guard_consent consent; /* As read by the load in progress. */
 	int deny_missing;
 	uint64_t invalid_hash[NKEYS];  /* Of each key's invalid members when last logged. */
@@ -148,6 +149,7 @@ static void maybe_free(redis_sync_t *r)
 static void set_hold(redis_sync_t *r, enum server_hold kind, size_t removed, size_t of,
 		     uint64_t version)
 {
+	r->hold_shown = kind != SERVER_HOLD_NONE;
 	if (r->hold_cb)
 		r->hold_cb(r->ctx, kind, removed, of, version);
 }
@@ -339,7 +341,7 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy
 
 static void unhold(redis_sync_t *r)
 {
-	if (r->held != GUARD_PUBLISH || r->warned_empty)
+	if (r->hold_shown)
 		set_hold(r, SERVER_HOLD_NONE, 0, 0, 0);
 	r->held = GUARD_PUBLISH;
 	r->held_version = 0;
@@ -940,6 +942,7 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 	r->saver = policy_store_reader(store, o->threads);
 	r->ctx = ctx;
 	r->load_backoff_ms = LOAD_BACKOFF_MIN_MS;
+	r->hold_shown = 1; /* A predecessor's hold stays on show until this link's first load. */
 	static const char *const suffix[NCHANNELS] = {"deny", "allow", "reason", "accept"};
 	char channels[NCHANNELS][128];
 	const char *chan[NCHANNELS];
@@ -993,6 +996,7 @@ void redis_sync_close(redis_sync_t *r)
 		return;
 	r->closing = 1;
 	/* What it does while closing counts no more in the shared counters (a successor may). */
+	atomic_store(&r->stats->connected, 0);
 	r->stats = &r->own_stats;
 	uv_close((uv_handle_t *)&r->timer, timer_closed);
 	uv_close((uv_handle_t *)&r->startup, timer_closed);
@@ -1156,6 +1160,12 @@ void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats)
 	atomic_fetch_add(&stats->reconnects, atomic_load(&r->stats->reconnects));
 	atomic_fetch_add(&stats->loads, atomic_load(&r->stats->loads));
 	atomic_fetch_add(&stats->held_loads, atomic_load(&r->stats->held_loads));
-	atomic_store(&stats->last_load_ms, atomic_load(&r->stats->last_load_ms));
+	if (atomic_load(&r->stats->last_load_ms))
+		atomic_store(&stats->last_load_ms, atomic_load(&r->stats->last_load_ms));
 	r->stats = stats;
+}
+
+void redis_sync_hold_base(redis_sync_t *r, size_t base)
+{
+	r->hold_base = base;
 }

@@ -62,6 +62,11 @@ unsigned redis_sync_pushes(const redis_sync_t *r);
  *  predecessor's counts). Call once, after redis_sync_new(). */
 void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats);
 
+/** A predecessor's held load may be in force (a merged policy): the held-load rule measures
+ *  against base, the deny rules in force when that hold began. Call once, after
+ *  redis_sync_new(). */
+void redis_sync_hold_base(redis_sync_t *r, size_t base);
+
 /** Disconnect and free once libuv has closed everything. NULL is a no-op. */
 void redis_sync_close(redis_sync_t *r);
 

@@ -74,15 +74,45 @@ static int same_upstreams(const struct options *a, const struct options *b)
 	return 1;
 }
 
+/* Listen on what n names and on nothing else: listeners on the addresses n keeps go on
+ * untouched. The main thread has made sure that the new addresses are free (server_reload); a
+ * worker that still fails to bind one says so, the others serve it, and it is not tried again
+ * until a reload adds it anew (by then another program's socket with SO_REUSEPORT could hold
+ * it, and a bind would silently share its traffic). */
+static void reopen_listeners(struct worker *w, const struct options *n)
+{
+	udp_flush(w); /* The send queue names the sockets that are about to close. */
+	for (unsigned i = 0; i < w->o->nlisten; i++) {
+		const struct sockaddr_storage *was = &w->o->listen[i];
+		if (options_find_addr(n->listen, n->nlisten, was) < 0) {
+			udp_unlisten(w, was);
+			tcp_unlisten(w, was);
+		}
+	}
+	char err[160];
+	for (unsigned i = 0; i < n->nlisten; i++) {
+		if (options_find_addr(w->o->listen, w->o->nlisten, &n->listen[i]) >= 0)
+			continue; /* Checked and bound before (or failed then). */
+		if (!udp_listening(w, &n->listen[i]) &&
+		    udp_listen(w, &n->listen[i], err, sizeof(err)) < 0)
+			log_err("worker %u: SIGHUP: %s", w->index, err);
+		if (!tcp_listening(w, &n->listen[i]) &&
+		    tcp_listen(w, &n->listen[i], err, sizeof(err)) < 0)
+			log_err("worker %u: SIGHUP: %s", w->index, err);
+	}
+}
+
 /* Take on a configuration re-read on SIGHUP, between two queries: access list and limits, local
- * answers, every setting read per query; new upstreams get a new upstream side while the old one
- * answers what it already holds. */
+ * answers, every setting read per query, the listeners; new upstreams get a new upstream side
+ * while the old one answers what it already holds. */
 static void take_reload(struct worker *w)
 {
 	const struct server_reload *r =
 		atomic_exchange_explicit(&w->reload, NULL, memory_order_acquire);
 	if (!r)
 		return;
+	if (!w->stopping)
+		reopen_listeners(w, r->o);
 	if (admit_reconfigure(w->admit, r->o) < 0)
 		log_warn("worker %u: out of memory: the access list stays as it was", w->index);
 	if (!same_upstreams(w->o, r->o)) {
@@ -205,6 +235,7 @@ static void on_stop(uv_async_t *h)
 	struct worker *w = h->data;
 	if (uv_is_active((uv_handle_t *)&w->drain) || uv_is_closing((uv_handle_t *)&w->drain))
 		return;
+	w->stopping = 1;
 	udp_pause(w);
 	tcp_stop_accepting(w);
 	w->drain_until = uv_now(&w->loop) + SERVER_DRAIN_MS;
@@ -298,6 +329,26 @@ static void worker_teardown(struct worker *w)
 	worker_free(w);
 }
 
+/* SO_REUSEPORT would let a second embargo (of the same user) share an address and silently take
+ * half its traffic: first make sure nobody holds it, for UDP and TCP. */
+static int check_free(const struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+	static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
+	for (unsigned t = 0; t < 2; t++) {
+		int fd = udp_bound_socket(ss, types[t], 0);
+		if (fd >= 0) {
+			close(fd);
+			continue;
+		}
+		char addr[80];
+		options_format_addr(ss, addr, sizeof(addr));
+		snprintf(err, errlen, "cannot listen on %s %s: %s",
+			 types[t] == SOCK_DGRAM ? "UDP" : "TCP", addr, strerror(-fd));
+		return fd;
+	}
+	return 0;
+}
+
 int server_new(server_t **out, const struct options *o, policy_store_t *store, cache_t *cache,
 	       char *err, size_t errlen)
 {
@@ -329,25 +380,13 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 	atomic_init(&s->current, o);
 	for (unsigned i = 0; i < s->nworkers; i++)
 		s->workers[i].timed = o->metrics.ss_family != 0;
-	/* SO_REUSEPORT would let a second embargo (of the same user) share our addresses and
-	 * silently take half the traffic: first make sure nobody holds them. */
-	static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
 	for (unsigned i = 0; i < o->nlisten; i++) {
-		for (unsigned t = 0; t < 2; t++) {
-			int type = types[t];
-			int fd = udp_bound_socket(&o->listen[i], type, 0);
-			if (fd >= 0) {
-				close(fd);
-				continue;
-			}
-			char addr[80];
-			options_format_addr(&o->listen[i], addr, sizeof(addr));
-			snprintf(err, errlen, "cannot listen on %s %s: %s", type == SOCK_DGRAM ? "UDP" : "TCP",
-				 addr, strerror(-fd));
+		rc = check_free(&o->listen[i], err, errlen);
+		if (rc < 0) {
 			free(s->workers);
 			local_free(s->local);
 			free(s);
-			return fd;
+			return rc;
 		}
 	}
 	for (unsigned i = 0; i < s->nworkers; i++) {
@@ -516,8 +555,54 @@ void server_set_query_log(server_t *s, query_log_t *log)
 	}
 }
 
-int server_reload(server_t *s, struct options *o, local_t *local)
+/* Can a reload listen on the addresses of o that the server does not listen on yet? */
+static int check_new_listeners(server_t *s, const struct options *o, char *err, size_t errlen)
 {
+	const struct options *cur = server_options(s);
+	for (unsigned i = 0; i < o->nlisten; i++) {
+		const struct sockaddr_storage *ss = &o->listen[i];
+		if (options_find_addr(cur->listen, cur->nlisten, ss) >= 0)
+			continue; /* Kept: its sockets stay open. */
+		int rc = check_free(ss, err, errlen);
+		if (rc == 0)
+			continue;
+		size_t len = strlen(err);
+		if (rc == -EACCES) {
+			snprintf(err + len, errlen - len,
+				 " (a port below 1024 needs root or CAP_NET_BIND_SERVICE, which embargo "
+				 "gives up when it drops root: restart it)");
+		} else if (rc == -EADDRINUSE) {
+			/* A wildcard and another address of the same port: ours holds one. */
+			const struct sockaddr_storage *near = NULL;
+			for (unsigned k = 0; k < cur->nlisten && !near; k++)
+				if (cur->listen[k].ss_family == ss->ss_family &&
+				    options_port(&cur->listen[k]) == options_port(ss) &&
+				    (options_is_wildcard(ss) || options_is_wildcard(&cur->listen[k])))
+					near = &cur->listen[k];
+			char addr[80];
+			if (near) {
+				options_format_addr(near, addr, sizeof(addr));
+				snprintf(err + len, errlen - len,
+					 " (it overlaps %s, which embargo listens on: drop that one "
+					 "in one reload and add this one in the next, or restart)",
+					 addr);
+			} else {
+				snprintf(err + len, errlen - len, " (another program holds it)");
+			}
+		}
+		return rc;
+	}
+	return 0;
+}
+
+int server_reload(server_t *s, struct options *o, local_t *local, char *err, size_t errlen)
+{
+	int rc = upstream_check_loop(o, err, errlen);
+	if (rc == 0)
+		rc = check_new_listeners(s, o, err, errlen);
+	if (rc < 0)
+		return rc;
+	snprintf(err, errlen, "out of memory");
 	struct server_reload **all = realloc(s->reloads, (s->nreloads + 1) * sizeof(*all));
 	if (!all)
 		return -ENOMEM;

@@ -124,11 +124,15 @@ size_t server_client_report(server_t *s, void (*fn)(void *ctx, const struct clie
  *  valid until the server is freed. */
 const struct options *server_options(server_t *s);
 
-/** A configuration re-read on SIGHUP: each worker takes on o and local between two queries.
- *  The server owns both from now on (freed with it). Listeners, threads, the cache and the
- *  Redis settings stay as they were (the caller keeps those fields of o as they were).
- *  @return 0, or -ENOMEM (then the caller keeps ownership). */
-int server_reload(server_t *s, struct options *o, local_t *local);
+/** A configuration re-read on SIGHUP: each worker takes on o and local between two queries,
+ *  and listens on o's addresses (those it keeps go on untouched; those it drops close, with any
+ *  answer still due on them over UDP; TCP connections they accepted go on). The server owns o
+ *  and local from now on (freed with it). Threads, the cache and the Redis settings stay as they
+ *  were (the caller keeps those fields of o as they were).
+ *  @return 0; or a negative errno with the reason in err (the caller keeps ownership): an
+ *  upstream that is one of o's listen addresses, a new listen address that cannot be bound (in
+ *  use, or a privileged port), or out of memory. */
+int server_reload(server_t *s, struct options *o, local_t *local, char *err, size_t errlen);
 
 /** Give worker i ring i of log (before server_start()). */
 void server_set_query_log(server_t *s, query_log_t *log);

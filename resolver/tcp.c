@@ -21,7 +21,7 @@
 #define TCP_MAX_INFLIGHT 64 /* Upstream questions per connection; reading pauses above it. */
 #define READ_MAX (2 * 65537)
 
-struct tcp_listener {
+struct tcp_listener { /* Each allocated alone, freed when its handle has closed. */
 	uv_tcp_t tcp;
 	struct worker *w;
 };
@@ -54,7 +54,8 @@ struct tcp_write {
 };
 
 struct tcp_state {
-	struct tcp_listener listeners[OPTIONS_MAX_ADDRS];
+	struct tcp_listener *listeners[OPTIONS_MAX_ADDRS];
+	struct sockaddr_storage addrs[OPTIONS_MAX_ADDRS]; /* Each listener's. */
 	unsigned nlisten;
 	struct tcp_conn *head, *tail; /* Oldest first. */
 	unsigned nconns;
@@ -416,31 +417,64 @@ int tcp_init(struct worker *w)
 	return w->tcp ? 0 : -ENOMEM;
 }
 
+static void on_listener_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
 int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, size_t errlen)
 {
 	struct tcp_state *st = w->tcp;
-	struct tcp_listener *l = &st->listeners[st->nlisten];
 	char addr[80];
 	options_format_addr(ss, addr, sizeof(addr));
+	if (st->nlisten == OPTIONS_MAX_ADDRS) {
+		snprintf(err, errlen, "cannot listen on TCP %s: too many listeners", addr);
+		return -EMFILE;
+	}
+	struct tcp_listener *l = calloc(1, sizeof(*l));
+	if (!l) {
+		snprintf(err, errlen, "cannot listen on TCP %s: out of memory", addr);
+		return -ENOMEM;
+	}
 	l->w = w;
 	int fd = udp_bound_socket(ss, SOCK_STREAM, 1);
+	if (fd < 0) {
+		free(l);
+		snprintf(err, errlen, "cannot listen on TCP %s: %s", addr, strerror(-fd));
+		return fd;
+	}
 	uv_tcp_init(&w->loop, &l->tcp);
 	l->tcp.data = l;
-	st->nlisten++; /* Its handle is open: tcp_close() closes it whatever happens next. */
-	int rc;
-	if (fd < 0) {
-		rc = fd;
-		snprintf(err, errlen, "cannot listen on TCP %s: %s", addr, strerror(-fd));
-		return rc;
-	}
-	rc = uv_tcp_open(&l->tcp, fd);
+	int rc = uv_tcp_open(&l->tcp, fd);
 	if (rc < 0)
 		close(fd);
 	else
 		rc = uv_listen((uv_stream_t *)&l->tcp, 256, on_accept);
-	if (rc < 0)
+	if (rc < 0) {
+		uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
 		snprintf(err, errlen, "cannot listen on TCP %s: %s", addr, uv_strerror(rc));
-	return rc;
+		return rc;
+	}
+	st->addrs[st->nlisten] = *ss;
+	st->listeners[st->nlisten++] = l;
+	return 0;
+}
+
+int tcp_listening(const struct worker *w, const struct sockaddr_storage *ss)
+{
+	return options_find_addr(w->tcp->addrs, w->tcp->nlisten, ss) >= 0;
+}
+
+void tcp_unlisten(struct worker *w, const struct sockaddr_storage *ss)
+{
+	struct tcp_state *st = w->tcp;
+	int i = options_find_addr(st->addrs, st->nlisten, ss);
+	if (i < 0)
+		return;
+	uv_close((uv_handle_t *)&st->listeners[i]->tcp, on_listener_closed);
+	st->nlisten--;
+	st->listeners[i] = st->listeners[st->nlisten];
+	st->addrs[i] = st->addrs[st->nlisten];
 }
 
 void tcp_stop_accepting(struct worker *w)
@@ -448,9 +482,10 @@ void tcp_stop_accepting(struct worker *w)
 	struct tcp_state *st = w->tcp;
 	if (!st)
 		return;
-	for (unsigned i = 0; i < st->nlisten; i++)
-		uv_close((uv_handle_t *)&st->listeners[i].tcp, NULL);
-	st->nlisten = 0;
+	while (st->nlisten) {
+		struct tcp_listener *l = st->listeners[--st->nlisten];
+		uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+	}
 }
 
 void tcp_close(struct worker *w)

@@ -15,6 +15,12 @@ int tcp_init(struct worker *w);
 /** Listen on ss (SO_REUSEPORT). @return 0 or a negative errno with a message in err. */
 int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, size_t errlen);
 
+/** Is w listening on ss? */
+int tcp_listening(const struct worker *w, const struct sockaddr_storage *ss);
+
+/** Close w's listener on ss, if any (a reload). The connections it accepted go on. */
+void tcp_unlisten(struct worker *w, const struct sockaddr_storage *ss);
+
 /** Close every listener and connection (their handles close with the loop). */
 void tcp_close(struct worker *w);
 

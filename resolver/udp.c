@@ -25,6 +25,8 @@
 #define UDP_RCVBUF (4 << 20)  /* Receive buffer asked for each UDP listener. */
 #define CMSG_SPACE_PKTINFO 64 /* Room for one in_pktinfo or in6_pktinfo control message. */
 
+/* Each allocated alone: a question upstream holds its listener (client.session) for the answer
+ * until a reload closes it (the question then forgets it). */
 struct listener {
 	uv_poll_t poll;
 	int fd;
@@ -44,7 +46,8 @@ struct send_item {
 };
 
 struct udp_state {
-	struct listener listeners[OPTIONS_MAX_ADDRS];
+	struct listener *listeners[OPTIONS_MAX_ADDRS];
+	struct sockaddr_storage addrs[OPTIONS_MAX_ADDRS]; /* Each listener's. */
 	unsigned nlisten;
 	uint8_t *recv_buf;
 	struct query_batch batch;
@@ -305,16 +308,40 @@ int udp_init(struct worker *w)
 	return 0;
 }
 
+static void on_listener_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Close l (no longer listed): the questions upstream that came through it forget it (their
+ * answers, still cached, go to no one), and it is freed once its handle has closed. */
+static void retire(struct worker *w, struct listener *l)
+{
+	worker_forget_session(w, l);
+	uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+	close(l->fd);
+	l->fd = -1;
+}
+
 int udp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, size_t errlen)
 {
 	struct udp_state *st = w->udp;
-	struct listener *l = &st->listeners[st->nlisten];
 	char addr[80];
 	options_format_addr(ss, addr, sizeof(addr));
+	if (st->nlisten == OPTIONS_MAX_ADDRS) {
+		snprintf(err, errlen, "cannot listen on UDP %s: too many listeners", addr);
+		return -EMFILE;
+	}
+	struct listener *l = calloc(1, sizeof(*l));
+	if (!l) {
+		snprintf(err, errlen, "cannot listen on UDP %s: out of memory", addr);
+		return -ENOMEM;
+	}
 	l->w = w;
 	l->family = ss->ss_family;
 	int fd = udp_bound_socket(ss, SOCK_DGRAM, 1);
 	if (fd < 0) {
+		free(l);
 		snprintf(err, errlen, "cannot listen on UDP %s: %s", addr, strerror(-fd));
 		return fd;
 	}
@@ -326,6 +353,7 @@ int udp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, s
 		if (rc < 0) {
 			rc = -errno;
 			close(fd);
+			free(l);
 			snprintf(err, errlen, "cannot listen on UDP %s: PKTINFO: %s", addr, strerror(-rc));
 			return rc;
 		}
@@ -340,18 +368,39 @@ int udp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, s
 	int rc = uv_poll_init_socket(&w->loop, &l->poll, fd);
 	if (rc < 0) {
 		close(fd); /* No handle to close. */
-		l->fd = -1;
+		free(l);
 		snprintf(err, errlen, "cannot listen on UDP %s: %s", addr, uv_strerror(rc));
 		return rc;
 	}
 	l->poll.data = l;
-	st->nlisten++;
 	rc = uv_poll_start(&l->poll, UV_READABLE, udp_readable);
 	if (rc < 0) {
+		uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+		close(fd);
 		snprintf(err, errlen, "cannot listen on UDP %s: %s", addr, uv_strerror(rc));
 		return rc;
 	}
+	st->addrs[st->nlisten] = *ss;
+	st->listeners[st->nlisten++] = l;
 	return 0;
+}
+
+int udp_listening(const struct worker *w, const struct sockaddr_storage *ss)
+{
+	return options_find_addr(w->udp->addrs, w->udp->nlisten, ss) >= 0;
+}
+
+void udp_unlisten(struct worker *w, const struct sockaddr_storage *ss)
+{
+	struct udp_state *st = w->udp;
+	int i = options_find_addr(st->addrs, st->nlisten, ss);
+	if (i < 0)
+		return;
+	struct listener *l = st->listeners[i];
+	st->nlisten--;
+	st->listeners[i] = st->listeners[st->nlisten];
+	st->addrs[i] = st->addrs[st->nlisten];
+	retire(w, l);
 }
 
 void udp_pause(struct worker *w)
@@ -360,7 +409,7 @@ void udp_pause(struct worker *w)
 	if (!st)
 		return;
 	for (unsigned i = 0; i < st->nlisten; i++)
-		uv_poll_stop(&st->listeners[i].poll);
+		uv_poll_stop(&st->listeners[i]->poll);
 }
 
 void udp_close(struct worker *w)
@@ -368,13 +417,8 @@ void udp_close(struct worker *w)
 	struct udp_state *st = w->udp;
 	if (!st)
 		return;
-	for (unsigned i = 0; i < st->nlisten; i++) {
-		struct listener *l = &st->listeners[i];
-		uv_close((uv_handle_t *)&l->poll, NULL);
-		close(l->fd);
-		l->fd = -1;
-	}
-	st->nlisten = 0;
+	while (st->nlisten)
+		retire(w, st->listeners[--st->nlisten]);
 }
 
 void udp_free(struct worker *w)

@@ -16,6 +16,13 @@ int udp_init(struct worker *w);
  *  message in err. */
 int udp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, size_t errlen);
 
+/** Is w listening on ss? */
+int udp_listening(const struct worker *w, const struct sockaddr_storage *ss);
+
+/** Close w's listener on ss, if any (a reload; flush the send queue first). Answers still due
+ *  upstream for queries that came through it go to no one. */
+void udp_unlisten(struct worker *w, const struct sockaddr_storage *ss);
+
 /** Send every queued answer. */
 void udp_flush(struct worker *w);
 

@@ -222,19 +222,6 @@ static uint16_t random16(upstream_t *u)
 
 /* ---- Addresses -------------------------------------------------------------------------- */
 
-static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return 0;
-	if (a->ss_family == AF_INET) {
-		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-	}
-	const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-	return x->sin6_port == y->sin6_port &&
-	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-}
-
 bool upstream_is_own_port(int family, uint16_t port)
 {
 	return atomic_load_explicit(&own_ports[family_index(family)][port], memory_order_relaxed) != 0;
@@ -839,7 +826,7 @@ static void sock_readable(uv_poll_t *h, int status, int events)
 			return;
 		}
 		/* The kernel filters on the connected address already; check it all the same. */
-		if (!same_addr(&from, &u->o->upstream[s->upstream])) {
+		if (!options_same_addr(&from, &u->o->upstream[s->upstream])) {
 			u->stats.mismatched++;
 			continue;
 		}
@@ -1476,21 +1463,15 @@ static int is_local(const struct sockaddr_storage *ss)
 	return options_cidr_match(host, n, ss);
 }
 
-static uint16_t port_of(const struct sockaddr_storage *ss)
-{
-	return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
-					      : ((const struct sockaddr_in *)ss)->sin_port);
-}
-
 int upstream_check_loop(const struct options *o, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < o->nupstream; i++) {
 		const struct sockaddr_storage *up = &o->upstream[i];
 		for (unsigned j = 0; j < o->nlisten; j++) {
 			const struct sockaddr_storage *l = &o->listen[j];
-			if (l->ss_family != up->ss_family || port_of(l) != port_of(up))
+			if (l->ss_family != up->ss_family || options_port(l) != options_port(up))
 				continue;
-			if (same_addr(l, up) || (options_is_wildcard(l) && is_local(up))) {
+			if (options_same_addr(l, up) || (options_is_wildcard(l) && is_local(up))) {
 				char a[80], b[80];
 				options_format_addr(up, a, sizeof(a));
 				options_format_addr(l, b, sizeof(b));

@@ -43,6 +43,7 @@ struct worker {
 	uv_loop_t loop;
 	uv_thread_t thread;
 	int loop_ready, started;
+	int stopping;            /* Reading and accepting no more: a reload opens no listener. */
 	uv_async_t stop;
 	uv_prepare_t prepare;
 	uv_check_t check;

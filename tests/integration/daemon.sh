@@ -202,13 +202,17 @@ check "a TCP client gone after a reload: the replaced upstream side's answer rea
 
 # SIGHUP with another Redis and prefix: the old link closes, the new one loads (its first load
 # under the held-load rule like any), and changes then come from the new Redis only.
-reload_redis() {
-	local r1 r2 p tool
-	tool=$(dirname "$EMBARGO")/embargo-policy
+# two_redis: two fresh Redis servers, their ports in r1 and r2 (the caller's locals).
+two_redis() {
 	r1=$(free_port)
 	r2=$(free_port)
 	start_redis "$r1"
 	start_redis "$r2"
+}
+
+reload_redis() {
+	local r1 r2 p tool=$(dirname "$EMBARGO")/embargo-policy
+	two_redis
 	redis-cli -p "$r1" sadd embargo:deny kaspersky.com one.example >/dev/null
 	redis-cli -p "$r2" sadd two:deny kaspersky.com one.example two.example >/dev/null
 	"$tool" --redis "redis://127.0.0.1:$r1" --by test accept >/dev/null || return 1
@@ -236,9 +240,140 @@ reload_redis() {
 	kill -HUP "$PID_rr"
 	wait_for 5 grep -q "redis has none of" "$WORK/rr.log" || { echo "not kept"; return 1; }
 	by_policy "$p" www.three.example && by_policy "$p" www.kaspersky.com || { echo "lifted"; return 1; }
+	q "$p" @127.0.0.1 CH TXT policy.embargo. +short | grep -q "held=redis-empty" ||
+		{ echo "the empty redis is not shown"; return 1; }
+	# Back to a Redis that holds the policy in force: the empty one's hold is no longer shown.
+	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\nredis-prefix two\n' "$F" "$r2" \
+		>"$WORK/rr.conf"
+	kill -HUP "$PID_rr"
+	wait_for 5 eval "q $p @127.0.0.1 CH TXT policy.embargo. +short | grep -q source=redis" &&
+		wait_for 5 eval "! q $p @127.0.0.1 CH TXT policy.embargo. +short | grep -q held=" ||
+		{ echo "a hold of the old redis still shown"; q "$p" @127.0.0.1 CH TXT policy.embargo. +short; return 1; }
 	grep "SIGHUP\|policy loaded\|has none" "$WORK/rr.log" | sed 's/^[^ ]* //'
 }
 check "SIGHUP: another Redis and prefix taken on; changes then come from the new one only" reload_redis
+
+# A held load's merge is in force (a Redis that lost most rules and gained one) when SIGHUP
+# moves to a Redis that has policy keys but no deny key: the new link measures against the deny
+# rules in force when the hold began, and holds it as a missing deny key.
+reload_redis_held() {
+	local r1 r2 p tool=$(dirname "$EMBARGO")/embargo-policy
+	two_redis
+	redis-cli -p "$r1" sadd embargo:deny $(seq -f "r%g.example" 1 20) >/dev/null
+	"$tool" --redis "redis://127.0.0.1:$r1" --by test accept >/dev/null || return 1
+	redis-cli -p "$r2" sadd embargo:allow ok.example >/dev/null
+	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\n' "$F" "$r1" >"$WORK/rh.conf"
+	p=$(free_port)
+	start_embargo rh "$p" --config "$WORK/rh.conf"
+	wait_for 5 grep -q "policy loaded from redis" "$WORK/rh.log" || { echo "first load"; return 1; }
+	redis-cli -p "$r1" srem embargo:deny $(seq -f "r%g.example" 1 10) >/dev/null
+	redis-cli -p "$r1" sadd embargo:deny new.example >/dev/null
+	wait_for 5 eval "q $p @127.0.0.1 CH TXT policy.embargo. +short | grep -q 'source=held-merge deny=21.*held=shrink held_removes=10/20'" ||
+		{ echo "no held merge"; q "$p" @127.0.0.1 CH TXT policy.embargo. +short; return 1; }
+	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\n' "$F" "$r2" >"$WORK/rh.conf"
+	kill -HUP "$PID_rh"
+	wait_for 5 eval "q $p @127.0.0.1 CH TXT policy.embargo. +short | grep -q 'held=deny-key-missing held_removes=21/20'" ||
+		{ echo "not held as a missing deny key of 20"; q "$p" @127.0.0.1 CH TXT policy.embargo. +short; return 1; }
+	by_policy "$p" www.r1.example && by_policy "$p" www.new.example || { echo "lifted"; return 1; }
+	q "$p" @127.0.0.1 CH TXT policy.embargo. +short
+}
+check "SIGHUP to a Redis without a deny key while a held merge is in force: held against the rules in force when the hold began" reload_redis_held
+
+# SIGHUP with other listen addresses: the new one opens (UDP and TCP), the dropped one closes
+# while a TCP connection it accepted goes on, and the one kept serves a dnsperf run through the
+# reload without losing a question. A new address another program holds, or an upstream that is
+# one of our own listen addresses, is refused and the running configuration stays.
+reload_listen() {
+	local p1 p2 p3 p4 pid
+	p1=$(free_port)
+	p2=$(free_port)
+	p3=$(free_port)
+	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\nlisten 127.0.0.1:%s\n' "$F" "$p1" "$p2" \
+		>"$WORK/ls.conf"
+	"$EMBARGO" --config "$WORK/ls.conf" --redis "$NOREDIS" --snapshot off --threads 2 \
+		>"$WORK/ls.log" 2>&1 &
+	pid=$!
+	PIDS+=($pid)
+	wait_for 10 grep -q "serving on" "$WORK/ls.log" || { cat "$WORK/ls.log"; return 1; }
+	# A TCP connection to the address about to go: asks once before the reload, once after.
+	/usr/bin/python3 - "$p2" "$WORK/ls.go" >"$WORK/ls.tcp" 2>&1 <<'PY' &
+import os, socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(5)
+def ask(qid):
+    q = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + b"\x09localhost\x00\x00\x01\x00\x01"
+    s.sendall(struct.pack("!H", len(q)) + q)
+    n = struct.unpack("!H", s.recv(2))[0]
+    a = b""
+    while len(a) < n:
+        a += s.recv(n - len(a))
+    print("answer", struct.unpack("!H", a[:2])[0], "rcode", a[3] & 15, flush=True)
+ask(1)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+ask(2)
+PY
+	local client=$!
+	wait_for 5 grep -q "answer 1 rcode 0" "$WORK/ls.tcp" || { cat "$WORK/ls.tcp"; return 1; }
+	awk 'BEGIN { for (i = 0; i < 1500; i++) print "localhost A" }' >"$WORK/ls.txt"
+	dnsperf -s 127.0.0.1 -p "$p1" -d "$WORK/ls.txt" -n 1 -c 1 -Q 1000 -t 2 >"$WORK/ls.perf" 2>&1 &
+	local perf=$!
+	# A question upstream through the address about to go (the fake holds "slow" names 1 s): its
+	# answer comes after the socket closed and is dropped (under ASan, a use of the freed
+	# listener would abort the daemon).
+	kdig -p "$p2" +timeout=3 +retry=0 @127.0.0.1 slow.ls.example A >"$WORK/ls.slow" 2>&1 &
+	local slow=$!
+	sleep 0.5
+	p4=$(free_port)
+	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\nlisten 127.0.0.1:%s\nlisten 0.0.0.0:%s\n' \
+		"$F" "$p1" "$p3" "$p4" >"$WORK/ls.conf"
+	grep -qi "slow.ls.example" "$WORK/fake.queries" || { echo "the slow question is not upstream"; return 1; }
+	kill -HUP "$pid"
+	wait_for 5 grep -q "listening now on 127.0.0.1:$p3, 0.0.0.0:$p4 too" "$WORK/ls.log" || { echo "no open line"; return 1; }
+	grep -q "no longer listening on 127.0.0.1:$p2" "$WORK/ls.log" || { echo "no close line"; return 1; }
+	wait "$perf"
+	grep -E "Queries (sent|completed|lost)" "$WORK/ls.perf"
+	grep -q "Queries completed: *1500 " "$WORK/ls.perf" && grep -q "Queries lost: *0 " "$WORK/ls.perf" ||
+		{ echo "the kept listener lost questions"; return 1; }
+	q "$p3" @127.0.0.1 localhost A +short | grep -qx 127.0.0.1 || { echo "new UDP"; return 1; }
+	q "$p3" @127.0.0.1 localhost A +short +tcp | grep -qx 127.0.0.1 || { echo "new TCP"; return 1; }
+	# A wildcard added: its answers leave from the address asked (kdig takes no other source).
+	q "$p4" @127.0.0.1 localhost A +short | grep -qx 127.0.0.1 || { echo "new wildcard"; return 1; }
+	q "$p1" @127.0.0.1 localhost A +short +tcp | grep -qx 127.0.0.1 || { echo "kept TCP"; return 1; }
+	! kdig -p "$p2" +timeout=1 +retry=0 @127.0.0.1 localhost A +short | grep -q 127.0.0.1 ||
+		{ echo "the dropped address still answers UDP"; return 1; }
+	! kdig -p "$p2" +timeout=1 +retry=0 +tcp @127.0.0.1 localhost A +short | grep -q 127.0.0.1 ||
+		{ echo "the dropped address still accepts TCP"; return 1; }
+	touch "$WORK/ls.go"
+	wait "$client"
+	wait "$slow"
+	! grep -q "status: NOERROR" "$WORK/ls.slow" || { echo "answered through a closed socket"; return 1; }
+	grep -q "answer 2 rcode 0" "$WORK/ls.tcp" || { echo "the open TCP connection was cut"; cat "$WORK/ls.tcp"; return 1; }
+	# An address another program holds (a second fake upstream's): refused, nothing changes.
+	local g
+	g=$(free_port)
+	start_fake lsheld "$g"
+	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\nlisten 127.0.0.1:%s\ndeny-mode sinkhole\n' \
+		"$F" "$p3" "$g" >"$WORK/ls.conf"
+	kill -HUP "$pid"
+	wait_for 5 grep -q "cannot listen on UDP 127.0.0.1:$g: Address already in use (another program holds it): the running configuration stays" "$WORK/ls.log" ||
+		{ grep SIGHUP "$WORK/ls.log"; return 1; }
+	q "$p1" @127.0.0.1 localhost A +short | grep -qx 127.0.0.1 || { echo "p1 closed by a refused reload"; return 1; }
+	# A file read half written, without its listen lines: refused, not moved to the default.
+	printf 'upstream 127.0.0.1:%s\ndeny-mode sinkhole\n' "$F" >"$WORK/ls.conf"
+	kill -HUP "$pid"
+	wait_for 5 grep -q "the configuration no longer sets listen" "$WORK/ls.log" ||
+		{ grep SIGHUP "$WORK/ls.log"; return 1; }
+	# An upstream that is one of our listen addresses would loop: refused too.
+	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\ndeny-mode sinkhole\n' "$p1" "$p1" >"$WORK/ls.conf"
+	kill -HUP "$pid"
+	wait_for 5 grep -q "upstream 127.0.0.1:$p1 is embargo's own listen address" "$WORK/ls.log" ||
+		{ grep SIGHUP "$WORK/ls.log"; return 1; }
+	q "$p3" @127.0.0.1 localhost A +short | grep -qx 127.0.0.1 || { echo "p3 closed by a refused reload"; return 1; }
+	q "$p1" @127.0.0.1 dl.kaspersky.com A | grep -q "status: NXDOMAIN" || { echo "deny mode changed"; return 1; }
+	grep "SIGHUP" "$WORK/ls.log" | sed 's/^[^ ]* //'
+}
+check "SIGHUP: a listen address added opens, one dropped closes (its TCP connection goes on); a held one is refused" reload_listen
 
 # --log-level warn: the info lines are gone, the warnings stay.
 log_level() {

@@ -1,0 +1,70 @@
+/* The daemon's state, owned by the main thread: resolver/main.c starts and stops it, and
+ * resolver/reload.c takes on a configuration read again on SIGHUP. Not for the workers. */
+#pragma once
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "policy/store.h"
+#include "resolver/cache.h"
+#include "resolver/client_report.h"
+#include "resolver/metrics.h"
+#include "resolver/options.h"
+#include "resolver/query_log.h"
+#include "resolver/redis_sync.h"
+#include "resolver/rule_hits.h"
+#include "resolver/server.h"
+
+struct daemon {
+	struct options o;
+	uv_loop_t *loop;
+	policy_store_t *store;
+	cache_t *cache;
+	server_t *server;
+	redis_sync_t *redis;
+	metrics_t *metrics;
+	struct redis_sync_stats redis_stats; /* Read by the metrics thread. */
+	query_log_t *qlog;
+	uv_signal_t sigusr1;
+	uv_timer_t hits_timer;       /* --hit-counters: once a second. */
+	struct rule_hit *hits, *sent; /* Scratch, and what Redis has been given (by tag). */
+	size_t nsent, hits_max;
+	uv_timer_t report_timer;     /* --report-clients: once a second. */
+	uv_timer_t final_push;       /* Stopping: waits for Redis to confirm the last pushes. */
+	uint64_t final_until;
+	struct client_report_batch report; /* Taken from the workers, not yet in Redis. */
+	atomic_ullong report_dropped; /* Denials the report could not count (the metrics'). */
+	uint64_t report_said, report_said_at; /* Last said in the log, and when (ms). */
+	atomic_int serving;          /* Workers answering (the metrics' /health). */
+	uv_signal_t sigint, sigterm;
+	uv_timer_t reclaim;
+	const policy_t *trimmed_for; /* The policy current at the last malloc_trim(). */
+	int started;
+	int stopping;
+	/* The held-load rule's base: the deny rules in force when the hold that a merged policy
+	 * in force comes from began (a successor link measures against it too). */
+	size_t hold_base;
+	/* SIGHUP (reload.c). */
+	int argc;
+	char **argv;                 /* To read the configuration again. */
+	uv_signal_t sighup;
+	const struct options *redis_o; /* The Redis settings d->redis syncs with. */
+	const struct options *redis_next; /* A reload's, once the old link has closed. */
+	redis_sync_t *redis_old;     /* The link a reload replaces, until its pushes are confirmed. */
+	uv_timer_t redis_switch;     /* Waits for those, then watches the old link close. */
+	uint64_t switch_until;
+	int switch_closing;          /* The old link is closing; the new one waits for it. */
+	int switch_said;             /* That closing took long has been said. */
+};
+
+/** Lower o->outgoing_range so that every worker's sockets fit the open-file limit (raised to
+ *  its maximum first), with room for listeners, TCP clients, Redis and files. */
+void daemon_fit_outgoing_range(struct options *o);
+
+/** Start syncing the policy from the Redis that o names (borrowed: it must outlive the link),
+ *  reporting to d: readiness, held loads, and the counters in d->redis_stats, which go on from
+ *  what a predecessor counted. @return the link (d->redis is the caller's to set), or NULL when
+ *  out of memory. */
+redis_sync_t *daemon_redis_new(struct daemon *d, const struct options *o);
