@@ -105,7 +105,7 @@ static void on_reclaim(uv_timer_t *t)
 	}
 }
 
-static void on_hits_timer(uv_timer_t *t);
+static size_t push_hits(struct daemon *d);
 static void on_report_timer(uv_timer_t *t);
 
 /* The last step of a stop: the Redis link and the main loop's handles close. */
@@ -144,8 +144,9 @@ static void on_signal(uv_signal_t *h, int signum)
 	 * counts; then those go to Redis while the link is still up. */
 	if (d->server)
 		server_stop(d->server);
-	if (d->hits)
-		on_hits_timer(&d->hits_timer);
+	size_t unpushed = d->hits ? push_hits(d) : 0;
+	if (unpushed > 0)
+		log_warn("stopping: the hit counts of %zu rules not added to redis (no link)", unpushed);
 	if (d->o.report_clients)
 		on_report_timer(&d->report_timer);
 	uv_close((uv_handle_t *)&d->hits_timer, NULL);
@@ -211,10 +212,10 @@ static int by_tag(const void *a, const void *b)
 }
 
 /* --hit-counters: what each rule denied since the last push goes to Redis in one pipeline; while
- * Redis is away the counts wait (nothing is counted twice, nothing lost but on exit). */
-static void on_hits_timer(uv_timer_t *t)
+ * Redis is away the counts wait (nothing is counted twice, nothing lost but on exit).
+ * @return how many rules' counts wait. */
+static size_t push_hits(struct daemon *d)
 {
-	struct daemon *d = t->data;
 	size_t n;
 	uint64_t other;
 	server_rule_hits(d->server, d->hits, &n, d->hits_max, &other);
@@ -231,7 +232,7 @@ static void on_hits_timer(uv_timer_t *t)
 		}
 	}
 	if (nd == 0 || !d->redis || redis_sync_add_hits(d->redis, d->hits, nd) < 0)
-		return;
+		return nd;
 	/* Pushed: the totals now include them. */
 	for (size_t i = 0; i < nd; i++) {
 		struct rule_hit *was = bsearch(&d->hits[i], d->sent, d->nsent, sizeof(*d->sent), by_tag);
@@ -242,6 +243,12 @@ static void on_hits_timer(uv_timer_t *t)
 			qsort(d->sent, d->nsent, sizeof(*d->sent), by_tag);
 		}
 	}
+	return 0;
+}
+
+static void on_hits_timer(uv_timer_t *t)
+{
+	push_hits(t->data);
 }
 
 /* --report-clients: the workers' denials per client and rule, merged, go to Redis in a script

@@ -421,8 +421,10 @@ enum {
 	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA,
 	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS,
 	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG, OPT_QLOG, OPT_QLOG_SAMPLE, OPT_QLOG_DENIED,
-	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS, OPT_REPORT_MAX
+	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS, OPT_REPORT_MAX, OPT_END
 };
+_Static_assert(OPT_END - OPT_LISTEN <= 64, "options.given has a bit per setting");
+#define GIVEN(opt) ((uint64_t)1 << ((opt) - OPT_LISTEN))
 
 static const struct option LONG_OPTIONS[] = {
 	{"listen", required_argument, NULL, OPT_LISTEN},
@@ -495,6 +497,7 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		 struct list_state *ls, char *err, size_t errlen)
 {
 	unsigned long v;
+	o->given |= GIVEN(opt);
 	switch (opt) {
 	case OPT_LISTEN:
 	case OPT_UPSTREAM: {
@@ -502,7 +505,6 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		struct sockaddr_storage *list = listen ? o->listen : o->upstream;
 		unsigned *n = listen ? &o->nlisten : &o->nupstream;
 		int *flagged = listen ? &ls->listen_from_flags : &ls->upstream_from_flags;
-		o->given |= listen ? OPTIONS_GIVEN_LISTEN : OPTIONS_GIVEN_UPSTREAM;
 		if (from_flags && !*flagged) {
 			*n = 0;
 			*flagged = 1;
@@ -518,10 +520,8 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		if (strlen(val) >= sizeof(o->resolv_conf))
 			return fail(err, errlen, "--%s: path too long: '%s'", name, val);
 		strcpy(o->resolv_conf, val);
-		o->given |= OPTIONS_GIVEN_UPSTREAM;
 		return 0;
 	case OPT_REDIS:
-		o->given |= OPTIONS_GIVEN_REDIS;
 		if (options_parse_redis_url(o, val) < 0)
 			return fail(err, errlen,
 				    "--%s: expected redis://[:PASSWORD@]HOST[:PORT][/DB], got '%s'",
@@ -800,6 +800,7 @@ static int load_config(struct options *o, const char *path, struct list_state *l
 	int lineno = 0, rc = 0;
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
 		lineno++;
+		o->config_unterminated = strchr(line, '\n') == NULL;
 		char *s = line + strspn(line, " \t");
 		s[strcspn(s, "\r\n")] = '\0';
 		if (!*s || *s == '#')
@@ -825,6 +826,28 @@ static int load_config(struct options *o, const char *path, struct list_state *l
 	}
 	fclose(f);
 	return rc;
+}
+
+unsigned options_lost(const struct options *was, const struct options *now, char *names,
+		      size_t cap)
+{
+	uint64_t either = GIVEN(OPT_UPSTREAM) | GIVEN(OPT_RESOLV);
+	uint64_t lost = was->given & ~now->given;
+	if (now->given & either)
+		lost &= ~either;
+	unsigned n = 0;
+	size_t used = 0;
+	names[0] = '\0';
+	for (const struct option *lo = LONG_OPTIONS; lo->name; lo++) {
+		if (lo->val < OPT_LISTEN || lo->val >= OPT_END || !(lost & GIVEN(lo->val)))
+			continue;
+		lost &= ~GIVEN(lo->val); /* Named once (a setting may have two names). */
+		n++;
+		int w = snprintf(names + used, cap - used, "%s%s", used ? ", " : "", lo->name);
+		if (w > 0 && (size_t)w < cap - used)
+			used += (size_t)w;
+	}
+	return n;
 }
 
 int options_parse(struct options *o, int argc, char **argv, char *err, size_t errlen)

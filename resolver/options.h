@@ -96,15 +96,9 @@ struct options {
 	unsigned report_retention_days; /**< Each day's key expires this long after its last write. */
 	unsigned report_max_clients;  /**< Clients per day key; the rest count as "*". */
 	int log_level;                /**< enum log_level. */
-	int given;                    /**< OPTIONS_GIVEN_* of the settings given, not defaulted. */
+	uint64_t given;               /**< Settings given by a flag or the file (bit per setting). */
+	int config_unterminated;      /**< The file's last line has no newline (cut short?). */
 	int check_config;             /**< Print the effective settings and exit. */
-};
-
-/** Settings given by a flag or the file (a reload that loses one is refused). */
-enum {
-	OPTIONS_GIVEN_LISTEN = 1,
-	OPTIONS_GIVEN_UPSTREAM = 2, /**< --upstream or --resolv-conf. */
-	OPTIONS_GIVEN_REDIS = 4,
 };
 
 /** Outcome of options_parse besides errors. */
@@ -149,6 +143,12 @@ int options_is_wildcard(const struct sockaddr_storage *ss);
 /** This host's interface addresses (each as a full-length prefix), at most max, into list.
  *  @return how many. */
 unsigned options_host_addrs(struct options_cidr *list, unsigned max);
+
+/** The settings was was given (by a flag or its file) that now is not, as "a, b" into names
+ *  ("" if none): a file read while half written lacks its last lines, and each would fall back
+ *  to its default. upstream and resolv-conf stand in for each other. @return how many. */
+unsigned options_lost(const struct options *was, const struct options *now, char *names,
+		      size_t cap);
 
 /** Write the effective settings as config-file lines (the Redis password hidden). */
 void options_print(const struct options *o, FILE *f);

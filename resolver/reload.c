@@ -48,6 +48,7 @@ static void on_redis_closed(void *ctx)
 	d->redis = daemon_redis_new(d, o);
 	if (!d->redis) {
 		log_err("SIGHUP: out of memory: no Redis link; the policy in force stays");
+		d->redis_o = NULL; /* The next SIGHUP tries again, whatever Redis it names. */
 		return;
 	}
 	d->redis_o = o;
@@ -85,7 +86,7 @@ static void on_switch_pushes(uv_timer_t *t)
 		return;
 	if (left > 0)
 		log_warn("SIGHUP: the old redis did not confirm %u hit-counter and client-report "
-			 "commands: their counts are lost", left);
+			 "commands in time: their counts may be lost", left);
 	uv_timer_stop(t);
 	close_old(d);
 }
@@ -111,26 +112,23 @@ static void switch_redis(struct daemon *d, const struct options *n)
 	close_old(d);
 }
 
-/* A file read while it was being written lacks its last lines: a setting the running
- * configuration was given and n is not would fall back to its default (another Redis, the
- * loopback port 53, the resolv.conf upstreams). @return 1 (said) when that is so. */
-static int lost_settings(const struct options *was, const struct options *n)
+/* A file read while it was being written lacks its last lines, or ends in the middle of one: a
+ * setting the running configuration was given and n is not would fall back to its default
+ * (another Redis or prefix, a looser --max-shrink, the loopback port 53), and a cut value is
+ * another value. @return 1 (said) when n looks so. */
+static int cut_short(const struct options *was, const struct options *n)
 {
-	static const struct {
-		int bit;
-		const char *name;
-	} given[] = {
-		{OPTIONS_GIVEN_LISTEN, "listen"},
-		{OPTIONS_GIVEN_UPSTREAM, "upstream"},
-		{OPTIONS_GIVEN_REDIS, "redis"},
-	};
-	for (unsigned i = 0; i < sizeof(given) / sizeof(given[0]); i++) {
-		if ((was->given & given[i].bit) && !(n->given & given[i].bit)) {
-			log_err("SIGHUP: the configuration no longer sets %s (a file read while half "
-				"written?): the running configuration stays; to mean the default, "
-				"write it out", given[i].name);
-			return 1;
-		}
+	char names[512];
+	if (n->config_unterminated) {
+		log_err("SIGHUP: the configuration file does not end with a newline (read while half "
+			"written?): the running configuration stays");
+		return 1;
+	}
+	if (options_lost(was, n, names, sizeof(names)) > 0) {
+		log_err("SIGHUP: the configuration no longer sets %s (a file read while half "
+			"written?): the running configuration stays; to mean a default, write it out",
+			names);
+		return 1;
 	}
 	return 0;
 }
@@ -217,7 +215,7 @@ static void on_hup(uv_signal_t *h, int signum)
 		return;
 	}
 	const struct options *was = server_options(d->server);
-	if (lost_settings(was, n)) {
+	if (cut_short(was, n)) {
 		free(n);
 		return;
 	}
@@ -232,7 +230,8 @@ static void on_hup(uv_signal_t *h, int signum)
 	}
 	log_listen_changes(was, n);
 	log_set_level((enum log_level)n->log_level);
-	if (!same_redis(n, d->redis_next ? d->redis_next : d->redis_o))
+	const struct options *linked = d->redis_next ? d->redis_next : d->redis_o;
+	if (!linked || !same_redis(n, linked))
 		switch_redis(d, n);
 	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
 	for (unsigned i = 0; i < n->nupstream; i++) {
@@ -257,6 +256,10 @@ void reload_close(struct daemon *d)
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->redis_switch, NULL);
 	if (d->redis_old) {
+		unsigned left = redis_sync_pushes(d->redis_old);
+		if (left > 0)
+			log_warn("stopping: the old redis did not confirm %u hit-counter and "
+				 "client-report commands: their counts may be lost", left);
 		redis_sync_close(d->redis_old);
 		d->redis_old = NULL;
 	}

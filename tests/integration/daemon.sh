@@ -163,6 +163,14 @@ reload() {
 	printf 'upstream 127.0.0.1:%s\nmax-ttl soon\n' "$F" >"$WORK/live.conf"
 	kill -HUP "$PID_live"
 	wait_for 5 grep -q "the running configuration stays" "$WORK/live.log" || { echo "bad file"; return 1; }
+	# A file read while half written: cut in a line, or without its last lines. Refused (a cut
+	# line is another value; a lost one would fall back to its default).
+	printf 'upstream 127.0.0.1:%s\ndeny-mode sinkhole\nmax-ttl 36' "$F" >"$WORK/live.conf"
+	kill -HUP "$PID_live"
+	wait_for 5 grep -q "does not end with a newline" "$WORK/live.log" || { echo "cut line"; return 1; }
+	printf 'upstream 127.0.0.1:%s\n' "$F" >"$WORK/live.conf"
+	kill -HUP "$PID_live"
+	wait_for 5 grep -q "no longer sets deny-mode" "$WORK/live.log" || { echo "lost line"; return 1; }
 	q "$p" @127.0.0.1 dl.kaspersky.com A +short | grep -qx 0.0.0.0 || { echo "deny mode after"; return 1; }
 	q "$p" @127.0.0.1 after.stream.example A +short | grep -qx 192.0.2.2 || { echo "upstream after"; return 1; }
 	grep "SIGHUP" "$WORK/live.log" | sed 's/^[^ ]* //'
@@ -236,7 +244,8 @@ reload_redis() {
 	local r3
 	r3=$(free_port)
 	start_redis "$r3"
-	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\n' "$F" "$r3" >"$WORK/rr.conf"
+	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\nredis-prefix embargo\n' "$F" "$r3" \
+		>"$WORK/rr.conf"
 	kill -HUP "$PID_rr"
 	wait_for 5 grep -q "redis has none of" "$WORK/rr.log" || { echo "not kept"; return 1; }
 	by_policy "$p" www.three.example && by_policy "$p" www.kaspersky.com || { echo "lifted"; return 1; }
@@ -362,7 +371,7 @@ PY
 	# A file read half written, without its listen lines: refused, not moved to the default.
 	printf 'upstream 127.0.0.1:%s\ndeny-mode sinkhole\n' "$F" >"$WORK/ls.conf"
 	kill -HUP "$pid"
-	wait_for 5 grep -q "the configuration no longer sets listen" "$WORK/ls.log" ||
+	wait_for 5 grep -q "the configuration no longer sets listen (" "$WORK/ls.log" ||
 		{ grep SIGHUP "$WORK/ls.log"; return 1; }
 	# An upstream that is one of our listen addresses would loop: refused too.
 	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\ndeny-mode sinkhole\n' "$p1" "$p1" >"$WORK/ls.conf"

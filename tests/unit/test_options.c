@@ -4,8 +4,11 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "resolver/local.h"
 #include "resolver/options.h"
@@ -169,4 +172,40 @@ Test(options, network_guards)
 			     bad[i][0], bad[i][1]);
 		cr_expect_not_null(strstr(err, bad[i][0]), "%s", err);
 	}
+}
+
+/* A reload's settings against the running ones: what was given and is no longer (a file read
+ * while half written), named; upstream and resolv-conf stand in for each other. */
+Test(options, lost)
+{
+	static struct options was, now;
+	char err[256], names[256];
+	char *a[] = {"embargo", "--upstream", "192.0.2.53", "--redis-prefix", "p", "--max-shrink",
+		     "1", "--deny-mode", "sinkhole", NULL};
+	cr_assert_eq(options_parse(&was, 9, a, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_eq(options_lost(&was, &was, names, sizeof(names)), 0);
+	cr_expect_str_eq(names, "");
+	char *b[] = {"embargo", "--resolv-conf", "/etc/resolv.conf", "--deny-mode", "nxdomain", NULL};
+	cr_assert_eq(options_parse(&now, 5, b, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_eq(options_lost(&was, &now, names, sizeof(names)), 2);
+	cr_expect_str_eq(names, "redis-prefix, max-shrink");
+	cr_expect_eq(options_lost(&now, &was, names, sizeof(names)), 0, "%s", names);
+	cr_expect_eq(now.config_unterminated, 0);
+	/* A file whose last line has no newline (cut in the middle of a value?) says so. */
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/embargo-conf-test-%ld", (long)getpid());
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, "upstream 192.0.2.53\nmax-ttl 36", 30), 30);
+	close(fd);
+	char *c[] = {"embargo", "--config", path, NULL};
+	cr_assert_eq(options_parse(&now, 3, c, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_eq(now.config_unterminated, 1);
+	cr_expect_eq(now.max_ttl, 36);
+	fd = open(path, O_WRONLY | O_APPEND);
+	cr_assert_eq(write(fd, "\n", 1), 1);
+	close(fd);
+	cr_assert_eq(options_parse(&now, 3, c, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_eq(now.config_unterminated, 0);
+	unlink(path);
 }
