@@ -387,6 +387,26 @@ check "SIGHUP: a listen address added opens, one dropped closes (its TCP connect
 # A privileged port added by SIGHUP: refused with the reason once embargo has dropped root;
 # opened when it runs as the systemd unit runs it (an unprivileged user that keeps
 # CAP_NET_BIND_SERVICE as an ambient capability).
+# priv_start NAME PORT [LAUNCHER...] -- [EMBARGO ARGS...]: embargo on PORT from $dir/NAME.conf
+# (readable by nobody), started through LAUNCHER (setpriv ...) if any; its pid in pid.
+priv_start() {
+	local name=$1 port=$2
+	shift 2
+	local launch=()
+	while [ "$1" != "--" ]; do launch+=("$1"); shift; done
+	shift
+	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\n' "$F" "$port" >"$dir/$name.conf"
+	chmod 644 "$dir/$name.conf"
+	"${launch[@]}" "$EMBARGO" --config "$dir/$name.conf" --redis "$NOREDIS" --snapshot off "$@" \
+		>"$WORK/priv-$name.log" 2>&1 &
+	pid=$!
+	PIDS+=($pid)
+	wait_for 10 grep -q "serving on" "$WORK/priv-$name.log" || { cat "$WORK/priv-$name.log"; return 1; }
+	# Then the low port is added.
+	printf 'listen 127.0.0.1:%s\n' "$low" >>"$dir/$name.conf"
+	kill -HUP "$pid"
+}
+
 reload_privileged() {
 	[ "$(id -u)" -eq 0 ] || { echo "not root (skipped)"; return 0; }
 	local dir=$WORK/priv p low=0 x pid
@@ -396,34 +416,15 @@ reload_privileged() {
 	[ "$low" -gt 0 ] || { echo "no free port below 1000 (skipped)"; return 0; }
 	mkdir -p "$dir" && chmod 755 "$WORK" "$dir"
 	p=$(free_port)
-	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\n' "$F" "$p" >"$dir/a.conf"
-	chmod 644 "$dir/a.conf"
-	"$EMBARGO" --config "$dir/a.conf" --redis "$NOREDIS" --snapshot off --user nobody \
-		>"$WORK/priv-a.log" 2>&1 &
-	pid=$!
-	PIDS+=($pid)
-	wait_for 10 grep -q "serving on" "$WORK/priv-a.log" || { cat "$WORK/priv-a.log"; return 1; }
-	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\nlisten 127.0.0.1:%s\n' "$F" "$p" "$low" \
-		>"$dir/a.conf"
-	kill -HUP "$pid"
+	priv_start a "$p" -- --user nobody || return 1
 	wait_for 5 grep -q "cannot listen on UDP 127.0.0.1:$low: Permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE" "$WORK/priv-a.log" ||
 		{ grep SIGHUP "$WORK/priv-a.log"; return 1; }
 	q "$p" @127.0.0.1 localhost A +short | grep -qx 127.0.0.1 || { echo "not serving after"; return 1; }
 	kill "$pid"
 	wait "$pid"
-	p=$(free_port)
-	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\n' "$F" "$p" >"$dir/b.conf"
-	chmod 644 "$dir/b.conf"
-	setpriv --reuid nobody --regid nogroup --clear-groups --inh-caps +net_bind_service \
-		--ambient-caps +net_bind_service "$EMBARGO" --config "$dir/b.conf" --redis "$NOREDIS" \
-		--snapshot off >"$WORK/priv-b.log" 2>&1 &
-	pid=$!
-	PIDS+=($pid)
-	wait_for 10 grep -q "serving on" "$WORK/priv-b.log" || { cat "$WORK/priv-b.log"; return 1; }
+	priv_start b "$(free_port)" setpriv --reuid nobody --regid nogroup --clear-groups \
+		--inh-caps +net_bind_service --ambient-caps +net_bind_service -- || return 1
 	grep -E "^(Uid|CapEff):" "/proc/$pid/status"
-	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\nlisten 127.0.0.1:%s\n' "$F" "$p" "$low" \
-		>"$dir/b.conf"
-	kill -HUP "$pid"
 	wait_for 5 grep -q "listening now on 127.0.0.1:$low too" "$WORK/priv-b.log" ||
 		{ grep SIGHUP "$WORK/priv-b.log"; return 1; }
 	q "$low" @127.0.0.1 localhost A +short | grep -qx 127.0.0.1 || { echo "port $low not answering"; return 1; }
