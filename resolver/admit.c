@@ -158,6 +158,7 @@ admit_t *admit_new(const struct options *o)
 int admit_reconfigure(admit_t *a, const struct options *o)
 {
 	unsigned n;
+	a->o = o; /* Even when the list cannot change: the old options may be freed. */
 	struct options_acl_rule *rules = make_rules(o, &n);
 	if (!rules)
 		return -ENOMEM;
@@ -165,7 +166,6 @@ int admit_reconfigure(admit_t *a, const struct options *o)
 	a->rules = rules;
 	a->nrules = n;
 	memset(a->memo, 0, sizeof(a->memo)); /* Answers of the old list. */
-	a->o = o;
 	return 0;
 }
 

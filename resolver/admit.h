@@ -28,7 +28,8 @@ admit_t *admit_new(const struct options *o);
 void admit_free(admit_t *a);
 
 /** Take o's access list and limits (o borrowed as in admit_new), keeping the rate windows and
- *  the pending shares. @return 0, or -ENOMEM (then a is unchanged). */
+ *  the pending shares. @return 0, or -ENOMEM (then the access list stays as it was; the
+ *  limits are o's, and a no longer reads the old options). */
 int admit_reconfigure(admit_t *a, const struct options *o);
 
 /** The access-list action for a client address: OPTIONS_ACL_*. */

@@ -97,6 +97,11 @@ static void on_reclaim(uv_timer_t *t)
 {
 	struct daemon *d = t->data;
 	const policy_t *current = policy_store_current(d->store);
+	/* The settings of reloads that no worker reads any more go (a Redis link's stay). */
+	if (d->server) {
+		const struct options *pinned[] = {d->redis_o, d->redis_next};
+		server_reclaim(d->server, pinned, 2);
+	}
 	/* Once a replaced policy is freed, give its pages back: glibc keeps them otherwise, and a
 	 * big policy left behind would double the daemon's footprint. */
 	if (policy_store_reclaim(d->store) == 0 && current != d->trimmed_for) {

@@ -114,10 +114,11 @@ static void latency_metrics(struct text *t, const struct metrics_sources *src)
 	}
 	family(t, "embargo_upstream_duration_seconds", "histogram",
 	       "Time from sending a question over UDP to an upstream to its accepted answer.");
-	const struct options *o = server_options(src->server);
-	for (unsigned i = 0; i < o->nupstream; i++) {
+	struct sockaddr_storage up[OPTIONS_MAX_ADDRS];
+	unsigned n = server_upstreams(src->server, up);
+	for (unsigned i = 0; i < n; i++) {
 		char addr[80];
-		options_format_addr(&o->upstream[i], addr, sizeof(addr));
+		options_format_addr(&up[i], addr, sizeof(addr));
 		server_upstream_latency(src->server, i, bucket, &sum);
 		snprintf(labels, sizeof(labels), "upstream=\"%s\",", addr);
 		histogram(t, "embargo_upstream_duration_seconds", labels, bucket, sum);

@@ -57,7 +57,10 @@ static void retire_upstreams(struct worker *w, int all)
 		}
 		add_upstream_stats(&w->up_retired, upstream_stats(u));
 		upstream_close(u);
-		w->up_old[i] = w->up_old[--w->nup_old];
+		w->nup_old--;
+		w->up_old[i] = w->up_old[w->nup_old];
+		w->up_old_gen[i] = w->up_old_gen[w->nup_old];
+		w->gen_changed = 1;
 	}
 }
 
@@ -121,8 +124,10 @@ static void take_reload(struct worker *w)
 					? upstream_new(&w->loop, r->o, query_upstream_answer, w, &rc)
 					: NULL;
 		if (u) {
+			w->up_old_gen[w->nup_old] = w->up_gen;
 			w->up_old[w->nup_old++] = w->up;
 			w->up = u;
+			w->up_gen = r->gen;
 			upstream_set_latency(u, r->o->metrics.ss_family ? w->lat_up : NULL);
 			/* A position that now holds another upstream starts its histogram again. */
 			for (unsigned i = 0; i < OPTIONS_MAX_ADDRS; i++)
@@ -136,7 +141,23 @@ static void take_reload(struct worker *w)
 		}
 	}
 	w->o = r->o;
+	w->o_gen = r->gen;
 	w->local = r->local;
+	w->gen_changed = 1;
+}
+
+/* Show the main thread which reloads w reads (server_reclaim). */
+static void show_gens(struct worker *w)
+{
+	uv_mutex_lock(&w->server->gens_lock);
+	unsigned n = 0;
+	w->shown_gens[n++] = w->o_gen;
+	w->shown_gens[n++] = w->up_gen;
+	for (unsigned i = 0; i < w->nup_old; i++)
+		w->shown_gens[n++] = w->up_old_gen[i];
+	w->nshown_gens = n;
+	uv_mutex_unlock(&w->server->gens_lock);
+	w->gen_changed = 0;
 }
 
 static void publish_stats(struct worker *w)
@@ -170,6 +191,8 @@ static void on_prepare(uv_prepare_t *h)
 	struct worker *w = h->data;
 	udp_flush(w);
 	publish_stats(w);
+	if (w->gen_changed)
+		show_gens(w); /* The handles closed in the last iteration are gone now. */
 	/* The loop may block now: this worker holds no policy snapshot until its next callback. */
 	policy_store_quiescent(w->reader);
 }
@@ -377,17 +400,27 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 		return -ENOMEM;
 	}
 	memset(s->workers, 0, s->nworkers * sizeof(struct worker));
-	atomic_init(&s->current, o);
+	s->current = o;
+	memcpy(s->upstreams, o->upstream, sizeof(s->upstreams));
+	s->nupstreams = o->nupstream;
 	for (unsigned i = 0; i < s->nworkers; i++)
 		s->workers[i].timed = o->metrics.ss_family != 0;
-	for (unsigned i = 0; i < o->nlisten; i++) {
+	rc = 0;
+	for (unsigned i = 0; i < o->nlisten && rc == 0; i++)
 		rc = check_free(&o->listen[i], err, errlen);
-		if (rc < 0) {
-			free(s->workers);
-			local_free(s->local);
-			free(s);
-			return rc;
-		}
+	if (rc == 0 && uv_mutex_init(&s->upstreams_lock) < 0) {
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+	} else if (rc == 0 && uv_mutex_init(&s->gens_lock) < 0) {
+		uv_mutex_destroy(&s->upstreams_lock);
+		snprintf(err, errlen, "out of memory");
+		rc = -ENOMEM;
+	}
+	if (rc < 0) {
+		free(s->workers);
+		local_free(s->local);
+		free(s);
+		return rc;
 	}
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		rc = worker_init(s, &s->workers[i], i, err, errlen);
@@ -449,6 +482,8 @@ void server_free(server_t *s)
 		free(s->reloads[i]);
 	}
 	free(s->reloads);
+	uv_mutex_destroy(&s->upstreams_lock);
+	uv_mutex_destroy(&s->gens_lock);
 	free(s);
 }
 
@@ -524,7 +559,55 @@ void server_upstream_latency(server_t *s, unsigned i, uint64_t bucket[LATENCY_BU
 
 const struct options *server_options(server_t *s)
 {
-	return atomic_load_explicit(&s->current, memory_order_acquire);
+	return s->current;
+}
+
+unsigned server_upstreams(server_t *s, struct sockaddr_storage out[OPTIONS_MAX_ADDRS])
+{
+	uv_mutex_lock(&s->upstreams_lock);
+	unsigned n = s->nupstreams;
+	memcpy(out, s->upstreams, n * sizeof(*out));
+	uv_mutex_unlock(&s->upstreams_lock);
+	return n;
+}
+
+/* May any worker still read reload r? */
+static int reload_read(server_t *s, const struct server_reload *r)
+{
+	for (unsigned i = 0; i < s->nworkers; i++) {
+		const struct worker *w = &s->workers[i];
+		if (w->shown_gens[0] < r->gen)
+			return 1; /* It has not passed r: it may be taking it on right now. */
+		for (unsigned k = 0; k < w->nshown_gens; k++)
+			if (w->shown_gens[k] == r->gen)
+				return 1;
+	}
+	return 0;
+}
+
+unsigned server_reclaim(server_t *s, const struct options *const *pinned, unsigned npinned)
+{
+	if (s->nreloads < 2)
+		return 0; /* The newest is in force. */
+	unsigned freed = 0, kept = 0;
+	uv_mutex_lock(&s->gens_lock);
+	for (unsigned i = 0; i < s->nreloads; i++) {
+		struct server_reload *r = s->reloads[i];
+		int pin = r->o == s->current || reload_read(s, r);
+		for (unsigned k = 0; k < npinned; k++)
+			pin |= r->o == pinned[k];
+		if (pin) {
+			s->reloads[kept++] = r;
+			continue;
+		}
+		local_free(r->local);
+		free(r->o);
+		free(r);
+		freed++;
+	}
+	uv_mutex_unlock(&s->gens_lock);
+	s->nreloads = kept;
+	return freed;
 }
 
 size_t server_client_report(server_t *s, void (*fn)(void *ctx, const struct client_denial *d),
@@ -612,8 +695,13 @@ int server_reload(server_t *s, struct options *o, local_t *local, char *err, siz
 		return -ENOMEM;
 	r->o = o;
 	r->local = local;
+	r->gen = ++s->gen;
 	s->reloads[s->nreloads++] = r;
-	atomic_store_explicit(&s->current, o, memory_order_release);
+	s->current = o;
+	uv_mutex_lock(&s->upstreams_lock);
+	memcpy(s->upstreams, o->upstream, sizeof(s->upstreams));
+	s->nupstreams = o->nupstream;
+	uv_mutex_unlock(&s->upstreams_lock);
 	for (unsigned i = 0; i < s->nworkers; i++) {
 		atomic_store_explicit(&s->workers[i].reload, r, memory_order_release);
 		if (s->workers[i].started == 1)

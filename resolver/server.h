@@ -120,14 +120,23 @@ void server_upstream_latency(server_t *s, unsigned i, uint64_t bucket[LATENCY_BU
 size_t server_client_report(server_t *s, void (*fn)(void *ctx, const struct client_denial *d),
 			    void *ctx, uint64_t *dropped);
 
-/** The options in force: those the server started with, or the newest reload's. Any thread;
- *  valid until the server is freed. */
+/** The options in force: those the server started with, or the newest reload's. The thread
+ *  that calls server_reload() only; valid until the next server_reclaim(). */
 const struct options *server_options(server_t *s);
+
+/** The upstream addresses in force into out (any thread). @return how many. */
+unsigned server_upstreams(server_t *s, struct sockaddr_storage out[OPTIONS_MAX_ADDRS]);
+
+/** Free the reloads' options and local answers that no worker reads any more (each worker
+ *  says which at its next loop iteration) but those in force and pinned[0..npinned) (held by
+ *  the caller, e.g. a Redis link's). The thread that calls server_reload(), now and then.
+ *  @return how many were freed. */
+unsigned server_reclaim(server_t *s, const struct options *const *pinned, unsigned npinned);
 
 /** A configuration re-read on SIGHUP: each worker takes on o and local between two queries,
  *  and listens on o's addresses (those it keeps go on untouched; those it drops close, with any
  *  answer still due on them over UDP; TCP connections they accepted go on). The server owns o
- *  and local from now on (freed with it). Threads, the cache and the Redis settings stay as they
+ *  and local from now on (server_reclaim frees them once no worker reads them). Threads, the cache and the Redis settings stay as they
  *  were (the caller keeps those fields of o as they were).
  *  @return 0; or a negative errno with the reason in err (the caller keeps ownership): an
  *  upstream that is one of o's listen addresses, a new listen address that cannot be bound (in

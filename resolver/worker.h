@@ -78,6 +78,13 @@ struct worker {
 	struct upstream_stats up_retired; /* Of upstreams replaced by a reload, summed. */
 	upstream_t *up_old[4];   /* Replaced by a reload: answering what they still hold. */
 	unsigned nup_old;
+	/* The reload generation (0: the start's) of the options w->o, w->up and each up_old side
+	 * read. They are shown to the main thread (under server.gens_lock) at the next on_prepare,
+	 * when the handles closed meanwhile are gone; a reload no worker shows and every worker
+	 * has passed may be freed (server_reclaim). */
+	unsigned o_gen, up_gen, up_old_gen[4];
+	int gen_changed;
+	unsigned shown_gens[6], nshown_gens; /* [0] is o_gen: the newest this worker took. */
 	const local_t *local;    /* The local answers in force (the server's, or a reload's). */
 	_Atomic(const struct server_reload *) reload; /* A new configuration to take on. */
 	/* st, published once per loop iteration for other threads to read. */
@@ -93,18 +100,25 @@ struct worker {
 struct server_reload {
 	struct options *o; /* Owned by the server. */
 	local_t *local;    /* Owned by the server. */
+	unsigned gen;      /* 1, 2, ...: the start's options are 0. */
 };
 
 struct server {
 	const struct options *o;
-	_Atomic(const struct options *) current; /* o, or the newest reload's (for the metrics). */
+	const struct options *current; /* o, or the newest reload's (the main thread's). */
 	policy_store_t *store;
 	cache_t *cache;
 	local_t *local; /* Owned. */
-	/* Every reload's options and local answers, kept until the server is freed (a worker may
-	 * still read the older ones until it takes on the newest). */
+	/* The reloads' options and local answers, oldest first, each kept until no worker reads
+	 * it (server_reclaim). */
 	struct server_reload **reloads; /* Each allocated alone: workers hold pointers to them. */
 	unsigned nreloads;
+	unsigned gen;                  /* The newest reload's. */
+	uv_mutex_t gens_lock; /* The workers' shown_gens. */
+	/* The upstream addresses in force, for the metrics thread. */
+	uv_mutex_t upstreams_lock;
+	struct sockaddr_storage upstreams[OPTIONS_MAX_ADDRS];
+	unsigned nupstreams;
 	unsigned nworkers;
 	struct worker *workers;
 	/* A held policy load, for status answers (server_set_hold). */

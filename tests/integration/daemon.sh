@@ -434,6 +434,43 @@ reload_privileged() {
 }
 check "SIGHUP adds a port below 1024: refused once root is dropped, opened with CAP_NET_BIND_SERVICE" reload_privileged
 
+# 300 reloads, each a new configuration: the settings no worker reads any more are freed, so the
+# daemon does not grow with them (each kept cost about 47 KB: 14 MB here). Sanitizer builds
+# keep freed memory in quarantine: there the RSS says nothing and is not checked.
+reload_memory() {
+	local p pid a b i
+	p=$(free_port)
+	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\ndeny-mode nxdomain\n' "$F" "$p" >"$WORK/mem.conf"
+	"$EMBARGO" --config "$WORK/mem.conf" --redis "$NOREDIS" --snapshot off --threads 2 \
+		>"$WORK/mem.log" 2>&1 &
+	pid=$!
+	PIDS+=($pid)
+	wait_for 10 grep -q "serving on" "$WORK/mem.log" || { cat "$WORK/mem.log"; return 1; }
+	for i in $(seq 1 20); do kill -HUP "$pid"; sleep 0.01; done
+	sleep 0.3
+	a=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
+	for i in $(seq 1 300); do
+		printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\ndeny-mode %s\n' "$F" "$p" \
+			"$([ $((i % 2)) = 0 ] && echo nxdomain || echo refused)" >"$WORK/mem.conf"
+		kill -HUP "$pid"
+		sleep 0.01
+	done
+	wait_for 10 eval "[ \$(grep -c 'configuration read again' '$WORK/mem.log') -ge 300 ]" ||
+		{ echo "reloads: $(grep -c 'configuration read again' "$WORK/mem.log")"; return 1; }
+	q "$p" @127.0.0.1 dl.kaspersky.com A | grep -q "status: NXDOMAIN" || { echo "deny mode"; return 1; }
+	sleep 0.3
+	b=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
+	echo "RSS after 20 reloads: $a kB; after 320: $b kB"
+	if grep -qE '^SAN_CFLAGS = .' "$(dirname "$EMBARGO")/../Makefile" 2>/dev/null; then
+		echo "(sanitizer build: not checked)"
+	else
+		[ $((b - a)) -lt 3000 ] || { echo "grew $((b - a)) kB"; return 1; }
+	fi
+	kill "$pid"
+	wait "$pid"
+}
+check "300 reloads: the settings no worker reads any more are freed (RSS grows less than 3 MB)" reload_memory
+
 # --log-level warn: the info lines are gone, the warnings stay.
 log_level() {
 	local p
