@@ -828,6 +828,13 @@ static int load_config(struct options *o, const char *path, struct list_state *l
 	return rc;
 }
 
+void options_clear(struct options *o)
+{
+	for (unsigned i = 0; i < o->nlocal_data; i++)
+		free((void *)o->local_data[i]);
+	o->nlocal_data = 0;
+}
+
 unsigned options_lost(const struct options *was, const struct options *now, char *names,
 		      size_t cap)
 {

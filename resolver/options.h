@@ -83,7 +83,7 @@ struct options {
 	int prefetch;                 /**< Refresh entries asked for in their last tenth of TTL. */
 	int upstream_trust_ad;        /**< Pass the upstreams' AD bit (to DO or AD clients). */
 	uint64_t local_off[2];        /**< Default local zones handed back (local_zone_off bits). */
-	const char *local_data[OPTIONS_MAX_LOCAL_DATA]; /**< "NAME TYPE RDATA" (process lifetime). */
+	const char *local_data[OPTIONS_MAX_LOCAL_DATA]; /**< "NAME TYPE RDATA" (options_clear). */
 	unsigned nlocal_data;
 	int cookies;                  /**< DNS cookies toward upstreams. */
 	struct sockaddr_storage metrics; /**< The metrics endpoint; ss_family 0: none. */
@@ -143,6 +143,9 @@ int options_is_wildcard(const struct sockaddr_storage *ss);
 /** This host's interface addresses (each as a full-length prefix), at most max, into list.
  *  @return how many. */
 unsigned options_host_addrs(struct options_cidr *list, unsigned max);
+
+/** Free what options_parse() allocated for o (the local data lines); o itself is the caller's. */
+void options_clear(struct options *o);
 
 /** The settings was was given (by a flag or its file) that now is not, as "a, b" into names
  *  ("" if none): a file read while half written lacks its last lines, and each would fall back

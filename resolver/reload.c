@@ -211,11 +211,13 @@ static void on_hup(uv_signal_t *h, int signum)
 	int rc = options_parse(n, d->argc, d->argv, err, sizeof(err));
 	if (rc != OPTIONS_RUN) {
 		log_err("SIGHUP: %s: the running configuration stays", rc < 0 ? err : "nothing to run");
+		options_clear(n);
 		free(n);
 		return;
 	}
 	const struct options *was = server_options(d->server);
 	if (cut_short(was, n)) {
+		options_clear(n);
 		free(n);
 		return;
 	}
@@ -225,6 +227,7 @@ static void on_hup(uv_signal_t *h, int signum)
 	if (!local || server_reload(d->server, n, local, err, sizeof(err)) < 0) {
 		log_err("SIGHUP: %s: the running configuration stays", err);
 		local_free(local);
+		options_clear(n);
 		free(n);
 		return;
 	}

@@ -118,22 +118,23 @@ static void take_reload(struct worker *w)
 		reopen_listeners(w, r->o);
 	if (admit_reconfigure(w->admit, r->o) < 0)
 		log_warn("worker %u: out of memory: the access list stays as it was", w->index);
-	if (!same_upstreams(w->o, r->o)) {
+	if (!same_upstreams(w->up_o, r->o)) {
 		int rc;
 		upstream_t *u = w->nup_old < sizeof(w->up_old) / sizeof(w->up_old[0])
 					? upstream_new(&w->loop, r->o, query_upstream_answer, w, &rc)
 					: NULL;
 		if (u) {
+			const struct options *was = w->up_o;
 			w->up_old_gen[w->nup_old] = w->up_gen;
 			w->up_old[w->nup_old++] = w->up;
 			w->up = u;
+			w->up_o = r->o;
 			w->up_gen = r->gen;
 			upstream_set_latency(u, r->o->metrics.ss_family ? w->lat_up : NULL);
 			/* A position that now holds another upstream starts its histogram again. */
 			for (unsigned i = 0; i < OPTIONS_MAX_ADDRS; i++)
-				if (i >= r->o->nupstream || i >= w->o->nupstream ||
-				    memcmp(&w->o->upstream[i], &r->o->upstream[i],
-					   options_addr_len(&r->o->upstream[i])) != 0)
+				if (i >= r->o->nupstream || i >= was->nupstream ||
+				    !options_same_addr(&was->upstream[i], &r->o->upstream[i]))
 					latency_clear(&w->lat_up[i]);
 		} else {
 			log_warn("worker %u: cannot change upstreams now (too many reloads at once, or "
@@ -309,6 +310,7 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	if (w->report)
 		uv_timer_start(&w->report_timer, on_report_timer, SERVER_REPORT_MS, SERVER_REPORT_MS);
 	w->up = upstream_new(&w->loop, o, query_upstream_answer, w, &rc);
+	w->up_o = o;
 	if (!w->up) {
 		snprintf(err, errlen, "cannot open upstream sockets: %s", uv_strerror(rc));
 		return rc;
@@ -478,6 +480,7 @@ void server_free(server_t *s)
 	local_free(s->local);
 	for (unsigned i = 0; i < s->nreloads; i++) {
 		local_free(s->reloads[i]->local);
+		options_clear(s->reloads[i]->o);
 		free(s->reloads[i]->o);
 		free(s->reloads[i]);
 	}
@@ -589,25 +592,29 @@ unsigned server_reclaim(server_t *s, const struct options *const *pinned, unsign
 {
 	if (s->nreloads < 2)
 		return 0; /* The newest is in force. */
-	unsigned freed = 0, kept = 0;
+	/* Those to free go to the end of the array (the lock only guards the workers' gens). */
+	unsigned kept = 0, n = s->nreloads;
 	uv_mutex_lock(&s->gens_lock);
-	for (unsigned i = 0; i < s->nreloads; i++) {
+	for (unsigned i = 0; i < n; i++) {
 		struct server_reload *r = s->reloads[i];
 		int pin = r->o == s->current || reload_read(s, r);
 		for (unsigned k = 0; k < npinned; k++)
 			pin |= r->o == pinned[k];
 		if (pin) {
+			s->reloads[i] = s->reloads[kept];
 			s->reloads[kept++] = r;
-			continue;
 		}
-		local_free(r->local);
-		free(r->o);
-		free(r);
-		freed++;
 	}
 	uv_mutex_unlock(&s->gens_lock);
+	for (unsigned i = kept; i < n; i++) {
+		struct server_reload *r = s->reloads[i];
+		local_free(r->local);
+		options_clear(r->o);
+		free(r->o);
+		free(r);
+	}
 	s->nreloads = kept;
-	return freed;
+	return n - kept;
 }
 
 size_t server_client_report(server_t *s, void (*fn)(void *ctx, const struct client_denial *d),

@@ -53,6 +53,7 @@ struct worker {
 	struct udp_state *udp;   /* udp.c's */
 	struct tcp_state *tcp;   /* tcp.c's */
 	upstream_t *up;
+	const struct options *up_o; /* The options up was made with (a reload may keep it). */
 	admit_t *admit;
 	rule_hits_t *hits;       /* Denials per rule (metrics). */
 	client_report_t *report; /* Denials per client (--report-clients); NULL: off. */
