@@ -371,6 +371,12 @@ PY
 	wait_for 5 grep -q "cannot listen on UDP 127.0.0.1:$g: Address already in use (another program holds it): the running configuration stays" "$WORK/ls.log" ||
 		{ grep SIGHUP "$WORK/ls.log"; return 1; }
 	q "$p1" @127.0.0.1 localhost A +short | grep -qx 127.0.0.1 || { echo "p1 closed by a refused reload"; return 1; }
+	# A wildcard over an address we serve on the same port: refused, with the way round it.
+	printf 'upstream 127.0.0.1:%s\nlisten 127.0.0.1:%s\nlisten 127.0.0.1:%s\nlisten 0.0.0.0:%s\nlisten 0.0.0.0:%s\n' \
+		"$F" "$p1" "$p3" "$p4" "$p1" >"$WORK/ls.conf"
+	kill -HUP "$pid"
+	wait_for 5 grep -q "cannot listen on UDP 0.0.0.0:$p1: Address already in use (it overlaps 127.0.0.1:$p1, which embargo listens on: drop that one in one reload and add this one in the next" "$WORK/ls.log" ||
+		{ grep SIGHUP "$WORK/ls.log"; return 1; }
 	# A file read half written, without its listen lines: refused, not moved to the default.
 	printf 'upstream 127.0.0.1:%s\ndeny-mode sinkhole\n' "$F" >"$WORK/ls.conf"
 	kill -HUP "$pid"
