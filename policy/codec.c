@@ -1,12 +1,15 @@
 /* Snapshot codec. The body is written first so that the header can carry its checksum; reading
  * parses the header, checks the checksum over the header and body, then feeds the body lines to
- * a builder in batches (policy_builder_put_many), and finally checks the count and version, so a
+ * a builder in batches (policy_builder_put_many), and finally checks the count and digest, so a
  * snapshot is refused whole or read whole. */
 #include "config.h"
 
 #include "policy/codec.h"
 
+#include "policy/digest.h"
 #include "policy/fnv.h"
+
+#include <nettle/sha2.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -18,10 +21,21 @@
 #define HEADER_MAX 512 /* Longer than any header we write (about 250 octets at most). */
 #define BATCH 256      /* Body entries handed to the builder at once. */
 
-/* The checksum of a header's checked part and the body. */
+/* The checksum of formats 1 and 2 over a header's checked part and the body. */
 static uint64_t checksum(const char *head, size_t hlen, const char *body, size_t blen)
 {
 	return fnv_bytes(fnv_bytes(FNV_BASIS, head, hlen), body, blen);
+}
+
+/* The checksum of format 3: SHA-256 of the same. */
+static void checksum3(const char *head, size_t hlen, const char *body, size_t blen,
+		      struct digest *d)
+{
+	struct sha256_ctx c;
+	sha256_init(&c);
+	sha256_update(&c, hlen, (const uint8_t *)head);
+	sha256_update(&c, blen, (const uint8_t *)body);
+	sha256_digest(&c, DIGEST_LEN, d->b);
 }
 
 static int prefix_is_valid(const char *prefix)
@@ -83,16 +97,16 @@ int codec_encode(const policy_t *p, const struct codec_meta *meta, char **out, s
 			goto nomem;
 		rules++;
 	}
-	char header[HEADER_MAX];
+	char header[HEADER_MAX], hex[DIGEST_HEX + 1];
+	digest_hex(&policy_stats(p)->digest, hex);
 	int hlen = snprintf(header, sizeof(header),
-			    MAGIC "%d rules=%zu version=%016" PRIx64 " saved=%" PRId64
-				  " prefix=%s db=%d",
-			    CODEC_FORMAT, rules, policy_stats(p)->version, meta->saved_at,
-			    meta->prefix, meta->db);
+			    MAGIC "%d rules=%zu digest=%s saved=%" PRId64 " prefix=%s db=%d",
+			    CODEC_FORMAT, rules, hex, meta->saved_at, meta->prefix, meta->db);
 	/* The checksum covers the whole header before it, format included, and the body. */
-	uint64_t sum = checksum(header, (size_t)hlen, body.bytes, body.len);
-	hlen += snprintf(header + hlen, sizeof(header) - (size_t)hlen, " checksum=%016" PRIx64 "\n",
-			 sum);
+	struct digest sum;
+	checksum3(header, (size_t)hlen, body.bytes, body.len, &sum);
+	digest_hex(&sum, hex);
+	hlen += snprintf(header + hlen, sizeof(header) - (size_t)hlen, " checksum=%s\n", hex);
 	char *all = malloc((size_t)hlen + body.len + 1);
 	if (!all)
 		goto nomem;
@@ -110,8 +124,8 @@ nomem:
 
 /* Parse the header line h (NUL-terminated): 0 with *meta, *rules, *version and *checked (the
  * length of h the checksum covers, from *check_from), -EPROTONOSUPPORT or -EBADMSG. */
-static int parse_header(const char *h, struct codec_meta *meta, size_t *rules, uint64_t *version,
-			uint64_t *sum, size_t *check_from, size_t *checked)
+static int parse_header(const char *h, struct codec_meta *meta, size_t *rules,
+			struct digest *digest, struct digest *sum, size_t *check_from, size_t *checked)
 {
 	if (strncmp(h, MAGIC, strlen(MAGIC)) != 0)
 		return -EBADMSG;
@@ -125,34 +139,46 @@ static int parse_header(const char *h, struct codec_meta *meta, size_t *rules, u
 	if (!digits || (*f != ' ' && *f != '\0'))
 		return -EBADMSG;
 	meta->format = format;
-	if (format != 1 && format != 2)
+	if (format < 1 || format > 3)
 		return -EPROTONOSUPPORT;
 	if (*f++ != ' ')
 		return -EBADMSG;
 	int end_fields = 0;
-	if (format == 1) {
+	uint64_t version;
+	char dhex[DIGEST_HEX + 1];
+	memset(digest, 0, sizeof(*digest)); /* Formats 1 and 2 carry only a 64-bit sum. */
+	if (format == 3) {
+		if (sscanf(f, "rules=%zu digest=%64[0-9a-f] saved=%" SCNd64 " prefix=%63[^ \t] db=%d%n",
+			   rules, dhex, &meta->saved_at, meta->prefix, &meta->db, &end_fields) != 5 ||
+		    digest_parse(dhex, strlen(dhex), digest) < 0)
+			return -EBADMSG;
+		*check_from = 0;
+	} else if (format == 1) {
 		/* Written by the first embargo, which had only the default prefix and database. */
 		strcpy(meta->prefix, "embargo");
 		meta->db = 0;
 		if (sscanf(f, "rules=%zu version=%" SCNx64 " saved=%" SCNd64 "%n",
-			   rules, version, &meta->saved_at, &end_fields) != 3)
+			   rules, &version, &meta->saved_at, &end_fields) != 3)
 			return -EBADMSG;
 		*check_from = (size_t)(f - h); /* Format 1 checked its fields only. */
 	} else {
 		if (sscanf(f, "rules=%zu version=%" SCNx64 " saved=%" SCNd64 " prefix=%63[^ \t] db=%d%n",
-			   rules, version, &meta->saved_at, meta->prefix, &meta->db, &end_fields) != 5)
+			   rules, &version, &meta->saved_at, meta->prefix, &meta->db, &end_fields) != 5)
 			return -EBADMSG;
 		*check_from = 0;
 	}
 	/* The checksum does not cover itself: only its one spelling is accepted. */
 	const char *c = f + end_fields;
-	if (!end_fields || strncmp(c, " checksum=", 10) != 0 || strlen(c) != 10 + 16)
+	size_t ndigits = format == 3 ? DIGEST_HEX : 16;
+	if (!end_fields || strncmp(c, " checksum=", 10) != 0 || strlen(c) != 10 + ndigits)
 		return -EBADMSG;
-	*sum = 0;
-	for (c += 10; *c; c++) {
-		if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+	memset(sum, 0, sizeof(*sum));
+	for (size_t i = 0; i < ndigits; i++) {
+		char x = c[10 + i];
+		if (!((x >= '0' && x <= '9') || (x >= 'a' && x <= 'f')))
 			return -EBADMSG;
-		*sum = *sum << 4 | (uint64_t)(*c <= '9' ? *c - '0' : *c - 'a' + 10);
+		/* Formats 1 and 2: the 64-bit sum, big-endian, in the first 8 octets. */
+		sum->b[i / 2] |= (uint8_t)((x <= '9' ? x - '0' : x - 'a' + 10) << ((i & 1) ? 0 : 4));
 	}
 	*checked = (size_t)(f - h) + (size_t)end_fields - *check_from;
 	return 0;
@@ -176,16 +202,22 @@ int codec_decode(const char *text, size_t len, policy_t **out, struct codec_meta
 		return -EBADMSG;
 	struct codec_meta m = {0};
 	size_t rules, from, checked;
-	uint64_t version, sum;
-	int rc = parse_header(header, &m, &rules, &version, &sum, &from, &checked);
+	struct digest digest, sum;
+	int rc = parse_header(header, &m, &rules, &digest, &sum, &from, &checked);
 	if (rc < 0) {
 		meta->format = m.format;
 		return rc;
 	}
 	const char *body = nl + 1;
 	size_t blen = len - (size_t)(body - text);
-	if (checksum(header + from, checked, body, blen) != sum)
+	if (m.format == 3) {
+		struct digest got;
+		checksum3(header, checked, body, blen, &got);
+		if (!digest_is_equal(&got, &sum))
+			return -EBADMSG;
+	} else if (checksum(header + from, checked, body, blen) != digest_u64(&sum)) {
 		return -EBADMSG;
+	}
 
 	policy_builder_t *b = policy_builder_new();
 	if (!b)
@@ -244,7 +276,9 @@ int codec_decode(const char *text, size_t len, policy_t **out, struct codec_meta
 	policy_t *p = policy_build(b, POLICY_SOURCE_SNAPSHOT);
 	if (!p)
 		return -ENOMEM;
-	if (policy_stats(p)->version != version) {
+	/* Formats 1 and 2 had a 64-bit FNV sum for a version, which is not computed any more:
+	 * their checksum alone covers the body. */
+	if (m.format == 3 && !digest_is_equal(&policy_stats(p)->digest, &digest)) {
 		policy_free(p);
 		return -EBADMSG;
 	}

@@ -1,10 +1,13 @@
 /* The held-load rule and the diff it rests on. A diff walks both policies' rules and looks each
- * up in the other in batches (policy_each_missing), keeping counts and the first names. */
+ * up in the other in batches (policy_each_missing), keeping counts and the first names; the lifts
+ * walk the protected set's deny rules and the candidate's allow rules the same way. The baseline
+ * and protected set are policies held by reference (policy_ref), so they cost no copy. */
 #include "config.h"
 
 #include "policy/guard.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,9 +37,7 @@ static void on_missing(void *ctx, const struct name *n, enum policy_part part)
 void guard_diff(const policy_t *from, const policy_t *to, struct guard_diff *d)
 {
 	memset(d, 0, sizeof(*d));
-	const struct policy_stats *a = policy_stats(from), *b = policy_stats(to);
-	if (a->version == b->version && a->deny == b->deny && a->allow == b->allow &&
-	    a->reasons == b->reasons)
+	if (digest_is_equal(&policy_stats(from)->digest, &policy_stats(to)->digest))
 		return; /* Equal content. */
 	struct sides removed = {&d->deny_removed, &d->allow_removed, &d->reason_changed};
 	struct sides added = {&d->deny_added, &d->allow_added, NULL};
@@ -55,21 +56,306 @@ size_t guard_allowed(const struct guard_limits *l, size_t deny)
 	return share < l->count ? share : l->count;
 }
 
-enum guard_verdict guard_check(const struct guard_limits *l, enum policy_source in_force,
-			       size_t in_force_deny, const struct guard_diff *d, uint64_t version,
-			       int deny_missing, const struct guard_consent *c)
+struct used {
+	char nonce[CONSENT_NONCE_HEX + 1];
+	int64_t expires;
+};
+
+struct guard {
+	policy_t *baseline; /* Held (policy_ref). */
+	policy_t *prot;     /* Held: the protected set. */
+	int64_t based_at;
+	atomic_bool rollback; /* Set by the loop while a build reads it. */
+	bool has_held;
+	struct digest held;
+	struct used used[GUARD_USED_MAX];
+	size_t nused;
+};
+
+guard_t *guard_new(const policy_t *start, int64_t now)
 {
+	guard_t *g = calloc(1, sizeof(*g));
+	if (!g)
+		return NULL;
+	g->baseline = policy_ref(start);
+	g->prot = policy_ref(start);
+	g->based_at = now;
+	return g;
+}
+
+void guard_free(guard_t *g)
+{
+	if (!g)
+		return;
+	policy_free(g->baseline);
+	policy_free(g->prot);
+	free(g);
+}
+
+/* Lookups are made in batches of this many names. */
+#define LIFT_BATCH 64
+
+struct batch {
+	struct name names[LIFT_BATCH];
+	const struct name *q[LIFT_BATCH];
+	struct policy_verdict self[LIFT_BATCH], cand[LIFT_BATCH], base[LIFT_BATCH];
+	size_t n;
+};
+
+/* Protected deny rules that cand no longer denies. */
+static void lift_denies(const guard_t *g, const policy_t *cand, struct batch *b,
+			struct guard_names *lifted)
+{
+	/* Without allow rules every deny rule of the protected set is in force there. */
+	int check_self = policy_stats(g->prot)->allow > 0;
+	policy_lookup_many(cand, b->q, b->n, b->cand);
+	if (check_self)
+		policy_lookup_many(g->prot, b->q, b->n, b->self);
+	for (size_t i = 0; i < b->n; i++)
+		if ((!check_self || b->self[i].action == POLICY_DENY) &&
+		    b->cand[i].action != POLICY_DENY)
+			note(lifted, b->q[i]);
+	b->n = 0;
+}
+
+/* Allow rules of cand, new against the baseline, under a protected deny. */
+static void lift_allows(const guard_t *g, const policy_t *cand, struct batch *b,
+			struct guard_names *lifted)
+{
+	policy_lookup_many(cand, b->q, b->n, b->cand);
+	policy_lookup_many(g->prot, b->q, b->n, b->self);
+	policy_lookup_many(g->baseline, b->q, b->n, b->base);
+	for (size_t i = 0; i < b->n; i++) {
+		unsigned labels = b->q[i]->nlabels;
+		int in_baseline = b->base[i].action == POLICY_ALLOW && b->base[i].depth == labels;
+		/* A protected deny rule on this very name was counted with the deny rules. */
+		int counted = b->self[i].depth == labels;
+		if (!in_baseline && !counted && b->self[i].action == POLICY_DENY &&
+		    b->cand[i].action != POLICY_DENY)
+			note(lifted, b->q[i]);
+	}
+	b->n = 0;
+}
+
+void guard_lifts(const guard_t *g, const policy_t *cand, const policy_t *in_force,
+		 const struct guard_diff *d, struct guard_names *lifted)
+{
+	memset(lifted, 0, sizeof(*lifted));
+	if (g->prot == in_force && d && d->deny_removed.count == 0 && d->allow_added.count == 0)
+		return; /* Every protected deny rule is still there, and no allow rule is new. */
+	struct batch *b = malloc(sizeof(*b));
+	if (!b) {
+		/* Fail closed: count every protected rule as lifted, so that only consent passes. */
+		lifted->count = policy_stats(g->prot)->deny + 1;
+		return;
+	}
+	b->n = 0;
+	size_t cursor = 0;
+	struct policy_rule r;
+	while (policy_rule_next(g->prot, &cursor, &r)) {
+		if (!(r.parts & POLICY_PART_DENY))
+			continue;
+		b->names[b->n] = r.name;
+		b->q[b->n] = &b->names[b->n];
+		if (++b->n == LIFT_BATCH)
+			lift_denies(g, cand, b, lifted);
+	}
+	if (b->n)
+		lift_denies(g, cand, b, lifted);
+	cursor = 0;
+	while (policy_stats(cand)->allow && policy_rule_next(cand, &cursor, &r)) {
+		if (!(r.parts & POLICY_PART_ALLOW))
+			continue;
+		b->names[b->n] = r.name;
+		b->q[b->n] = &b->names[b->n];
+		if (++b->n == LIFT_BATCH)
+			lift_allows(g, cand, b, lifted);
+	}
+	if (b->n)
+		lift_allows(g, cand, b, lifted);
+	free(b);
+}
+
+/* Add p's deny rules that are in force in p (not passed by an allow rule) to b. */
+static int add_denied(policy_builder_t *b, const policy_t *p)
+{
+	if (policy_stats(p)->allow == 0)
+		return policy_builder_add_from(b, p, POLICY_PART_DENY);
+	size_t cursor = 0;
+	struct policy_rule r;
+	while (policy_rule_next(p, &cursor, &r)) {
+		if (!(r.parts & POLICY_PART_DENY))
+			continue;
+		struct policy_verdict v;
+		policy_lookup(p, &r.name, &v);
+		if (v.action != POLICY_DENY)
+			continue;
+		char text[NAME_MAXTEXT + 2];
+		int len = name_to_text(&r.name, text, sizeof(text));
+		if (len < 0)
+			continue;
+		int rc = policy_builder_add(b, POLICY_DENY, text, (size_t)len);
+		if (rc == -ENOMEM)
+			return rc;
+	}
+	return 0;
+}
+
+policy_t *guard_union(const guard_t *g, const policy_t *p)
+{
+	policy_builder_t *b = policy_builder_new();
+	if (!b)
+		return NULL;
+	if (add_denied(b, g->prot) < 0 || add_denied(b, p) < 0) {
+		policy_builder_free(b);
+		return NULL;
+	}
+	return policy_build(b, POLICY_SOURCE_REDIS);
+}
+
+static enum consent_fault check_consent(const guard_t *g, const policy_t *cand,
+					const policy_t *in_force, const struct consent *c,
+					const uint8_t *key, const char *prefix, int db, int64_t now)
+{
+	if (!c || !c->present)
+		return CONSENT_NONE;
+	if (!digest_is_equal(&c->to, &policy_stats(cand)->digest))
+		return CONSENT_OTHER_TO;
+	if (!digest_is_equal(&c->from, &policy_stats(g->baseline)->digest) &&
+	    !digest_is_equal(&c->from, &policy_stats(in_force)->digest))
+		return CONSENT_OTHER_FROM;
+	/* Five minutes of clock skew between the approver's machine and this one. */
+	if (now + 300 < c->at || now >= c->expires || c->expires - c->at > CONSENT_TTL_MAX)
+		return CONSENT_EXPIRED;
+	if (guard_is_used(g, c->nonce))
+		return CONSENT_USED;
+	if (key && !c->has_sig)
+		return CONSENT_UNSIGNED;
+	if (key && !consent_signature_is_valid(c, key, prefix, db))
+		return CONSENT_BAD_SIG;
+	return CONSENT_OK;
+}
+
+enum guard_verdict guard_decide(const guard_t *g, const struct guard_limits *l,
+				const policy_t *cand, const policy_t *in_force, size_t lifted,
+				int deny_missing, const struct consent *c,
+				const uint8_t *consent_key, const char *prefix, int db, int64_t now,
+				struct guard_decision *out)
+{
+	size_t bd = policy_stats(g->baseline)->deny, cd = policy_stats(cand)->deny;
+	out->base = bd < cd ? bd : cd;
+	out->allowed = l->off ? SIZE_MAX : atomic_load(&g->rollback) ? 0 : guard_allowed(l, out->base);
+	out->consent = CONSENT_NONE;
 	enum guard_verdict held;
-	if (deny_missing && in_force_deny > 0 && !l->off)
+	int sticky = g->has_held && digest_is_equal(&g->held, &policy_stats(cand)->digest);
+	if (deny_missing && bd > 0 && (!l->off || sticky))
 		held = GUARD_HOLD_MISSING;
-	else if (d->deny_removed.count > guard_allowed(l, in_force_deny))
+	else if (lifted > out->allowed || (sticky && lifted > 0))
 		held = GUARD_HOLD_SHRINK;
 	else
 		return GUARD_PUBLISH;
-	(void)in_force;
-	if (c->present && c->version == version)
-		return GUARD_CONSENTED;
-	return held;
+	out->consent = check_consent(g, cand, in_force, c, consent_key, prefix, db, now);
+	return out->consent == CONSENT_OK ? GUARD_CONSENTED : held;
+}
+
+static void set_policy(policy_t **slot, policy_t *p)
+{
+	policy_free(*slot);
+	*slot = p;
+}
+
+void guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
+		     const struct consent *c, policy_t *next, int64_t now)
+{
+	if (v == GUARD_CONSENTED) {
+		(void)guard_mark_used(g, c->nonce, c->expires);
+		policy_free(next);
+		guard_rebase(g, p, now);
+		return;
+	}
+	if (v == GUARD_PUBLISH)
+		g->has_held = false;
+	if (next)
+		set_policy(&g->prot, next);
+	else if (v == GUARD_PUBLISH)
+		set_policy(&g->prot, policy_ref(p)); /* It lifted nothing: it denies all g->prot did. */
+}
+
+void guard_held(guard_t *g, const struct digest *d)
+{
+	g->has_held = true;
+	g->held = *d;
+}
+
+void guard_rollback(guard_t *g)
+{
+	atomic_store(&g->rollback, true);
+}
+
+bool guard_is_rolled_back(const guard_t *g)
+{
+	return atomic_load(&g->rollback);
+}
+
+void guard_rebase(guard_t *g, const policy_t *p, int64_t now)
+{
+	set_policy(&g->baseline, policy_ref(p));
+	set_policy(&g->prot, policy_ref(p));
+	g->based_at = now;
+	atomic_store(&g->rollback, false);
+	g->has_held = false;
+}
+
+int64_t guard_based_at(const guard_t *g)
+{
+	return g->based_at;
+}
+
+const policy_t *guard_baseline(const guard_t *g)
+{
+	return g->baseline;
+}
+
+const policy_t *guard_protected(const guard_t *g)
+{
+	return g->prot;
+}
+
+int guard_mark_used(guard_t *g, const char *nonce, int64_t expires)
+{
+	if (strlen(nonce) != CONSENT_NONCE_HEX)
+		return -EINVAL;
+	if (guard_is_used(g, nonce))
+		return 0;
+	if (g->nused == GUARD_USED_MAX) {
+		/* Full: the one that expires first makes room (an expired one cannot be replayed). */
+		size_t first = 0;
+		for (size_t i = 1; i < g->nused; i++)
+			if (g->used[i].expires < g->used[first].expires)
+				first = i;
+		g->used[first] = g->used[--g->nused];
+	}
+	struct used *u = &g->used[g->nused++];
+	memcpy(u->nonce, nonce, CONSENT_NONCE_HEX + 1);
+	u->expires = expires;
+	return 0;
+}
+
+bool guard_is_used(const guard_t *g, const char *nonce)
+{
+	for (size_t i = 0; i < g->nused; i++)
+		if (strcmp(g->used[i].nonce, nonce) == 0)
+			return true;
+	return false;
+}
+
+int guard_used_at(const guard_t *g, size_t i, const char **nonce, int64_t *expires)
+{
+	if (i >= g->nused)
+		return 0;
+	*nonce = g->used[i].nonce;
+	*expires = g->used[i].expires;
+	return 1;
 }
 
 static int parse_number(const char *s, size_t len, unsigned long long max, unsigned long long *v)

@@ -1,12 +1,18 @@
-/* The held-load rule: a policy read from Redis that would lift more deny rules at once than the
+/* The held-load rule: a policy read from Redis that would lift more denied names than the
  * operator allows (--max-shrink) is held, not enforced, because Redis losing its data looks just
- * like an operator deleting the list. Pure policy logic: no Redis, no clock, no I/O; the Redis
- * synchroniser feeds it the policy in force, the candidate and the consent read from Redis. */
+ * like an operator deleting the list. Lifts are counted against a consented baseline,
+ * cumulatively (many small removals add up), with the smaller of the baseline's and the
+ * candidate's sizes as the base (inflating the list first gains nothing), and an allow rule
+ * lifts what it shadows. Only a consent bound to the exact transition, unused and unexpired
+ * (signed, with a consent key), releases more. Pure policy logic: no Redis, no clock, no I/O. */
 #pragma once
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdbool.h>
+
+#include "policy/consent.h"
 #include "policy/name.h"
 #include "policy/policy.h"
 
@@ -40,31 +46,95 @@ struct guard_diff {
  *  quarter of a second). */
 void guard_diff(const policy_t *from, const policy_t *to, struct guard_diff *d);
 
-/** What Redis said besides the candidate's rules. */
-struct guard_consent {
-	int present;      /**< PREFIX:accept exists. */
-	uint64_t version; /**< The version it consents to. */
-};
-
 enum guard_verdict {
-	GUARD_PUBLISH = 0,      /**< Within the limit. */
-	GUARD_CONSENTED = 1,    /**< Over the limit, but the operator consented to this version. */
-	GUARD_HOLD_SHRINK = 2,  /**< Lifts too many deny rules at once. */
+	GUARD_PUBLISH = 0,      /**< Within the budget. */
+	GUARD_CONSENTED = 1,    /**< Over the budget, released by a valid consent. */
+	GUARD_HOLD_SHRINK = 2,  /**< Lifts more than the budget. */
 	GUARD_HOLD_MISSING = 3, /**< The deny key is missing while other policy keys exist. */
 };
 
 /** Deny rules a load may lift from a policy with `deny` of them. */
 size_t guard_allowed(const struct guard_limits *l, size_t deny);
 
-/** Decide whether `candidate` (its version and its diff against the policy in force, whose
- *  source and deny count are given) may replace it. Only a consent to exactly the candidate's
- *  version releases a held candidate, whatever the policy in force came from: a consent left
- *  over from before a partial loss (the deny key evicted) must not release the loss.
- *  deny_missing: the candidate's deny key was absent from Redis while another policy key was
- *  present. */
-enum guard_verdict guard_check(const struct guard_limits *l, enum policy_source in_force,
-			       size_t in_force_deny, const struct guard_diff *d, uint64_t version,
-			       int deny_missing, const struct guard_consent *c);
+/** The guard's state: the consented baseline (the last consented policy, or the one a fresh
+ *  start enforced), the protected set (every name the baseline or any policy enforced since
+ *  denied), whether a rollback of Redis was seen, the candidate held, and the consents used.
+ *  Changed only by the thread that publishes; read by a build on the thread pool meanwhile. */
+typedef struct guard guard_t;
+
+/** A guard whose baseline and protected set are start (a hold on it is taken), at time now.
+ *  @return owned (guard_free), NULL when out of memory. */
+guard_t *guard_new(const policy_t *start, int64_t now);
+
+/** Free g and drop its holds. NULL is a no-op. */
+void guard_free(guard_t *g);
+
+/** Names the candidate lifts against the protected set: each name the protected set denies
+ *  (at its deny rules) that cand does not, and each allow rule of cand that the baseline did not
+ *  have and that makes a protected name pass. in_force and d (cand's diff against it) allow a
+ *  shortcut: when the protected set is the policy in force and cand removes no deny rule and adds
+ *  no allow rule, nothing is lifted. Off the loop: a million rules take a fraction of a second. */
+void guard_lifts(const guard_t *g, const policy_t *cand, const policy_t *in_force,
+		 const struct guard_diff *d, struct guard_names *lifted);
+
+/** The protected set after p is enforced too: a deny-only policy of every name the protected
+ *  set or p denies. @return owned, NULL when out of memory. */
+policy_t *guard_union(const guard_t *g, const policy_t *p);
+
+/** What guard_decide() concluded besides the verdict. */
+struct guard_decision {
+	size_t base;    /**< min(deny rules of the baseline, of the candidate). */
+	size_t allowed; /**< Lifts allowed without consent (0 after a rollback). */
+	enum consent_fault consent; /**< Why the consent did not release it (CONSENT_OK: it did). */
+};
+
+/** Decide whether cand (lifting `lifted` names, see guard_lifts) may replace in_force.
+ *  A candidate the guard holds stays held whatever the limits now are (a reload releases
+ *  nothing); only a consent bound to exactly this transition releases it.
+ *  @param consent_key NULL, or the Ed25519 public key every consent must be signed with. */
+enum guard_verdict guard_decide(const guard_t *g, const struct guard_limits *l,
+				const policy_t *cand, const policy_t *in_force, size_t lifted,
+				int deny_missing, const struct consent *c,
+				const uint8_t *consent_key, const char *prefix, int db, int64_t now,
+				struct guard_decision *out);
+
+/** p was published with verdict v (GUARD_HOLD_*: p is a held load's merge). A consented p
+ *  becomes the baseline and the consent's nonce is used; otherwise the protected set grows to
+ *  cover p: next (owned, may be NULL) is guard_union(g, p) when p lifted anything. */
+void guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
+		     const struct consent *c, policy_t *next, int64_t now);
+
+/** A candidate with digest d is held: it stays held until a consent releases it. */
+void guard_held(guard_t *g, const struct digest *d);
+
+/** Redis lost data (it restarted, its replication offset went back, its audit stream is older
+ *  than seen): no lift is allowed without consent until the baseline moves. */
+void guard_rollback(guard_t *g);
+
+/** Whether a rollback was seen since the baseline last moved. */
+bool guard_is_rolled_back(const guard_t *g);
+
+/** Move the baseline and the protected set to p (a hold on it is taken): what a window without
+ *  a hold allows (--max-shrink-window). Clears the rollback mark and the held candidate. */
+void guard_rebase(guard_t *g, const policy_t *p, int64_t now);
+
+/** When the baseline last moved (Unix seconds). */
+int64_t guard_based_at(const guard_t *g);
+
+/** The baseline and the protected set (borrowed, valid until the guard changes). */
+const policy_t *guard_baseline(const guard_t *g);
+const policy_t *guard_protected(const guard_t *g);
+
+/** Remember a used consent nonce until it expires. At most GUARD_USED_MAX are kept; the ones
+ *  that expire first go first. @return 0, -EINVAL for a malformed nonce. */
+#define GUARD_USED_MAX 1024
+int guard_mark_used(guard_t *g, const char *nonce, int64_t expires);
+
+/** Whether nonce was used. */
+bool guard_is_used(const guard_t *g, const char *nonce);
+
+/** The i-th used nonce and its expiry, for saving. @return 1, or 0 past the last. */
+int guard_used_at(const guard_t *g, size_t i, const char **nonce, int64_t *expires);
 
 /** Parse --max-shrink: "off", "P%", "N" or "P%,N" (either order). @return 0 or -EINVAL. */
 int guard_parse_limits(const char *text, struct guard_limits *l);

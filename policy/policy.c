@@ -7,9 +7,13 @@
 #include "policy/policy.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <nettle/sha2.h>
+
+#include "policy/digest.h"
 #include "policy/list.h"
 #include "policy/fnv.h"
 #include "policy/mem.h"
@@ -52,6 +56,7 @@ struct policy {
 	size_t count; /* Records. */
 	struct pool pool; /* Reasons. */
 	struct policy_stats stats;
+	atomic_int refs; /* Holders: the store, a guard's baseline... (policy_ref). */
 };
 
 static inline const uint8_t *rec_bytes(const policy_t *p, size_t w)
@@ -393,12 +398,125 @@ size_t policy_builder_invalid(const policy_builder_t *b)
 	return b->invalid;
 }
 
+/* Order of records for the digest: by a hash of the key (only to spread them; ties, which a
+ * hostile list can make, are ordered by the key itself), so the order is a function of the
+ * content alone, whatever order the rules arrived in. */
+struct order {
+	uint64_t h;
+	uint32_t w;
+};
+
+static int order_cmp(const policy_t *p, const struct order *a, const struct order *b)
+{
+	if (a->h != b->h)
+		return a->h < b->h ? -1 : 1;
+	const uint8_t *ka = rec_bytes(p, a->w), *kb = rec_bytes(p, b->w);
+	size_t n = ka[1] < kb[1] ? ka[1] : kb[1];
+	int c = memcmp(ka + 2, kb + 2, n);
+	return c ? c : (int)ka[1] - (int)kb[1];
+}
+
+/* Insertion sort of o[0..n) (short runs of equal hashes only). */
+static void sort_run(const policy_t *p, struct order *o, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		struct order x = o[i];
+		size_t j = i;
+		for (; j > 0 && order_cmp(p, &x, &o[j - 1]) < 0; j--)
+			o[j] = o[j - 1];
+		o[j] = x;
+	}
+}
+
+static _Thread_local const policy_t *qsort_policy; /* Equal hashes are rare; a long run is hostile input. */
+static int order_qcmp(const void *a, const void *b)
+{
+	return order_cmp(qsort_policy, a, b);
+}
+
+/* SHA-256 over the canonical content: the tag "embargo-policy 1", then per record (rule or
+ * reason-only name) in the order above: actions, key length, the lookup-format key, and the
+ * reason's length (two octets, 0xffff for none) and text. Every field has its length, so two
+ * different contents never encode to the same bytes. @return 0 or -ENOMEM. */
+static int content_digest(const policy_t *p, struct digest *d)
+{
+	struct order *o = mem_alloc((p->count ? p->count : 1) * sizeof(*o));
+	struct order *tmp = mem_alloc((p->count ? p->count : 1) * sizeof(*tmp));
+	size_t *counts = calloc(65536, sizeof(*counts));
+	if (!o || !tmp || !counts) {
+		free(o);
+		free(tmp);
+		free(counts);
+		return -ENOMEM;
+	}
+	size_t n = 0;
+	for (size_t w = 0; w < p->recs_words;) {
+		const uint8_t *rb = rec_bytes(p, w);
+		if (rb[0] || p->recs[w] != NONE)
+			o[n++] = (struct order){fnv_bytes(FNV_BASIS, rb + 2, rb[1]), (uint32_t)w};
+		w += rec_words(rb[1]);
+	}
+	/* LSD radix sort on the hash, 16 bits a pass: linear in the rules. */
+	for (int shift = 0; shift < 64; shift += 16) {
+		memset(counts, 0, 65536 * sizeof(*counts));
+		for (size_t i = 0; i < n; i++)
+			counts[(o[i].h >> shift) & 0xffff]++;
+		size_t sum = 0;
+		for (size_t k = 0; k < 65536; k++) {
+			size_t c = counts[k];
+			counts[k] = sum;
+			sum += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			tmp[counts[(o[i].h >> shift) & 0xffff]++] = o[i];
+		struct order *t = o;
+		o = tmp;
+		tmp = t;
+	}
+	for (size_t i = 0; i < n;) {
+		size_t j = i + 1;
+		while (j < n && o[j].h == o[i].h)
+			j++;
+		if (j - i > 16) {
+			qsort_policy = p;
+			qsort(o + i, j - i, sizeof(*o), order_qcmp);
+		} else if (j - i > 1) {
+			sort_run(p, o + i, j - i);
+		}
+		i = j;
+	}
+	struct sha256_ctx c;
+	sha256_init(&c);
+	static const char tag[] = "embargo-policy 1";
+	sha256_update(&c, sizeof(tag), (const uint8_t *)tag);
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *rb = rec_bytes(p, o[i].w);
+		uint8_t head[2 + 255 + 2];
+		memcpy(head, rb, 2 + rb[1]);
+		size_t len = 2 + rb[1];
+		uint32_t r = p->recs[o[i].w];
+		const char *reason = r == NONE ? NULL : p->pool.bytes + r;
+		size_t rl = reason ? strlen(reason) : 0xffff;
+		head[len++] = (uint8_t)(rl >> 8);
+		head[len++] = (uint8_t)rl;
+		sha256_update(&c, len, head);
+		if (reason)
+			sha256_update(&c, rl, (const uint8_t *)reason);
+	}
+	sha256_digest(&c, DIGEST_LEN, d->b);
+	free(o);
+	free(tmp);
+	free(counts);
+	return 0;
+}
+
 policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 {
 	policy_t *p = calloc(1, sizeof(*p));
 	uint32_t *values = NULL;
 	if (!p)
 		goto fail;
+	atomic_init(&p->refs, 1);
 	size_t words = 0, nvalues = 0;
 	for (size_t i = 0; i < b->count; i++) {
 		words += rec_words(b->rules[i].keylen);
@@ -409,7 +527,6 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 	if (!p->recs || !values)
 		goto fail;
 
-	uint64_t version = 0;
 	size_t w = 0, nv = 0;
 	for (size_t i = 0; i < b->count; i++) {
 		const struct rule *r = &b->rules[i];
@@ -424,27 +541,14 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 		memcpy(rb + 2, key, r->keylen);
 		if (reason && pool_put(&p->pool, reason, strlen(reason), 1, &p->recs[w]) < 0)
 			goto fail;
-		if (!r->actions) {
-			/* A reason without a rule: not enforced, but part of the content, so that a
-			 * policy carried over (policy_builder_add_from) is never stale. */
-			if (reason) {
-				uint64_t h = fnv_bytes(0x84222325cbf29ce4ULL, key, r->keylen);
-				version += fnv_bytes(h, reason, strlen(reason));
-			}
-		} else {
+		if (r->actions) {
 			values[nv++] = (uint32_t)w;
 			if (r->actions & ACT_DENY)
 				p->stats.deny++;
 			if (r->actions & ACT_ALLOW)
 				p->stats.allow++;
-			/* Sum of per-rule hashes: the same rules give the same version in any order. */
-			uint64_t h = fnv_bytes(FNV_BASIS, key, r->keylen);
-			h = fnv_bytes(h, &r->actions, sizeof(r->actions));
-			if (reason) {
-				h = fnv_bytes(h, reason, strlen(reason));
+			if (reason)
 				p->stats.reasons++;
-			}
-			version += h;
 		}
 		w += rw;
 	}
@@ -456,6 +560,7 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 	if (!p->trie)
 		goto fail;
 	free(values);
+	values = NULL;
 
 	char *bytes = realloc(p->pool.bytes, p->pool.len ? p->pool.len : 1);
 	if (bytes) {
@@ -463,7 +568,9 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 		p->pool.cap = p->pool.len;
 	}
 	p->stats.invalid = b->invalid;
-	p->stats.version = version;
+	if (content_digest(p, &p->stats.digest) < 0)
+		goto fail;
+	p->stats.version = digest_u64(&p->stats.digest);
 	p->stats.source = source;
 	policy_builder_free(b);
 	return p;
@@ -474,10 +581,19 @@ fail:
 	return NULL;
 }
 
+policy_t *policy_ref(const policy_t *p)
+{
+	policy_t *q = (policy_t *)p; /* Only the count changes: the content stays immutable. */
+	atomic_fetch_add_explicit(&q->refs, 1, memory_order_relaxed);
+	return q;
+}
+
 void policy_free(policy_t *p)
 {
 	if (!p)
 		return;
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+		return; /* Another holder keeps it. */
 	trie_free(p->trie);
 	free(p->recs);
 	free(p->pool.bytes);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy/digest.h"
 #include "policy/name.h"
 
 typedef struct policy policy_t;
@@ -40,7 +41,8 @@ struct policy_stats {
 	size_t allow;     /**< Names with an allow rule. */
 	size_t reasons;   /**< Rules that carry a reason. */
 	size_t invalid;   /**< Entries skipped as invalid while building. */
-	uint64_t version; /**< Content hash: equal policies have equal versions. */
+	struct digest digest; /**< SHA-256 of the content: equal iff the content is. */
+	uint64_t version; /**< digest's first 8 octets: for display only, never to compare. */
 	enum policy_source source;
 	int64_t loaded_at; /**< Unix time it was loaded, as stamped by policy_set_loaded_at(). */
 };
@@ -101,7 +103,11 @@ size_t policy_builder_invalid(const policy_builder_t *b);
  *  @return the policy (owned: policy_free), NULL when out of memory. */
 policy_t *policy_build(policy_builder_t *b, enum policy_source source);
 
-/** Free a policy. NULL is a no-op. */
+/** Another hold on p, which then lives until as many policy_free() calls as holds.
+ *  @return p (owned by the caller too). Any thread; p itself stays immutable. */
+policy_t *policy_ref(const policy_t *p);
+
+/** Drop a hold on a policy, freeing it with the last. NULL is a no-op. */
 void policy_free(policy_t *p);
 
 /** Decide q: the most specific rule on q or its ancestors wins; allow wins a tie with deny. */

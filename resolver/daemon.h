@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "policy/guard.h"
 #include "policy/store.h"
 #include "resolver/cache.h"
 #include "resolver/client_report.h"
@@ -43,9 +44,9 @@ struct daemon {
 	const policy_t *trimmed_for; /* The policy current at the last malloc_trim(). */
 	int started;
 	int stopping;
-	/* The held-load rule's base: the deny rules in force when the hold that a merged policy
-	 * in force comes from began (a successor link measures against it too). */
-	size_t hold_base;
+	/* The held-load rule's state (baseline, protected set, held load, used consents): the
+	 * daemon's, so that a reload's new Redis link goes on from it. */
+	guard_t *guard;
 	/* SIGHUP (reload.c). */
 	int argc;
 	char **argv;                 /* To read the configuration again. */

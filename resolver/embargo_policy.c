@@ -21,16 +21,22 @@
 	"                             to PREFIX:reason; FILE holds \"domain TAB reason\" lines, plain\n" \
 	"                             domains, or hosts-file lines (\"0.0.0.0 a.example b.example\");\n" \
 	"                             '-' is stdin\n" \
-	"  import --replace [--allow] FILE\n" \
+	"  import --replace [--allow] [--yes] FILE\n" \
 	"                             make the deny (allow) set and the reason hash hold exactly\n" \
-	"                             FILE's rules, in one transaction, consenting to the shrink\n" \
+	"                             FILE's rules, in one transaction; prints the diff first and\n" \
+	"                             refuses a change beyond --max-shrink without --yes\n" \
 	"  add [--allow] NAME [REASON]  add one deny (allow) rule, with a reason\n" \
 	"  remove [--allow] NAME...   lift rules, whatever case or trailing dot the members have;\n" \
 	"                             their reasons go too\n" \
-	"  accept [--why TEXT]        consent to the policy Redis holds now (PREFIX:accept), so\n" \
-	"                             that embargo enforces a load it holds for --max-shrink\n" \
-	"  restore [--force] [SNAPSHOT]  write a snapshot file's rules back into Redis, in one\n" \
-	"                             transaction (default " POLICY_TOOL_SNAPSHOT ");\n" \
+	"  accept [--sign KEY] [--from SNAPSHOT|DIGEST] [--ttl T] VERSION\n" \
+	"                             consent (PREFIX:accept) to the transition from the policy\n" \
+	"                             the resolvers enforce (--from, default the snapshot) to\n" \
+	"                             VERSION, the held version they show; refused when Redis\n" \
+	"                             holds anything else; used once, expires after T (24h)\n" \
+	"  keygen PRIVATE PUBLIC      make an Ed25519 key pair for signed consents (--sign;\n" \
+	"                             resolvers check them with --consent-key PUBLIC)\n" \
+	"  restore [--force] [--yes] [SNAPSHOT]  write a snapshot file's rules back into Redis,\n" \
+	"                             in one transaction (default " POLICY_TOOL_SNAPSHOT ");\n" \
 	"                             --force: also one saved under another prefix\n" \
 	"  explain NAME...            which rule decides NAME, and why\n" \
 	"  diff [SNAPSHOT]            what Redis holds against a snapshot an instance enforces\n" \
@@ -59,7 +65,7 @@ struct command {
 static const struct command COMMANDS[] = {
 	{"import", policy_tool_import_run},        {"restore", policy_tool_import_restore},
 	{"add", policy_tool_edit_add},             {"remove", policy_tool_edit_remove},
-	{"accept", policy_tool_edit_accept},       {"explain", policy_tool_inspect_explain},
+	{"accept", policy_tool_consent_accept},    {"keygen", policy_tool_consent_keygen},       {"explain", policy_tool_inspect_explain},
 	{"diff", policy_tool_inspect_diff},        {"verify", policy_tool_inspect_verify},
 	{"log", policy_tool_inspect_log},          {"report", policy_tool_report},
 };

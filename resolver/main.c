@@ -23,6 +23,7 @@
 
 #include "policy/store.h"
 #include "resolver/cache.h"
+#include "resolver/consent_state.h"
 #include "resolver/daemon.h"
 #include "resolver/log.h"
 #include "resolver/metrics.h"
@@ -78,18 +79,14 @@ static void on_hold(void *ctx, enum server_hold kind, size_t removed, size_t of,
 		    uint64_t version)
 {
 	struct daemon *d = ctx;
-	if (kind == SERVER_HOLD_SHRINK || kind == SERVER_HOLD_MISSING)
-		d->hold_base = of;
 	server_set_hold(d->server, kind, removed, of, version);
 }
 
 redis_sync_t *daemon_redis_new(struct daemon *d, const struct options *o)
 {
-	redis_sync_t *r = redis_sync_new(d->loop, o, d->store, on_ready, on_hold, d);
-	if (r) {
+	redis_sync_t *r = redis_sync_new(d->loop, o, d->store, d->guard, on_ready, on_hold, d);
+	if (r)
 		redis_sync_count(r, &d->redis_stats);
-		redis_sync_hold_base(r, d->hold_base);
-	}
 	return r;
 }
 
@@ -394,7 +391,15 @@ int main(int argc, char **argv)
 	d.cache = cache_new(d.o.cache_bytes, d.o.threads * 8);
 	if (d.cache)
 		cache_configure(d.cache, d.o.stale_max, d.o.prefetch, d.o.timeout_ms);
-	if (!d.store || !d.cache) {
+	/* What a fresh start enforces is the baseline that lifts are first counted against. */
+	d.guard = initial ? guard_new(initial, (int64_t)time(NULL)) : NULL;
+	if (d.guard && d.o.snapshot[0]) {
+		char path[300];
+		snprintf(path, sizeof(path), "%s.consents", d.o.snapshot);
+		if (consent_state_load(path, d.guard, err, sizeof(err)) < 0)
+			log_err("used consents: %s", err);
+	}
+	if (!d.store || !d.cache || !d.guard) {
 		log_err("out of memory at start-up");
 		return 1;
 	}
@@ -540,6 +545,7 @@ int main(int argc, char **argv)
 		 U(us.cookie_mismatched));
 #undef U
 	cache_free(d.cache);
+	guard_free(d.guard);
 	policy_store_free(d.store);
 	free(d.hits);
 	client_report_batch_free(&d.report);

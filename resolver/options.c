@@ -4,6 +4,7 @@
 
 #include "resolver/options.h"
 
+#include "policy/consent.h"
 #include "resolver/local.h"
 
 #include <arpa/inet.h>
@@ -33,7 +34,13 @@
 	"  --redis-timeout MS     a Redis connection that answers nothing for this long is dropped\n" \
 	"                         and reconnected (default 3000)\n" \
 	"  --max-shrink LIMIT     hold a policy load that would lift more deny rules at once than\n" \
-	"                         LIMIT: 'P%', 'N', 'P%,N' or 'off' (default 10%,1000)\n" \
+	"                         LIMIT: 'P%', 'N', 'P%,N' or 'off' (default 10%,1000), counted\n" \
+	"                         against the last consented policy, across loads\n" \
+	"  --max-shrink-window T  after T with no held load, the policy in force becomes the\n" \
+	"                         baseline lifts are counted against: '30m', '24h' (default), '7d',\n" \
+	"                         or 'off' (only a consent moves it)\n" \
+	"  --consent-key FILE     only consents signed with the matching private key release a held\n" \
+	"                         load (embargo-policy keygen; default: unsigned consents count)\n" \
 	"  --snapshot FILE        save each policy loaded to FILE, and enforce it when started\n" \
 	"                         while Redis is down (default " DEFAULT_SNAPSHOT "; 'off': none)\n" \
 	"  --block-ttl SEC        TTL of denied answers (default 60)\n" \
@@ -411,6 +418,47 @@ static int parse_uint(const char *s, unsigned long min, unsigned long max, unsig
 	return 0;
 }
 
+/* A duration: seconds, or a number with s, m, h or d; "off" is 0. */
+static int parse_window(const char *s, unsigned *out)
+{
+	if (strcmp(s, "off") == 0) {
+		*out = 0;
+		return 0;
+	}
+	char *end;
+	if (!(*s >= '0' && *s <= '9'))
+		return -EINVAL;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	unsigned long unit = *end == 's' || !*end ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600
+			     : *end == 'd' ? 86400 : 0;
+	if (errno || !unit || (*end && end[1]) || v == 0 || v > 365UL * 86400 / unit)
+		return -EINVAL;
+	*out = (unsigned)(v * unit);
+	return 0;
+}
+
+/* Read the public key of --consent-key. A private key given by mistake is refused: it must
+ * stay with the approver, never on a resolver. */
+static int read_consent_key(struct options *o, char *err, size_t errlen)
+{
+	FILE *f = fopen(o->consent_key_file, "r");
+	if (!f)
+		return fail(err, errlen, "--consent-key %s: %s", o->consent_key_file, strerror(errno));
+	char text[256];
+	size_t n = fread(text, 1, sizeof(text), f);
+	fclose(f);
+	bool is_private = false;
+	if (n == sizeof(text) || consent_key_parse(text, n, o->consent_key, &is_private) < 0)
+		return fail(err, errlen, "--consent-key %s: not an embargo consent key (make one with "
+			    "embargo-policy keygen)%s", o->consent_key_file, "");
+	if (is_private)
+		return fail(err, errlen, "--consent-key %s is a private key: give the resolver the "
+			    "public one and keep the private key with the approver%s",
+			    o->consent_key_file, "");
+	return 0;
+}
+
 enum {
 	OPT_LISTEN = 256, OPT_UPSTREAM, OPT_RESOLV, OPT_REDIS, OPT_PREFIX, OPT_RELOAD, OPT_TTL,
 	OPT_EDE, OPT_TIMEOUT, OPT_CACHE, OPT_THREADS, OPT_CONFIG, OPT_VERBOSE, OPT_HELP, OPT_VERSION,
@@ -421,7 +469,8 @@ enum {
 	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA,
 	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS,
 	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG, OPT_QLOG, OPT_QLOG_SAMPLE, OPT_QLOG_DENIED,
-	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS, OPT_REPORT_MAX, OPT_END
+	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS, OPT_REPORT_MAX, OPT_SHRINK_WINDOW, OPT_CONSENT_KEY,
+	OPT_END
 };
 _Static_assert(OPT_END - OPT_LISTEN <= 64, "options.given has a bit per setting");
 #define GIVEN(opt) ((uint64_t)1 << ((opt) - OPT_LISTEN))
@@ -436,6 +485,8 @@ static const struct option LONG_OPTIONS[] = {
 	{"snapshot", required_argument, NULL, OPT_SNAPSHOT},
 	{"redis-timeout", required_argument, NULL, OPT_REDIS_TIMEOUT},
 	{"max-shrink", required_argument, NULL, OPT_MAX_SHRINK},
+	{"max-shrink-window", required_argument, NULL, OPT_SHRINK_WINDOW},
+	{"consent-key", required_argument, NULL, OPT_CONSENT_KEY},
 	{"status-allow", required_argument, NULL, OPT_STATUS_ALLOW},
 	{"block-ttl", required_argument, NULL, OPT_TTL},
 	{"ede-code", required_argument, NULL, OPT_EDE},
@@ -557,6 +608,16 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		if (guard_parse_limits(val, &o->max_shrink) < 0)
 			return fail(err, errlen, "--%s: expected P%%, N, P%%,N or off, got '%s'", name, val);
 		return 0;
+	case OPT_SHRINK_WINDOW:
+		if (parse_window(val, &o->max_shrink_window) < 0)
+			return fail(err, errlen, "--%s: expected a duration (30m, 24h, 7d, 3600) up to 365d "
+				    "or 'off', got '%s'", name, val);
+		return 0;
+	case OPT_CONSENT_KEY:
+		if (strlen(val) >= sizeof(o->consent_key_file) || !*val)
+			return fail(err, errlen, "--%s: expected a file name, got '%s'", name, val);
+		strcpy(o->consent_key_file, val);
+		return read_consent_key(o, err, errlen);
 	case OPT_RELOAD:
 		if (parse_uint(val, 1, 86400, &v) < 0)
 			return fail(err, errlen, "--%s: expected seconds 1..86400, got '%s'", name, val);
@@ -872,6 +933,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->reload_ms = 5000;
 	o->redis_timeout_ms = 3000;
 	o->max_shrink = (struct guard_limits){.percent = GUARD_PERCENT, .count = GUARD_COUNT};
+	o->max_shrink_window = 86400;
 	o->ratelimit = 1000;
 	o->ratelimit_slip = 2;
 	o->ratelimit_v4_prefix = 24;

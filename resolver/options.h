@@ -59,6 +59,10 @@ struct options {
 	unsigned reload_ms;           /**< Redis re-read interval without notifications. */
 	unsigned redis_timeout_ms;    /**< A Redis connection silent this long is dropped. */
 	struct guard_limits max_shrink; /**< Deny rules one load may lift before it is held. */
+	unsigned max_shrink_window;   /**< Seconds without a hold after which the baseline moves
+				       *   to the policy in force; 0: only a consent moves it. */
+	char consent_key_file[256];   /**< --consent-key; empty: consents need no signature. */
+	uint8_t consent_key[32];      /**< Its Ed25519 public key, when consent_key_file is set. */
 	char snapshot[256];           /**< Snapshot file; empty: none. */
 	struct options_cidr status_allow[OPTIONS_MAX_ADDRS]; /**< Who may ask policy.embargo. CH. */
 	unsigned nstatus_allow;

@@ -40,6 +40,12 @@ void options_print(const struct options *o, FILE *f)
 		fprintf(f, "max-shrink off\n");
 	else
 		fprintf(f, "max-shrink %u%%,%zu\n", o->max_shrink.percent, o->max_shrink.count);
+	if (o->max_shrink_window)
+		fprintf(f, "max-shrink-window %u\n", o->max_shrink_window);
+	else
+		fprintf(f, "max-shrink-window off\n");
+	if (o->consent_key_file[0])
+		fprintf(f, "consent-key %s\n", o->consent_key_file);
 	fprintf(f, "snapshot %s\n", o->snapshot[0] ? o->snapshot : "off");
 	for (unsigned i = 0; i < o->nstatus_allow; i++) {
 		cidr(&o->status_allow[i], buf, sizeof(buf));

@@ -165,34 +165,57 @@ int policy_tool_read(struct policy_tool *t, const char *deny, const char *allow,
 	return 0;
 }
 
-void policy_tool_version_text(uint64_t version, char *buf)
-{
-	snprintf(buf, 17, "%016" PRIx64, version);
-}
-
-int policy_tool_append_consent(struct policy_tool *t, const struct policy_stats *st)
-{
-	char version[17], at[24], deny[24];
-	policy_tool_version_text(st->version, version);
-	snprintf(at, sizeof(at), "%lld", (long long)time(NULL));
-	snprintf(deny, sizeof(deny), "%zu", st->deny);
-	const char *argv[] = {"HSET", t->accept, "version", version, "by", t->by, "at", at,
-			      "why", t->why, "deny", deny};
-	return redisAppendCommandArgv(t->rc, 12, argv, NULL) == REDIS_OK ? 0 : -ENOMEM;
-}
-
 int policy_tool_append_audit(struct policy_tool *t, size_t added, size_t removed,
-			     uint64_t version)
+			     const struct digest *digest)
 {
-	char v[17], at[24], a[24], r[24];
-	policy_tool_version_text(version, v);
+	char v[DIGEST_SHORT_HEX + 1], full[DIGEST_HEX + 1], at[24], a[24], r[24];
+	digest_short(digest, v);
+	digest_hex(digest, full);
 	snprintf(at, sizeof(at), "%lld", (long long)time(NULL));
 	snprintf(a, sizeof(a), "%zu", added);
 	snprintf(r, sizeof(r), "%zu", removed);
 	const char *argv[] = {"XADD", t->audit, "MAXLEN", "~", POLICY_TOOL_AUDIT_MAX, "*",
 			      "time", at, "by", t->by, "command", t->command,
-			      "added", a, "removed", r, "why", t->why, "version", v};
-	return redisAppendCommandArgv(t->rc, 20, argv, NULL) == REDIS_OK ? 0 : -ENOMEM;
+			      "added", a, "removed", r, "why", t->why, "version", v, "digest", full};
+	return redisAppendCommandArgv(t->rc, 22, argv, NULL) == REDIS_OK ? 0 : -ENOMEM;
+}
+
+static void print_names(const char *what, const struct guard_names *g)
+{
+	if (g->count == 0)
+		return;
+	printf("  %-15s %zu:", what, g->count);
+	for (size_t i = 0; i < g->count && i < GUARD_NAMES; i++)
+		printf(" %s", g->names[i]);
+	printf("%s\n", g->count > GUARD_NAMES ? " ..." : "");
+}
+
+void policy_tool_print_diff(const struct guard_diff *d)
+{
+	print_names("deny added", &d->deny_added);
+	print_names("deny removed", &d->deny_removed);
+	print_names("allow added", &d->allow_added);
+	print_names("allow removed", &d->allow_removed);
+	print_names("reason changed", &d->reason_changed);
+	if (!d->deny_added.count && !d->deny_removed.count && !d->allow_added.count &&
+	    !d->allow_removed.count && !d->reason_changed.count)
+		printf("  no change\n");
+}
+
+int policy_tool_lifts(const policy_t *before, const policy_t *after, const struct guard_diff *d,
+		      struct guard_names *lifted, size_t *allowed)
+{
+	guard_t *g = guard_new(before, 0);
+	if (!g) {
+		fprintf(stderr, "embargo-policy: out of memory\n");
+		return -ENOMEM;
+	}
+	guard_lifts(g, after, before, d, lifted);
+	guard_free(g);
+	const struct guard_limits l = {.percent = GUARD_PERCENT, .count = GUARD_COUNT};
+	size_t a = policy_stats(before)->deny, b = policy_stats(after)->deny;
+	*allowed = guard_allowed(&l, a < b ? a : b);
+	return 0;
 }
 
 int policy_tool_audit(struct policy_tool *t, size_t added, size_t removed)
@@ -201,7 +224,7 @@ int policy_tool_audit(struct policy_tool *t, size_t added, size_t removed)
 	int rc = policy_tool_read(t, t->deny, t->allow, t->reason, &p);
 	if (rc < 0)
 		return rc;
-	rc = policy_tool_append_audit(t, added, removed, policy_stats(p)->version);
+	rc = policy_tool_append_audit(t, added, removed, &policy_stats(p)->digest);
 	policy_free(p);
 	redisReply *r = NULL;
 	if (rc == 0 && redisGetReply(t->rc, (void **)&r) != REDIS_OK)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "policy/guard.h"
 #include "policy/policy.h"
 #include "resolver/options.h"
 
@@ -24,6 +25,7 @@ struct policy_tool {
 	const char *prefix;
 	const char *by;   /**< Who, for audit and consent records. */
 	const char *why;  /**< Free text, "" when none. */
+	int yes;          /**< --yes: write a change that lifts more than the budget. */
 	char command[1024]; /**< The command line after the global options, for the audit. */
 	const struct options *opts; /**< Where Redis is. */
 	char deny[96], allow[96], reason[96], accept[96], audit[96]; /**< Key names. */
@@ -55,15 +57,19 @@ int policy_tool_scan(struct policy_tool *t, const char *cmd, const char *key,
 int policy_tool_read(struct policy_tool *t, const char *deny, const char *allow,
 		     const char *reason, policy_t **out);
 
-/** The 16 lowercase hex digits of a policy version into buf[17]. */
-void policy_tool_version_text(uint64_t version, char *buf);
-
-/** Queue (redisAppendCommand, reply not read) HSET PREFIX:accept for version. */
-int policy_tool_append_consent(struct policy_tool *t, const struct policy_stats *st);
-
-/** Queue XADD PREFIX:audit of one change. */
+/** Queue XADD PREFIX:audit of one change: who, why, the command, the counts and the digest of
+ *  what Redis then holds (field version: its short form; digest: all of it). */
 int policy_tool_append_audit(struct policy_tool *t, size_t added, size_t removed,
-			     uint64_t version);
+			     const struct digest *digest);
+
+/** Print a diff's counts and first names, one line per kind that changed. */
+void policy_tool_print_diff(const struct guard_diff *d);
+
+/** What `after` lifts against `before` (as the daemon counts it: removed deny rules and new
+ *  allow rules that make a denied name pass) and how many the default --max-shrink allows at
+ *  once. @return 0 or -ENOMEM. */
+int policy_tool_lifts(const policy_t *before, const policy_t *after, const struct guard_diff *d,
+		      struct guard_names *lifted, size_t *allowed);
 
 /** After a change made outside MULTI: read the policy now in Redis and XADD its audit entry.
  *  @return 0 or a negative errno. */
@@ -88,7 +94,8 @@ int policy_tool_import_run(struct policy_tool *t, int argc, char **argv);
 int policy_tool_import_restore(struct policy_tool *t, int argc, char **argv);
 int policy_tool_edit_add(struct policy_tool *t, int argc, char **argv);
 int policy_tool_edit_remove(struct policy_tool *t, int argc, char **argv);
-int policy_tool_edit_accept(struct policy_tool *t, int argc, char **argv);
+int policy_tool_consent_accept(struct policy_tool *t, int argc, char **argv);
+int policy_tool_consent_keygen(struct policy_tool *t, int argc, char **argv);
 int policy_tool_inspect_explain(struct policy_tool *t, int argc, char **argv);
 int policy_tool_inspect_diff(struct policy_tool *t, int argc, char **argv);
 int policy_tool_inspect_verify(struct policy_tool *t, int argc, char **argv);

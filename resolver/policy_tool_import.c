@@ -242,10 +242,12 @@ static void temp_drop(struct policy_tool *t, const struct temp *tmp)
 }
 
 /* Make the real keys of `parts` (bit k: deny, allow, reason) hold what the temporary keys hold
- * (deleted when their temporary key does not exist), in one transaction with the consent and
- * the audit entry. The version is computed beforehand from what Redis will then hold. */
+ * (deleted when their temporary key does not exist), in one transaction with the audit entry.
+ * The diff is printed first; a change that lifts more denied names than the default
+ * --max-shrink allows is refused without --yes, and even then no consent is written: the
+ * resolvers hold it until an approver runs `embargo-policy accept`. */
 static int replace(struct policy_tool *t, unsigned parts, const struct temp *tmp,
-		   const char *what, uint64_t *version)
+		   const char *what, struct digest *digest)
 {
 	const char *real[3] = {t->deny, t->allow, t->reason};
 	const char *src[3];
@@ -280,6 +282,20 @@ static int replace(struct policy_tool *t, unsigned parts, const struct temp *tmp
 	size_t added = d.deny_added.count + d.allow_added.count;
 	size_t removed = d.deny_removed.count + d.allow_removed.count;
 	const struct policy_stats *st = policy_stats(after);
+	printf("%s against what redis holds:\n", what);
+	policy_tool_print_diff(&d);
+	struct guard_names lifted;
+	size_t allowed;
+	rc = policy_tool_lifts(before, after, &d, &lifted, &allowed);
+	if (rc == 0 && lifted.count > allowed && !t->yes) {
+		fprintf(stderr, "embargo-policy: %s would lift %zu denied names, more than --max-shrink "
+				"allows at once (%zu); nothing written. Resolvers would hold it until an "
+				"approver runs embargo-policy accept; to write it anyway, add --yes\n",
+			what, lifted.count, allowed);
+		rc = -EPERM;
+	}
+	if (rc < 0)
+		goto done;
 	size_t queued = 0;
 	redisAppendCommand(t->rc, "MULTI");
 	for (int k = 0; k < 3; k++) {
@@ -291,10 +307,8 @@ static int replace(struct policy_tool *t, unsigned parts, const struct temp *tmp
 			redisAppendCommand(t->rc, "DEL %s", real[k]);
 		queued++;
 	}
-	rc = policy_tool_append_consent(t, st);
-	if (rc == 0)
-		rc = policy_tool_append_audit(t, added, removed, st->version);
-	queued += 2;
+	rc = policy_tool_append_audit(t, added, removed, &st->digest);
+	queued += 1;
 	redisAppendCommand(t->rc, "EXEC");
 	if (rc == 0)
 		rc = policy_tool_exec_replies(t, queued);
@@ -302,12 +316,13 @@ static int replace(struct policy_tool *t, unsigned parts, const struct temp *tmp
 		fprintf(stderr, "embargo-policy: the policy changed in redis while %s was being "
 				"written; nothing changed, run it again\n", what);
 	if (rc == 0) {
-		char v[17];
-		*version = st->version;
-		policy_tool_version_text(st->version, v);
+		char v[DIGEST_SHORT_HEX + 1];
+		*digest = st->digest;
+		digest_short(&st->digest, v);
 		printf("%s: redis now holds %zu deny, %zu allow rules, %zu reasons (+%zu -%zu); "
-		       "version %s accepted\n", what, st->deny, st->allow, st->reasons, added, removed,
-		       v);
+		       "version %s\n", what, st->deny, st->allow, st->reasons, added, removed, v);
+		if (lifted.count > allowed)
+			printf("resolvers hold it until an approver runs: embargo-policy accept %s\n", v);
 	}
 done:
 	if (rc < 0) {
@@ -328,6 +343,8 @@ int policy_tool_import_run(struct policy_tool *t, int argc, char **argv)
 			allow = 1;
 		else if (strcmp(argv[i], "--replace") == 0)
 			replace_all = 1;
+		else if (strcmp(argv[i], "--yes") == 0)
+			t->yes = 1;
 		else {
 			fprintf(stderr, "embargo-policy: import: unknown option '%s'\n", argv[i]);
 			return 2;
@@ -355,8 +372,8 @@ int policy_tool_import_run(struct policy_tool *t, int argc, char **argv)
 		}
 		printf("%s: %zu names for %s (%zu with reasons), %zu invalid lines skipped\n",
 		       argv[i], im.entries, kind, im.with_reason, im.invalid);
-		uint64_t version;
-		return replace(t, 1u << k | 4u, &tmp, argv[i], &version) < 0 ? 1 : 0;
+		struct digest digest;
+		return replace(t, 1u << k | 4u, &tmp, argv[i], &digest) < 0 ? 1 : 0;
 	}
 	long long before = set_size(t, key);
 	if (before < 0)
@@ -425,6 +442,8 @@ int policy_tool_import_restore(struct policy_tool *t, int argc, char **argv)
 	for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
 		if (strcmp(argv[i], "--force") == 0) {
 			force = 1;
+		} else if (strcmp(argv[i], "--yes") == 0) {
+			t->yes = 1;
 		} else {
 			fprintf(stderr, "embargo-policy: restore: unknown option '%s'\n", argv[i]);
 			return 2;
@@ -457,16 +476,19 @@ int policy_tool_import_restore(struct policy_tool *t, int argc, char **argv)
 	struct temp tmp;
 	temp_names(t, &tmp);
 	temp_drop(t, &tmp);
-	uint64_t version = 0;
+	struct digest digest;
 	rc = stage_policy(t, p, &tmp);
 	if (rc == 0)
-		rc = replace(t, 7u, &tmp, path, &version);
+		rc = replace(t, 7u, &tmp, path, &digest);
 	else
 		temp_drop(t, &tmp);
-	if (rc == 0 && version != policy_stats(p)->version)
-		fprintf(stderr, "embargo-policy: warning: redis holds version %016llx, the snapshot "
-				"was version %016llx\n", (unsigned long long)version,
-			(unsigned long long)policy_stats(p)->version);
+	if (rc == 0 && !digest_is_equal(&digest, &policy_stats(p)->digest)) {
+		char a[DIGEST_SHORT_HEX + 1], b[DIGEST_SHORT_HEX + 1];
+		digest_short(&digest, a);
+		digest_short(&policy_stats(p)->digest, b);
+		fprintf(stderr, "embargo-policy: warning: redis holds version %s, the snapshot was "
+				"version %s\n", a, b);
+	}
 	policy_free(p);
 	return rc < 0 ? 1 : 0;
 }

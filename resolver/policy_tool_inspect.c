@@ -182,16 +182,6 @@ static void iso_time(int64_t unix_time, char *buf, size_t cap)
 		snprintf(buf, cap, "%lld", (long long)unix_time);
 }
 
-static void print_names(const char *what, const struct guard_names *g)
-{
-	if (g->count == 0)
-		return;
-	printf("  %-15s %zu:", what, g->count);
-	for (size_t i = 0; i < g->count && i < GUARD_NAMES; i++)
-		printf(" %s", g->names[i]);
-	printf("%s\n", g->count > GUARD_NAMES ? " ..." : "");
-}
-
 int policy_tool_inspect_diff(struct policy_tool *t, int argc, char **argv)
 {
 	if (argc > 1) {
@@ -199,7 +189,7 @@ int policy_tool_inspect_diff(struct policy_tool *t, int argc, char **argv)
 		return 2;
 	}
 	const char *path = argc == 1 ? argv[0] : POLICY_TOOL_SNAPSHOT;
-	char err[512], v[17], saved[32];
+	char err[512], v[DIGEST_SHORT_HEX + 1], saved[32];
 	policy_t *snap = NULL, *redis = NULL;
 	struct codec_meta meta;
 	if (snapshot_load(path, &snap, &meta, err, sizeof(err)) < 0) {
@@ -211,24 +201,25 @@ int policy_tool_inspect_diff(struct policy_tool *t, int argc, char **argv)
 	    policy_tool_read(t, t->deny, t->allow, t->reason, &redis) < 0)
 		goto done;
 	const struct policy_stats *a = policy_stats(snap), *b = policy_stats(redis);
-	policy_tool_version_text(a->version, v);
+	digest_short(&a->digest, v);
 	iso_time(meta.saved_at, saved, sizeof(saved));
 	printf("snapshot %s (prefix %s, db %d, saved %s): version %s, %zu deny, %zu allow, "
 	       "%zu reasons\n", path, meta.prefix, meta.db, saved, v, a->deny, a->allow, a->reasons);
-	policy_tool_version_text(b->version, v);
+	digest_short(&b->digest, v);
 	printf("redis %s:*: version %s, %zu deny, %zu allow, %zu reasons\n", t->prefix, v, b->deny,
 	       b->allow, b->reasons);
-	if (a->version == b->version) {
+	if (digest_is_equal(&a->digest, &b->digest)) {
 		printf("same rules and reasons\n");
 	} else {
 		struct guard_diff d;
 		guard_diff(snap, redis, &d);
 		printf("redis against the snapshot:\n");
-		print_names("deny added", &d.deny_added);
-		print_names("deny removed", &d.deny_removed);
-		print_names("allow added", &d.allow_added);
-		print_names("allow removed", &d.allow_removed);
-		print_names("reason changed", &d.reason_changed);
+		policy_tool_print_diff(&d);
+		struct guard_names lifted;
+		size_t allowed;
+		if (policy_tool_lifts(snap, redis, &d, &lifted, &allowed) == 0 && lifted.count)
+			printf("it lifts %zu denied names (%zu allowed at once); to release it: "
+			       "embargo-policy accept %s\n", lifted.count, allowed, v);
 	}
 	status = 0;
 done:

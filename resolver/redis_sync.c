@@ -27,6 +27,7 @@
 
 #include "policy/fnv.h"
 #include "policy/guard.h"
+#include "resolver/consent_state.h"
 #include "resolver/log.h"
 #include "resolver/redis_link.h"
 #include "resolver/snapshot.h"
@@ -96,7 +97,13 @@ struct redis_sync {
 	enum guard_verdict held;
 	uint64_t held_version;
 	int hold_shown;         /* Status answers may show a hold: this link's, or a predecessor's. */
-	struct guard_consent consent; /* As read by the load in progress. */
+	guard_t *guard;         /* Borrowed from the daemon: it outlives links. */
+	struct consent consent; /* As read by the load in progress. */
+	enum consent_fault consent_said; /* The last consent fault logged, for held_version. */
+	/* What Redis says of itself (INFO), to tell a rollback: a new run_id, or an offset that
+	 * went back. */
+	char run_id[48];
+	long long repl_offset;
 	int deny_missing;
 	uint64_t invalid_hash[NKEYS];  /* Of each key's invalid members when last logged. */
 	long long card[NKEYS];         /* SCARD/HLEN of each key when last read. */
@@ -112,9 +119,11 @@ struct redis_sync {
 	unsigned carry_parts;       /* What it copies from the policy in force (POLICY_PART_*). */
 	policy_t *built;
 	struct guard_diff diff;     /* Of built against the policy in force. */
+	struct guard_names lifted;  /* What built lifts against the guard's protected set. */
 	enum guard_verdict verdict; /* Of the guard on built. */
-	size_t hold_base;           /* Deny rules in force when the hold began. */
+	struct guard_decision decision;
 	policy_t *merged;           /* Built held: the policy in force plus what built adds. */
+	policy_t *next_prot;        /* The protected set should built (or merged) be published. */
 	/* The snapshot save, which overlaps the next load and never delays a publication: the
 	 * saving thread reads the policy through its own reader slot of the store, so a policy
 	 * replaced meanwhile is not freed under it. A policy published during a save is saved
@@ -241,7 +250,8 @@ static void load_done(redis_sync_t *r)
 	schedule_reread(r);
 }
 
-static void publish_built(redis_sync_t *r, policy_t *p);
+static int publish_built(redis_sync_t *r, policy_t *p);
+static void save_used_consents(redis_sync_t *r);
 static void on_saved(uv_work_t *w, int status);
 
 /* A load that reached Redis and finished (published, unchanged or held): failures are over. */
@@ -310,28 +320,38 @@ static void format_diff(const struct guard_diff *d, char *buf, size_t cap)
  * candidate. */
 static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy_stats *st)
 {
-	const struct policy_stats *cur = policy_stats(policy_store_current(r->store));
 	atomic_fetch_add(&r->stats->held_loads, 1);
-	if (cur->source != POLICY_SOURCE_HELD)
-		r->hold_base = cur->deny; /* The hold begins (merges keep it). */
-	size_t removed = r->diff.deny_removed.count, base = r->hold_base;
+	size_t removed = r->lifted.count, base = r->decision.base;
+	char vshort[DIGEST_SHORT_HEX + 1];
+	digest_short(&st->digest, vshort);
 	if (r->held != v || r->held_version != st->version) {
-		char names[600], cs[200];
-		format_names(&r->diff.deny_removed, names, sizeof(names));
+		char names[600], cs[200], bshort[DIGEST_SHORT_HEX + 1];
+		format_names(&r->lifted, names, sizeof(names));
 		describe_current(r, cs, sizeof(cs));
+		digest_short(&policy_stats(guard_baseline(r->guard))->digest, bshort);
 		if (v == GUARD_HOLD_MISSING)
 			log_err("POLICY LOAD HELD: redis has no %s but has other policy keys, which "
 				"would lift all %zu deny rules in force%s; still enforcing %s. If redis "
 				"lost its data, restore it (embargo-policy restore); if this is intended, "
-				"run embargo-policy accept", r->keys[KEY_DENY], removed, names, cs);
+				"run embargo-policy accept %s", r->keys[KEY_DENY], removed, names, cs,
+				vshort);
 		else
 			log_err("POLICY LOAD HELD: redis now holds %zu deny rules, which would lift %zu "
-				"of the %zu in force at once%s, more than --max-shrink allows (%zu); still "
-				"enforcing %s. If redis lost its data, restore it (embargo-policy restore); "
-				"if the removal is intended, run embargo-policy accept (version %016" PRIx64
-				")", st->deny, removed, base, names,
-				guard_allowed(&r->o->max_shrink, base), cs, st->version);
+				"names denied since the consented baseline %s%s, more than --max-shrink "
+				"allows (%zu of %zu%s); still enforcing %s. If redis lost its data, restore "
+				"it (embargo-policy restore); if the removal is intended, run "
+				"embargo-policy accept %s", st->deny, removed, bshort, names,
+				r->decision.allowed, base,
+				guard_is_rolled_back(r->guard) ? ", none after a redis rollback" : "", cs,
+				vshort);
+		r->consent_said = CONSENT_NONE;
 	}
+	if (r->decision.consent != CONSENT_NONE && r->decision.consent != r->consent_said)
+		log_err("consent in %s (by %s) does not release version %s: %s", r->keys[KEY_ACCEPT],
+			r->consent.by[0] ? r->consent.by : "?", vshort,
+			consent_fault_text(r->decision.consent));
+	r->consent_said = r->decision.consent;
+	guard_held(r->guard, &st->digest);
 	r->held = v;
 	r->held_version = st->version;
 	r->in_sync = 0; /* Redis differs from the policy in force: read every key next time. */
@@ -404,6 +424,17 @@ static void save_work(uv_work_t *w)
 	policy_store_quiescent(r->saver);
 }
 
+/* The guard's verdict on p. The guard changes only on this thread's loop, between builds; the
+ * rollback mark it reads is atomic. */
+static enum guard_verdict decide(redis_sync_t *r, const policy_t *p)
+{
+	const struct options *o = r->o;
+	return guard_decide(r->guard, &o->max_shrink, p, policy_store_current(r->store),
+			    r->lifted.count, r->deny_missing, &r->consent,
+			    o->consent_key_file[0] ? o->consent_key : NULL, o->redis_prefix, o->redis_db,
+			    (int64_t)time(NULL), &r->decision);
+}
+
 static void build_work(uv_work_t *w)
 {
 	redis_sync_t *r = w->data;
@@ -419,14 +450,15 @@ static void build_work(uv_work_t *w)
 	r->merged = NULL;
 	if (!r->built)
 		return;
+	r->next_prot = NULL;
 	const policy_t *cur = policy_store_current(r->store);
-	const struct policy_stats *cs = policy_stats(cur);
 	guard_diff(cur, r->built, &r->diff);
-	/* While a merged policy is in force, the limit is taken from the policy in force when the
-	 * hold began: the additions it enforces must not raise the share that may be lifted. */
-	size_t base = cs->source == POLICY_SOURCE_HELD ? r->hold_base : cs->deny;
-	r->verdict = guard_check(&r->o->max_shrink, cs->source, base, &r->diff,
-				 policy_stats(r->built)->version, r->deny_missing, &r->consent);
+	/* Lifts count against the guard's protected set (the consented baseline and everything
+	 * enforced since), not against the policy in force: many small removals add up. */
+	guard_lifts(r->guard, r->built, cur, &r->diff, &r->lifted);
+	r->verdict = decide(r, r->built);
+	if (r->verdict == GUARD_PUBLISH && r->lifted.count > 0)
+		r->next_prot = guard_union(r->guard, r->built); /* Protected stays protected. */
 	if ((r->verdict != GUARD_HOLD_SHRINK && r->verdict != GUARD_HOLD_MISSING) ||
 	    r->diff.deny_added.count == 0)
 		return;
@@ -439,16 +471,20 @@ static void build_work(uv_work_t *w)
 		r->merged = policy_build(b, POLICY_SOURCE_HELD);
 	else
 		policy_builder_free(b);
+	/* What a merge enforces is protected too: its additions cannot be lifted silently later. */
+	if (r->merged)
+		r->next_prot = guard_union(r->guard, r->merged);
 }
 
 static void on_built(uv_work_t *w, int status)
 {
 	redis_sync_t *r = w->data;
-	policy_t *p = r->built, *merged = r->merged;
-	r->built = r->merged = NULL;
+	policy_t *p = r->built, *merged = r->merged, *next_prot = r->next_prot;
+	r->built = r->merged = r->next_prot = NULL;
 	if (r->closing) {
 		policy_free(p);
 		policy_free(merged);
+		policy_free(next_prot);
 		load_done(r);
 		return;
 	}
@@ -459,9 +495,10 @@ static void on_built(uv_work_t *w, int status)
 	load_worked(r);
 	const struct policy_stats *cur = policy_stats(policy_store_current(r->store));
 	const struct policy_stats *st = policy_stats(p);
-	if (cur->source == POLICY_SOURCE_REDIS && cur->version == st->version) {
+	if (cur->source == POLICY_SOURCE_REDIS && digest_is_equal(&cur->digest, &st->digest)) {
 		policy_free(p); /* Unchanged: Redis holds what is in force (again). */
 		policy_free(merged);
+		policy_free(next_prot);
 		if (r->held != GUARD_PUBLISH)
 			log_info("redis holds the policy in force again: the held load is dropped");
 		unhold(r);
@@ -469,8 +506,15 @@ static void on_built(uv_work_t *w, int status)
 		load_done(r);
 		return;
 	}
-	enum guard_verdict v = r->verdict;
+	/* Decided again here: a rollback may have been seen while it was built. */
+	enum guard_verdict v = decide(r, p);
+	if (v == GUARD_PUBLISH && r->verdict != GUARD_PUBLISH && r->lifted.count > 0 && !next_prot)
+		v = GUARD_HOLD_SHRINK; /* Cannot happen (decide only tightens); never unprotected. */
 	if (v == GUARD_HOLD_SHRINK || v == GUARD_HOLD_MISSING) {
+		if (r->verdict == GUARD_PUBLISH) { /* Held after all: its union is not needed. */
+			policy_free(next_prot);
+			next_prot = NULL;
+		}
 		hold_load(r, v, st);
 		if (merged) {
 			char names[600];
@@ -480,16 +524,20 @@ static void on_built(uv_work_t *w, int status)
 			policy_set_loaded_at(merged, time(NULL));
 		}
 		policy_free(p);
-		if (merged)
-			publish_built(r, merged);
-		else
-			load_done(r);
+		if (merged && publish_built(r, merged) == 0) {
+			guard_published(r->guard, merged, v, NULL, next_prot, (int64_t)time(NULL));
+		} else {
+			policy_free(next_prot);
+			if (!merged)
+				load_done(r);
+		}
 		return;
 	}
-	if (v == GUARD_CONSENTED)
-		log_warn("policy load lifts %zu of %zu deny rules at once, more than --max-shrink "
-			 "allows; released by the consent in %s", r->diff.deny_removed.count, cur->deny,
-			 r->keys[KEY_ACCEPT]);
+	int consented = v == GUARD_CONSENTED;
+	if (consented)
+		log_warn("policy load lifts %zu names denied since the consented baseline, more than "
+			 "--max-shrink allows; released by the consent in %s by %s", r->lifted.count,
+			 r->keys[KEY_ACCEPT], r->consent.by[0] ? r->consent.by : "?");
 	unhold(r);
 	r->in_sync = 1;
 	uint64_t t_end = now_ms(r);
@@ -510,18 +558,27 @@ static void on_built(uv_work_t *w, int status)
 		 cur->version, changes);
 	atomic_fetch_add(&r->stats->loads, 1);
 	atomic_store(&r->stats->last_load_ms, t_end - r->t_start);
-	publish_built(r, p);
+	struct consent c = r->consent;
+	if (publish_built(r, p) < 0) {
+		policy_free(next_prot);
+		return;
+	}
+	guard_published(r->guard, p, v, &c, next_prot, (int64_t)time(NULL));
+	if (consented)
+		save_used_consents(r);
 }
 
-/* Enforce p, start saving it, and end the load: the next one may start while the save runs. */
-static void publish_built(redis_sync_t *r, policy_t *p)
+/* Enforce p, start saving it, and end the load: the next one may start while the save runs.
+ * @return 0, or -ENOMEM when p could not be published (and was freed). p stays valid after a
+ * success until the loop returns (only this loop publishes and reclaims). */
+static int publish_built(redis_sync_t *r, policy_t *p)
 {
 	if (policy_store_publish(r->store, p) < 0) {
 		log_err("out of memory publishing the policy; keeping the current one");
 		r->in_sync = 0; /* Redis differs from the policy in force. */
 		policy_free(p);
 		load_done(r);
-		return;
+		return -ENOMEM;
 	}
 	if (r->o->snapshot[0]) {
 		if (r->saving)
@@ -530,6 +587,18 @@ static void publish_built(redis_sync_t *r, policy_t *p)
 			start_save(r);
 	}
 	load_done(r);
+	return 0;
+}
+
+/* A consent was used: remember it on disk, so that no rollback can replay it. */
+static void save_used_consents(redis_sync_t *r)
+{
+	if (!r->o->snapshot[0])
+		return;
+	char path[300], err[300];
+	snprintf(path, sizeof(path), "%s.consents", r->o->snapshot);
+	if (consent_state_save(path, r->guard, (int64_t)time(NULL), err, sizeof(err)) < 0)
+		log_err("used consents not saved: %s (a replay is still refused until restart)", err);
 }
 
 static void on_coalesced(uv_timer_t *t);
@@ -721,13 +790,17 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		load_failed(r, why);
 		return;
 	}
-	/* The consent record: its version, or none (a consent of another shape is none). */
+	/* The consent record: field/value pairs, or none (a consent of another shape is none). */
 	const redisReply *c = reply->element[KEY_ACCEPT];
-	r->consent = (struct guard_consent){0};
-	if (c->type == REDIS_REPLY_STRING && c->len == 16) {
-		char *end;
-		r->consent.version = strtoull(c->str, &end, 16);
-		r->consent.present = end == c->str + 16;
+	r->consent = (struct consent){0};
+	if (c->type == REDIS_REPLY_ARRAY && c->elements % 2 == 0 && c->elements <= 64) {
+		unsigned seen = 0;
+		for (size_t i = 0; i < c->elements; i += 2) {
+			const redisReply *f = c->element[i], *v = c->element[i + 1];
+			if (f->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
+				seen |= consent_set_field(&r->consent, f->str, f->len, v->str, v->len);
+		}
+		consent_finish(&r->consent, seen);
 	}
 	r->deny_missing = present && !(present & (1 << KEY_DENY));
 	if (!present) {
@@ -789,6 +862,40 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		read_done(r);
 }
 
+/* INFO: a Redis that restarted (a new run_id) or whose replication offset went back may have
+ * come back from an older dump: what it lost looks like removals, and an old consent may be
+ * back. Until a consent moves the baseline, no lift is allowed. */
+static void on_info(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redis_sync_t *r = privdata;
+	redisReply *reply = reply_ptr;
+	(void)ac;
+	if (!reply || r->closing || reply->type != REDIS_REPLY_STRING)
+		return; /* Refused (an ACL without INFO): said by the link's own INFO. */
+	char run_id[sizeof(r->run_id)] = "";
+	long long offset = -1;
+	const char *f = strstr(reply->str, "run_id:");
+	if (f)
+		sscanf(f, "run_id:%47[0-9a-f]", run_id);
+	f = strstr(reply->str, "master_repl_offset:");
+	if (f)
+		sscanf(f, "master_repl_offset:%lld", &offset);
+	const char *why = NULL;
+	if (r->run_id[0] && run_id[0] && strcmp(run_id, r->run_id) != 0)
+		why = "redis restarted (new run_id)";
+	else if (r->run_id[0] && offset >= 0 && offset < r->repl_offset)
+		why = "redis's replication offset went back";
+	if (why && !guard_is_rolled_back(r->guard)) {
+		log_warn("%s: it may have come back from an older dump, so until a consent no load "
+			 "may lift any denied name", why);
+		guard_rollback(r->guard);
+	}
+	if (run_id[0]) {
+		snprintf(r->run_id, sizeof(r->run_id), "%s", run_id);
+		r->repl_offset = offset;
+	}
+}
+
 static void start_load(redis_sync_t *r)
 {
 	if (r->closing)
@@ -801,16 +908,32 @@ static void start_load(redis_sync_t *r)
 		return;
 	}
 	uv_timer_stop(&r->timer);
+	/* A window with no hold moves the baseline to the policy in force (--max-shrink-window):
+	 * at most the budget can be lifted without consent in each window. */
+	int64_t now = (int64_t)time(NULL);
+	const policy_t *in_force = policy_store_current(r->store);
+	if (r->o->max_shrink_window && r->held == GUARD_PUBLISH &&
+	    policy_stats(in_force)->source != POLICY_SOURCE_HELD &&
+	    now - guard_based_at(r->guard) >= (int64_t)r->o->max_shrink_window &&
+	    guard_baseline(r->guard) != in_force) {
+		log_info("no held load for %us: the policy in force (version %016" PRIx64 ") is now "
+			 "the baseline lifts are counted against", r->o->max_shrink_window,
+			 policy_stats(in_force)->version);
+		guard_rebase(r->guard, in_force, now);
+	}
 	r->phase = READING;
 	r->dirty = 0;
 	r->torn = 0;
+	/* What Redis says of itself comes before the policy (same connection, in order), so a
+	 * rollback is known when the load is decided. */
+	redisAsyncCommand(ac, on_info, r, "INFO");
 	r->scanning = r->reread ? r->reread : ALL_KEYS;
 	r->reread = 0;
 	r->t_start = now_ms(r);
 	redisAsyncCommand(ac, NULL, NULL, "MULTI");
 	for (int k = 0; k < NKEYS; k++)
 		redisAsyncCommand(ac, NULL, NULL, "TYPE %s", r->keys[k]);
-	redisAsyncCommand(ac, NULL, NULL, "HGET %s version", r->keys[KEY_ACCEPT]);
+	redisAsyncCommand(ac, NULL, NULL, "HGETALL %s", r->keys[KEY_ACCEPT]);
 	for (int k = 0; k < NKEYS; k++)
 		redisAsyncCommand(ac, NULL, NULL, "%s %s", k == KEY_REASON ? "HLEN" : "SCARD",
 				  r->keys[k]);
@@ -928,11 +1051,13 @@ static void link_closed(void *ctx)
 }
 
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
-			     redis_sync_ready_cb ready, redis_sync_hold_cb hold, void *ctx)
+			     guard_t *guard, redis_sync_ready_cb ready, redis_sync_hold_cb hold,
+			     void *ctx)
 {
 	redis_sync_t *r = calloc(1, sizeof(*r));
 	if (!r)
 		return NULL;
+	r->guard = guard;
 	r->loop = loop;
 	r->o = o;
 	r->store = store;
@@ -1163,9 +1288,4 @@ void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats)
 	if (atomic_load(&r->stats->last_load_ms))
 		atomic_store(&stats->last_load_ms, atomic_load(&r->stats->last_load_ms));
 	r->stats = stats;
-}
-
-void redis_sync_hold_base(redis_sync_t *r, size_t base)
-{
-	r->hold_base = base;
 }

@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include "policy/guard.h"
 #include "policy/store.h"
 #include <stdatomic.h>
 
@@ -35,11 +36,14 @@ typedef void (*redis_sync_ready_cb)(void *ctx);
 typedef void (*redis_sync_hold_cb)(void *ctx, enum server_hold kind, size_t removed, size_t of,
 				   uint64_t version);
 
-/** Start syncing store from Redis on loop. o and store are borrowed and must outlive it; the
+/** Start syncing store from Redis on loop, deciding loads with guard. o, store and guard are
+ *  borrowed and must outlive it (the guard outlives links: a reload's new link goes on from the
+ *  same baseline, held load and used consents); the
  *  store must have o->threads + 1 reader slots: the last one is the snapshot saver's.
  *  @return the synchroniser (owned: redis_sync_close), NULL when out of memory. */
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
-			     redis_sync_ready_cb ready, redis_sync_hold_cb hold, void *ctx);
+			     guard_t *guard, redis_sync_ready_cb ready, redis_sync_hold_cb hold,
+			     void *ctx);
 
 /** Bounds of the client report in Redis. */
 struct redis_report_limits {
@@ -61,11 +65,6 @@ unsigned redis_sync_pushes(const redis_sync_t *r);
 /** Count into stats (borrowed; it must outlive r) from now on, adding to what it holds (a
  *  predecessor's counts). Call once, after redis_sync_new(). */
 void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats);
-
-/** A predecessor's held load may be in force (a merged policy): the held-load rule measures
- *  against base, the deny rules in force when that hold began. Call once, after
- *  redis_sync_new(). */
-void redis_sync_hold_base(redis_sync_t *r, size_t base);
 
 /** Disconnect and free once libuv has closed everything. NULL is a no-op. */
 void redis_sync_close(redis_sync_t *r);

@@ -22,7 +22,10 @@ static int same_redis(const struct options *a, const struct options *b)
 	       strcmp(a->redis_prefix, b->redis_prefix) == 0 && a->reload_ms == b->reload_ms &&
 	       a->redis_timeout_ms == b->redis_timeout_ms &&
 	       a->max_shrink.percent == b->max_shrink.percent &&
-	       a->max_shrink.count == b->max_shrink.count && a->max_shrink.off == b->max_shrink.off;
+	       a->max_shrink.count == b->max_shrink.count && a->max_shrink.off == b->max_shrink.off &&
+	       a->max_shrink_window == b->max_shrink_window &&
+	       strcmp(a->consent_key_file, b->consent_key_file) == 0 &&
+	       memcmp(a->consent_key, b->consent_key, sizeof(a->consent_key)) == 0;
 }
 
 /* redis://HOST:PORT/DB, prefix P (no user or password: for the log). */

@@ -26,33 +26,25 @@ static int write_all(int fd, const char *bytes, size_t len)
 	return 0;
 }
 
-int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *meta, char *err,
-		  size_t errlen)
+int snapshot_write_file(const char *path, const char *text, size_t len, char *err, size_t errlen)
 {
-	char *text = NULL, tmp[4096], dir[4096];
-	size_t len;
+	char tmp[4096], dir[4096];
 	int fd = -1, rc;
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
-		snprintf(err, errlen, "snapshot path too long");
+		snprintf(err, errlen, "path too long: %s", path);
 		return -ENAMETOOLONG;
-	}
-	rc = codec_encode(p, meta, &text, &len);
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot encode the policy: %s", strerror(-rc));
-		return rc;
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-		goto fail;
+		return rc;
 	}
 	rc = write_all(fd, text, len);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
-	fd = -1;
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
 		goto fail;
@@ -69,10 +61,23 @@ int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *
 		fsync(dfd);
 		close(dfd);
 	}
-	free(text);
 	return 0;
 fail:
 	unlink(tmp);
+	return rc;
+}
+
+int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *meta, char *err,
+		  size_t errlen)
+{
+	char *text = NULL;
+	size_t len;
+	int rc = codec_encode(p, meta, &text, &len);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot encode the policy: %s", strerror(-rc));
+		return rc;
+	}
+	rc = snapshot_write_file(path, text, len, err, errlen);
 	free(text);
 	return rc;
 }

@@ -14,6 +14,10 @@
 int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *meta, char *err,
 		  size_t errlen);
 
+/** Replace the file at path with text[0..len) atomically (temporary file, fsync, rename, fsync
+ *  of the directory). @return 0, or a negative errno with a message in err. */
+int snapshot_write_file(const char *path, const char *text, size_t len, char *err, size_t errlen);
+
 /** Read the policy saved at path.
  *  @return 0 with *out (owned) and *meta; -ENOENT when there is no file; -EPROTONOSUPPORT when
  *  it has a format this embargo does not read; -EBADMSG when it is corrupt; another negative

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "policy/codec.h"
+#include "policy/fnv.h"
 
 TestSuite(codec);
 
@@ -50,20 +51,24 @@ static char *encode(const policy_t *p, int64_t saved, const char *prefix, int db
 	return text;
 }
 
-Test(codec, v2_round_trip)
+Test(codec, v3_round_trip)
 {
 	policy_t *p = sample();
 	size_t len;
 	char *text = encode(p, 1700000000, "embargo", 0, &len);
-	cr_expect_eq(strncmp(text, "embargo-policy-snapshot 2 ", 26), 0, "%.60s", text);
+	cr_expect_eq(strncmp(text, "embargo-policy-snapshot 3 ", 26), 0, "%.60s", text);
+	char hex[DIGEST_HEX + 1], field[DIGEST_HEX + 16];
+	digest_hex(&policy_stats(p)->digest, hex);
+	snprintf(field, sizeof(field), " digest=%s ", hex);
+	cr_expect_not_null(strstr(text, field), "the header carries the whole digest: %.200s", text);
 	policy_t *q = NULL;
 	struct codec_meta m;
 	cr_assert_eq(codec_decode(text, len, &q, &m), 0);
-	cr_expect_eq(m.format, 2);
+	cr_expect_eq(m.format, 3);
 	cr_expect_eq(m.saved_at, 1700000000);
 	cr_expect_str_eq(m.prefix, "embargo");
 	cr_expect_eq(m.db, 0);
-	cr_expect_eq(policy_stats(q)->version, policy_stats(p)->version);
+	cr_expect(digest_is_equal(&policy_stats(q)->digest, &policy_stats(p)->digest));
 	cr_expect_eq(policy_stats(q)->source, POLICY_SOURCE_SNAPSHOT);
 	cr_expect_eq(policy_stats(q)->deny, 3);
 	cr_expect_eq(policy_stats(q)->allow, 2);
@@ -129,19 +134,18 @@ Test(codec, v1_is_still_read)
 	cr_expect_eq(m.saved_at, 1700000000);
 	cr_expect_str_eq(m.prefix, "embargo", "format 1 came from the default prefix");
 	cr_expect_eq(m.db, 0);
-	cr_expect_eq(policy_stats(q)->version, 0xe2ae306908777aadULL);
 	cr_expect_str_eq(decide(q, "www.example.com").reason, "Sanctions list, item 12");
 	cr_expect_eq(decide(q, "a.support.example.com").action, POLICY_ALLOW);
 	cr_expect_eq(decide(q, "both.example").action, POLICY_ALLOW);
 	cr_expect_eq(decide(q, "orphan.example").action, POLICY_PASS);
 
-	/* Saved again, it becomes format 2 with the same content. */
+	/* Saved again, it becomes format 3 with the same content. */
 	size_t len;
 	char *text = encode(q, m.saved_at, m.prefix, m.db, &len);
 	policy_t *r = NULL;
 	cr_assert_eq(codec_decode(text, len, &r, &m), 0);
-	cr_expect_eq(m.format, 2);
-	cr_expect_eq(policy_stats(r)->version, policy_stats(q)->version);
+	cr_expect_eq(m.format, 3);
+	cr_expect(digest_is_equal(&policy_stats(r)->digest, &policy_stats(q)->digest));
 	free(text);
 	policy_free(q);
 	policy_free(r);
@@ -153,15 +157,38 @@ Test(codec, v1_is_still_read)
 	cr_expect_eq(codec_decode(copy, strlen(copy), &q, &m), -EBADMSG);
 }
 
+/* Format 2, as embargo wrote it before digests: a 64-bit FNV checksum, which is checked. */
+Test(codec, v2_is_still_read)
+{
+	const char head[] = "embargo-policy-snapshot 2 rules=2 version=0123456789abcdef "
+			    "saved=1700000000 prefix=corp db=4";
+	const char body[] = "d\texample.com\tSanctions list, item 12\na\tsupport.example.com\n";
+	uint64_t sum = fnv_bytes(fnv_bytes(FNV_BASIS, head, strlen(head)), body, strlen(body));
+	char text[512];
+	int len = snprintf(text, sizeof(text), "%s checksum=%016llx\n%s", head,
+			   (unsigned long long)sum, body);
+	policy_t *q = NULL;
+	struct codec_meta m;
+	cr_assert_eq(codec_decode(text, (size_t)len, &q, &m), 0);
+	cr_expect_eq(m.format, 2);
+	cr_expect_str_eq(m.prefix, "corp");
+	cr_expect_eq(m.db, 4);
+	cr_expect_eq(decide(q, "www.example.com").action, POLICY_DENY);
+	cr_expect_eq(decide(q, "a.support.example.com").action, POLICY_ALLOW);
+	policy_free(q);
+	text[len - 3] ^= 1;
+	cr_expect_eq(codec_decode(text, (size_t)len, &q, &m), -EBADMSG);
+}
+
 Test(codec, unknown_format_is_not_called_corrupt)
 {
 	const char *future[] = {
-		"embargo-policy-snapshot 3 rules=0 version=0 saved=0 prefix=embargo db=0 zstd=1 "
+		"embargo-policy-snapshot 4 rules=0 version=0 saved=0 prefix=embargo db=0 zstd=1 "
 		"checksum=0\n",
 		"embargo-policy-snapshot 17\nwhatever the future holds\n",
 		"embargo-policy-snapshot 0 rules=0\n",
 	};
-	const unsigned want[] = {3, 17, 0};
+	const unsigned want[] = {4, 17, 0};
 	for (size_t i = 0; i < 3; i++) {
 		policy_t *q = NULL;
 		struct codec_meta m = {0};
@@ -195,7 +222,7 @@ Test(codec, damage_is_refused)
 			char keep = text[i];
 			text[i] = (char)(keep ^ (1 << bit));
 			int rc = codec_decode(text, len, &q, &m);
-			if (i == format_at && text[i] >= '0' && text[i] <= '9')
+			if (i == format_at && text[i] >= '4' && text[i] <= '9')
 				cr_expect_eq(rc, -EPROTONOSUPPORT, "byte %zu bit %d", i, bit);
 			else
 				cr_expect_eq(rc, -EBADMSG, "byte %zu bit %d", i, bit);
@@ -217,7 +244,7 @@ Test(codec, empty_round_trip)
 	struct codec_meta m;
 	cr_assert_eq(codec_decode(text, len, &q, &m), 0);
 	cr_expect_eq(policy_stats(q)->deny, 0);
-	cr_expect_eq(policy_stats(q)->version, policy_stats(p)->version);
+	cr_expect(digest_is_equal(&policy_stats(q)->digest, &policy_stats(p)->digest));
 	free(text);
 	policy_free(p);
 	policy_free(q);
