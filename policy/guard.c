@@ -64,6 +64,7 @@ struct used {
 struct guard {
 	policy_t *baseline; /* Held (policy_ref). */
 	policy_t *prot;     /* Held: the protected set. */
+	struct digest last; /* The last policy published whole (not a held load's merge). */
 	int64_t based_at;
 	atomic_bool rollback; /* Set by the loop while a build reads it. */
 	bool has_held;
@@ -79,6 +80,7 @@ guard_t *guard_new(const policy_t *start, int64_t now)
 		return NULL;
 	g->baseline = policy_ref(start);
 	g->prot = policy_ref(start);
+	g->last = policy_stats(start)->digest;
 	g->based_at = now;
 	return g;
 }
@@ -222,7 +224,8 @@ static enum consent_fault check_consent(const guard_t *g, const policy_t *cand,
 	if (!digest_is_equal(&c->to, &policy_stats(cand)->digest))
 		return CONSENT_OTHER_TO;
 	if (!digest_is_equal(&c->from, &policy_stats(g->baseline)->digest) &&
-	    !digest_is_equal(&c->from, &policy_stats(in_force)->digest))
+	    !digest_is_equal(&c->from, &policy_stats(in_force)->digest) &&
+	    !digest_is_equal(&c->from, &g->last))
 		return CONSENT_OTHER_FROM;
 	/* Five minutes of clock skew between the approver's machine and this one. */
 	if (now + 300 < c->at || now >= c->expires || c->expires - c->at > CONSENT_TTL_MAX)
@@ -273,8 +276,10 @@ void guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
 		guard_rebase(g, p, now);
 		return;
 	}
-	if (v == GUARD_PUBLISH)
+	if (v == GUARD_PUBLISH) {
 		g->has_held = false;
+		g->last = policy_stats(p)->digest;
+	}
 	if (next)
 		set_policy(&g->prot, next);
 	else if (v == GUARD_PUBLISH)
@@ -301,6 +306,7 @@ void guard_rebase(guard_t *g, const policy_t *p, int64_t now)
 {
 	set_policy(&g->baseline, policy_ref(p));
 	set_policy(&g->prot, policy_ref(p));
+	g->last = policy_stats(p)->digest;
 	g->based_at = now;
 	atomic_store(&g->rollback, false);
 	g->has_held = false;

@@ -88,7 +88,9 @@ struct guard_decision {
 	enum consent_fault consent; /**< Why the consent did not release it (CONSENT_OK: it did). */
 };
 
-/** Decide whether cand (lifting `lifted` names, see guard_lifts) may replace in_force.
+/** Decide whether cand (lifting `lifted` names, see guard_lifts) may replace in_force. A consent
+ *  may start from the baseline, the policy in force, or the last policy published whole (what
+ *  the snapshot holds while a held load's merge is in force).
  *  A candidate the guard holds stays held whatever the limits now are (a reload releases
  *  nothing); only a consent bound to exactly this transition releases it.
  *  @param consent_key NULL, or the Ed25519 public key every consent must be signed with. */

@@ -30,7 +30,9 @@
 	"                             their reasons go too\n" \
 	"  accept [--sign KEY] [--from SNAPSHOT|DIGEST] [--ttl T] VERSION\n" \
 	"                             consent (PREFIX:accept) to the transition from the policy\n" \
-	"                             the resolvers enforce (--from, default the snapshot) to\n" \
+	"                             the resolvers enforce (--from: a snapshot, the default\n" \
+	"                             " POLICY_TOOL_SNAPSHOT ", a digest, or\n" \
+	"                             'bundled' for a fresh instance's list) to\n" \
 	"                             VERSION, the held version they show; refused when Redis\n" \
 	"                             holds anything else; used once, expires after T (24h)\n" \
 	"  keygen PRIVATE PUBLIC      make an Ed25519 key pair for signed consents (--sign;\n" \
@@ -40,6 +42,7 @@
 	"                             --force: also one saved under another prefix\n" \
 	"  explain NAME...            which rule decides NAME, and why\n" \
 	"  diff [SNAPSHOT]            what Redis holds against a snapshot an instance enforces\n" \
+	"  digest                     the full digest (SHA-256) of what Redis holds\n" \
 	"  verify                     check every member as the daemon will; exit 1 if it skips any\n" \
 	"  log [-n N]                 the last N changes (default 20), newest first\n" \
 	"  report [--since DURATION] [--format table|csv|json]\n" \
@@ -65,7 +68,8 @@ struct command {
 static const struct command COMMANDS[] = {
 	{"import", policy_tool_import_run},        {"restore", policy_tool_import_restore},
 	{"add", policy_tool_edit_add},             {"remove", policy_tool_edit_remove},
-	{"accept", policy_tool_consent_accept},    {"keygen", policy_tool_consent_keygen},       {"explain", policy_tool_inspect_explain},
+	{"accept", policy_tool_consent_accept},    {"keygen", policy_tool_consent_keygen},
+	{"digest", policy_tool_consent_digest},       {"explain", policy_tool_inspect_explain},
 	{"diff", policy_tool_inspect_diff},        {"verify", policy_tool_inspect_verify},
 	{"log", policy_tool_inspect_log},          {"report", policy_tool_report},
 };

@@ -96,6 +96,7 @@ int policy_tool_edit_add(struct policy_tool *t, int argc, char **argv);
 int policy_tool_edit_remove(struct policy_tool *t, int argc, char **argv);
 int policy_tool_consent_accept(struct policy_tool *t, int argc, char **argv);
 int policy_tool_consent_keygen(struct policy_tool *t, int argc, char **argv);
+int policy_tool_consent_digest(struct policy_tool *t, int argc, char **argv);
 int policy_tool_inspect_explain(struct policy_tool *t, int argc, char **argv);
 int policy_tool_inspect_diff(struct policy_tool *t, int argc, char **argv);
 int policy_tool_inspect_verify(struct policy_tool *t, int argc, char **argv);

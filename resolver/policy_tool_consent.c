@@ -20,7 +20,7 @@
 #include "resolver/snapshot.h"
 
 #define ACCEPT_USAGE \
-	"embargo-policy: usage: accept [--sign PRIVATE-KEY] [--from SNAPSHOT|DIGEST] " \
+	"embargo-policy: usage: accept [--sign PRIVATE-KEY] [--from SNAPSHOT|DIGEST|bundled] " \
 	"[--ttl DURATION] [--why TEXT] VERSION\n"
 
 static int random_bytes(uint8_t *b, size_t n)
@@ -77,6 +77,16 @@ static int transition_from(struct policy_tool *t, const char *from, struct diges
 	*snap = NULL;
 	if (strlen(from) == DIGEST_HEX && digest_parse(from, DIGEST_HEX, d) == 0)
 		return 0;
+	if (strcmp(from, "bundled") == 0) {
+		/* A fresh instance (no snapshot yet) enforces the list compiled into it. */
+		*snap = policy_bundled();
+		if (!*snap) {
+			fprintf(stderr, "embargo-policy: out of memory\n");
+			return -ENOMEM;
+		}
+		*d = policy_stats(*snap)->digest;
+		return 0;
+	}
 	char err[512];
 	struct codec_meta meta;
 	if (snapshot_load(from, snap, &meta, err, sizeof(err)) < 0) {
@@ -265,5 +275,22 @@ int policy_tool_consent_keygen(struct policy_tool *t, int argc, char **argv)
 	memset(priv, 0, sizeof(priv));
 	printf("private key (keep it with the approver, never on a resolver): %s\n"
 	       "public key (--consent-key on every resolver): %s\n", argv[0], argv[1]);
+	return 0;
+}
+
+int policy_tool_consent_digest(struct policy_tool *t, int argc, char **argv)
+{
+	(void)argv;
+	if (argc != 0) {
+		fprintf(stderr, "embargo-policy: usage: digest\n");
+		return 2;
+	}
+	policy_t *p;
+	if (policy_tool_connect(t) < 0 || policy_tool_read(t, t->deny, t->allow, t->reason, &p) < 0)
+		return 1;
+	char hex[DIGEST_HEX + 1];
+	digest_hex(&policy_stats(p)->digest, hex);
+	printf("%s\n", hex);
+	policy_free(p);
 	return 0;
 }

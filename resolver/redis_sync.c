@@ -321,7 +321,9 @@ static void format_diff(const struct guard_diff *d, char *buf, size_t cap)
 static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy_stats *st)
 {
 	atomic_fetch_add(&r->stats->held_loads, 1);
+	/* Shown as "lifted/baseline": the names it would lift of those the baseline denies. */
 	size_t removed = r->lifted.count, base = r->decision.base;
+	size_t of = policy_stats(guard_baseline(r->guard))->deny;
 	char vshort[DIGEST_SHORT_HEX + 1];
 	digest_short(&st->digest, vshort);
 	if (r->held != v || r->held_version != st->version) {
@@ -356,7 +358,7 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy
 	r->held_version = st->version;
 	r->in_sync = 0; /* Redis differs from the policy in force: read every key next time. */
 	set_hold(r, v == GUARD_HOLD_MISSING ? SERVER_HOLD_MISSING : SERVER_HOLD_SHRINK, removed,
-		 base, st->version);
+		 of, st->version);
 }
 
 static void unhold(redis_sync_t *r)

@@ -18,7 +18,7 @@ NSD_PID=${PIDS[-1]}
 R() { redis-cli -p "$REDIS" "$@" >/dev/null; }
 R del embargo:deny embargo:allow embargo:reason
 R sadd embargo:deny kaspersky.com
-"$POLICY_TOOL" --redis "redis://127.0.0.1:$REDIS" --by test accept >/dev/null
+consent_first --redis "redis://127.0.0.1:$REDIS"
 
 # NSD serves from its children's children: the whole tree stops (a silent upstream) and goes on.
 nsd_tree() {

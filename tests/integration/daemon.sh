@@ -223,8 +223,8 @@ reload_redis() {
 	two_redis
 	redis-cli -p "$r1" sadd embargo:deny kaspersky.com one.example >/dev/null
 	redis-cli -p "$r2" sadd two:deny kaspersky.com one.example two.example >/dev/null
-	"$tool" --redis "redis://127.0.0.1:$r1" --by test accept >/dev/null || return 1
-	"$tool" --redis "redis://127.0.0.1:$r2" --redis-prefix two --by test accept >/dev/null || return 1
+	POLICY_TOOL=$tool consent_first --redis "redis://127.0.0.1:$r1" || return 1
+	POLICY_TOOL=$tool consent_first --redis "redis://127.0.0.1:$r2" --redis-prefix two || return 1
 	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\n' "$F" "$r1" >"$WORK/rr.conf"
 	p=$(free_port)
 	start_embargo rr "$p" --config "$WORK/rr.conf"
@@ -269,7 +269,7 @@ reload_redis_held() {
 	local r1 r2 p tool=$(dirname "$EMBARGO")/embargo-policy
 	two_redis
 	redis-cli -p "$r1" sadd embargo:deny $(seq -f "r%g.example" 1 20) >/dev/null
-	"$tool" --redis "redis://127.0.0.1:$r1" --by test accept >/dev/null || return 1
+	POLICY_TOOL=$tool consent_first --redis "redis://127.0.0.1:$r1" || return 1
 	redis-cli -p "$r2" sadd embargo:allow ok.example >/dev/null
 	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\n' "$F" "$r1" >"$WORK/rh.conf"
 	p=$(free_port)

@@ -27,7 +27,7 @@ R del embargo:deny embargo:allow embargo:reason
 R sadd embargo:deny denied.diff.example denied.signed.example
 R sadd embargo:allow ok.denied.diff.example
 R hset embargo:reason denied.diff.example "diff test: denied"
-"$POLICY_TOOL" --redis "redis://127.0.0.1:$REDIS" --by diff accept >/dev/null
+consent_first --redis "redis://127.0.0.1:$REDIS"
 # With every default local zone of embargo's kept: they are compared with Unbound's.
 start_embargo_as_is diff "$EP" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS"
 wait_for 5 grep -q "policy loaded from redis" "$WORK/diff.log" || die "policy not loaded"

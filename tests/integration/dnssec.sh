@@ -26,7 +26,7 @@ R() { redis-cli -p "$REDIS" "$@" >/dev/null; }
 R del embargo:deny embargo:allow embargo:reason
 R sadd embargo:deny denied.signed.example
 R hset embargo:reason denied.signed.example "dnssec test: denied"
-"$POLICY_TOOL" --redis "redis://127.0.0.1:$REDIS" --by dnssec accept >/dev/null
+consent_first --redis "redis://127.0.0.1:$REDIS"
 
 echo "$SIGNED_DS" >"$WORK/anchor.ds"
 start_unbound validator "$VU" "	module-config: \"validator iterator\"

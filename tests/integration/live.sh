@@ -44,7 +44,7 @@ R sadd embargo:allow support.blocked.test
 R hset embargo:reason blocked.test "first reason"
 # This policy does not hold the bundled list, which a fresh instance enforces: the operator's
 # consent lets the first load replace it (see the held-load rule in the README).
-"$POLICY_TOOL" --redis "redis://127.0.0.1:$RP" --by test accept >/dev/null
+consent_first --redis "redis://127.0.0.1:$RP"
 start_embargo live "$EP" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP" \
 	--reload-interval 30
 wait_for 5 grep -q "following policy changes through keyspace notifications" "$WORK/live.log" ||
@@ -96,7 +96,7 @@ check "a burst of 2000 changes is coalesced into a few loads" burst
 snapshot() {
 	local ep2 out
 	[ -s "$WORK/live.snapshot" ] || { echo "no snapshot written"; return 1; }
-	head -1 "$WORK/live.snapshot" | grep -q "^embargo-policy-snapshot 2 .* prefix=embargo db=0 " ||
+	head -1 "$WORK/live.snapshot" | grep -q "^embargo-policy-snapshot 3 rules=[0-9]* digest=[0-9a-f]\{64\} .* prefix=embargo db=0 " ||
 		{ head -1 "$WORK/live.snapshot"; return 1; }
 	# Started while Redis is down: the snapshot is enforced, allow rules and reasons included.
 	ep2=$(free_port)
@@ -155,7 +155,8 @@ redis_restart() {
 	within 1000 is_denied "$EP" later.test || { echo "addition not enforced while held"; return 1; }
 	# The operator consents to the new content: it applies, and notifications work again.
 	held=$(q "$EP" @127.0.0.1 CH TXT policy.embargo. +short | grep -o "held_version=[0-9a-f]*" | cut -d= -f2)
-	R hset embargo:accept version "$held"
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$RP" --by test accept --from "$WORK/live.snapshot" \
+		"$held" >/dev/null || { echo "accept refused"; return 1; }
 	within 1000 eval '! by_policy "$EP" burst77.test' || { echo "consent not followed"; return 1; }
 	is_denied "$EP" later.test || { echo "later.test lifted"; return 1; }
 	R sadd embargo:deny after-restart2.test
@@ -171,7 +172,7 @@ no_config() {
 	ep=$(free_port)
 	start_redis "$rp" --rename-command CONFIG ""
 	redis-cli -p "$rp" sadd embargo:deny blocked.test >/dev/null
-	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" --by test accept >/dev/null
+	consent_first --redis "redis://127.0.0.1:$rp"
 	start_embargo poll "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
 		--reload-interval 1
 	grep -q "no keyspace notifications from redis" "$WORK/poll.log" || { cat "$WORK/poll.log"; return 1; }
@@ -224,7 +225,7 @@ fleet() {
 	wait_for 10 eval "redis-cli -p $rp info replication | grep -q master_link_status:up" ||
 		{ echo "replica not in sync"; return 1; }
 	redis-cli -p "$pp" sadd embargo:deny blocked.test >/dev/null
-	"$POLICY_TOOL" --redis "redis://127.0.0.1:$pp" --by test accept >/dev/null
+	consent_first --redis "redis://127.0.0.1:$pp"
 	start_embargo fleeta "$ea" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$pp" --reload-interval 30
 	start_embargo fleetb "$eb" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" --reload-interval 30
 	wait_for 5 grep -q "following policy changes" "$WORK/fleetb.log" || { cat "$WORK/fleetb.log"; return 1; }

@@ -22,7 +22,7 @@ R() { redis-cli -p "$REDIS" "$@" >/dev/null; }
 R del embargo:deny embargo:allow embargo:reason
 R sadd embargo:deny blocked.test kaspersky.com
 R hset embargo:reason blocked.test "test rule: blocked"
-"$POLICY_TOOL" --redis "redis://127.0.0.1:$REDIS" --by test accept >/dev/null
+consent_first --redis "redis://127.0.0.1:$REDIS"
 start_embargo metrics "$EP" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$REDIS" \
 	--metrics "127.0.0.1:$MP"
 wait_for 5 grep -q "policy loaded from redis" "$WORK/metrics.log" || die "policy not loaded"

@@ -28,7 +28,7 @@ P() { "$POLICY_TOOL" --redis "redis://127.0.0.1:$REDIS" "$@"; }
 R del embargo:deny embargo:allow embargo:reason >/dev/null
 R sadd embargo:deny kaspersky.com blocked.test >/dev/null
 R hset embargo:reason kaspersky.com "US Commerce Final Determination 2024-06-20, sales ban" >/dev/null
-P --by test accept >/dev/null
+consent_first --redis "redis://127.0.0.1:$REDIS"
 
 # The namespace: the host side holds $NET.1, the clients are $NET.2 (X) and $NET.3 (Y).
 NS="embargo-r$$"
@@ -175,7 +175,7 @@ check "--since windows the days read; fields no instance writes are skipped; bad
 bounds_and_stop() {
 	local e i day="bound:clients:$(date -u +%F)"
 	for i in $(seq 17); do R sadd bound:deny "r$i.example" >/dev/null; done
-	P --redis-prefix bound --by test accept >/dev/null
+	consent_first --redis "redis://127.0.0.1:$REDIS" --redis-prefix bound
 	e=$(free_port)
 	start_embargo bound "$e" --listen "$NET.1:$e" --allow "$NET.0/24" --upstream "127.0.0.1:$NSD" \
 		--redis "redis://127.0.0.1:$REDIS" --redis-prefix bound --report-clients yes \

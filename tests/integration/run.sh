@@ -24,7 +24,7 @@ R hset embargo:reason kaspersky.com "US Commerce Final Determination 2024-06-20"
 	blocked.test "test rule: blocked"
 # This policy drops most of the bundled list a fresh instance starts with: the operator's
 # consent lets it replace the bundled list.
-"$POLICY_TOOL" --redis "redis://127.0.0.1:$REDIS" --by test accept >/dev/null
+consent_first --redis "redis://127.0.0.1:$REDIS"
 start_embargo main "$EP" --listen "[::1]:$EP" --upstream "127.0.0.1:$NSD" \
 	--redis "redis://127.0.0.1:$REDIS" --reload-interval 1
 wait_for 5 grep -q "policy loaded from redis" "$WORK/main.log" || die "policy not loaded"
@@ -296,7 +296,7 @@ redis_down() {
 	expect_deny "$ep" ksn.kaspersky-labs.com \
 		"US Commerce Final Determination 2024-06-20: Kaspersky Lab software (updates, KSN telemetry)" ||
 		return 1
-	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" --by test accept >/dev/null
+	consent_first --redis "redis://127.0.0.1:$rp"
 	# Consented: the Redis policy alone, the bundled list lifted.
 	wait_for 5 eval '! q "$ep" @127.0.0.1 ksn.kaspersky-labs.com +edns | grep -q "EDE: 16"' ||
 		{ echo "redis policy not picked up: $(cat "$WORK/noredis.log")"; return 1; }
@@ -319,7 +319,7 @@ config_and_auth() {
 	ep=$(free_port)
 	start_redis "$rp" --requirepass s3cret
 	redis-cli -p "$rp" -a s3cret --no-auth-warning -n 2 sadd embargo:deny confdeny.test >/dev/null
-	"$POLICY_TOOL" --redis "redis://:s3cret@127.0.0.1:$rp/2" --by test accept >/dev/null
+	consent_first --redis "redis://:s3cret@127.0.0.1:$rp/2"
 	cat >"$WORK/embargo.conf" <<CONF
 # comment
 upstream 127.0.0.1:$NSD

@@ -50,29 +50,52 @@ import_hosts() {
 }
 check "import of a hosts file with several names a line" import_hosts
 
-accept_order() {
+digest_and_accept() {
 	reset
 	printf 'a.example\tReason A\nb.example\nc.example\n' >"$WORK/order.tsv"
-	P import "$WORK/order.tsv" >/dev/null && R sadd embargo:allow ok.a.example >/dev/null &&
-		P --by alice --why "first order" accept || return 1
-	local v1 by why deny
-	v1=$(R hget embargo:accept version)
-	by=$(R hget embargo:accept by) why=$(R hget embargo:accept why) deny=$(R hget embargo:accept deny)
-	[[ $v1 =~ ^[0-9a-f]{16}$ ]] || { echo "version '$v1' is not 16 hex digits"; return 1; }
-	same by "$by" alice && same why "$why" "first order" && same deny "$deny" 3 || return 1
-	# The same policy written in another order and spelling has the same version.
+	P import "$WORK/order.tsv" >/dev/null && R sadd embargo:allow ok.a.example >/dev/null || return 1
+	local d1 bundled
+	d1=$(P digest) || return 1
+	[[ $d1 =~ ^[0-9a-f]{64}$ ]] || { echo "digest '$d1' is not 64 hex digits"; return 1; }
+	# The consent names the transition: from the bundled list to exactly what Redis holds.
+	P --by alice --why "first order" accept --from bundled "${d1:0:16}" >"$WORK/accept.out" ||
+		{ cat "$WORK/accept.out"; return 1; }
+	grep -q "^accepted version ${d1:0:16} from [0-9a-f]\{16\}, valid until .*, unsigned$" \
+		"$WORK/accept.out" || { cat "$WORK/accept.out"; return 1; }
+	grep -qE '^  deny removed +40:' "$WORK/accept.out" || { cat "$WORK/accept.out"; return 1; }
+	local at expires nonce
+	at=$(R hget embargo:accept at) expires=$(R hget embargo:accept expires) nonce=$(R hget embargo:accept nonce)
+	same to "$(R hget embargo:accept to)" "$d1" && same by "$(R hget embargo:accept by)" alice &&
+		same why "$(R hget embargo:accept why)" "first order" &&
+		same lifetime "$((expires - at))" 86400 || return 1
+	[[ $nonce =~ ^[0-9a-f]{32}$ ]] || { echo "nonce '$nonce'"; return 1; }
+	bundled=$(R hget embargo:accept from)
+	[[ $bundled =~ ^[0-9a-f]{64}$ ]] && [ "$bundled" != "$d1" ] || { echo "from '$bundled'"; return 1; }
+	# A second consent to the same transition has a new nonce: each is used once.
+	P accept --from bundled "$d1" >/dev/null || return 1
+	[ "$(R hget embargo:accept nonce)" != "$nonce" ] || { echo "nonce reused"; return 1; }
+	# A version Redis does not hold is refused, and nothing is written.
+	nonce=$(R hget embargo:accept nonce)
+	if P accept --from bundled 0123456789abcdef 2>"$WORK/accept.err"; then
+		echo "accepted a version redis does not hold"
+		return 1
+	fi
+	grep -q "redis now holds version ${d1:0:16}, not 0123456789abcdef" "$WORK/accept.err" &&
+		same "consent kept" "$(R hget embargo:accept nonce)" "$nonce" || { cat "$WORK/accept.err"; return 1; }
+	# Fewer than 16 digits or a lifetime over 7 days: usage errors.
+	P accept --from bundled "${d1:0:8}" 2>/dev/null; same "short version" $? 2 || return 1
+	P accept --from bundled --ttl 8d "$d1" 2>/dev/null; same "8d" $? 2 || return 1
+	# The same policy written in another order and spelling has the same digest.
 	reset
 	R sadd embargo:deny C.EXAMPLE. b.example >/dev/null
 	R sadd embargo:allow ok.a.example >/dev/null
 	R hset embargo:reason a.example "Reason A" >/dev/null
 	R sadd embargo:deny a.example >/dev/null
-	P accept >/dev/null || return 1
-	same "version in another order" "$(R hget embargo:accept version)" "$v1" || return 1
+	same "digest in another order" "$(P digest)" "$d1" || return 1
 	R srem embargo:deny b.example >/dev/null
-	P accept >/dev/null || return 1
-	[ "$(R hget embargo:accept version)" != "$v1" ] || { echo "version did not change"; return 1; }
+	[ "$(P digest)" != "$d1" ] || { echo "digest did not change"; return 1; }
 }
-check "accept writes version/by/at/why/deny; equal content, equal version" accept_order
+check "digest and accept: a consent from one digest to another, its nonce, its lifetime" digest_and_accept
 
 replace() {
 	reset
@@ -80,25 +103,33 @@ replace() {
 	R sadd embargo:allow keep.example >/dev/null
 	R hset embargo:reason old.example "old reason" >/dev/null
 	printf 'new1.example\tNew 1\nNew2.Example.\n' >"$WORK/new.tsv"
-	P --why "quarterly list" import --replace "$WORK/new.tsv" || return 1
+	# It lifts both names in force: more than --max-shrink allows, so it shows and refuses.
+	if P --why "quarterly list" import --replace "$WORK/new.tsv" >"$WORK/replace.out" 2>&1; then
+		echo "replaced without --yes"
+		return 1
+	fi
+	grep -qE '^  deny removed +2: ' "$WORK/replace.out" &&
+		grep -q "would lift 2 denied names" "$WORK/replace.out" &&
+		same "deny untouched" "$(members embargo:deny)" "old.example x.example " &&
+		no_temp_keys || { cat "$WORK/replace.out"; return 1; }
+	P --why "quarterly list" import --replace --yes "$WORK/new.tsv" >"$WORK/replace.out" ||
+		{ cat "$WORK/replace.out"; return 1; }
 	same deny "$(members embargo:deny)" "new1.example new2.example " &&
 		same allow "$(members embargo:allow)" "keep.example " &&
 		same reason "$(pairs embargo:reason)" "new1.example=New 1 " && no_temp_keys || return 1
-	# The consent names exactly what Redis holds now: accept computes the same version.
-	local v
-	v=$(R hget embargo:accept version)
-	same "consent deny count" "$(R hget embargo:accept deny)" 2 &&
-		same "audit command" "$(audit command)" "import --replace $WORK/new.tsv" &&
+	# No consent is written for you: resolvers hold it until an approver accepts it.
+	same "consent" "$(R exists embargo:accept)" 0 &&
+		grep -q "resolvers hold it until an approver runs: embargo-policy accept" "$WORK/replace.out" &&
+		same "audit command" "$(audit command)" "import --replace --yes $WORK/new.tsv" &&
 		same "audit added/removed" "$(audit added)/$(audit removed)" 2/2 &&
-		same "audit version" "$(audit version)" "$v" || return 1
-	P accept >/dev/null && same "version recomputed" "$(R hget embargo:accept version)" "$v"
+		same "audit digest" "$(audit digest)" "$(P digest)"
 }
-check "import --replace: exact set, reasons replaced, temp keys gone, consent and audit" replace
+check "import --replace: shows the diff, refuses beyond the budget without --yes, no consent" replace
 
 replace_empty() {
 	R sadd embargo:deny gone.example >/dev/null
 	: >"$WORK/empty.txt"
-	P import --replace "$WORK/empty.txt" || return 1
+	P import --replace --yes "$WORK/empty.txt" >/dev/null || return 1
 	same "deny exists" "$(R exists embargo:deny)" 0 && same allow "$(members embargo:allow)" \
 		"keep.example " && no_temp_keys
 }
@@ -109,7 +140,8 @@ replace_allow() {
 	R sadd embargo:deny d.example >/dev/null
 	R sadd embargo:allow stale.example >/dev/null
 	printf 'fresh.d.example\n' >"$WORK/allow.txt"
-	P import --replace --allow "$WORK/allow.txt" || return 1
+	# The new allow rule lifts one denied name: within the budget.
+	P import --replace --allow "$WORK/allow.txt" >/dev/null || return 1
 	same allow "$(members embargo:allow)" "fresh.d.example " &&
 		same deny "$(members embargo:deny)" "d.example " && no_temp_keys
 }
@@ -124,27 +156,29 @@ EP=$(free_port)
 start_embargo snap "$EP" --upstream 127.0.0.1:9 --redis "redis://127.0.0.1:$RP"
 SNAP="$WORK/snap.snapshot"
 # Lifting the bundled list's 40 rules is more than --max-shrink allows: the daemon holds the load
-# until the tool's consent names exactly the version it read.
-snap_version() {
-	head -1 "$SNAP" 2>/dev/null | sed -n 's/.* version=\([0-9a-f]*\) .*/\1/p'
+# until a consent names exactly the transition from the bundled list to the digest it read.
+snap_digest() {
+	head -1 "$SNAP" 2>/dev/null | sed -n 's/.* digest=\([0-9a-f]*\) .*/\1/p'
 }
 released() {
 	wait_for 10 grep -q "POLICY LOAD HELD" "$WORK/snap.log" || { cat "$WORK/snap.log"; return 1; }
 	# While held, the daemon enforces the bundled list plus what Redis adds, and saves nothing.
 	sleep 0.5
 	[ ! -s "$SNAP" ] || { echo "snapshot written while held: $(head -1 "$SNAP")"; return 1; }
-	P accept >/dev/null || return 1
-	local v
-	v=$(R hget embargo:accept version)
-	wait_for 10 eval '[ "$(snap_version)" = "$v" ]' || { cat "$WORK/snap.log"; return 1; }
+	local held v
+	held=$(q "$EP" @127.0.0.1 CH TXT policy.embargo. +short | grep -o "held_version=[0-9a-f]*" | cut -d= -f2)
+	v=$(P digest)
+	same "held version" "$held" "${v:0:16}" || return 1
+	P accept --from bundled "$held" >/dev/null || return 1
+	wait_for 10 eval '[ "$(snap_digest)" = "$v" ]' || { cat "$WORK/snap.log"; return 1; }
 	! grep -q "kaspersky.com" "$SNAP" || { echo "bundled list still in the snapshot"; return 1; }
 }
-check "the daemon enforces a held load once accept consents to its version" released
-wait_for 10 eval '[ "$(snap_version)" = "$(R hget embargo:accept version)" ]' ||
+check "the daemon enforces a held load once accept consents to its digest" released
+wait_for 10 eval '[ "$(snap_digest)" = "$(R hget embargo:accept to)" ]' ||
 	die "no snapshot of the consented policy: $(cat "$WORK/snap.log")"
 kill "$PID_snap"
 wait "$PID_snap" 2>/dev/null
-SNAP_VERSION=$(head -1 "$SNAP" | sed -n 's/.* version=\([0-9a-f]*\) .*/\1/p')
+SNAP_DIGEST=$(snap_digest)
 
 diff_snapshot() {
 	R sadd embargo:deny new.example >/dev/null
@@ -165,11 +199,11 @@ restore() {
 	same deny "$(members embargo:deny)" "a.example b.example c.example " &&
 		same allow "$(members embargo:allow)" "ok.a.example " &&
 		same reason "$(pairs embargo:reason)" "a.example=Reason A " && no_temp_keys &&
-		same "consent (the daemon's version)" "$(R hget embargo:accept version)" "$SNAP_VERSION" &&
+		same "digest (the daemon's)" "$(P digest)" "$SNAP_DIGEST" &&
 		same "audit why" "$(audit why)" "redis lost its data" &&
 		same "diff after restore" "$(P diff "$SNAP" | tail -1)" "same rules and reasons"
 }
-check "restore: Redis holds exactly the snapshot; consent to the daemon's version" restore
+check "restore: Redis holds exactly the snapshot, the daemon's digest" restore
 
 restore_prefix() {
 	if P --redis-prefix other restore "$SNAP" 2>"$WORK/prefix.err"; then
@@ -263,8 +297,9 @@ acl_user() {
 	local U=(--redis "redis://editor:pw@127.0.0.1:$RP") cmd
 	printf 'acl.example\tR\n' >"$WORK/acl.tsv"
 	for cmd in "import $WORK/acl.tsv" "import --replace $WORK/acl.tsv" "add two.example" \
-		"remove two.example" "accept" "explain www.acl.example" "verify" "log" \
-		"diff $SNAP" "restore $SNAP"; do
+		"remove two.example" "digest" "accept --from $SNAP DIGEST" "explain www.acl.example" \
+		"verify" "log" "diff $SNAP" "restore $SNAP"; do
+		cmd=${cmd/DIGEST/$(P digest)}
 		# shellcheck disable=SC2086 # Words of cmd are arguments.
 		"$POLICY_TOOL" "${U[@]}" $cmd >"$WORK/acl.out" 2>&1 ||
 			{ echo "$cmd as editor:"; cat "$WORK/acl.out"; return 1; }
