@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# Fail closed by construction: each way a review made listed names resolve, replayed against the
+# real daemon and Redis: a rollback of Redis (an old dump after kill -9) with an old consent in
+# it, the allow set, many small removals, inflating first, a collision of the old 64-bit
+# versions, a consent to whatever Redis holds, a consent any client can write, and a reload that
+# loosened the limits. Each check asks what a client sees: a listed name stays denied.
+set -u
+srcdir=${srcdir:-.}
+EMBARGO=${EMBARGO:-./resolver/embargo}
+POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
+. "$srcdir/tests/integration/lib.sh"
+
+need_all
+
+NSD=$(free_port)
+start_nsd "$NSD"
+LIST="$srcdir/policy/sanctioned-vendors.tsv"
+SCALE=${TIME_SCALE:-1}
+SIX="kaspersky.de kaspersky.cz kaspersky.be kaspersky.ca kaspersky.fr kaspersky.it"
+
+status_of() { q "$1" @127.0.0.1 CH TXT policy.embargo. +short; }
+held_version() { status_of "$1" | grep -o "held_version=[0-9a-f]*" | cut -d= -f2; }
+# listed_denied PORT: every name of the bundled list, and a name below one, is denied by embargo.
+listed_denied() {
+	local name
+	for name in $(grep -v '^#' "$LIST" | cut -f1); do
+		by_policy "$1" "$name" || { echo "$name resolves"; return 1; }
+	done
+	by_policy "$1" www.kaspersky.com || { echo "www.kaspersky.com resolves"; return 1; }
+}
+all_denied() { # PORT NAME...
+	local port=$1 name
+	shift
+	for name in "$@"; do
+		by_policy "$port" "$name" || { echo "$name resolves"; return 1; }
+	done
+}
+# setup NAME [EMBARGO ARGS...]: a new Redis holding the bundled list (port in $RP_NAME) and an
+# embargo NAME that enforces it and follows its changes (port in $EP_NAME).
+setup() {
+	local name=$1 rp ep
+	shift
+	rp=$(free_port)
+	ep=$(free_port)
+	eval "RP_$name=$rp EP_$name=$ep"
+	start_redis "$rp" --dbfilename "$name.rdb"
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
+	start_embargo "$name" "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
+		--reload-interval 30 --timeout 500 "$@"
+	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/$name.log" ||
+		{ cat "$WORK/$name.log"; return 1; }
+	wait_for $((5 * SCALE)) grep -q "policy loaded from redis" "$WORK/$name.log"
+}
+held() { # PORT: the status shows a held load
+	wait_for $((5 * SCALE)) eval "status_of $1 | grep -q held=" || { status_of "$1"; return 1; }
+}
+settled() { # PORT: no held load
+	wait_for $((5 * SCALE)) eval "! status_of $1 | grep -q held=" || { status_of "$1"; return 1; }
+}
+# kill9_restart PORT NAME: Redis on PORT killed (no shutdown save) and started again on its last
+# dump, as after a crash: its data rolls back to that dump.
+kill9_restart() {
+	local pid
+	pid=$(redis-cli -p "$1" info server | tr -d '\r' | sed -n 's/^process_id://p')
+	kill -9 "$pid"
+	sleep 0.3
+	start_redis "$1" --dbfilename "$2.rdb"
+}
+R() { local p=$1; shift; redis-cli -p "$p" "$@" >/dev/null; }
+
+rollback_consent() {
+	setup rb || return 1
+	local rp=$RP_rb ep=$EP_rb v
+	# A deliberate lift of six names, which the approver consents to.
+	# shellcheck disable=SC2086 # Six names.
+	R "$rp" srem embargo:deny $SIX
+	held "$ep" || return 1
+	v=$(held_version "$ep")
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" --by approver accept --from "$WORK/rb.snapshot" \
+		"$v" >/dev/null || return 1
+	settled "$ep" || return 1
+	! by_policy "$ep" kaspersky.de || { echo "consented lift not enforced"; return 1; }
+	R "$rp" save # The dump: 34 names, and the consent that released them.
+	# The six come back on the list, with ten new names: all enforced.
+	# shellcheck disable=SC2086
+	R "$rp" sadd embargo:deny $SIX new1.example new2.example new3.example new4.example \
+		new5.example new6.example new7.example new8.example new9.example new10.example
+	wait_for $((3 * SCALE)) by_policy "$ep" new10.example || return 1
+	# Redis crashes and comes back on the old dump: the six are lifted again, the ten are gone,
+	# and the old consent is back. The consent was used; Redis restarted: all stay denied.
+	kill9_restart "$rp" rb
+	held "$ep" || return 1
+	# shellcheck disable=SC2086
+	all_denied "$ep" $SIX new1.example new10.example || return 1
+	listed_denied "$ep" || return 1
+	grep -q "^d	new10.example$" "$WORK/rb.snapshot" || { echo "snapshot overwritten"; return 1; }
+	grep -q "redis restarted (new run_id)" "$WORK/rb.log" || { echo "restart not seen"; return 1; }
+}
+check "RDB rollback with an old consent in it: the consent is not replayed, nothing is lifted" \
+	rollback_consent
+
+rollback_small() {
+	setup rs || return 1
+	local rp=$RP_rs ep=$EP_rs
+	R "$rp" save
+	# Four additions: within the 10% budget if they were removals of an operator.
+	R "$rp" sadd embargo:deny add1.example add2.example add3.example add4.example
+	wait_for $((3 * SCALE)) by_policy "$ep" add4.example || return 1
+	kill9_restart "$rp" rs
+	held "$ep" || return 1
+	all_denied "$ep" add1.example add2.example add3.example add4.example || return 1
+	grep -q "^d	add4.example$" "$WORK/rs.snapshot" || { echo "snapshot overwritten"; return 1; }
+	# A removal after the rollback is held too, until consent; an addition is enforced.
+	R "$rp" sadd embargo:deny after.example
+	wait_for $((3 * SCALE)) by_policy "$ep" after.example || return 1
+	all_denied "$ep" add1.example && listed_denied "$ep"
+}
+check "RDB rollback of 4 additions (within the budget): held, the 4 stay denied" rollback_small
+
+allow_all() {
+	setup al || return 1
+	local ep=$EP_al
+	# The wrong file imported into the allow set: every listed name allowed in one load.
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$RP_al" import --allow "$LIST" >/dev/null || return 1
+	held "$ep" || return 1
+	status_of "$ep" | grep -q "held_removes=40/40" || { status_of "$ep"; return 1; }
+	listed_denied "$ep"
+}
+check "the allow set with every listed name: held, every name denied" allow_all
+
+slicing() {
+	setup sl || return 1
+	local rp=$RP_sl ep=$EP_sl left names cut i
+	# 19 removals, each of 10% of what remains, 0.4 s apart.
+	for i in $(seq 19); do
+		names=$(redis-cli -p "$rp" smembers embargo:deny | sort)
+		left=$(wc -l <<<"$names")
+		cut=$(((left + 9) / 10))
+		[ "$left" -gt 0 ] || break
+		# shellcheck disable=SC2046
+		R "$rp" srem embargo:deny $(head -n "$cut" <<<"$names")
+		sleep 0.4
+	done
+	held "$ep" || return 1
+	# At most 4 of the 40 (10%) were lifted; the rest stay denied.
+	local denied=0 name
+	for name in $(grep -v '^#' "$LIST" | cut -f1); do
+		by_policy "$ep" "$name" && denied=$((denied + 1))
+	done
+	echo "$denied of 40 still denied"
+	[ "$denied" -ge 36 ]
+}
+check "slicing: 19 removals of 10% of what remains, 0.4 s apart: at most 4 lifted" slicing
+
+inflate() {
+	setup in || return 1
+	local rp=$RP_in ep=$EP_in i
+	for i in $(seq 360); do
+		printf '*3\r\n$4\r\nSADD\r\n$12\r\nembargo:deny\r\n$%d\r\njunk%d.test\r\n' $((${#i} + 9)) "$i"
+	done | redis-cli -p "$rp" --pipe >/dev/null
+	wait_for $((5 * SCALE)) by_policy "$ep" junk360.test || return 1
+	# shellcheck disable=SC2046
+	R "$rp" srem embargo:deny $(grep -v '^#' "$LIST" | cut -f1)
+	held "$ep" || return 1
+	listed_denied "$ep"
+}
+check "inflate then remove: 360 junk names, then the 40 listed ones removed: held" inflate
+
+collision() {
+	# Two policies whose old 64-bit versions (sums of FNV-1a hashes) are equal.
+	local rp ep
+	rp=$(free_port)
+	ep=$(free_port)
+	start_redis "$rp"
+	R "$rp" sadd embargo:deny a226586.example b6842595.example
+	consent_first --redis "redis://127.0.0.1:$rp"
+	start_embargo co "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
+		--reload-interval 30
+	wait_for $((5 * SCALE)) by_policy "$ep" a226586.example || { cat "$WORK/co.log"; return 1; }
+	# The list replaced by the colliding one: not "unchanged", but two names lifted: held.
+	printf 'MULTI\nDEL embargo:deny\nSADD embargo:deny c1721784.example d546788.example\nEXEC\n' |
+		redis-cli -p "$rp" >/dev/null
+	held "$ep" || return 1
+	all_denied "$ep" a226586.example b6842595.example || return 1
+	# And after a restart, still.
+	kill "$PID_co"
+	wait "$PID_co" 2>/dev/null
+	start_embargo co2 "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
+		--reload-interval 30 --snapshot "$WORK/co.snapshot"
+	held "$ep" || return 1
+	all_denied "$ep" a226586.example b6842595.example
+}
+check "two lists with the same old 64-bit version are different: held, nothing lifted" collision
+
+accept_shown() {
+	setup ac || return 1
+	local rp=$RP_ac ep=$EP_ac v
+	# shellcheck disable=SC2086
+	R "$rp" srem embargo:deny $SIX
+	held "$ep" || return 1
+	v=$(held_version "$ep")
+	# Meanwhile the deny key is deleted: the version the operator was shown is not what Redis
+	# holds now, and accept refuses.
+	R "$rp" del embargo:deny
+	if "$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" accept --from "$WORK/ac.snapshot" "$v" \
+		>"$WORK/ac.out" 2>&1; then
+		cat "$WORK/ac.out"
+		return 1
+	fi
+	grep -q "not $v: nothing accepted" "$WORK/ac.out" || { cat "$WORK/ac.out"; return 1; }
+	listed_denied "$ep" || return 1
+	# The wrong file with import --replace: shown and refused.
+	printf 'other.example\n' >"$WORK/wrong.txt"
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
+	if "$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import --replace "$WORK/wrong.txt" \
+		>"$WORK/ac.out" 2>&1; then
+		echo "replaced with the wrong file"
+		return 1
+	fi
+	[ "$(redis-cli -p "$rp" scard embargo:deny)" = 40 ] || { echo "redis changed"; return 1; }
+	listed_denied "$ep"
+}
+check "accept takes the version shown and refuses anything else; import --replace shows and refuses" \
+	accept_shown
+
+signed() {
+	"$POLICY_TOOL" keygen "$WORK/approver.key" "$WORK/approver.pub" >/dev/null || return 1
+	setup sg --consent-key "$WORK/approver.pub" || return 1
+	local rp=$RP_sg ep=$EP_sg v now from to
+	# shellcheck disable=SC2086
+	R "$rp" srem embargo:deny $SIX
+	held "$ep" || return 1
+	v=$(held_version "$ep")
+	# A list editor writes a well-formed consent with redis-cli: unsigned, it is ignored.
+	now=$(date +%s)
+	from=$(head -1 "$WORK/sg.snapshot" | sed -n 's/.* digest=\([0-9a-f]*\) .*/\1/p')
+	to=$("$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" digest)
+	R "$rp" hset embargo:accept from "$from" to "$to" at "$now" expires $((now + 600)) \
+		nonce 00112233445566778899aabbccddeeff by editor
+	wait_for $((3 * SCALE)) grep -q "not signed and --consent-key requires a signature" \
+		"$WORK/sg.log" || { cat "$WORK/sg.log"; return 1; }
+	# shellcheck disable=SC2086
+	all_denied "$ep" $SIX || return 1
+	# An unsigned accept, or one signed with another key, is ignored as well.
+	"$POLICY_TOOL" keygen "$WORK/other.key" "$WORK/other.pub" >/dev/null || return 1
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" accept --sign "$WORK/other.key" \
+		--from "$WORK/sg.snapshot" "$v" >/dev/null || return 1
+	wait_for $((3 * SCALE)) grep -q "signature does not verify" "$WORK/sg.log" ||
+		{ cat "$WORK/sg.log"; return 1; }
+	# shellcheck disable=SC2086
+	all_denied "$ep" $SIX || return 1
+	# The approver's signed consent releases it.
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" --by approver accept --sign "$WORK/approver.key" \
+		--from "$WORK/sg.snapshot" "$v" >/dev/null || return 1
+	settled "$ep" || return 1
+	! by_policy "$ep" kaspersky.de || { echo "signed consent not followed"; return 1; }
+	# The private key is refused where the public one belongs.
+	if "$EMBARGO" --check-config /dev/null --consent-key "$WORK/approver.key" >/dev/null 2>&1; then
+		echo "a private key taken as --consent-key"
+		return 1
+	fi
+}
+check "--consent-key: a consent written with redis-cli, or signed by another key, releases nothing" signed
+
+reload_off() {
+	local rp ep
+	rp=$(free_port)
+	ep=$(free_port)
+	start_redis "$rp"
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
+	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\nmax-shrink 10%%,1000\nreload-interval 30\n' \
+		"$NSD" "$rp" >"$WORK/off.conf"
+	start_embargo off "$ep" --config "$WORK/off.conf"
+	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/off.log" || return 1
+	# shellcheck disable=SC2086
+	R "$rp" srem embargo:deny $SIX
+	held "$ep" || return 1
+	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\nmax-shrink off\nreload-interval 30\n' \
+		"$NSD" "$rp" >"$WORK/off.conf"
+	kill -HUP "$PID_off"
+	wait_for $((5 * SCALE)) grep -q "SIGHUP: syncing from" "$WORK/off.log" || { cat "$WORK/off.log"; return 1; }
+	sleep 1
+	held "$ep" || return 1
+	# shellcheck disable=SC2086
+	all_denied "$ep" $SIX
+}
+check "a reload to --max-shrink off releases no held load" reload_off
+
+finish
