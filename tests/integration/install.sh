@@ -125,7 +125,9 @@ commented_accepted() {
 check "installed daemon accepts embargo.conf as installed (plus an upstream)" commented_accepted
 
 uncommented_accepted() {
-	uncomment >"$WORK/uncommented.conf"
+	# The example consent key is made here: any 32 octets are a well-formed public key.
+	printf 'embargo-consent-key ed25519 public %064d\n' 7 >"$WORK/consent.pub"
+	uncomment | sed "s|^consent-key .*|consent-key $WORK/consent.pub|" >"$WORK/uncommented.conf"
 	[ "$(grep -cvE '^(#|$)' "$WORK/uncommented.conf")" = "$(grep -cE "^# ($NAMES)( |\$)" "$CONF")" ] ||
 		{ echo "embargo.conf has lines that are neither comments nor commented-out settings"; return 1; }
 	"$DAEMON" --check-config "$WORK/uncommented.conf" >/dev/null
