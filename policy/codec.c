@@ -289,3 +289,148 @@ corrupt:
 	policy_builder_free(b);
 	return -EBADMSG;
 }
+
+/* One body line into up to two entries (deny and allow share the name). @return entries, or
+ * -EBADMSG for a malformed line. */
+static int parse_line(const char *line, const char *eol, struct policy_entry *e)
+{
+	const char *t1 = memchr(line, '\t', (size_t)(eol - line));
+	if (!t1)
+		return -EBADMSG;
+	const char *name = t1 + 1;
+	const char *t2 = memchr(name, '\t', (size_t)(eol - name));
+	const char *nend = t2 ? t2 : eol;
+	size_t flen = (size_t)(t1 - line);
+	int deny = memchr(line, 'd', flen) != NULL, allow = memchr(line, 'a', flen) != NULL;
+	int reason_only = flen == 1 && line[0] == 'r';
+	if ((!deny && !allow && !reason_only) || flen > 2 || (reason_only && !t2) ||
+	    (flen == 2 && !(deny && allow)))
+		return -EBADMSG;
+	struct policy_entry x = {.name = name, .len = (size_t)(nend - name),
+				 .reason = t2 ? t2 + 1 : NULL,
+				 .reason_len = t2 ? (size_t)(eol - t2 - 1) : 0};
+	int n = 0;
+	if (deny) {
+		e[n] = x;
+		e[n++].action = POLICY_DENY;
+	}
+	if (allow) {
+		e[n] = x;
+		if (deny)
+			e[n].reason = NULL;
+		e[n++].action = POLICY_ALLOW;
+	}
+	if (reason_only) {
+		e[n] = x;
+		e[n++].action = POLICY_PASS;
+	}
+	return n;
+}
+
+static void count_invalid(void *ctx, size_t i)
+{
+	(void)i;
+	(*(size_t *)ctx)++;
+}
+
+int codec_salvage(const char *text, size_t len, policy_t **out, struct codec_meta *meta,
+		  size_t *kept, size_t *dropped)
+{
+	*kept = *dropped = 0;
+	memset(meta, 0, sizeof(*meta));
+	const char *nl = memchr(text, '\n', len);
+	if (nl && (size_t)(nl - text) < HEADER_MAX) {
+		char header[HEADER_MAX];
+		memcpy(header, text, (size_t)(nl - text));
+		header[nl - text] = '\0';
+		size_t rules, from, checked;
+		struct digest digest, sum;
+		if (memchr(text, '\0', (size_t)(nl - text)) ||
+		    parse_header(header, meta, &rules, &digest, &sum, &from, &checked) < 0)
+			memset(meta, 0, sizeof(*meta)); /* The header itself is damaged. */
+	}
+	policy_builder_t *b = policy_builder_new();
+	if (!b)
+		return -ENOMEM;
+	struct policy_entry e[BATCH];
+	size_t ne = 0, invalid = 0;
+	const char *end = text + len;
+	for (const char *line = nl ? nl + 1 : end; line < end;) {
+		const char *eol = memchr(line, '\n', (size_t)(end - line));
+		if (!eol) {
+			(*dropped)++; /* Cut off: a shorter name is another name. */
+			break;
+		}
+		int n = parse_line(line, eol, e + ne);
+		if (n < 0)
+			(*dropped)++;
+		else
+			ne += (size_t)n;
+		line = eol + 1;
+		if (ne + 2 > BATCH || line >= end) {
+			if (policy_builder_put_many(b, e, ne, count_invalid, &invalid) < 0) {
+				policy_builder_free(b);
+				return -ENOMEM;
+			}
+			ne = 0;
+		}
+	}
+	if (ne && policy_builder_put_many(b, e, ne, count_invalid, &invalid) < 0) {
+		policy_builder_free(b);
+		return -ENOMEM;
+	}
+	*dropped += invalid;
+	*out = policy_build(b, POLICY_SOURCE_SNAPSHOT);
+	if (!*out)
+		return -ENOMEM;
+	const struct policy_stats *st = policy_stats(*out);
+	*kept = st->deny + st->allow;
+	return 0;
+}
+
+/* Add p's rules of the given parts, and its reasons, to b. */
+static int add_parts(policy_builder_t *b, const policy_t *p, unsigned parts)
+{
+	return policy_builder_add_from(b, p, parts | POLICY_PART_REASON);
+}
+
+/* Allow rules of a that b has too (on exactly the same name). */
+static int add_common_allows(policy_builder_t *b, const policy_t *a, const policy_t *other)
+{
+	size_t cursor = 0;
+	struct policy_rule r;
+	while (policy_rule_next(a, &cursor, &r)) {
+		if (!(r.parts & POLICY_PART_ALLOW))
+			continue;
+		struct policy_verdict v;
+		policy_lookup(other, &r.name, &v);
+		if (v.action != POLICY_ALLOW || v.depth != r.name.nlabels)
+			continue;
+		char text[NAME_MAXTEXT + 2];
+		int len = name_to_text(&r.name, text, sizeof(text));
+		if (len >= 0 && policy_builder_add(b, POLICY_ALLOW, text, (size_t)len) == -ENOMEM)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+policy_t *codec_recover(const policy_t *salvaged, const policy_t *intact, const policy_t *extra)
+{
+	policy_builder_t *b = policy_builder_new();
+	if (!b)
+		return NULL;
+	int rc = add_parts(b, salvaged, POLICY_PART_DENY);
+	if (rc == 0 && intact)
+		rc = add_parts(b, intact, POLICY_PART_DENY);
+	if (rc == 0 && extra)
+		rc = add_parts(b, extra, POLICY_PART_DENY);
+	/* An allow rule only where the damaged file and the intact generation agree on it: one
+	 * read from damaged bytes, or one the newest file no longer had, could lift a name. */
+	if (rc == 0 && intact)
+		rc = add_common_allows(b, salvaged, intact);
+	if (rc < 0) {
+		policy_builder_free(b);
+		return NULL;
+	}
+	return policy_build(b, POLICY_SOURCE_SNAPSHOT);
+}

@@ -37,3 +37,16 @@ int codec_encode(const policy_t *p, const struct codec_meta *meta, char **out, s
  *  well-formed header of another format (meta->format says which); -EBADMSG when corrupt;
  *  -ENOMEM. */
 int codec_decode(const char *text, size_t len, policy_t **out, struct codec_meta *meta);
+
+/** Read what can still be read of a damaged snapshot: every well-formed body line (a line cut
+ *  off at the end is dropped: a shorter name is another name) and the header's meta when the
+ *  header parses (else meta is zeroed). No checksum is checked.
+ *  @return 0 with *out (owned), *kept rules and *dropped lines; -ENOMEM. */
+int codec_salvage(const char *text, size_t len, policy_t **out, struct codec_meta *meta,
+		  size_t *kept, size_t *dropped);
+
+/** The policy to enforce from a damaged snapshot: the deny rules and reasons of salvaged (see
+ *  codec_salvage), of intact (the previous intact generation, may be NULL) and of extra (may be
+ *  NULL: the bundled list), and only the allow rules salvaged and intact both have, so that
+ *  damaged bytes can only over-block. @return owned, NULL when out of memory. */
+policy_t *codec_recover(const policy_t *salvaged, const policy_t *intact, const policy_t *extra);

@@ -287,26 +287,56 @@ static void on_report_timer(uv_timer_t *t)
 	client_report_batch_clear(&d->report);
 }
 
-/* The policy to enforce until Redis is read: the snapshot if there is a sound one. */
-static policy_t *initial_policy(const struct options *o)
+/* The bundled list's deny rules and reasons with p's: what a snapshot of another prefix or
+ * database, or a damaged one, is enforced with. p's allow rules are left out (they could lift a
+ * bundled name). Consumes p. */
+static policy_t *with_bundled(policy_t *p)
+{
+	policy_t *bundled = policy_bundled();
+	policy_builder_t *b = policy_builder_new();
+	policy_t *out = NULL;
+	if (bundled && b &&
+	    policy_builder_add_from(b, bundled, POLICY_PART_DENY | POLICY_PART_REASON) == 0 &&
+	    policy_builder_add_from(b, p, POLICY_PART_DENY | POLICY_PART_REASON) == 0) {
+		out = policy_build(b, POLICY_SOURCE_SNAPSHOT);
+		b = NULL;
+	}
+	policy_builder_free(b);
+	policy_free(bundled);
+	policy_free(p);
+	return out;
+}
+
+/* The policy to enforce until Redis is read: the snapshot (or what can be recovered of it), never
+ * less than the bundled list when it is not this deployment's own. */
+static policy_t *initial_policy(const struct options *o, int64_t *saved_at)
 {
 	if (o->snapshot[0]) {
-		policy_t *p = NULL;
+		policy_t *p = NULL, *bundled = policy_bundled();
 		struct codec_meta meta;
-		char err[512];
+		char note[1024];
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		int rc = snapshot_load(o->snapshot, &p, &meta, err, sizeof(err));
+		int rc = bundled ? snapshot_load_any(o->snapshot, bundled, &p, &meta, note, sizeof(note))
+				 : -ENOMEM;
+		policy_free(bundled);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-		if (rc == 0 && (strcmp(meta.prefix, o->redis_prefix) != 0 || meta.db != o->redis_db)) {
-			/* Another deployment's policy: enforcing it could deny what this one allows. */
-			snprintf(err, sizeof(err),
-				 "%s was saved from redis prefix '%s' db %d, not '%s' db %d",
-				 o->snapshot, meta.prefix, meta.db, o->redis_prefix, o->redis_db);
-			policy_free(p);
-			rc = -EINVAL;
+		if (rc > 0)
+			log_err("policy snapshot: %s", note);
+		if (rc >= 0 && meta.prefix[0] &&
+		    (strcmp(meta.prefix, o->redis_prefix) != 0 || meta.db != o->redis_db)) {
+			/* Another deployment's policy, or a mistyped prefix: enforcing it alone could
+			 * deny what this one allows, and dropping it could lift the real list. Both,
+			 * with the bundled list: a mistake can only over-block. */
+			log_err("the policy snapshot %s was saved from redis prefix '%s' db %d, not '%s' "
+				"db %d: enforcing its deny rules together with the bundled list until redis "
+				"is read (a wrong --redis-prefix?)", o->snapshot, meta.prefix, meta.db,
+				o->redis_prefix, o->redis_db);
+			p = with_bundled(p);
+			if (!p)
+				return NULL;
 		}
-		if (rc == 0) {
+		if (rc >= 0) {
 			const struct policy_stats *st = policy_stats(p);
 			char when[32];
 			time_t t = (time_t)meta.saved_at;
@@ -317,12 +347,13 @@ static policy_t *initial_policy(const struct options *o)
 				 "loaded in %ld ms",
 				 o->snapshot, st->deny, st->allow, (unsigned long long)st->version, when, ms);
 			policy_set_loaded_at(p, time(NULL));
+			*saved_at = meta.saved_at;
 			return p;
 		}
 		if (rc == -ENOENT)
 			log_info("no policy snapshot at %s yet", o->snapshot);
 		else
-			log_err("ignoring the policy snapshot: %s; using the bundled list", err);
+			log_err("ignoring the policy snapshot: %s; using the bundled list", note);
 	}
 	policy_t *p = policy_bundled();
 	if (p)
@@ -385,7 +416,9 @@ int main(int argc, char **argv)
 	daemon_fit_outgoing_range(&d.o);
 
 	/* Until Redis answers, the last snapshot or else the bundled list is enforced: fail closed. */
-	policy_t *initial = initial_policy(&d.o);
+	int64_t saved_at = 0;
+	policy_t *initial = initial_policy(&d.o, &saved_at);
+	atomic_store(&d.redis_stats.snapshot_saved_at, (long long)saved_at);
 	/* One reader slot per worker, one for the thread that saves snapshots, one for metrics. */
 	d.store = initial ? policy_store_new(d.o.threads + 2, initial) : NULL;
 	d.cache = cache_new(d.o.cache_bytes, d.o.threads * 8);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -378,6 +379,14 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 		atomic_load(&r->held_loads));
 	gauge(&t, "embargo_policy_load_seconds", "Read and build time of the last published load.",
 	      (double)atomic_load(&r->last_load_ms) / 1000.0);
+	counter(&t, "embargo_snapshot_save_failures_total",
+		"Policy snapshot saves that failed (the file on disk is older than the policy).",
+		atomic_load(&r->snapshot_failures));
+	long long saved = atomic_load(&r->snapshot_saved_at);
+	if (saved > 0)
+		gauge(&t, "embargo_snapshot_age_seconds",
+		      "Seconds since the policy snapshot was last written (it is written at each change).",
+		      (double)(time(NULL) - saved));
 	if (src->report_dropped)
 		counter(&t, "embargo_client_report_dropped_total",
 			"Denials the client report could not count (tables full, or Redis away too long).",
@@ -427,10 +436,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return reply(conn, 200, body, len, "text/plain; version=0.0.4; charset=utf-8");
 	}
 	if (strcmp(url, "/health") == 0) {
-		/* Serving with a policy in force (the workers start only once one is settled). */
+		/* Serving with a policy in force (the workers start only once one is settled); a
+		 * snapshot that cannot be saved degrades it without taking it out of service. */
 		int up = atomic_load(m->src.serving) != 0;
-		return reply(conn, up ? 200 : 503, strdup(up ? "ok\n" : "starting or stopping\n"),
-			     up ? 3 : 21, "text/plain");
+		const char *text = !up ? "starting or stopping\n"
+				   : atomic_load(&m->src.redis->snapshot_failing)
+					   ? "ok; policy snapshot not saved (see the log)\n"
+					   : "ok\n";
+		return reply(conn, up ? 200 : 503, strdup(text), strlen(text), "text/plain");
 	}
 	return reply(conn, 404, strdup("not found: /metrics, /health\n"), 29, "text/plain");
 }

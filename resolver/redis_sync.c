@@ -133,7 +133,8 @@ struct redis_sync {
 	int saving;
 	int save_again;
 	int save_rc, last_save_rc;
-	char save_err[256];
+	char save_err[512];
+	uint64_t save_said_ms;  /* When a failing save was last logged (once a minute). */
 };
 
 static void start_load(redis_sync_t *r);
@@ -327,25 +328,27 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy
 	char vshort[DIGEST_SHORT_HEX + 1];
 	digest_short(&st->digest, vshort);
 	if (r->held != v || r->held_version != st->version) {
-		char names[600], cs[200], bshort[DIGEST_SHORT_HEX + 1];
+		char names[600], cs[200], bshort[DIGEST_SHORT_HEX + 1], bfull[DIGEST_HEX + 1];
 		format_names(&r->lifted, names, sizeof(names));
 		describe_current(r, cs, sizeof(cs));
-		digest_short(&policy_stats(guard_baseline(r->guard))->digest, bshort);
+		const struct digest *bd = &policy_stats(guard_baseline(r->guard))->digest;
+		digest_short(bd, bshort);
+		digest_hex(bd, bfull);
 		if (v == GUARD_HOLD_MISSING)
 			log_err("POLICY LOAD HELD: redis has no %s but has other policy keys, which "
 				"would lift all %zu deny rules in force%s; still enforcing %s. If redis "
 				"lost its data, restore it (embargo-policy restore); if this is intended, "
-				"run embargo-policy accept %s", r->keys[KEY_DENY], removed, names, cs,
-				vshort);
+				"run embargo-policy accept --from %s %s", r->keys[KEY_DENY], removed, names,
+				cs, bfull, vshort);
 		else
 			log_err("POLICY LOAD HELD: redis now holds %zu deny rules, which would lift %zu "
 				"names denied since the consented baseline %s%s, more than --max-shrink "
 				"allows (%zu of %zu%s); still enforcing %s. If redis lost its data, restore "
 				"it (embargo-policy restore); if the removal is intended, run "
-				"embargo-policy accept %s", st->deny, removed, bshort, names,
+				"embargo-policy accept --from %s %s", st->deny, removed, bshort, names,
 				r->decision.allowed, base,
 				guard_is_rolled_back(r->guard) ? ", none after a redis rollback" : "", cs,
-				vshort);
+				bfull, vshort);
 		r->consent_said = CONSENT_NONE;
 	}
 	if (r->decision.consent != CONSENT_NONE && r->decision.consent != r->consent_said)
@@ -384,9 +387,20 @@ static void on_saved(uv_work_t *w, int status)
 {
 	redis_sync_t *r = w->data;
 	r->saving = 0;
-	if (r->save_rc < 0 && r->save_rc != r->last_save_rc)
-		log_warn("policy snapshot not saved: %s", r->save_err);
-	else if (r->save_rc == 0 && r->last_save_rc < 0)
+	uint64_t now = now_ms(r);
+	if (r->save_rc < 0) {
+		/* The last line of defence is stale: an error, repeated once a minute while it lasts. */
+		atomic_fetch_add(&r->stats->snapshot_failures, 1);
+		atomic_store(&r->stats->snapshot_failing, 1);
+		if (r->save_rc != r->last_save_rc || now - r->save_said_ms >= 60000) {
+			log_err("policy snapshot not saved: %s", r->save_err);
+			r->save_said_ms = now;
+		}
+	} else if (r->save_rc == 0) {
+		atomic_store(&r->stats->snapshot_failing, 0);
+		atomic_store(&r->stats->snapshot_saved_at, (long long)time(NULL));
+	}
+	if (r->save_rc == 0 && r->last_save_rc < 0)
 		log_info("policy snapshot saved to %s again", r->o->snapshot);
 	r->last_save_rc = r->save_rc;
 	if (r->save_again) {
@@ -1289,5 +1303,8 @@ void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats)
 	atomic_fetch_add(&stats->held_loads, atomic_load(&r->stats->held_loads));
 	if (atomic_load(&r->stats->last_load_ms))
 		atomic_store(&stats->last_load_ms, atomic_load(&r->stats->last_load_ms));
+	atomic_fetch_add(&stats->snapshot_failures, atomic_load(&r->stats->snapshot_failures));
+	if (atomic_load(&r->stats->snapshot_saved_at))
+		atomic_store(&stats->snapshot_saved_at, atomic_load(&r->stats->snapshot_saved_at));
 	r->stats = stats;
 }

@@ -25,6 +25,10 @@ struct redis_sync_stats {
 	atomic_ullong loads;               /**< Loads published. */
 	atomic_ullong held_loads;          /**< Loads held back (the held-load rule). */
 	atomic_ullong last_load_ms;        /**< Read and build time of the last published load. */
+	atomic_ullong snapshot_failures;   /**< Snapshot saves that failed. */
+	atomic_int snapshot_failing;       /**< 1 while the last save failed. */
+	atomic_llong snapshot_saved_at;    /**< Unix time of the last good save (or of the
+					    *   snapshot read at start); 0: none. */
 };
 
 /** Called once, when the first policy to enforce is settled: loaded from Redis, or Redis found

@@ -9,10 +9,18 @@
 #include "policy/codec.h"
 #include "policy/policy.h"
 
+/** Files kept: PATH and its older generations PATH.1 and PATH.2. */
+#define SNAPSHOT_GENERATIONS 3
+
 /** Write p to path atomically, with meta (when, and the Redis prefix and database it came from;
- *  meta->format is ignored). @return 0, or a negative errno with a message in err. */
+ *  meta->format is ignored), after moving the older generations down. A file at path saved from
+ *  another prefix or database is never overwritten.
+ *  @return 0, or a negative errno with a message in err (-EEXIST: another list's file). */
 int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *meta, char *err,
 		  size_t errlen);
+
+/** The meta of the snapshot at path, from its header alone. @return 0, -ENOENT, -EBADMSG. */
+int snapshot_peek(const char *path, struct codec_meta *meta);
 
 /** Replace the file at path with text[0..len) atomically (temporary file, fsync, rename, fsync
  *  of the directory). @return 0, or a negative errno with a message in err. */
@@ -24,3 +32,15 @@ int snapshot_write_file(const char *path, const char *text, size_t len, char *er
  *  errno on I/O errors. A message is in err on failure. */
 int snapshot_load(const char *path, policy_t **out, struct codec_meta *meta, char *err,
 		  size_t errlen);
+
+/** What snapshot_load_any() enforced, besides an intact newest file (0). */
+enum { SNAPSHOT_OLDER = 1, SNAPSHOT_RECOVERED = 2 };
+
+/** The daemon's start-up read: the newest intact file; or, when it is missing, the newest intact
+ *  older generation (SNAPSHOT_OLDER); or, when it is damaged, what can still be read of it
+ *  together with the newest intact older generation, or with extra (the bundled list) when there
+ *  is none (SNAPSHOT_RECOVERED, see codec_recover). note says what was done or what failed.
+ *  @return 0, SNAPSHOT_OLDER or SNAPSHOT_RECOVERED with *out (owned) and *meta (zeroed prefix:
+ *  unknown); or a negative errno (-ENOENT: no snapshot at all). */
+int snapshot_load_any(const char *path, const policy_t *extra, policy_t **out,
+		      struct codec_meta *meta, char *note, size_t notelen);

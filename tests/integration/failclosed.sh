@@ -67,6 +67,12 @@ kill9_restart() {
 	start_redis "$1" --dbfilename "$2.rdb"
 }
 R() { local p=$1; shift; redis-cli -p "$p" "$@" >/dev/null; }
+# http URL: the body (python3: no curl needed).
+http() {
+	python3 -c "
+import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())" "$1" 2>/dev/null
+}
 
 rollback_consent() {
 	setup rb || return 1
@@ -285,5 +291,38 @@ reload_off() {
 	all_denied "$ep" $SIX
 }
 check "a reload to --max-shrink off releases no held load" reload_off
+
+save_failure() {
+	# The disk under the snapshot goes away: an error in the log, a counter and /health say so;
+	# when it comes back, the next change is saved.
+	local rp ep mp dir=$WORK/snapdir
+	rp=$(free_port)
+	ep=$(free_port)
+	mp=$(free_port)
+	mkdir -p "$dir"
+	start_redis "$rp"
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
+	start_embargo sf "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
+		--reload-interval 30 --snapshot "$dir/policy.snapshot" --metrics "127.0.0.1:$mp"
+	wait_for $((5 * SCALE)) eval "[ -s $dir/policy.snapshot ]" || { cat "$WORK/sf.log"; return 1; }
+	rm -rf "$dir"
+	R "$rp" sadd embargo:deny unsaved.example
+	wait_for $((5 * SCALE)) grep -q "error: policy snapshot not saved: cannot create" "$WORK/sf.log" ||
+		{ cat "$WORK/sf.log"; return 1; }
+	local metrics health
+	metrics=$(http "http://127.0.0.1:$mp/metrics")
+	grep -qE '^embargo_snapshot_save_failures_total [1-9]' <<<"$metrics" &&
+		grep -qE '^embargo_snapshot_age_seconds [0-9]' <<<"$metrics" ||
+		{ grep snapshot <<<"$metrics"; return 1; }
+	health=$(http "http://127.0.0.1:$mp/health")
+	[ "$health" = "ok; policy snapshot not saved (see the log)" ] || { echo "health: $health"; return 1; }
+	mkdir -p "$dir"
+	R "$rp" sadd embargo:deny saved.example
+	wait_for $((5 * SCALE)) grep -q "policy snapshot saved to $dir/policy.snapshot again" "$WORK/sf.log" ||
+		{ cat "$WORK/sf.log"; return 1; }
+	grep -q "^d	saved.example$" "$dir/policy.snapshot" || return 1
+	[ "$(http "http://127.0.0.1:$mp/health")" = ok ] || { echo "health not back"; return 1; }
+}
+check "a snapshot that cannot be saved: an error, embargo_snapshot_save_failures_total, /health" save_failure
 
 finish

@@ -113,29 +113,74 @@ snapshot() {
 check "snapshot written after loads and enforced when started without Redis" snapshot
 
 corrupt_snapshot() {
-	local ep3
+	local ep3 ep5
 	ep3=$(free_port)
 	cp "$WORK/live.snapshot" "$WORK/bad.snapshot"
 	printf 'x' | dd of="$WORK/bad.snapshot" bs=1 seek=200 conv=notrunc 2>/dev/null
 	start_embargo bad "$ep3" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
 		--snapshot "$WORK/bad.snapshot"
-	grep -q "ignoring the policy snapshot: .*corrupt" "$WORK/bad.log" || { cat "$WORK/bad.log"; return 1; }
-	grep -q "enforcing the bundled list" "$WORK/bad.log" || return 1
-	is_denied "$ep3" kaspersky.com && is_answered "$ep3" blocked.test
+	# No older generation beside it: what can still be read, with the bundled list; no allow
+	# rule (one read from damaged bytes could lift a name).
+	grep -q "bad.snapshot is damaged and has no intact older generation" "$WORK/bad.log" ||
+		{ cat "$WORK/bad.log"; return 1; }
+	local name
+	for name in kaspersky.com www.blocked.test burst77.test support.blocked.test; do
+		is_denied "$ep3" "$name" || { echo "$name not denied (damaged file alone)"; return 1; }
+	done
+	# Truncated by 30 bytes, with its older generations beside it: what is readable of it
+	# together with the newest intact one, allow rules where both agree.
+	[ -s "$WORK/live.snapshot.1" ] && [ -s "$WORK/live.snapshot.2" ] || { echo "no generations"; return 1; }
+	local g
+	for g in "" .1 .2; do cp "$WORK/live.snapshot$g" "$WORK/cut.snapshot$g"; done
+	truncate -s -30 "$WORK/cut.snapshot"
+	ep5=$(free_port)
+	start_embargo cut "$ep5" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
+		--snapshot "$WORK/cut.snapshot"
+	grep -q "cut.snapshot is damaged: enforcing the [0-9]* rules still readable in it (1 lines dropped) with the older generation .*cut.snapshot.1" \
+		"$WORK/cut.log" || { cat "$WORK/cut.log"; return 1; }
+	for name in www.blocked.test burst77.test burst1999.test; do
+		is_denied "$ep5" "$name" || { echo "$name not denied (cut file)"; return 1; }
+	done
+	is_answered "$ep5" kaspersky.com || { echo "the bundled list added beside an intact generation"; return 1; }
 }
-check "a corrupt snapshot is reported and the bundled list used" corrupt_snapshot
+check "a damaged snapshot: what is readable, with its older generation or the bundled list" corrupt_snapshot
 
 other_prefix_snapshot() {
-	local ep4
+	# A restart with a mistyped --redis-prefix: Redis has no keys under it. The snapshot of the
+	# real list is enforced with the bundled list (deny rules only: over-blocking is the safe
+	# mistake), the first import under the typo is held, and the snapshot is not overwritten.
+	local ep4 rp4 head
 	ep4=$(free_port)
+	rp4=$(free_port)
+	start_redis "$rp4"
 	cp "$WORK/live.snapshot" "$WORK/other.snapshot"
-	start_embargo other "$ep4" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
-		--redis-prefix staging --snapshot "$WORK/other.snapshot"
-	grep -q "ignoring the policy snapshot: .*saved from redis prefix 'embargo' db 0, not 'staging'" \
+	head=$(head -1 "$WORK/other.snapshot")
+	start_embargo other "$ep4" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp4" \
+		--redis-prefix embarg0 --snapshot "$WORK/other.snapshot" --reload-interval 30
+	grep -q "saved from redis prefix 'embargo' db 0, not 'embarg0' db 0: enforcing its deny rules together with the bundled list" \
 		"$WORK/other.log" || { cat "$WORK/other.log"; return 1; }
-	is_denied "$ep4" kaspersky.com && is_answered "$ep4" blocked.test
+	is_denied "$ep4" kaspersky.com && is_denied "$ep4" www.blocked.test &&
+		is_denied "$ep4" burst77.test || return 1
+	wait_for 5 grep -q "following policy changes" "$WORK/other.log" || return 1
+	redis-cli -p "$rp4" sadd embarg0:deny typo.test >/dev/null
+	wait_for 5 eval 'q "$ep4" @127.0.0.1 CH TXT policy.embargo. +short | grep -q held=shrink' ||
+		{ cat "$WORK/other.log"; return 1; }
+	is_denied "$ep4" www.blocked.test && is_denied "$ep4" typo.test || return 1
+	same_head() { [ "$(head -1 "$WORK/other.snapshot")" = "$head" ]; }
+	same_head || { echo "snapshot overwritten"; return 1; }
+	# Even once a load under the typo is published, the real list's snapshot stays.
+	# The log says how to consent: the baseline's whole digest and the held version.
+	local cmd
+	cmd=$(grep -o "run embargo-policy accept --from [0-9a-f]\{64\} [0-9a-f]\{16\}" "$WORK/other.log" |
+		tail -1 | cut -d' ' -f3-)
+	[ -n "$cmd" ] || { cat "$WORK/other.log"; return 1; }
+	# shellcheck disable=SC2086 # accept --from DIGEST VERSION.
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp4" --redis-prefix embarg0 --by test $cmd \
+		>/dev/null || return 1
+	wait_for 5 grep -q "not overwritten (move it away" "$WORK/other.log" || { cat "$WORK/other.log"; return 1; }
+	same_head || { echo "snapshot overwritten"; return 1; }
 }
-check "a snapshot saved from another redis prefix is not enforced; the bundled list is" \
+check "a restart with a mistyped prefix: the real list's snapshot with the bundled list, held, kept" \
 	other_prefix_snapshot
 
 redis_restart() {

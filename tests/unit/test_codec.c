@@ -249,3 +249,75 @@ Test(codec, empty_round_trip)
 	policy_free(p);
 	policy_free(q);
 }
+
+static int denies(const policy_t *p, const char *name)
+{
+	return decide(p, name).action == POLICY_DENY;
+}
+
+Test(codec, a_damaged_snapshot_salvages_whole_lines_only)
+{
+	policy_t *p = sample();
+	size_t len;
+	char *text = encode(p, 9, "corp", 2, &len);
+	/* Cut 5 octets off the end: the last line is dropped whole, the header still read. */
+	policy_t *q = NULL;
+	struct codec_meta m;
+	size_t kept, dropped;
+	cr_assert_eq(codec_decode(text, len - 5, &q, &m), -EBADMSG);
+	cr_assert_eq(codec_salvage(text, len - 5, &q, &m, &kept, &dropped), 0);
+	cr_expect_str_eq(m.prefix, "corp");
+	cr_expect_eq(m.db, 2);
+	cr_expect_eq(dropped, 1);
+	size_t all = policy_stats(p)->deny + policy_stats(p)->allow;
+	cr_expect(kept <= all && kept + 2 >= all, "one line lost: %zu of %zu", kept, all);
+	policy_free(q);
+	cr_assert_eq(codec_salvage(text, len, &q, &m, &kept, &dropped), 0);
+	cr_expect_eq(dropped, 0);
+	cr_expect_eq(kept, all);
+	cr_expect(digest_is_equal(&policy_stats(q)->digest, &policy_stats(p)->digest));
+	policy_free(q);
+	/* A damaged header: no meta, the body still read. */
+	text[3] = '#';
+	cr_assert_eq(codec_salvage(text, len, &q, &m, &kept, &dropped), 0);
+	cr_expect_str_eq(m.prefix, "");
+	cr_expect(denies(q, "www.example.com"));
+	policy_free(q);
+	free(text);
+	policy_free(p);
+}
+
+Test(codec, recovery_only_over_blocks)
+{
+	/* The damaged newest file lost a deny rule and gained an allow rule from damaged bytes;
+	 * the intact older one has its own allow rule and a rule since removed. */
+	policy_builder_t *b = policy_builder_new();
+	cr_assert_eq(policy_builder_add(b, POLICY_DENY, "kept.example", 12), 0);
+	cr_assert_eq(policy_builder_add(b, POLICY_ALLOW, "ok.kept.example", 15), 0);
+	cr_assert_eq(policy_builder_add(b, POLICY_ALLOW, "fake.kept.example", 17), 0);
+	policy_t *salvaged = policy_build(b, POLICY_SOURCE_SNAPSHOT);
+	b = policy_builder_new();
+	cr_assert_eq(policy_builder_add(b, POLICY_DENY, "kept.example", 12), 0);
+	cr_assert_eq(policy_builder_add(b, POLICY_DENY, "older.example", 13), 0);
+	cr_assert_eq(policy_builder_add(b, POLICY_ALLOW, "ok.kept.example", 15), 0);
+	cr_assert_eq(policy_builder_add(b, POLICY_ALLOW, "old.kept.example", 16), 0);
+	policy_t *intact = policy_build(b, POLICY_SOURCE_SNAPSHOT);
+	cr_assert(salvaged && intact);
+	policy_t *r = codec_recover(salvaged, intact, NULL);
+	cr_assert(r);
+	cr_expect(denies(r, "www.kept.example"));
+	cr_expect(denies(r, "www.older.example"), "the older generation's deny rules too");
+	cr_expect_eq(decide(r, "ok.kept.example").action, POLICY_ALLOW, "an allow both agree on");
+	cr_expect(denies(r, "fake.kept.example"), "an allow only the damaged file has");
+	cr_expect(denies(r, "old.kept.example"), "an allow only the older file has");
+	policy_free(r);
+	/* Without an intact generation: no allow rule at all, and the extra list's deny rules. */
+	policy_t *extra = policy_bundled();
+	r = codec_recover(salvaged, NULL, extra);
+	cr_expect(denies(r, "ok.kept.example"));
+	cr_expect(denies(r, "kaspersky.com"));
+	policy_free(r);
+	policy_free(extra);
+	policy_free(salvaged);
+	policy_free(intact);
+}
