@@ -29,6 +29,7 @@
 #include "policy/guard.h"
 #include "resolver/consent_state.h"
 #include "resolver/log.h"
+#include "resolver/redis_history.h"
 #include "resolver/redis_link.h"
 #include "resolver/snapshot.h"
 
@@ -100,10 +101,8 @@ struct redis_sync {
 	guard_t *guard;         /* Borrowed from the daemon: it outlives links. */
 	struct consent consent; /* As read by the load in progress. */
 	enum consent_fault consent_said; /* The last consent fault logged, for held_version. */
-	/* What Redis says of itself (INFO), to tell a rollback: a new run_id, or an offset that
-	 * went back. */
-	char run_id[48];
-	long long repl_offset;
+	struct redis_history history; /* To tell a rollback (redis_history.h). */
+	int warned_audit;       /* The daemon's audit entries were refused: said once. */
 	int deny_missing;
 	uint64_t invalid_hash[NKEYS];  /* Of each key's invalid members when last logged. */
 	long long card[NKEYS];         /* SCARD/HLEN of each key when last read. */
@@ -319,8 +318,12 @@ static void format_diff(const struct guard_diff *d, char *buf, size_t cap)
 
 /* The candidate is held: the policy in force stays, and the log says so loudly, once per
  * candidate. */
-static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy_stats *st)
+static void audit(redis_sync_t *r, const char *kind, const char *by, const policy_t *from,
+		  const policy_t *to);
+
+static void hold_load(redis_sync_t *r, enum guard_verdict v, const policy_t *p)
 {
+	const struct policy_stats *st = policy_stats(p);
 	atomic_fetch_add(&r->stats->held_loads, 1);
 	/* Shown as "lifted/baseline": the names it would lift of those the baseline denies. */
 	size_t removed = r->lifted.count, base = r->decision.base;
@@ -350,6 +353,7 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const struct policy
 				guard_is_rolled_back(r->guard) ? ", none after a redis rollback" : "", cs,
 				bfull, vshort);
 		r->consent_said = CONSENT_NONE;
+		audit(r, "held", "redis", policy_store_current(r->store), p);
 	}
 	if (r->decision.consent != CONSENT_NONE && r->decision.consent != r->consent_said)
 		log_err("consent in %s (by %s) does not release version %s: %s", r->keys[KEY_ACCEPT],
@@ -531,7 +535,7 @@ static void on_built(uv_work_t *w, int status)
 			policy_free(next_prot);
 			next_prot = NULL;
 		}
-		hold_load(r, v, st);
+		hold_load(r, v, p);
 		if (merged) {
 			char names[600];
 			format_names(&r->diff.deny_added, names, sizeof(names));
@@ -575,10 +579,14 @@ static void on_built(uv_work_t *w, int status)
 	atomic_fetch_add(&r->stats->loads, 1);
 	atomic_store(&r->stats->last_load_ms, t_end - r->t_start);
 	struct consent c = r->consent;
+	const policy_t *from = policy_store_current(r->store);
 	if (publish_built(r, p) < 0) {
 		policy_free(next_prot);
 		return;
 	}
+	/* The policy replaced stays allocated until this loop reclaims it, after this returns. */
+	audit(r, consented ? "consented" : "published", consented && c.by[0] ? c.by : "redis", from,
+	      p);
 	guard_published(r->guard, p, v, &c, next_prot, (int64_t)time(NULL));
 	if (consented)
 		save_used_consents(r);
@@ -878,9 +886,17 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		read_done(r);
 }
 
-/* INFO: a Redis that restarted (a new run_id) or whose replication offset went back may have
- * come back from an older dump: what it lost looks like removals, and an old consent may be
- * back. Until a consent moves the baseline, no lift is allowed. */
+static void rolled_back(redis_sync_t *r, const char *why)
+{
+	if (!why || guard_is_rolled_back(r->guard))
+		return;
+	log_warn("%s: redis may have come back from an older state, so until a consent no load may "
+		 "lift any denied name", why);
+	guard_rollback(r->guard);
+}
+
+/* INFO and the audit stream's tail come before the policy (same connection, in order), so a
+ * rollback is known when the load is decided. */
 static void on_info(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 {
 	redis_sync_t *r = privdata;
@@ -888,28 +904,40 @@ static void on_info(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	(void)ac;
 	if (!reply || r->closing || reply->type != REDIS_REPLY_STRING)
 		return; /* Refused (an ACL without INFO): said by the link's own INFO. */
-	char run_id[sizeof(r->run_id)] = "";
-	long long offset = -1;
-	const char *f = strstr(reply->str, "run_id:");
-	if (f)
-		sscanf(f, "run_id:%47[0-9a-f]", run_id);
-	f = strstr(reply->str, "master_repl_offset:");
-	if (f)
-		sscanf(f, "master_repl_offset:%lld", &offset);
-	const char *why = NULL;
-	if (r->run_id[0] && run_id[0] && strcmp(run_id, r->run_id) != 0)
-		why = "redis restarted (new run_id)";
-	else if (r->run_id[0] && offset >= 0 && offset < r->repl_offset)
-		why = "redis's replication offset went back";
-	if (why && !guard_is_rolled_back(r->guard)) {
-		log_warn("%s: it may have come back from an older dump, so until a consent no load "
-			 "may lift any denied name", why);
-		guard_rollback(r->guard);
+	rolled_back(r, redis_history_info(&r->history, reply->str));
+}
+
+static void on_audit_tail(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redis_sync_t *r = privdata;
+	(void)ac;
+	if (reply_ptr && !r->closing)
+		rolled_back(r, redis_history_audit(&r->history, reply_ptr));
+}
+
+static void on_audited(redisAsyncContext *ac, void *reply_ptr, void *privdata)
+{
+	redis_sync_t *r = privdata;
+	redisReply *reply = reply_ptr;
+	(void)ac;
+	r->pushes--;
+	if (reply && reply->type == REDIS_REPLY_ERROR && !r->warned_audit) {
+		log_warn("redis refused the resolvers' audit entry (%s:audit): %s; changes made with "
+			 "redis-cli are then only in the log", r->o->redis_prefix, reply->str);
+		r->warned_audit = 1;
 	}
-	if (run_id[0]) {
-		snprintf(r->run_id, sizeof(r->run_id), "%s", run_id);
-		r->repl_offset = offset;
-	}
+}
+
+/* The transition from `from` to `to` into the audit stream (once fleet-wide). */
+static void audit(redis_sync_t *r, const char *kind, const char *by, const policy_t *from,
+		  const policy_t *to)
+{
+	redisAsyncContext *ac = redis_link_commands(r->link);
+	if (!ac || r->closing)
+		return;
+	if (redis_history_append(ac, r->o->redis_prefix, kind, by, from, to, &r->diff, on_audited,
+				 r) == 0)
+		r->pushes++;
 }
 
 static void start_load(redis_sync_t *r)
@@ -943,6 +971,7 @@ static void start_load(redis_sync_t *r)
 	/* What Redis says of itself comes before the policy (same connection, in order), so a
 	 * rollback is known when the load is decided. */
 	redisAsyncCommand(ac, on_info, r, "INFO");
+	redisAsyncCommand(ac, on_audit_tail, r, "XREVRANGE %s:audit + - COUNT 1", r->o->redis_prefix);
 	r->scanning = r->reread ? r->reread : ALL_KEYS;
 	r->reread = 0;
 	r->t_start = now_ms(r);

@@ -123,16 +123,38 @@ rollback_small() {
 }
 check "RDB rollback of 4 additions (within the budget): held, the 4 stay denied" rollback_small
 
+audit_cut() {
+	setup au || return 1
+	local rp=$RP_au ep=$EP_au
+	# The audit stream loses its newest entries (here: all of them): a rollback too, so even one
+	# removal, within the budget otherwise, is held.
+	R "$rp" del embargo:audit
+	R "$rp" srem embargo:deny kaspersky.de
+	held "$ep" || return 1
+	by_policy "$ep" kaspersky.de || return 1
+	grep -q "the audit stream is gone" "$WORK/au.log" || { cat "$WORK/au.log"; return 1; }
+}
+check "the audit stream cut back: no lift, however small, until consent" audit_cut
+
 allow_all() {
 	setup al || return 1
-	local ep=$EP_al
+	local ep=$EP_al ep2
+	# A second instance on the same Redis: the resolvers' audit entries are written once.
+	ep2=$(free_port)
+	start_embargo al2 "$ep2" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP_al" \
+		--reload-interval 30
+	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/al2.log" || return 1
 	# The wrong file imported into the allow set: every listed name allowed in one load.
 	"$POLICY_TOOL" --redis "redis://127.0.0.1:$RP_al" import --allow "$LIST" >/dev/null || return 1
-	held "$ep" || return 1
+	held "$ep" && held "$ep2" || return 1
 	status_of "$ep" | grep -q "held_removes=40/40" || { status_of "$ep"; return 1; }
-	listed_denied "$ep"
+	listed_denied "$ep" && listed_denied "$ep2" || return 1
+	# The hold is in the audit stream, once, whatever wrote the change.
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$RP_al" log >"$WORK/al.logs" || return 1
+	[ "$(grep -c "  redis  held by the resolvers  +40 -0  " "$WORK/al.logs")" = 1 ] ||
+		{ cat "$WORK/al.logs"; return 1; }
 }
-check "the allow set with every listed name: held, every name denied" allow_all
+check "the allow set with every listed name: held, every name denied, the hold audited once" allow_all
 
 slicing() {
 	setup sl || return 1

@@ -405,7 +405,9 @@ least_privilege() {
 	consent_any "$rp"
 	redis-cli -p "$rp" acl setuser embargo on '>s3cret' resetkeys '%R~embargo:*' resetchannels \
 		'&__keyspace@0__:embargo:*' -@all +ping +type +sscan +hscan +hgetall +scard +hlen +multi \
-		+exec +subscribe +config\|get +info >/dev/null
+		+exec +subscribe +config\|get +info +xrevrange >/dev/null
+	# The resolvers' own audit entries: a script that appends to the stream once fleet-wide.
+	redis-cli -p "$rp" acl setuser embargo '%RW~embargo:audit*' +eval +xadd +set >/dev/null
 	ep=$(free_port)
 	start_embargo acl "$ep" --upstream "127.0.0.1:$NSD" \
 		--redis "redis://embargo:s3cret@127.0.0.1:$rp" --reload-interval 30
@@ -414,6 +416,9 @@ least_privilege() {
 	redis-cli -p "$rp" sadd embargo:deny www.test >/dev/null
 	wait_for $((2 * SCALE)) is_denied "$ep" www.test || { cat "$WORK/acl.log"; return 1; }
 	! grep -qiE "refused|NOPERM|failed" "$WORK/acl.log" || { cat "$WORK/acl.log"; return 1; }
+	# Its audit entry is there, by the resolvers.
+	redis-cli -p "$rp" xrange embargo:audit - + | grep -q "published by the resolvers" ||
+		{ echo "no audit entry by the resolvers"; return 1; }
 	# The user really is that narrow.
 	out=$(redis-cli -p "$rp" --user embargo --pass s3cret --no-auth-warning sadd embargo:deny x.test)
 	grep -q NOPERM <<<"$out" || { echo "embargo's user may write: $out"; return 1; }
