@@ -13,6 +13,7 @@
 
 #include "resolver/options.h"
 #include "resolver/client_report.h"
+#include "resolver/redis_push.h"
 #include "resolver/rule_hits.h"
 #include "resolver/server.h"
 
@@ -48,13 +49,6 @@ typedef void (*redis_sync_hold_cb)(void *ctx, enum server_hold kind, size_t remo
 redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_store_t *store,
 			     guard_t *guard, redis_sync_ready_cb ready, redis_sync_hold_cb hold,
 			     void *ctx);
-
-/** Bounds of the client report in Redis. */
-struct redis_report_limits {
-	unsigned retention_days; /**< Each day's key expires this long after its last write. */
-	unsigned max_clients;    /**< Clients per day; the rest count as the client "*". */
-	unsigned max_rules;      /**< Rules per client per day; the rest count as the rule "*". */
-};
 
 /** Add denials per client and rule to the hashes PREFIX:clients:YYYY-MM-DD (the UTC day of
  *  each entry's last denial), merged with what other instances added, within lim (one EVAL
