@@ -394,26 +394,6 @@ static int add_parts(policy_builder_t *b, const policy_t *p, unsigned parts)
 	return policy_builder_add_from(b, p, parts | POLICY_PART_REASON);
 }
 
-/* Allow rules of a that b has too (on exactly the same name). */
-static int add_common_allows(policy_builder_t *b, const policy_t *a, const policy_t *other)
-{
-	size_t cursor = 0;
-	struct policy_rule r;
-	while (policy_rule_next(a, &cursor, &r)) {
-		if (!(r.parts & POLICY_PART_ALLOW))
-			continue;
-		struct policy_verdict v;
-		policy_lookup(other, &r.name, &v);
-		if (v.action != POLICY_ALLOW || v.depth != r.name.nlabels)
-			continue;
-		char text[NAME_MAXTEXT + 2];
-		int len = name_to_text(&r.name, text, sizeof(text));
-		if (len >= 0 && policy_builder_add(b, POLICY_ALLOW, text, (size_t)len) == -ENOMEM)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
 policy_t *codec_recover(const policy_t *salvaged, const policy_t *intact, const policy_t *extra)
 {
 	policy_builder_t *b = policy_builder_new();
@@ -427,7 +407,7 @@ policy_t *codec_recover(const policy_t *salvaged, const policy_t *intact, const 
 	/* An allow rule only where the damaged file and the intact generation agree on it: one
 	 * read from damaged bytes, or one the newest file no longer had, could lift a name. */
 	if (rc == 0 && intact)
-		rc = add_common_allows(b, salvaged, intact);
+		rc = policy_builder_add_allows_in(b, salvaged, intact);
 	if (rc < 0) {
 		policy_builder_free(b);
 		return NULL;

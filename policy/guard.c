@@ -51,7 +51,7 @@ size_t guard_allowed(const struct guard_limits *l, size_t deny)
 	if (l->off)
 		return SIZE_MAX;
 	size_t share = (deny * l->percent + 99) / 100;
-	if (share < 1)
+	if (share < 1 && l->percent > 0)
 		share = 1;
 	return share < l->count ? share : l->count;
 }
@@ -65,10 +65,8 @@ struct guard {
 	policy_t *baseline; /* Held (policy_ref). */
 	policy_t *prot;     /* Held: the protected set. */
 	struct digest last; /* The last policy published whole (not a held load's merge). */
-	int64_t based_at;
 	atomic_bool rollback; /* Set by the loop while a build reads it. */
-	bool has_held;
-	struct digest held;
+	struct guard_state st;
 	struct used used[GUARD_USED_MAX];
 	size_t nused;
 };
@@ -81,8 +79,25 @@ guard_t *guard_new(const policy_t *start, int64_t now)
 	g->baseline = policy_ref(start);
 	g->prot = policy_ref(start);
 	g->last = policy_stats(start)->digest;
-	g->based_at = now;
+	g->st.based_at = g->st.quiet_since = now;
+	g->st.base = policy_stats(start)->deny;
 	return g;
+}
+
+void guard_get_state(const guard_t *g, struct guard_state *st)
+{
+	*st = g->st;
+	st->rollback = atomic_load(&g->rollback);
+}
+
+void guard_set_state(guard_t *g, const struct guard_state *st)
+{
+	g->st = *st;
+	/* The base never grows without a consent, whatever a state file says. */
+	size_t deny = policy_stats(g->baseline)->deny;
+	if (g->st.base > deny)
+		g->st.base = deny;
+	atomic_store(&g->rollback, st->rollback);
 }
 
 void guard_free(guard_t *g)
@@ -100,7 +115,7 @@ void guard_free(guard_t *g)
 struct batch {
 	struct name names[LIFT_BATCH];
 	const struct name *q[LIFT_BATCH];
-	struct policy_verdict self[LIFT_BATCH], cand[LIFT_BATCH], base[LIFT_BATCH];
+	struct policy_verdict self[LIFT_BATCH], cand[LIFT_BATCH];
 	size_t n;
 };
 
@@ -120,16 +135,16 @@ static void lift_denies(const guard_t *g, const policy_t *cand, struct batch *b,
 	b->n = 0;
 }
 
-/* Allow rules of cand, new against the baseline, under a protected deny. */
+/* Allow rules of cand that the protected set does not have, under a protected deny. */
 static void lift_allows(const guard_t *g, const policy_t *cand, struct batch *b,
 			struct guard_names *lifted)
 {
 	policy_lookup_many(cand, b->q, b->n, b->cand);
 	policy_lookup_many(g->prot, b->q, b->n, b->self);
-	policy_lookup_many(g->baseline, b->q, b->n, b->base);
 	for (size_t i = 0; i < b->n; i++) {
 		unsigned labels = b->q[i]->nlabels;
-		int in_baseline = b->base[i].action == POLICY_ALLOW && b->base[i].depth == labels;
+		/* An allow rule the protected set has too (in force all along) lifts nothing new. */
+		int in_baseline = b->self[i].action == POLICY_ALLOW && b->self[i].depth == labels;
 		/* A protected deny rule on this very name was counted with the deny rules. */
 		int counted = b->self[i].depth == labels;
 		if (!in_baseline && !counted && b->self[i].action == POLICY_DENY &&
@@ -208,7 +223,10 @@ policy_t *guard_union(const guard_t *g, const policy_t *p)
 	policy_builder_t *b = policy_builder_new();
 	if (!b)
 		return NULL;
-	if (add_denied(b, g->prot) < 0 || add_denied(b, p) < 0) {
+	/* Allow rules only where both have them: an allow rule either one lacks leaves the names
+	 * below it denied in that one, so protected. */
+	if (add_denied(b, g->prot) < 0 || add_denied(b, p) < 0 ||
+	    policy_builder_add_allows_in(b, p, g->prot) < 0) {
 		policy_builder_free(b);
 		return NULL;
 	}
@@ -245,15 +263,20 @@ enum guard_verdict guard_decide(const guard_t *g, const struct guard_limits *l,
 				const uint8_t *consent_key, const char *prefix, int db, int64_t now,
 				struct guard_decision *out)
 {
-	size_t bd = policy_stats(g->baseline)->deny, cd = policy_stats(cand)->deny;
-	out->base = bd < cd ? bd : cd;
+	size_t cd = policy_stats(cand)->deny;
+	out->base = g->st.base < cd ? g->st.base : cd;
 	out->allowed = l->off ? SIZE_MAX : atomic_load(&g->rollback) ? 0 : guard_allowed(l, out->base);
+	/* While a load is held, the allowance it was held with stays the most any later load (with
+	 * any content, under any limits a reload brings) may use, until a consent. */
+	if (g->st.has_held && g->st.held_allowed < out->allowed)
+		out->allowed = g->st.held_allowed;
+	out->lifted = lifted + g->st.carried;
 	out->consent = CONSENT_NONE;
 	enum guard_verdict held;
-	int sticky = g->has_held && digest_is_equal(&g->held, &policy_stats(cand)->digest);
-	if (deny_missing && bd > 0 && (!l->off || sticky))
+	int sticky = g->st.has_held && digest_is_equal(&g->st.held, &policy_stats(cand)->digest);
+	if (deny_missing && g->st.base > 0 && (!l->off || g->st.has_held))
 		held = GUARD_HOLD_MISSING;
-	else if (lifted > out->allowed || (sticky && lifted > 0))
+	else if (out->lifted > out->allowed || (sticky && out->lifted > 0))
 		held = GUARD_HOLD_SHRINK;
 	else
 		return GUARD_PUBLISH;
@@ -267,29 +290,51 @@ static void set_policy(policy_t **slot, policy_t *p)
 	*slot = p;
 }
 
-void guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
-		     const struct consent *c, policy_t *next, int64_t now)
+int guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
+		    const struct consent *c, size_t lifted, policy_t *next, int64_t now)
 {
 	if (v == GUARD_CONSENTED) {
 		(void)guard_mark_used(g, c->nonce, c->expires);
 		policy_free(next);
-		guard_rebase(g, p, now);
-		return;
+		set_policy(&g->baseline, policy_ref(p));
+		set_policy(&g->prot, policy_ref(p));
+		g->last = policy_stats(p)->digest;
+		g->st.base = policy_stats(p)->deny;
+		g->st.based_at = g->st.quiet_since = now;
+		g->st.carried = g->st.spent = 0;
+		g->st.has_held = false;
+		atomic_store(&g->rollback, false);
+		return 0;
 	}
 	if (v == GUARD_PUBLISH) {
-		g->has_held = false;
+		g->st.has_held = false;
 		g->last = policy_stats(p)->digest;
+		g->st.spent = lifted + g->st.carried;
 	}
-	if (next)
-		set_policy(&g->prot, next);
-	else if (v == GUARD_PUBLISH)
+	if (lifted == 0 && v == GUARD_PUBLISH) {
+		policy_free(next);
 		set_policy(&g->prot, policy_ref(p)); /* It lifted nothing: it denies all g->prot did. */
+		return 0;
+	}
+	if (!next)
+		return -ENOMEM; /* The protected set stays as it was: nothing leaves it. */
+	set_policy(&g->prot, next);
+	return 0;
 }
 
-void guard_held(guard_t *g, const struct digest *d)
+void guard_held(guard_t *g, const struct digest *d, size_t allowed, int64_t now)
 {
-	g->has_held = true;
-	g->held = *d;
+	if (!g->st.has_held || allowed < g->st.held_allowed)
+		g->st.held_allowed = allowed;
+	g->st.has_held = true;
+	g->st.held = *d;
+	g->st.quiet_since = now;
+}
+
+void guard_in_sync(guard_t *g)
+{
+	/* Redis holds the policy in force again (restored, or it never lost anything). */
+	atomic_store(&g->rollback, false);
 }
 
 void guard_rollback(guard_t *g)
@@ -302,19 +347,21 @@ bool guard_is_rolled_back(const guard_t *g)
 	return atomic_load(&g->rollback);
 }
 
-void guard_rebase(guard_t *g, const policy_t *p, int64_t now)
+bool guard_window(guard_t *g, const policy_t *in_force, int64_t window, int64_t now)
 {
-	set_policy(&g->baseline, policy_ref(p));
-	set_policy(&g->prot, policy_ref(p));
-	g->last = policy_stats(p)->digest;
-	g->based_at = now;
-	atomic_store(&g->rollback, false);
-	g->has_held = false;
-}
-
-int64_t guard_based_at(const guard_t *g)
-{
-	return g->based_at;
+	if (!window || g->st.has_held || now - g->st.quiet_since < window ||
+	    now - g->st.based_at < window || g->baseline == in_force)
+		return false;
+	set_policy(&g->baseline, policy_ref(in_force));
+	set_policy(&g->prot, policy_ref(in_force));
+	/* The base never grows without consent: a list inflated first gains nothing. The rollback
+	 * mark stays: only a consent, or Redis holding the policy in force again, clears it. */
+	size_t deny = policy_stats(in_force)->deny;
+	if (deny < g->st.base)
+		g->st.base = deny;
+	g->st.based_at = g->st.quiet_since = now;
+	g->st.carried = g->st.spent = 0;
+	return true;
 }
 
 const policy_t *guard_baseline(const guard_t *g)

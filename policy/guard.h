@@ -83,8 +83,9 @@ policy_t *guard_union(const guard_t *g, const policy_t *p);
 
 /** What guard_decide() concluded besides the verdict. */
 struct guard_decision {
-	size_t base;    /**< min(deny rules of the baseline, of the candidate). */
+	size_t base;    /**< min(the budget's base, deny rules of the candidate). */
 	size_t allowed; /**< Lifts allowed without consent (0 after a rollback). */
+	size_t lifted;  /**< Lifts counted: the candidate's and those carried over a restart. */
 	enum consent_fault consent; /**< Why the consent did not release it (CONSENT_OK: it did). */
 };
 
@@ -100,14 +101,22 @@ enum guard_verdict guard_decide(const guard_t *g, const struct guard_limits *l,
 				const uint8_t *consent_key, const char *prefix, int db, int64_t now,
 				struct guard_decision *out);
 
-/** p was published with verdict v (GUARD_HOLD_*: p is a held load's merge). A consented p
- *  becomes the baseline and the consent's nonce is used; otherwise the protected set grows to
- *  cover p: next (owned, may be NULL) is guard_union(g, p) when p lifted anything. */
-void guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
-		     const struct consent *c, policy_t *next, int64_t now);
+/** p was published with verdict v (GUARD_HOLD_*: p is a held load's merge), lifting `lifted`
+ *  names (guard_lifts). A consented p becomes the baseline (and the budget's base) and the
+ *  consent's nonce is used; otherwise the protected set grows to cover p: next (owned, may be
+ *  NULL) is guard_union(g, p), needed when p lifted anything.
+ *  @return 0, or -ENOMEM when p lifted names and next is NULL: the protected set is then left
+ *  as it was (the caller should not have published p; nothing leaves the set either way). */
+int guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
+		    const struct consent *c, size_t lifted, policy_t *next, int64_t now);
 
-/** A candidate with digest d is held: it stays held until a consent releases it. */
-void guard_held(guard_t *g, const struct digest *d);
+/** A candidate with digest d is held under the allowance `allowed`: until a consent, no later
+ *  candidate may lift more than the smallest allowance a hold began with, whatever limits a
+ *  reload brings, and this one stays held. */
+void guard_held(guard_t *g, const struct digest *d, size_t allowed, int64_t now);
+
+/** Redis holds the policy in force again: a rollback mark is cleared. */
+void guard_in_sync(guard_t *g);
 
 /** Redis lost data (it restarted, its replication offset went back, its audit stream is older
  *  than seen): no lift is allowed without consent until the baseline moves. */
@@ -116,12 +125,29 @@ void guard_rollback(guard_t *g);
 /** Whether a rollback was seen since the baseline last moved. */
 bool guard_is_rolled_back(const guard_t *g);
 
-/** Move the baseline and the protected set to p (a hold on it is taken): what a window without
- *  a hold allows (--max-shrink-window). Clears the rollback mark and the held candidate. */
-void guard_rebase(guard_t *g, const policy_t *p, int64_t now);
+/** --max-shrink-window: once `window` seconds have passed with no held load and since the
+ *  baseline last moved, the baseline and protected set move to in_force. The budget's base never
+ *  grows this way (only a consent raises it), and a rollback mark stays.
+ *  @return whether it moved. */
+bool guard_window(guard_t *g, const policy_t *in_force, int64_t window, int64_t now);
 
-/** When the baseline last moved (Unix seconds). */
-int64_t guard_based_at(const guard_t *g);
+/** What a restart must not forget (resolver/guard_state.c keeps it beside the snapshot). */
+struct guard_state {
+	size_t base;           /**< The budget's base: deny rules; grows only with a consent. */
+	size_t spent;          /**< Lifts of the last publication since the baseline. */
+	size_t carried;        /**< Lifts carried over a restart (counted until it moves). */
+	int64_t based_at;      /**< When the baseline last moved. */
+	int64_t quiet_since;   /**< When a load was last held (or based_at). */
+	bool rollback;         /**< A rollback was seen. */
+	bool has_held;         /**< A load is held... */
+	struct digest held;    /**< ...this one... */
+	size_t held_allowed;   /**< ...under this allowance. */
+};
+
+/** The state to save, and to restore at start (after guard_new with the snapshot: the base is
+ *  capped at its deny rules; carried should be set to the saved spent). */
+void guard_get_state(const guard_t *g, struct guard_state *st);
+void guard_set_state(guard_t *g, const struct guard_state *st);
 
 /** The baseline and the protected set (borrowed, valid until the guard changes). */
 const policy_t *guard_baseline(const guard_t *g);

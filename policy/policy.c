@@ -388,6 +388,25 @@ int policy_builder_add_from(policy_builder_t *b, const policy_t *p, unsigned par
 	return 0;
 }
 
+int policy_builder_add_allows_in(policy_builder_t *b, const policy_t *p, const policy_t *other)
+{
+	size_t cursor = 0;
+	struct policy_rule r;
+	while (policy_rule_next(p, &cursor, &r)) {
+		if (!(r.parts & POLICY_PART_ALLOW))
+			continue;
+		struct policy_verdict v;
+		policy_lookup(other, &r.name, &v);
+		if (v.action != POLICY_ALLOW || v.depth != r.name.nlabels)
+			continue;
+		char text[NAME_MAXTEXT + 2];
+		int len = name_to_text(&r.name, text, sizeof(text));
+		if (len >= 0 && policy_builder_add(b, POLICY_ALLOW, text, (size_t)len) == -ENOMEM)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 void policy_builder_count_invalid(policy_builder_t *b, size_t n)
 {
 	b->invalid += n;

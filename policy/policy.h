@@ -93,6 +93,10 @@ enum policy_part {
  *  Reasons are carried for names without rules too. @return 0 or -ENOMEM. */
 int policy_builder_add_from(policy_builder_t *b, const policy_t *p, unsigned parts);
 
+/** Add the allow rules of p that other has too (on exactly the same name) to b.
+ *  @return 0 or -ENOMEM. */
+int policy_builder_add_allows_in(policy_builder_t *b, const policy_t *p, const policy_t *other);
+
 /** Count n more invalid entries (skipped elsewhere, such as in carried-over parts). */
 void policy_builder_count_invalid(policy_builder_t *b, size_t n);
 

@@ -47,6 +47,7 @@ struct daemon {
 	/* The held-load rule's state (baseline, protected set, held load, used consents): the
 	 * daemon's, so that a reload's new Redis link goes on from it. */
 	guard_t *guard;
+	struct redis_history history; /* What is known of Redis's past, for the next link. */
 	/* SIGHUP (reload.c). */
 	int argc;
 	char **argv;                 /* To read the configuration again. */

@@ -23,7 +23,7 @@
 
 #include "policy/store.h"
 #include "resolver/cache.h"
-#include "resolver/consent_state.h"
+#include "resolver/guard_state.h"
 #include "resolver/daemon.h"
 #include "resolver/log.h"
 #include "resolver/metrics.h"
@@ -85,8 +85,10 @@ static void on_hold(void *ctx, enum server_hold kind, size_t removed, size_t of,
 redis_sync_t *daemon_redis_new(struct daemon *d, const struct options *o)
 {
 	redis_sync_t *r = redis_sync_new(d->loop, o, d->store, d->guard, on_ready, on_hold, d);
-	if (r)
+	if (r) {
 		redis_sync_count(r, &d->redis_stats);
+		redis_sync_seed_history(r, &d->history);
+	}
 	return r;
 }
 
@@ -428,10 +430,15 @@ int main(int argc, char **argv)
 	d.guard = initial ? guard_new(initial, (int64_t)time(NULL)) : NULL;
 	if (d.guard && d.o.snapshot[0]) {
 		char path[300];
-		snprintf(path, sizeof(path), "%s.consents", d.o.snapshot);
-		if (consent_state_load(path, d.guard, err, sizeof(err)) < 0)
-			log_err("used consents: %s", err);
+		snprintf(path, sizeof(path), "%s.guard", d.o.snapshot);
+		rc = guard_state_load(path, d.guard, &d.history, err, sizeof(err));
+		if (rc < 0 && rc != -ENOENT)
+			log_err("guard state: %s", err);
 	}
+	if (!d.o.consent_key_file[0])
+		log_warn("no --consent-key: anyone who may write %s:accept in redis can consent to a "
+			 "held load; give the approver a key (embargo-policy keygen) for a two-person "
+			 "rule", d.o.redis_prefix);
 	if (!d.store || !d.cache || !d.guard) {
 		log_err("out of memory at start-up");
 		return 1;

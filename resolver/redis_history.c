@@ -20,13 +20,16 @@ const char *redis_history_info(struct redis_history *h, const char *info)
 	if (f)
 		sscanf(f, "master_repl_offset:%lld", &offset);
 	const char *why = NULL;
-	if (h->run_id[0] && run_id[0] && strcmp(run_id, h->run_id) != 0)
+	if (h->fresh && run_id[0])
+		why = "nothing is known here of redis's past (a first start, or another redis)";
+	else if (h->run_id[0] && run_id[0] && strcmp(run_id, h->run_id) != 0)
 		why = "redis restarted (new run_id)";
 	else if (h->run_id[0] && offset >= 0 && offset < h->offset)
 		why = "redis's replication offset went back";
 	if (run_id[0]) {
 		snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
 		h->offset = offset;
+		h->fresh = 0;
 	}
 	return why;
 }

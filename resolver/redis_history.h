@@ -15,6 +15,8 @@
 
 /** The history one link has seen. Zero it to start. */
 struct redis_history {
+	char redis[300]; /* host:port/db it is about; a history of another Redis is no history. */
+	int fresh;       /* Nothing is known of this Redis's past: the first INFO is a rollback. */
 	char run_id[48];
 	long long offset;
 	uint64_t audit_ms, audit_seq; /* The newest audit entry seen; 0-0: none. */

@@ -27,7 +27,7 @@
 
 #include "policy/fnv.h"
 #include "policy/guard.h"
-#include "resolver/consent_state.h"
+#include "resolver/guard_state.h"
 #include "resolver/log.h"
 #include "resolver/redis_history.h"
 #include "resolver/redis_link.h"
@@ -104,6 +104,7 @@ struct redis_sync {
 	enum consent_fault consent_said; /* The last consent fault logged, for held_version. */
 	struct redis_history history; /* To tell a rollback (redis_history.h). */
 	int warned_audit;       /* The daemon's audit entries were refused: said once. */
+	char *state_written;    /* The guard state file as last written. */
 	int deny_missing;
 	uint64_t invalid_hash[NKEYS];  /* Of each key's invalid members when last logged. */
 	long long card[NKEYS];         /* SCARD/HLEN of each key when last read. */
@@ -150,6 +151,7 @@ static void maybe_free(redis_sync_t *r)
 	if (r->closing && r->open_handles == 0 && !r->link_open && r->phase == IDLE && !r->saving) {
 		void (*closed)(void *) = r->closed;
 		void *ctx = r->closed_ctx;
+		free(r->state_written);
 		free(r);
 		if (closed)
 			closed(ctx);
@@ -252,7 +254,7 @@ static void load_done(redis_sync_t *r)
 }
 
 static int publish_built(redis_sync_t *r, policy_t *p);
-static void save_used_consents(redis_sync_t *r);
+static void save_guard_state(redis_sync_t *r);
 static void on_saved(uv_work_t *w, int status);
 
 /* A load that reached Redis and finished (published, unchanged or held): failures are over. */
@@ -327,7 +329,7 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const policy_t *p)
 	const struct policy_stats *st = policy_stats(p);
 	atomic_fetch_add(&r->stats->held_loads, 1);
 	/* Shown as "lifted/baseline": the names it would lift of those the baseline denies. */
-	size_t removed = r->lifted.count, base = r->decision.base;
+	size_t removed = r->decision.lifted, base = r->decision.base;
 	size_t of = policy_stats(guard_baseline(r->guard))->deny;
 	char vshort[DIGEST_SHORT_HEX + 1];
 	digest_short(&st->digest, vshort);
@@ -361,7 +363,7 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const policy_t *p)
 			r->consent.by[0] ? r->consent.by : "?", vshort,
 			consent_fault_text(r->decision.consent));
 	r->consent_said = r->decision.consent;
-	guard_held(r->guard, &st->digest);
+	guard_held(r->guard, &st->digest, r->decision.allowed, (int64_t)time(NULL));
 	r->held = v;
 	r->held_version = st->version;
 	r->in_sync = 0; /* Redis differs from the policy in force: read every key next time. */
@@ -484,11 +486,12 @@ static void build_work(uv_work_t *w)
 	    r->diff.deny_added.count == 0)
 		return;
 	/* Held: nothing it lifts is enforced, but what it denies anew is, on top of the policy
-	 * in force (its allow rules are not: they lift). */
+	 * in force; of allow rules only those both have (a new one lifts, and one it dropped
+	 * leaves names it means to deny). */
 	policy_builder_t *b = policy_builder_new();
-	if (b && policy_builder_add_from(b, cur, POLICY_PART_DENY | POLICY_PART_ALLOW |
-							 POLICY_PART_REASON) == 0 &&
-	    policy_builder_add_from(b, r->built, POLICY_PART_DENY | POLICY_PART_REASON) == 0)
+	if (b && policy_builder_add_from(b, cur, POLICY_PART_DENY | POLICY_PART_REASON) == 0 &&
+	    policy_builder_add_from(b, r->built, POLICY_PART_DENY | POLICY_PART_REASON) == 0 &&
+	    policy_builder_add_allows_in(b, cur, r->built) == 0)
 		r->merged = policy_build(b, POLICY_SOURCE_HELD);
 	else
 		policy_builder_free(b);
@@ -516,6 +519,11 @@ static void on_built(uv_work_t *w, int status)
 	load_worked(r);
 	const struct policy_stats *cur = policy_stats(policy_store_current(r->store));
 	const struct policy_stats *st = policy_stats(p);
+	if (digest_is_equal(&cur->digest, &st->digest) && guard_is_rolled_back(r->guard)) {
+		log_info("redis holds the policy in force: the rollback mark is cleared");
+		guard_in_sync(r->guard);
+		save_guard_state(r);
+	}
 	if (cur->source == POLICY_SOURCE_REDIS && digest_is_equal(&cur->digest, &st->digest)) {
 		policy_free(p); /* Unchanged: Redis holds what is in force (again). */
 		policy_free(merged);
@@ -527,10 +535,16 @@ static void on_built(uv_work_t *w, int status)
 		load_done(r);
 		return;
 	}
-	/* Decided again here: a rollback may have been seen while it was built. */
+	/* Decided again here: a rollback may have been seen, or a consent become valid, while it
+	 * was built. */
 	enum guard_verdict v = decide(r, p);
-	if (v == GUARD_PUBLISH && r->verdict != GUARD_PUBLISH && r->lifted.count > 0 && !next_prot)
-		v = GUARD_HOLD_SHRINK; /* Cannot happen (decide only tightens); never unprotected. */
+	if (v == GUARD_PUBLISH && r->lifted.count > 0 && !next_prot) {
+		/* What it lifts could not be kept protected: publishing it would forget them. */
+		policy_free(p);
+		policy_free(merged);
+		load_failed(r, "out of memory protecting the names the load lifts");
+		return;
+	}
 	if (v == GUARD_HOLD_SHRINK || v == GUARD_HOLD_MISSING) {
 		if (r->verdict == GUARD_PUBLISH) { /* Held after all: its union is not needed. */
 			policy_free(next_prot);
@@ -546,18 +560,23 @@ static void on_built(uv_work_t *w, int status)
 		}
 		policy_free(p);
 		if (merged && publish_built(r, merged) == 0) {
-			guard_published(r->guard, merged, v, NULL, next_prot, (int64_t)time(NULL));
+			/* The protected set grows by what the merge enforces (stays as it was if it
+			 * could not be built). */
+			(void)guard_published(r->guard, merged, v, NULL, 0, next_prot,
+					      (int64_t)time(NULL));
 		} else {
 			policy_free(next_prot);
 			if (!merged)
 				load_done(r);
 		}
+		save_guard_state(r);
 		return;
 	}
+	policy_free(merged); /* Built for a hold that a consent made needless meanwhile. */
 	int consented = v == GUARD_CONSENTED;
 	if (consented)
 		log_warn("policy load lifts %zu names denied since the consented baseline, more than "
-			 "--max-shrink allows; released by the consent in %s by %s", r->lifted.count,
+			 "--max-shrink allows; released by the consent in %s by %s", r->decision.lifted,
 			 r->keys[KEY_ACCEPT], r->consent.by[0] ? r->consent.by : "?");
 	unhold(r);
 	r->in_sync = 1;
@@ -588,9 +607,8 @@ static void on_built(uv_work_t *w, int status)
 	/* The policy replaced stays allocated until this loop reclaims it, after this returns. */
 	audit(r, consented ? "consented" : "published", consented && c.by[0] ? c.by : "redis", from,
 	      p);
-	guard_published(r->guard, p, v, &c, next_prot, (int64_t)time(NULL));
-	if (consented)
-		save_used_consents(r);
+	(void)guard_published(r->guard, p, v, &c, r->lifted.count, next_prot, (int64_t)time(NULL));
+	save_guard_state(r);
 }
 
 /* Enforce p, start saving it, and end the load: the next one may start while the save runs.
@@ -615,15 +633,34 @@ static int publish_built(redis_sync_t *r, policy_t *p)
 	return 0;
 }
 
-/* A consent was used: remember it on disk, so that no rollback can replay it. */
-static void save_used_consents(redis_sync_t *r)
+/* The guard's state on disk (SNAPSHOT.guard), written when it changed: a restart must not forget
+ * the consents used, a hold, what was spent of the budget, or Redis's history. */
+static void save_guard_state(redis_sync_t *r)
 {
 	if (!r->o->snapshot[0])
 		return;
-	char path[300], err[300];
-	snprintf(path, sizeof(path), "%s.consents", r->o->snapshot);
-	if (consent_state_save(path, r->guard, (int64_t)time(NULL), err, sizeof(err)) < 0)
-		log_err("used consents not saved: %s (a replay is still refused until restart)", err);
+	size_t cap = 4096 + (size_t)GUARD_USED_MAX * 64;
+	char *text = malloc(cap), err[600], path[300];
+	int len = text ? guard_state_format(r->guard, &r->history, (int64_t)time(NULL), text, cap)
+		       : -ENOMEM;
+	if (len < 0) {
+		free(text);
+		log_err("guard state not saved: %s", strerror(-len));
+		return;
+	}
+	if (r->state_written && strcmp(r->state_written, text) == 0) {
+		free(text);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s.guard", r->o->snapshot);
+	if (snapshot_write_file(path, text, (size_t)len, err, sizeof(err)) < 0) {
+		log_err("guard state not saved: %s (a restart would forget the held load, the budget "
+			"spent and the consents used)", err);
+		free(text);
+		return;
+	}
+	free(r->state_written);
+	r->state_written = text;
 }
 
 static void on_coalesced(uv_timer_t *t);
@@ -891,9 +928,10 @@ static void rolled_back(redis_sync_t *r, const char *why)
 {
 	if (!why || guard_is_rolled_back(r->guard))
 		return;
-	log_warn("%s: redis may have come back from an older state, so until a consent no load may "
-		 "lift any denied name", why);
+	log_warn("%s: redis may have come back from an older state, so until a consent (or redis "
+		 "holding the policy in force) no load may lift any denied name", why);
 	guard_rollback(r->guard);
+	save_guard_state(r);
 }
 
 /* INFO and the audit stream's tail come before the policy (same connection, in order), so a
@@ -955,16 +993,13 @@ static void start_load(redis_sync_t *r)
 	uv_timer_stop(&r->timer);
 	/* A window with no hold moves the baseline to the policy in force (--max-shrink-window):
 	 * at most the budget can be lifted without consent in each window. */
-	int64_t now = (int64_t)time(NULL);
 	const policy_t *in_force = policy_store_current(r->store);
-	if (r->o->max_shrink_window && r->held == GUARD_PUBLISH &&
-	    policy_stats(in_force)->source != POLICY_SOURCE_HELD &&
-	    now - guard_based_at(r->guard) >= (int64_t)r->o->max_shrink_window &&
-	    guard_baseline(r->guard) != in_force) {
+	if (policy_stats(in_force)->source != POLICY_SOURCE_HELD &&
+	    guard_window(r->guard, in_force, r->o->max_shrink_window, (int64_t)time(NULL))) {
 		log_info("no held load for %us: the policy in force (version %016" PRIx64 ") is now "
 			 "the baseline lifts are counted against", r->o->max_shrink_window,
 			 policy_stats(in_force)->version);
-		guard_rebase(r->guard, in_force, now);
+		save_guard_state(r);
 	}
 	r->phase = READING;
 	r->dirty = 0;
@@ -1104,6 +1139,10 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 	if (!r)
 		return NULL;
 	r->guard = guard;
+	/* Nothing is known of this Redis's past until redis_sync_seed_history() says otherwise. */
+	snprintf(r->history.redis, sizeof(r->history.redis), "%s:%d/%d", o->redis_host,
+		 o->redis_port, o->redis_db);
+	r->history.fresh = 1;
 	r->loop = loop;
 	r->o = o;
 	r->store = store;
@@ -1243,4 +1282,19 @@ void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats)
 	if (atomic_load(&r->stats->snapshot_saved_at))
 		atomic_store(&stats->snapshot_saved_at, atomic_load(&r->stats->snapshot_saved_at));
 	r->stats = stats;
+}
+
+void redis_sync_seed_history(redis_sync_t *r, const struct redis_history *h)
+{
+	/* Another Redis's history is none: its run_id would look like a restart, and a restart of
+	 * this one would not be seen. */
+	if (strcmp(h->redis, r->history.redis) != 0)
+		return;
+	r->history = *h;
+	r->history.fresh = !h->run_id[0];
+}
+
+const struct redis_history *redis_sync_history(const redis_sync_t *r)
+{
+	return &r->history;
 }

@@ -13,6 +13,7 @@
 
 #include "resolver/options.h"
 #include "resolver/client_report.h"
+#include "resolver/redis_history.h"
 #include "resolver/redis_push.h"
 #include "resolver/rule_hits.h"
 #include "resolver/server.h"
@@ -63,6 +64,14 @@ unsigned redis_sync_pushes(const redis_sync_t *r);
 /** Count into stats (borrowed; it must outlive r) from now on, adding to what it holds (a
  *  predecessor's counts). Call once, after redis_sync_new(). */
 void redis_sync_count(redis_sync_t *r, struct redis_sync_stats *stats);
+
+/** What an earlier link, or the state file of an earlier run, knew of this Redis's history
+ *  (copied; ignored when it is about another Redis). Call once, after redis_sync_new(); without
+ *  it, the first thing Redis says of itself counts as a rollback (nothing is known). */
+void redis_sync_seed_history(redis_sync_t *r, const struct redis_history *h);
+
+/** This link's knowledge of Redis's history (borrowed, valid until the link changes it). */
+const struct redis_history *redis_sync_history(const redis_sync_t *r);
 
 /** Disconnect and free once libuv has closed everything. NULL is a no-op. */
 void redis_sync_close(redis_sync_t *r);

@@ -74,6 +74,8 @@ static void close_old(struct daemon *d)
 {
 	redis_sync_t *old = d->redis_old;
 	d->redis_old = NULL;
+	if (old)
+		d->history = *redis_sync_history(old); /* The next link may be the same Redis. */
 	d->switch_closing = 1;
 	uv_timer_start(&d->redis_switch, on_switch_slow, SWITCH_SLOW_MS, 0);
 	redis_sync_close_then(old, on_redis_closed, d); /* At once when there is no old link. */

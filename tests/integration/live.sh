@@ -40,6 +40,9 @@ start_redis "$RP"
 R() { redis-cli -p "$RP" "$@" >/dev/null; }
 redis-cli -p "$RP" config set notify-keyspace-events Ex >/dev/null
 R sadd embargo:deny blocked.test
+# Thirty rules: the held-load rule lets 3 names be lifted (10%) without consent; the changes
+# below lift 2 (www.test, and support.blocked.test allowed again after its allow rule went).
+for i in $(seq 29); do R sadd embargo:deny "fill$i.test"; done
 R sadd embargo:allow support.blocked.test
 R hset embargo:reason blocked.test "first reason"
 # This policy does not hold the bundled list, which a fresh instance enforces: the operator's

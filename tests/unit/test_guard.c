@@ -120,7 +120,7 @@ static void publish(guard_t *g, const policy_t *cand, enum guard_verdict v,
 	guard_diff(guard_protected(g), cand, &d);
 	guard_lifts(g, cand, guard_protected(g), &d, &names);
 	policy_t *next = names.count ? guard_union(g, cand) : NULL;
-	guard_published(g, cand, v, c, next, now);
+	cr_assert_eq(guard_published(g, cand, v, c, names.count, next, now), 0);
 }
 
 #define NOW 1800000000
@@ -311,8 +311,12 @@ Test(guard, consent_is_bound_to_its_transition_time_and_nonce)
 	publish(g, cut, GUARD_CONSENTED, &c, NOW);
 	cr_expect(guard_is_used(g, c.nonce));
 	cr_expect_eq(guard_baseline(g), cut);
-	guard_rebase(g, base, NOW); /* As if this instance were back on base. */
-	cr_expect_eq(judge(g, &defaults, base, cut, &c, NULL, NOW, NULL), GUARD_HOLD_SHRINK);
+	/* An instance back on base (a restart with the used nonces from its state file) sees the
+	 * same consent again: a replay. */
+	guard_t *again = guard_new(base, NOW);
+	cr_assert_eq(guard_mark_used(again, c.nonce, c.expires), 0);
+	cr_expect_eq(judge(again, &defaults, base, cut, &c, NULL, NOW, NULL), GUARD_HOLD_SHRINK);
+	guard_free(again);
 	guard_free(g);
 	policy_free(base);
 	policy_free(cut);
@@ -376,18 +380,102 @@ Test(guard, a_held_load_stays_held_whatever_the_new_limits)
 {
 	policy_t *base = make(40, NULL, NULL, NULL);
 	policy_t *cut = make(10, NULL, NULL, NULL);
-	policy_t *cut2 = make(9, NULL, NULL, NULL);
+	policy_t *cut2 = make(9, "other.example", NULL, NULL);
+	policy_t *small = make(37, NULL, NULL, NULL);
 	guard_t *g = guard_new(base, NOW);
 	cr_expect_eq(judge(g, &defaults, base, cut, NULL, NULL, NOW, NULL), GUARD_HOLD_SHRINK);
-	guard_held(g, &policy_stats(cut)->digest);
-	/* A reload to --max-shrink off: the held load stays held; a later one is judged anew. */
+	guard_held(g, &policy_stats(cut)->digest, 4, NOW);
+	/* A reload to --max-shrink off: the held load stays held, and so does any other content
+	 * (one more name, a changed reason) that lifts more than the allowance it was held with. */
 	struct guard_limits off = {.off = 1};
 	cr_expect_eq(judge(g, &off, base, cut, NULL, NULL, NOW, NULL), GUARD_HOLD_SHRINK);
-	cr_expect_eq(judge(g, &off, base, cut2, NULL, NULL, NOW, NULL), GUARD_PUBLISH);
+	cr_expect_eq(judge(g, &off, base, cut2, NULL, NULL, NOW, NULL), GUARD_HOLD_SHRINK);
+	cr_expect_eq(judge(g, &off, base, small, NULL, NULL, NOW, NULL), GUARD_PUBLISH);
 	guard_free(g);
 	policy_free(base);
 	policy_free(cut);
 	policy_free(cut2);
+	policy_free(small);
+}
+
+Test(guard, the_window_never_raises_the_base_nor_clears_a_rollback)
+{
+	policy_t *base = make(40, NULL, NULL, NULL);
+	guard_t *g = guard_new(base, NOW);
+	/* Inflated to 400, then a quiet window: the baseline moves, the base does not grow. */
+	policy_builder_t *b = policy_builder_new();
+	char name[64];
+	for (int i = 0; i < 360; i++) {
+		snprintf(name, sizeof(name), "junk%d.example", i);
+		cr_assert_eq(policy_builder_add(b, POLICY_DENY, name, strlen(name)), 0);
+	}
+	cr_assert_eq(policy_builder_add_from(b, base, POLICY_PART_DENY), 0);
+	policy_t *inflated = policy_build(b, POLICY_SOURCE_REDIS);
+	publish(g, inflated, GUARD_PUBLISH, NULL, NOW);
+	cr_expect(!guard_window(g, inflated, 86400, NOW + 100), "not before the window");
+	cr_expect(guard_window(g, inflated, 86400, NOW + 86400));
+	cr_expect_eq(guard_baseline(g), inflated);
+	policy_t *junk_only = make(0, NULL, NULL, NULL);
+	/* Every listed name removed, 40 of 400: 10%, but the base is still 40: 4 allowed. */
+	policy_builder_t *j = policy_builder_new();
+	for (int i = 0; i < 360; i++) {
+		snprintf(name, sizeof(name), "junk%d.example", i);
+		cr_assert_eq(policy_builder_add(j, POLICY_DENY, name, strlen(name)), 0);
+	}
+	policy_free(junk_only);
+	junk_only = policy_build(j, POLICY_SOURCE_REDIS);
+	size_t lifted;
+	cr_expect_eq(judge(g, &defaults, inflated, junk_only, NULL, NULL, NOW + 86400, &lifted),
+		     GUARD_HOLD_SHRINK);
+	cr_expect_eq(lifted, 40);
+	/* A rollback survives a window; Redis holding the policy in force again clears it. */
+	guard_rollback(g);
+	policy_t *one_less = make(39, NULL, NULL, NULL);
+	cr_expect(!guard_window(g, inflated, 86400, NOW + 3 * 86400), "the baseline is in force");
+	cr_expect(guard_is_rolled_back(g));
+	guard_in_sync(g);
+	cr_expect(!guard_is_rolled_back(g));
+	guard_free(g);
+	policy_free(base);
+	policy_free(inflated);
+	policy_free(junk_only);
+	policy_free(one_less);
+}
+
+Test(guard, a_restart_carries_what_was_spent_and_the_hold)
+{
+	policy_t *base = make(40, NULL, NULL, NULL);
+	policy_t *three_less = make(37, NULL, NULL, NULL);
+	policy_t *five_less = make(35, NULL, NULL, NULL);
+	guard_t *g = guard_new(base, NOW);
+	cr_expect_eq(judge(g, &defaults, base, three_less, NULL, NULL, NOW, NULL), GUARD_PUBLISH);
+	publish(g, three_less, GUARD_PUBLISH, NULL, NOW);
+	struct guard_state st;
+	guard_get_state(g, &st);
+	cr_expect_eq(st.spent, 3);
+	cr_expect_eq(st.base, 40);
+	/* Restarted on its snapshot (37 rules) with the saved state: 3 spent are carried, so 2
+	 * more lifts exceed the 4 allowed. */
+	guard_t *r = guard_new(three_less, NOW);
+	st.carried = st.spent;
+	guard_set_state(r, &st);
+	size_t lifted;
+	struct guard_diff d;
+	struct guard_names names;
+	struct guard_decision dec;
+	guard_diff(three_less, five_less, &d);
+	guard_lifts(r, five_less, three_less, &d, &names);
+	lifted = names.count;
+	cr_expect_eq(lifted, 2);
+	cr_expect_eq(guard_decide(r, &defaults, five_less, three_less, lifted, 0, NULL, NULL,
+				  "embargo", 0, NOW, &dec), GUARD_HOLD_SHRINK);
+	cr_expect_eq(dec.lifted, 5);
+	cr_expect_eq(dec.base, 35);
+	guard_free(r);
+	guard_free(g);
+	policy_free(base);
+	policy_free(three_less);
+	policy_free(five_less);
 }
 
 Test(guard, missing_deny_key_is_held_even_when_small)
