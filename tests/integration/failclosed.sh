@@ -314,6 +314,86 @@ reload_off() {
 }
 check "a reload to --max-shrink off releases no held load" reload_off
 
+# conf NAME RP LINES...: embargo NAME started from a config file ($WORK/NAME.conf) with LINES
+# after the upstream and Redis lines; rewritten with new LINES by reconf.
+conf() {
+	local name=$1 rp=$2
+	shift 2
+	{ printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\n' "$NSD" "$rp"; printf '%s\n' "$@"; } \
+		>"$WORK/$name.conf"
+}
+
+window_reload() {
+	# A quiet window has passed while a load is held; a reload that only touches the Redis
+	# settings (a new link), then one to --max-shrink off, then a changed reason: still held.
+	local rp ep
+	rp=$(free_port)
+	ep=$(free_port)
+	start_redis "$rp"
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
+	conf wr "$rp" "max-shrink-window 2" "reload-interval 30"
+	start_embargo wr "$ep" --config "$WORK/wr.conf"
+	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/wr.log" || return 1
+	# shellcheck disable=SC2086
+	R "$rp" srem embargo:deny $SIX
+	held "$ep" || return 1
+	sleep 3
+	conf wr "$rp" "max-shrink-window 2" "reload-interval 31"
+	kill -HUP "$PID_wr"
+	wait_for $((5 * SCALE)) grep -q "SIGHUP: syncing from" "$WORK/wr.log" || return 1
+	sleep 1
+	# shellcheck disable=SC2086
+	held "$ep" && all_denied "$ep" $SIX || return 1
+	conf wr "$rp" "max-shrink-window 2" "reload-interval 31" "max-shrink off"
+	kill -HUP "$PID_wr"
+	sleep 1
+	R "$rp" hset embargo:reason kaspersky.com "edited reason"
+	sleep 1
+	# shellcheck disable=SC2086
+	held "$ep" && all_denied "$ep" $SIX
+}
+check "a quiet window and reloads (new link, --max-shrink off) and a changed reason release nothing" \
+	window_reload
+
+window_inflate() {
+	# Inflate, wait out the quiet window (the baseline moves to the inflated list), then remove
+	# the listed names: the budget's base never grew, so it is held.
+	setup wi --max-shrink-window 2 || return 1
+	local rp=$RP_wi ep=$EP_wi i
+	for i in $(seq 400); do
+		printf '*3\r\n$4\r\nSADD\r\n$12\r\nembargo:deny\r\n$%d\r\njunk%d.test\r\n' $((${#i} + 9)) "$i"
+	done | redis-cli -p "$rp" --pipe >/dev/null
+	wait_for $((5 * SCALE)) by_policy "$ep" junk400.test || return 1
+	sleep 3
+	R "$rp" sadd embargo:deny tick.example
+	wait_for $((5 * SCALE)) grep -q "is now the baseline lifts are counted against" "$WORK/wi.log" ||
+		{ cat "$WORK/wi.log"; return 1; }
+	# shellcheck disable=SC2046
+	R "$rp" srem embargo:deny $(grep -v '^#' "$LIST" | cut -f1)
+	held "$ep" && listed_denied "$ep"
+}
+check "inflate, wait out the quiet window, then remove the listed names: held" window_inflate
+
+restart_both() {
+	# Redis comes back on an older dump while embargo is down too (a power cut): embargo's
+	# state file remembers Redis's run_id, so the rollback is seen after the restart.
+	setup rr || return 1
+	local rp=$RP_rr ep=$EP_rr
+	R "$rp" save
+	R "$rp" sadd embargo:deny add1.example add2.example add3.example add4.example
+	wait_for $((5 * SCALE)) eval "grep -q '^d	add4.example$' $WORK/rr.snapshot" || return 1
+	kill "$PID_rr"
+	wait "$PID_rr" 2>/dev/null
+	kill9_restart "$rp" rr
+	start_embargo rr2 "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
+		--reload-interval 30 --snapshot "$WORK/rr.snapshot"
+	held "$ep" || { cat "$WORK/rr2.log"; return 1; }
+	all_denied "$ep" add1.example add2.example add3.example add4.example || return 1
+	grep -q "redis restarted (new run_id)" "$WORK/rr2.log" || { cat "$WORK/rr2.log"; return 1; }
+}
+check "Redis and embargo restarted together, Redis on an older dump: held after the restart" \
+	restart_both
+
 save_failure() {
 	# The disk under the snapshot goes away: an error in the log, a counter and /health say so;
 	# when it comes back, the next change is saved.
