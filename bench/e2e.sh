@@ -127,8 +127,14 @@ PY
 	RP=$(free_port)
 	start_redis "$RP"
 	"$BUILD/resolver/embargo-policy" --redis "redis://127.0.0.1:$RP" import "$WORK/rules.txt" >/dev/null 2>&1
-	# These rules replace the bundled list a fresh embargo starts with: the operator's consent.
-	"$BUILD/resolver/embargo-policy" --redis "redis://127.0.0.1:$RP" accept >/dev/null
+	# These rules replace the bundled list a fresh embargo starts with: the operator's consent
+	# (bound to the transition from the bundled list; a build before bound consents had only
+	# "accept").
+	if "$BUILD/resolver/embargo-policy" --redis "redis://127.0.0.1:$RP" digest >/dev/null 2>&1; then
+		POLICY_TOOL=$BUILD/resolver/embargo-policy consent_first --redis "redis://127.0.0.1:$RP"
+	else
+		"$BUILD/resolver/embargo-policy" --redis "redis://127.0.0.1:$RP" accept >/dev/null
+	fi
 	EP=$(free_port)
 	run_server embargo "$EP" "$EMBARGO" --listen "127.0.0.1:$EP" --threads 1 \
 		--upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP" --snapshot off --cache-size 256 \
