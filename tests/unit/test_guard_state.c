@@ -1,0 +1,133 @@
+/* Rollback marks (resolver/redis_history.c) and the guard state file's text
+ * (resolver/guard_state.c): what a restart must not forget. */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "resolver/guard_state.h"
+#include "resolver/redis_history.h"
+
+TestSuite(guard_state);
+
+Test(guard_state, a_new_run_id_or_an_offset_that_went_back_is_a_rollback)
+{
+	struct redis_history h = {.fresh = 0};
+	cr_expect_null(redis_history_info(&h, "# Server\r\nrun_id:aaaa\r\nmaster_repl_offset:100\r\n"));
+	cr_expect_null(redis_history_info(&h, "run_id:aaaa\r\nmaster_repl_offset:150\r\n"));
+	cr_expect_not_null(redis_history_info(&h, "run_id:aaaa\r\nmaster_repl_offset:120\r\n"));
+	cr_expect_not_null(redis_history_info(&h, "run_id:bbbb\r\nmaster_repl_offset:500\r\n"));
+	cr_expect_null(redis_history_info(&h, "run_id:bbbb\r\nmaster_repl_offset:500\r\n"));
+	/* Nothing known of this Redis: its first word is taken as a rollback. */
+	struct redis_history fresh = {.fresh = 1};
+	cr_expect_not_null(redis_history_info(&fresh, "run_id:cccc\r\nmaster_repl_offset:1\r\n"));
+	cr_expect_null(redis_history_info(&fresh, "run_id:cccc\r\nmaster_repl_offset:2\r\n"));
+}
+
+/* An XREVRANGE reply with one entry of ID id (or none). */
+static redisReply *tail(const char *id)
+{
+	redisReply *r = calloc(1, sizeof(*r));
+	r->type = REDIS_REPLY_ARRAY;
+	if (!id)
+		return r;
+	redisReply *e = calloc(1, sizeof(*e)), *s = calloc(1, sizeof(*s));
+	s->type = REDIS_REPLY_STRING;
+	s->str = strdup(id);
+	s->len = strlen(id);
+	e->type = REDIS_REPLY_ARRAY;
+	e->elements = 1;
+	e->element = calloc(1, sizeof(*e->element));
+	e->element[0] = s;
+	r->elements = 1;
+	r->element = calloc(1, sizeof(*r->element));
+	r->element[0] = e;
+	return r;
+}
+
+static void drop(redisReply *r)
+{
+	if (r->elements) {
+		free(r->element[0]->element[0]->str);
+		free(r->element[0]->element[0]);
+		free(r->element[0]->element);
+		free(r->element[0]);
+		free(r->element);
+	}
+	free(r);
+}
+
+Test(guard_state, an_audit_stream_that_went_back_or_vanished_is_a_rollback)
+{
+	struct redis_history h = {0};
+	redisReply *a = tail("1700000000000-5"), *b = tail("1700000000000-7"),
+		   *c = tail("1700000000000-6"), *none = tail(NULL);
+	cr_expect_null(redis_history_audit(&h, a));
+	cr_expect_null(redis_history_audit(&h, b));
+	cr_expect_not_null(redis_history_audit(&h, c), "an older newest entry");
+	cr_expect_null(redis_history_audit(&h, b));
+	cr_expect_not_null(redis_history_audit(&h, none), "the stream is gone");
+	redisReply err = {.type = REDIS_REPLY_ERROR};
+	cr_expect_null(redis_history_audit(&h, &err), "a refusal says nothing");
+	drop(a);
+	drop(b);
+	drop(c);
+	drop(none);
+}
+
+Test(guard_state, the_state_reads_back)
+{
+	policy_builder_t *b = policy_builder_new();
+	cr_assert_eq(policy_builder_add(b, POLICY_DENY, "kaspersky.com", 13), 0);
+	cr_assert_eq(policy_builder_add(b, POLICY_DENY, "kaspersky.ru", 12), 0);
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	guard_t *g = guard_new(p, 1000);
+	guard_held(g, &policy_stats(p)->digest, 1, 1500);
+	guard_rollback(g);
+	cr_assert_eq(guard_mark_used(g, "00112233445566778899aabbccddeeff", 5000), 0);
+	cr_assert_eq(guard_mark_used(g, "ffeeddccbbaa99887766554433221100", 10), 0); /* Expired. */
+	struct redis_history h = {.offset = 42, .audit_ms = 7, .audit_seq = 8, .audit_seen = 1};
+	strcpy(h.redis, "127.0.0.1:6379/0");
+	strcpy(h.run_id, "abcdef");
+	char text[8192];
+	int len = guard_state_format(g, &h, 2000, text, sizeof(text));
+	cr_assert_gt(len, 0);
+	cr_expect_null(strstr(text, "ffeeddcc"), "expired nonces are not kept");
+	char path[] = "/tmp/embargo-guard-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_eq(write(fd, text, (size_t)len), len);
+	close(fd);
+	guard_t *r = guard_new(p, 3000);
+	struct redis_history rh;
+	char err[300];
+	cr_assert_eq(guard_state_load(path, r, &rh, err, sizeof(err)), 0, "%s", err);
+	struct guard_state st;
+	guard_get_state(r, &st);
+	cr_expect(st.rollback);
+	cr_expect(st.has_held);
+	cr_expect_eq(st.held_allowed, 1);
+	cr_expect(digest_is_equal(&st.held, &policy_stats(p)->digest));
+	cr_expect_eq(st.based_at, 1000);
+	cr_expect_eq(st.quiet_since, 1500);
+	cr_expect(guard_is_used(r, "00112233445566778899aabbccddeeff"));
+	cr_expect_str_eq(rh.redis, "127.0.0.1:6379/0");
+	cr_expect_str_eq(rh.run_id, "abcdef");
+	cr_expect_eq(rh.offset, 42);
+	cr_expect_eq(rh.audit_seq, 8);
+	/* A damaged line is skipped and said; the rest is read. */
+	FILE *f = fopen(path, "a");
+	fputs("held zz 3\n", f);
+	fclose(f);
+	guard_t *r2 = guard_new(p, 3000);
+	cr_expect_eq(guard_state_load(path, r2, &rh, err, sizeof(err)), -EBADMSG);
+	cr_expect(guard_is_rolled_back(r2));
+	unlink(path);
+	guard_free(g);
+	guard_free(r);
+	guard_free(r2);
+	policy_free(p);
+}
