@@ -266,10 +266,12 @@ enum guard_verdict guard_decide(const guard_t *g, const struct guard_limits *l,
 	size_t cd = policy_stats(cand)->deny;
 	out->base = g->st.base < cd ? g->st.base : cd;
 	out->allowed = l->off ? SIZE_MAX : atomic_load(&g->rollback) ? 0 : guard_allowed(l, out->base);
-	/* While a load is held, the allowance it was held with stays the most any later load (with
-	 * any content, under any limits a reload brings) may use, until a consent. */
-	if (g->st.has_held && g->st.held_allowed < out->allowed)
-		out->allowed = g->st.held_allowed;
+	/* Once a load was held, the allowance of the limits then in force stays the most any later
+	 * load (with any content, under any limits a reload brings) may use, until a consent or a
+	 * quiet window. */
+	out->cap = l->off ? SIZE_MAX : guard_allowed(l, g->st.base);
+	if (g->st.capped && g->st.cap < out->allowed)
+		out->allowed = g->st.cap;
 	out->lifted = lifted + g->st.carried;
 	out->consent = CONSENT_NONE;
 	enum guard_verdict held;
@@ -302,7 +304,7 @@ int guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
 		g->st.base = policy_stats(p)->deny;
 		g->st.based_at = g->st.quiet_since = now;
 		g->st.carried = g->st.spent = 0;
-		g->st.has_held = false;
+		g->st.has_held = g->st.capped = false;
 		atomic_store(&g->rollback, false);
 		return 0;
 	}
@@ -322,10 +324,11 @@ int guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
 	return 0;
 }
 
-void guard_held(guard_t *g, const struct digest *d, size_t allowed, int64_t now)
+void guard_held(guard_t *g, const struct digest *d, size_t cap, int64_t now)
 {
-	if (!g->st.has_held || allowed < g->st.held_allowed)
-		g->st.held_allowed = allowed;
+	if (!g->st.capped || cap < g->st.cap)
+		g->st.cap = cap;
+	g->st.capped = true;
 	g->st.has_held = true;
 	g->st.held = *d;
 	g->st.quiet_since = now;
@@ -333,8 +336,10 @@ void guard_held(guard_t *g, const struct digest *d, size_t allowed, int64_t now)
 
 void guard_in_sync(guard_t *g)
 {
-	/* Redis holds the policy in force again (restored, or it never lost anything). */
+	/* Redis holds the policy in force again (restored, or it never lost anything): nothing is
+	 * held. The cap a hold set stays. */
 	atomic_store(&g->rollback, false);
+	g->st.has_held = false;
 }
 
 void guard_rollback(guard_t *g)
@@ -361,6 +366,7 @@ bool guard_window(guard_t *g, const policy_t *in_force, int64_t window, int64_t 
 		g->st.base = deny;
 	g->st.based_at = g->st.quiet_since = now;
 	g->st.carried = g->st.spent = 0;
+	g->st.capped = false;
 	return true;
 }
 

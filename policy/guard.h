@@ -86,6 +86,7 @@ struct guard_decision {
 	size_t base;    /**< min(the budget's base, deny rules of the candidate). */
 	size_t allowed; /**< Lifts allowed without consent (0 after a rollback). */
 	size_t lifted;  /**< Lifts counted: the candidate's and those carried over a restart. */
+	size_t cap;     /**< What a hold now would cap later loads at (guard_held). */
 	enum consent_fault consent; /**< Why the consent did not release it (CONSENT_OK: it did). */
 };
 
@@ -110,12 +111,13 @@ enum guard_verdict guard_decide(const guard_t *g, const struct guard_limits *l,
 int guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
 		    const struct consent *c, size_t lifted, policy_t *next, int64_t now);
 
-/** A candidate with digest d is held under the allowance `allowed`: until a consent, no later
- *  candidate may lift more than the smallest allowance a hold began with, whatever limits a
- *  reload brings, and this one stays held. */
-void guard_held(guard_t *g, const struct digest *d, size_t allowed, int64_t now);
+/** A candidate with digest d is held; cap is guard_decision.cap (the allowance of the limits in
+ *  force over the budget's base). Until a consent or a quiet window, no later candidate may lift
+ *  more than the smallest such cap, whatever limits a reload brings or content it has. */
+void guard_held(guard_t *g, const struct digest *d, size_t cap, int64_t now);
 
-/** Redis holds the policy in force again: a rollback mark is cleared. */
+/** Redis holds the policy in force again: a rollback mark is cleared and nothing is held (the
+ *  cap stays). */
 void guard_in_sync(guard_t *g);
 
 /** Redis lost data (it restarted, its replication offset went back, its audit stream is older
@@ -139,9 +141,10 @@ struct guard_state {
 	int64_t based_at;      /**< When the baseline last moved. */
 	int64_t quiet_since;   /**< When a load was last held (or based_at). */
 	bool rollback;         /**< A rollback was seen. */
-	bool has_held;         /**< A load is held... */
-	struct digest held;    /**< ...this one... */
-	size_t held_allowed;   /**< ...under this allowance. */
+	bool has_held;         /**< A load is held: this one. */
+	struct digest held;
+	bool capped;           /**< Since a hold, later loads may lift at most cap. */
+	size_t cap;
 };
 
 /** The state to save, and to restore at start (after guard_new with the snapshot: the base is

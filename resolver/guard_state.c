@@ -1,4 +1,6 @@
-/* SNAPSHOT.guard: "embargo-guard 1", then one "key value..." line per field (see the header). */
+/* SNAPSHOT.guard: "embargo-guard 2", one "key value..." line per field (see the header), and an
+ * "end" line with the SHA-256 of everything before it, so that a file cut at a line boundary or
+ * damaged is refused whole rather than read in part. */
 #include "config.h"
 
 #include "resolver/guard_state.h"
@@ -9,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAGIC "embargo-guard 1\n"
+#define MAGIC "embargo-guard 2\n"
 
-int guard_state_format(const guard_t *g, const struct redis_history *h, int64_t now, char *buf,
-		       size_t cap)
+int guard_state_format(const guard_t *g, const struct redis_history *h, const char *prefix,
+		       int db, int64_t now, char *buf, size_t cap)
 {
 	struct guard_state st;
 	guard_get_state(g, &st);
@@ -25,49 +27,136 @@ int guard_state_format(const guard_t *g, const struct redis_history *h, int64_t 
 		len += (size_t)n_;                                                                 \
 	} while (0)
 	PUT("%s", MAGIC);
+	PUT("prefix %s %d\n", prefix, db);
 	PUT("redis %s\n", h->redis[0] ? h->redis : "-");
 	PUT("run_id %s\n", h->run_id[0] ? h->run_id : "-");
 	PUT("offset %lld\n", h->offset);
 	PUT("audit %" PRIu64 "-%" PRIu64 " %d\n", h->audit_ms, h->audit_seq, h->audit_seen);
 	PUT("rollback %d\n", st.rollback ? 1 : 0);
-	PUT("base %zu\nspent %zu\n", st.base, st.spent);
+	PUT("base %zu\nspent %zu\n", st.base, st.spent > st.carried ? st.spent : st.carried);
 	PUT("based_at %" PRId64 "\nquiet_since %" PRId64 "\n", st.based_at, st.quiet_since);
 	if (st.has_held) {
 		char hex[DIGEST_HEX + 1];
 		digest_hex(&st.held, hex);
-		PUT("held %s %zu\n", hex, st.held_allowed);
+		PUT("held %s\n", hex);
 	}
+	if (st.capped)
+		PUT("cap %zu\n", st.cap);
 	const char *nonce;
 	int64_t expires;
 	for (size_t i = 0; guard_used_at(g, i, &nonce, &expires); i++)
 		if (expires > now)
 			PUT("used %s %" PRId64 "\n", nonce, expires);
+	struct digest sum;
+	digest_of(buf, len, &sum);
+	char hex[DIGEST_HEX + 1];
+	digest_hex(&sum, hex);
+	PUT("end %s\n", hex);
 #undef PUT
 	return (int)len;
 }
 
-int guard_state_load(const char *path, guard_t *g, struct redis_history *h, char *err,
-		     size_t errlen)
+/* The file's text (owned) and length, NUL-terminated. */
+static int read_all(const char *path, char **text, size_t *len)
 {
 	FILE *f = fopen(path, "r");
-	if (!f) {
-		int rc = -errno;
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+	if (!f)
+		return -errno;
+	size_t cap = 4096, n = 0;
+	char *buf = malloc(cap);
+	while (buf) {
+		if (n + 1024 > cap) {
+			if (cap > (16u << 20))
+				break; /* No state file is this big. */
+			char *b = realloc(buf, cap * 2);
+			if (!b)
+				break;
+			buf = b;
+			cap *= 2;
+		}
+		size_t got = fread(buf + n, 1, cap - n - 1, f);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	int bad = ferror(f) || !buf || !feof(f);
+	fclose(f);
+	if (bad) {
+		free(buf);
+		return -EIO;
+	}
+	buf[n] = '\0';
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
+int guard_state_check(const char *path, const char *prefix, int db)
+{
+	char *text;
+	size_t len;
+	int rc = read_all(path, &text, &len);
+	if (rc < 0)
+		return rc;
+	char p[80];
+	int d;
+	rc = sscanf(text, "embargo-guard 2\nprefix %79s %d", p, &d) == 2 &&
+			     (strcmp(p, prefix) != 0 || d != db)
+		     ? -EXDEV
+		     : 0;
+	free(text);
+	return rc;
+}
+
+int guard_state_load(const char *path, const char *prefix, int db, guard_t *g,
+		     struct redis_history *h, char *err, size_t errlen)
+{
+	char *text;
+	size_t len;
+	int rc = read_all(path, &text, &len);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(-rc));
 		return rc;
 	}
+	/* The end line's digest covers every line before it. */
+	char *end = len > 70 ? strstr(text, "\nend ") : NULL;
+	struct digest want, got;
+	if (strncmp(text, MAGIC, strlen(MAGIC)) != 0 || !end ||
+	    digest_parse(end + 5, strcspn(end + 5, "\n"), &want) < 0 ||
+	    end + 5 + DIGEST_HEX + 1 != text + len || end[5 + DIGEST_HEX] != '\n') {
+		snprintf(err, errlen, "%s is not a whole embargo guard state file", path);
+		free(text);
+		return -EBADMSG;
+	}
+	digest_of(text, (size_t)(end + 1 - text), &got);
+	if (!digest_is_equal(&want, &got)) {
+		snprintf(err, errlen, "%s is damaged (checksum)", path);
+		free(text);
+		return -EBADMSG;
+	}
+	end[1] = '\0';
 	struct guard_state st;
 	guard_get_state(g, &st);
 	struct redis_history hh = {0};
-	char line[400];
 	size_t bad = 0;
-	int magic = fgets(line, sizeof(line), f) && strcmp(line, MAGIC) == 0;
-	while (magic && fgets(line, sizeof(line), f)) {
-		char a[80], b[80], big[300];
+	int bound = 0;
+	for (char *line = text + strlen(MAGIC), *next; *line; line = next) {
+		next = strchr(line, '\n');
+		*next++ = '\0';
+		char a[80], big[300];
 		long long x, y;
-		int ok = 1;
-		if (sscanf(line, "redis %299s", big) == 1)
+		int d, ok = 1;
+		if (sscanf(line, "prefix %79s %d", a, &d) == 2) {
+			if (strcmp(a, prefix) != 0 || d != db) {
+				snprintf(err, errlen, "%s belongs to redis prefix '%s' db %d, not '%s' "
+					 "db %d", path, a, d, prefix, db);
+				free(text);
+				return -EXDEV;
+			}
+			bound = 1;
+		} else if (sscanf(line, "redis %299s", big) == 1)
 			snprintf(hh.redis, sizeof(hh.redis), "%s", strcmp(big, "-") ? big : "");
-		else if (sscanf(line, "run_id %47s", a) == 1)
+		else if (sscanf(line, "run_id %79s", a) == 1)
 			snprintf(hh.run_id, sizeof(hh.run_id), "%s", strcmp(a, "-") ? a : "");
 		else if (sscanf(line, "offset %lld", &x) == 1)
 			hh.offset = x;
@@ -79,28 +168,39 @@ int guard_state_load(const char *path, guard_t *g, struct redis_history *h, char
 		else if (sscanf(line, "base %lld", &x) == 1 && x >= 0)
 			st.base = (size_t)x;
 		else if (sscanf(line, "spent %lld", &x) == 1 && x >= 0)
-			st.carried = (size_t)x; /* Counted on top of what is lifted from here on. */
+			st.spent = st.carried = (size_t)x; /* Counted on top of what is lifted now. */
 		else if (sscanf(line, "based_at %lld", &x) == 1)
 			st.based_at = x;
 		else if (sscanf(line, "quiet_since %lld", &x) == 1)
 			st.quiet_since = x;
-		else if (sscanf(line, "held %79s %lld", a, &y) == 2 && y >= 0 &&
-			 digest_parse(a, strlen(a), &st.held) == 0) {
+		else if (sscanf(line, "held %79s", a) == 1 && digest_parse(a, strlen(a), &st.held) == 0)
 			st.has_held = true;
-			st.held_allowed = (size_t)y;
-		} else if (sscanf(line, "used %79s %lld", b, &y) == 2)
-			ok = guard_mark_used(g, b, y) == 0;
+		else if (sscanf(line, "cap %lld", &x) == 1 && x >= 0) {
+			st.capped = true;
+			st.cap = (size_t)x;
+		} else if (sscanf(line, "used %79s %lld", a, &y) == 2)
+			ok = guard_mark_used(g, a, y) == 0;
 		else
 			ok = 0;
 		bad += !ok;
 	}
-	fclose(f);
-	guard_set_state(g, &st);
-	*h = hh;
-	if (!magic || bad) {
-		snprintf(err, errlen, "%s: %s", path,
-			 magic ? "damaged lines skipped" : "not an embargo guard state file");
+	free(text);
+	if (!bound || bad) {
+		snprintf(err, errlen, "%s: %s", path, bound ? "lines it does not know" : "no prefix line");
 		return -EBADMSG;
 	}
+	guard_set_state(g, &st);
+	*h = hh;
 	return 0;
+}
+
+void guard_state_fail_closed(guard_t *g)
+{
+	/* Nothing known of what was spent, held or consented: as after a rollback, and the whole
+	 * budget counted as spent until a consent or a quiet window. */
+	struct guard_state st;
+	guard_get_state(g, &st);
+	st.rollback = true;
+	st.spent = st.carried = st.base + 1;
+	guard_set_state(g, &st);
 }

@@ -431,9 +431,17 @@ int main(int argc, char **argv)
 	if (d.guard && d.o.snapshot[0]) {
 		char path[300];
 		snprintf(path, sizeof(path), "%s.guard", d.o.snapshot);
-		rc = guard_state_load(path, d.guard, &d.history, err, sizeof(err));
-		if (rc < 0 && rc != -ENOENT)
+		rc = guard_state_load(path, d.o.redis_prefix, d.o.redis_db, d.guard, &d.history, err,
+				      sizeof(err));
+		if (rc < 0 && policy_stats(initial)->source == POLICY_SOURCE_SNAPSHOT) {
+			/* A snapshot without its state (lost, damaged, another list's, or written by
+			 * an embargo from before it): what was spent, held or consented is unknown. */
+			log_err("guard state: %s; until a consent (or a quiet window) no load may lift "
+				"any denied name", err);
+			guard_state_fail_closed(d.guard);
+		} else if (rc < 0 && rc != -ENOENT) {
 			log_err("guard state: %s", err);
+		}
 	}
 	if (!d.o.consent_key_file[0])
 		log_warn("no --consent-key: anyone who may write %s:accept in redis can consent to a "

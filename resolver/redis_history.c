@@ -36,6 +36,14 @@ const char *redis_history_info(struct redis_history *h, const char *info)
 
 const char *redis_history_audit(struct redis_history *h, const redisReply *reply)
 {
+	if (reply && reply->type == REDIS_REPLY_ERROR && reply->str &&
+	    strncmp(reply->str, "WRONGTYPE", 9) == 0) {
+		/* Something else under the stream's name: the stream is gone. */
+		int seen = h->audit_seen;
+		h->audit_ms = h->audit_seq = 0;
+		h->audit_seen = 1;
+		return seen ? "the audit stream is gone (its key holds something else)" : NULL;
+	}
 	if (!reply || reply->type != REDIS_REPLY_ARRAY)
 		return NULL; /* Refused (an ACL without XREVRANGE): not watched. */
 	uint64_t ms = 0, seq = 0;

@@ -105,6 +105,7 @@ struct redis_sync {
 	struct redis_history history; /* To tell a rollback (redis_history.h). */
 	int warned_audit;       /* The daemon's audit entries were refused: said once. */
 	char *state_written;    /* The guard state file as last written. */
+	int state_refused;      /* It belongs to another prefix: said once. */
 	int deny_missing;
 	uint64_t invalid_hash[NKEYS];  /* Of each key's invalid members when last logged. */
 	long long card[NKEYS];         /* SCARD/HLEN of each key when last read. */
@@ -363,7 +364,7 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const policy_t *p)
 			r->consent.by[0] ? r->consent.by : "?", vshort,
 			consent_fault_text(r->decision.consent));
 	r->consent_said = r->decision.consent;
-	guard_held(r->guard, &st->digest, r->decision.allowed, (int64_t)time(NULL));
+	guard_held(r->guard, &st->digest, r->decision.cap, (int64_t)time(NULL));
 	r->held = v;
 	r->held_version = st->version;
 	r->in_sync = 0; /* Redis differs from the policy in force: read every key next time. */
@@ -519,8 +520,9 @@ static void on_built(uv_work_t *w, int status)
 	load_worked(r);
 	const struct policy_stats *cur = policy_stats(policy_store_current(r->store));
 	const struct policy_stats *st = policy_stats(p);
-	if (digest_is_equal(&cur->digest, &st->digest) && guard_is_rolled_back(r->guard)) {
-		log_info("redis holds the policy in force: the rollback mark is cleared");
+	if (digest_is_equal(&cur->digest, &st->digest)) {
+		if (guard_is_rolled_back(r->guard))
+			log_info("redis holds the policy in force: the rollback mark is cleared");
 		guard_in_sync(r->guard);
 		save_guard_state(r);
 	}
@@ -559,17 +561,18 @@ static void on_built(uv_work_t *w, int status)
 			policy_set_loaded_at(merged, time(NULL));
 		}
 		policy_free(p);
-		if (merged && publish_built(r, merged) == 0) {
+		if (merged) {
 			/* The protected set grows by what the merge enforces (stays as it was if it
-			 * could not be built). */
+			 * could not be built), on disk before the merge is in force. */
 			(void)guard_published(r->guard, merged, v, NULL, 0, next_prot,
 					      (int64_t)time(NULL));
+			save_guard_state(r);
+			(void)publish_built(r, merged);
 		} else {
 			policy_free(next_prot);
-			if (!merged)
-				load_done(r);
+			save_guard_state(r);
+			load_done(r);
 		}
-		save_guard_state(r);
 		return;
 	}
 	policy_free(merged); /* Built for a hold that a consent made needless meanwhile. */
@@ -600,15 +603,15 @@ static void on_built(uv_work_t *w, int status)
 	atomic_store(&r->stats->last_load_ms, t_end - r->t_start);
 	struct consent c = r->consent;
 	const policy_t *from = policy_store_current(r->store);
-	if (publish_built(r, p) < 0) {
-		policy_free(next_prot);
+	/* Written ahead: what this publication spends (or the consent it uses) is on disk before
+	 * the policy is in force, so a crash between the two can only over-count. */
+	(void)guard_published(r->guard, p, v, &c, r->lifted.count, next_prot, (int64_t)time(NULL));
+	save_guard_state(r);
+	if (publish_built(r, p) < 0)
 		return;
-	}
 	/* The policy replaced stays allocated until this loop reclaims it, after this returns. */
 	audit(r, consented ? "consented" : "published", consented && c.by[0] ? c.by : "redis", from,
 	      p);
-	(void)guard_published(r->guard, p, v, &c, r->lifted.count, next_prot, (int64_t)time(NULL));
-	save_guard_state(r);
 }
 
 /* Enforce p, start saving it, and end the load: the next one may start while the save runs.
@@ -641,7 +644,8 @@ static void save_guard_state(redis_sync_t *r)
 		return;
 	size_t cap = 4096 + (size_t)GUARD_USED_MAX * 64;
 	char *text = malloc(cap), err[600], path[300];
-	int len = text ? guard_state_format(r->guard, &r->history, (int64_t)time(NULL), text, cap)
+	int len = text ? guard_state_format(r->guard, &r->history, r->o->redis_prefix, r->o->redis_db,
+					    (int64_t)time(NULL), text, cap)
 		       : -ENOMEM;
 	if (len < 0) {
 		free(text);
@@ -653,6 +657,15 @@ static void save_guard_state(redis_sync_t *r)
 		return;
 	}
 	snprintf(path, sizeof(path), "%s.guard", r->o->snapshot);
+	if (guard_state_check(path, r->o->redis_prefix, r->o->redis_db) == -EXDEV) {
+		if (!r->state_refused)
+			log_err("guard state not saved: %s belongs to another redis prefix or database: "
+				"not overwritten (move it away, or give this instance its own --snapshot)",
+				path);
+		r->state_refused = 1;
+		free(text);
+		return;
+	}
 	if (snapshot_write_file(path, text, (size_t)len, err, sizeof(err)) < 0) {
 		log_err("guard state not saved: %s (a restart would forget the held load, the budget "
 			"spent and the consents used)", err);
@@ -941,8 +954,15 @@ static void on_info(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 	redis_sync_t *r = privdata;
 	redisReply *reply = reply_ptr;
 	(void)ac;
-	if (!reply || r->closing || reply->type != REDIS_REPLY_STRING)
-		return; /* Refused (an ACL without INFO): said by the link's own INFO. */
+	if (!reply || r->closing)
+		return;
+	if (reply->type != REDIS_REPLY_STRING) {
+		/* Refused (an ACL without INFO; said by the link's own INFO): with nothing known of
+		 * this Redis's past, it is taken as a rollback, as it would be if INFO answered. */
+		if (r->history.fresh)
+			rolled_back(r, "redis does not answer INFO and nothing is known of its past");
+		return;
+	}
 	rolled_back(r, redis_history_info(&r->history, reply->str));
 }
 

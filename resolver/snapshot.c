@@ -147,12 +147,18 @@ int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *
 	/* Never over another list's snapshot: a mistyped prefix or database must not replace the
 	 * only copy of the real list. */
 	struct codec_meta was;
-	if (snapshot_peek(path, &was) == 0 &&
-	    (strcmp(was.prefix, meta->prefix) != 0 || was.db != meta->db)) {
-		snprintf(err, errlen, "%s holds the policy of redis prefix '%s' db %d, not '%s' db %d: "
-			 "not overwritten (move it away, or give this instance its own --snapshot)",
-			 path, was.prefix, was.db, meta->prefix, meta->db);
-		return -EEXIST;
+	char gen[4200];
+	for (int g = 0; g < SNAPSHOT_GENERATIONS; g++) {
+		/* The older generations too: with PATH gone or unreadable, two saves would rotate
+		 * the real list's copies away. */
+		generation(path, g, gen, sizeof(gen));
+		if (snapshot_peek(gen, &was) == 0 &&
+		    (strcmp(was.prefix, meta->prefix) != 0 || was.db != meta->db)) {
+			snprintf(err, errlen, "%s holds the policy of redis prefix '%s' db %d, not '%s' "
+				 "db %d: not overwritten (move it away, or give this instance its own "
+				 "--snapshot)", gen, was.prefix, was.db, meta->prefix, meta->db);
+			return -EEXIST;
+		}
 	}
 	char *text = NULL;
 	size_t len;
@@ -206,6 +212,10 @@ int snapshot_load_any(const char *path, const policy_t *extra, policy_t **out,
 	char err[600], gen[4200];
 	note[0] = '\0';
 	int rc = snapshot_load(path, out, meta, err, sizeof(err));
+	/* A format this embargo does not read (a damaged digit, or a newer embargo's file) is
+	 * treated like damage: its older generations, or what reads of it with the bundled list. */
+	if (rc == -EPROTONOSUPPORT)
+		rc = -EBADMSG;
 	if (rc == 0 || (rc != -EBADMSG && rc != -ENOENT)) {
 		if (rc < 0)
 			snprintf(note, notelen, "%s", err);

@@ -394,6 +394,126 @@ restart_both() {
 check "Redis and embargo restarted together, Redis on an older dump: held after the restart" \
 	restart_both
 
+# restart BASE OLD NEW: stop embargo OLD and start NEW on the port, Redis and snapshot of the
+# instance setup BASE made.
+restart() {
+	local ep rp
+	eval "ep=\$EP_$1 rp=\$RP_$1"
+	eval "kill \$PID_$2; wait \$PID_$2 2>/dev/null"
+	start_embargo "$3" "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
+		--reload-interval 30 --timeout 500 --snapshot "$WORK/$1.snapshot"
+	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/$3.log"
+}
+
+two_restarts() {
+	# The budget spent is remembered across restarts, also across one whose first load is held.
+	setup tr || return 1
+	local rp=$RP_tr ep=$EP_tr
+	R "$rp" srem embargo:deny kaspersky.de kaspersky.cz kaspersky.be kaspersky.ca
+	wait_for $((5 * SCALE)) eval "! by_policy $ep kaspersky.de" || return 1
+	# Eight more removed while embargo is down: its first load after the restart is held.
+	kill "$PID_tr"
+	wait "$PID_tr" 2>/dev/null
+	R "$rp" srem embargo:deny kaspersky.fr kaspersky.it kaspersky.ru kaspersky.ua kaspersky.cn \
+		kaspersky.co.uk kaspersky.co.jp kaspersky.com.br
+	restart tr tr tr2 || return 1
+	held "$ep" || return 1
+	R "$rp" sadd embargo:deny kaspersky.fr kaspersky.it kaspersky.ru kaspersky.ua kaspersky.cn \
+		kaspersky.co.uk kaspersky.co.jp kaspersky.com.br
+	settled "$ep" || return 1
+	restart tr tr2 tr3 || return 1
+	R "$rp" srem embargo:deny kaspersky.fr
+	held "$ep" && by_policy "$ep" kaspersky.fr
+}
+check "two restarts, one with a held first load: the 4 lifted before still count, a 5th is held" \
+	two_restarts
+
+readd_after_loosening() {
+	# Held; a reload loosens the limits; the editor puts the names back (published, lifts
+	# nothing) and removes them again: the cap the hold set still applies.
+	local rp ep
+	rp=$(free_port)
+	ep=$(free_port)
+	start_redis "$rp"
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
+	conf rl "$rp" "reload-interval 30"
+	start_embargo rl "$ep" --config "$WORK/rl.conf"
+	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/rl.log" || return 1
+	# shellcheck disable=SC2086
+	R "$rp" srem embargo:deny $SIX
+	held "$ep" || return 1
+	conf rl "$rp" "reload-interval 30" "max-shrink 50%"
+	kill -HUP "$PID_rl"
+	wait_for $((5 * SCALE)) grep -q "SIGHUP: syncing from" "$WORK/rl.log" || return 1
+	# shellcheck disable=SC2086
+	R "$rp" sadd embargo:deny $SIX tick.example
+	wait_for $((5 * SCALE)) by_policy "$ep" tick.example || return 1
+	# shellcheck disable=SC2086
+	R "$rp" srem embargo:deny $SIX
+	held "$ep" || return 1
+	# shellcheck disable=SC2086
+	all_denied "$ep" $SIX
+}
+check "held, a reload loosens the limits, the names put back and removed again: still held" \
+	readd_after_loosening
+
+restored() {
+	# Two names lifted (within the budget), then 30 removed: held. Redis restored: nothing held
+	# any more, and the next change applies (the hold's cap comes from the budget's base, not
+	# from the 8 names the held load kept).
+	setup rs2 || return 1
+	local rp=$RP_rs2 ep=$EP_rs2 thirty
+	R "$rp" srem embargo:deny kaspersky.de kaspersky.cz
+	wait_for $((5 * SCALE)) eval "! by_policy $ep kaspersky.de" || return 1
+	thirty=$(redis-cli -p "$rp" smembers embargo:deny | sort | head -30)
+	# shellcheck disable=SC2086
+	R "$rp" srem embargo:deny $thirty
+	held "$ep" || return 1
+	# shellcheck disable=SC2086
+	R "$rp" sadd embargo:deny $thirty
+	settled "$ep" || return 1
+	R "$rp" sadd embargo:deny tick2.example
+	wait_for $((5 * SCALE)) by_policy "$ep" tick2.example || return 1
+	status_of "$ep" | grep -q "source=redis" && ! status_of "$ep" | grep -q held= ||
+		{ status_of "$ep"; return 1; }
+}
+check "two lifted, 30 held, Redis restored: nothing held, the next change applies" restored
+
+state_lost() {
+	# The snapshot is there but the state beside it is gone: nothing is known of what was
+	# spent, so even one removal is held until a consent.
+	setup sl2 || return 1
+	local rp=$RP_sl2 ep=$EP_sl2
+	kill "$PID_sl2"
+	wait "$PID_sl2" 2>/dev/null
+	rm -f "$WORK/sl2.snapshot.guard"
+	start_embargo sl3 "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
+		--reload-interval 30 --snapshot "$WORK/sl2.snapshot"
+	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/sl3.log" || return 1
+	grep -q "guard state: cannot read .*sl2.snapshot.guard" "$WORK/sl3.log" || { cat "$WORK/sl3.log"; return 1; }
+	R "$rp" srem embargo:deny kaspersky.de
+	held "$ep" && by_policy "$ep" kaspersky.de
+}
+check "the state beside the snapshot lost: one removal is held" state_lost
+
+unknown_format() {
+	# The newest snapshot's format digit damaged (or a newer embargo's file): its older
+	# generation is enforced, not the bundled list alone.
+	local ep g
+	ep=$(free_port)
+	[ -s "$WORK/tr.snapshot.1" ] || { echo "no older generation"; return 1; }
+	for g in "" .1 .2; do [ -f "$WORK/tr.snapshot$g" ] && cp "$WORK/tr.snapshot$g" "$WORK/uf.snapshot$g"; done
+	sed -i '1s/^embargo-policy-snapshot 3 /embargo-policy-snapshot 4 /' "$WORK/uf.snapshot"
+	start_embargo uf "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
+		--snapshot "$WORK/uf.snapshot"
+	grep -q "uf.snapshot is damaged: enforcing .* with the older generation .*uf.snapshot.1" \
+		"$WORK/uf.log" || { cat "$WORK/uf.log"; return 1; }
+	# What tr enforced.
+	all_denied "$ep" kaspersky.fr kaspersky.ru www.kaspersky.com
+}
+check "a snapshot of a format this embargo does not read: its older generation is enforced" \
+	unknown_format
+
 save_failure() {
 	# The disk under the snapshot goes away: an error in the log, a counter and /health say so;
 	# when it comes back, the next change is saved.

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "resolver/guard_state.h"
@@ -94,7 +95,7 @@ Test(guard_state, the_state_reads_back)
 	strcpy(h.redis, "127.0.0.1:6379/0");
 	strcpy(h.run_id, "abcdef");
 	char text[8192];
-	int len = guard_state_format(g, &h, 2000, text, sizeof(text));
+	int len = guard_state_format(g, &h, "embargo", 0, 2000, text, sizeof(text));
 	cr_assert_gt(len, 0);
 	cr_expect_null(strstr(text, "ffeeddcc"), "expired nonces are not kept");
 	char path[] = "/tmp/embargo-guard-XXXXXX";
@@ -104,12 +105,13 @@ Test(guard_state, the_state_reads_back)
 	guard_t *r = guard_new(p, 3000);
 	struct redis_history rh;
 	char err[300];
-	cr_assert_eq(guard_state_load(path, r, &rh, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(guard_state_load(path, "embargo", 0, r, &rh, err, sizeof(err)), 0, "%s", err);
 	struct guard_state st;
 	guard_get_state(r, &st);
 	cr_expect(st.rollback);
 	cr_expect(st.has_held);
-	cr_expect_eq(st.held_allowed, 1);
+	cr_expect(st.capped);
+	cr_expect_eq(st.cap, 1);
 	cr_expect(digest_is_equal(&st.held, &policy_stats(p)->digest));
 	cr_expect_eq(st.based_at, 1000);
 	cr_expect_eq(st.quiet_since, 1500);
@@ -118,13 +120,30 @@ Test(guard_state, the_state_reads_back)
 	cr_expect_str_eq(rh.run_id, "abcdef");
 	cr_expect_eq(rh.offset, 42);
 	cr_expect_eq(rh.audit_seq, 8);
-	/* A damaged line is skipped and said; the rest is read. */
-	FILE *f = fopen(path, "a");
-	fputs("held zz 3\n", f);
-	fclose(f);
+	/* Another prefix's file is not read; nor one cut at a line boundary or with a line
+	 * changed: nothing of it is restored. */
 	guard_t *r2 = guard_new(p, 3000);
-	cr_expect_eq(guard_state_load(path, r2, &rh, err, sizeof(err)), -EBADMSG);
+	cr_expect_eq(guard_state_load(path, "other", 0, r2, &rh, err, sizeof(err)), -EXDEV);
+	cr_expect_eq(guard_state_check(path, "other", 0), -EXDEV);
+	cr_expect_eq(guard_state_check(path, "embargo", 0), 0);
+	cr_expect(!guard_is_rolled_back(r2));
+	char *cut = strstr(text, "used ");
+	cr_assert_not_null(cut);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	cr_assert_eq(write(fd, text, (size_t)(cut - text)), cut - text);
+	close(fd);
+	cr_expect_eq(guard_state_load(path, "embargo", 0, r2, &rh, err, sizeof(err)), -EBADMSG);
+	text[20] ^= 1;
+	fd = open(path, O_WRONLY | O_TRUNC);
+	cr_assert_eq(write(fd, text, (size_t)len), len);
+	close(fd);
+	cr_expect_eq(guard_state_load(path, "embargo", 0, r2, &rh, err, sizeof(err)), -EBADMSG);
+	cr_expect(!guard_is_rolled_back(r2));
+	/* What the daemon does then: the budget counted as spent, and a rollback mark. */
+	guard_state_fail_closed(r2);
 	cr_expect(guard_is_rolled_back(r2));
+	guard_get_state(r2, &st);
+	cr_expect_gt(st.carried, st.base);
 	unlink(path);
 	guard_free(g);
 	guard_free(r);
