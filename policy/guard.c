@@ -1,7 +1,8 @@
 /* The held-load rule and the diff it rests on. A diff walks both policies' rules and looks each
  * up in the other in batches (policy_each_missing), keeping counts and the first names; the lifts
- * walk the protected set's deny rules and the candidate's allow rules the same way. The baseline
- * and protected set are policies held by reference (policy_ref), so they cost no copy. */
+ * walk the protected set's deny rules and the candidate's allow rules the same way. The protected
+ * set is a policy held by reference (policy_ref): the one in force itself, unless names were
+ * lifted within the budget; of the baseline only its digest and size are kept. */
 #include "config.h"
 
 #include "policy/guard.h"
@@ -62,7 +63,8 @@ struct used {
 };
 
 struct guard {
-	policy_t *baseline; /* Held (policy_ref). */
+	struct digest baseline; /* Of the baseline: only its digest and size are needed. */
+	size_t baseline_deny;
 	policy_t *prot;     /* Held: the protected set. */
 	struct digest last; /* The last policy published whole (not a held load's merge). */
 	atomic_bool rollback; /* Set by the loop while a build reads it. */
@@ -76,7 +78,8 @@ guard_t *guard_new(const policy_t *start, int64_t now)
 	guard_t *g = calloc(1, sizeof(*g));
 	if (!g)
 		return NULL;
-	g->baseline = policy_ref(start);
+	g->baseline = policy_stats(start)->digest;
+	g->baseline_deny = policy_stats(start)->deny;
 	g->prot = policy_ref(start);
 	g->last = policy_stats(start)->digest;
 	g->st.based_at = g->st.quiet_since = now;
@@ -94,7 +97,7 @@ void guard_set_state(guard_t *g, const struct guard_state *st)
 {
 	g->st = *st;
 	/* The base never grows without a consent, whatever a state file says. */
-	size_t deny = policy_stats(g->baseline)->deny;
+	size_t deny = g->baseline_deny;
 	if (g->st.base > deny)
 		g->st.base = deny;
 	atomic_store(&g->rollback, st->rollback);
@@ -104,7 +107,6 @@ void guard_free(guard_t *g)
 {
 	if (!g)
 		return;
-	policy_free(g->baseline);
 	policy_free(g->prot);
 	free(g);
 }
@@ -241,7 +243,7 @@ static enum consent_fault check_consent(const guard_t *g, const policy_t *cand,
 		return CONSENT_NONE;
 	if (!digest_is_equal(&c->to, &policy_stats(cand)->digest))
 		return CONSENT_OTHER_TO;
-	if (!digest_is_equal(&c->from, &policy_stats(g->baseline)->digest) &&
+	if (!digest_is_equal(&c->from, &g->baseline) &&
 	    !digest_is_equal(&c->from, &policy_stats(in_force)->digest) &&
 	    !digest_is_equal(&c->from, &g->last))
 		return CONSENT_OTHER_FROM;
@@ -298,7 +300,8 @@ int guard_published(guard_t *g, const policy_t *p, enum guard_verdict v,
 	if (v == GUARD_CONSENTED) {
 		(void)guard_mark_used(g, c->nonce, c->expires);
 		policy_free(next);
-		set_policy(&g->baseline, policy_ref(p));
+		g->baseline = policy_stats(p)->digest;
+		g->baseline_deny = policy_stats(p)->deny;
 		set_policy(&g->prot, policy_ref(p));
 		g->last = policy_stats(p)->digest;
 		g->st.base = policy_stats(p)->deny;
@@ -355,9 +358,11 @@ bool guard_is_rolled_back(const guard_t *g)
 bool guard_window(guard_t *g, const policy_t *in_force, int64_t window, int64_t now)
 {
 	if (!window || g->st.has_held || now - g->st.quiet_since < window ||
-	    now - g->st.based_at < window || g->baseline == in_force)
+	    now - g->st.based_at < window ||
+	    digest_is_equal(&g->baseline, &policy_stats(in_force)->digest))
 		return false;
-	set_policy(&g->baseline, policy_ref(in_force));
+	g->baseline = policy_stats(in_force)->digest;
+	g->baseline_deny = policy_stats(in_force)->deny;
 	set_policy(&g->prot, policy_ref(in_force));
 	/* The base never grows without consent: a list inflated first gains nothing. The rollback
 	 * mark stays: only a consent, or Redis holding the policy in force again, clears it. */
@@ -370,9 +375,14 @@ bool guard_window(guard_t *g, const policy_t *in_force, int64_t window, int64_t 
 	return true;
 }
 
-const policy_t *guard_baseline(const guard_t *g)
+const struct digest *guard_baseline(const guard_t *g)
 {
-	return g->baseline;
+	return &g->baseline;
+}
+
+size_t guard_baseline_deny(const guard_t *g)
+{
+	return g->baseline_deny;
 }
 
 const policy_t *guard_protected(const guard_t *g)

@@ -152,8 +152,10 @@ struct guard_state {
 void guard_get_state(const guard_t *g, struct guard_state *st);
 void guard_set_state(guard_t *g, const struct guard_state *st);
 
-/** The baseline and the protected set (borrowed, valid until the guard changes). */
-const policy_t *guard_baseline(const guard_t *g);
+/** The baseline's digest and deny rules, and the protected set (borrowed, valid until the guard
+ *  changes). */
+const struct digest *guard_baseline(const guard_t *g);
+size_t guard_baseline_deny(const guard_t *g);
 const policy_t *guard_protected(const guard_t *g);
 
 /** Remember a used consent nonce until it expires. At most GUARD_USED_MAX are kept; the ones

@@ -331,14 +331,14 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const policy_t *p)
 	atomic_fetch_add(&r->stats->held_loads, 1);
 	/* Shown as "lifted/baseline": the names it would lift of those the baseline denies. */
 	size_t removed = r->decision.lifted, base = r->decision.base;
-	size_t of = policy_stats(guard_baseline(r->guard))->deny;
+	size_t of = guard_baseline_deny(r->guard);
 	char vshort[DIGEST_SHORT_HEX + 1];
 	digest_short(&st->digest, vshort);
 	if (r->held != v || r->held_version != st->version) {
 		char names[600], cs[200], bshort[DIGEST_SHORT_HEX + 1], bfull[DIGEST_HEX + 1];
 		format_names(&r->lifted, names, sizeof(names));
 		describe_current(r, cs, sizeof(cs));
-		const struct digest *bd = &policy_stats(guard_baseline(r->guard))->digest;
+		const struct digest *bd = guard_baseline(r->guard);
 		digest_short(bd, bshort);
 		digest_hex(bd, bfull);
 		if (v == GUARD_HOLD_MISSING)
