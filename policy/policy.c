@@ -420,15 +420,14 @@ size_t policy_builder_invalid(const policy_builder_t *b)
 /* Order of records for the digest: by 32 bits of a hash of the key (only to spread them; ties,
  * which a hostile list can make, are ordered by the key itself), so the order is a function of
  * the content alone, whatever order the rules arrived in. An entry is the hash above the record's
- * index; ws[index] is its word offset. */
+ * word offset (below 2^32: policy_build checks it). */
 struct order_ctx {
 	const policy_t *p;
-	const uint32_t *ws;
 };
 
 static int key_cmp(const struct order_ctx *c, uint64_t a, uint64_t b)
 {
-	const uint8_t *ka = rec_bytes(c->p, c->ws[(uint32_t)a]), *kb = rec_bytes(c->p, c->ws[(uint32_t)b]);
+	const uint8_t *ka = rec_bytes(c->p, (uint32_t)a), *kb = rec_bytes(c->p, (uint32_t)b);
 	size_t n = ka[1] < kb[1] ? ka[1] : kb[1];
 	int r = memcmp(ka + 2, kb + 2, n);
 	return r ? r : (int)ka[1] - (int)kb[1];
@@ -460,12 +459,10 @@ static int content_digest(const policy_t *p, struct digest *d)
 {
 	size_t cap = p->count ? p->count : 1;
 	uint64_t *o = mem_alloc(cap * sizeof(*o)), *tmp = mem_alloc(cap * sizeof(*tmp));
-	uint32_t *ws = mem_alloc(cap * sizeof(*ws));
 	size_t *counts = calloc(65536, sizeof(*counts));
-	if (!o || !tmp || !ws || !counts) {
+	if (!o || !tmp || !counts) {
 		free(o);
 		free(tmp);
-		free(ws);
 		free(counts);
 		return -ENOMEM;
 	}
@@ -474,9 +471,7 @@ static int content_digest(const policy_t *p, struct digest *d)
 		const uint8_t *rb = rec_bytes(p, w);
 		if (rb[0] || p->recs[w] != NONE) {
 			uint64_t h = fnv_bytes(FNV_BASIS, rb + 2, rb[1]);
-			ws[n] = (uint32_t)w;
-			o[n] = (h ^ h >> 32) << 32 | n;
-			n++;
+			o[n++] = (h ^ h >> 32) << 32 | (uint32_t)w;
 		}
 		w += rec_words(rb[1]);
 	}
@@ -497,7 +492,7 @@ static int content_digest(const policy_t *p, struct digest *d)
 		o = tmp;
 		tmp = t;
 	}
-	struct order_ctx ctx = {p, ws};
+	struct order_ctx ctx = {p};
 	for (size_t i = 0; i < n;) {
 		size_t j = i + 1;
 		while (j < n && o[j] >> 32 == o[i] >> 32)
@@ -517,15 +512,15 @@ static int content_digest(const policy_t *p, struct digest *d)
 	/* The records are read out of order: fetch them well ahead, so the misses overlap. */
 	enum { DIGEST_AHEAD = 16 };
 	for (size_t i = 0; i < n && i < DIGEST_AHEAD; i++)
-		__builtin_prefetch(p->recs + ws[(uint32_t)o[i]]);
+		__builtin_prefetch(p->recs + (uint32_t)o[i]);
 	for (size_t i = 0; i < n; i++) {
 		if (i + DIGEST_AHEAD < n) {
-			__builtin_prefetch(p->recs + ws[(uint32_t)o[i + DIGEST_AHEAD]]);
-			uint32_t ahead = p->recs[ws[(uint32_t)o[i + DIGEST_AHEAD / 2]]];
+			__builtin_prefetch(p->recs + (uint32_t)o[i + DIGEST_AHEAD]);
+			uint32_t ahead = p->recs[(uint32_t)o[i + DIGEST_AHEAD / 2]];
 			if (ahead != NONE)
 				__builtin_prefetch(p->pool.bytes + ahead);
 		}
-		uint32_t w = ws[(uint32_t)o[i]];
+		uint32_t w = (uint32_t)o[i];
 		const uint8_t *rb = rec_bytes(p, w);
 		uint8_t head[2 + 255 + 2];
 		memcpy(head, rb, 2 + rb[1]);
@@ -542,7 +537,6 @@ static int content_digest(const policy_t *p, struct digest *d)
 	sha256_digest(&c, DIGEST_LEN, d->b);
 	free(o);
 	free(tmp);
-	free(ws);
 	free(counts);
 	return 0;
 }
