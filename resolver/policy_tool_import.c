@@ -287,6 +287,7 @@ static int replace(struct policy_tool *t, unsigned parts, const struct temp *tmp
 	struct guard_names lifted;
 	size_t allowed;
 	rc = policy_tool_lifts(before, after, &d, &lifted, &allowed);
+	fflush(stdout); /* The diff before what stderr says of it. */
 	if (rc == 0 && lifted.count > allowed && !t->yes) {
 		fprintf(stderr, "embargo-policy: %s would lift %zu denied names, more than --max-shrink "
 				"allows at once (%zu); nothing written. Resolvers would hold it until an "

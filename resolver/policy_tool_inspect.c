@@ -218,8 +218,9 @@ int policy_tool_inspect_diff(struct policy_tool *t, int argc, char **argv)
 		struct guard_names lifted;
 		size_t allowed;
 		if (policy_tool_lifts(snap, redis, &d, &lifted, &allowed) == 0 && lifted.count)
-			printf("it lifts %zu denied names (%zu allowed at once); to release it: "
-			       "embargo-policy accept %s\n", lifted.count, allowed, v);
+			printf("it lifts %zu denied names (%zu may go without consent): if redis lost "
+			       "data, embargo-policy restore; if it is meant, embargo-policy accept %s\n",
+			       lifted.count, allowed, v);
 	}
 	status = 0;
 done:
