@@ -41,7 +41,7 @@ static void checksum3(const char *head, size_t hlen, const char *body, size_t bl
 static int prefix_is_valid(const char *prefix)
 {
 	size_t len = strnlen(prefix, CODEC_PREFIX_MAX);
-	return len > 0 && len < CODEC_PREFIX_MAX && !strpbrk(prefix, " \t\r\n");
+	return len > 0 && len < CODEC_PREFIX_MAX && !strpbrk(prefix, " \t\r\n\v\f");
 }
 
 struct text {

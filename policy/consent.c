@@ -41,9 +41,9 @@ int consent_message(const struct consent *c, const char *prefix, int db, char *b
 	digest_hex(&c->from, from);
 	digest_hex(&c->to, to);
 	int n = snprintf(buf, cap,
-			 "embargo-consent 1\nprefix=%s\ndb=%d\nfrom=%s\nto=%s\nat=%" PRId64
-			 "\nexpires=%" PRId64 "\nnonce=%s\n",
-			 prefix, db, from, to, c->at, c->expires, c->nonce);
+			 "embargo-consent 2\nprefix=%s\ndb=%d\nfrom=%s\nto=%s\nat=%" PRId64
+			 "\nexpires=%" PRId64 "\nnonce=%s\nby=%s\n",
+			 prefix, db, from, to, c->at, c->expires, c->nonce, c->by);
 	return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
 }
 

@@ -48,7 +48,8 @@ enum consent_fault {
 /** A fault as text for logs. */
 const char *consent_fault_text(enum consent_fault f);
 
-/** The exact text that is signed: every field that binds the consent, one per line.
+/** The exact text that is signed: every field that binds the consent, and who gave it, one per
+ *  line ("embargo-consent 2").
  *  @return its length (< cap) or -ENOSPC. */
 int consent_message(const struct consent *c, const char *prefix, int db, char *buf, size_t cap);
 

@@ -66,7 +66,7 @@ static int read_all(const char *path, char **text, size_t *len)
 	char *buf = malloc(cap);
 	while (buf) {
 		if (n + 1024 > cap) {
-			if (cap > (16u << 20))
+			if (cap >= (16u << 20))
 				break; /* No state file is this big. */
 			char *b = realloc(buf, cap * 2);
 			if (!b)
@@ -138,8 +138,18 @@ int guard_state_load(const char *path, const char *prefix, int db, guard_t *g,
 	struct guard_state st;
 	guard_get_state(g, &st);
 	struct redis_history hh = {0};
-	size_t bad = 0;
+	size_t bad = 0, nused = 0;
 	int bound = 0;
+	/* Used nonces are taken only once the whole file is known good. */
+	struct {
+		char nonce[CONSENT_NONCE_HEX + 1];
+		int64_t expires;
+	} *used = calloc(GUARD_USED_MAX, sizeof(*used));
+	if (!used) {
+		free(text);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	for (char *line = text + strlen(MAGIC), *next; *line; line = next) {
 		next = strchr(line, '\n');
 		*next++ = '\0';
@@ -151,6 +161,7 @@ int guard_state_load(const char *path, const char *prefix, int db, guard_t *g,
 				snprintf(err, errlen, "%s belongs to redis prefix '%s' db %d, not '%s' "
 					 "db %d", path, a, d, prefix, db);
 				free(text);
+				free(used);
 				return -EXDEV;
 			}
 			bound = 1;
@@ -178,17 +189,25 @@ int guard_state_load(const char *path, const char *prefix, int db, guard_t *g,
 		else if (sscanf(line, "cap %lld", &x) == 1 && x >= 0) {
 			st.capped = true;
 			st.cap = (size_t)x;
-		} else if (sscanf(line, "used %79s %lld", a, &y) == 2)
-			ok = guard_mark_used(g, a, y) == 0;
-		else
+		} else if (sscanf(line, "used %79s %lld", a, &y) == 2) {
+			ok = strlen(a) == CONSENT_NONCE_HEX && nused < GUARD_USED_MAX;
+			if (ok) {
+				memcpy(used[nused].nonce, a, CONSENT_NONCE_HEX + 1);
+				used[nused++].expires = y;
+			}
+		} else
 			ok = 0;
 		bad += !ok;
 	}
 	free(text);
 	if (!bound || bad) {
 		snprintf(err, errlen, "%s: %s", path, bound ? "lines it does not know" : "no prefix line");
+		free(used);
 		return -EBADMSG;
 	}
+	for (size_t i = 0; i < nused; i++)
+		(void)guard_mark_used(g, used[i].nonce, used[i].expires);
+	free(used);
 	guard_set_state(g, &st);
 	*h = hh;
 	return 0;

@@ -311,8 +311,9 @@ static policy_t *with_bundled(policy_t *p)
 
 /* The policy to enforce until Redis is read: the snapshot (or what can be recovered of it), never
  * less than the bundled list when it is not this deployment's own. */
-static policy_t *initial_policy(const struct options *o, int64_t *saved_at)
+static policy_t *initial_policy(const struct options *o, int64_t *saved_at, int *snap_rc)
 {
+	*snap_rc = -ENOENT;
 	if (o->snapshot[0]) {
 		policy_t *p = NULL, *bundled = policy_bundled();
 		struct codec_meta meta;
@@ -321,6 +322,7 @@ static policy_t *initial_policy(const struct options *o, int64_t *saved_at)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		int rc = bundled ? snapshot_load_any(o->snapshot, bundled, &p, &meta, note, sizeof(note))
 				 : -ENOMEM;
+		*snap_rc = rc;
 		policy_free(bundled);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (rc > 0)
@@ -337,6 +339,7 @@ static policy_t *initial_policy(const struct options *o, int64_t *saved_at)
 			p = with_bundled(p);
 			if (!p)
 				return NULL;
+			*snap_rc = SNAPSHOT_RECOVERED; /* Not the list this instance enforced. */
 		}
 		if (rc >= 0) {
 			const struct policy_stats *st = policy_stats(p);
@@ -419,7 +422,8 @@ int main(int argc, char **argv)
 
 	/* Until Redis answers, the last snapshot or else the bundled list is enforced: fail closed. */
 	int64_t saved_at = 0;
-	policy_t *initial = initial_policy(&d.o, &saved_at);
+	int snap_rc;
+	policy_t *initial = initial_policy(&d.o, &saved_at, &snap_rc);
 	atomic_store(&d.redis_stats.snapshot_saved_at, (long long)saved_at);
 	/* One reader slot per worker, one for the thread that saves snapshots, one for metrics. */
 	d.store = initial ? policy_store_new(d.o.threads + 2, initial) : NULL;
@@ -433,14 +437,17 @@ int main(int argc, char **argv)
 		snprintf(path, sizeof(path), "%s.guard", d.o.snapshot);
 		rc = guard_state_load(path, d.o.redis_prefix, d.o.redis_db, d.guard, &d.history, err,
 				      sizeof(err));
-		if (rc < 0 && policy_stats(initial)->source == POLICY_SOURCE_SNAPSHOT) {
-			/* A snapshot without its state (lost, damaged, another list's, or written by
-			 * an embargo from before it): what was spent, held or consented is unknown. */
+		/* Only a snapshot read whole with its own state, or a first start with neither, is
+		 * known; anything else (a snapshot without its state: lost, damaged, another list's,
+		 * from an embargo before it; or state beside a snapshot that was not read whole)
+		 * leaves what was spent, held or consented unknown. */
+		if ((snap_rc == 0 && rc < 0) || (snap_rc != 0 && snap_rc != -ENOENT) ||
+		    (snap_rc == -ENOENT && rc != -ENOENT)) {
+			if (rc == 0)
+				snprintf(err, sizeof(err), "the snapshot it describes was not read whole");
 			log_err("guard state: %s; until a consent (or a quiet window) no load may lift "
 				"any denied name", err);
 			guard_state_fail_closed(d.guard);
-		} else if (rc < 0 && rc != -ENOENT) {
-			log_err("guard state: %s", err);
 		}
 	}
 	if (!d.o.consent_key_file[0])

@@ -579,7 +579,7 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 				    name, val);
 		return 0;
 	case OPT_PREFIX:
-		if (!*val || strlen(val) >= sizeof(o->redis_prefix) || strpbrk(val, " \t\r\n"))
+		if (!*val || strlen(val) >= sizeof(o->redis_prefix) || strpbrk(val, " \t\r\n\v\f"))
 			return fail(err, errlen, "--%s: invalid key prefix '%s'", name, val);
 		strcpy(o->redis_prefix, val);
 		return 0;

@@ -192,6 +192,9 @@ int policy_tool_consent_accept(struct policy_tool *t, int argc, char **argv)
 	c.at = (int64_t)time(NULL);
 	c.expires = c.at + ttl;
 	snprintf(c.by, sizeof(c.by), "%s", t->by);
+	for (char *b = c.by; *b; b++) /* As the resolvers read it, so that a signature verifies. */
+		if ((unsigned char)*b < 0x20 || *b == 0x7f)
+			*b = '?';
 	char sig[2 * CONSENT_SIG_LEN + 1] = "";
 	if (sign) {
 		consent_sign(&c, priv, t->prefix, t->opts->redis_db);
@@ -206,7 +209,7 @@ int policy_tool_consent_accept(struct policy_tool *t, int argc, char **argv)
 	/* The record is replaced whole: no field of an older consent (a signature) may remain. */
 	redisAppendCommand(t->rc, "DEL %s", t->accept);
 	const char *hset[] = {"HSET", t->accept, "from", from_hex, "to", to_hex, "at", at,
-			      "expires", expires, "nonce", c.nonce, "by", t->by, "why", t->why,
+			      "expires", expires, "nonce", c.nonce, "by", c.by, "why", t->why,
 			      "version", now_v, "sig", sig};
 	int n = sign ? 20 : 18;
 	int rc = redisAppendCommandArgv(t->rc, n, hset, NULL) == REDIS_OK ? 0 : -ENOMEM;

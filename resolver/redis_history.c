@@ -20,15 +20,17 @@ const char *redis_history_info(struct redis_history *h, const char *info)
 	if (f)
 		sscanf(f, "master_repl_offset:%lld", &offset);
 	const char *why = NULL;
-	if (h->fresh && run_id[0])
-		why = "nothing is known here of redis's past (a first start, or another redis)";
+	if (h->fresh)
+		why = run_id[0] ? "nothing is known here of redis's past (a first start, or another redis)"
+				: "redis tells no run_id and nothing is known here of its past";
 	else if (h->run_id[0] && run_id[0] && strcmp(run_id, h->run_id) != 0)
 		why = "redis restarted (new run_id)";
 	else if (h->run_id[0] && offset >= 0 && offset < h->offset)
 		why = "redis's replication offset went back";
 	if (run_id[0]) {
+		if (strcmp(run_id, h->run_id) != 0 || offset >= 0)
+			h->offset = offset; /* Kept when this INFO did not tell it. */
 		snprintf(h->run_id, sizeof(h->run_id), "%s", run_id);
-		h->offset = offset;
 		h->fresh = 0;
 	}
 	return why;
@@ -38,11 +40,11 @@ const char *redis_history_audit(struct redis_history *h, const redisReply *reply
 {
 	if (reply && reply->type == REDIS_REPLY_ERROR && reply->str &&
 	    strncmp(reply->str, "WRONGTYPE", 9) == 0) {
-		/* Something else under the stream's name: the stream is gone. */
-		int seen = h->audit_seen;
+		/* Something else under the stream's name: the stream is gone (said when it goes). */
+		int was = h->audit_seen && (h->audit_ms || h->audit_seq);
 		h->audit_ms = h->audit_seq = 0;
 		h->audit_seen = 1;
-		return seen ? "the audit stream is gone (its key holds something else)" : NULL;
+		return was ? "the audit stream is gone (its key holds something else)" : NULL;
 	}
 	if (!reply || reply->type != REDIS_REPLY_ARRAY)
 		return NULL; /* Refused (an ACL without XREVRANGE): not watched. */
@@ -64,11 +66,12 @@ const char *redis_history_audit(struct redis_history *h, const redisReply *reply
 	return why;
 }
 
-/* KEYS[1] the stream, KEYS[2] the once-per-transition marker; ARGV[1] the digest of the new
+/* KEYS[1] the stream, KEYS[2] the once-per-transition marker (for five minutes: the fleet's
+ * instances append within seconds of each other, and a transition made again later is news); ARGV[1] the digest of the new
  * policy when an entry of the tool's with it makes this one redundant (else ""), ARGV[2...] the
  * entry's fields and values. */
 static const char APPEND_SCRIPT[] =
-	"if redis.call('SET', KEYS[2], '1', 'NX', 'EX', 604800) == false then return 0 end\n"
+	"if redis.call('SET', KEYS[2], '1', 'NX', 'EX', 300) == false then return 0 end\n"
 	"local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
 	"if #last == 1 and ARGV[1] ~= '' then\n"
 	"  local f = last[1][2]\n"

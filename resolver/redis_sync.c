@@ -602,16 +602,16 @@ static void on_built(uv_work_t *w, int status)
 	atomic_fetch_add(&r->stats->loads, 1);
 	atomic_store(&r->stats->last_load_ms, t_end - r->t_start);
 	struct consent c = r->consent;
-	const policy_t *from = policy_store_current(r->store);
+	/* Held: publishing may free the policy it replaces at once (no reader holds it). */
+	policy_t *from = policy_ref(policy_store_current(r->store));
 	/* Written ahead: what this publication spends (or the consent it uses) is on disk before
 	 * the policy is in force, so a crash between the two can only over-count. */
 	(void)guard_published(r->guard, p, v, &c, r->lifted.count, next_prot, (int64_t)time(NULL));
 	save_guard_state(r);
-	if (publish_built(r, p) < 0)
-		return;
-	/* The policy replaced stays allocated until this loop reclaims it, after this returns. */
-	audit(r, consented ? "consented" : "published", consented && c.by[0] ? c.by : "redis", from,
-	      p);
+	if (publish_built(r, p) == 0)
+		audit(r, consented ? "consented" : "published", consented && c.by[0] ? c.by : "redis",
+		      from, p);
+	policy_free(from);
 }
 
 /* Enforce p, start saving it, and end the load: the next one may start while the save runs.

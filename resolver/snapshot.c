@@ -26,35 +26,45 @@ static int write_all(int fd, const char *bytes, size_t len)
 	return 0;
 }
 
-int snapshot_write_file(const char *path, const char *text, size_t len, char *err, size_t errlen)
+/* Write text to a new temporary file beside path and sync it: its name into tmp. */
+static int write_temp(const char *path, const char *text, size_t len, char *tmp, size_t tmpcap,
+		      char *err, size_t errlen)
 {
-	char tmp[4096], dir[4096];
-	int fd = -1, rc;
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= sizeof(tmp)) {
+	if ((size_t)snprintf(tmp, tmpcap, "%s.tmp.%ld", path, (long)getpid()) >= tmpcap) {
 		snprintf(err, errlen, "path too long: %s", path);
 		return -ENAMETOOLONG;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* A file left by an earlier process with this pid is ours to replace; a link planted
+	 * there is not followed. */
+	(void)unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		rc = -errno;
+		int rc = -errno;
 		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
 		return rc;
 	}
-	rc = write_all(fd, text, len);
+	int rc = write_all(fd, text, len);
 	if (rc == 0 && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && rc == 0)
 		rc = -errno;
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(-rc));
-		goto fail;
+		unlink(tmp);
 	}
+	return rc;
+}
+
+/* Rename tmp over path and sync the directory, so that the rename survives a crash. */
+static int commit_temp(const char *tmp, const char *path, char *err, size_t errlen)
+{
 	if (rename(tmp, path) < 0) {
-		rc = -errno;
+		int rc = -errno;
 		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-		goto fail;
+		unlink(tmp);
+		return rc;
 	}
-	/* The rename itself must survive a crash: sync the directory entry. */
+	char dir[4096];
 	snprintf(dir, sizeof(dir), "%s", path);
 	int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd >= 0) {
@@ -62,9 +72,13 @@ int snapshot_write_file(const char *path, const char *text, size_t len, char *er
 		close(dfd);
 	}
 	return 0;
-fail:
-	unlink(tmp);
-	return rc;
+}
+
+int snapshot_write_file(const char *path, const char *text, size_t len, char *err, size_t errlen)
+{
+	char tmp[4096];
+	int rc = write_temp(path, text, len, tmp, sizeof(tmp), err, errlen);
+	return rc < 0 ? rc : commit_temp(tmp, path, err, errlen);
 }
 
 /* Read the whole file at path into *text (owned, NUL-terminated) and *len. */
@@ -167,9 +181,15 @@ int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *
 		snprintf(err, errlen, "cannot encode the policy: %s", strerror(-rc));
 		return rc;
 	}
-	/* The older generations move down first (PATH.1 to PATH.2, PATH linked as PATH.1), so
-	 * that PATH itself always exists and a damaged newest file has an intact predecessor. */
-	char older[4200], newer[4200];
+	/* The new file is written and synced first: a save that fails leaves the generations as
+	 * they were. Then the older generations move down (PATH.1 to PATH.2, PATH linked as
+	 * PATH.1), so that PATH itself always exists and a damaged newest file has an intact
+	 * predecessor, and the new file takes PATH's place. */
+	char tmp[4096], older[4200], newer[4200];
+	rc = write_temp(path, text, len, tmp, sizeof(tmp), err, errlen);
+	free(text);
+	if (rc < 0)
+		return rc;
 	for (int g = SNAPSHOT_GENERATIONS - 1; g > 0; g--) {
 		generation(path, g, older, sizeof(older));
 		generation(path, g - 1, newer, sizeof(newer));
@@ -178,9 +198,7 @@ int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *
 		else if (link(newer, older) < 0 && errno == EEXIST && unlink(older) == 0)
 			(void)link(newer, older);
 	}
-	rc = snapshot_write_file(path, text, len, err, errlen);
-	free(text);
-	return rc;
+	return commit_temp(tmp, path, err, errlen);
 }
 
 int snapshot_load(const char *path, policy_t **out, struct codec_meta *meta, char *err,
@@ -214,8 +232,8 @@ int snapshot_load_any(const char *path, const policy_t *extra, policy_t **out,
 	int rc = snapshot_load(path, out, meta, err, sizeof(err));
 	/* A format this embargo does not read (a damaged digit, or a newer embargo's file) is
 	 * treated like damage: its older generations, or what reads of it with the bundled list. */
-	if (rc == -EPROTONOSUPPORT)
-		rc = -EBADMSG;
+	if (rc < 0 && rc != -ENOENT && rc != -ENOMEM)
+		rc = -EBADMSG; /* Unreadable (EACCES, EIO...) is handled like damage too. */
 	if (rc == 0 || (rc != -EBADMSG && rc != -ENOENT)) {
 		if (rc < 0)
 			snprintf(note, notelen, "%s", err);

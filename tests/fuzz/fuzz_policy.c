@@ -3,7 +3,7 @@
  * agree with a naive reference (the deepest listed ancestor-or-self decides, allow winning a
  * tie), and which must survive a snapshot round trip. As a snapshot, the input's checksum is
  * first recomputed over its own header and body, so the fuzzer reaches the body parser instead
- * of stopping at the checksum. Built for libFuzzer with --enable-fuzzing; `make check` replays
+ * of stopping at the checksum, and read as a damaged snapshot (codec_salvage). Built for libFuzzer with --enable-fuzzing; `make check` replays
  * the corpus. */
 #include "config.h"
 
@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <nettle/sha2.h>
 
 #include "policy/codec.h"
 #include "policy/list.h"
@@ -130,14 +132,27 @@ static uint64_t fnv(uint64_t h, const char *s, size_t len)
 #define CHECKSUM " checksum="
 
 /* The checksum the codec computes for a snapshot whose header line is h[0..hlen) (ending just
- * before " checksum=") and body b[0..blen): format 1 covers the fields after "... 1 ", later
- * formats the whole header. */
-static uint64_t snapshot_sum(const char *h, size_t hlen, const char *b, size_t blen)
+ * before " checksum=") and body b[0..blen), as hex into out: format 1 covers the fields after
+ * "... 1 " with FNV-1a, format 2 the whole header with FNV-1a, format 3 the whole header with
+ * SHA-256. */
+static void snapshot_sum(const char *h, size_t hlen, const char *b, size_t blen, char *out)
 {
 	size_t from = strlen(MAGIC) + 2;
-	if (hlen >= from && h[from - 2] == '1' && h[from - 1] == ' ')
-		return fnv(fnv(0xcbf29ce484222325ULL, h + from, hlen - from), b, blen);
-	return fnv(fnv(0xcbf29ce484222325ULL, h, hlen), b, blen);
+	if (hlen >= from && h[from - 2] == '3' && h[from - 1] == ' ') {
+		struct sha256_ctx c;
+		uint8_t d[SHA256_DIGEST_SIZE];
+		sha256_init(&c);
+		sha256_update(&c, hlen, (const uint8_t *)h);
+		sha256_update(&c, blen, (const uint8_t *)b);
+		sha256_digest(&c, sizeof(d), d);
+		for (size_t i = 0; i < sizeof(d); i++)
+			sprintf(out + 2 * i, "%02x", d[i]);
+		return;
+	}
+	uint64_t v = hlen >= from && h[from - 2] == '1' && h[from - 1] == ' '
+			     ? fnv(fnv(0xcbf29ce484222325ULL, h + from, hlen - from), b, blen)
+			     : fnv(fnv(0xcbf29ce484222325ULL, h, hlen), b, blen);
+	sprintf(out, "%016" PRIx64, v);
 }
 
 /* text with the checksum in its header made right for the rest of it, or NULL when the text
@@ -154,12 +169,12 @@ static char *fix_checksum(const char *text, size_t len, size_t *out_len)
 	if (!c)
 		return NULL;
 	size_t hlen = (size_t)(c - text), blen = len - (size_t)(nl + 1 - text);
-	char *fixed = malloc(hlen + 40 + blen);
+	char *fixed = malloc(hlen + 100 + blen), sum[2 * SHA256_DIGEST_SIZE + 1];
 	if (!fixed)
 		return NULL;
 	memcpy(fixed, text, hlen);
-	int w = snprintf(fixed + hlen, 40, CHECKSUM "%016" PRIx64 "\n",
-			 snapshot_sum(text, hlen, nl + 1, blen));
+	snapshot_sum(text, hlen, nl + 1, blen, sum);
+	int w = snprintf(fixed + hlen, 100, CHECKSUM "%s\n", sum);
 	memcpy(fixed + hlen + (size_t)w, nl + 1, blen);
 	*out_len = hlen + (size_t)w + blen;
 	return fixed;
@@ -183,7 +198,8 @@ static void round_trip(const policy_t *p, const struct ref *r, const struct name
 	policy_t *q = NULL;
 	struct codec_meta got;
 	if (codec_decode(enc, len, &q, &got) != 0 ||
-	    policy_stats(q)->version != policy_stats(p)->version || got.format != CODEC_FORMAT ||
+	    !digest_is_equal(&policy_stats(q)->digest, &policy_stats(p)->digest) ||
+	    got.format != CODEC_FORMAT ||
 	    got.db != 3 || strcmp(got.prefix, "fuzz:prefix") != 0 || got.saved_at != 1)
 		abort(); /* Our own snapshot must read back as the same policy. */
 	if (r)
@@ -231,6 +247,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	policy_t *s = NULL;
 	struct codec_meta m;
 	if (codec_decode(text, size, &s, &m) == 0)
+		policy_free(s);
+	/* And as a damaged snapshot: whatever reads of it is a policy, never a crash. */
+	size_t kept, dropped;
+	s = NULL;
+	if (codec_salvage(text, size, &s, &m, &kept, &dropped) == 0)
 		policy_free(s);
 	size_t flen;
 	char *fixed = fix_checksum(text, size, &flen);
