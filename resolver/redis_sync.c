@@ -541,10 +541,11 @@ static void on_built(uv_work_t *w, int status)
 	 * was built. */
 	enum guard_verdict v = decide(r, p);
 	if (v == GUARD_PUBLISH && r->lifted.count > 0 && !next_prot) {
-		/* What it lifts could not be kept protected: publishing it would forget them. */
+		/* What it lifts could not be kept protected (out of memory, or the build judged it
+		 * held and made no protection): publishing it would forget them. Read it again. */
 		policy_free(p);
 		policy_free(merged);
-		load_failed(r, "out of memory protecting the names the load lifts");
+		load_failed(r, "the names the load lifts could not be kept protected");
 		return;
 	}
 	if (v == GUARD_HOLD_SHRINK || v == GUARD_HOLD_MISSING) {
