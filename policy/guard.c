@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,34 @@ void guard_diff(const policy_t *from, const policy_t *to, struct guard_diff *d)
 	policy_each_missing(from, to, POLICY_PART_DENY | POLICY_PART_ALLOW | POLICY_PART_REASON,
 			    on_missing, &removed);
 	policy_each_missing(to, from, POLICY_PART_DENY | POLICY_PART_ALLOW, on_missing, &added);
+}
+
+void guard_names_text(const struct guard_names *n, char *buf, size_t cap)
+{
+	buf[0] = '\0';
+	size_t shown = n->count < GUARD_NAMES ? n->count : GUARD_NAMES;
+	for (size_t i = 0; i < shown; i++) {
+		size_t used = strlen(buf);
+		snprintf(buf + used, cap - used, "%s%s", i ? ", " : " (", n->names[i]);
+	}
+	size_t used = strlen(buf);
+	if (n->count > shown)
+		snprintf(buf + used, cap - used, " and %zu more)", n->count - shown);
+	else if (shown)
+		snprintf(buf + used, cap - used, ")");
+}
+
+void guard_diff_text(const struct guard_diff *d, char *buf, size_t cap)
+{
+	char da[600], dr[600], aa[600], ar[600], rc[600];
+	guard_names_text(&d->deny_added, da, sizeof(da));
+	guard_names_text(&d->deny_removed, dr, sizeof(dr));
+	guard_names_text(&d->allow_added, aa, sizeof(aa));
+	guard_names_text(&d->allow_removed, ar, sizeof(ar));
+	guard_names_text(&d->reason_changed, rc, sizeof(rc));
+	snprintf(buf, cap, "deny +%zu%s -%zu%s, allow +%zu%s -%zu%s, reasons changed %zu%s",
+		 d->deny_added.count, da, d->deny_removed.count, dr, d->allow_added.count, aa,
+		 d->allow_removed.count, ar, d->reason_changed.count, rc);
 }
 
 size_t guard_allowed(const struct guard_limits *l, size_t deny)

@@ -42,6 +42,12 @@ struct guard_diff {
 	struct guard_names deny_added, deny_removed, allow_added, allow_removed, reason_changed;
 };
 
+/** ", a.example, b.example and 3 more)" style text of n for a log line, into buf. */
+void guard_names_text(const struct guard_names *n, char *buf, size_t cap);
+
+/** "deny +1 (a.example) -2 (b.example, c.example), allow +0 -0, reasons changed 0", into buf. */
+void guard_diff_text(const struct guard_diff *d, char *buf, size_t cap);
+
 /** Compare `to` with `from`, rule by rule (off the query path: a million rules take about a
  *  quarter of a second). */
 void guard_diff(const policy_t *from, const policy_t *to, struct guard_diff *d);

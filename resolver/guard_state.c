@@ -5,11 +5,14 @@
 
 #include "resolver/guard_state.h"
 
+#include "resolver/snapshot.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAGIC "embargo-guard 2\n"
 
@@ -222,4 +225,36 @@ void guard_state_fail_closed(guard_t *g)
 	st.rollback = true;
 	st.spent = st.carried = st.base + 1;
 	guard_set_state(g, &st);
+}
+
+int guard_state_save(const char *path, const guard_t *g, const struct redis_history *h,
+		     const char *prefix, int db, char **written, char *err, size_t errlen)
+{
+	size_t cap = 4096 + (size_t)GUARD_USED_MAX * 64;
+	char *text = malloc(cap);
+	int len = text ? guard_state_format(g, h, prefix, db, (int64_t)time(NULL), text, cap)
+		       : -ENOMEM;
+	if (len < 0) {
+		free(text);
+		snprintf(err, errlen, "%s", strerror(-len));
+		return len;
+	}
+	if (*written && strcmp(*written, text) == 0) {
+		free(text);
+		return 0;
+	}
+	if (guard_state_check(path, prefix, db) == -EXDEV) {
+		snprintf(err, errlen, "%s belongs to another redis prefix or database: not overwritten "
+			 "(move it away, or give this instance its own --snapshot)", path);
+		free(text);
+		return -EXDEV;
+	}
+	int rc = snapshot_write_file(path, text, (size_t)len, err, errlen);
+	if (rc < 0) {
+		free(text);
+		return rc;
+	}
+	free(*written);
+	*written = text;
+	return 0;
 }

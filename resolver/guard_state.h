@@ -28,6 +28,13 @@ int guard_state_check(const char *path, const char *prefix, int db);
 int guard_state_format(const guard_t *g, const struct redis_history *h, const char *prefix,
 		       int db, int64_t now, char *buf, size_t cap);
 
+/** Write g and h's state to path unless it is what *written (owned, may be NULL) says was
+ *  written last; on success *written becomes the new text.
+ *  @return 0; -EXDEV when path is another prefix's or database's (not overwritten); another
+ *  negative errno; a message in err. */
+int guard_state_save(const char *path, const guard_t *g, const struct redis_history *h,
+		     const char *prefix, int db, char **written, char *err, size_t errlen);
+
 /** The state file of a snapshot that exists is missing, damaged or another's: a rollback mark,
  *  and the budget counted as spent, until a consent (or a quiet window for the budget). */
 void guard_state_fail_closed(guard_t *g);

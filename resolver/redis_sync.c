@@ -290,36 +290,6 @@ static void load_failed(redis_sync_t *r, const char *why)
 									 : r->load_backoff_ms * 2;
 }
 
-/* ", a.example, b.example and 3 more" for a log line. */
-static void format_names(const struct guard_names *n, char *buf, size_t cap)
-{
-	buf[0] = '\0';
-	size_t shown = n->count < GUARD_NAMES ? n->count : GUARD_NAMES;
-	for (size_t i = 0; i < shown; i++) {
-		size_t used = strlen(buf);
-		snprintf(buf + used, cap - used, "%s%s", i ? ", " : " (", n->names[i]);
-	}
-	size_t used = strlen(buf);
-	if (n->count > shown)
-		snprintf(buf + used, cap - used, " and %zu more)", n->count - shown);
-	else if (shown)
-		snprintf(buf + used, cap - used, ")");
-}
-
-/* "deny +1 (a.example) -2 (b.example, c.example), allow +0 -0, reasons changed 0". */
-static void format_diff(const struct guard_diff *d, char *buf, size_t cap)
-{
-	char da[600], dr[600], aa[600], ar[600], rc[600];
-	format_names(&d->deny_added, da, sizeof(da));
-	format_names(&d->deny_removed, dr, sizeof(dr));
-	format_names(&d->allow_added, aa, sizeof(aa));
-	format_names(&d->allow_removed, ar, sizeof(ar));
-	format_names(&d->reason_changed, rc, sizeof(rc));
-	snprintf(buf, cap, "deny +%zu%s -%zu%s, allow +%zu%s -%zu%s, reasons changed %zu%s",
-		 d->deny_added.count, da, d->deny_removed.count, dr, d->allow_added.count, aa,
-		 d->allow_removed.count, ar, d->reason_changed.count, rc);
-}
-
 /* The candidate is held: the policy in force stays, and the log says so loudly, once per
  * candidate. */
 static void audit(redis_sync_t *r, const char *kind, const char *by, const policy_t *from,
@@ -336,7 +306,7 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const policy_t *p)
 	digest_short(&st->digest, vshort);
 	if (r->held != v || r->held_version != st->version) {
 		char names[600], cs[200], bshort[DIGEST_SHORT_HEX + 1], bfull[DIGEST_HEX + 1];
-		format_names(&r->lifted, names, sizeof(names));
+		guard_names_text(&r->lifted, names, sizeof(names));
 		describe_current(r, cs, sizeof(cs));
 		const struct digest *bd = guard_baseline(r->guard);
 		digest_short(bd, bshort);
@@ -556,7 +526,7 @@ static void on_built(uv_work_t *w, int status)
 		hold_load(r, v, p);
 		if (merged) {
 			char names[600];
-			format_names(&r->diff.deny_added, names, sizeof(names));
+			guard_names_text(&r->diff.deny_added, names, sizeof(names));
 			log_warn("while the load is held, enforcing the %zu deny rules it adds%s on "
 				 "top of the policy in force", r->diff.deny_added.count, names);
 			policy_set_loaded_at(merged, time(NULL));
@@ -593,7 +563,7 @@ static void on_built(uv_work_t *w, int status)
 			snprintf(what + strlen(what), sizeof(what) - strlen(what), "%s%s",
 				 what[0] ? "+" : "", names[k]);
 	char changes[4000];
-	format_diff(&r->diff, changes, sizeof(changes));
+	guard_diff_text(&r->diff, changes, sizeof(changes));
 	log_info("policy loaded from redis: %zu deny, %zu allow, %zu reasons, %zu invalid skipped, "
 		 "version %016" PRIx64 ", %zu KiB; read %" PRIu64 " ms (%s), built %" PRIu64 " ms; "
 		 "changes against %s %016" PRIx64 ": %s",
@@ -637,44 +607,22 @@ static int publish_built(redis_sync_t *r, policy_t *p)
 	return 0;
 }
 
-/* The guard's state on disk (SNAPSHOT.guard), written when it changed: a restart must not forget
- * the consents used, a hold, what was spent of the budget, or Redis's history. */
+/* The guard's state on disk (SNAPSHOT.guard), when it changed: a restart must not forget the
+ * consents used, a hold, what was spent of the budget, or Redis's history. */
 static void save_guard_state(redis_sync_t *r)
 {
 	if (!r->o->snapshot[0])
 		return;
-	size_t cap = 4096 + (size_t)GUARD_USED_MAX * 64;
-	char *text = malloc(cap), err[600], path[300];
-	int len = text ? guard_state_format(r->guard, &r->history, r->o->redis_prefix, r->o->redis_db,
-					    (int64_t)time(NULL), text, cap)
-		       : -ENOMEM;
-	if (len < 0) {
-		free(text);
-		log_err("guard state not saved: %s", strerror(-len));
-		return;
-	}
-	if (r->state_written && strcmp(r->state_written, text) == 0) {
-		free(text);
-		return;
-	}
+	char path[300], err[600];
 	snprintf(path, sizeof(path), "%s.guard", r->o->snapshot);
-	if (guard_state_check(path, r->o->redis_prefix, r->o->redis_db) == -EXDEV) {
-		if (!r->state_refused)
-			log_err("guard state not saved: %s belongs to another redis prefix or database: "
-				"not overwritten (move it away, or give this instance its own --snapshot)",
-				path);
-		r->state_refused = 1;
-		free(text);
-		return;
-	}
-	if (snapshot_write_file(path, text, (size_t)len, err, sizeof(err)) < 0) {
+	int rc = guard_state_save(path, r->guard, &r->history, r->o->redis_prefix, r->o->redis_db,
+				  &r->state_written, err, sizeof(err));
+	if (rc == -EXDEV && !r->state_refused)
+		log_err("guard state not saved: %s", err);
+	else if (rc < 0 && rc != -EXDEV)
 		log_err("guard state not saved: %s (a restart would forget the held load, the budget "
 			"spent and the consents used)", err);
-		free(text);
-		return;
-	}
-	free(r->state_written);
-	r->state_written = text;
+	r->state_refused = rc == -EXDEV;
 }
 
 static void on_coalesced(uv_timer_t *t);

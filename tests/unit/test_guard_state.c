@@ -150,3 +150,35 @@ Test(guard_state, the_state_reads_back)
 	guard_free(r2);
 	policy_free(p);
 }
+
+Test(guard_state, saved_when_changed_and_never_over_another_list)
+{
+	policy_builder_t *b = policy_builder_new();
+	cr_assert_eq(policy_builder_add(b, POLICY_DENY, "kaspersky.com", 13), 0);
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	guard_t *g = guard_new(p, 1000);
+	struct redis_history h = {0};
+	char path[] = "/tmp/embargo-guard-save-XXXXXX", err[300];
+	int fd = mkstemp(path);
+	close(fd);
+	unlink(path);
+	char *written = NULL;
+	cr_assert_eq(guard_state_save(path, g, &h, "embargo", 0, &written, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not_null(written);
+	/* Unchanged: not written again (the file removed meanwhile stays removed). */
+	unlink(path);
+	cr_assert_eq(guard_state_save(path, g, &h, "embargo", 0, &written, err, sizeof(err)), 0);
+	cr_expect_eq(access(path, F_OK), -1);
+	guard_rollback(g);
+	cr_assert_eq(guard_state_save(path, g, &h, "embargo", 0, &written, err, sizeof(err)), 0);
+	cr_expect_eq(access(path, F_OK), 0);
+	/* Another prefix's instance does not overwrite it. */
+	char *other = NULL;
+	cr_expect_eq(guard_state_save(path, g, &h, "embarg0", 0, &other, err, sizeof(err)), -EXDEV);
+	cr_expect_null(other);
+	cr_expect_eq(guard_state_check(path, "embargo", 0), 0);
+	free(written);
+	unlink(path);
+	guard_free(g);
+	policy_free(p);
+}
