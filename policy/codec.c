@@ -184,6 +184,43 @@ static int parse_header(const char *h, struct codec_meta *meta, size_t *rules,
 	return 0;
 }
 
+/* One body line into up to two entries (deny and allow share the name). @return entries, or
+ * -EBADMSG for a malformed line. */
+static int parse_line(const char *line, const char *eol, struct policy_entry *e)
+{
+	const char *t1 = memchr(line, '\t', (size_t)(eol - line));
+	if (!t1)
+		return -EBADMSG;
+	const char *name = t1 + 1;
+	const char *t2 = memchr(name, '\t', (size_t)(eol - name));
+	const char *nend = t2 ? t2 : eol;
+	size_t flen = (size_t)(t1 - line);
+	int deny = memchr(line, 'd', flen) != NULL, allow = memchr(line, 'a', flen) != NULL;
+	int reason_only = flen == 1 && line[0] == 'r';
+	if ((!deny && !allow && !reason_only) || flen > 2 || (reason_only && !t2) ||
+	    (flen == 2 && !(deny && allow)))
+		return -EBADMSG;
+	struct policy_entry x = {.name = name, .len = (size_t)(nend - name),
+				 .reason = t2 ? t2 + 1 : NULL,
+				 .reason_len = t2 ? (size_t)(eol - t2 - 1) : 0};
+	int n = 0;
+	if (deny) {
+		e[n] = x;
+		e[n++].action = POLICY_DENY;
+	}
+	if (allow) {
+		e[n] = x;
+		if (deny)
+			e[n].reason = NULL;
+		e[n++].action = POLICY_ALLOW;
+	}
+	if (reason_only) {
+		e[n] = x;
+		e[n++].action = POLICY_PASS;
+	}
+	return n;
+}
+
 static void decode_invalid(void *ctx, size_t i)
 {
 	(void)i;
@@ -231,34 +268,10 @@ int codec_decode(const char *text, size_t len, policy_t **out, struct codec_meta
 		const char *eol = memchr(line, '\n', (size_t)(end - line));
 		if (!eol)
 			goto corrupt;
-		const char *t1 = memchr(line, '\t', (size_t)(eol - line));
-		if (!t1)
+		int n = parse_line(line, eol, e + ne);
+		if (n < 0)
 			goto corrupt;
-		const char *name = t1 + 1;
-		const char *t2 = memchr(name, '\t', (size_t)(eol - name));
-		const char *nend = t2 ? t2 : eol;
-		size_t flen = (size_t)(t1 - line);
-		int deny = memchr(line, 'd', flen) != NULL, allow = memchr(line, 'a', flen) != NULL;
-		int reason_only = flen == 1 && line[0] == 'r';
-		if ((!deny && !allow && !reason_only) || flen > 2 || (reason_only && !t2))
-			goto corrupt;
-		struct policy_entry x = {.name = name, .len = (size_t)(nend - name),
-					 .reason = t2 ? t2 + 1 : NULL,
-					 .reason_len = t2 ? (size_t)(eol - t2 - 1) : 0};
-		if (deny) {
-			e[ne] = x;
-			e[ne++].action = POLICY_DENY;
-		}
-		if (allow) {
-			e[ne] = x;
-			if (deny)
-				e[ne].reason = NULL; /* Given with the deny. */
-			e[ne++].action = POLICY_ALLOW;
-		}
-		if (reason_only) {
-			e[ne] = x;
-			e[ne++].action = POLICY_PASS;
-		}
+		ne += (size_t)n;
 		seen++;
 		line = eol + 1;
 		if (ne + 2 > BATCH || line >= end) {
@@ -288,43 +301,6 @@ int codec_decode(const char *text, size_t len, policy_t **out, struct codec_meta
 corrupt:
 	policy_builder_free(b);
 	return -EBADMSG;
-}
-
-/* One body line into up to two entries (deny and allow share the name). @return entries, or
- * -EBADMSG for a malformed line. */
-static int parse_line(const char *line, const char *eol, struct policy_entry *e)
-{
-	const char *t1 = memchr(line, '\t', (size_t)(eol - line));
-	if (!t1)
-		return -EBADMSG;
-	const char *name = t1 + 1;
-	const char *t2 = memchr(name, '\t', (size_t)(eol - name));
-	const char *nend = t2 ? t2 : eol;
-	size_t flen = (size_t)(t1 - line);
-	int deny = memchr(line, 'd', flen) != NULL, allow = memchr(line, 'a', flen) != NULL;
-	int reason_only = flen == 1 && line[0] == 'r';
-	if ((!deny && !allow && !reason_only) || flen > 2 || (reason_only && !t2) ||
-	    (flen == 2 && !(deny && allow)))
-		return -EBADMSG;
-	struct policy_entry x = {.name = name, .len = (size_t)(nend - name),
-				 .reason = t2 ? t2 + 1 : NULL,
-				 .reason_len = t2 ? (size_t)(eol - t2 - 1) : 0};
-	int n = 0;
-	if (deny) {
-		e[n] = x;
-		e[n++].action = POLICY_DENY;
-	}
-	if (allow) {
-		e[n] = x;
-		if (deny)
-			e[n].reason = NULL;
-		e[n++].action = POLICY_ALLOW;
-	}
-	if (reason_only) {
-		e[n] = x;
-		e[n++].action = POLICY_PASS;
-	}
-	return n;
 }
 
 static void count_invalid(void *ctx, size_t i)

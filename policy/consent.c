@@ -72,39 +72,8 @@ void consent_sign(struct consent *c, const uint8_t *priv, const char *prefix, in
 	c->has_sig = n >= 0;
 }
 
-static int nibble(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-int consent_hex_parse(const char *hex, size_t len, uint8_t *bytes, size_t n)
-{
-	if (len != 2 * n)
-		return -EINVAL;
-	for (size_t i = 0; i < n; i++) {
-		int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		bytes[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
-void consent_hex(const uint8_t *bytes, size_t n, char *buf)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		buf[2 * i] = hex[bytes[i] >> 4];
-		buf[2 * i + 1] = hex[bytes[i] & 15];
-	}
-	buf[2 * n] = '\0';
-}
+const char *const CONSENT_FIELD_NAMES[CONSENT_FIELDS] = {"from",  "to", "at", "expires",
+								"nonce", "by", "sig"};
 
 #define KEY_MAGIC "embargo-consent-key ed25519 "
 
@@ -125,13 +94,13 @@ int consent_key_parse(const char *text, size_t len, uint8_t *key, bool *is_priva
 		return -EINVAL;
 	}
 	size_t hl = 0;
-	while (s + hl < end && nibble(s[hl]) >= 0)
+	while (s + hl < end && s[hl] && strchr("0123456789abcdefABCDEF", s[hl]))
 		hl++;
 	/* Only a line end may follow. */
 	for (const char *t = s + hl; t < end; t++)
 		if (*t != '\n' && *t != '\r')
 			return -EINVAL;
-	if (consent_hex_parse(s, hl, key, CONSENT_KEY_LEN) < 0)
+	if (digest_hex_decode(s, hl, key, CONSENT_KEY_LEN) < 0)
 		return -EINVAL;
 	*is_private = priv;
 	return 0;
@@ -140,7 +109,7 @@ int consent_key_parse(const char *text, size_t len, uint8_t *key, bool *is_priva
 void consent_key_format(const uint8_t *key, bool is_private, char *buf, size_t cap)
 {
 	char hex[2 * CONSENT_KEY_LEN + 1];
-	consent_hex(key, CONSENT_KEY_LEN, hex);
+	digest_hex_encode(key, CONSENT_KEY_LEN, hex);
 	snprintf(buf, cap, KEY_MAGIC "%s %s\n", is_private ? "private" : "public", hex);
 }
 
@@ -179,9 +148,9 @@ unsigned consent_set_field(struct consent *c, const char *name, size_t nlen, con
 		return parse_time(val, vlen, &c->expires) == 0 ? F_EXPIRES : 0;
 	if (name_is(name, nlen, "nonce")) {
 		uint8_t tmp[CONSENT_NONCE_HEX / 2];
-		if (consent_hex_parse(val, vlen, tmp, sizeof(tmp)) < 0)
+		if (digest_hex_decode(val, vlen, tmp, sizeof(tmp)) < 0)
 			return 0;
-		consent_hex(tmp, sizeof(tmp), c->nonce); /* Lowercase: a replay in capitals is the same. */
+		digest_hex_encode(tmp, sizeof(tmp), c->nonce); /* Lowercase: a replay in capitals is the same. */
 		return F_NONCE;
 	}
 	if (name_is(name, nlen, "by")) {
@@ -192,7 +161,7 @@ unsigned consent_set_field(struct consent *c, const char *name, size_t nlen, con
 			if ((unsigned char)c->by[i] < 0x20 || c->by[i] == 0x7f)
 				c->by[i] = '?';
 	} else if (name_is(name, nlen, "sig")) {
-		c->has_sig = consent_hex_parse(val, vlen, c->sig, CONSENT_SIG_LEN) == 0;
+		c->has_sig = digest_hex_decode(val, vlen, c->sig, CONSENT_SIG_LEN) == 0;
 	}
 	return 0;
 }

@@ -70,11 +70,9 @@ int consent_key_parse(const char *text, size_t len, uint8_t *key, bool *is_priva
 /** A key file's text into buf (at least 120 octets). */
 void consent_key_format(const uint8_t *key, bool is_private, char *buf, size_t cap);
 
-/** Parse hex into bytes[0..n). @return 0 or -EINVAL (wrong length or a non-hex digit). */
-int consent_hex_parse(const char *hex, size_t len, uint8_t *bytes, size_t n);
-
-/** bytes[0..n) as lowercase hex into buf[2n + 1]. */
-void consent_hex(const uint8_t *bytes, size_t n, char *buf);
+/** The fields of a consent record in PREFIX:accept, as read (HMGET) in this order. */
+#define CONSENT_FIELDS 7
+extern const char *const CONSENT_FIELD_NAMES[CONSENT_FIELDS];
 
 /** Set one field of a consent record as read from Redis (hostile: anything malformed leaves the
  *  consent incomplete). Fields: from, to (64 hex), at, expires (decimal), nonce (32 hex), by,

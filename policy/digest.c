@@ -18,14 +18,19 @@ void digest_of(const void *bytes, size_t len, struct digest *d)
 	sha256_digest(&c, DIGEST_LEN, d->b);
 }
 
-void digest_hex(const struct digest *d, char *buf)
+void digest_hex_encode(const uint8_t *bytes, size_t n, char *buf)
 {
 	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < DIGEST_LEN; i++) {
-		buf[2 * i] = hex[d->b[i] >> 4];
-		buf[2 * i + 1] = hex[d->b[i] & 15];
+	for (size_t i = 0; i < n; i++) {
+		buf[2 * i] = hex[bytes[i] >> 4];
+		buf[2 * i + 1] = hex[bytes[i] & 15];
 	}
-	buf[DIGEST_HEX] = '\0';
+	buf[2 * n] = '\0';
+}
+
+void digest_hex(const struct digest *d, char *buf)
+{
+	digest_hex_encode(d->b, DIGEST_LEN, buf);
 }
 
 void digest_short(const struct digest *d, char *buf)
@@ -55,17 +60,24 @@ static int nibble(char c)
 	return -1;
 }
 
-int digest_parse(const char *hex, size_t len, struct digest *d)
+int digest_hex_decode(const char *hex, size_t len, uint8_t *bytes, size_t n)
 {
-	if (len != DIGEST_HEX)
+	if (len != 2 * n)
 		return -EINVAL;
-	struct digest out;
-	for (size_t i = 0; i < DIGEST_LEN; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
-		out.b[i] = (uint8_t)(hi << 4 | lo);
+		bytes[i] = (uint8_t)(hi << 4 | lo);
 	}
+	return 0;
+}
+
+int digest_parse(const char *hex, size_t len, struct digest *d)
+{
+	struct digest out;
+	if (digest_hex_decode(hex, len, out.b, DIGEST_LEN) < 0)
+		return -EINVAL;
 	*d = out;
 	return 0;
 }

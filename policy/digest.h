@@ -39,5 +39,11 @@ bool digest_is_equal(const struct digest *a, const struct digest *b);
  *  digits never match: a short prefix would let the wrong policy through. */
 bool digest_has_prefix(const struct digest *d, const char *hex, size_t len);
 
+/** Parse exactly 2n hex digits (either case) into bytes[0..n). @return 0 or -EINVAL. */
+int digest_hex_decode(const char *hex, size_t len, uint8_t *bytes, size_t n);
+
+/** bytes[0..n) as lowercase hex into buf[2n + 1]. */
+void digest_hex_encode(const uint8_t *bytes, size_t n, char *buf);
+
 /** Whether d is all zero (no digest). */
 bool digest_is_zero(const struct digest *d);

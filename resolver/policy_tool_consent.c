@@ -188,7 +188,7 @@ int policy_tool_consent_accept(struct policy_tool *t, int argc, char **argv)
 		fprintf(stderr, "embargo-policy: no random numbers: %s\n", strerror(errno));
 		goto done;
 	}
-	consent_hex(nonce, sizeof(nonce), c.nonce);
+	digest_hex_encode(nonce, sizeof(nonce), c.nonce);
 	c.at = (int64_t)time(NULL);
 	c.expires = c.at + ttl;
 	snprintf(c.by, sizeof(c.by), "%s", t->by);
@@ -198,7 +198,7 @@ int policy_tool_consent_accept(struct policy_tool *t, int argc, char **argv)
 	char sig[2 * CONSENT_SIG_LEN + 1] = "";
 	if (sign) {
 		consent_sign(&c, priv, t->prefix, t->opts->redis_db);
-		consent_hex(c.sig, CONSENT_SIG_LEN, sig);
+		digest_hex_encode(c.sig, CONSENT_SIG_LEN, sig);
 	}
 	char from_hex[DIGEST_HEX + 1], to_hex[DIGEST_HEX + 1], at[24], expires[24];
 	digest_hex(&c.from, from_hex);

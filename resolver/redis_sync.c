@@ -814,15 +814,17 @@ static void on_types(redisAsyncContext *ac, void *reply_ptr, void *privdata)
 		load_failed(r, why);
 		return;
 	}
-	/* The consent record: field/value pairs, or none (a consent of another shape is none). */
+	/* The consent record: the fields a consent has, whatever else the hash holds (a reply
+	 * of bounded size), or none (a consent of another shape is none). */
 	const redisReply *c = reply->element[KEY_ACCEPT];
 	r->consent = (struct consent){0};
-	if (c->type == REDIS_REPLY_ARRAY && c->elements % 2 == 0 && c->elements <= 64) {
+	if (c->type == REDIS_REPLY_ARRAY && c->elements == CONSENT_FIELDS) {
 		unsigned seen = 0;
-		for (size_t i = 0; i < c->elements; i += 2) {
-			const redisReply *f = c->element[i], *v = c->element[i + 1];
-			if (f->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
-				seen |= consent_set_field(&r->consent, f->str, f->len, v->str, v->len);
+		for (size_t i = 0; i < CONSENT_FIELDS; i++) {
+			const redisReply *v = c->element[i];
+			const char *f = CONSENT_FIELD_NAMES[i];
+			if (v->type == REDIS_REPLY_STRING)
+				seen |= consent_set_field(&r->consent, f, strlen(f), v->str, v->len);
 		}
 		consent_finish(&r->consent, seen);
 	}
@@ -983,7 +985,10 @@ static void start_load(redis_sync_t *r)
 	redisAsyncCommand(ac, NULL, NULL, "MULTI");
 	for (int k = 0; k < NKEYS; k++)
 		redisAsyncCommand(ac, NULL, NULL, "TYPE %s", r->keys[k]);
-	redisAsyncCommand(ac, NULL, NULL, "HGETALL %s", r->keys[KEY_ACCEPT]);
+	redisAsyncCommand(ac, NULL, NULL, "HMGET %s %s %s %s %s %s %s %s", r->keys[KEY_ACCEPT],
+			  CONSENT_FIELD_NAMES[0], CONSENT_FIELD_NAMES[1], CONSENT_FIELD_NAMES[2],
+			  CONSENT_FIELD_NAMES[3], CONSENT_FIELD_NAMES[4], CONSENT_FIELD_NAMES[5],
+			  CONSENT_FIELD_NAMES[6]);
 	for (int k = 0; k < NKEYS; k++)
 		redisAsyncCommand(ac, NULL, NULL, "%s %s", k == KEY_REASON ? "HLEN" : "SCARD",
 				  r->keys[k]);

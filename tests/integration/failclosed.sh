@@ -35,21 +35,48 @@ all_denied() { # PORT NAME...
 		by_policy "$port" "$name" || { echo "$name resolves"; return 1; }
 	done
 }
-# setup NAME [EMBARGO ARGS...]: a new Redis holding the bundled list (port in $RP_NAME) and an
-# embargo NAME that enforces it and follows its changes (port in $EP_NAME).
+# with_list NAME: a new Redis holding the bundled list (port in $RP_NAME, dump NAME.rdb) and a
+# free port for an embargo (in $EP_NAME).
+with_list() {
+	local rp ep
+	rp=$(free_port)
+	ep=$(free_port)
+	eval "RP_$1=$rp EP_$1=$ep"
+	start_redis "$rp" --dbfilename "$1.rdb"
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null
+}
+followed() { # NAME: embargo NAME follows Redis's notifications
+	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/$1.log" ||
+		{ cat "$WORK/$1.log"; return 1; }
+}
+# setup NAME [EMBARGO ARGS...]: with_list NAME, and an embargo NAME that enforces it and follows
+# its changes.
 setup() {
 	local name=$1 rp ep
 	shift
-	rp=$(free_port)
-	ep=$(free_port)
-	eval "RP_$name=$rp EP_$name=$ep"
-	start_redis "$rp" --dbfilename "$name.rdb"
-	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
+	with_list "$name" || return 1
+	eval "rp=\$RP_$name ep=\$EP_$name"
 	start_embargo "$name" "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
 		--reload-interval 30 --timeout 500 "$@"
-	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/$name.log" ||
-		{ cat "$WORK/$name.log"; return 1; }
+	followed "$name" || return 1
 	wait_for $((5 * SCALE)) grep -q "policy loaded from redis" "$WORK/$name.log"
+}
+# conf NAME RP LINES...: $WORK/NAME.conf with the upstream and Redis lines, then LINES.
+conf() {
+	local name=$1 rp=$2
+	shift 2
+	{ printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\n' "$NSD" "$rp"; printf '%s\n' "$@"; } \
+		>"$WORK/$name.conf"
+}
+# setup_conf NAME LINES...: with_list NAME, and an embargo NAME started from conf NAME LINES.
+setup_conf() {
+	local name=$1 rp ep
+	shift
+	with_list "$name" || return 1
+	eval "rp=\$RP_$name ep=\$EP_$name"
+	conf "$name" "$rp" "$@"
+	start_embargo "$name" "$ep" --config "$WORK/$name.conf"
+	followed "$name"
 }
 held() { # PORT: the status shows a held load
 	wait_for $((5 * SCALE)) eval "status_of $1 | grep -q held=" || { status_of "$1"; return 1; }
@@ -143,7 +170,7 @@ allow_all() {
 	ep2=$(free_port)
 	start_embargo al2 "$ep2" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$RP_al" \
 		--reload-interval 30
-	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/al2.log" || return 1
+	followed al2 || return 1
 	# The wrong file imported into the allow set: every listed name allowed in one load.
 	"$POLICY_TOOL" --redis "redis://127.0.0.1:$RP_al" import --allow "$LIST" >/dev/null || return 1
 	held "$ep" && held "$ep2" || return 1
@@ -291,20 +318,12 @@ signed() {
 check "--consent-key: a consent written with redis-cli, or signed by another key, releases nothing" signed
 
 reload_off() {
-	local rp ep
-	rp=$(free_port)
-	ep=$(free_port)
-	start_redis "$rp"
-	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
-	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\nmax-shrink 10%%,1000\nreload-interval 30\n' \
-		"$NSD" "$rp" >"$WORK/off.conf"
-	start_embargo off "$ep" --config "$WORK/off.conf"
-	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/off.log" || return 1
+	setup_conf off "max-shrink 10%,1000" "reload-interval 30" || return 1
+	local rp=$RP_off ep=$EP_off
 	# shellcheck disable=SC2086
 	R "$rp" srem embargo:deny $SIX
 	held "$ep" || return 1
-	printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\nmax-shrink off\nreload-interval 30\n' \
-		"$NSD" "$rp" >"$WORK/off.conf"
+	conf off "$rp" "max-shrink off" "reload-interval 30"
 	kill -HUP "$PID_off"
 	wait_for $((5 * SCALE)) grep -q "SIGHUP: syncing from" "$WORK/off.log" || { cat "$WORK/off.log"; return 1; }
 	sleep 1
@@ -314,26 +333,11 @@ reload_off() {
 }
 check "a reload to --max-shrink off releases no held load" reload_off
 
-# conf NAME RP LINES...: embargo NAME started from a config file ($WORK/NAME.conf) with LINES
-# after the upstream and Redis lines; rewritten with new LINES by reconf.
-conf() {
-	local name=$1 rp=$2
-	shift 2
-	{ printf 'upstream 127.0.0.1:%s\nredis redis://127.0.0.1:%s\n' "$NSD" "$rp"; printf '%s\n' "$@"; } \
-		>"$WORK/$name.conf"
-}
-
 window_reload() {
 	# A quiet window has passed while a load is held; a reload that only touches the Redis
 	# settings (a new link), then one to --max-shrink off, then a changed reason: still held.
-	local rp ep
-	rp=$(free_port)
-	ep=$(free_port)
-	start_redis "$rp"
-	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
-	conf wr "$rp" "max-shrink-window 2" "reload-interval 30"
-	start_embargo wr "$ep" --config "$WORK/wr.conf"
-	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/wr.log" || return 1
+	setup_conf wr "max-shrink-window 2" "reload-interval 30" || return 1
+	local rp=$RP_wr ep=$EP_wr
 	# shellcheck disable=SC2086
 	R "$rp" srem embargo:deny $SIX
 	held "$ep" || return 1
@@ -402,7 +406,7 @@ restart() {
 	eval "kill \$PID_$2; wait \$PID_$2 2>/dev/null"
 	start_embargo "$3" "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
 		--reload-interval 30 --timeout 500 --snapshot "$WORK/$1.snapshot"
-	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/$3.log"
+	followed "$3"
 }
 
 two_restarts() {
@@ -431,14 +435,8 @@ check "two restarts, one with a held first load: the 4 lifted before still count
 readd_after_loosening() {
 	# Held; a reload loosens the limits; the editor puts the names back (published, lifts
 	# nothing) and removes them again: the cap the hold set still applies.
-	local rp ep
-	rp=$(free_port)
-	ep=$(free_port)
-	start_redis "$rp"
-	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
-	conf rl "$rp" "reload-interval 30"
-	start_embargo rl "$ep" --config "$WORK/rl.conf"
-	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/rl.log" || return 1
+	setup_conf rl "reload-interval 30" || return 1
+	local rp=$RP_rl ep=$EP_rl
 	# shellcheck disable=SC2086
 	R "$rp" srem embargo:deny $SIX
 	held "$ep" || return 1
@@ -489,7 +487,7 @@ state_lost() {
 	rm -f "$WORK/sl2.snapshot.guard"
 	start_embargo sl3 "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
 		--reload-interval 30 --snapshot "$WORK/sl2.snapshot"
-	wait_for $((5 * SCALE)) grep -q "following policy changes" "$WORK/sl3.log" || return 1
+	followed sl3 || return 1
 	grep -q "guard state: cannot read .*sl2.snapshot.guard" "$WORK/sl3.log" || { cat "$WORK/sl3.log"; return 1; }
 	R "$rp" srem embargo:deny kaspersky.de
 	held "$ep" && by_policy "$ep" kaspersky.de

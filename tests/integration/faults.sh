@@ -404,7 +404,7 @@ least_privilege() {
 	redis-cli -p "$rp" sadd embargo:deny blocked.test >/dev/null
 	consent_any "$rp"
 	redis-cli -p "$rp" acl setuser embargo on '>s3cret' resetkeys '%R~embargo:*' resetchannels \
-		'&__keyspace@0__:embargo:*' -@all +ping +type +sscan +hscan +hgetall +scard +hlen +multi \
+		'&__keyspace@0__:embargo:*' -@all +ping +type +sscan +hscan +hmget +scard +hlen +multi \
 		+exec +subscribe +config\|get +info +xrevrange >/dev/null
 	# The resolvers' own audit entries: a script that appends to the stream once fleet-wide.
 	redis-cli -p "$rp" acl setuser embargo '%RW~embargo:audit*' +eval +xadd +set >/dev/null

@@ -96,6 +96,22 @@ static policy_t *rules(const char *const *deny, const char *const *allow)
 	return p;
 }
 
+/* Deny rules junk0..junk(n-1).example, and plus's deny rules when plus is not NULL. */
+static policy_t *junk(int n, const policy_t *plus)
+{
+	policy_builder_t *b = policy_builder_new();
+	char name[64];
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "junk%d.example", i);
+		cr_assert_eq(policy_builder_add(b, POLICY_DENY, name, strlen(name)), 0);
+	}
+	if (plus)
+		cr_assert_eq(policy_builder_add_from(b, plus, POLICY_PART_DENY), 0);
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	cr_assert(p);
+	return p;
+}
+
 /* What the guard makes of cand against in_force, as the synchroniser asks it. */
 static enum guard_verdict judge(guard_t *g, const struct guard_limits *l, const policy_t *in_force,
 				const policy_t *cand, const struct consent *c, const uint8_t *key,
@@ -209,22 +225,12 @@ Test(guard, inflating_first_gains_nothing)
 	 * would be 10%, but the base is the smaller of the baseline (40) and the candidate. */
 	policy_t *base = make(40, NULL, NULL, NULL);
 	guard_t *g = guard_new(base, NOW);
-	policy_builder_t *b = policy_builder_new();
-	policy_builder_t *j = policy_builder_new();
-	char name[64];
-	for (int i = 0; i < 360; i++) {
-		snprintf(name, sizeof(name), "junk%d.example", i);
-		cr_assert_eq(policy_builder_add(b, POLICY_DENY, name, strlen(name)), 0);
-		cr_assert_eq(policy_builder_add(j, POLICY_DENY, name, strlen(name)), 0);
-	}
-	cr_assert_eq(policy_builder_add_from(b, base, POLICY_PART_DENY), 0);
-	policy_t *inflated = policy_build(b, POLICY_SOURCE_REDIS);
-	policy_t *junk = policy_build(j, POLICY_SOURCE_REDIS);
-	cr_assert(inflated && junk);
+	policy_t *inflated = junk(360, base);
+	policy_t *junk_only = junk(360, NULL);
 	cr_expect_eq(judge(g, &defaults, base, inflated, NULL, NULL, NOW, NULL), GUARD_PUBLISH);
 	publish(g, inflated, GUARD_PUBLISH, NULL, NOW);
 	size_t lifted;
-	cr_expect_eq(judge(g, &defaults, inflated, junk, NULL, NULL, NOW, &lifted),
+	cr_expect_eq(judge(g, &defaults, inflated, junk_only, NULL, NULL, NOW, &lifted),
 		     GUARD_HOLD_SHRINK);
 	cr_expect_eq(lifted, 40);
 	/* And the junk added since is protected too: removing 5 of it alone is held. */
@@ -235,7 +241,7 @@ Test(guard, inflating_first_gains_nothing)
 	guard_free(g);
 	policy_free(base);
 	policy_free(inflated);
-	policy_free(junk);
+	policy_free(junk_only);
 	policy_free(less);
 }
 
@@ -403,27 +409,13 @@ Test(guard, the_window_never_raises_the_base_nor_clears_a_rollback)
 	policy_t *base = make(40, NULL, NULL, NULL);
 	guard_t *g = guard_new(base, NOW);
 	/* Inflated to 400, then a quiet window: the baseline moves, the base does not grow. */
-	policy_builder_t *b = policy_builder_new();
-	char name[64];
-	for (int i = 0; i < 360; i++) {
-		snprintf(name, sizeof(name), "junk%d.example", i);
-		cr_assert_eq(policy_builder_add(b, POLICY_DENY, name, strlen(name)), 0);
-	}
-	cr_assert_eq(policy_builder_add_from(b, base, POLICY_PART_DENY), 0);
-	policy_t *inflated = policy_build(b, POLICY_SOURCE_REDIS);
+	policy_t *inflated = junk(360, base);
 	publish(g, inflated, GUARD_PUBLISH, NULL, NOW);
 	cr_expect(!guard_window(g, inflated, 86400, NOW + 100), "not before the window");
 	cr_expect(guard_window(g, inflated, 86400, NOW + 86400));
 	cr_expect(digest_is_equal(guard_baseline(g), &policy_stats(inflated)->digest));
-	policy_t *junk_only = make(0, NULL, NULL, NULL);
 	/* Every listed name removed, 40 of 400: 10%, but the base is still 40: 4 allowed. */
-	policy_builder_t *j = policy_builder_new();
-	for (int i = 0; i < 360; i++) {
-		snprintf(name, sizeof(name), "junk%d.example", i);
-		cr_assert_eq(policy_builder_add(j, POLICY_DENY, name, strlen(name)), 0);
-	}
-	policy_free(junk_only);
-	junk_only = policy_build(j, POLICY_SOURCE_REDIS);
+	policy_t *junk_only = junk(360, NULL);
 	size_t lifted;
 	cr_expect_eq(judge(g, &defaults, inflated, junk_only, NULL, NULL, NOW + 86400, &lifted),
 		     GUARD_HOLD_SHRINK);

@@ -15,6 +15,16 @@
 
 TestSuite(guard_state);
 
+/* A new file of this test's own in /tmp, its name into path. @return its descriptor. */
+static int scratch(char *path, size_t cap, const char *what)
+{
+	snprintf(path, cap, "/tmp/embargo-guard-%s.%ld", what, (long)getpid());
+	unlink(path);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	cr_assert_geq(fd, 0, "%s", path);
+	return fd;
+}
+
 Test(guard_state, a_new_run_id_or_an_offset_that_went_back_is_a_rollback)
 {
 	struct redis_history h = {.fresh = 0};
@@ -98,8 +108,8 @@ Test(guard_state, the_state_reads_back)
 	int len = guard_state_format(g, &h, "embargo", 0, 2000, text, sizeof(text));
 	cr_assert_gt(len, 0);
 	cr_expect_null(strstr(text, "ffeeddcc"), "expired nonces are not kept");
-	char path[] = "/tmp/embargo-guard-XXXXXX";
-	int fd = mkstemp(path);
+	char path[64];
+	int fd = scratch(path, sizeof(path), "read");
 	cr_assert_eq(write(fd, text, (size_t)len), len);
 	close(fd);
 	guard_t *r = guard_new(p, 3000);
@@ -158,9 +168,8 @@ Test(guard_state, saved_when_changed_and_never_over_another_list)
 	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
 	guard_t *g = guard_new(p, 1000);
 	struct redis_history h = {0};
-	char path[] = "/tmp/embargo-guard-save-XXXXXX", err[300];
-	int fd = mkstemp(path);
-	close(fd);
+	char path[64], err[300];
+	close(scratch(path, sizeof(path), "save"));
 	unlink(path);
 	char *written = NULL;
 	cr_assert_eq(guard_state_save(path, g, &h, "embargo", 0, &written, err, sizeof(err)), 0, "%s", err);
@@ -178,6 +187,26 @@ Test(guard_state, saved_when_changed_and_never_over_another_list)
 	cr_expect_null(other);
 	cr_expect_eq(guard_state_check(path, "embargo", 0), 0);
 	free(written);
+	unlink(path);
+	guard_free(g);
+	policy_free(p);
+}
+
+Test(guard_state, a_state_file_over_16_MiB_is_not_read)
+{
+	policy_builder_t *b = policy_builder_new();
+	cr_assert_eq(policy_builder_add(b, POLICY_DENY, "kaspersky.com", 13), 0);
+	policy_t *p = policy_build(b, POLICY_SOURCE_REDIS);
+	guard_t *g = guard_new(p, 1000);
+	char path[64], err[300];
+	int fd = scratch(path, sizeof(path), "big");
+	static char line[4096];
+	memset(line, '#', sizeof(line));
+	for (int i = 0; i < 17 * 256; i++)
+		cr_assert_eq(write(fd, line, sizeof(line)), (ssize_t)sizeof(line));
+	close(fd);
+	struct redis_history h;
+	cr_expect_lt(guard_state_load(path, "embargo", 0, g, &h, err, sizeof(err)), 0);
 	unlink(path);
 	guard_free(g);
 	policy_free(p);
