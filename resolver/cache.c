@@ -334,7 +334,11 @@ int cache_get(cache_t *c, const struct cache_key *k, uint64_t now_ms, const uint
 		wire_clamp_ttls(out, len, ttl, ttl);
 	}
 	else
-		wire_age_ttls(out, len, (uint32_t)((now_ms - stored) / 1000), max_ttl);
+		/* Workers share the cache but each stamps with its own loop clock: an entry stored
+		 * by a worker whose clock runs ahead is younger than zero here, and is served as new,
+		 * never with an age that wrapped (every TTL 0). */
+		wire_age_ttls(out, len, now_ms > stored ? (uint32_t)((now_ms - stored) / 1000) : 0,
+			      max_ttl);
 	return (int)len;
 }
 

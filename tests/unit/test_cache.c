@@ -122,6 +122,34 @@ Test(cache, hit_is_patched_for_the_client)
 	cache_free(NULL);
 }
 
+/* Workers share the cache, each with its own loop clock: an entry stored by a worker whose clock
+ * is a few milliseconds ahead is read by one behind it. Its age is zero, never a wrapped huge
+ * number that ages every TTL to 0. */
+Test(cache, an_entry_from_a_clock_ahead_is_new)
+{
+	cache_t *c = cache_new(1 << 20, 2);
+	size_t rlen, qlen;
+	const char *rrs[] = {"a|www.example. 300 IN A 192.0.2.1"};
+	uint8_t *reply = make_reply("www.example.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, rrs, 1, &rlen);
+	uint8_t *q1 = make_query("www.example.", LDNS_RR_TYPE_A, 0, 1, &qlen);
+	struct wire_query q = parse(q1, qlen);
+	struct cache_key k;
+	cache_key_make(c, &k, &q);
+	cr_assert_eq(cache_put(c, &k, reply, rlen, 300, 5000), 0, "stored at 5000 ms (worker A)");
+	uint8_t out[4096];
+	struct cache_hit hit;
+	int n = cache_get(c, &k, 4999, q1, &q, out, sizeof(out), &hit, UINT32_MAX, false);
+	cr_assert_eq(n, (int)rlen, "read at 4999 ms (worker B, 1 ms behind)");
+	cr_expect_not(hit.stale);
+	ldns_pkt *pkt = NULL;
+	cr_assert_eq(ldns_wire2pkt(&pkt, out, (size_t)n), LDNS_STATUS_OK);
+	cr_expect_eq(ldns_rr_ttl(ldns_rr_list_rr(ldns_pkt_answer(pkt), 0)), 300);
+	ldns_pkt_free(pkt);
+	free(reply);
+	free(q1);
+	cache_free(c);
+}
+
 Test(cache, stays_within_its_size)
 {
 	const size_t max = 64 * 1024;
