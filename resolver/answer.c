@@ -15,8 +15,9 @@ static const uint8_t RNAME_LABEL[] = {10, 'h', 'o', 's', 't', 'm', 'a', 's', 't'
 static size_t write_head(uint8_t *out, const uint8_t *query, const struct wire_query *q,
 			 unsigned rcode, int with_question)
 {
-	uint16_t flags = WIRE_FLAG_QR | WIRE_FLAG_RA | (q->flags & (WIRE_FLAG_RD | WIRE_FLAG_CD)) |
-			 (rcode & 0xF);
+	/* The opcode is copied, as RFC 1035 4.1.1 asks (a NOTIMP to a NOTIFY is a NOTIFY's). */
+	uint16_t flags = WIRE_FLAG_QR | WIRE_FLAG_RA |
+			 (q->flags & (WIRE_FLAG_OPCODE | WIRE_FLAG_RD | WIRE_FLAG_CD)) | (rcode & 0xF);
 	wire_put16(out, q->id);
 	wire_put16(out + 2, flags);
 	wire_put16(out + 4, with_question ? 1 : 0);

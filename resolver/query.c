@@ -239,6 +239,13 @@ static int is_own_query(struct worker *w, const struct client *c)
 	return options_cidr_match(w->self, w->nself, &c->addr);
 }
 
+/* A question type no record has (RFC 6895 3.1: the meta types), zone transfers aside. */
+static int is_meta_type(uint16_t qtype)
+{
+	return qtype == WIRE_TYPE_OPT || qtype == WIRE_TYPE_TSIG || qtype == WIRE_TYPE_TKEY ||
+	       qtype == WIRE_TYPE_MAILA || qtype == WIRE_TYPE_MAILB || (qtype >= 128 && qtype <= 248);
+}
+
 /* What query_admit() lets through: everything, the cache only (RD=0 from a client allowed to
  * snoop), or the policy and local answers only (RD=0 from others: then REFUSED). */
 enum { DROPPED = 0, GO = 1, GO_CACHE_ONLY = 2, GO_LOCAL_ONLY = 3 };
@@ -301,6 +308,19 @@ static int query_admit(struct worker *w, const struct client *c, const uint8_t *
 	}
 	if (q->has_edns && q->edns_version != 0) {
 		answer_with_error(w, c, pkt, q, WIRE_RCODE_BADVERS, -1, NULL);
+		return DROPPED;
+	}
+	if (q->qtype == WIRE_TYPE_AXFR || q->qtype == WIRE_TYPE_IXFR) {
+		/* A zone transfer is no question for a resolver: REFUSED, never forwarded (as
+		 * Unbound); over UDP it would ask the upstream for what only TCP can carry. */
+		refuse(w, c, pkt, q);
+		return DROPPED;
+	}
+	if (is_meta_type(q->qtype)) {
+		/* OPT, TSIG, TKEY, MAILA, MAILB and the other meta types (128-248) only exist in
+		 * transit or are obsolete: no record answers them. FORMERR, as Unbound answers. */
+		w->st.formerr++;
+		answer_with_error(w, c, pkt, q, WIRE_RCODE_FORMERR, -1, NULL);
 		return DROPPED;
 	}
 	if (q->qclass == WIRE_CLASS_CH) {

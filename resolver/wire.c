@@ -86,17 +86,18 @@ int wire_parse_query(const uint8_t *pkt, size_t len, struct wire_query *q)
 	q->edns_udp_size = 512;
 	if (q->flags & WIRE_FLAG_QR)
 		return -EINVAL; /* Never answer a response: that is how reflection loops start. */
-	if (((q->flags >> 11) & 0xF) != 0)
-		return -ENOTSUP;
+	/* Another opcode (NOTIFY, UPDATE, STATUS...) is NOTIMP; its question and OPT are still
+	 * read when they parse, so the answer can echo them (RFC 1035 4.1.1). */
+	int bad = ((q->flags >> 11) & 0xF) != 0 ? -ENOTSUP : -EBADMSG;
 	if (wire_get16(pkt + 4) != 1)
-		return -EBADMSG;
+		return bad;
 
 	size_t qlen;
 	if (name_from_wire(&q->qname, pkt + WIRE_HEADER, len - WIRE_HEADER, &qlen) < 0)
-		return -EBADMSG;
+		return bad;
 	size_t off = WIRE_HEADER + qlen;
 	if (off + 4 > len)
-		return -EBADMSG;
+		return bad;
 	q->qname_len = (uint16_t)qlen;
 	q->qtype = wire_get16(pkt + off);
 	q->qclass = wire_get16(pkt + off + 2);
@@ -107,13 +108,15 @@ int wire_parse_query(const uint8_t *pkt, size_t len, struct wire_query *q)
 	struct wire_rr rr;
 	int rc;
 	if (wire_rr_begin(&it, pkt, len) < 0)
-		return -EBADMSG;
+		return bad;
 	while ((rc = wire_rr_next(&it, &rr)) > 0) {
 		if (rr.type != WIRE_TYPE_OPT)
 			continue;
 		/* RFC 6891 6.1.1: one OPT, in the additional section, owned by the root. */
-		if (q->has_edns || rr.section != 3 || pkt[rr.owner] != 0)
-			return -EBADMSG;
+		if (q->has_edns || rr.section != 3 || pkt[rr.owner] != 0) {
+			q->has_edns = false;
+			return bad;
+		}
 		q->has_edns = true;
 		q->edns_udp_size = rr.rclass < 512 ? 512 : rr.rclass;
 		q->edns_version = (uint8_t)(rr.ttl >> 16);
@@ -121,8 +124,8 @@ int wire_parse_query(const uint8_t *pkt, size_t len, struct wire_query *q)
 	}
 	/* Bytes after the last record are ignored, as most servers do. */
 	if (rc < 0)
-		return -EBADMSG;
-	return 0;
+		return bad;
+	return bad == -ENOTSUP ? -ENOTSUP : 0;
 }
 
 size_t wire_remove_edns_option(uint8_t *pkt, size_t len, uint16_t code)

@@ -31,6 +31,12 @@ enum {
 	WIRE_TYPE_DNAME = 39,
 	WIRE_TYPE_OPT = 41,
 	WIRE_TYPE_TXT = 16,
+	WIRE_TYPE_TKEY = 249,
+	WIRE_TYPE_TSIG = 250,
+	WIRE_TYPE_IXFR = 251,
+	WIRE_TYPE_AXFR = 252,
+	WIRE_TYPE_MAILB = 253,
+	WIRE_TYPE_MAILA = 254,
 	WIRE_TYPE_ANY = 255,
 };
 
@@ -39,6 +45,7 @@ enum {
 #define WIRE_CLASS_ANY 255
 
 #define WIRE_FLAG_QR 0x8000
+#define WIRE_FLAG_OPCODE 0x7800
 #define WIRE_FLAG_AA 0x0400
 #define WIRE_FLAG_TC 0x0200
 #define WIRE_FLAG_RD 0x0100
@@ -65,7 +72,8 @@ struct wire_query {
  *  @return 0; -EINVAL when even the header cannot be trusted (too short, or a response): drop;
  *  -EBADMSG when the header is readable but the rest is not: FORMERR; -ENOTSUP for an opcode
  *  other than QUERY: NOTIMP. On -EBADMSG and -ENOTSUP, q->id and q->flags are set and
- *  q->question_end is 0 when the question itself could not be read. */
+ *  q->question_end is 0 when the question itself could not be read; on -ENOTSUP the question
+ *  and the OPT record are read as for a QUERY when they parse (the answer echoes them). */
 int wire_parse_query(const uint8_t *pkt, size_t len, struct wire_query *q);
 
 /** Offset just past the (possibly compressed) name at pkt[off], or -EBADMSG. */

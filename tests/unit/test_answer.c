@@ -175,6 +175,26 @@ Test(answer, formerr_without_a_question)
 	ldns_pkt_free(pkt);
 }
 
+/* RFC 1035 4.1.1: the opcode is copied into the answer; a NOTIMP to an UPDATE is an UPDATE's, with
+ * its question. */
+Test(answer, notimp_copies_the_opcode_and_question)
+{
+	size_t len;
+	uint8_t *query = make_query("example.com.", LDNS_RR_TYPE_SOA, 0, 7, &len);
+	query[2] = (uint8_t)((query[2] & 0x87) | 5 << 3); /* UPDATE */
+	struct wire_query q;
+	cr_assert_eq(wire_parse_query(query, len, &q), -ENOTSUP);
+	uint8_t out[512];
+	int n = answer_error(out, sizeof(out), query, &q, WIRE_RCODE_NOTIMP, -1, NULL);
+	ldns_pkt *pkt = read_back(out, n);
+	cr_expect_eq(ldns_pkt_get_opcode(pkt), LDNS_PACKET_UPDATE);
+	cr_expect_eq(ldns_pkt_get_rcode(pkt), LDNS_RCODE_NOTIMPL);
+	cr_expect_eq(ldns_pkt_qdcount(pkt), 1);
+	cr_expect_eq(ldns_pkt_id(pkt), 7);
+	ldns_pkt_free(pkt);
+	free(query);
+}
+
 Test(answer, servfail_with_ede_and_badvers)
 {
 	size_t len;

