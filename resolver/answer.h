@@ -11,6 +11,7 @@
 #define ANSWER_EDNS_UDP_SIZE 1232 /**< The UDP size embargo advertises (DNS flag day 2020). */
 
 /* Extended DNS Error codes used here, RFC 8914 section 4. */
+#define ANSWER_EDE_OTHER 0
 #define ANSWER_EDE_STALE 3
 #define ANSWER_EDE_BLOCKED 15
 #define ANSWER_EDE_CENSORED 16

@@ -332,6 +332,9 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 		s.rate_limited);
 	counter(&t, "embargo_looped_total", "Queries from embargo's own upstream sockets, dropped.",
 		s.looped);
+	counter(&t, "embargo_chain_unreadable_total",
+		"Answers refused (SERVFAIL) because a CNAME or DNAME target could not be read.",
+		s.chain_unreadable);
 
 	counter(&t, "embargo_cache_hits_total", "Answers from the cache.", s.cache_hits);
 	counter(&t, "embargo_cache_misses_total", "Lookups that found no fresh answer.", s.cache_misses);

@@ -14,6 +14,7 @@
 
 #include "resolver/answer.h"
 #include "resolver/local.h"
+#include "resolver/log.h"
 #include "resolver/query_log.h"
 #include "resolver/worker.h"
 
@@ -135,25 +136,51 @@ static void deny(struct worker *w, const struct client *c, const uint8_t *query,
 			  o->ede_code, v->reason);
 }
 
-/* Is a CNAME or DNAME target in ans's answer section denied? Sets *v and *target if so. */
+/* Is a CNAME or DNAME target in ans's answer section denied? Sets *v and *target if so.
+ * @return 1 (denied), 0 (every target read and allowed) or -EBADMSG when a record or a target
+ * cannot be read (a forward or looping compression pointer...): the caller fails closed, since
+ * a target the policy cannot read may be a listed name. With pol NULL it only reads. */
 static int chain_denied(const policy_t *pol, const uint8_t *ans, size_t len,
 			struct policy_verdict *v, struct name *target)
 {
 	struct wire_rr_iter it;
 	struct wire_rr rr;
+	int rc;
 	if (wire_rr_begin(&it, ans, len) < 0)
-		return 0;
-	while (wire_rr_next(&it, &rr) > 0 && rr.section == 1) {
+		return -EBADMSG;
+	while ((rc = wire_rr_next(&it, &rr)) > 0 && rr.section == 1) {
 		if (rr.type != WIRE_TYPE_CNAME && rr.type != WIRE_TYPE_DNAME)
 			continue;
 		size_t next;
 		if (name_from_packet(target, ans, len, rr.rdata, &next) < 0)
-			continue;
+			return -EBADMSG;
+		if (!pol)
+			continue; /* Only reading. */
 		policy_lookup(pol, target, v);
 		if (v->action == POLICY_DENY)
 			return 1;
 	}
-	return 0;
+	return rc < 0 ? -EBADMSG : 0;
+}
+
+/* An answer whose chain the policy cannot read: SERVFAIL, counted, logged at most once a
+ * minute (an upstream sending such answers could otherwise fill the log). */
+static void chain_unreadable(struct worker *w, const struct client *c, const uint8_t *query,
+			     const struct wire_query *q)
+{
+	w->st.chain_unreadable++;
+	w->st.servfail++;
+	uint64_t now = uv_now(&w->loop);
+	if (w->chain_said_ms == 0 || now >= w->chain_said_ms + 60000) {
+		w->chain_said_ms = now;
+		char name[NAME_MAXTEXT + 2];
+		name_to_text(&q->qname, name, sizeof(name));
+		log_warn("an answer for %s has a CNAME or DNAME target that cannot be read: SERVFAIL "
+			 "(said once a minute; embargo_chain_unreadable_total counts them all)",
+			 name);
+	}
+	answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL, ANSWER_EDE_OTHER,
+			  "answer chain unreadable");
 }
 
 /* "policy.embargo" in lookup format. */
@@ -387,8 +414,13 @@ static int serve_stale(struct worker *w, const struct client *c, const uint8_t *
 	if (n <= 0)
 		return 0;
 	struct name target;
-	if (hit.has_chain && chain_denied(pol, w->answer, (size_t)n, &v, &target)) {
+	int chain = hit.has_chain ? chain_denied(pol, w->answer, (size_t)n, &v, &target) : 0;
+	if (chain > 0) {
 		deny(w, c, query, q, pol, &v, &target);
+		return 1;
+	}
+	if (chain < 0) {
+		chain_unreadable(w, c, query, q);
 		return 1;
 	}
 	if (hit.stale) {
@@ -440,8 +472,13 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 		      WORKER_ANSWER_MAX, &hit, w->o->max_client_ttl, false);
 	if (n > 0) {
 		struct name target;
-		if (hit.has_chain && chain_denied(pol, w->answer, (size_t)n, &v, &target)) {
+		int chain = hit.has_chain ? chain_denied(pol, w->answer, (size_t)n, &v, &target) : 0;
+		if (chain > 0) {
 			deny(w, c, pkt, q, pol, &v, &target);
+			return 0;
+		}
+		if (chain < 0) {
+			chain_unreadable(w, c, pkt, q);
 			return 0;
 		}
 		w->st.cache_hits++;
@@ -531,6 +568,10 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 		return c->session ? serve_stale(w, c, query, q) : 0;
 	if (c->ops) /* A prefetch took no share. */
 		admit_pending_give(w->admit, &c->addr);
+	struct policy_verdict v;
+	struct name target;
+	if (reply && cache_has_chain(reply, len) && chain_denied(NULL, reply, len, &v, &target) < 0)
+		flags &= ~UPSTREAM_FIRST; /* Never cached: each client would get SERVFAIL from it. */
 	if (reply && (flags & UPSTREAM_FIRST)) {
 		/* Cached whether or not this client is still there to get it. */
 		uint32_t ttl = cache_ttl(reply, len);
@@ -562,13 +603,14 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 		/* The policy may have changed while the question was upstream: the name is asked
 		 * again, then every CNAME/DNAME target. */
 		const policy_t *pol = policy_store_enter(w->server->store, w->reader);
-		struct policy_verdict v;
-		struct name target;
 		policy_lookup(pol, &q->qname, &v);
+		int chain = v.action == POLICY_DENY ? 0 : chain_denied(pol, reply, len, &v, &target);
 		if (v.action == POLICY_DENY) {
 			deny(w, c, query, q, pol, &v, NULL);
-		} else if (chain_denied(pol, reply, len, &v, &target)) {
+		} else if (chain > 0) {
 			deny(w, c, query, q, pol, &v, &target);
+		} else if (chain < 0) {
+			chain_unreadable(w, c, query, q);
 		} else {
 			/* The cache keeps the upstream's TTLs and AD; this client gets its own. */
 			wire_age_ttls(reply, len, 0, w->o->max_client_ttl);

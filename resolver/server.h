@@ -62,6 +62,8 @@ struct server_stats {
 	uint64_t cache_misses; /**< Lookups that found no fresh answer (stale ones included). */
 	uint64_t stale_served; /**< Expired answers served (RFC 8767). */
 	uint64_t prefetches;  /**< Cache entries refreshed before they expired. */
+	uint64_t chain_unreadable; /**< Answers whose CNAME/DNAME target could not be read:
+				    *   SERVFAIL (the policy cannot clear what it cannot read). */
 };
 
 /** Create the workers and bind every socket now, so that bind errors surface at once; no query

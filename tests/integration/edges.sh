@@ -72,4 +72,23 @@ other_opcodes() {
 }
 check "NOTIFY and UPDATE get NOTIMP with their opcode and question" other_opcodes
 
+# A CNAME whose target the policy cannot read (a forward compression pointer that lands on
+# kaspersky.com, or a pointer to itself) fails closed: SERVFAIL, counted, logged once, not cached.
+unreadable_chain() {
+	local n out
+	for n in badchain.example loopchain.example; do
+		out=$(q "$P" @127.0.0.1 "$n" A +edns 2>&1)
+		grep -q "status: SERVFAIL" <<<"$out" && ! grep -q "192.0.2.66" <<<"$out" ||
+			{ echo "$n: $out"; return 1; }
+	done
+	# Asked again: not from the cache (the upstream is asked again), SERVFAIL again.
+	out=$(q "$P" @127.0.0.1 badchain.example A +edns 2>&1)
+	grep -q "status: SERVFAIL" <<<"$out" || { echo "again: $out"; return 1; }
+	[ "$(grep -ci " badchain.example" "$WORK/meta.queries")" -ge 2 ] ||
+		{ echo "the unreadable answer was cached"; return 1; }
+	[ "$(grep -c "CNAME or DNAME target that cannot be read" "$WORK/meta.log")" -le 2 ] ||
+		{ echo "logged more than once a minute per worker"; return 1; }
+}
+check "a CNAME target the policy cannot read is SERVFAIL, never relayed or cached" unreadable_chain
+
 finish

@@ -9,11 +9,14 @@ test can read the resolver's source ports, IDs and 0x20 case. Behaviour by --mod
   mangle    answer with the question name lower-cased (an upstream that loses 0x20 case)
   wrongport answer from another socket (right address, wrong port)
   silent    read and never answer (a black hole)
+  servfail  answer SERVFAIL with EDE --ede (6, DNSSEC Bogus, as a validating upstream would)
 Names with a label "slow" are answered after --delay-ms; names under "hole." never; for names
 starting with "spoof", every ID from 0 to 65535 is first sent a forged answer (--spoof-answer,
 question in lower case, as an off-path attacker who cannot know the case would) from the right
 address and port, then the real answer ("spoofdrop" names: no real answer to that first query, as if the flood
-had drowned it). Names starting with "big" get a TXT answer of about
+had drowned it). Names starting "refusedq" are answered REFUSED, "servfail" SERVFAIL with EDE
+--ede; "badchain" get a CNAME whose target is a forward compression pointer to kaspersky.com,
+"loopchain" one that points at itself. Names starting with "big" get a TXT answer of about
 --big-bytes octets (over TCP; over UDP it is truncated with TC).
 """
 import argparse
@@ -72,6 +75,37 @@ def answer(pkt, args, rcode=0, lower=False, addr=None, big=False, tc=False):
     return header + bytes(question) + records + opt
 
 
+def chain_answer(pkt, loop=False):
+    """An answer whose CNAME target is a forward compression pointer to the next record's owner,
+    kaspersky.com (or, with loop, a pointer to itself): a parser that follows forward pointers
+    reads the target as a listed name; embargo's cannot read it."""
+    qid = pkt[0:2]
+    _, _, _, qend = parse_question(pkt)
+    question = pkt[12:qend]
+    flags = 0x8000 | 0x0400 | (pkt[2] & 0x01) << 8
+    cname_at = 12 + len(question)
+    target_at = cname_at + 12 + 2
+    ptr = cname_at + 12 if loop else target_at
+    cname = b"\xc0\x0c" + struct.pack("!HHIH", 5, 1, 300, 2) + struct.pack("!H", 0xC000 | ptr)
+    a = b"\x09kaspersky\x03com\x00" + struct.pack("!HHIH", 1, 1, 300, 4) + socket.inet_aton("192.0.2.66")
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0) if has_opt(pkt) else b""
+    header = qid + struct.pack("!HHHHH", flags, 1, 2, 0, 1 if opt else 0)
+    return header + question + cname + a + opt
+
+
+def failure_answer(pkt, rcode, ede):
+    """rcode with an EDE option (code ede, text "fake") when the query had EDNS."""
+    qid = pkt[0:2]
+    _, _, _, qend = parse_question(pkt)
+    flags = 0x8000 | (pkt[2] & 0x01) << 8 | 0x0080 | rcode
+    opt = b""
+    if has_opt(pkt):
+        option = struct.pack("!HHH", 15, 2 + 4, ede) + b"fake"
+        opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, len(option)) + option
+    header = qid + struct.pack("!HHHHH", flags, 1, 0, 0, 1 if opt else 0)
+    return header + pkt[12:qend] + opt
+
+
 class Upstream:
     def __init__(self, args):
         self.args = args
@@ -94,8 +128,12 @@ class Upstream:
             return None, 0
         delay = self.args.delay_ms / 1000 if b"slow" in labels or any(
             l.lower() == b"slow" for l in labels) else 0
-        if self.args.mode == "refused":
+        if self.args.mode == "refused" or name.startswith(b"refusedq"):
             return answer(pkt, self.args, rcode=5), delay
+        if self.args.mode == "servfail" or name.startswith(b"servfail"):
+            return failure_answer(pkt, 2, self.args.ede), delay
+        if name.startswith(b"badchain") or name.startswith(b"loopchain"):
+            return chain_answer(pkt, loop=name.startswith(b"loopchain")), delay
         big = name.startswith(b"big")
         if big and not over_tcp:
             return answer(pkt, self.args, tc=True), delay
@@ -189,10 +227,12 @@ def main():
     p.add_argument("--answer", default="192.0.2.1")
     p.add_argument("--spoof-answer", default="6.6.6.6")
     p.add_argument("--mode", default="normal",
-                   choices=["normal", "refused", "mangle", "wrongport", "silent"])
+                   choices=["normal", "refused", "mangle", "wrongport", "silent", "servfail"])
     p.add_argument("--delay-ms", type=int, default=300)
     p.add_argument("--big-bytes", type=int, default=60000)
     p.add_argument("--ad", action="store_true", help="set AD in every answer")
+    p.add_argument("--ede", type=int, default=6,
+                   help="EDE code of SERVFAIL answers (servfail mode, names starting servfail)")
     p.add_argument("--ttl", type=int, default=300, help="TTL of A answers")
     p.add_argument("--tcp-answers", type=int, default=0,
                    help="close a TCP connection after this many answers (0: never)")
