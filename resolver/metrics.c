@@ -332,6 +332,9 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 		s.rate_limited);
 	counter(&t, "embargo_looped_total", "Queries from embargo's own upstream sockets, dropped.",
 		s.looped);
+	counter(&t, "embargo_servfail_remembered_total",
+		"SERVFAIL answers from the memory of questions that failed upstream a moment ago.",
+		s.servfail_remembered);
 	counter(&t, "embargo_chain_unreadable_total",
 		"Answers refused (SERVFAIL) because a CNAME or DNAME target could not be read.",
 		s.chain_unreadable);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "resolver/answer.h"
+#include "resolver/failcache.h"
 #include "resolver/local.h"
 #include "resolver/log.h"
 #include "resolver/query_log.h"
@@ -377,6 +378,27 @@ static void fix_ad(const struct worker *w, const struct wire_query *q, uint8_t *
 		ans[3] &= (uint8_t)~WIRE_FLAG_AD;
 }
 
+/* No upstream answered: SERVFAIL, with the EDE of the upstream's own error answer when it gave
+ * one (a validating upstream's 6 DNSSEC Bogus, 9 DNSKEY Missing...: RFC 8914 3), else EDE 22. */
+static void failure_answer(struct worker *w, const struct client *c, const uint8_t *query,
+			   const struct wire_query *q, const struct upstream_failure *why)
+{
+	static const char *const RCODES[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
+					     "NOTIMP", "REFUSED"};
+	char text[64];
+	w->st.servfail++;
+	if (why && why->ede_code >= 0) {
+		answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL, why->ede_code, why->ede_text);
+		return;
+	}
+	if (why && why->rejected)
+		snprintf(text, sizeof(text), "the upstream answered %s",
+			 why->rcode < 6 ? RCODES[why->rcode] : "an error");
+	else
+		snprintf(text, sizeof(text), "no upstream answered in time");
+	answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL, ANSWER_EDE_NO_REACHABLE_AUTHORITY, text);
+}
+
 /* ---- Serve-stale and prefetch ------------------------------------------------------------ */
 
 /* The client of a prefetch: nobody; its answer only refreshes the cache. */
@@ -499,6 +521,16 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 		answer_with_error(w, c, pkt, q, WIRE_RCODE_REFUSED, -1, NULL);
 		return 0;
 	}
+	/* Failed a moment ago (RFC 9520): not asked again before its time, so a client repeating
+	 * a failing question cannot make embargo repeat it upstream. */
+	const struct upstream_failure *failed = failcache_get(w->fails, key.hash, uv_now(&w->loop));
+	if (failed) {
+		if (!(stale && serve_stale(w, c, pkt, q))) {
+			w->st.servfail_remembered++;
+			failure_answer(w, c, pkt, q, failed);
+		}
+		return 0;
+	}
 
 	/* One client may keep only its share of the pending pool waiting. */
 	if (admit_pending_take(w->admit, &c->addr) < 0) {
@@ -561,13 +593,19 @@ void query_handle_batch(struct worker *w, struct query_batch *b)
 /* ---- Upstream answers --------------------------------------------------------------------- */
 
 int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *query,
-			  const struct wire_query *q, uint8_t *reply, size_t len, unsigned flags)
+			  const struct wire_query *q, uint8_t *reply, size_t len,
+			  const struct upstream_failure *why, unsigned flags)
 {
 	struct worker *w = ctx;
 	if (flags & UPSTREAM_DUE)
 		return c->session ? serve_stale(w, c, query, q) : 0;
 	if (c->ops) /* A prefetch took no share. */
 		admit_pending_give(w->admit, &c->addr);
+	if (!reply && why && (flags & UPSTREAM_FIRST)) {
+		struct cache_key key;
+		cache_key_make(w->server->cache, &key, q);
+		failcache_put(w->fails, key.hash, why, uv_now(&w->loop));
+	}
 	struct policy_verdict v;
 	struct name target;
 	if (reply && cache_has_chain(reply, len) && chain_denied(NULL, reply, len, &v, &target) < 0)
@@ -593,12 +631,8 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 	if (flags & UPSTREAM_ANSWERED) {
 		/* It had a stale answer; this one refreshed the cache. */
 	} else if (!reply) {
-		if (!serve_stale(w, c, query, q)) {
-			w->st.servfail++;
-			answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL,
-					  ANSWER_EDE_NO_REACHABLE_AUTHORITY,
-					  "no upstream answered in time");
-		}
+		if (!serve_stale(w, c, query, q))
+			failure_answer(w, c, query, q, why);
 	} else {
 		/* The policy may have changed while the question was upstream: the name is asked
 		 * again, then every CNAME/DNAME target. */

@@ -10,6 +10,7 @@
 #include "resolver/wire.h"
 
 struct worker;
+struct upstream_failure;
 
 #define QUERY_BATCH 64
 
@@ -33,4 +34,5 @@ void query_handle_batch(struct worker *w, struct query_batch *b);
 
 /** The worker's upstream answer callback (upstream_answer_cb); ctx is the worker. */
 int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *query,
-			  const struct wire_query *q, uint8_t *reply, size_t len, unsigned flags);
+			  const struct wire_query *q, uint8_t *reply, size_t len,
+			  const struct upstream_failure *why, unsigned flags);

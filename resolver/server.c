@@ -285,8 +285,9 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	w->answer = malloc(WORKER_ANSWER_MAX);
 	w->admit = admit_new(o);
 	w->hits = rule_hits_new();
+	w->fails = failcache_new();
 	w->report = o->report_clients ? client_report_new() : NULL;
-	if (!w->answer || !w->admit || !w->hits || (o->report_clients && !w->report) ||
+	if (!w->answer || !w->admit || !w->hits || !w->fails || (o->report_clients && !w->report) ||
 	    udp_init(w) < 0 || tcp_init(w) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -335,6 +336,8 @@ static void worker_free(struct worker *w)
 	w->admit = NULL;
 	rule_hits_free(w->hits);
 	w->hits = NULL;
+	failcache_free(w->fails);
+	w->fails = NULL;
 	client_report_free(w->report);
 	w->report = NULL;
 	free(w->answer);

@@ -64,6 +64,7 @@ struct server_stats {
 	uint64_t prefetches;  /**< Cache entries refreshed before they expired. */
 	uint64_t chain_unreadable; /**< Answers whose CNAME/DNAME target could not be read:
 				    *   SERVFAIL (the policy cannot clear what it cannot read). */
+	uint64_t servfail_remembered; /**< SERVFAIL from the memory of recent upstream failures. */
 };
 
 /** Create the workers and bind every socket now, so that bind errors surface at once; no query

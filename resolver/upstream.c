@@ -33,7 +33,7 @@
 #define EDNS_SIZE 1232        /* What we advertise upstream (DNS flag day 2020). */
 #define PROBE_FIRST_MS 1000
 #define PROBE_MAX_MS 60000
-#define SRTT_PENALTY_MS 1000  /* Added to an upstream's RTT for each soft failure. */
+#define SRTT_PENALTY_MS 1000  /* Added to an upstream's RTT when it refuses a connection. */
 #define SRTT_MAX_MS 30000
 
 struct pending;
@@ -95,6 +95,9 @@ struct pending {
 	uint8_t in_fifo;
 	uint8_t in_table;
 	uint8_t has_edns;            /* Of its clients: they all agree (it is in the key). */
+	uint16_t rejected;           /* Upstreams that answered it with an error RCODE: never
+				      * asked it again (bit per upstream). */
+	struct upstream_failure why; /* The last such answer's RCODE and EDE. */
 	uint8_t key[NAME_MAXWIRE + 1 + 5];
 	uint8_t query[OUT_MAX];
 };
@@ -442,12 +445,13 @@ static void note_soft_failure(upstream_t *u, unsigned i)
 }
 
 /* The upstream for p's next attempt: the fastest live one not yet asked in this round, else a
- * dead one not yet asked (all may be dead), else a new round. */
+ * dead one not yet asked (all may be dead), else a new round. One that answered p with an
+ * error RCODE is never asked again (attempt_failed() stops when all have). */
 static unsigned pick(upstream_t *u, struct pending *p)
 {
 	unsigned n = u->o->nupstream;
-	if ((p->tried & ((1u << n) - 1)) == (1u << n) - 1)
-		p->tried = 0;
+	if (((p->tried | p->rejected) & ((1u << n) - 1)) == (1u << n) - 1)
+		p->tried = p->rejected;
 	int best = -1;
 	for (int pass = 0; pass < 2 && best < 0; pass++)
 		for (unsigned i = 0; i < n; i++) {
@@ -456,6 +460,8 @@ static unsigned pick(upstream_t *u, struct pending *p)
 			if (best < 0 || u->health[i].srtt_ms < u->health[best].srtt_ms)
 				best = (int)i;
 		}
+	if (best < 0)
+		abort(); /* attempt_failed() never asks for one when every upstream rejected p. */
 	return (unsigned)best;
 }
 
@@ -580,7 +586,7 @@ static void due_timer_cb(uv_timer_t *t)
 	while (u->due_head && u->due_head->due <= now) {
 		struct waiter *w = u->due_head;
 		due_remove(u, w);
-		if (u->cb(u->ctx, &w->client, w->query, &w->q, NULL, 0, UPSTREAM_DUE))
+		if (u->cb(u->ctx, &w->client, w->query, &w->q, NULL, 0, NULL, UPSTREAM_DUE))
 			w->answered = 1;
 	}
 	due_arm(u);
@@ -623,7 +629,7 @@ static void finish(upstream_t *u, struct pending *p, const uint8_t *reply, size_
 				wire_answer_patch(out, w->query, &w->q);
 			}
 			u->cb(u->ctx, &w->client, w->query, &w->q, out, reply ? len : 0,
-			      first | (w->answered ? UPSTREAM_ANSWERED : 0) |
+			      reply ? NULL : &p->why, first | (w->answered ? UPSTREAM_ANSWERED : 0) |
 				      (reply ? (p->upstream + 1u) << UPSTREAM_INDEX_SHIFT : 0));
 			first = 0;
 		}
@@ -703,7 +709,9 @@ static void attempt_failed(upstream_t *u, struct pending *p)
 	fifo_remove(u, p);
 	if (p->sock)
 		sock_close(p->sock);
-	if (p->attempt + 1 >= ATTEMPTS || uv_now(u->loop) >= p->expire) {
+	unsigned all = (1u << u->o->nupstream) - 1;
+	if (p->attempt + 1 >= ATTEMPTS || uv_now(u->loop) >= p->expire ||
+	    (p->rejected & all) == all) {
 		finish(u, p, NULL, 0);
 		return;
 	}
@@ -716,6 +724,31 @@ static const uint8_t PROBE_QUESTION[] = {0, 0, 2, 0, 1};
 
 static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t len,
 			int over_tcp);
+
+/* Upstream i answered p with an error RCODE (SERVFAIL, REFUSED, FORMERR, NOTIMP, BADCOOKIE...):
+ * it is not asked p again (a BADCOOKIE's new server cookie is kept for other questions); the
+ * next upstream may answer. Its RCODE and EDE are kept for the client if none does. */
+static void rejected(upstream_t *u, struct pending *p, unsigned i, const uint8_t *reply,
+		     size_t len, unsigned rcode)
+{
+	u->stats.soft_failures++;
+	p->rejected |= (uint16_t)(1u << i);
+	p->why.rejected = 1;
+	p->why.rcode = (uint8_t)(rcode > 15 ? WIRE_RCODE_SERVFAIL : rcode);
+	p->why.ede_code = -1;
+	p->why.ede_text[0] = '\0';
+	size_t off, olen;
+	if (wire_find_edns_option(reply, len, WIRE_EDNS_EDE, &off, &olen) > 0 && olen >= 2) {
+		p->why.ede_code = (int16_t)(wire_get16(reply + off) & 0x7FFF);
+		size_t tl = olen - 2 < UPSTREAM_EDE_TEXT_MAX ? olen - 2 : UPSTREAM_EDE_TEXT_MAX;
+		for (size_t k = 0; k < tl; k++) {
+			uint8_t c = reply[off + 2 + k];
+			p->why.ede_text[k] = c >= 0x20 && c < 0x7F ? (char)c : '?';
+		}
+		p->why.ede_text[tl] = '\0';
+	}
+	attempt_failed(u, p);
+}
 
 static void probe_reply(upstream_t *u, struct outsock *s, const uint8_t *reply, size_t len)
 {
@@ -771,14 +804,13 @@ static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_
 		return;
 	}
 	unsigned rcode = full_rcode(reply, len);
+	/* An error RCODE is an answer, in its real time: a client that asks questions an upstream
+	 * cannot answer must not steer the choice of upstream. */
+	note_rtt(u, i, uv_now(u->loop) - s->sent_at);
 	if (rcode != WIRE_RCODE_NOERROR && rcode != WIRE_RCODE_NXDOMAIN) {
-		/* SERVFAIL, REFUSED, FORMERR, NOTIMP, BADCOOKIE...: this upstream cannot answer this
-		 * question now; the next one may (a BADCOOKIE's new server cookie is kept). */
-		note_soft_failure(u, i);
-		attempt_failed(u, p);
+		rejected(u, p, i, reply, len, rcode);
 		return;
 	}
-	note_rtt(u, i, uv_now(u->loop) - s->sent_at);
 	if (u->latency && s->sent_ns)
 		latency_observe(&u->latency[i], uv_hrtime() - s->sent_ns);
 	if (wire_get16(reply + 2) & WIRE_FLAG_TC) {
@@ -1070,8 +1102,7 @@ static void link_message(struct tcp_link *l, const uint8_t *msg, size_t len)
 	unsigned rcode = full_rcode(msg, len);
 	if (rcode != WIRE_RCODE_NOERROR && rcode != WIRE_RCODE_NXDOMAIN) {
 		/* As over UDP: the next upstream may answer (over UDP first, like any attempt). */
-		note_soft_failure(u, l->upstream);
-		attempt_failed(u, p);
+		rejected(u, p, l->upstream, msg, len, rcode);
 		return;
 	}
 	finish(u, p, msg, len);
@@ -1371,6 +1402,7 @@ int upstream_forward(upstream_t *u, const struct client *c, const uint8_t *query
 		p->keylen = (uint16_t)keylen;
 		memcpy(p->key, key, keylen);
 		p->has_edns = q->has_edns;
+		p->why.ede_code = -1;
 		p->use_0x20 = (uint8_t)u->o->use_0x20;
 		p->started = uv_now(u->loop);
 		p->expire = p->started + u->o->timeout_ms;

@@ -4,9 +4,12 @@
  * letter case (0x20) and a DNS cookie, and a reply counts only if it comes to that socket from
  * that address and port and echoes ID, question (case included) and cookie. Identical questions
  * in flight share one upstream query. The upstream query is embargo's own (1232-octet EDNS, DO
- * and CD kept, nothing else of the client's). Soft failures (SERVFAIL, REFUSED, FORMERR, NOTIMP)
- * and timeouts move a query to the next upstream; per-upstream RTT and health pick the best, and
- * a dead upstream is skipped until a probe finds it back. Queries in flight live in fixed pools. */
+ * and CD kept, nothing else of the client's). An error RCODE (SERVFAIL, REFUSED, FORMERR,
+ * NOTIMP) moves a question to the next upstream, and no upstream is asked a question twice that
+ * it answered so; timeouts move it on too, up to four attempts. Per-upstream RTT and health pick
+ * the best: only real round trips and timeouts move them, never an RCODE a client can provoke.
+ * A dead upstream is skipped until a probe finds it back. Queries in flight live in fixed
+ * pools. */
 #pragma once
 
 #include <stdbool.h>
@@ -34,16 +37,29 @@ enum {
  *  upstream that gave it. */
 #define UPSTREAM_INDEX_SHIFT 8
 
+/** Longest EDE text kept from an upstream's failure. */
+#define UPSTREAM_EDE_TEXT_MAX 80
+
+/** Why a question got no answer. */
+struct upstream_failure {
+	uint8_t rejected;  /**< 1: an upstream answered it with an error RCODE (rcode), and the
+				others did too or did not answer in time; 0: none answered in
+				time (timeouts, refused connections). */
+	uint8_t rcode;     /**< The last error RCODE (SERVFAIL, REFUSED...), when rejected. */
+	int16_t ede_code;  /**< That answer's Extended DNS Error (RFC 8914), -1: none. */
+	char ede_text[UPSTREAM_EDE_TEXT_MAX + 1]; /**< Its text, printable ASCII only. */
+};
+
 /** Delivers the answer to one client of a forwarded question (reply NULL: no upstream
- *  answered in time). reply already carries the client's ID and question case. Called for
- *  every client, also those whose session is gone (c->session NULL), once at the end with
- *  flags 0 or UPSTREAM_FIRST (| UPSTREAM_ANSWERED), and for a client forwarded with a stale
- *  timeout also once before with UPSTREAM_DUE if that passes first. All arguments are
- *  borrowed for the call; the callback may modify reply in place. @return 1 when it answered
- *  the client at UPSTREAM_DUE, else 0. */
+ *  answered, and why says why). reply already carries the client's ID and question case.
+ *  Called for every client, also those whose session is gone (c->session NULL), once at the
+ *  end with flags 0 or UPSTREAM_FIRST (| UPSTREAM_ANSWERED), and for a client forwarded with a
+ *  stale timeout also once before with UPSTREAM_DUE (reply and why NULL) if that passes
+ *  first. All arguments are borrowed for the call; the callback may modify reply in place.
+ *  @return 1 when it answered the client at UPSTREAM_DUE, else 0. */
 typedef int (*upstream_answer_cb)(void *ctx, const struct client *c, const uint8_t *query,
 				  const struct wire_query *q, uint8_t *reply, size_t len,
-				  unsigned flags);
+				  const struct upstream_failure *why, unsigned flags);
 
 /** Per-worker forwarding statistics. */
 struct upstream_stats {

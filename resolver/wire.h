@@ -107,6 +107,7 @@ int wire_rr_begin(struct wire_rr_iter *it, const uint8_t *pkt, size_t len);
 int wire_rr_next(struct wire_rr_iter *it, struct wire_rr *rr);
 
 #define WIRE_EDNS_COOKIE 10 /**< RFC 7873. */
+#define WIRE_EDNS_EDE 15    /**< RFC 8914. */
 #define WIRE_EDNS_ECS 8     /**< RFC 7871. */
 #define WIRE_RCODE_BADCOOKIE 23
 

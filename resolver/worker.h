@@ -17,6 +17,7 @@
 #include "resolver/options.h"
 #include "resolver/query_log.h"
 #include "resolver/server.h"
+#include "resolver/failcache.h"
 #include "resolver/upstream.h"
 
 #define WORKER_ANSWER_MAX 65535
@@ -29,7 +30,7 @@
 	X(tcp_conns) X(refused) X(rate_limited) X(tcp_refused) X(tcp_evicted) X(tcp_timeouts) \
 	X(looped) X(local) X(cache_misses) X(stale_served) X(prefetches) X(queries_tcp) X(tcp_open) \
 	X(up_sent) X(up_answered) X(up_timeouts) X(up_soft_failures) X(up_ignored) \
-	X(up_tcp_fallbacks) X(up_merged) X(chain_unreadable)
+	X(up_tcp_fallbacks) X(up_merged) X(chain_unreadable) X(servfail_remembered)
 /* And the arrays among them. */
 #define WORKER_STAT_ARRAYS(X) X(rcode, SERVER_RCODES) X(qtype, SERVER_QTYPES)
 
@@ -74,6 +75,7 @@ struct worker {
 	struct options_cidr self[32];
 	unsigned nself;
 	uint64_t self_at;
+	failcache_t *fails;      /* Questions that failed upstream a moment ago. */
 	uint64_t chain_said_ms;  /* When an unreadable CNAME/DNAME target was last logged. */
 	struct server_stats st;  /* Written only by this worker. */
 	struct upstream_stats up_stats; /* The upstream's, kept when it closes. */

@@ -72,6 +72,61 @@ other_opcodes() {
 }
 check "NOTIFY and UPDATE get NOTIMP with their opcode and question" other_opcodes
 
+# An upstream's error answer: its EDE reaches the client (RFC 8914 3); the question is asked once
+# per upstream, not four times, and the failure is remembered (RFC 9520) so that a client
+# repeating it within 5 s is answered from that memory, not by asking again.
+failures_once() {
+	local i out n
+	for i in 1 2 3 4 5 6; do
+		out=$(q "$P" @127.0.0.1 servfail-once.example A +edns)
+		grep -q "status: SERVFAIL" <<<"$out" && grep -q "EDE: 6 (DNSSEC Bogus): 'fake'" <<<"$out" ||
+			{ echo "answer $i: $out"; return 1; }
+	done
+	n=$(grep -ci " servfail-once.example" "$WORK/meta.queries")
+	echo "the upstream saw $n questions for 6 client questions (2 workers)"
+	[ "$n" -ge 1 ] && [ "$n" -le 2 ] || { cat "$WORK/meta.queries"; return 1; }
+	# Remembered 5 s, then asked again.
+	sleep 5.2
+	q "$P" @127.0.0.1 servfail-once.example A +edns >/dev/null
+	[ "$(grep -ci " servfail-once.example" "$WORK/meta.queries")" -gt "$n" ] ||
+		{ echo "not asked again after 5 s"; return 1; }
+}
+check "an upstream's error answer: its EDE passed on, asked once per upstream, remembered 5 s" failures_once
+
+# Serve-stale (RFC 8767) on every kind of failure to refresh: a closed port (ICMP refused), an
+# upstream answering REFUSED, one answering SERVFAIL: the expired answer with EDE 3, at once.
+stale_on_failures() {
+	local f p kind out fpid
+	f=$(free_port)
+	p=$(free_port)
+	start_fake stalefail "$f" --ttl 1 --answer 192.0.2.55
+	fpid=${PIDS[-1]}
+	start_embargo stalefail "$p" --upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$REDIS" \
+		--prefetch no
+	for kind in closed refused servfail; do
+		q "$p" @127.0.0.1 "stale-$kind.example" A +edns +short | grep -qx 192.0.2.55 ||
+			{ echo "$kind: no first answer"; return 1; }
+	done
+	kill "$fpid"
+	wait "$fpid" 2>/dev/null || true
+	sleep 1.5 # Expired (TTL 1).
+	for kind in closed refused servfail; do
+		case $kind in
+		refused) start_fake stalefail-r "$f" --mode refused && fpid=${PIDS[-1]} ;;
+		servfail) start_fake stalefail-s "$f" --mode servfail && fpid=${PIDS[-1]} ;;
+		esac
+		out=$(q "$p" @127.0.0.1 "stale-$kind.example" A +edns)
+		grep -q "status: NOERROR" <<<"$out" && grep -q "EDE: 3 (Stale Answer)" <<<"$out" &&
+			grep -qE "^stale-$kind\.example\.\s+30\s+IN\s+A\s+192.0.2.55" <<<"$out" ||
+			{ echo "$kind: $out"; return 1; }
+		if [ "$kind" != closed ]; then
+			kill "$fpid"
+			wait "$fpid" 2>/dev/null || true
+		fi
+	done
+}
+check "serve-stale on a refused connection, on REFUSED and on SERVFAIL" stale_on_failures
+
 # A CNAME whose target the policy cannot read (a forward compression pointer that lands on
 # kaspersky.com, or a pointer to itself) fails closed: SERVFAIL, counted, logged once, not cached.
 unreadable_chain() {

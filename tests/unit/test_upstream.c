@@ -28,8 +28,11 @@ struct answer {
 };
 static struct answer got;
 
+static struct upstream_failure why_got;
+
 static int on_answer(void *ctx, const struct client *c, const uint8_t *query,
-		     const struct wire_query *q, uint8_t *reply, size_t len, unsigned flags)
+		     const struct wire_query *q, uint8_t *reply, size_t len,
+		     const struct upstream_failure *why, unsigned flags)
 {
 	(void)ctx;
 	(void)c;
@@ -38,6 +41,8 @@ static int on_answer(void *ctx, const struct client *c, const uint8_t *query,
 	got.firsts += (flags & UPSTREAM_FIRST) ? 1 : 0;
 	if (!reply) {
 		got.failures++;
+		if (why)
+			why_got = *why;
 		return 0;
 	}
 	got.id = wire_get16(reply);
@@ -295,6 +300,84 @@ Test(upstream, soft_failure_moves_to_the_next_upstream)
 	cr_expect_eq(got.calls, 1);
 	cr_expect_eq(got.failures, 0);
 	cr_expect_eq(upstream_stats(s.up)->soft_failures, 1);
+	close(fd1);
+	close(fd2);
+	stop(&s);
+}
+
+/* An error RCODE is not retried at the upstream that gave it: with two upstreams that both
+ * answer REFUSED the question goes out twice, not four times (a client cannot make one query
+ * into a burst), and the failure keeps the last upstream's RCODE and EDE for the client. */
+Test(upstream, each_upstream_rejects_a_question_once)
+{
+	struct sockaddr_storage u1, u2, from;
+	int fd1 = fake_upstream(&u1), fd2 = fake_upstream(&u2);
+	struct setup s;
+	start(&s, 6, (char *[]){"--upstream", addr_arg(&u1), "--upstream", addr_arg(&u2), "--timeout",
+				"2000"});
+	cr_assert_eq(forward(&s, "www.example.com.", 1, 9, NULL, 0), 0);
+	uint8_t q[4096], a[4096];
+	int fds[2] = {fd1, fd2}, asked[2] = {0, 0};
+	for (int round = 0; round < 4; round++) {
+		int answered = 0;
+		for (int k = 0; k < 2; k++) {
+			size_t n = take_query(&s.loop, fds[k], q, &from, round < 2 ? 300 : 100);
+			if (!n)
+				continue;
+			asked[k]++;
+			size_t alen = answer_to(q, n, a, k == 0 ? WIRE_RCODE_REFUSED : WIRE_RCODE_SERVFAIL);
+			if (k == 1) { /* OPT with EDE 6 (DNSSEC Bogus), text "bogus\x01". */
+				static const uint8_t opt[] = {0, 0, 41, 4, 0xD0, 0, 0, 0, 0, 0, 12,
+							      0, 15, 0, 8, 0, 6, 'b', 'o', 'g', 'u', 's', 1};
+				memcpy(a + alen, opt, sizeof(opt));
+				alen += sizeof(opt);
+				wire_put16(a + 10, 1);
+			}
+			sendto(fds[k], a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+			answered = 1;
+		}
+		if (!answered && round >= 2)
+			break;
+	}
+	pump(&s.loop, -1, 50);
+	cr_expect_eq(asked[0], 1, "the first upstream was asked %d times", asked[0]);
+	cr_expect_eq(asked[1], 1, "the second upstream was asked %d times", asked[1]);
+	cr_expect_eq(got.failures, 1);
+	cr_expect_eq(why_got.rejected, 1);
+	cr_expect_eq(why_got.rcode, WIRE_RCODE_SERVFAIL);
+	cr_expect_eq(why_got.ede_code, 6);
+	cr_expect_str_eq(why_got.ede_text, "bogus?", "control characters are not passed on");
+	close(fd1);
+	close(fd2);
+	stop(&s);
+}
+
+/* An error RCODE is an answer in its real time: it does not push its upstream behind a slower
+ * one, or a client asking failing questions would steer every client's choice of upstream. */
+Test(upstream, an_error_rcode_does_not_steer_the_choice)
+{
+	struct sockaddr_storage u1, u2, from;
+	int fd1 = fake_upstream(&u1), fd2 = fake_upstream(&u2);
+	struct setup s;
+	start(&s, 4, (char *[]){"--upstream", addr_arg(&u1), "--upstream", addr_arg(&u2)});
+	cr_assert_eq(forward(&s, "fails.example.com.", 1, 9, NULL, 0), 0);
+	uint8_t q[4096], a[4096];
+	size_t n = take_query(&s.loop, fd1, q, &from, 1000);
+	cr_assert_gt(n, 0);
+	size_t alen = answer_to(q, n, a, WIRE_RCODE_SERVFAIL);
+	sendto(fd1, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	n = take_query(&s.loop, fd2, q, &from, 300);
+	cr_assert_gt(n, 0);
+	pump(&s.loop, -1, 60); /* The second upstream is slower. */
+	alen = answer_to(q, n, a, 0);
+	sendto(fd2, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	pump(&s.loop, -1, 50);
+	cr_expect_eq(got.calls, 1);
+	cr_expect_eq(got.failures, 0);
+	/* The next question goes to the first upstream, the faster one. */
+	cr_assert_eq(forward(&s, "next.example.com.", 1, 10, NULL, 0), 0);
+	n = take_query(&s.loop, fd1, q, &from, 200);
+	cr_expect_gt(n, 0, "the upstream that answered SERVFAIL quickly was skipped");
 	close(fd1);
 	close(fd2);
 	stop(&s);
