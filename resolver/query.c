@@ -641,6 +641,12 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 		int chain = v.action == POLICY_DENY ? 0 : chain_denied(pol, reply, len, &v, &target);
 		if (v.action == POLICY_DENY) {
 			deny(w, c, query, q, pol, &v, NULL);
+		} else if (c->stream && (reply[2] & (WIRE_FLAG_TC >> 8))) {
+			/* A truncated answer the upstream side had no room to fetch whole: a UDP
+			 * client retries over TCP; one over TCP already has nothing to retry with. */
+			w->st.servfail++;
+			answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL, ANSWER_EDE_OTHER,
+					  "no room to fetch the whole answer now");
 		} else if (chain > 0) {
 			deny(w, c, query, q, pol, &v, &target);
 		} else if (chain < 0) {

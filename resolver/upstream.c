@@ -26,6 +26,7 @@
 #define ATTEMPTS 4            /* Attempts per question; each has timeout / ATTEMPTS. */
 #define MERGE_BUCKETS 8192
 #define FETCH_MAX 64          /* Questions waiting on TCP links per worker. */
+#define FETCH_PER_CLIENT 16   /* Of those, asked first by one client (IPv4 address, IPv6 /64). */
 #define LINK_IDLE_MS 10000    /* A link with nothing to wait for closes after this. */
 #define LINK_RETRIES 8        /* Times a question moves to a new link when one is closed. */
 #define RECV_MAX 65535
@@ -701,7 +702,8 @@ static unsigned full_rcode(const uint8_t *reply, size_t len)
 	return rcode;
 }
 
-static void fetch_start(upstream_t *u, struct pending *p, unsigned upstream);
+static void fetch_start(upstream_t *u, struct pending *p, unsigned upstream,
+			const uint8_t *truncated, size_t len);
 
 /* An attempt is over without an answer: ask the next upstream now, or give up. */
 static void attempt_failed(upstream_t *u, struct pending *p)
@@ -817,7 +819,7 @@ static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_
 		/* Fetched whole over TCP, even for a UDP client: the cache keeps it whole. */
 		fifo_remove(u, p);
 		sock_close(s);
-		fetch_start(u, p, i);
+		fetch_start(u, p, i, reply, len);
 		return;
 	}
 	finish(u, p, reply, len);
@@ -1001,7 +1003,8 @@ static void link_closed(uv_handle_t *h)
 	unref(u);
 }
 
-static void fetch_start(upstream_t *u, struct pending *p, unsigned i);
+static void fetch_start(upstream_t *u, struct pending *p, unsigned i, const uint8_t *truncated,
+			size_t len);
 
 /* Close l. The questions waiting on it fail (SERVFAIL), unless the upstream is closing; with
  * retry (the upstream closed or reset the connection, which servers do after some answers or
@@ -1023,7 +1026,7 @@ static void link_close_retry(struct tcp_link *l, int retry)
 		 * still answers one question per connection. */
 		if (retry && !u->closing && p->link_retried < LINK_RETRIES) {
 			p->link_retried++;
-			fetch_start(u, p, l->upstream);
+			fetch_start(u, p, l->upstream, NULL, 0);
 		} else {
 			finish(u, p, NULL, 0);
 		}
@@ -1209,12 +1212,46 @@ static struct tcp_link *link_get(upstream_t *u, unsigned i)
 /* Ask p's question of upstream i again over TCP, on the shared link (same case and cookie, an
  * ID no other question on the link has); at most FETCH_MAX wait at once. On failure p is
  * finished with SERVFAIL. */
-static void fetch_start(upstream_t *u, struct pending *p, unsigned i)
+/* Do a and b belong to the same client for the fetch share (an IPv6 host owns its /64)? A
+ * refresh's client (no address) is a client of its own. */
+static int same_client(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-	if (u->nfetches >= FETCH_MAX || p->expire <= uv_now(u->loop)) {
-		if (u->nfetches >= FETCH_MAX)
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			      &((const struct sockaddr_in6 *)b)->sin6_addr, 8) == 0;
+	return 1;
+}
+
+/* Questions on links that p's first client asked first (at most FETCH_MAX to look at). */
+static unsigned fetches_of(upstream_t *u, const struct pending *p)
+{
+	const struct sockaddr_storage *who = &p->waiters->client.addr;
+	unsigned n = 0;
+	for (unsigned i = 0; i < u->o->nupstream; i++) {
+		const struct tcp_link *l = u->links[i];
+		for (const struct pending *o = l ? l->head : NULL; o; o = o->link_next)
+			n += o->waiters && same_client(&o->waiters->client.addr, who);
+	}
+	return n;
+}
+
+/* Fetch p over TCP from upstream i (its UDP answer, truncated[len], had TC). With every link
+ * slot taken, or this client holding its share of them, p's clients get the truncated answer
+ * (a UDP client retries over TCP itself; the query path turns it into SERVFAIL for a TCP
+ * client), so one client's slow truncated answers cannot turn everyone's into SERVFAIL. */
+static void fetch_start(upstream_t *u, struct pending *p, unsigned i, const uint8_t *truncated,
+			size_t len)
+{
+	int full = u->nfetches >= FETCH_MAX || (p->waiters && fetches_of(u, p) >= FETCH_PER_CLIENT);
+	if (full || p->expire <= uv_now(u->loop)) {
+		if (full)
 			u->stats.tcp_full++;
-		finish(u, p, NULL, 0);
+		finish(u, p, full ? truncated : NULL, full ? len : 0);
 		return;
 	}
 	struct tcp_link *l = link_get(u, i);

@@ -127,6 +127,60 @@ stale_on_failures() {
 }
 check "serve-stale on a refused connection, on REFUSED and on SERVFAIL" stale_on_failures
 
+# One client cannot take every TCP refetch: 70 questions whose UDP answers are truncated and
+# whose TCP answers take 1.5 s, from 127.0.0.1, hold at most its share of the worker's 64 link
+# slots; the rest get the truncated answer (to retry over TCP themselves), never SERVFAIL, and a
+# client at 127.0.0.2 still has its truncated answer fetched whole.
+fetch_share() {
+	local f p out t0 t1
+	f=$(free_port)
+	p=$(free_port)
+	start_fake share "$f" --delay-ms 1500 --big-bytes 800
+	start_embargo share "$p" --upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$REDIS" \
+		--threads 1 --timeout 6000
+	/usr/bin/python3 - "$p" >"$WORK/share.out" <<'PY' &
+import socket, struct, sys, time
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+for i in range(70):
+    name = b"".join(bytes([len(l)]) + l for l in (b"big%d" % i, b"slow", b"example")) + b"\0"
+    opt = b"\0" + struct.pack("!HHIH", 41, 1232, 0, 0)
+    s.sendto(struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 1) + name + struct.pack("!HH", 16, 1) + opt,
+             ("127.0.0.1", port))
+got = {"answered": 0, "truncated": 0, "servfail": 0, "other": 0}
+s.settimeout(0.2)
+end = time.time() + 4
+while time.time() < end and sum(got.values()) < 70:
+    try:
+        r = s.recv(65535)
+    except socket.timeout:
+        continue
+    flags, an = struct.unpack("!H", r[2:4])[0], struct.unpack("!H", r[6:8])[0]
+    if flags & 0xF == 2:
+        got["servfail"] += 1
+    elif flags & 0x0200:
+        got["truncated"] += 1
+    elif an > 0:
+        got["answered"] += 1
+    else:
+        got["other"] += 1
+print(" ".join("%s=%d" % kv for kv in got.items()))
+PY
+	local flood=$!
+	sleep 0.3
+	t0=$(date +%s%3N)
+	out=$(kdig -p "$p" +timeout=5 +retry=0 -b 127.0.0.2 @127.0.0.1 big-other.slow.example TXT +edns)
+	t1=$(date +%s%3N)
+	wait "$flood"
+	echo "127.0.0.1: $(cat "$WORK/share.out"); 127.0.0.2 answered in $((t1 - t0)) ms"
+	grep -q "status: NOERROR" <<<"$out" && grep -q "TXT" <<<"$out" || { echo "$out"; return 1; }
+	grep -q "servfail=0" "$WORK/share.out" && ! grep -q "truncated=0" "$WORK/share.out" ||
+		return 1
+	grep -qE "answered=(1[0-9]|[0-9])( |$)" "$WORK/share.out" || { echo "more than its share"; return 1; }
+}
+check "TCP refetches: one client holds at most its share, the rest get TC, never SERVFAIL" fetch_share
+
 # A CNAME whose target the policy cannot read (a forward compression pointer that lands on
 # kaspersky.com, or a pointer to itself) fails closed: SERVFAIL, counted, logged once, not cached.
 unreadable_chain() {

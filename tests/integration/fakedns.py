@@ -136,7 +136,7 @@ class Upstream:
             return chain_answer(pkt, loop=name.startswith(b"loopchain")), delay
         big = name.startswith(b"big")
         if big and not over_tcp:
-            return answer(pkt, self.args, tc=True), delay
+            return answer(pkt, self.args, tc=True), 0  # A "slow" big name is slow over TCP only.
         return answer(pkt, self.args, lower=self.args.mode == "mangle", big=big), delay
 
     def send_later(self, sock, data, to, delay):
@@ -183,6 +183,17 @@ class Upstream:
 
     def serve_tcp(self, conn):
         answered = 0
+        wlock = threading.Lock()
+
+        def later(data, delay):
+            # A delayed answer goes in its own time: later questions on the connection are not
+            # held behind it (pipelined answers may come in any order, RFC 7766 6.2.1.1).
+            time.sleep(delay)
+            try:
+                with wlock:
+                    conn.sendall(struct.pack("!H", len(data)) + data)
+            except OSError:
+                pass
         try:
             buf = b""
             while True:
@@ -196,8 +207,12 @@ class Upstream:
                     data, delay = self.reply_for(pkt, True)
                     if data is None:
                         continue
+                    if delay and not self.args.tcp_answers:
+                        threading.Thread(target=later, args=(data, delay), daemon=True).start()
+                        continue
                     time.sleep(delay)
-                    conn.sendall(struct.pack("!H", len(data)) + data)
+                    with wlock:
+                        conn.sendall(struct.pack("!H", len(data)) + data)
                     answered += 1
                     if self.args.tcp_answers and answered >= self.args.tcp_answers:
                         return
