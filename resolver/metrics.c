@@ -332,6 +332,10 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 		s.rate_limited);
 	counter(&t, "embargo_looped_total", "Queries from embargo's own upstream sockets, dropped.",
 		s.looped);
+	counter(&t, "embargo_tcp_shed_total",
+		"TCP connections closed because the answers queued to a worker's slow readers passed "
+		"--tcp-max-queued-total.",
+		s.tcp_shed);
 	counter(&t, "embargo_servfail_remembered_total",
 		"SERVFAIL answers from the memory of questions that failed upstream a moment ago.",
 		s.servfail_remembered);

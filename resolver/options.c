@@ -95,6 +95,8 @@
 	"                         a whole message, after MS (default 10000)\n" \
 	"  --tcp-max-queued BYTES answers queued to one TCP client before embargo stops reading\n" \
 	"                         from it (default 262144)\n" \
+	"  --tcp-max-queued-total BYTES  answers queued to all TCP clients of a worker; above it\n" \
+	"                         the clients holding the most are closed first (default 4194304)\n" \
 	"  --outgoing-range N     upstream UDP sockets (one per query) per worker (default 4096)\n" \
 	"  --client-pending N     upstream questions one client may keep waiting, per worker\n" \
 	"                         (default 512)\n" \
@@ -464,7 +466,7 @@ enum {
 	OPT_EDE, OPT_TIMEOUT, OPT_CACHE, OPT_THREADS, OPT_CONFIG, OPT_VERBOSE, OPT_HELP, OPT_VERSION,
 	OPT_SNAPSHOT, OPT_STATUS_ALLOW, OPT_REDIS_TIMEOUT, OPT_MAX_SHRINK, OPT_ALLOW, OPT_ALLOW_SNOOP,
 	OPT_REFUSE, OPT_DENY, OPT_RATELIMIT, OPT_RATELIMIT_SLIP, OPT_RATELIMIT_PREFIX, OPT_TCP_MAX,
-	OPT_TCP_PER_ADDR, OPT_TCP_IDLE, OPT_TCP_QUEUED, OPT_OUTGOING, OPT_CLIENT_PENDING, OPT_JOSTLE,
+	OPT_TCP_PER_ADDR, OPT_TCP_IDLE, OPT_TCP_QUEUED, OPT_TCP_QUEUED_TOTAL, OPT_OUTGOING, OPT_CLIENT_PENDING, OPT_JOSTLE,
 	OPT_0X20, OPT_COOKIES, OPT_DENY_MODE, OPT_SINK4, OPT_SINK6,
 	OPT_MAX_TTL, OPT_MAX_CLIENT_TTL, OPT_TRUST_AD, OPT_NO_LOCAL, OPT_LOCAL_DATA,
 	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS,
@@ -504,6 +506,7 @@ static const struct option LONG_OPTIONS[] = {
 	{"tcp-per-addr", required_argument, NULL, OPT_TCP_PER_ADDR},
 	{"tcp-idle-timeout", required_argument, NULL, OPT_TCP_IDLE},
 	{"tcp-max-queued", required_argument, NULL, OPT_TCP_QUEUED},
+	{"tcp-max-queued-total", required_argument, NULL, OPT_TCP_QUEUED_TOTAL},
 	{"outgoing-range", required_argument, NULL, OPT_OUTGOING},
 	{"client-pending", required_argument, NULL, OPT_CLIENT_PENDING},
 	{"jostle-timeout", required_argument, NULL, OPT_JOSTLE},
@@ -710,6 +713,12 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		if (parse_uint(val, 65540, 1UL << 30, &v) < 0)
 			return fail(err, errlen, "--%s: expected bytes 65540..1073741824, got '%s'", name, val);
 		o->tcp_max_queued = (size_t)v;
+		return 0;
+	case OPT_TCP_QUEUED_TOTAL:
+		if (parse_uint(val, 65540, 1UL << 34, &v) < 0)
+			return fail(err, errlen, "--%s: expected bytes 65540..17179869184, got '%s'", name,
+				    val);
+		o->tcp_max_queued_total = (size_t)v;
 		return 0;
 	case OPT_OUTGOING:
 		if (parse_uint(val, 16, 65536, &v) < 0)
@@ -942,6 +951,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->tcp_per_addr = 32;
 	o->tcp_idle_ms = 10000;
 	o->tcp_max_queued = 256 * 1024;
+	o->tcp_max_queued_total = 4 * 1024 * 1024;
 	o->outgoing_range = 4096;
 	o->client_pending = 512;
 	o->jostle_ms = 200;

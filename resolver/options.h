@@ -75,6 +75,8 @@ struct options {
 	unsigned tcp_per_addr;        /**< TCP connections per client address, per worker. */
 	unsigned tcp_idle_ms;         /**< Idle limit, and deadline for one whole message. */
 	size_t tcp_max_queued;        /**< Answer bytes queued per connection before reading stops. */
+	size_t tcp_max_queued_total;  /**< Answer bytes queued to all of a worker's connections:
+				       *   above it the ones holding the most are closed. */
 	unsigned outgoing_range;      /**< Upstream UDP sockets open at once, per worker. */
 	unsigned client_pending;      /**< Pending upstream questions per client, per worker. */
 	unsigned jostle_ms;           /**< A full pool drops a query older than this for a new one. */

@@ -89,8 +89,10 @@ void options_print(const struct options *o, FILE *f)
 		   "allowed, others refused\n");
 	fprintf(f, "ratelimit %u\nratelimit-slip %u\nratelimit-prefix %u/%u\n", o->ratelimit,
 		o->ratelimit_slip, o->ratelimit_v4_prefix, o->ratelimit_v6_prefix);
-	fprintf(f, "tcp-max-conns %u\ntcp-per-addr %u\ntcp-idle-timeout %u\ntcp-max-queued %zu\n",
-		o->tcp_max_conns, o->tcp_per_addr, o->tcp_idle_ms, o->tcp_max_queued);
+	fprintf(f, "tcp-max-conns %u\ntcp-per-addr %u\ntcp-idle-timeout %u\ntcp-max-queued %zu\n"
+		   "tcp-max-queued-total %zu\n",
+		o->tcp_max_conns, o->tcp_per_addr, o->tcp_idle_ms, o->tcp_max_queued,
+		o->tcp_max_queued_total);
 	fprintf(f, "outgoing-range %u\nclient-pending %u\njostle-timeout %u\n", o->outgoing_range,
 		o->client_pending, o->jostle_ms);
 	fprintf(f, "use-0x20 %s\nupstream-cookies %s\n", o->use_0x20 ? "yes" : "no",

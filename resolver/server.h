@@ -65,6 +65,8 @@ struct server_stats {
 	uint64_t chain_unreadable; /**< Answers whose CNAME/DNAME target could not be read:
 				    *   SERVFAIL (the policy cannot clear what it cannot read). */
 	uint64_t servfail_remembered; /**< SERVFAIL from the memory of recent upstream failures. */
+	uint64_t tcp_shed;    /**< TCP connections closed because the worker's queued answers
+			       *   passed --tcp-max-queued-total (the largest holders first). */
 };
 
 /** Create the workers and bind every socket now, so that bind errors surface at once; no query

@@ -42,6 +42,7 @@ struct tcp_conn {
 	int processing;              /* conn_process() is running: a nested call only asks again. */
 	int again;
 	int eof;                     /* The client half-closed: answer what is in flight, then close. */
+	int uncounted;               /* Closed: its queued bytes left the worker's total. */
 	int open_handles;
 	int closing;
 };
@@ -59,6 +60,7 @@ struct tcp_state {
 	unsigned nlisten;
 	struct tcp_conn *head, *tail; /* Oldest first. */
 	unsigned nconns;
+	size_t queued;                /* Answer bytes queued to all open connections. */
 };
 
 static void conn_close(struct tcp_conn *c);
@@ -67,11 +69,31 @@ static void conn_arm(struct tcp_conn *c);
 
 /* ---- Answers ------------------------------------------------------------------------------ */
 
+/* The worker's answers waiting for slow readers exceed --tcp-max-queued-total: close the
+ * connections holding the most until they fit (Unbound's stream-wait-size), so that many
+ * clients that never read cannot hold each its own bound at once. */
+static void shed(struct worker *w)
+{
+	struct tcp_state *st = w->tcp;
+	while (st->queued > w->o->tcp_max_queued_total) {
+		struct tcp_conn *most = NULL;
+		for (struct tcp_conn *c = st->head; c; c = c->next)
+			if (!most || c->queued > most->queued)
+				most = c;
+		if (!most || most->queued == 0)
+			return;
+		w->st.tcp_shed++;
+		conn_close(most);
+	}
+}
+
 static void written(uv_write_t *req, int status)
 {
 	struct tcp_write *wr = (struct tcp_write *)req;
 	struct tcp_conn *c = wr->conn;
 	c->queued -= wr->len;
+	if (!c->uncounted)
+		c->w->tcp->queued -= wr->len;
 	free(wr);
 	if (c->closing)
 		return;
@@ -108,12 +130,15 @@ static void tcp_reply(const struct client *cl, const uint8_t *query, const struc
 	wire_put16(wr->bytes, (uint16_t)len);
 	memcpy(wr->bytes + 2, ans, len);
 	uv_buf_t b = uv_buf_init((char *)wr->bytes, (unsigned)(2 + len));
-	c->queued += wr->len;
 	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, written) < 0) {
-		c->queued -= wr->len;
 		free(wr);
 		conn_close(c);
+		return;
 	}
+	c->queued += wr->len;
+	c->w->tcp->queued += wr->len;
+	if (c->w->tcp->queued > c->w->o->tcp_max_queued_total)
+		shed(c->w);
 }
 
 /* A question that went upstream is over (its answer, if any, is queued). */
@@ -156,6 +181,9 @@ static void conn_close(struct tcp_conn *c)
 	else
 		st->tail = c->prev;
 	st->nconns--;
+	/* Its answers still queued are freed as libuv cancels them; they count no more. */
+	st->queued -= c->queued;
+	c->uncounted = 1;
 	if (c->inflight > 0)
 		worker_forget_session(w, c);
 	/* Questions it starts from here on (answering may re-enter it) go to no one. */

@@ -30,7 +30,7 @@
 	X(tcp_conns) X(refused) X(rate_limited) X(tcp_refused) X(tcp_evicted) X(tcp_timeouts) \
 	X(looped) X(local) X(cache_misses) X(stale_served) X(prefetches) X(queries_tcp) X(tcp_open) \
 	X(up_sent) X(up_answered) X(up_timeouts) X(up_soft_failures) X(up_ignored) \
-	X(up_tcp_fallbacks) X(up_merged) X(chain_unreadable) X(servfail_remembered)
+	X(up_tcp_fallbacks) X(up_merged) X(chain_unreadable) X(servfail_remembered) X(tcp_shed)
 /* And the arrays among them. */
 #define WORKER_STAT_ARRAYS(X) X(rcode, SERVER_RCODES) X(qtype, SERVER_QTYPES)
 

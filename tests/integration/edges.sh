@@ -181,6 +181,53 @@ PY
 }
 check "TCP refetches: one client holds at most its share, the rest get TC, never SERVFAIL" fetch_share
 
+# Many clients that never read: each may hold its own bound of queued answers, but together no
+# more than --tcp-max-queued-total (1 MiB here) per worker; above it the connections holding
+# the most are closed first. 96 connections pipeline 400 questions each for a 60 KB answer and
+# never read: most are closed (each holds about 124 KB, so about 8 fit), the rest stay open.
+slow_readers() {
+	local f p m open shed
+	f=$(free_port)
+	p=$(free_port)
+	m=$(free_port)
+	start_fake slowread "$f"
+	start_embargo slowread "$p" --upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$REDIS" \
+		--threads 1 --tcp-per-addr 200 --tcp-max-queued 65540 --tcp-max-queued-total 1048576 \
+		--metrics "127.0.0.1:$m"
+	q "$p" @127.0.0.1 big.example TXT +tcp >/dev/null || { echo "no first answer"; return 1; }
+	/usr/bin/python3 - "$p" <<'PY' &
+import socket, struct, sys, time
+port = int(sys.argv[1])
+name = b"\x03big\x07example\x00"
+conns = []
+for c in range(96):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    conns.append(s)
+qs = b"".join(struct.pack("!H", 12 + len(name) + 4) + struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0)
+              + name + struct.pack("!HH", 16, 1) for i in range(400))
+for s in conns:
+    try:
+        s.send(qs)
+    except OSError:
+        pass
+time.sleep(8)
+PY
+	local readers=$!
+	sleep 3
+	open=$(ss -Htn state established "( sport = :$p )" | wc -l)
+	shed=$(curl -s "http://127.0.0.1:$m/metrics" | awk '/^embargo_tcp_shed_total/ {print $2}')
+	kill "$readers" 2>/dev/null
+	wait "$readers" 2>/dev/null || true
+	echo "of 96 readers that never read, $open connections still open; $shed shed"
+	[ "$open" -ge 1 ] && [ "$open" -le 16 ] || { echo "queued answers not bounded per worker"; return 1; }
+	[ "${shed:-0}" -ge 80 ] || return 1
+	q "$p" @127.0.0.1 big.example TXT +tcp | grep -q "status: NOERROR" || { echo "not serving"; return 1; }
+}
+check "slow readers: answers queued per worker stay within --tcp-max-queued-total" slow_readers
+
 # A CNAME whose target the policy cannot read (a forward compression pointer that lands on
 # kaspersky.com, or a pointer to itself) fails closed: SERVFAIL, counted, logged once, not cached.
 unreadable_chain() {
