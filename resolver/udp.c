@@ -168,7 +168,7 @@ static void udp_reply(const struct client *c, const uint8_t *query, const struct
 		return;
 	if (len > answer_udp_limit(q)) {
 		uint8_t fit[4096];
-		size_t n = wire_shrink(ans, len, answer_udp_limit(q), fit);
+		size_t n = wire_shrink(ans, len, answer_udp_limit(q), q->edns_do, fit);
 		if (n) {
 			send_udp(l->w, c, fit, n);
 			return;

@@ -250,7 +250,7 @@ size_t wire_add_ede(uint8_t *pkt, size_t len, size_t cap, uint16_t code, const c
 	return len + 6 + tlen;
 }
 
-size_t wire_shrink(const uint8_t *pkt, size_t len, size_t limit, uint8_t *out)
+size_t wire_shrink(const uint8_t *pkt, size_t len, size_t limit, bool keep_proofs, uint8_t *out)
 {
 	if (len <= limit) {
 		memcpy(out, pkt, len);
@@ -261,13 +261,16 @@ size_t wire_shrink(const uint8_t *pkt, size_t len, size_t limit, uint8_t *out)
 	if (wire_rr_begin(&it, pkt, len) < 0)
 		return 0;
 	size_t an_end = it.off, ns_end = it.off, opt_off = 0, opt_len = 0;
-	int rc;
+	int rc, ns_proofs = 0;
 	while ((rc = wire_rr_next(&it, &rr)) > 0) {
 		size_t end = (size_t)rr.rdata + rr.rdlen;
 		if (rr.section == 1)
 			an_end = ns_end = end;
-		else if (rr.section == 2)
+		else if (rr.section == 2) {
 			ns_end = end;
+			ns_proofs |= rr.type == WIRE_TYPE_RRSIG || rr.type == WIRE_TYPE_NSEC ||
+				     rr.type == WIRE_TYPE_NSEC3;
+		}
 		else if (rr.type == WIRE_TYPE_OPT && !opt_len) {
 			opt_off = rr.owner;
 			opt_len = end - rr.owner;
@@ -277,10 +280,12 @@ size_t wire_shrink(const uint8_t *pkt, size_t len, size_t limit, uint8_t *out)
 		return 0;
 	unsigned ancount = wire_get16(pkt + 6);
 	/* The additional section goes first (the OPT stays), then, for an answer with records,
-	 * the authority section; a negative answer needs its SOA (and proofs). */
+	 * the authority section; a negative answer needs its SOA (and proofs), and a DO client the
+	 * NSEC/NSEC3 proofs of a positive one (a wildcard's): without them it cannot validate, so
+	 * it gets TC instead (RFC 4035 3.1.1). */
 	size_t keep = ns_end;
 	unsigned nscount = wire_get16(pkt + 8);
-	if (keep + opt_len > limit && ancount > 0) {
+	if (keep + opt_len > limit && ancount > 0 && !(keep_proofs && ns_proofs)) {
 		keep = an_end;
 		nscount = 0;
 	}

@@ -30,6 +30,9 @@ enum {
 	WIRE_TYPE_SOA = 6,
 	WIRE_TYPE_DNAME = 39,
 	WIRE_TYPE_OPT = 41,
+	WIRE_TYPE_RRSIG = 46,
+	WIRE_TYPE_NSEC = 47,
+	WIRE_TYPE_NSEC3 = 50,
 	WIRE_TYPE_TXT = 16,
 	WIRE_TYPE_TKEY = 249,
 	WIRE_TYPE_TSIG = 250,
@@ -142,9 +145,10 @@ size_t wire_add_ede(uint8_t *pkt, size_t len, size_t cap, uint16_t code, const c
 
 /** Fit pkt into limit octets as Unbound does for UDP (RFC 2181 9): without its additional
  *  records but the OPT, then, if it has answer records, without its authority section too;
- *  TC stays clear, as the answer is whole. Written to out (limit octets).
- *  @return the new length; 0 when even that does not fit (the client needs TC). */
-size_t wire_shrink(const uint8_t *pkt, size_t len, size_t limit, uint8_t *out);
+ *  TC stays clear, as the answer is whole. With keep_proofs (a DO client) an authority section
+ *  that holds DNSSEC records (RRSIG, NSEC, NSEC3) is never dropped. Written to out (limit
+ *  octets). @return the new length; 0 when even that does not fit (the client needs TC). */
+size_t wire_shrink(const uint8_t *pkt, size_t len, size_t limit, bool keep_proofs, uint8_t *out);
 
 /** Make ans (an answer to the same question) an answer to query: its ID, its RD bit and its
  *  question name, letter case included. The names must have the same wire length. */

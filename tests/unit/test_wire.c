@@ -283,8 +283,8 @@ Test(wire, shrink_drops_optional_records_first)
 	uint8_t *raw = make_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, rrs, 5, &raw_len);
 	uint8_t pkt[512], out[512];
 	size_t len = with_opt(pkt, raw, raw_len);
-	cr_expect_eq(wire_shrink(pkt, len, len, out), len, "it fits as it is");
-	size_t n = wire_shrink(pkt, len, len - 1, out);
+	cr_expect_eq(wire_shrink(pkt, len, len, false, out), len, "it fits as it is");
+	size_t n = wire_shrink(pkt, len, len - 1, false, out);
 	cr_assert_gt(n, 0);
 	cr_expect_eq(wire_get16(out + 6), 1);
 	cr_expect_eq(wire_get16(out + 8), 2, "the authority section stays when it fits");
@@ -292,20 +292,41 @@ Test(wire, shrink_drops_optional_records_first)
 	struct wire_rr opt;
 	cr_expect_eq(wire_find_opt(out, n, &opt), 1);
 	size_t answer_only = 12 + 17 + 4 + 16 + 11;
-	n = wire_shrink(pkt, len, answer_only, out);
+	n = wire_shrink(pkt, len, answer_only, false, out);
 	cr_expect_eq(n, answer_only);
 	cr_expect_eq(wire_get16(out + 8), 0);
-	cr_expect_eq(wire_shrink(pkt, len, answer_only - 1, out), 0, "the answer itself must fit");
+	cr_expect_eq(wire_shrink(pkt, len, answer_only - 1, false, out), 0, "the answer itself must fit");
 	free(raw);
 
 	const char *neg[] = {"n|example.com. 3600 IN SOA ns1.example.com. h.example.com. 1 2 3 4 5",
 			     "x|ns1.example.com. 3600 IN A 192.0.2.53"};
 	raw = make_reply("nx.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NXDOMAIN, neg, 2, &raw_len);
 	len = with_opt(pkt, raw, raw_len);
-	n = wire_shrink(pkt, len, len - 1, out);
+	n = wire_shrink(pkt, len, len - 1, false, out);
 	cr_assert_gt(n, 0);
 	cr_expect_eq(wire_get16(out + 8), 1, "a negative answer keeps its SOA");
-	cr_expect_eq(wire_shrink(pkt, len, n - 1, out), 0);
+	cr_expect_eq(wire_shrink(pkt, len, n - 1, false, out), 0);
+	free(raw);
+}
+
+/* A wildcard answer's NSEC proof sits in the authority section: a DO client needs it to
+ * validate, so for it the answer is not shrunk by dropping that section (it gets TC); a client
+ * without DO gets the answer alone. */
+Test(wire, shrinking_keeps_proofs_for_do_clients)
+{
+	const char *rrs[] = {"a|www.example.com. 300 IN A 192.0.2.1",
+			     "a|www.example.com. 300 IN RRSIG A 8 2 300 20300101000000 20200101000000 1 example.com. AAAA",
+			     "n|a.example.com. 300 IN NSEC z.example.com. A RRSIG NSEC",
+			     "n|a.example.com. 300 IN RRSIG NSEC 8 3 300 20300101000000 20200101000000 1 example.com. AAAA"};
+	size_t raw_len;
+	uint8_t *raw = make_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, rrs, 4, &raw_len);
+	uint8_t pkt[1024], out[1024];
+	size_t len = with_opt(pkt, raw, raw_len);
+	size_t n = wire_shrink(pkt, len, len - 1, false, out);
+	cr_assert_gt(n, 0);
+	cr_expect_eq(wire_get16(out + 8), 0, "without DO the authority section may go");
+	cr_expect_eq(wire_shrink(pkt, len, len - 1, true, out), 0, "with DO: TC, proofs kept whole");
+	cr_expect_eq(wire_shrink(pkt, len, len, true, out), len);
 	free(raw);
 }
 
