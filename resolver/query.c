@@ -601,7 +601,7 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 		return c->session ? serve_stale(w, c, query, q) : 0;
 	if (c->ops) /* A prefetch took no share. */
 		admit_pending_give(w->admit, &c->addr);
-	if (!reply && why && (flags & UPSTREAM_FIRST)) {
+	if (!reply && why && !why->given_up && (flags & UPSTREAM_FIRST)) {
 		struct cache_key key;
 		cache_key_make(w->server->cache, &key, q);
 		failcache_put(w->fails, key.hash, why, uv_now(&w->loop));

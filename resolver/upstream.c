@@ -1057,6 +1057,7 @@ static void link_send(struct tcp_link *l, struct pending *p)
 	struct link_write *wr = malloc(sizeof(*wr) + 2 + p->len);
 	if (!wr) {
 		link_unlink(p, 0);
+		p->why.given_up = 1;
 		finish(l->u, p, NULL, 0);
 		return;
 	}
@@ -1391,6 +1392,7 @@ static int jostle(upstream_t *u)
 	if (!old || uv_now(u->loop) < old->started + u->o->jostle_ms)
 		return -ENOBUFS;
 	u->stats.jostled++;
+	old->why.given_up = 1;
 	finish(u, old, NULL, 0);
 	return 0;
 }

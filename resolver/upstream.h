@@ -45,6 +45,8 @@ struct upstream_failure {
 	uint8_t rejected;  /**< 1: an upstream answered it with an error RCODE (rcode), and the
 				others did too or did not answer in time; 0: none answered in
 				time (timeouts, refused connections). */
+	uint8_t given_up;  /**< 1: embargo gave the question up itself (a full pool jostled it,
+				no memory): no verdict on the question, not to be remembered. */
 	uint8_t rcode;     /**< The last error RCODE (SERVFAIL, REFUSED...), when rejected. */
 	int16_t ede_code;  /**< That answer's Extended DNS Error (RFC 8914), -1: none. */
 	char ede_text[UPSTREAM_EDE_TEXT_MAX + 1]; /**< Its text, printable ASCII only. */
