@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Settings the README documents that no other test exercised, each with a check that fails when
+# the setting is broken: deny modes and their SOA, the chain through a DNAME, RD=0, --deny over
+# TCP, the query log on stdout, the cache's TTL and size bounds, upstream choice by RTT and the
+# probe back-off, upstream cookies, the Redis timeout, /health while starting and stopping,
+# --tcp-max-queued, NSEC3 pass-through. Real redis-server, NSD, tests/integration/fakedns.py, kdig.
+set -u
+srcdir=${srcdir:-.}
+EMBARGO=${EMBARGO:-./resolver/embargo}
+POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
+. "$srcdir/tests/integration/lib.sh"
+
+need_all
+SCALE=${TIME_SCALE:-1}
+
+# The upstream zones: test., kaspersky.com. (listed below), dname.example. (DNAMEs into a listed
+# and an unlisted domain) and, when ldnsutils is installed, nsec3.example signed with NSEC3.
+mkdir -p "$WORK/nsd"
+cp "$srcdir/tests/integration/zone.test" "$WORK/nsd/test.zone"
+cp "$srcdir/tests/integration/zone.vendor" "$WORK/nsd/vendor.zone"
+cat >"$WORK/nsd/dname.zone" <<'ZONE'
+$ORIGIN dname.example.
+$TTL 300
+@        IN SOA ns.dname.example. hostmaster.dname.example. 1 3600 600 86400 120
+@        IN NS  ns.dname.example.
+ns       IN A   127.0.0.1
+listed   IN DNAME kaspersky.com.
+unlisted IN DNAME test.
+ZONE
+ZONES=(test.:test.zone kaspersky.com.:vendor.zone dname.example.:dname.zone)
+NSEC3=
+if command -v ldns-signzone >/dev/null && command -v ldns-keygen >/dev/null; then
+	sed 's/signed\.example\./nsec3.example./g' "$srcdir/tests/integration/zone.signed" \
+		>"$WORK/nsd/nsec3.unsigned"
+	ksk=$(cd "$WORK/nsd" && ldns-keygen -a ECDSAP256SHA256 -k nsec3.example) &&
+		zsk=$(cd "$WORK/nsd" && ldns-keygen -a ECDSAP256SHA256 nsec3.example) &&
+		(cd "$WORK/nsd" && ldns-signzone -n -f nsec3.zone nsec3.unsigned "$zsk" "$ksk") ||
+		die "signing nsec3.example failed"
+	ZONES+=(nsec3.example.:nsec3.zone)
+	NSEC3=1
+fi
+NSD=$(free_port)
+start_nsd_zones "$NSD" www.test "${ZONES[@]}"
+
+REDIS=$(free_port)
+start_redis "$REDIS"
+RURL="redis://127.0.0.1:$REDIS"
+R() { redis-cli -p "$REDIS" "$@" >/dev/null; }
+R del embargo:deny embargo:allow embargo:reason
+R sadd embargo:deny kaspersky.com
+consent_first --redis "$RURL"
+
+# The main instance: the defaults, and 127.0.0.2 denied (--deny: no answer at all).
+EP=$(free_port)
+start_embargo main "$EP" --upstream "127.0.0.1:$NSD" --redis "$RURL" --reload-interval 1 \
+	--deny 127.0.0.2/32
+
+# ---- How a denial looks ---------------------------------------------------------------------
+
+deny_nodata() {
+	local p out
+	p=$(free_port)
+	start_embargo nodata "$p" --upstream "127.0.0.1:$NSD" --redis "$RURL" --deny-mode nodata
+	out=$(q "$p" @127.0.0.1 dl.kaspersky.com A +edns)
+	echo "$out"
+	grep -q "status: NOERROR" <<<"$out" && grep -q "ANSWER: 0" <<<"$out" &&
+		grep -qE "^kaspersky\.com\.\s+60\s+IN\s+SOA\s" <<<"$out" && grep -q "EDE: 16" <<<"$out" &&
+		! grep -q "192.0.2.98" <<<"$out"
+}
+check "--deny-mode nodata: NOERROR, no answer, the rule's SOA and the EDE" deny_nodata
+
+sinkhole_a() {
+	local p out
+	p=$(free_port)
+	start_embargo sinkhole "$p" --upstream "127.0.0.1:$NSD" --redis "$RURL" \
+		--deny-mode sinkhole --sinkhole-a 192.0.2.201
+	out=$(q "$p" @127.0.0.1 dl.kaspersky.com A +edns)
+	echo "$out"
+	grep -q "status: NOERROR" <<<"$out" && grep -q "EDE: 16" <<<"$out" &&
+		grep -qE "^dl\.kaspersky\.com\.\s+60\s+IN\s+A\s+192\.0\.2\.201$" <<<"$out" &&
+		[ "$(grep -cE "\sIN\s+A\s" <<<"$out")" -eq 1 ]
+}
+check "--sinkhole-a: denied A questions answered with that address" sinkhole_a
+
+# The SOA SERIAL of a denial is the policy version's low 32 bits (resolver/query.c, deny()), and
+# follows the version when the policy changes.
+serial_of_denial() {
+	local out serial
+	out=$(q "$EP" @127.0.0.1 dl.kaspersky.com A +edns)
+	serial=$(awk '$4 == "SOA" {print $7}' <<<"$out")
+	echo "${serial:-no SOA}"
+	[ -n "$serial" ]
+}
+version_low32() {
+	local v
+	v=$(q "$EP" @127.0.0.1 CH TXT policy.embargo. +short | grep -oE "version=[0-9a-f]{16}" | cut -d= -f2)
+	[ -n "$v" ] && echo $((16#${v:8:8}))
+}
+soa_serial() {
+	local s v
+	s=$(serial_of_denial) && v=$(version_low32) || { echo "serial '$s' version '$v'"; return 1; }
+	echo "serial $s, version's low 32 bits $v"
+	[ "$s" = "$v" ] || return 1
+	R sadd embargo:deny serial-change.test
+	wait_for $((5 * SCALE)) by_policy "$EP" serial-change.test || { echo "rule not loaded"; return 1; }
+	local s2 v2
+	s2=$(serial_of_denial) && v2=$(version_low32) || return 1
+	R srem embargo:deny serial-change.test
+	echo "after a change: serial $s2, version's low 32 bits $v2"
+	[ "$s2" = "$v2" ] && [ "$s2" != "$s" ]
+}
+check "the SOA serial of a denial is the policy version's low 32 bits" soa_serial
+
+# A DNAME into a listed domain: denied, whether the question is for the DNAME itself or for a
+# name below it (with the synthesised CNAME); a DNAME into an unlisted domain is answered.
+dname_target() {
+	local out
+	out=$(q "$EP" @127.0.0.1 listed.dname.example DNAME +edns)
+	grep -q "status: NXDOMAIN" <<<"$out" && grep -q "EDE: 16" <<<"$out" &&
+		! grep -qE "\sDNAME\s" <<<"$out" || { echo "DNAME itself: $out"; return 1; }
+	out=$(q "$EP" @127.0.0.1 dl.listed.dname.example A +edns)
+	grep -q "status: NXDOMAIN" <<<"$out" && grep -q "EDE: 16" <<<"$out" &&
+		! grep -q "192.0.2.98" <<<"$out" || { echo "below it: $out"; return 1; }
+	out=$(q "$EP" @127.0.0.1 unlisted.dname.example DNAME +edns)
+	grep -q "status: NOERROR" <<<"$out" && grep -qE "\sDNAME\s+test\.$" <<<"$out" ||
+		{ echo "unlisted: $out"; return 1; }
+}
+check "a DNAME into a listed domain is denied (the DNAME record and a name below it)" dname_target
+
+# ---- Who is answered ------------------------------------------------------------------------
+
+# RD=0 from a client that may not snoop: REFUSED with EDE 20 (Not Authoritative) for a name
+# neither local nor in the policy; local names are still answered.
+no_rd_ede20() {
+	local out
+	out=$(q "$EP" @127.0.0.1 +norecurse www.test A +edns)
+	echo "$out"
+	grep -q "status: REFUSED" <<<"$out" && grep -q "EDE: 20" <<<"$out" || return 1
+	out=$(q "$EP" @127.0.0.1 +norecurse localhost A +edns)
+	grep -q "status: NOERROR" <<<"$out" && grep -qE "\sA\s+127\.0\.0\.1$" <<<"$out"
+}
+check "RD=0 for a name not local: REFUSED with EDE 20" no_rd_ede20
+
+# --deny: a denied network gets no answer, over UDP nor over TCP; others are answered.
+deny_cidr_tcp() {
+	local udp tcp
+	udp=$(kdig -p "$EP" +timeout=1 +retry=0 @127.0.0.1 -b 127.0.0.2 www.test A 2>&1)
+	tcp=$(kdig -p "$EP" +timeout=1 +retry=0 +tcp @127.0.0.1 -b 127.0.0.2 www.test A 2>&1)
+	echo "UDP: $udp"
+	echo "TCP: $tcp"
+	! grep -q "status:" <<<"$udp" && ! grep -q "status:" <<<"$tcp" || return 1
+	q "$EP" @127.0.0.1 +tcp www.test A +short | grep -qx 192.0.2.1
+}
+check "--deny CIDR: no answer over UDP nor TCP; other clients answered" deny_cidr_tcp
+
+# ---- The query log ---------------------------------------------------------------------------
+
+# --query-log -: one JSON line per answered query on stdout (the log lines go to stderr).
+query_log_stdout() {
+	local p pid
+	p=$(free_port)
+	"$EMBARGO" --listen "127.0.0.1:$p" --threads 2 --snapshot "$WORK/qlog.snapshot" \
+		--no-local-zone test. --upstream "127.0.0.1:$NSD" --redis "$RURL" --query-log - \
+		>"$WORK/qlog.stdout" 2>"$WORK/qlog.log" &
+	pid=$!
+	PIDS+=($pid)
+	wait_for $((10 * SCALE)) grep -q "serving on" "$WORK/qlog.log" || { cat "$WORK/qlog.log"; return 1; }
+	q "$p" @127.0.0.1 www.test A +short | grep -qx 192.0.2.1 || return 1
+	by_policy "$p" dl.kaspersky.com || return 1
+	wait_for $((5 * SCALE)) eval "[ \$(wc -l <'$WORK/qlog.stdout') -ge 2 ]"
+	cat "$WORK/qlog.stdout"
+	python3 - "$WORK/qlog.stdout" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+recs = [json.loads(l) for l in lines]  # Every line on stdout is JSON.
+text = [json.dumps(r).lower() for r in recs]
+assert len(recs) == 2, len(recs)
+assert "www.test" in text[0] and "noerror" in text[0], text[0]
+assert "dl.kaspersky.com" in text[1] and "nxdomain" in text[1], text[1]
+PY
+}
+check "--query-log -: JSON lines on stdout" query_log_stdout
+
+finish
