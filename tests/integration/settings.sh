@@ -181,4 +181,128 @@ PY
 }
 check "--query-log -: JSON lines on stdout" query_log_stdout
 
+# ---- The cache -------------------------------------------------------------------------------
+
+# upstream_asked NAME PATTERN: how many UDP questions the fake upstream NAME saw for PATTERN.
+upstream_asked() {
+	grep -ciE "$2" "$WORK/$1.queries" 2>/dev/null || true
+}
+
+# --max-ttl 1: a day-long answer is cached for one second: asked once, served from the cache at
+# once, asked again upstream once that second has passed.
+max_ttl() {
+	local f p
+	f=$(free_port)
+	start_fake maxttl "$f" --ttl 86400 --answer 192.0.2.31
+	p=$(free_port)
+	start_embargo maxttl "$p" --upstream "127.0.0.1:$f" --redis "$RURL" --max-ttl 1 \
+		--prefetch no --stale-max 0
+	q "$p" @127.0.0.1 day.example A +short | grep -qx 192.0.2.31 || return 1
+	q "$p" @127.0.0.1 day.example A +short | grep -qx 192.0.2.31 || return 1
+	[ "$(upstream_asked maxttl ' day\.example$')" -eq 1 ] || { echo "not cached"; return 1; }
+	wait_for $((5 * SCALE)) eval "q $p @127.0.0.1 day.example A +short | grep -qx 192.0.2.31 &&
+		[ \$(upstream_asked maxttl ' day\.example$') -ge 2 ]" ||
+		{ echo "still cached: asked $(upstream_asked maxttl ' day\.example$') times"; return 1; }
+}
+check "--max-ttl: an answer is cached no longer than --max-ttl" max_ttl
+
+# --cache-size 1 (MiB): 24 answers of 60 KB (fetched over TCP) do not fit, so asking for them all
+# again goes upstream for some; with 64 MiB none would.
+cache_size() {
+	local f p i miss
+	f=$(free_port)
+	start_fake cachesize "$f" --big-bytes 60000
+	p=$(free_port)
+	start_embargo cachesize "$p" --upstream "127.0.0.1:$f" --redis "$RURL" --cache-size 1 \
+		--threads 1 --prefetch no
+	for round in 1 2; do
+		for i in $(seq 1 24); do
+			q "$p" @127.0.0.1 +tcp "big$i.example" TXT | grep -q "status: NOERROR" ||
+				{ echo "big$i.example: no answer"; return 1; }
+		done
+	done
+	miss=$(($(upstream_asked cachesize ' big[0-9]+\.example$') - 24))
+	echo "second round: $miss of 24 asked upstream again"
+	[ "$miss" -gt 0 ]
+}
+check "--cache-size: answers that do not fit are evicted" cache_size
+
+# ---- Upstreams -------------------------------------------------------------------------------
+
+# Two upstreams, the slow one (150 ms) listed first: once both are measured, most questions go to
+# the fast one.
+upstream_rtt() {
+	local fast slow p i nf ns
+	slow=$(free_port)
+	start_fake slow "$slow" --delay-all-ms 150 --answer 192.0.2.41
+	fast=$(free_port)
+	start_fake fast "$fast" --answer 192.0.2.41
+	p=$(free_port)
+	start_embargo rtt "$p" --upstream "127.0.0.1:$slow" --upstream "127.0.0.1:$fast" \
+		--redis "$RURL" --threads 1
+	for i in $(seq 1 30); do
+		q "$p" @127.0.0.1 "rtt$i.example" A +short | grep -qx 192.0.2.41 || { echo "rtt$i"; return 1; }
+	done
+	nf=$(upstream_asked fast ' rtt[0-9]+\.example$')
+	ns=$(upstream_asked slow ' rtt[0-9]+\.example$')
+	echo "30 questions: $nf to the fast upstream, $ns to the slow one"
+	[ "$nf" -ge 25 ] && [ "$ns" -le 5 ]
+}
+check "upstream choice by RTT: most questions go to the fast upstream" upstream_rtt
+
+# A silent upstream (listed first) is asked once, times out and is marked dead; it is then probed
+# (". NS") at growing intervals: 1 s after, then twice as long each time (plus the attempt time).
+probe_backoff() {
+	local dead good p t
+	dead=$(free_port)
+	start_fake dead "$dead" --mode silent --log-time
+	good=$(free_port)
+	start_fake good "$good" --answer 192.0.2.42
+	p=$(free_port)
+	start_embargo probe "$p" --upstream "127.0.0.1:$dead" --upstream "127.0.0.1:$good" \
+		--redis "$RURL" --threads 1 --timeout 400
+	q "$p" @127.0.0.1 first.example A +short | grep -qx 192.0.2.42 || return 1
+	# A probe is the root's question: "TIME PORT ID" and no name.
+	probes() { awk 'NF == 3 {print $1}' "$WORK/dead.queries"; }
+	wait_for $((12 * SCALE)) eval '[ $(probes | wc -l) -ge 3 ]' ||
+		{ echo "probes:"; cat "$WORK/dead.queries"; return 1; }
+	t=($(awk 'NF == 4 && tolower($4) == "first.example" {print $1; exit}' "$WORK/dead.queries") $(probes))
+	python3 - "${t[@]}" <<'PY'
+import sys
+t = [float(x) for x in sys.argv[1:5]]
+gaps = [round(b - a, 2) for a, b in zip(t, t[1:])]
+print("question, then probes after", gaps, "s")
+# Marked dead 0.1 s after the question; then 1, 2 and 4 s (each probe's own 0.1 s added).
+assert 0.9 <= gaps[0] <= 1.6, gaps
+assert 1.8 <= gaps[1] <= 2.8 and 3.6 <= gaps[2] <= 5.0, gaps
+PY
+}
+check "a dead upstream is probed at growing intervals (1 s, 2 s, 4 s)" probe_backoff
+
+# Upstream cookies: once an upstream has sent a cookie, its answers without ours, or with a
+# wrong client cookie, are ignored (SERVFAIL after the timeout, though it answered every
+# attempt); with --upstream-cookies no the same cookieless answer is taken.
+cookies() {
+	local f p out name
+	f=$(free_port)
+	start_fake cookies "$f" --cookies --answer 192.0.2.43
+	p=$(free_port)
+	# One worker: each keeps its own upstream state, the cookie it learnt included.
+	start_embargo cookies "$p" --upstream "127.0.0.1:$f" --redis "$RURL" --timeout 800 \
+		--stale-max 0 --threads 1
+	q "$p" @127.0.0.1 first.example A +short | grep -qx 192.0.2.43 || { echo "no first answer"; return 1; }
+	for name in nocookie.example badcookie.example; do
+		out=$(q "$p" @127.0.0.1 "$name" A)
+		grep -q "status: SERVFAIL" <<<"$out" && ! grep -q "192.0.2.43" <<<"$out" ||
+			{ echo "$name: $out"; return 1; }
+		[ "$(upstream_asked cookies " $name\$")" -ge 2 ] || { echo "$name not asked"; return 1; }
+	done
+	p=$(free_port)
+	start_embargo nocookies "$p" --upstream "127.0.0.1:$f" --redis "$RURL" --upstream-cookies no
+	q "$p" @127.0.0.1 first.example A +short | grep -qx 192.0.2.43 &&
+		q "$p" @127.0.0.1 nocookie.example A +short | grep -qx 192.0.2.43 ||
+		{ echo "--upstream-cookies no: not answered"; return 1; }
+}
+check "upstream cookies: an answer without ours, or with a wrong one, is ignored" cookies
+
 finish
