@@ -305,4 +305,100 @@ cookies() {
 }
 check "upstream cookies: an answer without ours, or with a wrong one, is ignored" cookies
 
+# ---- Redis and the daemon's life -------------------------------------------------------------
+
+# start_silent NAME PORT: a TCP server on PORT that accepts connections, logs the time of each
+# in $WORK/NAME.accepts and never sends a byte (a Redis that hangs).
+start_silent() {
+	python3 - "$2" "$WORK/$1.accepts" >"$WORK/silent-$1.log" 2>&1 <<'PY' &
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+log = open(sys.argv[2], "a", buffering=1)
+held = []
+s.settimeout(1)
+end = time.time() + 300
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        continue
+    held.append(c)
+    log.write("%.3f\n" % time.monotonic())
+PY
+	PIDS+=($!)
+	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$2 '" || die "silent server $1 did not start"
+}
+
+# http_status PORT PATH: the HTTP status of GET PATH on the metrics port (nothing if no answer).
+http_status() {
+	python3 - "http://127.0.0.1:$1$2" <<'PY' 2>/dev/null
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+except urllib.error.HTTPError as e:
+    print(e.code)
+PY
+}
+
+# --redis-timeout 300: a Redis that accepts and never answers is dropped and connected to again
+# (after a back-off of 100 ms, doubling). The timeout is checked on the link's once-a-second
+# heartbeat, so each try lasts about 1.1 to 1.4 s here; with the default (3 s) the second
+# connection would come after more than 3 s.
+redis_timeout() {
+	local r p
+	r=$(free_port)
+	start_silent hung "$r"
+	p=$(free_port)
+	start_embargo hung "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$r" \
+		--redis-timeout 300
+	wait_for $((6 * SCALE)) eval "[ \$(wc -l <'$WORK/hung.accepts') -ge 4 ]"
+	python3 - "$WORK/hung.accepts" <<'PY'
+import sys
+t = [float(x) for x in open(sys.argv[1]).read().split()]
+print("connections at", [round(x - t[0], 2) for x in t], "s")
+assert len(t) >= 4 and t[3] - t[0] < 4.5, t
+PY
+}
+check "--redis-timeout: a Redis that never answers is dropped and connected to again" redis_timeout
+
+# /health: 503 while starting (here: waiting up to 2 s for a Redis that does not answer, before
+# serving the bundled list) and while stopping (SIGTERM: the question upstream is still
+# answered), 200 in between.
+health_start_stop() {
+	local r f p mp pid first out
+	r=$(free_port)
+	start_silent starting "$r"
+	f=$(free_port)
+	start_fake draining "$f" --delay-ms 1500 --answer 192.0.2.44
+	p=$(free_port)
+	mp=$(free_port)
+	"$EMBARGO" --listen "127.0.0.1:$p" --threads 2 --snapshot "$WORK/health.snapshot" \
+		--upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$r" --metrics "127.0.0.1:$mp" \
+		--timeout 8000 >"$WORK/health.log" 2>&1 &
+	pid=$!
+	PIDS+=($pid)
+	wait_for $((5 * SCALE)) eval "[ -n \"\$(http_status $mp /health)\" ]" || { echo "no /health"; return 1; }
+	first=$(http_status "$mp" /health)
+	grep -q "serving on" "$WORK/health.log" && { echo "served before the first /health"; return 1; }
+	echo "starting: $first"
+	[ "$first" = 503 ] || return 1
+	wait_for $((10 * SCALE)) grep -q "serving on" "$WORK/health.log" || return 1
+	[ "$(http_status "$mp" /health)" = 200 ] || { echo "serving: $(http_status "$mp" /health)"; return 1; }
+	q "$p" @127.0.0.1 slow.example A +timeout=5 >"$WORK/draining.out" &
+	local client=$!
+	wait_for $((5 * SCALE)) eval "[ \$(upstream_asked draining ' slow\.example$') -ge 1 ]" || return 1
+	kill -TERM "$pid"
+	wait_for $((2 * SCALE)) eval "[ \"\$(http_status $mp /health)\" = 503 ]" ||
+		{ echo "stopping: $(http_status "$mp" /health)"; return 1; }
+	kill -0 "$pid" || { echo "gone before /health said 503"; return 1; }
+	echo "stopping: 503"
+	wait "$client"
+	out=$(cat "$WORK/draining.out")
+	grep -q "192.0.2.44" <<<"$out" || { echo "the question upstream was not answered: $out"; return 1; }
+}
+check "/health: 503 while starting and while stopping, 200 while serving" health_start_stop
+
 finish
