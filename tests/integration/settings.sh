@@ -401,4 +401,30 @@ health_start_stop() {
 }
 check "/health: 503 while starting and while stopping, 200 while serving" health_start_stop
 
+# ---- DNSSEC ----------------------------------------------------------------------------------
+
+# NSEC3 pass-through: a DO client asking for names missing from an NSEC3-signed zone gets the
+# NSEC3 records and their signatures exactly as NSD sends them (TTLs aside), fresh and cached.
+authority_dnssec() { # PORT NAME: the NSEC3 and RRSIG lines of the authority section, TTL cut
+	kdig -p "$1" +timeout=3 +retry=0 @127.0.0.1 "$2" A +dnssec +nocomments +noquestion \
+		+noadditional +nostats | awk '$4 == "NSEC3" || $4 == "RRSIG" {$2 = ""; print}' | sort
+}
+nsec3() {
+	local name want got how
+	for name in nx.nsec3.example nx.wild.nsec3.example; do
+		want=$(authority_dnssec "$NSD" "$name")
+		grep -q " NSEC3 " <<<"$want" || { echo "NSD sent no NSEC3 for $name: $want"; return 1; }
+		for how in fresh cached; do
+			got=$(authority_dnssec "$EP" "$name")
+			[ "$got" = "$want" ] || { printf '%s %s:\n%s\nNSD:\n%s\n' "$name" "$how" "$got" "$want"; return 1; }
+		done
+		echo "$name: $(grep -c "IN NSEC3 " <<<"$want") NSEC3 records and their RRSIGs, as NSD's"
+	done
+}
+if [ -n "$NSEC3" ]; then
+	check "NSEC3 records of a signed upstream zone reach a DO client as the upstream sent them" nsec3
+else
+	skip "NSEC3 pass-through: no ldns-signzone here (apt-get install -y ldnsutils)"
+fi
+
 finish
