@@ -427,4 +427,64 @@ else
 	skip "NSEC3 pass-through: no ldns-signzone here (apt-get install -y ldnsutils)"
 fi
 
+# ---- TCP -------------------------------------------------------------------------------------
+
+# tcp_unread PORT N QLOG: a TCP client (a small receive buffer) sends N questions for a cached
+# 60 KB answer and reads nothing for 1.5 s; prints how many embargo had answered by then (lines
+# in its query log QLOG), then reads every answer and prints how many came.
+tcp_unread() {
+	python3 - "$@" <<'PY'
+import socket, struct, sys, time
+port, n, qlog = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def question(i):
+    name = b"".join(bytes([len(l)]) + l for l in (b"big1", b"example")) + b"\0"
+    m = struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 16, 1)
+    return struct.pack("!H", len(m)) + m
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", port))
+s.sendall(b"".join(question(i) for i in range(n)))
+time.sleep(1.5)
+print(sum(1 for _ in open(qlog)) - 1, flush=True)  # The question that filled the cache is not ours.
+s.settimeout(10)
+got, buf = 0, b""
+while got < n:
+    try:
+        chunk = s.recv(1 << 20)
+    except OSError:  # Closed by embargo: what came is what counts.
+        chunk = b""
+    if not chunk:
+        break
+    buf += chunk
+    while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
+        buf = buf[2 + struct.unpack("!H", buf[:2])[0]:]
+        got += 1
+print(got)
+PY
+}
+
+# --tcp-max-queued 65540 (its least): a client that does not read gets a few 60 KB answers (what
+# the socket buffers and the bound hold) and embargo stops reading its questions; once it reads,
+# every answer comes. With 16 MiB, all 300 are answered meanwhile.
+tcp_max_queued() {
+	local f p bound small large out
+	f=$(free_port)
+	start_fake tcpq "$f" --big-bytes 60000
+	for bound in 65540 16777216; do
+		p=$(free_port)
+		start_embargo "tcpq$bound" "$p" --upstream "127.0.0.1:$f" --redis "$RURL" --threads 1 \
+			--tcp-max-queued "$bound" --query-log "$WORK/tcpq$bound.qlog"
+		q "$p" @127.0.0.1 +tcp big1.example TXT | grep -q "status: NOERROR" || return 1
+		wait_for $((5 * SCALE)) grep -q . "$WORK/tcpq$bound.qlog" || { echo "no query log"; return 1; }
+		out=($(tcp_unread "$p" 300 "$WORK/tcpq$bound.qlog")) || return 1
+		echo "--tcp-max-queued $bound: ${out[0]} of 300 answered while the client did not read;" \
+			"${out[1]} read after"
+		[ "${out[1]}" -eq 300 ] || return 1
+		[ "$bound" = 65540 ] && small=${out[0]} || large=${out[0]}
+	done
+	# What the kernel's socket buffers take varies (here about 3 MB); the bound holds 64 KB more.
+	[ "$small" -lt 150 ] && [ "$large" -eq 300 ]
+}
+check "--tcp-max-queued: embargo stops reading a client that does not read its answers" tcp_max_queued
+
 finish
