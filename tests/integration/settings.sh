@@ -163,7 +163,7 @@ query_log_stdout() {
 		--no-local-zone test. --upstream "127.0.0.1:$NSD" --redis "$RURL" --query-log - \
 		>"$WORK/qlog.stdout" 2>"$WORK/qlog.log" &
 	pid=$!
-	PIDS+=($pid)
+	PIDS+=("$pid")
 	wait_for $((10 * SCALE)) grep -q "serving on" "$WORK/qlog.log" || { cat "$WORK/qlog.log"; return 1; }
 	q "$p" @127.0.0.1 www.test A +short | grep -qx 192.0.2.1 || return 1
 	by_policy "$p" dl.kaspersky.com || return 1
@@ -215,7 +215,7 @@ cache_size() {
 	p=$(free_port)
 	start_embargo cachesize "$p" --upstream "127.0.0.1:$f" --redis "$RURL" --cache-size 1 \
 		--threads 1 --prefetch no
-	for round in 1 2; do
+	for _ in 1 2; do
 		for i in $(seq 1 24); do
 			q "$p" @127.0.0.1 +tcp "big$i.example" TXT | grep -q "status: NOERROR" ||
 				{ echo "big$i.example: no answer"; return 1; }
@@ -266,7 +266,8 @@ probe_backoff() {
 	probes() { awk 'NF == 3 {print $1}' "$WORK/dead.queries"; }
 	wait_for $((12 * SCALE)) eval '[ $(probes | wc -l) -ge 3 ]' ||
 		{ echo "probes:"; cat "$WORK/dead.queries"; return 1; }
-	t=($(awk 'NF == 4 && tolower($4) == "first.example" {print $1; exit}' "$WORK/dead.queries") $(probes))
+	read -ra t <<<"$(awk 'NF == 4 && tolower($4) == "first.example" {print $1; exit}' \
+		"$WORK/dead.queries") $(probes | tr '\n' ' ')"
 	python3 - "${t[@]}" <<'PY'
 import sys
 t = [float(x) for x in sys.argv[1:5]]
@@ -379,7 +380,7 @@ health_start_stop() {
 		--upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$r" --metrics "127.0.0.1:$mp" \
 		--timeout 8000 >"$WORK/health.log" 2>&1 &
 	pid=$!
-	PIDS+=($pid)
+	PIDS+=("$pid")
 	wait_for $((5 * SCALE)) eval "[ -n \"\$(http_status $mp /health)\" ]" || { echo "no /health"; return 1; }
 	first=$(http_status "$mp" /health)
 	grep -q "serving on" "$WORK/health.log" && { echo "served before the first /health"; return 1; }
@@ -430,12 +431,12 @@ fi
 # ---- TCP -------------------------------------------------------------------------------------
 
 # tcp_unread PORT N QLOG: a TCP client (a small receive buffer) sends N questions for a cached
-# 60 KB answer and reads nothing for 1.5 s; prints how many embargo had answered by then (lines
+# 60 KB answer and reads nothing for 1.5 s (times TIME_SCALE); prints how many embargo had answered by then (lines
 # in its query log QLOG), then reads every answer and prints how many came.
 tcp_unread() {
-	python3 - "$@" <<'PY'
+	python3 - "$@" "$SCALE" <<'PY'
 import socket, struct, sys, time
-port, n, qlog = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+port, n, qlog, scale = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 def question(i):
     name = b"".join(bytes([len(l)]) + l for l in (b"big1", b"example")) + b"\0"
     m = struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 16, 1)
@@ -444,7 +445,7 @@ s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.connect(("127.0.0.1", port))
 s.sendall(b"".join(question(i) for i in range(n)))
-time.sleep(1.5)
+time.sleep(1.5 * scale)
 print(sum(1 for _ in open(qlog)) - 1, flush=True)  # The question that filled the cache is not ours.
 s.settimeout(10)
 got, buf = 0, b""
@@ -476,10 +477,10 @@ tcp_max_queued() {
 			--tcp-max-queued "$bound" --query-log "$WORK/tcpq$bound.qlog"
 		q "$p" @127.0.0.1 +tcp big1.example TXT | grep -q "status: NOERROR" || return 1
 		wait_for $((5 * SCALE)) grep -q . "$WORK/tcpq$bound.qlog" || { echo "no query log"; return 1; }
-		out=($(tcp_unread "$p" 300 "$WORK/tcpq$bound.qlog")) || return 1
+		read -ra out <<<"$(tcp_unread "$p" 300 "$WORK/tcpq$bound.qlog" | tr '\n' ' ')"
 		echo "--tcp-max-queued $bound: ${out[0]} of 300 answered while the client did not read;" \
 			"${out[1]} read after"
-		[ "${out[1]}" -eq 300 ] || return 1
+		[ "${out[1]:-0}" -eq 300 ] || return 1
 		[ "$bound" = 65540 ] && small=${out[0]} || large=${out[0]}
 	done
 	# What the kernel's socket buffers take varies (here about 3 MB); the bound holds 64 KB more.
