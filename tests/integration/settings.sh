@@ -488,4 +488,55 @@ tcp_max_queued() {
 }
 check "--tcp-max-queued: embargo stops reading a client that does not read its answers" tcp_max_queued
 
+# ---- Known bugs: run with KNOWN_BUGS=1; they fail until the bug is fixed ---------------------
+
+# KNOWN BUG (resolver/upstream.c, check_cookie): the server cookie an upstream sent is kept per
+# worker (struct health), so a worker that has not yet had an answer from that upstream still
+# takes one without a cookie; the README says "once an upstream has sent one". Two workers: a
+# first answer with a cookie, then ten questions whose answers come without: each lands on
+# either worker, so one of them is answered (all ten SERVFAIL only if they all meet the worker
+# that learnt the cookie).
+known_cookie_per_worker() {
+	local f p i answered=0
+	f=$(free_port)
+	start_fake cookies2 "$f" --cookies --answer 192.0.2.45
+	p=$(free_port)
+	start_embargo cookies2 "$p" --upstream "127.0.0.1:$f" --redis "$RURL" --timeout 400 \
+		--stale-max 0 --threads 2
+	q "$p" @127.0.0.1 first.example A +short | grep -qx 192.0.2.45 || return 1
+	for i in $(seq 1 10); do
+		q "$p" @127.0.0.1 "nocookie$i.example" A +short | grep -qx 192.0.2.45 && answered=$((answered + 1))
+	done
+	echo "$answered of 10 answers without a cookie taken"
+	[ "$answered" -eq 0 ]
+}
+
+# KNOWN BUG (resolver/redis_link.c, on_heartbeat): the Redis timeout is checked on the
+# once-a-second heartbeat (HEARTBEAT_MS), so --redis-timeout 300 drops a Redis that never
+# answers after about 1000 ms, not 300 (any value is rounded up to the next whole heartbeat).
+known_redis_timeout_granularity() {
+	local r p
+	r=$(free_port)
+	start_silent hung2 "$r"
+	p=$(free_port)
+	start_embargo hung2 "$p" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$r" \
+		--redis-timeout 300
+	wait_for $((5 * SCALE)) eval "[ \$(wc -l <'$WORK/hung2.accepts') -ge 2 ]"
+	python3 - "$WORK/hung2.accepts" <<'PY'
+import sys
+t = [float(x) for x in open(sys.argv[1]).read().split()]
+print("second connection after %.2f s (timeout 0.3 s, back-off 0.1 s)" % (t[1] - t[0]))
+assert len(t) >= 2 and t[1] - t[0] < 0.7, t
+PY
+}
+
+if [ -n "${KNOWN_BUGS:-}" ]; then
+	check "KNOWN BUG: a worker that never had the upstream's cookie takes an answer without one" \
+		known_cookie_per_worker
+	check "KNOWN BUG: --redis-timeout below 1 s acts as about 1 s" known_redis_timeout_granularity
+else
+	skip "KNOWN BUG: upstream cookies are enforced per worker (KNOWN_BUGS=1 runs the check)"
+	skip "KNOWN BUG: --redis-timeout is checked once a second (KNOWN_BUGS=1 runs the check)"
+fi
+
 finish
