@@ -18,6 +18,10 @@ had drowned it). Names starting "refusedq" are answered REFUSED, "servfail" SERV
 --ede; "badchain" get a CNAME whose target is a forward compression pointer to kaspersky.com,
 "loopchain" one that points at itself. Names starting with "big" get a TXT answer of about
 --big-bytes octets (over TCP; over UDP it is truncated with TC).
+Options off by default: --delay-all-ms delays every answer (a slow upstream); --log-time starts
+each log line with the time in seconds ("TIME SRCPORT ID QNAME"); --cookies answers a query's
+DNS cookie (RFC 7873) with the client cookie and a server cookie, except for names starting
+"nocookie" (no cookie option) and "badcookie" (a client cookie that is not the query's).
 """
 import argparse
 import select
@@ -45,6 +49,29 @@ def has_opt(pkt):
     return struct.unpack("!H", pkt[10:12])[0] > 0
 
 
+def client_cookie(pkt, qend):
+    """The 8-octet client cookie of the query's OPT record, or None."""
+    off = qend
+    try:
+        for _ in range(struct.unpack("!H", pkt[10:12])[0]):
+            while pkt[off] != 0 and pkt[off] < 0xc0:
+                off += 1 + pkt[off]
+            off += 2 if pkt[off] >= 0xc0 else 1
+            rtype, _, _, rdlen = struct.unpack("!HHIH", pkt[off:off + 10])
+            off += 10
+            if rtype == 41:
+                o, end = off, off + rdlen
+                while o + 4 <= end:
+                    code, olen = struct.unpack("!HH", pkt[o:o + 4])
+                    if code == 10 and olen >= 8:
+                        return pkt[o + 4:o + 12]
+                    o += 4 + olen
+            off += rdlen
+    except (IndexError, struct.error):
+        pass
+    return None
+
+
 def answer(pkt, args, rcode=0, lower=False, addr=None, big=False, tc=False):
     qid = pkt[0:2]
     labels, qtype, qclass, qend = parse_question(pkt)
@@ -70,7 +97,14 @@ def answer(pkt, args, rcode=0, lower=False, addr=None, big=False, tc=False):
             count = 1
     opt = b""
     if has_opt(pkt):
-        opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)
+        options = b""
+        cc = client_cookie(pkt, qend) if args.cookies else None
+        name = b".".join(labels).lower()
+        if cc is not None and not name.startswith(b"nocookie"):
+            if name.startswith(b"badcookie"):
+                cc = bytes(b ^ 0xff for b in cc)
+            options = struct.pack("!HH", 10, 16) + cc + b"fakesrv1"
+        opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, len(options)) + options
     header = qid + struct.pack("!HHHHH", flags, 1, count, 0, 1 if opt else 0)
     return header + bytes(question) + records + opt
 
@@ -128,6 +162,7 @@ class Upstream:
             return None, 0
         delay = self.args.delay_ms / 1000 if b"slow" in labels or any(
             l.lower() == b"slow" for l in labels) else 0
+        delay = max(delay, self.args.delay_all_ms / 1000)
         if self.args.mode == "refused" or name.startswith(b"refusedq"):
             return answer(pkt, self.args, rcode=5), delay
         if self.args.mode == "servfail" or name.startswith(b"servfail"):
@@ -165,7 +200,9 @@ class Upstream:
         labels, _, _, _ = parse_question(pkt)
         qname = b".".join(labels).decode("ascii", "replace")
         if self.log:
-            self.log.write("%d %d %s\n" % (src[1], struct.unpack("!H", pkt[0:2])[0], qname))
+            stamp = "%.3f " % time.monotonic() if self.args.log_time else ""
+            self.log.write("%s%d %d %s\n" % (stamp, src[1], struct.unpack("!H", pkt[0:2])[0],
+                                              qname))
         if qname.lower().startswith("spoof") and qname.lower() not in self.spoofed:
             self.spoofed.add(qname.lower())  # An attacker's one try per name and query.
             self.spoof(pkt, src)
@@ -252,6 +289,11 @@ def main():
     p.add_argument("--tcp-answers", type=int, default=0,
                    help="close a TCP connection after this many answers (0: never)")
     p.add_argument("--lifetime", type=int, default=600, help="seconds before it stops by itself")
+    p.add_argument("--delay-all-ms", type=int, default=0, help="delay every answer this long")
+    p.add_argument("--log-time", action="store_true",
+                   help="start each log line with time.monotonic() in seconds")
+    p.add_argument("--cookies", action="store_true",
+                   help="answer DNS cookies (nocookie*, badcookie* names: none, a wrong one)")
     Upstream(p.parse_args()).run()
 
 

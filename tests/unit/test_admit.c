@@ -127,6 +127,28 @@ Test(admit, rate_limit_ipv6_prefix_and_off)
 	admit_free(a);
 }
 
+/* --ratelimit-prefix other than the default: 16/48 makes every /16 (every /48) one client,
+ * so two addresses in different /24s of one /16 share a budget, and another /16 has its own. */
+Test(admit, rate_limit_prefix_setting)
+{
+	char *argv[] = {"--ratelimit", "2", "--ratelimit-prefix", "16/48", "--ratelimit-slip", "0"};
+	struct options o = opts(6, argv);
+	admit_t *a = admit_new(&o);
+	struct sockaddr_storage x = addr("198.18.1.1"), y = addr("198.18.200.2"),
+				z = addr("198.19.1.1"), v6a = addr("2001:db8:0:1::1"),
+				v6b = addr("2001:db8:0:ff00::1"), v6c = addr("2001:db8:1::1");
+	cr_expect_eq(admit_rate(a, &x, 0), ADMIT_RATE_OK);
+	cr_expect_eq(admit_rate(a, &y, 0), ADMIT_RATE_OK);
+	cr_expect_eq(admit_rate(a, &x, 0), ADMIT_RATE_DROP, "198.18.1.1 and 198.18.200.2: one /16");
+	cr_expect_eq(admit_rate(a, &y, 0), ADMIT_RATE_DROP);
+	cr_expect_eq(admit_rate(a, &z, 0), ADMIT_RATE_OK, "198.19/16 is another client");
+	cr_expect_eq(admit_rate(a, &v6a, 0), ADMIT_RATE_OK);
+	cr_expect_eq(admit_rate(a, &v6b, 0), ADMIT_RATE_OK);
+	cr_expect_eq(admit_rate(a, &v6a, 0), ADMIT_RATE_DROP, "one /48");
+	cr_expect_eq(admit_rate(a, &v6c, 0), ADMIT_RATE_OK, "2001:db8:1::/48 is another client");
+	admit_free(a);
+}
+
 Test(admit, pending_share_is_capped_and_given_back)
 {
 	char *argv[] = {"--client-pending", "3"};

@@ -174,6 +174,58 @@ Test(options, network_guards)
 	}
 }
 
+/* A file of the test's own in /tmp, removed by the caller; @return its path (static). */
+static const char *temp_file(const char *tag, const char *text)
+{
+	static char path[80];
+	snprintf(path, sizeof(path), "/tmp/embargo-%s-test-%ld", tag, (long)getpid());
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+/* --resolv-conf: the nameserver lines of the file named, in order, port 53; comments, other
+ * keywords, scoped and malformed addresses skipped; no file or no nameserver refuses to start. */
+Test(options, resolv_conf)
+{
+	static struct options o;
+	char err[256], path[80], buf[80];
+	strcpy(path, temp_file("resolv", "# nameserver 10.9.9.9\n"
+					 "; nameserver 10.8.8.8\n"
+					 "search example.org\n"
+					 "nameserver 192.0.2.7\n"
+					 "  nameserver\t2001:db8::53\n"
+					 "nameserver fe80::1%eth0\n"
+					 "nameserver not-an-address\n"
+					 "options ndots:2 timeout:1\n"
+					 "nameserver 198.51.100.9\n"));
+	char *a[] = {"embargo", "--resolv-conf", path, NULL};
+	cr_assert_eq(options_parse(&o, 3, a, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_assert_eq(o.nupstream, 3);
+	const char *want[] = {"192.0.2.7:53", "[2001:db8::53]:53", "198.51.100.9:53"};
+	for (unsigned i = 0; i < 3; i++) {
+		options_format_addr(&o.upstream[i], buf, sizeof(buf));
+		cr_expect_str_eq(buf, want[i]);
+	}
+	cr_expect_str_eq(o.resolv_conf, path);
+	/* --upstream wins: the file is not read at all (here it does not exist). */
+	char *b[] = {"embargo", "--resolv-conf", "/nonexistent/resolv.conf", "--upstream",
+		     "192.0.2.53", NULL};
+	cr_assert_eq(options_parse(&o, 5, b, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_eq(o.nupstream, 1);
+	char *c[] = {"embargo", "--resolv-conf", "/nonexistent/resolv.conf", NULL};
+	cr_expect_eq(options_parse(&o, 3, c, err, sizeof(err)), -EINVAL);
+	cr_expect_not_null(strstr(err, "/nonexistent/resolv.conf"), "%s", err);
+	unlink(path);
+	strcpy(path, temp_file("resolv", "search example.org\n# nameserver 10.9.9.9\n"));
+	char *d[] = {"embargo", "--resolv-conf", path, NULL};
+	cr_expect_eq(options_parse(&o, 3, d, err, sizeof(err)), -EINVAL);
+	cr_expect_not_null(strstr(err, "no nameserver"), "%s", err);
+	unlink(path);
+}
+
 /* A reload's settings against the running ones: what was given and is no longer (a file read
  * while half written), named; upstream and resolv-conf stand in for each other. */
 Test(options, lost)
@@ -185,8 +237,12 @@ Test(options, lost)
 	cr_assert_eq(options_parse(&was, 9, a, err, sizeof(err)), OPTIONS_RUN, "%s", err);
 	cr_expect_eq(options_lost(&was, &was, names, sizeof(names)), 0);
 	cr_expect_str_eq(names, "");
-	char *b[] = {"embargo", "--resolv-conf", "/etc/resolv.conf", "--deny-mode", "nxdomain", NULL};
+	/* A resolv.conf of the test's own: the machine's may name no nameserver, or be absent. */
+	char resolv[80];
+	strcpy(resolv, temp_file("resolv", "nameserver 192.0.2.53\n"));
+	char *b[] = {"embargo", "--resolv-conf", resolv, "--deny-mode", "nxdomain", NULL};
 	cr_assert_eq(options_parse(&now, 5, b, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	unlink(resolv);
 	cr_expect_eq(options_lost(&was, &now, names, sizeof(names)), 2);
 	cr_expect_str_eq(names, "redis-prefix, max-shrink");
 	cr_expect_eq(options_lost(&now, &was, names, sizeof(names)), 0, "%s", names);
