@@ -25,7 +25,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
-#define HEARTBEAT_MS 1000
+#define HEARTBEAT_MS 1000     /* At most; a shorter --redis-timeout beats faster (below). */
 #define CONNECT_TIMEOUT_MS 2000 /* A connection not up by then is given up and retried. */
 /* Keyspace events on our keys: generic (DEL, RENAME...), string, list, set, hash, sorted set
  * (a key overwritten with another type must be noticed too), expired and evicted. */
@@ -552,7 +552,11 @@ redis_link_t *redis_link_new(uv_loop_t *loop, const struct options *o, const cha
 		timers[i]->data = l;
 	}
 	l->open_handles = 3;
-	uv_timer_start(&l->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
+	/* The timeout is checked at each beat: four beats to a timeout below 4 s, so that a
+	 * silent Redis is dropped within 1.25 x --redis-timeout, not rounded up to a second. */
+	unsigned beat = l->o->redis_timeout_ms / 4;
+	beat = beat > HEARTBEAT_MS ? HEARTBEAT_MS : beat < 25 ? 25 : beat;
+	uv_timer_start(&l->heartbeat, on_heartbeat, beat, beat);
 	connect_now(l);
 	return l;
 }

@@ -8,6 +8,7 @@
 #include "resolver/upstream.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -668,6 +669,46 @@ static enum match question_match(const struct pending *p, const uint8_t *reply, 
 	return MATCH_CASE;
 }
 
+/* ---- Cookies -------------------------------------------------------------------------------- */
+
+/* Upstreams that have sent any worker a server cookie: from then on every worker ignores their
+ * UDP answers without one, not only the worker that saw it (each keeps its own cookies). Few
+ * (the upstreams of this and earlier reloads), behind a lock taken only for an answer without a
+ * cookie and when a worker first learns or drops an upstream's. */
+#define COOKIE_UPSTREAMS (4 * OPTIONS_MAX_ADDRS)
+static pthread_mutex_t cookie_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sockaddr_storage cookie_from[COOKIE_UPSTREAMS];
+static unsigned ncookie_from;
+
+static int cookie_find(const struct sockaddr_storage *a)
+{
+	for (unsigned k = 0; k < ncookie_from; k++)
+		if (options_same_addr(&cookie_from[k], a))
+			return (int)k;
+	return -1;
+}
+
+/* Has any worker had a server cookie from upstream a? */
+static int cookie_seen(const struct sockaddr_storage *a)
+{
+	pthread_mutex_lock(&cookie_lock);
+	int seen = cookie_find(a) >= 0;
+	pthread_mutex_unlock(&cookie_lock);
+	return seen;
+}
+
+/* Upstream a sends cookies (seen), or has stopped (a probe's answer came without one). */
+static void cookie_note(const struct sockaddr_storage *a, int seen)
+{
+	pthread_mutex_lock(&cookie_lock);
+	int k = cookie_find(a);
+	if (seen && k < 0 && ncookie_from < COOKIE_UPSTREAMS)
+		cookie_from[ncookie_from++] = *a;
+	else if (!seen && k >= 0)
+		cookie_from[k] = cookie_from[--ncookie_from];
+	pthread_mutex_unlock(&cookie_lock);
+}
+
 /* The upstream's cookie check (RFC 7873 5.3): a reply to a query with our client cookie that
  * carries a cookie must echo ours; its server cookie is kept for the next queries. @return 0
  * or -1 (a forgery or garbage). */
@@ -679,13 +720,15 @@ static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t 
 	if (rc < 0)
 		return -1;
 	struct health *h = &u->health[i];
-	/* Without a cookie: fine from an upstream that never sent us one, and over TCP (which an
-	 * off-path attacker cannot forge, and where some servers leave cookies out). */
+	/* Without a cookie: fine from an upstream that never sent one to any worker, and over TCP
+	 * (which an off-path attacker cannot forge, and where some servers leave cookies out). */
 	if (rc == 0)
-		return h->server_cookie_len && !over_tcp ? -1 : 0;
+		return !over_tcp && (h->server_cookie_len || cookie_seen(&u->o->upstream[i])) ? -1 : 0;
 	if (olen < 8 || memcmp(reply + off, h->client_cookie, 8) != 0)
 		return -1;
 	if (olen >= 16 && olen <= 40) {
+		if (!h->server_cookie_len)
+			cookie_note(&u->o->upstream[i], 1);
 		h->server_cookie_len = (uint8_t)(olen - 8);
 		memcpy(h->server_cookie, reply + off + 8, olen - 8);
 	}
@@ -766,10 +809,11 @@ static void probe_reply(upstream_t *u, struct outsock *s, const uint8_t *reply, 
 	if (u->o->cookies) {
 		size_t off, olen;
 		int rc = wire_find_edns_option(reply, len, WIRE_EDNS_COOKIE, &off, &olen);
-		if (rc == 0 && h->server_cookie_len) {
+		if (rc == 0 && (h->server_cookie_len || cookie_seen(&u->o->upstream[i]))) {
 			/* The probe carried our cookie and the answer none: this upstream no longer
 			 * does cookies, and must not stay unusable for it. */
 			h->server_cookie_len = 0;
+			cookie_note(&u->o->upstream[i], 0);
 		} else if (check_cookie(u, i, reply, len, 0) < 0) {
 			u->stats.cookie_mismatched++;
 			return;

@@ -171,7 +171,8 @@ class Upstream:
             return chain_answer(pkt, loop=name.startswith(b"loopchain")), delay
         big = name.startswith(b"big")
         if big and not over_tcp:
-            return answer(pkt, self.args, tc=True), 0  # A "slow" big name is slow over TCP only.
+            # A "slow" big name is slow over TCP only.
+            return answer(pkt, self.args, tc=True), self.args.delay_all_ms / 1000
         return answer(pkt, self.args, lower=self.args.mode == "mangle", big=big), delay
 
     def send_later(self, sock, data, to, delay):

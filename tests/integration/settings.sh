@@ -488,15 +488,12 @@ tcp_max_queued() {
 }
 check "--tcp-max-queued: embargo stops reading a client that does not read its answers" tcp_max_queued
 
-# ---- Known bugs: run with KNOWN_BUGS=1; they fail until the bug is fixed ---------------------
-
-# KNOWN BUG (resolver/upstream.c, check_cookie): the server cookie an upstream sent is kept per
-# worker (struct health), so a worker that has not yet had an answer from that upstream still
-# takes one without a cookie; the README says "once an upstream has sent one". Two workers: a
-# first answer with a cookie, then ten questions whose answers come without: each lands on
-# either worker, so one of them is answered (all ten SERVFAIL only if they all meet the worker
-# that learnt the cookie).
-known_cookie_per_worker() {
+# Cookies are enforced per upstream, not per worker: once the upstream has sent any worker a
+# cookie, no worker takes its UDP answers without one (the README: "once an upstream has sent
+# one"). Two workers: a first answer with a cookie, then ten questions whose answers come
+# without, landing on either worker: none is taken. (Before, the server cookie was known only
+# to the worker that saw it, and the other took such answers.)
+cookie_per_upstream() {
 	local f p i answered=0
 	f=$(free_port)
 	start_fake cookies2 "$f" --cookies --answer 192.0.2.45
@@ -511,10 +508,10 @@ known_cookie_per_worker() {
 	[ "$answered" -eq 0 ]
 }
 
-# KNOWN BUG (resolver/redis_link.c, on_heartbeat): the Redis timeout is checked on the
-# once-a-second heartbeat (HEARTBEAT_MS), so --redis-timeout 300 drops a Redis that never
-# answers after about 1000 ms, not 300 (any value is rounded up to the next whole heartbeat).
-known_redis_timeout_granularity() {
+# --redis-timeout below a second is not rounded up to one: the heartbeat that checks it beats
+# four times per timeout (below 4 s), so --redis-timeout 300 drops a Redis that never answers
+# within about 375 ms. (Before, it was checked once a second.)
+redis_timeout_granularity() {
 	local r p
 	r=$(free_port)
 	start_silent hung2 "$r"
@@ -530,13 +527,7 @@ assert len(t) >= 2 and t[1] - t[0] < 0.7, t
 PY
 }
 
-if [ -n "${KNOWN_BUGS:-}" ]; then
-	check "KNOWN BUG: a worker that never had the upstream's cookie takes an answer without one" \
-		known_cookie_per_worker
-	check "KNOWN BUG: --redis-timeout below 1 s acts as about 1 s" known_redis_timeout_granularity
-else
-	skip "KNOWN BUG: upstream cookies are enforced per worker (KNOWN_BUGS=1 runs the check)"
-	skip "KNOWN BUG: --redis-timeout is checked once a second (KNOWN_BUGS=1 runs the check)"
-fi
+check "cookies are enforced per upstream: no worker takes an answer without one" cookie_per_upstream
+check "--redis-timeout below 1 s is not rounded up to a second" redis_timeout_granularity
 
 finish
