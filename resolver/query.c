@@ -638,8 +638,9 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 		 * again, then every CNAME/DNAME target. */
 		const policy_t *pol = policy_store_enter(w->server->store, w->reader);
 		policy_lookup(pol, &q->qname, &v);
-		int chain = v.action == POLICY_DENY ? 0 : chain_denied(pol, reply, len, &v, &target);
-		if (v.action == POLICY_DENY) {
+		int name_denied = v.action == POLICY_DENY;
+		int chain = name_denied ? 0 : chain_denied(pol, reply, len, &v, &target);
+		if (name_denied) {
 			deny(w, c, query, q, pol, &v, NULL);
 		} else if (c->stream && (reply[2] & (WIRE_FLAG_TC >> 8))) {
 			/* A truncated answer the upstream side had no room to fetch whole: a UDP
