@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Live policy: keyspace notifications, the interval fallback, snapshots, Redis restarts and a
 # primary/replica fleet, with real redis-server, NSD and kdig on loopback.
+# The checks run in order on one daemon (live) and one Redis: snapshot, corrupt_snapshot and
+# other_prefix_snapshot read the snapshot that burst's loads wrote (burst77.test ...), and
+# redis_restart and status come after them; ONLY= one of those alone fails.
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}
@@ -201,7 +204,7 @@ check "a restart with a mistyped prefix: the real list's snapshot with the bundl
 redis_restart() {
 	local pid held
 	redis-cli -p "$RP" shutdown nosave >/dev/null 2>&1
-	sleep 0.5
+	wait_for 5 grep -q "unavailable" "$WORK/live.log" || { echo "loss not noticed"; return 1; }
 	is_denied "$EP" blocked.test || { echo "policy lost while redis is down"; return 1; }
 	# It comes back empty (no persistence) and gets one write: that is data loss, not a
 	# policy change. Reconnected within 1 s, notifications re-enabled on the new server; the
@@ -250,7 +253,7 @@ hanging_redis() {
 	local hp ep
 	hp=$(free_port)
 	ep=$(free_port)
-	python3 - "$hp" <<'PY' &
+	python3 - "$hp" "$WORK/hang.ready" <<'PY' &
 import socket, sys, time
 s = socket.socket()
 s.bind(("127.0.0.1", int(sys.argv[1])))
@@ -261,10 +264,11 @@ for _ in range(4):  # Fill the backlog, then never accept: later SYNs go unanswe
     c.setblocking(False)
     c.connect_ex(("127.0.0.1", int(sys.argv[1])))
     held.append(c)
+open(sys.argv[2], "w").close()
 time.sleep(60)
 PY
 	PIDS+=($!)
-	sleep 0.5
+	wait_for 5 test -e "$WORK/hang.ready" || { echo "the hanging listener did not start"; return 1; }
 	start_embargo hang "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$hp"
 	is_denied "$ep" kaspersky.com || return 1
 	wait_for 8 grep -q "connection attempt timed out" "$WORK/hang.log" || { cat "$WORK/hang.log"; return 1; }
