@@ -3,6 +3,7 @@
 # (clean under mandoc's lint, every option of --help in them), the annotated example config (every
 # setting of --help in it, its defaults the daemon's own, accepted by the installed daemon
 # commented out and uncommented), the systemd unit (systemd-analyze verify), and make uninstall.
+# The checks run in order on one DESTDIR: install first, uninstall last.
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}
@@ -85,9 +86,24 @@ every_item() {
 	[ -z "$missing" ] || { echo "no item in $(basename "$1") for:$missing"; return 1; }
 }
 daemon_options() { "$DAEMON" --help | grep -oE '^  --[a-z0-9-]+' | sed 's/^  //'; }
+# at_least N WHAT WORDS: the scrape of --help found at least N words (a help text reformatted
+# past the scrape must fail the checks that read it, not make them vacuous).
+at_least() {
+	local n=$1 what=$2 count
+	count=$(wc -w <<<"$3")
+	[ "$count" -ge "$n" ] || { echo "only $count $what scraped from --help (at least $n expected): $3"; return 1; }
+}
+# What --help lists today, less a small margin: 60 daemon options, 12 commands and 18 options of
+# embargo-policy.
+MIN_DAEMON_OPTIONS=55
+MIN_TOOL_COMMANDS=10
+MIN_TOOL_OPTIONS=15
 man_has_options() {
-	# shellcheck disable=SC2046
-	every_item "$ROOT$man8dir/embargo.8" $(daemon_options)
+	local options
+	options=$(daemon_options)
+	at_least $MIN_DAEMON_OPTIONS "options of embargo" "$options" || return 1
+	# shellcheck disable=SC2086
+	every_item "$ROOT$man8dir/embargo.8" $options
 }
 check "embargo(8) has every option of embargo --help" man_has_options
 # The commands (the first word of each line under Commands:) and every --option of the help.
@@ -95,11 +111,14 @@ tool_help() { "$ROOT$bindir/embargo-policy" --help; }
 tool_commands() { tool_help | awk '/^Commands:/ { c = 1; next } /^Options:/ { c = 0 } c && /^  [a-z]/ { print $1 }' | sort -u; }
 tool_options() { tool_help | grep -oE -- '--[a-z][a-z-]*' | sort -u; }
 man_has_commands() {
-	local commands
+	local commands options
 	commands=$(tool_commands)
-	[ "$(wc -l <<<"$commands")" -ge 9 ] || { echo "embargo-policy --help: commands not found: $commands"; return 1; }
-	# shellcheck disable=SC2046,SC2086
-	every_item "$ROOT$man8dir/embargo-policy.8" $commands && every_word "$ROOT$man8dir/embargo-policy.8" $(tool_options)
+	options=$(tool_options)
+	at_least $MIN_TOOL_COMMANDS "commands of embargo-policy" "$commands" || return 1
+	at_least $MIN_TOOL_OPTIONS "options of embargo-policy" "$options" || return 1
+	# shellcheck disable=SC2086
+	every_item "$ROOT$man8dir/embargo-policy.8" $commands || return 1
+	every_word "$ROOT$man8dir/embargo-policy.8" $options
 }
 check "embargo-policy(8) has every command and option of embargo-policy --help" man_has_commands
 
@@ -110,6 +129,8 @@ NAMES=$(settings | paste -sd'|')
 uncomment() { sed -E "s/^# ($NAMES)( |\$)/\\1\\2/" "$CONF"; }
 config_complete() {
 	local name missing=""
+	# Every option but --config, --check-config, --help and --version.
+	at_least $((MIN_DAEMON_OPTIONS - 4)) "settings" "$(settings)" || return 1
 	for name in $(settings); do
 		grep -qE "^# $name( |\$)" "$CONF" || missing="$missing $name"
 	done
@@ -177,10 +198,8 @@ unit_verified() {
 }
 if [ ${#UNITS[@]} -eq 0 ]; then
 	skip "configured --without-systemdsystemunitdir: no unit installed"
-elif command -v systemd-analyze >/dev/null 2>&1; then
+elif need_or_skip systemd-analyze systemd "systemd-analyze verify: the installed unit"; then
 	check "systemd-analyze verify: the installed unit, nothing to say" unit_verified
-else
-	skip "systemd-analyze not installed (apt-get install systemd): the unit is not verified"
 fi
 
 # An upgrade (make install again) keeps the operator's edited config; uninstall keeps it too.

@@ -1,10 +1,14 @@
-# Helpers for the integration tests: free loopback ports, real servers started and always
-# stopped, and a tiny pass/fail ledger. Sourced by run.sh.
+# Helpers for the integration tests: loopback ports and namespace subnets reserved in a ledger
+# shared by every script running on the machine, real servers started and always stopped, and a
+# tiny pass/fail/skip tally. Sourced by every script in tests/integration.
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/embargo-it.XXXXXX")
 PIDS=()
+# EMBARGO_DAEMONS[PID]=NAME for each embargo daemon started here: finish requires exit status 0.
+declare -A EMBARGO_DAEMONS=()
 PASSED=0
 FAILED=0
+SKIPPED=0
 
 cleanup() {
 	local status=$? pid
@@ -15,6 +19,7 @@ cleanup() {
 	for pid in "${PIDS[@]}"; do
 		wait "$pid" 2>/dev/null
 	done
+	ledger_release
 	if [ "$status" -ne 0 ] || [ "$FAILED" -gt 0 ] || [ -n "${KEEP_WORK:-}" ]; then
 		echo "# logs kept in $WORK"
 	else
@@ -44,23 +49,68 @@ need_all() {
 	[ -x "$EMBARGO" ] || die "$EMBARGO not built"
 }
 
-# A port free for both UDP and TCP on loopback, below the kernel's ephemeral range so that no
-# client socket can take it between this check and the bind.
+# The ledger: one file per reserved port or subnet under $LEDGER, holding the reserving script's
+# PID, created under an flock so that scripts running at once never get the same one. Released by
+# cleanup; an entry whose script is gone (killed before its cleanup) is taken back.
+LEDGER=${EMBARGO_LEDGER:-/tmp/embargo-ledger}
+mkdir -p "$LEDGER" 2>/dev/null && chmod 1777 "$LEDGER" 2>/dev/null
+# ledger_take NAME: reserve NAME for this script; fails if another live script holds it.
+ledger_take() {
+	local entry="$LEDGER/$1" owner fd rc=1
+	exec {fd}>>"$LEDGER/.lock" || return 1
+	flock "$fd"
+	if [ -e "$entry" ]; then
+		owner=$(cat "$entry" 2>/dev/null)
+		# Held by a live script (this one included): not free. Held by a dead one: taken back.
+		if [ -n "$owner" ] && [ -d "/proc/$owner" ]; then
+			exec {fd}>&-
+			return 1
+		fi
+		rm -f "$entry"
+	fi
+	(set -o noclobber && echo $$ >"$entry") 2>/dev/null && rc=0
+	exec {fd}>&-
+	return $rc
+}
+# ledger_release: give back every entry this script holds.
+ledger_release() {
+	local entry
+	for entry in "$LEDGER"/port.* "$LEDGER"/net.*; do
+		[ -f "$entry" ] && [ "$(cat "$entry" 2>/dev/null)" = "$$" ] && rm -f "$entry"
+	done
+	return 0
+}
+
+# free_port: a port free for both UDP and TCP on loopback, reserved in the ledger until this script
+# ends; below the kernel's ephemeral range so that no client socket can take it before the bind.
 EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
 	local p
 	while :; do
 		p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
-		if ! ss -Htuln 2>/dev/null | awk '{print $5}' | grep -qE "[:.]$p\$"; then
-			echo "$p"
-			return
-		fi
+		# Taken by something outside the ledger (or by a script with an older lib.sh): next.
+		ss -Htuln 2>/dev/null | awk '{print $5}' | grep -qE "[:.]$p\$" && continue
+		ledger_take "port.$p" && { echo "$p"; return; }
 	done
 }
 
-# wait_for SECONDS COMMAND...: retry COMMAND every 0.1 s until it succeeds.
+# free_subnet: a /24 of 198.18.0.0/15 (RFC 2544, benchmarking) for a network namespace, reserved in
+# the ledger until this script ends and on no interface now; printed as its first three octets
+# ("198.18.7"), the script adds ".1" and so on.
+free_subnet() {
+	local n net
+	while :; do
+		n=$((RANDOM % 512))
+		net="198.$((18 + n / 256)).$((n % 256))"
+		[ -n "$(ip -o addr show to "$net.0/24" 2>/dev/null)" ] && continue
+		ledger_take "net.$net" && { echo "$net"; return; }
+	done
+}
+
+# wait_for SECONDS COMMAND...: retry COMMAND every 0.1 s until it succeeds, for SECONDS times
+# TIME_SCALE (3 in the sanitizer build, which runs several times slower).
 wait_for() {
-	local deadline=$((SECONDS + $1))
+	local deadline=$((SECONDS + $1 * ${TIME_SCALE:-1}))
 	shift
 	while [ "$SECONDS" -le "$deadline" ]; do
 		"$@" >/dev/null 2>&1 && return 0
@@ -71,18 +121,43 @@ wait_for() {
 
 ok() {
 	PASSED=$((PASSED + 1))
-	echo "ok $((PASSED + FAILED)) - $1"
+	echo "ok $((PASSED + FAILED + SKIPPED)) - $1"
 }
 
-# skip REASON: a test that cannot run here, counted as passed (TAP's SKIP directive).
+# skip REASON: a test that cannot run here (TAP's SKIP directive), counted apart from the passes.
 skip() {
-	PASSED=$((PASSED + 1))
-	echo "ok $((PASSED + FAILED)) # SKIP $1"
+	SKIPPED=$((SKIPPED + 1))
+	echo "ok $((PASSED + FAILED + SKIPPED)) # SKIP $1"
+}
+
+# need_or_skip COMMAND PACKAGE WHAT: true if COMMAND is installed; otherwise WHAT is skipped, and
+# under CI=true it fails instead (CI installs every dependency: a skip there hides a hole).
+need_or_skip() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [ "${CI:-}" = true ]; then
+		not_ok "$3" "$1 not found (apt-get install -y $2), and CI=true: a missing dependency fails"
+	else
+		skip "$3: $1 not found (apt-get install -y $2)"
+	fi
+	return 1
+}
+
+# skip_script REASON: nothing in this script can run here (a missing dependency): exit 77,
+# automake's SKIP; under CI=true a failure.
+skip_script() {
+	if [ "${CI:-}" = true ]; then
+		echo "not ok 1 - $1 (CI=true: a missing dependency fails)"
+		echo "integration: 0 passed, 1 failed, 0 skipped"
+		exit 1
+	fi
+	echo "ok 1 # SKIP $1"
+	echo "integration: 0 passed, 0 failed, 1 skipped"
+	exit 77
 }
 
 not_ok() {
 	FAILED=$((FAILED + 1))
-	echo "not ok $((PASSED + FAILED)) - $1"
+	echo "not ok $((PASSED + FAILED + SKIPPED)) - $1"
 	shift
 	local line
 	for line in "$@"; do
@@ -189,6 +264,7 @@ start_embargo_as_is() {
 		>"$WORK/$name.log" 2>&1 &
 	local pid=$!
 	PIDS+=($pid)
+	EMBARGO_DAEMONS[$pid]=$name
 	eval "PID_$name=$pid"
 	wait_for 10 grep -q "serving on" "$WORK/$name.log" ||
 		die "embargo $name did not start: $(cat "$WORK/$name.log")"
@@ -209,15 +285,70 @@ q() {
 	kdig -p "$port" +timeout=3 +retry=0 "$@"
 }
 
-# finish: the sanitizer check every suite ends with (in the ASan/UBSan build any report aborts
-# the daemon; name it here, once, plainly), the plan and the closing line; exits 1 on a failure.
+# stop_all LIMIT PID...: SIGTERM to each, SIGKILL to what still runs after LIMIT seconds; prints
+# "PID STATUS" for each (127: already waited for by its test). Runs in this shell: only it can
+# wait for its children.
+stop_all() {
+	local limit=$1 pid deadline left
+	shift
+	[ $# -gt 0 ] || return 0
+	kill -TERM "$@" 2>/dev/null
+	deadline=$((SECONDS + limit))
+	while [ "$SECONDS" -le "$deadline" ]; do
+		left=0
+		for pid; do kill -0 "$pid" 2>/dev/null && left=1; done
+		[ $left -eq 0 ] && break
+		sleep 0.1
+	done
+	for pid; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
+	for pid; do
+		wait "$pid" 2>/dev/null
+		echo "$pid $?"
+	done
+}
+
+# finish: every server started here stopped with SIGTERM and waited for (embargo's first: they
+# may write to Redis as they stop); each embargo daemon must exit 0. Only then are the logs read
+# for sanitizer reports: LeakSanitizer speaks at exit. Then the plan and the closing line; exits 1
+# on a failure. These two checks run whatever ONLY says.
 finish() {
-	sanitizers_quiet() {
-		! grep -l "runtime error\|AddressSanitizer\|LeakSanitizer" "$WORK"/*.log
-	}
-	check "no sanitizer reports from any daemon" sanitizers_quiet
-	echo "1..$((PASSED + FAILED))"
-	echo "integration: $PASSED passed, $FAILED failed"
+	local pid status name embargo=() others=() bad=() reports
+	for pid in "${PIDS[@]}"; do
+		if [ -n "${EMBARGO_DAEMONS[$pid]:-}" ]; then
+			embargo+=("$pid")
+		elif [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == *embargo ]]; then
+			# Started by the script itself rather than by start_embargo: an embargo all the same.
+			EMBARGO_DAEMONS[$pid]="pid $pid"
+			embargo+=("$pid")
+		else
+			others+=("$pid")
+		fi
+	done
+	stop_all $((10 * ${TIME_SCALE:-1})) "${embargo[@]}" >"$WORK/stopped"
+	while read -r pid status; do
+		name=${EMBARGO_DAEMONS[$pid]}
+		case $status in
+		0 | 127) ;;
+		137) bad+=("embargo $name: still running $((10 * ${TIME_SCALE:-1})) s after SIGTERM (killed)") ;;
+		*) bad+=("embargo $name: exit status $status after SIGTERM; the end of $WORK/$name.log:"
+			"$(tail -n 5 "$WORK/$name.log" 2>/dev/null)") ;;
+		esac
+	done <"$WORK/stopped"
+	stop_all 5 "${others[@]}" >/dev/null
+	PIDS=()
+	if [ ${#bad[@]} -eq 0 ]; then
+		ok "every embargo daemon stopped on SIGTERM with exit status 0"
+	else
+		not_ok "every embargo daemon stopped on SIGTERM with exit status 0" "${bad[@]}"
+	fi
+	reports=$(grep -H -n -E "runtime error|AddressSanitizer|LeakSanitizer" "$WORK"/*.log 2>/dev/null)
+	if [ -z "$reports" ]; then
+		ok "no sanitizer reports from any daemon"
+	else
+		not_ok "no sanitizer reports from any daemon" "$(head -n 40 <<<"$reports")"
+	fi
+	echo "1..$((PASSED + FAILED + SKIPPED))"
+	echo "integration: $PASSED passed, $FAILED failed, $SKIPPED skipped"
 	[ "$FAILED" -eq 0 ]
 }
 

@@ -4,7 +4,8 @@
 # report then prints both clients fleet-wide (denials summed over the instances, first and last
 # seen, rules with their reasons, most recently seen first) as JSON, CSV and a table. Also: the
 # day keys' retention, the --since window, a hash with hostile fields, and an instance without
-# the flag reporting nothing.
+# the flag reporting nothing. The checks run in order: retention and since_window read the day's
+# key that fleet_report fills (ONLY= either alone fails).
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}
@@ -13,11 +14,7 @@ POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
 
 need_all
 need ip iproute2
-if [ "$(id -u)" -ne 0 ]; then
-	echo "# SKIP the clients live in a network namespace: needs root"
-	echo "integration: 0 passed, 0 failed, 1 skipped"
-	exit 77
-fi
+[ "$(id -u)" -eq 0 ] || skip_script "the clients live in a network namespace: needs root"
 
 REDIS=$(free_port)
 NSD=$(free_port)
@@ -32,7 +29,7 @@ consent_first --redis "redis://127.0.0.1:$REDIS"
 
 # The namespace: the host side holds $NET.1, the clients are $NET.2 (X) and $NET.3 (Y).
 NS="embargo-r$$"
-NET="198.18.$((200 + $$ % 50))"
+NET=$(free_subnet)
 X="$NET.2"
 Y="$NET.3"
 netns_down() {
@@ -77,9 +74,12 @@ fleet_report() {
 	from "$X" "$E2" "x.blocked.test" +tcp | grep -q "EDE: 16" || return 1
 	from "$X" "$E1" www.test | grep -q "status: NOERROR" || return 1
 	# 127.0.0.1 is denied by the instance without --report-clients: it must not show.
-	q "$E3" @127.0.0.1 dl.kaspersky.com >/dev/null
-	sleep 1.1
-	# Y, a second later: 1 denial at two, then the most recently seen.
+	by_policy "$E3" dl.kaspersky.com || { echo "not denied at plain"; return 1; }
+	# Y, in a later second than any of X's (the report's times are in seconds): 1 denial at two,
+	# then the most recently seen.
+	local tx
+	tx=$(date +%s)
+	wait_for 3 eval '[ "$(date +%s)" -gt "$tx" ]' || return 1
 	from "$Y" "$E2" "ksn.kaspersky.com" | grep -q "EDE: 16" || return 1
 	T1=$(date +%s)
 	wait_for 5 eval "[ \"\$(R hget $DAYKEY n\|$Y)\" = 1 ] && [ \"\$(R hget $DAYKEY n\|$X)\" = 5 ]" ||
@@ -104,6 +104,7 @@ for r in rows:
 assert ts(ry["last_seen"]) > ts(rx["first_seen"]), rows
 print("json: %s 5 (1 over TCP; kaspersky.com 3, blocked.test 2), %s 1; first/last seen within the run" % (x, y))
 PY
+	[ $? -eq 0 ] || return 1
 	P report --format csv >"$WORK/report.csv" || return 1
 	python3 - "$WORK/report.csv" "$X" "$Y" <<'PY'
 import csv, sys
@@ -162,8 +163,11 @@ print("--since 14d: 4 clients (2 from 10 days back, one with no rule), hostile f
 PY
 	[ $? -eq 0 ] || return 1
 	R del "$oldkey" >/dev/null
-	P report --since 7x 2>&1 | grep -q "expected a duration" && ! P report --since 7x 2>/dev/null &&
-		P report --format xml 2>&1 | grep -q "expected table, csv or json"
+	P report --since 7x 2>&1 | grep -q "expected a duration" || { echo "--since 7x: no reason"; return 1; }
+	P report --format xml 2>&1 | grep -q "expected table, csv or json" ||
+		{ echo "--format xml: no reason"; return 1; }
+	P report --format xml >/dev/null 2>&1
+	[ $? -eq 2 ] || { echo "--format xml: not exit 2"; return 1; }
 	P report --since 7x >/dev/null 2>&1
 	[ $? -eq 2 ]
 }
@@ -182,12 +186,15 @@ bounds_and_stop() {
 		--report-max-clients 1
 	wait_for 5 grep -q "policy loaded from redis" "$WORK/bound.log" || return 1
 	for i in $(seq 17); do from "$X" "$e" "www.r$i.example" | grep -q "EDE: 16" || return 1; done
-	sleep 1.2
+	# X in the day's hash first: Y then finds the one client place taken.
+	wait_for 5 eval '[ "$(R hget "$day" "n|$X")" = 17 ]' || { R hgetall "$day"; return 1; }
 	from "$Y" "$e" "www.r1.example" | grep -q "EDE: 16" || return 1
 	from "$Y" "$e" "www.r2.example" | grep -q "EDE: 16" || return 1
 	kill -TERM "$PID_bound"
 	wait "$PID_bound"
-	echo "exit $?; $(R hlen "$day") fields"
+	local rc=$?
+	echo "exit $rc; $(R hlen "$day") fields"
+	[ $rc -eq 0 ] || return 1
 	[ "$(R hget "$day" "n|$X")" = 17 ] && [ "$(R hget "$day" "r|$X|*")" = 1 ] &&
 		[ "$(R hget "$day" "#r|$X")" = 16 ] && [ "$(R hget "$day" "n|*")" = 2 ] &&
 		[ -z "$(R hget "$day" "n|$Y")" ] || { R hgetall "$day"; return 1; }
