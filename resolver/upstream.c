@@ -782,8 +782,12 @@ static void rejected(upstream_t *u, struct pending *p, unsigned i, const uint8_t
 	p->why.rcode = (uint8_t)(rcode > 15 ? WIRE_RCODE_SERVFAIL : rcode);
 	p->why.ede_code = -1;
 	p->why.ede_text[0] = '\0';
+	/* The EDE of a SERVFAIL is the upstream's own failure to resolve (6 DNSSEC Bogus, 9 DNSKEY
+	 * Missing...), worth the client's knowing; that of a REFUSED (18 Prohibited, 20 Not
+	 * Authoritative) is about embargo as the upstream's client, not about the question. */
 	size_t off, olen;
-	if (wire_find_edns_option(reply, len, WIRE_EDNS_EDE, &off, &olen) > 0 && olen >= 2) {
+	if (rcode == WIRE_RCODE_SERVFAIL &&
+	    wire_find_edns_option(reply, len, WIRE_EDNS_EDE, &off, &olen) > 0 && olen >= 2) {
 		p->why.ede_code = (int16_t)(wire_get16(reply + off) & 0x7FFF);
 		size_t tl = olen - 2 < UPSTREAM_EDE_TEXT_MAX ? olen - 2 : UPSTREAM_EDE_TEXT_MAX;
 		for (size_t k = 0; k < tl; k++) {

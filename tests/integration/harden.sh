@@ -541,12 +541,12 @@ check "queries over the client's share are answered SERVFAIL at once" share_coun
 # ---- Clients from elsewhere: a network namespace ---------------------------------------------
 
 NS="embargo-t$$"
-# Subnets of 198.18.0.0/15 of this run's own (two runs at once must not share routes).
-N0=$((($$ % 80) * 3))
-A0="198.18.$N0"       # refused network: .1 and .3 here, .2 in the namespace
-A1="198.18.$((N0 + 1))" # allowed
-A2="198.18.$((N0 + 2))" # allowed, another prefix
-V6="fd00:198:18:$N0"
+# Subnets of 198.18.0.0/15 of this run's own, reserved in lib.sh's ledger (two scripts or runs
+# at once must not share routes).
+A0=$(free_subnet) # refused network: .1 and .3 here, .2 in the namespace
+A1=$(free_subnet) # allowed
+A2=$(free_subnet) # allowed, another prefix
+V6="fd00:${A0//./:}"
 netns_up() {
 	[ "$(id -u)" -eq 0 ] || return 1
 	ip netns add "$NS" || return 1
