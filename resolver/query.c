@@ -387,8 +387,18 @@ static void failure_answer(struct worker *w, const struct client *c, const uint8
 					     "NOTIMP", "REFUSED"};
 	char text[64];
 	w->st.servfail++;
-	if (why && why->ede_code >= 0) {
+	if (why && why->ede_code >= 0 && (why->ede_code < ANSWER_EDE_BLOCKED ||
+					  why->ede_code > ANSWER_EDE_PROHIBITED)) {
 		answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL, why->ede_code, why->ede_text);
+		return;
+	}
+	if (why && why->ede_code >= 0) {
+		/* Blocked, Censored, Filtered, Prohibited: said by the upstream, not by embargo's
+		 * policy; passed on as they would read as embargo's own denial, they go in the text. */
+		snprintf(text, sizeof(text), "the upstream answered SERVFAIL with EDE %d",
+			 why->ede_code);
+		answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL,
+				  ANSWER_EDE_NO_REACHABLE_AUTHORITY, text);
 		return;
 	}
 	if (why && why->rejected)
@@ -642,12 +652,24 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 		int chain = name_denied ? 0 : chain_denied(pol, reply, len, &v, &target);
 		if (name_denied) {
 			deny(w, c, query, q, pol, &v, NULL);
-		} else if (c->stream && (reply[2] & (WIRE_FLAG_TC >> 8))) {
+		} else if (reply[2] & (WIRE_FLAG_TC >> 8)) {
 			/* A truncated answer the upstream side had no room to fetch whole: a UDP
-			 * client retries over TCP; one over TCP already has nothing to retry with. */
-			w->st.servfail++;
-			answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL, ANSWER_EDE_OTHER,
-					  "no room to fetch the whole answer now");
+			 * client gets it empty (header and question, TC), as the upstream's partial
+			 * records may not even parse, and retries over TCP; one over TCP already has
+			 * nothing to retry with. */
+			if (c->stream) {
+				w->st.servfail++;
+				answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL, ANSWER_EDE_OTHER,
+						  "no room to fetch the whole answer now");
+			} else {
+				int n = answer_error(w->answer, answer_cap(c, q), query, q,
+						     wire_rcode(reply), -1, NULL);
+				if (n > 0) {
+					w->answer[2] |= WIRE_FLAG_TC >> 8;
+					respond(w, c, query, q, w->answer, (size_t)n,
+						QUERY_LOG_FORWARDED);
+				}
+			}
 		} else if (chain > 0) {
 			deny(w, c, query, q, pol, &v, &target);
 		} else if (chain < 0) {

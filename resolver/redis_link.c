@@ -63,6 +63,7 @@ struct redis_link {
 	 * notification connection, the oldest unanswered one waiting since sub_wait_since. */
 	int ping_out;
 	uint64_t ping_at;
+	unsigned beats, beat;  /* Beats per second (the timeout checked at each), this one. */
 	unsigned sub_sent, sub_acked;
 	uint64_t sub_wait_since;
 	/* Replication, from INFO. */
@@ -370,14 +371,16 @@ static void on_heartbeat(uv_timer_t *t)
 		link_down(l, why);
 		return;
 	}
+	/* A PING at every beat (the timeout's check); the rest once a second. */
+	int second = l->beat++ % l->beats == 0;
 	if (!l->ping_out) {
 		l->ping_out = 1;
 		l->ping_at = now;
 		redisAsyncCommand(l->ac, on_pong, l, "PING");
-		if (!l->info_refused && l->answered)
+		if (second && !l->info_refused && l->answered)
 			redisAsyncCommand(l->ac, on_info, l, "INFO replication");
 	}
-	if (l->sub_acked == l->sub_sent)
+	if (second && l->sub_acked == l->sub_sent)
 		redis_link_barrier(l);
 }
 
@@ -552,11 +555,14 @@ redis_link_t *redis_link_new(uv_loop_t *loop, const struct options *o, const cha
 		timers[i]->data = l;
 	}
 	l->open_handles = 3;
-	/* The timeout is checked at each beat: four beats to a timeout below 4 s, so that a
-	 * silent Redis is dropped within 1.25 x --redis-timeout, not rounded up to a second. */
-	unsigned beat = l->o->redis_timeout_ms / 4;
-	beat = beat > HEARTBEAT_MS ? HEARTBEAT_MS : beat < 25 ? 25 : beat;
-	uv_timer_start(&l->heartbeat, on_heartbeat, beat, beat);
+	/* The timeout is checked at each beat: at least four beats to a timeout below 4 s (whole
+	 * fractions of a second, at most 40 a second), so that a silent Redis is dropped within
+	 * 1.25 x --redis-timeout, not rounded up to a second. */
+	unsigned quarter = l->o->redis_timeout_ms / 4;
+	l->beats = quarter >= HEARTBEAT_MS ? 1 : (HEARTBEAT_MS + quarter - 1) / (quarter ? quarter : 1);
+	if (l->beats > 40)
+		l->beats = 40;
+	uv_timer_start(&l->heartbeat, on_heartbeat, HEARTBEAT_MS / l->beats, HEARTBEAT_MS / l->beats);
 	connect_now(l);
 	return l;
 }

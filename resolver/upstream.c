@@ -26,8 +26,8 @@
 #define OUT_MAX 512           /* Our own upstream query: header, name, OPT with a cookie. */
 #define ATTEMPTS 4            /* Attempts per question; each has timeout / ATTEMPTS. */
 #define MERGE_BUCKETS 8192
-#define FETCH_MAX 64          /* Questions waiting on TCP links per worker. */
-#define FETCH_PER_CLIENT 16   /* Of those, asked first by one client (IPv4 address, IPv6 /64). */
+#define FETCH_MAX 256         /* Questions waiting on TCP links per worker. */
+#define FETCH_PER_CLIENT 16   /* Of those, asked first by one client (--ratelimit-prefix). */
 #define LINK_IDLE_MS 10000    /* A link with nothing to wait for closes after this. */
 #define LINK_RETRIES 8        /* Times a question moves to a new link when one is closed. */
 #define RECV_MAX 65535
@@ -35,10 +35,12 @@
 #define EDNS_SIZE 1232        /* What we advertise upstream (DNS flag day 2020). */
 #define PROBE_FIRST_MS 1000
 #define PROBE_MAX_MS 60000
-#define SRTT_PENALTY_MS 1000  /* Added to an upstream's RTT when it refuses a connection. */
+#define SRTT_PENALTY_MS 1000  /* Added to an upstream's RTT when it refuses a connection, or
+			       * fails a question another upstream answers. */
 #define SRTT_MAX_MS 30000
 
 struct pending;
+struct cookie_entry;
 
 /* A client's query waiting for an upstream answer. */
 struct waiter {
@@ -99,6 +101,7 @@ struct pending {
 	uint8_t has_edns;            /* Of its clients: they all agree (it is in the key). */
 	uint16_t rejected;           /* Upstreams that answered it with an error RCODE: never
 				      * asked it again (bit per upstream). */
+	uint8_t badcookie_retried;   /* A BADCOOKIE was answered by asking again with the cookie. */
 	struct upstream_failure why; /* The last such answer's RCODE and EDE. */
 	uint8_t key[NAME_MAXWIRE + 1 + 5];
 	uint8_t query[OUT_MAX];
@@ -144,6 +147,9 @@ struct health {
 	uint8_t client_cookie[8];
 	uint8_t server_cookie[32];
 	uint8_t server_cookie_len;
+	struct cookie_entry *cookie; /* Its entry in the process's cookie table, once found. */
+	unsigned cookie_scanned;     /* Entries of that table looked through without finding it. */
+	uint32_t cookie_gen;         /* Its entry's generation when this worker last read it. */
 };
 
 struct upstream {
@@ -438,11 +444,16 @@ static void note_rtt(upstream_t *u, unsigned i, uint64_t rtt)
 	mark_up(u, i);
 }
 
-static void note_soft_failure(upstream_t *u, unsigned i)
+static void srtt_penalty(upstream_t *u, unsigned i)
 {
 	struct health *h = &u->health[i];
 	h->srtt_ms = h->srtt_ms + SRTT_PENALTY_MS > SRTT_MAX_MS ? SRTT_MAX_MS
 								 : h->srtt_ms + SRTT_PENALTY_MS;
+}
+
+static void note_soft_failure(upstream_t *u, unsigned i)
+{
+	srtt_penalty(u, i);
 	u->stats.soft_failures++;
 }
 
@@ -672,41 +683,71 @@ static enum match question_match(const struct pending *p, const uint8_t *reply, 
 /* ---- Cookies -------------------------------------------------------------------------------- */
 
 /* Upstreams that have sent any worker a server cookie: from then on every worker ignores their
- * UDP answers without one, not only the worker that saw it (each keeps its own cookies). Few
- * (the upstreams of this and earlier reloads), behind a lock taken only for an answer without a
- * cookie and when a worker first learns or drops an upstream's. */
+ * UDP answers without one, not only the worker that saw it (each keeps its own cookies). An
+ * entry is added under the lock and never moves; workers read the table without it. A probe
+ * answered without a cookie clears seen and bumps gen, so every worker drops the server cookie
+ * it holds. Room for the upstreams of this and many earlier reloads; when full, a later
+ * upstream is enforced per worker only (logged once). */
 #define COOKIE_UPSTREAMS (4 * OPTIONS_MAX_ADDRS)
+struct cookie_entry {
+	struct sockaddr_storage addr;
+	_Atomic uint8_t seen;
+	_Atomic uint32_t gen;
+};
 static pthread_mutex_t cookie_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct sockaddr_storage cookie_from[COOKIE_UPSTREAMS];
-static unsigned ncookie_from;
+static struct cookie_entry cookie_tab[COOKIE_UPSTREAMS];
+static _Atomic unsigned cookie_n;
 
-static int cookie_find(const struct sockaddr_storage *a)
+/* Upstream i's entry (cached in its health), added when add; NULL when it has none. */
+static struct cookie_entry *cookie_entry(upstream_t *u, unsigned i, int add)
 {
-	for (unsigned k = 0; k < ncookie_from; k++)
-		if (options_same_addr(&cookie_from[k], a))
-			return (int)k;
-	return -1;
+	struct health *h = &u->health[i];
+	if (h->cookie)
+		return h->cookie;
+	unsigned n = atomic_load_explicit(&cookie_n, memory_order_acquire);
+	if (n == h->cookie_scanned && !add)
+		return NULL; /* Nothing added since this worker last looked. */
+	const struct sockaddr_storage *a = &u->o->upstream[i];
+	for (unsigned k = 0; k < n; k++)
+		if (options_same_addr(&cookie_tab[k].addr, a))
+			return h->cookie = &cookie_tab[k];
+	h->cookie_scanned = n;
+	if (!add)
+		return NULL;
+	pthread_mutex_lock(&cookie_lock);
+	n = atomic_load_explicit(&cookie_n, memory_order_relaxed);
+	for (unsigned k = h->cookie_scanned; k < n && !h->cookie; k++)
+		if (options_same_addr(&cookie_tab[k].addr, a))
+			h->cookie = &cookie_tab[k];
+	if (!h->cookie && n < COOKIE_UPSTREAMS) {
+		cookie_tab[n].addr = *a;
+		atomic_store_explicit(&cookie_n, n + 1, memory_order_release);
+		h->cookie = &cookie_tab[n];
+	}
+	pthread_mutex_unlock(&cookie_lock);
+	if (!h->cookie) {
+		static atomic_flag said = ATOMIC_FLAG_INIT;
+		if (!atomic_flag_test_and_set(&said))
+			log_warn("more than %d upstreams have sent cookies since the start: later ones "
+				 "are enforced per worker only", COOKIE_UPSTREAMS);
+	}
+	return h->cookie;
 }
 
-/* Has any worker had a server cookie from upstream a? */
-static int cookie_seen(const struct sockaddr_storage *a)
+/* Does upstream i send cookies, as far as any worker knows? Drops this worker's server cookie
+ * when a probe found the upstream answering without. */
+static int cookie_expected(upstream_t *u, unsigned i)
 {
-	pthread_mutex_lock(&cookie_lock);
-	int seen = cookie_find(a) >= 0;
-	pthread_mutex_unlock(&cookie_lock);
-	return seen;
-}
-
-/* Upstream a sends cookies (seen), or has stopped (a probe's answer came without one). */
-static void cookie_note(const struct sockaddr_storage *a, int seen)
-{
-	pthread_mutex_lock(&cookie_lock);
-	int k = cookie_find(a);
-	if (seen && k < 0 && ncookie_from < COOKIE_UPSTREAMS)
-		cookie_from[ncookie_from++] = *a;
-	else if (!seen && k >= 0)
-		cookie_from[k] = cookie_from[--ncookie_from];
-	pthread_mutex_unlock(&cookie_lock);
+	struct health *h = &u->health[i];
+	struct cookie_entry *e = cookie_entry(u, i, 0);
+	if (e) {
+		uint32_t gen = atomic_load_explicit(&e->gen, memory_order_acquire);
+		if (gen != h->cookie_gen) {
+			h->cookie_gen = gen;
+			h->server_cookie_len = 0;
+		}
+	}
+	return h->server_cookie_len || (e && atomic_load_explicit(&e->seen, memory_order_relaxed));
 }
 
 /* The upstream's cookie check (RFC 7873 5.3): a reply to a query with our client cookie that
@@ -723,12 +764,15 @@ static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t 
 	/* Without a cookie: fine from an upstream that never sent one to any worker, and over TCP
 	 * (which an off-path attacker cannot forge, and where some servers leave cookies out). */
 	if (rc == 0)
-		return !over_tcp && (h->server_cookie_len || cookie_seen(&u->o->upstream[i])) ? -1 : 0;
+		return !over_tcp && cookie_expected(u, i) ? -1 : 0;
 	if (olen < 8 || memcmp(reply + off, h->client_cookie, 8) != 0)
 		return -1;
 	if (olen >= 16 && olen <= 40) {
-		if (!h->server_cookie_len)
-			cookie_note(&u->o->upstream[i], 1);
+		struct cookie_entry *e = h->server_cookie_len ? NULL : cookie_entry(u, i, 1);
+		if (e) {
+			h->cookie_gen = atomic_load_explicit(&e->gen, memory_order_acquire);
+			atomic_store_explicit(&e->seen, 1, memory_order_relaxed);
+		}
 		h->server_cookie_len = (uint8_t)(olen - 8);
 		memcpy(h->server_cookie, reply + off + 8, olen - 8);
 	}
@@ -770,6 +814,18 @@ static const uint8_t PROBE_QUESTION[] = {0, 0, 2, 0, 1};
 static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t len,
 			int over_tcp);
 
+/* Upstream i answered p, which others had answered with an error RCODE: those did worse than
+ * another upstream on the same question, which a client cannot make happen unless they really
+ * differ, so they lose preference as for a refused connection (an upstream that refuses every
+ * question does not stay the first asked). An error on a question every upstream fails moves
+ * nothing. */
+static void penalise_rejecters(upstream_t *u, const struct pending *p, unsigned i)
+{
+	for (unsigned k = 0; k < u->o->nupstream; k++)
+		if (k != i && (p->rejected & (1u << k)))
+			srtt_penalty(u, k);
+}
+
 /* Upstream i answered p with an error RCODE (SERVFAIL, REFUSED, FORMERR, NOTIMP, BADCOOKIE...):
  * it is not asked p again (a BADCOOKIE's new server cookie is kept for other questions); the
  * next upstream may answer. Its RCODE and EDE are kept for the client if none does. */
@@ -777,6 +833,14 @@ static void rejected(upstream_t *u, struct pending *p, unsigned i, const uint8_t
 		     size_t len, unsigned rcode)
 {
 	u->stats.soft_failures++;
+	if (rcode == WIRE_RCODE_BADCOOKIE && !p->badcookie_retried) {
+		/* Its new server cookie is kept (check_cookie): the same upstream is asked once more
+		 * with it (RFC 7873 5.3), a question of cookies, not of this question. */
+		p->badcookie_retried = 1;
+		p->force = (uint8_t)(i + 1);
+		attempt_failed(u, p);
+		return;
+	}
 	p->rejected |= (uint16_t)(1u << i);
 	p->why.rejected = 1;
 	p->why.rcode = (uint8_t)(rcode > 15 ? WIRE_RCODE_SERVFAIL : rcode);
@@ -813,11 +877,16 @@ static void probe_reply(upstream_t *u, struct outsock *s, const uint8_t *reply, 
 	if (u->o->cookies) {
 		size_t off, olen;
 		int rc = wire_find_edns_option(reply, len, WIRE_EDNS_COOKIE, &off, &olen);
-		if (rc == 0 && (h->server_cookie_len || cookie_seen(&u->o->upstream[i]))) {
+		if (rc == 0 && cookie_expected(u, i)) {
 			/* The probe carried our cookie and the answer none: this upstream no longer
-			 * does cookies, and must not stay unusable for it. */
+			 * does cookies, and must not stay unusable for it, in any worker. */
 			h->server_cookie_len = 0;
-			cookie_note(&u->o->upstream[i], 0);
+			struct cookie_entry *e = cookie_entry(u, i, 0);
+			if (e) {
+				atomic_store_explicit(&e->seen, 0, memory_order_relaxed);
+				h->cookie_gen = atomic_fetch_add_explicit(&e->gen, 1,
+									  memory_order_release) + 1;
+			}
 		} else if (check_cookie(u, i, reply, len, 0) < 0) {
 			u->stats.cookie_mismatched++;
 			return;
@@ -863,6 +932,7 @@ static void handle_reply(upstream_t *u, struct outsock *s, uint8_t *reply, size_
 	}
 	if (u->latency && s->sent_ns)
 		latency_observe(&u->latency[i], uv_hrtime() - s->sent_ns);
+	penalise_rejecters(u, p, i);
 	if (wire_get16(reply + 2) & WIRE_FLAG_TC) {
 		/* Fetched whole over TCP, even for a UDP client: the cache keeps it whole. */
 		fifo_remove(u, p);
@@ -935,6 +1005,8 @@ static void next_attempt(upstream_t *u, struct pending *p)
 	p->sock = sock_open(u, i, p->query, p->len);
 	if (p->sock)
 		p->sock->p = p;
+	else
+		p->why.given_up = 1; /* No socket here: if it fails, that says nothing of it. */
 	p->deadline = uv_now(u->loop) + u->attempt_ms;
 	fifo_append(u, p);
 }
@@ -1157,6 +1229,7 @@ static void link_message(struct tcp_link *l, const uint8_t *msg, size_t len)
 		rejected(u, p, l->upstream, msg, len, rcode);
 		return;
 	}
+	penalise_rejecters(u, p, l->upstream);
 	finish(u, p, msg, len);
 }
 
@@ -1258,21 +1331,31 @@ static struct tcp_link *link_get(upstream_t *u, unsigned i)
 	return l;
 }
 
-/* Ask p's question of upstream i again over TCP, on the shared link (same case and cookie, an
- * ID no other question on the link has); at most FETCH_MAX wait at once. On failure p is
- * finished with SERVFAIL. */
-/* Do a and b belong to the same client for the fetch share (an IPv6 host owns its /64)? A
- * refresh's client (no address) is a client of its own. */
-static int same_client(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+/* Are the first bits of a and b equal? */
+static int same_prefix(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+	unsigned whole = bits / 8, rest = bits % 8;
+	if (memcmp(a, b, whole) != 0)
+		return 0;
+	return rest == 0 || ((a[whole] ^ b[whole]) & (uint8_t)(0xFF << (8 - rest))) == 0;
+}
+
+/* Do a and b belong to the same client for the fetch share: the same network as the rate limit
+ * counts it (--ratelimit-prefix, /24 and /56 by default)? A refresh's client (no address) is a
+ * client of its own. */
+static int same_client(const struct options *o, const struct sockaddr_storage *a,
+		       const struct sockaddr_storage *b)
 {
 	if (a->ss_family != b->ss_family)
 		return 0;
 	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+		return same_prefix((const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr,
+				   (const uint8_t *)&((const struct sockaddr_in *)b)->sin_addr,
+				   o->ratelimit_v4_prefix);
 	if (a->ss_family == AF_INET6)
-		return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-			      &((const struct sockaddr_in6 *)b)->sin6_addr, 8) == 0;
+		return same_prefix(((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr,
+				   ((const struct sockaddr_in6 *)b)->sin6_addr.s6_addr,
+				   o->ratelimit_v6_prefix);
 	return 1;
 }
 
@@ -1284,27 +1367,32 @@ static unsigned fetches_of(upstream_t *u, const struct pending *p)
 	for (unsigned i = 0; i < u->o->nupstream; i++) {
 		const struct tcp_link *l = u->links[i];
 		for (const struct pending *o = l ? l->head : NULL; o; o = o->link_next)
-			n += o->waiters && same_client(&o->waiters->client.addr, who);
+			n += o->waiters && same_client(u->o, &o->waiters->client.addr, who);
 	}
 	return n;
 }
 
-/* Fetch p over TCP from upstream i (its UDP answer, truncated[len], had TC). With every link
- * slot taken, or this client holding its share of them, p's clients get the truncated answer
- * (a UDP client retries over TCP itself; the query path turns it into SERVFAIL for a TCP
- * client), so one client's slow truncated answers cannot turn everyone's into SERVFAIL. */
+/* Ask p's question of upstream i again over TCP, on the shared link (same case and cookie, an
+ * ID no other question on the link has): its UDP answer, truncated[len] (NULL when p moves from
+ * a closed link), had TC. With every link slot taken, or p's first client's network holding
+ * its share of them, p's clients get the truncated answer (a UDP client retries over TCP
+ * itself; the query path answers SERVFAIL to a TCP client), so one network's slow truncated
+ * answers cannot turn everyone's into SERVFAIL. Other failures finish p with SERVFAIL. */
 static void fetch_start(upstream_t *u, struct pending *p, unsigned i, const uint8_t *truncated,
 			size_t len)
 {
 	int full = u->nfetches >= FETCH_MAX || (p->waiters && fetches_of(u, p) >= FETCH_PER_CLIENT);
 	if (full || p->expire <= uv_now(u->loop)) {
-		if (full)
+		if (full) {
 			u->stats.tcp_full++;
+			p->why.given_up = 1; /* No room here: no verdict on the question. */
+		}
 		finish(u, p, full ? truncated : NULL, full ? len : 0);
 		return;
 	}
 	struct tcp_link *l = link_get(u, i);
 	if (!l) {
+		p->why.given_up = 1;
 		finish(u, p, NULL, 0);
 		return;
 	}

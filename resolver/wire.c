@@ -268,8 +268,8 @@ size_t wire_shrink(const uint8_t *pkt, size_t len, size_t limit, bool keep_proof
 			an_end = ns_end = end;
 		else if (rr.section == 2) {
 			ns_end = end;
-			ns_proofs |= rr.type == WIRE_TYPE_RRSIG || rr.type == WIRE_TYPE_NSEC ||
-				     rr.type == WIRE_TYPE_NSEC3;
+			/* An RRSIG alone (of the NS set) proves nothing a validator needs. */
+			ns_proofs |= rr.type == WIRE_TYPE_NSEC || rr.type == WIRE_TYPE_NSEC3;
 		}
 		else if (rr.type == WIRE_TYPE_OPT && !opt_len) {
 			opt_off = rr.owner;

@@ -145,9 +145,10 @@ size_t wire_add_ede(uint8_t *pkt, size_t len, size_t cap, uint16_t code, const c
 
 /** Fit pkt into limit octets as Unbound does for UDP (RFC 2181 9): without its additional
  *  records but the OPT, then, if it has answer records, without its authority section too;
- *  TC stays clear, as the answer is whole. With keep_proofs (a DO client) an authority section
- *  that holds DNSSEC records (RRSIG, NSEC, NSEC3) is never dropped. Written to out (limit
- *  octets). @return the new length; 0 when even that does not fit (the client needs TC). */
+ *  TC stays clear, as the answer is whole. With keep_proofs (a DO client) an authority
+ *  section that holds denial proofs (NSEC, NSEC3: a wildcard answer's) is never dropped.
+ *  Written to out (limit octets). @return the new length; 0 when even that does not fit (the
+ *  client needs TC). */
 size_t wire_shrink(const uint8_t *pkt, size_t len, size_t limit, bool keep_proofs, uint8_t *out);
 
 /** Make ans (an answer to the same question) an answer to query: its ID, its RD bit and its

@@ -352,34 +352,92 @@ Test(upstream, each_upstream_rejects_a_question_once)
 	stop(&s);
 }
 
-/* An error RCODE is an answer in its real time: it does not push its upstream behind a slower
- * one, or a client asking failing questions would steer every client's choice of upstream. */
-Test(upstream, an_error_rcode_does_not_steer_the_choice)
+/* An error RCODE on a question that every upstream fails (one a client can ask at will) is an
+ * answer in its real time: it does not push its upstream behind a slower one, or a client asking
+ * failing questions would steer every client's choice of upstream. An upstream that fails a
+ * question another one answers does lose preference (one that refuses everything does not stay
+ * the first asked). */
+Test(upstream, an_error_rcode_steers_only_when_another_answers)
 {
 	struct sockaddr_storage u1, u2, from;
 	int fd1 = fake_upstream(&u1), fd2 = fake_upstream(&u2);
 	struct setup s;
 	start(&s, 4, (char *[]){"--upstream", addr_arg(&u1), "--upstream", addr_arg(&u2)});
-	cr_assert_eq(forward(&s, "fails.example.com.", 1, 9, NULL, 0), 0);
 	uint8_t q[4096], a[4096];
+	/* Each answers once, the second slowly, so its RTT is the higher. */
+	cr_assert_eq(forward(&s, "warm1.example.com.", 1, 7, NULL, 0), 0);
 	size_t n = take_query(&s.loop, fd1, q, &from, 1000);
 	cr_assert_gt(n, 0);
-	size_t alen = answer_to(q, n, a, WIRE_RCODE_SERVFAIL);
+	size_t alen = answer_to(q, n, a, 0);
+	sendto(fd1, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	pump(&s.loop, -1, 20);
+	cr_assert_eq(forward(&s, "warm2.example.com.", 1, 8, NULL, 0), 0);
+	n = take_query(&s.loop, fd2, q, &from, 1000);
+	cr_assert_gt(n, 0, "the upstream of unknown RTT is tried");
+	pump(&s.loop, -1, 60);
+	alen = answer_to(q, n, a, 0);
+	sendto(fd2, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	pump(&s.loop, -1, 20);
+	memset(&got, 0, sizeof(got));
+	cr_assert_eq(forward(&s, "fails.example.com.", 1, 9, NULL, 0), 0);
+	n = take_query(&s.loop, fd1, q, &from, 1000);
+	cr_assert_gt(n, 0, "the faster upstream is asked first");
+	alen = answer_to(q, n, a, WIRE_RCODE_SERVFAIL);
 	sendto(fd1, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
 	n = take_query(&s.loop, fd2, q, &from, 300);
 	cr_assert_gt(n, 0);
-	pump(&s.loop, -1, 60); /* The second upstream is slower. */
+	pump(&s.loop, -1, 60);
+	alen = answer_to(q, n, a, WIRE_RCODE_SERVFAIL); /* Fails everywhere. */
+	sendto(fd2, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	pump(&s.loop, -1, 50);
+	cr_expect_eq(got.failures, 1);
+	/* The next question still goes to the first upstream, the faster one. */
+	cr_assert_eq(forward(&s, "next.example.com.", 1, 10, NULL, 0), 0);
+	n = take_query(&s.loop, fd1, q, &from, 200);
+	cr_assert_gt(n, 0, "an error on a question every upstream fails moved the choice");
+	/* It refuses this one, which the second answers: now the second is preferred. */
+	alen = answer_to(q, n, a, WIRE_RCODE_REFUSED);
+	sendto(fd1, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	n = take_query(&s.loop, fd2, q, &from, 300);
+	cr_assert_gt(n, 0);
 	alen = answer_to(q, n, a, 0);
 	sendto(fd2, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
 	pump(&s.loop, -1, 50);
-	cr_expect_eq(got.calls, 1);
-	cr_expect_eq(got.failures, 0);
-	/* The next question goes to the first upstream, the faster one. */
-	cr_assert_eq(forward(&s, "next.example.com.", 1, 10, NULL, 0), 0);
-	n = take_query(&s.loop, fd1, q, &from, 200);
-	cr_expect_gt(n, 0, "the upstream that answered SERVFAIL quickly was skipped");
+	cr_assert_eq(forward(&s, "after.example.com.", 1, 11, NULL, 0), 0);
+	n = take_query(&s.loop, fd2, q, &from, 200);
+	cr_expect_gt(n, 0, "an upstream refusing what another answers kept its preference");
 	close(fd1);
 	close(fd2);
+	stop(&s);
+}
+
+/* BADCOOKIE (RFC 7873 5.3) is about cookies, not the question: the same upstream is asked once
+ * more, with the server cookie it just sent, and its answer taken. */
+Test(upstream, badcookie_is_asked_again)
+{
+	struct sockaddr_storage up, from;
+	int fd = fake_upstream(&up);
+	struct setup s;
+	start(&s, 2, (char *[]){"--upstream", addr_arg(&up)});
+	cr_assert_eq(forward(&s, "www.example.com.", 1, 9, NULL, 0), 0);
+	uint8_t q[4096], a[4096];
+	size_t n = take_query(&s.loop, fd, q, &from, 1000);
+	cr_assert_gt(n, 0);
+	/* BADCOOKIE: 23, its low 4 bits in the header, the rest in the OPT's TTL. */
+	size_t alen = answer_to(q, n, a, 23 & 0xF);
+	static const uint8_t opt[] = {0, 0, 41, 4, 0xD0, 23 >> 4, 0, 0, 0, 0, 0};
+	memcpy(a + alen, opt, sizeof(opt));
+	alen += sizeof(opt);
+	wire_put16(a + 10, 1);
+	sendto(fd, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	n = take_query(&s.loop, fd, q, &from, 300);
+	cr_assert_gt(n, 0, "not asked again after BADCOOKIE");
+	alen = answer_to(q, n, a, 0);
+	sendto(fd, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	pump(&s.loop, -1, 50);
+	cr_expect_eq(got.calls, 1);
+	cr_expect_eq(got.failures, 0);
+	close(fd);
 	stop(&s);
 }
 

@@ -328,6 +328,17 @@ Test(wire, shrinking_keeps_proofs_for_do_clients)
 	cr_expect_eq(wire_shrink(pkt, len, len - 1, true, out), 0, "with DO: TC, proofs kept whole");
 	cr_expect_eq(wire_shrink(pkt, len, len, true, out), len);
 	free(raw);
+
+	/* An RRSIG of the NS set alone is no proof: it may go, even for a DO client. */
+	const char *ns[] = {"a|www.example.com. 300 IN A 192.0.2.1",
+			    "n|example.com. 300 IN NS ns1.example.com.",
+			    "n|example.com. 300 IN RRSIG NS 8 2 300 20300101000000 20200101000000 1 example.com. AAAA"};
+	raw = make_reply("www.example.com.", LDNS_RR_TYPE_A, LDNS_RCODE_NOERROR, ns, 3, &raw_len);
+	len = with_opt(pkt, raw, raw_len);
+	n = wire_shrink(pkt, len, len - 1, true, out);
+	cr_assert_gt(n, 0);
+	cr_expect_eq(wire_get16(out + 8), 0);
+	free(raw);
 }
 
 /* EDE goes into the OPT when it is the last record and there is room; never past cap. */
