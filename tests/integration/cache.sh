@@ -111,7 +111,8 @@ prefetch() {
 	t0=$(ms)
 	q "$p" @127.0.0.1 popular.example A +short | grep -qx 192.0.2.77 || { echo "in the window"; return 1; }
 	t1=$(ms)
-	sleep 0.2
+	# The refresh reaches the upstream: two questions (then no more, checked below).
+	wait_for 5 eval '[ "$(grep -ci "popular.example" "$WORK/prefetch.queries")" -ge 2 ]'
 	local before
 	before=$(grep -ci "popular.example" "$WORK/prefetch.queries")
 	sleep 1.5 # Past the first answer's expiry.
@@ -136,7 +137,8 @@ denied_in_flight() {
 		--timeout 8000
 	q "$p" @127.0.0.1 slow.inflight.example A +edns +timeout=6 >"$WORK/inflight.out" &
 	local client=$!
-	sleep 0.3
+	wait_for 5 grep -qi "slow.inflight.example" "$WORK/inflight.queries" ||
+		{ echo "the question never went upstream"; return 1; }
 	R sadd embargo:deny inflight.example
 	wait "$client"
 	out=$(cat "$WORK/inflight.out")

@@ -126,7 +126,8 @@ consent() {
 	zero=0000000000000000000000000000000000000000000000000000000000000000
 	redis-cli -p "$rp" hset embargo:accept from "$zero" to "$zero" at "$now" \
 		expires $((now + 600)) nonce 0123456789abcdef0123456789abcdef >/dev/null
-	sleep 0.5
+	wait_for $((3 * SCALE)) grep -q "does not release version" "$WORK/flush.log" ||
+		{ echo "the wrong consent was never read"; return 1; }
 	is_denied "$EP_flush" www.kaspersky.com || { echo "released by a wrong consent"; return 1; }
 	! "$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" accept --from "$WORK/flush.snapshot" \
 		0123456789abcdef >/dev/null 2>&1 || { echo "accept of another version"; return 1; }
@@ -146,7 +147,7 @@ restart_empty() {
 	with_bundled restart || return 1
 	local rp=$RP_restart
 	redis-cli -p "$rp" shutdown nosave >/dev/null 2>&1
-	sleep 0.3
+	wait_for 5 eval '! redis-cli -p $rp ping >/dev/null 2>&1'
 	start_redis "$rp"
 	redis-cli -p "$rp" sadd embargo:deny newvendor.example >/dev/null
 	wait_for $((5 * SCALE)) eval 'status_of $EP_restart | grep -q "held=shrink"' ||
@@ -441,7 +442,7 @@ replica_resync() {
 	# The primary restarts empty; the replica resynchronises from it in full, which sends no
 	# keyspace events: only the replication check can tell.
 	redis-cli -p "$pp" shutdown nosave >/dev/null 2>&1
-	sleep 0.3
+	wait_for 5 eval '! redis-cli -p $pp ping >/dev/null 2>&1'
 	start_redis "$pp"
 	wait_for 15 eval '[ "$(redis-cli -p $rp dbsize)" = 0 ] && redis-cli -p $rp info replication | grep -q master_link_status:up' ||
 		{ echo "replica did not resync"; return 1; }

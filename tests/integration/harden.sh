@@ -521,7 +521,9 @@ for i in range(5000):
 time.sleep(6)
 PY
 	local flood=$!
-	sleep 0.5
+	# The flood holds its share once its questions reach the upstream.
+	wait_for 5 eval '[ "$(grep -ciE " r[0-9]+\.hole\.test" "$WORK/f1.queries")" -ge 100 ]' ||
+		{ echo "the flood never reached the upstream"; return 1; }
 	local got
 	got=$(kdig -p "$EP" +timeout=4 +retry=0 @127.0.0.1 -b 127.0.0.2 www.share.test +short)
 	wait "$flood"
