@@ -83,8 +83,8 @@ start_redis() {
 	fi
 }
 
-# Sum the closing lines of Criterion and the integration scripts in the given logs; a script
-# that stopped before its closing line counts as one failure.
+# Sum the closing lines of Criterion and the integration scripts in the given logs (passed,
+# failed, skipped); a script that stopped before its closing line counts as one failure.
 summary() {
 	local f
 	for f in "$@"; do
@@ -96,8 +96,9 @@ summary() {
 		/Synthesis: Tested:/ { for (i = 1; i <= NF; i++) {
 			if ($i == "Passing:") p += $(i + 1)
 			if ($i == "Failing:" || $i == "Crashing:") f += $(i + 1) } }
-		/^[a-z]+: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4 }
-		END { printf "tests: %d passed, %d failed\n", p, f }'
+		/^[a-z]+: [0-9]+ passed, [0-9]+ failed/ { p += $2; f += $4
+			if ($7 == "skipped") s += $6 }
+		END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }'
 }
 
 run_check() { # DIR
