@@ -378,8 +378,8 @@ static void fix_ad(const struct worker *w, const struct wire_query *q, uint8_t *
 		ans[3] &= (uint8_t)~WIRE_FLAG_AD;
 }
 
-/* No upstream answered: SERVFAIL, with the EDE of the upstream's own error answer when it gave
- * one (a validating upstream's 6 DNSSEC Bogus, 9 DNSKEY Missing...: RFC 8914 3), else EDE 22. */
+/* No upstream answered: SERVFAIL, with the EDE of the upstream's own SERVFAIL when it gave one
+ * (a validating upstream's 6 DNSSEC Bogus, 9 DNSKEY Missing...: RFC 8914 3), else EDE 22. */
 static void failure_answer(struct worker *w, const struct client *c, const uint8_t *query,
 			   const struct wire_query *q, const struct upstream_failure *why)
 {

@@ -826,9 +826,9 @@ static void penalise_rejecters(upstream_t *u, const struct pending *p, unsigned 
 			srtt_penalty(u, k);
 }
 
-/* Upstream i answered p with an error RCODE (SERVFAIL, REFUSED, FORMERR, NOTIMP, BADCOOKIE...):
- * it is not asked p again (a BADCOOKIE's new server cookie is kept for other questions); the
- * next upstream may answer. Its RCODE and EDE are kept for the client if none does. */
+/* Upstream i answered p with an error RCODE (SERVFAIL, REFUSED, FORMERR, NOTIMP...): it is not
+ * asked p again; the next upstream may answer. Its RCODE and EDE are kept for the client if
+ * none does. A first BADCOOKIE is asked again of the same upstream, with its new cookie. */
 static void rejected(upstream_t *u, struct pending *p, unsigned i, const uint8_t *reply,
 		     size_t len, unsigned rcode)
 {
