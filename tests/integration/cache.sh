@@ -2,6 +2,8 @@
 # The cache as operators of Unbound expect it: serve-stale (RFC 8767) when the upstream stops
 # answering, never for a name or CNAME target denied meanwhile; prefetch of popular entries
 # before they expire; --min-ttl. Real redis-server, NSD, tests/integration/fakedns.py and kdig.
+# The checks are independent: each starts what it uses (ONLY= runs any of them alone). They
+# share NSD, which serve_stale, stale_off and min_ttl stop and let go on again, and Redis.
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}

@@ -3,6 +3,8 @@
 # (sd_notify), and SIGTERM stops it cleanly: no new query is read, the questions already upstream
 # are answered (for up to 2 s), and it exits 0. Real embargo, tests/integration/fakedns.py as
 # the upstream, kdig as the client.
+# The checks are independent: each starts what it uses (ONLY= runs any of them alone). They share
+# one fake upstream, whose query log each check reads only for the names it asked itself.
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}

@@ -3,6 +3,7 @@
 # forwarding to one NSD that serves diff.example and a signed.example signed at test time. Every
 # difference is a disagreement unless diffcheck.py's ALLOWED table names it with a reason; names
 # embargo's policy denies are checked against embargo's deny answer instead.
+# One check, differential, on the servers started above it: there is no order to depend on.
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}

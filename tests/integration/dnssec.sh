@@ -3,6 +3,8 @@
 # (UDP, TCP, cache), CD is part of the cache key, AD passes only as --upstream-trust-ad allows,
 # and a denied answer carries neither AD nor signatures. Upstreams: NSD serving the signed zone
 # (signed.sh), and a validating Unbound in front of it with the zone's DS as trust anchor.
+# The checks are independent: each asks the daemons started above them what it then checks,
+# no_do_no_sigs caching the DO answer first itself (ONLY= runs any of them alone).
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}
@@ -142,6 +144,7 @@ check "DO forwarded: RRSIG, NSEC, DNSKEY and DS byte for byte as NSD's (UDP, TCP
 
 no_do_no_sigs() {
 	local out
+	ask "$E1" www.signed.example A udp do >/dev/null # The DO answer cached first (intact's too).
 	out=$(ask "$E1" www.signed.example A udp)
 	grep -q "an www.signed.example. A 192.0.2.100" <<<"$out" || { echo "$out"; return 1; }
 	! grep -q RRSIG <<<"$out" || { echo "RRSIG without DO: $out"; return 1; }

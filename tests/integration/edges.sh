@@ -4,6 +4,9 @@
 # remembered briefly; serve-stale on every kind of failure; CNAME targets that cannot be read;
 # the upstream's EDE passed on. Real redis-server, tests/integration/fakedns.py, kdig and
 # dnspython (Debian's, in /usr/bin/python3).
+# The checks are independent: each starts what it uses (ONLY= runs any of them alone).
+# meta_types, other_opcodes, failures_once and unreadable_chain share the instance meta started
+# above them and its fake upstream; each reads that query log and log only for its own names.
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}

@@ -4,6 +4,10 @@
 # it, the allow set, many small removals, inflating first, a collision of the old 64-bit
 # versions, a consent to whatever Redis holds, a consent any client can write, and a reload that
 # loosened the limits. Each check asks what a client sees: a listed name stays denied.
+# The checks are independent (each starts its own Redis and embargo), except unknown_format: it
+# copies the snapshot and its older generation that two_restarts left (tr.snapshot, .1) and wants
+# the names tr enforced. ONLY= its words alone fail ("no older generation"), and no ONLY= word
+# selects both: run it with the whole script.
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}

@@ -3,6 +3,9 @@
 # deny key, a replica resynchronised from an emptied primary) never lifts rules, a key replaced
 # mid-read never publishes a torn policy, a silent or busy Redis is noticed and recovered, and an
 # ACL user without channels still gets the policy. Real redis-server, NSD and kdig on loopback.
+# The checks are independent (each starts its own Redis and embargo), except consent: it releases
+# the hold that flushall left on flushall's instance (flush) and reads its snapshot. ONLY= consent's
+# words alone fail; ONLY=held runs flushall before it.
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}

@@ -4,6 +4,12 @@
 # stays bounded, and clients outside the allowed networks, or over their rate, are turned away.
 # Real embargo processes; upstreams are NSD and tests/integration/fakedns.py on loopback; clients
 # "from elsewhere" live in a network namespace made here (198.18.0.0/15).
+# Each section's daemons are started and stopped between the checks, whatever ONLY= says, and most
+# checks use only those (ONLY= runs them alone). Two read the closing counters of a daemon stopped
+# after the checks before them: spoof_counters counts the forged answers that inband_spoof_rejected
+# (and drowned_answer_keeps_0x20 and raw_spoof_old_port) sent to spoof, and share_counted the
+# SERVFAILs of pending_share's flood. Either alone fails; ONLY=forged and ONLY="client's" run each
+# with the check it needs.
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}

@@ -4,6 +4,9 @@
 # TCP, the query log on stdout, the cache's TTL and size bounds, upstream choice by RTT and the
 # probe back-off, upstream cookies, the Redis timeout, /health while starting and stopping,
 # --tcp-max-queued, NSEC3 pass-through. Real redis-server, NSD, tests/integration/fakedns.py, kdig.
+# The checks are independent: each starts what it uses (ONLY= runs any of them alone). soa_serial,
+# dname_target, no_rd_ede20, deny_cidr_tcp and nsec3 share the main instance started above them,
+# and none relies on another's questions or answers (soa_serial removes the rule it adds).
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}

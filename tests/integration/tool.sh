@@ -2,6 +2,9 @@
 # embargo-policy against a real redis-server on a free loopback port: every command, checked by
 # what Redis holds afterwards (redis-cli SMEMBERS, HGETALL, XLEN), not by what the tool prints.
 # The daemon itself only writes the snapshot files that restore and diff read.
+# The checks are independent: each writes what it reads into Redis (ONLY= runs any of them alone).
+# diff_snapshot, restore, restore_prefix and acl_user read the snapshot the daemon writes above
+# them once its held load is consented to: by released, or by the script when ONLY= skips it.
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}
@@ -127,7 +130,9 @@ replace() {
 check "import --replace: shows the diff, refuses beyond the budget without --yes, no consent" replace
 
 replace_empty() {
+	reset
 	R sadd embargo:deny gone.example >/dev/null
+	R sadd embargo:allow keep.example >/dev/null
 	: >"$WORK/empty.txt"
 	P import --replace --yes "$WORK/empty.txt" >/dev/null || return 1
 	same "deny exists" "$(R exists embargo:deny)" 0 && same allow "$(members embargo:allow)" \
@@ -174,6 +179,8 @@ released() {
 	! grep -q "kaspersky.com" "$SNAP" || { echo "bundled list still in the snapshot"; return 1; }
 }
 check "the daemon enforces a held load once accept consents to its digest" released
+# (ONLY= without released: the consent written here, for the snapshot the checks below read.)
+[ -n "$(R hget embargo:accept to)" ] || consent_first --redis "redis://127.0.0.1:$RP"
 wait_for 10 eval '[ "$(snap_digest)" = "$(R hget embargo:accept to)" ]' ||
 	die "no snapshot of the consented policy: $(cat "$WORK/snap.log")"
 kill "$PID_snap"
