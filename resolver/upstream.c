@@ -8,7 +8,6 @@
 #include "resolver/upstream.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -18,6 +17,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "resolver/cookie_seen.h"
 #include "resolver/log.h"
 #include "resolver/siphash.h"
 
@@ -40,7 +40,6 @@
 #define SRTT_MAX_MS 30000
 
 struct pending;
-struct cookie_entry;
 
 /* A client's query waiting for an upstream answer. */
 struct waiter {
@@ -147,7 +146,7 @@ struct health {
 	uint8_t client_cookie[8];
 	uint8_t server_cookie[32];
 	uint8_t server_cookie_len;
-	struct cookie_entry *cookie; /* Its entry in the process's cookie table, once found. */
+	struct cookie_seen *cookie;  /* Its entry in the process's cookie table, once found. */
 	unsigned cookie_scanned;     /* Entries of that table looked through without finding it. */
 	uint32_t cookie_gen;         /* Its entry's generation when this worker last read it. */
 };
@@ -682,54 +681,21 @@ static enum match question_match(const struct pending *p, const uint8_t *reply, 
 
 /* ---- Cookies -------------------------------------------------------------------------------- */
 
-/* Upstreams that have sent any worker a server cookie: from then on every worker ignores their
- * UDP answers without one, not only the worker that saw it (each keeps its own cookies). An
- * entry is added under the lock and never moves; workers read the table without it. A probe
- * answered without a cookie clears seen and bumps gen, so every worker drops the server cookie
- * it holds. Room for the upstreams of this and many earlier reloads; when full, a later
- * upstream is enforced per worker only (logged once). */
-#define COOKIE_UPSTREAMS (4 * OPTIONS_MAX_ADDRS)
-struct cookie_entry {
-	struct sockaddr_storage addr;
-	_Atomic uint8_t seen;
-	_Atomic uint32_t gen;
-};
-static pthread_mutex_t cookie_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct cookie_entry cookie_tab[COOKIE_UPSTREAMS];
-static _Atomic unsigned cookie_n;
-
-/* Upstream i's entry (cached in its health), added when add; NULL when it has none. */
-static struct cookie_entry *cookie_entry(upstream_t *u, unsigned i, int add)
+/* Upstream i's entry in the process's table of upstreams that send cookies (cached in its
+ * health once found), added when add; NULL when it has none. */
+static struct cookie_seen *cookie_entry(upstream_t *u, unsigned i, int add)
 {
 	struct health *h = &u->health[i];
-	if (h->cookie)
-		return h->cookie;
-	unsigned n = atomic_load_explicit(&cookie_n, memory_order_acquire);
-	if (n == h->cookie_scanned && !add)
-		return NULL; /* Nothing added since this worker last looked. */
-	const struct sockaddr_storage *a = &u->o->upstream[i];
-	for (unsigned k = 0; k < n; k++)
-		if (options_same_addr(&cookie_tab[k].addr, a))
-			return h->cookie = &cookie_tab[k];
-	h->cookie_scanned = n;
-	if (!add)
-		return NULL;
-	pthread_mutex_lock(&cookie_lock);
-	n = atomic_load_explicit(&cookie_n, memory_order_relaxed);
-	for (unsigned k = h->cookie_scanned; k < n && !h->cookie; k++)
-		if (options_same_addr(&cookie_tab[k].addr, a))
-			h->cookie = &cookie_tab[k];
-	if (!h->cookie && n < COOKIE_UPSTREAMS) {
-		cookie_tab[n].addr = *a;
-		atomic_store_explicit(&cookie_n, n + 1, memory_order_release);
-		h->cookie = &cookie_tab[n];
-	}
-	pthread_mutex_unlock(&cookie_lock);
-	if (!h->cookie) {
-		static atomic_flag said = ATOMIC_FLAG_INIT;
-		if (!atomic_flag_test_and_set(&said))
-			log_warn("more than %d upstreams have sent cookies since the start: later ones "
-				 "are enforced per worker only", COOKIE_UPSTREAMS);
+	if (!h->cookie)
+		h->cookie = cookie_seen_find(&u->o->upstream[i], &h->cookie_scanned);
+	if (!h->cookie && add) {
+		h->cookie = cookie_seen_add(&u->o->upstream[i]);
+		if (!h->cookie) {
+			static atomic_flag said = ATOMIC_FLAG_INIT;
+			if (!atomic_flag_test_and_set(&said))
+				log_warn("more than %d upstreams have sent cookies since the start: "
+					 "later ones are enforced per worker only", COOKIE_SEEN_MAX);
+		}
 	}
 	return h->cookie;
 }
@@ -739,15 +705,12 @@ static struct cookie_entry *cookie_entry(upstream_t *u, unsigned i, int add)
 static int cookie_expected(upstream_t *u, unsigned i)
 {
 	struct health *h = &u->health[i];
-	struct cookie_entry *e = cookie_entry(u, i, 0);
-	if (e) {
-		uint32_t gen = atomic_load_explicit(&e->gen, memory_order_acquire);
-		if (gen != h->cookie_gen) {
-			h->cookie_gen = gen;
-			h->server_cookie_len = 0;
-		}
+	struct cookie_seen *e = cookie_entry(u, i, 0);
+	if (e && cookie_seen_gen(e) != h->cookie_gen) {
+		h->cookie_gen = cookie_seen_gen(e);
+		h->server_cookie_len = 0;
 	}
-	return h->server_cookie_len || (e && atomic_load_explicit(&e->seen, memory_order_relaxed));
+	return h->server_cookie_len || (e && cookie_seen_is_on(e));
 }
 
 /* The upstream's cookie check (RFC 7873 5.3): a reply to a query with our client cookie that
@@ -768,10 +731,10 @@ static int check_cookie(upstream_t *u, unsigned i, const uint8_t *reply, size_t 
 	if (olen < 8 || memcmp(reply + off, h->client_cookie, 8) != 0)
 		return -1;
 	if (olen >= 16 && olen <= 40) {
-		struct cookie_entry *e = h->server_cookie_len ? NULL : cookie_entry(u, i, 1);
+		struct cookie_seen *e = h->server_cookie_len ? NULL : cookie_entry(u, i, 1);
 		if (e) {
-			h->cookie_gen = atomic_load_explicit(&e->gen, memory_order_acquire);
-			atomic_store_explicit(&e->seen, 1, memory_order_relaxed);
+			h->cookie_gen = cookie_seen_gen(e);
+			cookie_seen_on(e);
 		}
 		h->server_cookie_len = (uint8_t)(olen - 8);
 		memcpy(h->server_cookie, reply + off + 8, olen - 8);
@@ -881,12 +844,9 @@ static void probe_reply(upstream_t *u, struct outsock *s, const uint8_t *reply, 
 			/* The probe carried our cookie and the answer none: this upstream no longer
 			 * does cookies, and must not stay unusable for it, in any worker. */
 			h->server_cookie_len = 0;
-			struct cookie_entry *e = cookie_entry(u, i, 0);
-			if (e) {
-				atomic_store_explicit(&e->seen, 0, memory_order_relaxed);
-				h->cookie_gen = atomic_fetch_add_explicit(&e->gen, 1,
-									  memory_order_release) + 1;
-			}
+			struct cookie_seen *e = cookie_entry(u, i, 0);
+			if (e)
+				h->cookie_gen = cookie_seen_off(e);
 		} else if (check_cookie(u, i, reply, len, 0) < 0) {
 			u->stats.cookie_mismatched++;
 			return;
@@ -1331,43 +1291,25 @@ static struct tcp_link *link_get(upstream_t *u, unsigned i)
 	return l;
 }
 
-/* Are the first bits of a and b equal? */
-static int same_prefix(const uint8_t *a, const uint8_t *b, unsigned bits)
-{
-	unsigned whole = bits / 8, rest = bits % 8;
-	if (memcmp(a, b, whole) != 0)
-		return 0;
-	return rest == 0 || ((a[whole] ^ b[whole]) & (uint8_t)(0xFF << (8 - rest))) == 0;
-}
-
-/* Do a and b belong to the same client for the fetch share: the same network as the rate limit
- * counts it (--ratelimit-prefix, /24 and /56 by default)? A refresh's client (no address) is a
- * client of its own. */
-static int same_client(const struct options *o, const struct sockaddr_storage *a,
-		       const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return 0;
-	if (a->ss_family == AF_INET)
-		return same_prefix((const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr,
-				   (const uint8_t *)&((const struct sockaddr_in *)b)->sin_addr,
-				   o->ratelimit_v4_prefix);
-	if (a->ss_family == AF_INET6)
-		return same_prefix(((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr,
-				   ((const struct sockaddr_in6 *)b)->sin6_addr.s6_addr,
-				   o->ratelimit_v6_prefix);
-	return 1;
-}
-
-/* Questions on links that p's first client asked first (at most FETCH_MAX to look at). */
+/* Questions on links that p's first client's network asked first (as --ratelimit-prefix counts
+ * a network: a /24, an IPv6 /56), at most FETCH_MAX to look at. Refreshes (no address) are one
+ * network of their own. */
 static unsigned fetches_of(upstream_t *u, const struct pending *p)
 {
 	const struct sockaddr_storage *who = &p->waiters->client.addr;
+	struct options_cidr net = {.family = who->ss_family};
+	if (who->ss_family == AF_INET6) {
+		memcpy(net.addr, &((const struct sockaddr_in6 *)who)->sin6_addr, 16);
+		net.prefix = u->o->ratelimit_v6_prefix;
+	} else if (who->ss_family == AF_INET) {
+		memcpy(net.addr, &((const struct sockaddr_in *)who)->sin_addr, 4);
+		net.prefix = u->o->ratelimit_v4_prefix;
+	}
 	unsigned n = 0;
 	for (unsigned i = 0; i < u->o->nupstream; i++) {
 		const struct tcp_link *l = u->links[i];
 		for (const struct pending *o = l ? l->head : NULL; o; o = o->link_next)
-			n += o->waiters && same_client(u->o, &o->waiters->client.addr, who);
+			n += o->waiters && options_cidr_match(&net, 1, &o->waiters->client.addr);
 	}
 	return n;
 }
