@@ -110,8 +110,7 @@ stale_on_failures() {
 		q "$p" @127.0.0.1 "stale-$kind.example" A +edns +short | grep -qx 192.0.2.55 ||
 			{ echo "$kind: no first answer"; return 1; }
 	done
-	kill "$fpid"
-	wait "$fpid" 2>/dev/null || true
+	stop_pid "$fpid" || return 1
 	sleep 1.5 # Expired (TTL 1).
 	for kind in closed refused servfail; do
 		case $kind in
@@ -123,8 +122,7 @@ stale_on_failures() {
 			grep -qE "^stale-$kind\.example\.\s+30\s+IN\s+A\s+192.0.2.55" <<<"$out" ||
 			{ echo "$kind: $out"; return 1; }
 		if [ "$kind" != closed ]; then
-			kill "$fpid"
-			wait "$fpid" 2>/dev/null || true
+			stop_pid "$fpid" || return 1
 		fi
 	done
 }
@@ -225,8 +223,7 @@ PY
 	sleep 0.5 # (more would be shed now if the bound did not hold)
 	open=$(ss -Htn state established "( sport = :$p )" | wc -l)
 	shed=$(shed_count)
-	kill "$readers" 2>/dev/null
-	wait "$readers" 2>/dev/null || true
+	stop_pid "$readers" || return 1
 	echo "of 96 readers that never read, $open connections still open; $shed shed"
 	[ "$open" -ge 1 ] && [ "$open" -le 16 ] || { echo "queued answers not bounded per worker"; return 1; }
 	[ "${shed:-0}" -ge 80 ] || return 1

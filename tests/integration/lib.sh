@@ -155,6 +155,19 @@ skip_script() {
 	exit 77
 }
 
+# stop_pid PID: stop a helper process the test started (a fake upstream, a client) with SIGTERM
+# and reap it. True when it ended by that signal or had already exited 0; anything else (it died
+# of something else before) is said and false.
+stop_pid() {
+	local status=0
+	kill "$1" 2>/dev/null
+	wait "$1" 2>/dev/null || status=$?
+	case $status in
+	0 | 143) return 0 ;;
+	*) echo "process $1 ended with status $status, not by the SIGTERM sent to it"; return 1 ;;
+	esac
+}
+
 not_ok() {
 	FAILED=$((FAILED + 1))
 	echo "not ok $((PASSED + FAILED + SKIPPED)) - $1"

@@ -189,7 +189,10 @@ check "--query-log -: JSON lines on stdout" query_log_stdout
 
 # upstream_asked NAME PATTERN: how many UDP questions the fake upstream NAME saw for PATTERN.
 upstream_asked() {
-	grep -ciE "$2" "$WORK/$1.queries" 2>/dev/null || true
+	# (grep -c prints 0 and exits 1 when nothing matches: the count is the answer either way.)
+	local n
+	n=$(grep -ciE "$2" "$WORK/$1.queries" 2>/dev/null)
+	echo "${n:-0}"
 }
 
 # --max-ttl 1: a day-long answer is cached for one second: asked once, served from the cache at

@@ -352,6 +352,38 @@ Test(upstream, each_upstream_rejects_a_question_once)
 	stop(&s);
 }
 
+/* An upstream's EDE text is hostile input: at most UPSTREAM_EDE_TEXT_MAX octets reach a client,
+ * printable ASCII only. */
+Test(upstream, an_upstream_ede_text_is_cut_to_its_bound)
+{
+	struct sockaddr_storage up, from;
+	int fd = fake_upstream(&up);
+	struct setup s;
+	start(&s, 2, (char *[]){"--upstream", addr_arg(&up)});
+	cr_assert_eq(forward(&s, "www.example.com.", 1, 9, NULL, 0), 0);
+	uint8_t q[4096], a[4096];
+	size_t n = take_query(&s.loop, fd, q, &from, 1000);
+	cr_assert_gt(n, 0);
+	size_t alen = answer_to(q, n, a, WIRE_RCODE_SERVFAIL);
+	size_t tl = 300;
+	static const uint8_t opt[] = {0, 0, 41, 4, 0xD0, 0, 0, 0, 0};
+	memcpy(a + alen, opt, sizeof(opt));
+	wire_put16(a + alen + 9, (uint16_t)(4 + 2 + tl));
+	wire_put16(a + alen + 11, 15);
+	wire_put16(a + alen + 13, (uint16_t)(2 + tl));
+	wire_put16(a + alen + 15, 9);
+	memset(a + alen + 17, 'x', tl);
+	alen += 17 + tl;
+	wire_put16(a + 10, 1);
+	sendto(fd, a, alen, 0, (struct sockaddr *)&from, sizeof(struct sockaddr_in));
+	pump(&s.loop, -1, 100);
+	cr_assert_eq(got.failures, 1);
+	cr_expect_eq(why_got.ede_code, 9);
+	cr_expect_eq(strlen(why_got.ede_text), UPSTREAM_EDE_TEXT_MAX);
+	close(fd);
+	stop(&s);
+}
+
 /* An error RCODE on a question that every upstream fails (one a client can ask at will) is an
  * answer in its real time: it does not push its upstream behind a slower one, or a client asking
  * failing questions would steer every client's choice of upstream. An upstream that fails a
