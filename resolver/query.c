@@ -616,10 +616,21 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 		cache_key_make(w->server->cache, &key, q);
 		failcache_put(w->fails, key.hash, why, uv_now(&w->loop));
 	}
+	/* The policy may have changed while the question was upstream: the name is asked again,
+	 * then every CNAME/DNAME target. An answer whose chain cannot be read is never cached:
+	 * each client would get SERVFAIL from it. */
+	const policy_t *pol = NULL;
 	struct policy_verdict v;
 	struct name target;
-	if (reply && cache_has_chain(reply, len) && chain_denied(NULL, reply, len, &v, &target) < 0)
-		flags &= ~UPSTREAM_FIRST; /* Never cached: each client would get SERVFAIL from it. */
+	int name_denied = 0, chain = 0;
+	if (reply) {
+		pol = policy_store_enter(w->server->store, w->reader);
+		policy_lookup(pol, &q->qname, &v);
+		name_denied = v.action == POLICY_DENY;
+		chain = name_denied ? 0 : chain_denied(pol, reply, len, &v, &target);
+		if (chain < 0)
+			flags &= ~UPSTREAM_FIRST;
+	}
 	if (reply && (flags & UPSTREAM_FIRST)) {
 		/* Cached whether or not this client is still there to get it. */
 		uint32_t ttl = cache_ttl(reply, len);
@@ -643,45 +654,37 @@ int query_upstream_answer(void *ctx, const struct client *c, const uint8_t *quer
 	} else if (!reply) {
 		if (!serve_stale(w, c, query, q))
 			failure_answer(w, c, query, q, why);
-	} else {
-		/* The policy may have changed while the question was upstream: the name is asked
-		 * again, then every CNAME/DNAME target. */
-		const policy_t *pol = policy_store_enter(w->server->store, w->reader);
-		policy_lookup(pol, &q->qname, &v);
-		int name_denied = v.action == POLICY_DENY;
-		int chain = name_denied ? 0 : chain_denied(pol, reply, len, &v, &target);
-		if (name_denied) {
-			deny(w, c, query, q, pol, &v, NULL);
-		} else if (reply[2] & (WIRE_FLAG_TC >> 8)) {
-			/* A truncated answer the upstream side had no room to fetch whole: a UDP
-			 * client gets it empty (header and question, TC), as the upstream's partial
-			 * records may not even parse, and retries over TCP; one over TCP already has
-			 * nothing to retry with. */
-			if (c->stream) {
-				w->st.servfail++;
-				answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL, ANSWER_EDE_OTHER,
-						  "no room to fetch the whole answer now");
-			} else {
-				int n = answer_error(w->answer, answer_cap(c, q), query, q,
-						     wire_rcode(reply), -1, NULL);
-				if (n > 0) {
-					w->answer[2] |= WIRE_FLAG_TC >> 8;
-					respond(w, c, query, q, w->answer, (size_t)n,
-						QUERY_LOG_FORWARDED);
-				}
-			}
-		} else if (chain > 0) {
-			deny(w, c, query, q, pol, &v, &target);
-		} else if (chain < 0) {
-			chain_unreadable(w, c, query, q);
+	} else if (name_denied) {
+		deny(w, c, query, q, pol, &v, NULL);
+	} else if (reply[2] & (WIRE_FLAG_TC >> 8)) {
+		/* A truncated answer the upstream side had no room to fetch whole: a UDP
+		 * client gets it empty (header and question, TC), as the upstream's partial
+		 * records may not even parse, and retries over TCP; one over TCP already has
+		 * nothing to retry with. */
+		if (c->stream) {
+			w->st.servfail++;
+			answer_with_error(w, c, query, q, WIRE_RCODE_SERVFAIL, ANSWER_EDE_OTHER,
+					  "no room to fetch the whole answer now");
 		} else {
-			/* The cache keeps the upstream's TTLs and AD; this client gets its own. */
-			wire_age_ttls(reply, len, 0, w->o->max_client_ttl);
-			fix_ad(w, q, reply);
-			unsigned up = flags >> UPSTREAM_INDEX_SHIFT;
-			w->ql_upstream = up && up <= w->o->nupstream ? &w->o->upstream[up - 1] : NULL;
-			respond(w, c, query, q, reply, len, QUERY_LOG_FORWARDED);
+			int n = answer_error(w->answer, answer_cap(c, q), query, q,
+					     wire_rcode(reply), -1, NULL);
+			if (n > 0) {
+				w->answer[2] |= WIRE_FLAG_TC >> 8;
+				respond(w, c, query, q, w->answer, (size_t)n,
+					QUERY_LOG_FORWARDED);
+			}
 		}
+	} else if (chain > 0) {
+		deny(w, c, query, q, pol, &v, &target);
+	} else if (chain < 0) {
+		chain_unreadable(w, c, query, q);
+	} else {
+		/* The cache keeps the upstream's TTLs and AD; this client gets its own. */
+		wire_age_ttls(reply, len, 0, w->o->max_client_ttl);
+		fix_ad(w, q, reply);
+		unsigned up = flags >> UPSTREAM_INDEX_SHIFT;
+		w->ql_upstream = up && up <= w->o->nupstream ? &w->o->upstream[up - 1] : NULL;
+		respond(w, c, query, q, reply, len, QUERY_LOG_FORWARDED);
 	}
 	/* Answering may have closed the connection (its session is then gone). */
 	if (c->session && c->ops->done)
