@@ -77,7 +77,7 @@ start_redis() {
 	fi
 	if [ "$(redis-cli -h 127.0.0.1 -p 6379 exists embargo:deny)" = 0 ]; then
 		say "loading policy/sanctioned-vendors.tsv into embargo:deny and embargo:reason"
-		./build/resolver/embargo-policy import policy/sanctioned-vendors.tsv
+		./build/tool/embargo-policy import policy/sanctioned-vendors.tsv
 	else
 		say "embargo:deny exists in redis: left as it is"
 	fi
@@ -145,7 +145,7 @@ cat <<MSG
       dig @127.0.0.1 -p 5354 example.com              # forwarded upstream
       redis-cli SADD embargo:deny example.com         # denied from now on, within a second
       redis-cli SREM embargo:deny example.com         # and lifted again
-      build/resolver/embargo-policy explain www.example.com
+      build/tool/embargo-policy explain www.example.com
       kdig @127.0.0.1 -p 5354 CH TXT policy.embargo.  # the policy version in force
     Ctrl-C stops it.
 MSG

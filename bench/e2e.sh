@@ -25,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	for s in unbound dnsdist nsd; do "${sudo[@]}" service "$s" stop >/dev/null 2>&1 || true; done
 fi
-make -C "$BUILD" -s resolver/embargo resolver/embargo-policy bench/bare >/dev/null
+make -C "$BUILD" -s resolver/embargo tool/embargo-policy bench/bare >/dev/null
 
 srcdir=.
 EMBARGO=$BUILD/resolver/embargo
@@ -126,14 +126,14 @@ PY
 	# embargo
 	RP=$(free_port)
 	start_redis "$RP"
-	"$BUILD/resolver/embargo-policy" --redis "redis://127.0.0.1:$RP" import "$WORK/rules.txt" >/dev/null 2>&1
+	"$BUILD/tool/embargo-policy" --redis "redis://127.0.0.1:$RP" import "$WORK/rules.txt" >/dev/null 2>&1
 	# These rules replace the bundled list a fresh embargo starts with: the operator's consent
 	# (bound to the transition from the bundled list; a build before bound consents had only
 	# "accept").
-	if "$BUILD/resolver/embargo-policy" --redis "redis://127.0.0.1:$RP" digest >/dev/null 2>&1; then
-		POLICY_TOOL=$BUILD/resolver/embargo-policy consent_first --redis "redis://127.0.0.1:$RP"
+	if "$BUILD/tool/embargo-policy" --redis "redis://127.0.0.1:$RP" digest >/dev/null 2>&1; then
+		POLICY_TOOL=$BUILD/tool/embargo-policy consent_first --redis "redis://127.0.0.1:$RP"
 	else
-		"$BUILD/resolver/embargo-policy" --redis "redis://127.0.0.1:$RP" accept >/dev/null
+		"$BUILD/tool/embargo-policy" --redis "redis://127.0.0.1:$RP" accept >/dev/null
 	fi
 	EP=$(free_port)
 	run_server embargo "$EP" "$EMBARGO" --listen "127.0.0.1:$EP" --threads 1 \

@@ -17,7 +17,7 @@ SIZES=("$@")
 [ ${#SIZES[@]} -gt 0 ] || SIZES=(100000 1000000)
 srcdir=.
 EMBARGO=$BUILD/resolver/embargo
-POLICY_TOOL=$BUILD/resolver/embargo-policy
+POLICY_TOOL=$BUILD/tool/embargo-policy
 . tests/integration/lib.sh
 for t in redis-server nsd kdig python3; do need "$t" "$t"; done
 [ -x "$EMBARGO" ] || die "build first: ./quickstart.sh check or make -C $BUILD"

@@ -139,7 +139,7 @@ bool guard_is_rolled_back(const guard_t *g);
  *  @return whether it moved. */
 bool guard_window(guard_t *g, const policy_t *in_force, int64_t window, int64_t now);
 
-/** What a restart must not forget (resolver/guard_state.c keeps it beside the snapshot). */
+/** What a restart must not forget (resolver/sync/guard_state.c keeps it beside the snapshot). */
 struct guard_state {
 	size_t base;           /**< The budget's base: deny rules; grows only with a consent. */
 	size_t spent;          /**< Lifts of the last publication since the baseline. */

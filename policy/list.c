@@ -157,3 +157,15 @@ long list_add_to_builder(policy_builder_t *b, const char *text, size_t len,
 	struct add_list al = {.b = b, .on_invalid = on_invalid, .ctx = ctx};
 	return list_parse(text, len, add_entry, add_invalid, &al);
 }
+
+policy_t *list_bundled(void)
+{
+	policy_builder_t *b = policy_builder_new();
+	if (!b)
+		return NULL;
+	if (list_add_to_builder(b, list_bundled_tsv, strlen(list_bundled_tsv), NULL, NULL) < 0) {
+		policy_builder_free(b);
+		return NULL;
+	}
+	return policy_build(b, POLICY_SOURCE_BUNDLED);
+}

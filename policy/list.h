@@ -30,3 +30,9 @@ long list_parse(const char *text, size_t len, list_entry_cb on_entry, list_inval
  *  @return the number of invalid entries skipped, or -ENOMEM. */
 long list_add_to_builder(policy_builder_t *b, const char *text, size_t len,
 			 list_invalid_cb on_invalid, void *ctx);
+
+/** A policy holding the bundled sanctioned-vendor list (owned), NULL when out of memory. */
+policy_t *list_bundled(void);
+
+/** The bundled list's text (TSV), compiled in from policy/sanctioned-vendors.tsv. */
+extern const char list_bundled_tsv[];

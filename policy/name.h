@@ -3,6 +3,7 @@
  * is contiguous. A struct name is a fixed-size value: building one never allocates. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,3 +45,9 @@ int name_suffix_to_wire(const struct name *n, unsigned depth, uint8_t *out, size
 
 /** Presentation form of the topmost `depth` labels of n (the name of a rule it matched). */
 int name_suffix_to_text(const struct name *n, unsigned depth, char *buf, size_t cap);
+
+/** Is n at or below z (z's key without its final 0 starts n's key)? */
+static inline bool name_is_below(const struct name *n, const struct name *z)
+{
+	return n->keylen >= z->keylen && __builtin_memcmp(n->key, z->key, z->keylen - 1u) == 0;
+}

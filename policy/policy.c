@@ -14,7 +14,6 @@
 #include <nettle/sha2.h>
 
 #include "policy/digest.h"
-#include "policy/list.h"
 #include "policy/fnv.h"
 #include "policy/mem.h"
 #include "policy/trie.h"
@@ -752,18 +751,6 @@ const struct policy_stats *policy_stats(const policy_t *p)
 size_t policy_memory(const policy_t *p)
 {
 	return sizeof(*p) + trie_memory(p->trie) + p->recs_words * sizeof(*p->recs) + p->pool.cap;
-}
-
-policy_t *policy_bundled(void)
-{
-	policy_builder_t *b = policy_builder_new();
-	if (!b)
-		return NULL;
-	if (list_add_to_builder(b, policy_bundled_tsv, strlen(policy_bundled_tsv), NULL, NULL) < 0) {
-		policy_builder_free(b);
-		return NULL;
-	}
-	return policy_build(b, POLICY_SOURCE_BUNDLED);
 }
 
 const char *policy_source_name(enum policy_source source)

@@ -131,12 +131,6 @@ void policy_set_loaded_at(policy_t *p, int64_t unix_time);
 /** Bytes of heap p holds. */
 size_t policy_memory(const policy_t *p);
 
-/** A policy holding the bundled sanctioned-vendor list (owned), NULL when out of memory. */
-policy_t *policy_bundled(void);
-
-/** The bundled list's text (TSV), compiled in from policy/sanctioned-vendors.tsv. */
-extern const char policy_bundled_tsv[];
-
 /** One rule of a policy, as policy_rule_next() gives it. */
 struct policy_rule {
 	struct name name;   /**< The rule's name (nlabels set). */

@@ -9,13 +9,13 @@
 
 #include "policy/guard.h"
 #include "policy/store.h"
-#include "resolver/cache.h"
-#include "resolver/client_report.h"
+#include "resolver/query/cache.h"
+#include "resolver/observe/client_report.h"
 #include "resolver/metrics.h"
-#include "resolver/options.h"
-#include "resolver/query_log.h"
-#include "resolver/redis_sync.h"
-#include "resolver/rule_hits.h"
+#include "resolver/base/options.h"
+#include "resolver/observe/query_log.h"
+#include "resolver/sync/redis_sync.h"
+#include "resolver/observe/rule_hits.h"
 #include "resolver/server.h"
 
 struct daemon {
@@ -60,6 +60,10 @@ struct daemon {
 	int switch_closing;          /* The old link is closing; the new one waits for it. */
 	int switch_said;             /* That closing took long has been said. */
 };
+
+/** Tell systemd (Type=notify) how the daemon stands (sd_notify); nothing without libsystemd
+ *  or outside systemd. */
+void daemon_notify(const char *state);
 
 /** Lower o->outgoing_range so that every worker's sockets fit the open-file limit (raised to
  *  its maximum first), with room for listeners, TCP clients, Redis and files. */

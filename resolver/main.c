@@ -21,76 +21,20 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "policy/list.h"
 #include "policy/store.h"
-#include "resolver/cache.h"
-#include "resolver/guard_state.h"
+#include "resolver/query/cache.h"
+#include "resolver/sync/guard_state.h"
 #include "resolver/daemon.h"
-#include "resolver/log.h"
+#include "resolver/base/log.h"
 #include "resolver/metrics.h"
-#include "resolver/options.h"
-#include "resolver/redis_sync.h"
+#include "resolver/base/options.h"
+#include "resolver/sync/redis_sync.h"
 #include "resolver/reload.h"
 #include "resolver/server.h"
-#include "resolver/snapshot.h"
+#include "resolver/sync/snapshot.h"
 
 #define RECLAIM_MS 50
-
-/* Tell systemd (Type=notify) how the daemon stands; nothing without libsystemd or outside
- * systemd (no NOTIFY_SOCKET). */
-static void notify(const char *state)
-{
-#ifdef HAVE_LIBSYSTEMD
-	sd_notify(0, state);
-#else
-	(void)state;
-#endif
-}
-
-
-static void on_ready(void *ctx)
-{
-	struct daemon *d = ctx;
-	if (d->started)
-		return; /* A Redis taken on by a reload: the workers serve already. */
-	const struct policy_stats *st = policy_stats(policy_store_current(d->store));
-	int rc = server_start(d->server);
-	if (rc < 0) {
-		log_err("cannot start worker threads: %s", uv_strerror(rc));
-		uv_kill(getpid(), SIGTERM);
-		return;
-	}
-	d->started = 1;
-	atomic_store(&d->serving, 1);
-	notify("READY=1\nSTATUS=serving");
-	/* This thread reads and parses the policy; the workers (started at nice 0) come first. */
-	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5);
-	char addrs[OPTIONS_MAX_ADDRS * 56] = "", one[56];
-	for (unsigned i = 0; i < d->o.nlisten; i++) {
-		options_format_addr(&d->o.listen[i], one, sizeof(one));
-		strcat(addrs, i ? ", " : "");
-		strcat(addrs, one);
-	}
-	log_info("serving on %s (UDP and TCP, %u workers); enforcing %s: %zu deny, %zu allow rules, "
-		 "version %016llx", addrs, server_workers(d->server), policy_source_name(st->source),
-		 st->deny, st->allow, (unsigned long long)st->version);
-}
-
-static void on_hold(void *ctx, enum server_hold kind, size_t removed, size_t of,
-		    uint64_t version)
-{
-	struct daemon *d = ctx;
-	server_set_hold(d->server, kind, removed, of, version);
-}
-
-redis_sync_t *daemon_redis_new(struct daemon *d, const struct options *o)
-{
-	redis_sync_t *r = redis_sync_new(d->loop, o, d->store, d->guard, on_ready, on_hold, d);
-	if (r) {
-		redis_sync_count(r, &d->redis_stats);
-		redis_sync_seed_history(r, &d->history);
-	}
-	return r;
-}
 
 static void on_reclaim(uv_timer_t *t)
 {
@@ -139,7 +83,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	log_info("%s received: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
 	d->stopping = 1;
 	atomic_store(&d->serving, 0);
-	notify("STOPPING=1");
+	daemon_notify("STOPPING=1");
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigusr1, NULL);
@@ -294,7 +238,7 @@ static void on_report_timer(uv_timer_t *t)
  * bundled name). Consumes p. */
 static policy_t *with_bundled(policy_t *p)
 {
-	policy_t *bundled = policy_bundled();
+	policy_t *bundled = list_bundled();
 	policy_builder_t *b = policy_builder_new();
 	policy_t *out = NULL;
 	if (bundled && b &&
@@ -315,7 +259,7 @@ static policy_t *initial_policy(const struct options *o, int64_t *saved_at, int 
 {
 	*snap_rc = -ENOENT;
 	if (o->snapshot[0]) {
-		policy_t *p = NULL, *bundled = policy_bundled();
+		policy_t *p = NULL, *bundled = list_bundled();
 		struct codec_meta meta;
 		char note[1024];
 		struct timespec t0, t1;
@@ -360,34 +304,10 @@ static policy_t *initial_policy(const struct options *o, int64_t *saved_at, int 
 		else
 			log_err("ignoring the policy snapshot: %s; using the bundled list", note);
 	}
-	policy_t *p = policy_bundled();
+	policy_t *p = list_bundled();
 	if (p)
 		policy_set_loaded_at(p, time(NULL));
 	return p;
-}
-
-/* Each upstream query has its own socket: raise the descriptor limit to what the system
- * allows, and shrink the outgoing range so that every worker's fits with room to spare for
- * listeners, TCP clients, Redis and files (Unbound checks its outgoing-range the same way). */
-void daemon_fit_outgoing_range(struct options *o)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return;
-	if (rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		(void)setrlimit(RLIMIT_NOFILE, &rl);
-		(void)getrlimit(RLIMIT_NOFILE, &rl);
-	}
-	rlim_t reserve = 256 + (rlim_t)o->threads * (o->tcp_max_conns + 2u * o->nlisten + 64);
-	rlim_t room = rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 0;
-	rlim_t each = room / o->threads;
-	if (each < o->outgoing_range) {
-		unsigned fit = each < 16 ? 16 : (unsigned)each;
-		log_warn("open-file limit %llu: --outgoing-range lowered from %u to %u per worker",
-			 (unsigned long long)rl.rlim_cur, o->outgoing_range, fit);
-		o->outgoing_range = fit;
-	}
 }
 
 int main(int argc, char **argv)

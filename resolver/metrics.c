@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "policy/policy.h"
-#include "resolver/query_log.h"
+#include "resolver/observe/query_log.h"
 
 struct metrics {
 	struct MHD_Daemon *httpd;
@@ -283,7 +283,7 @@ static void policy_metrics(struct text *t, const struct metrics_sources *src)
 	      st->loaded_at && now > (time_t)st->loaded_at ? (double)(now - (time_t)st->loaded_at) : 0);
 	policy_store_quiescent(src->reader);
 	gauge(t, "embargo_policy_held", "1 while a policy load is held back from enforcement.",
-	      server_hold(src->server) != SERVER_HOLD_NONE);
+	      server_hold(src->server) != REDIS_SYNC_HOLD_NONE);
 }
 
 char *metrics_render(const struct metrics_sources *src, size_t *len)

@@ -9,9 +9,9 @@
 #include <time.h>
 
 #include "policy/store.h"
-#include "resolver/cache.h"
-#include "resolver/options.h"
-#include "resolver/redis_sync.h"
+#include "resolver/query/cache.h"
+#include "resolver/base/options.h"
+#include "resolver/sync/redis_sync.h"
 #include "resolver/server.h"
 
 typedef struct metrics metrics_t;

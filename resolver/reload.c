@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "resolver/local.h"
-#include "resolver/log.h"
+#include "resolver/query/local.h"
+#include "resolver/base/log.h"
 
 #define SWITCH_PUSH_WAIT_MS 1000 /* For the old Redis to confirm the counts sent to it. */
 #define SWITCH_SLOW_MS 5000      /* An old link still closing then is said. */

@@ -13,12 +13,12 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "resolver/local.h"
-#include "resolver/log.h"
-#include "resolver/query.h"
-#include "resolver/tcp.h"
-#include "resolver/udp.h"
-#include "resolver/worker.h"
+#include "resolver/query/local.h"
+#include "resolver/base/log.h"
+#include "resolver/query/query.h"
+#include "resolver/net/tcp.h"
+#include "resolver/net/udp.h"
+#include "resolver/query/worker.h"
 
 /* ---- Loop hooks -------------------------------------------------------------------------- */
 
@@ -509,7 +509,7 @@ void server_stats(server_t *s, struct server_stats *out)
 	}
 }
 
-void server_set_hold(server_t *s, enum server_hold kind, size_t removed, size_t of,
+void server_set_hold(server_t *s, enum redis_sync_hold kind, size_t removed, size_t of,
 		     uint64_t version)
 {
 	atomic_store_explicit(&s->hold_removed, removed, memory_order_relaxed);
@@ -531,9 +531,9 @@ void server_upstream_stats(server_t *s, struct upstream_stats *out)
 	}
 }
 
-enum server_hold server_hold(const server_t *s)
+enum redis_sync_hold server_hold(const server_t *s)
 {
-	return (enum server_hold)atomic_load_explicit(&s->hold_kind, memory_order_relaxed);
+	return (enum redis_sync_hold)atomic_load_explicit(&s->hold_kind, memory_order_relaxed);
 }
 
 void server_rule_hits(server_t *s, struct rule_hit *out, size_t *n, size_t max, uint64_t *other)

@@ -7,67 +7,18 @@
 #include <stdint.h>
 
 #include "policy/store.h"
-#include "resolver/cache.h"
-#include "resolver/client_report.h"
-#include "resolver/latency.h"
-#include "resolver/options.h"
-#include "resolver/local.h"
-#include "resolver/query_log.h"
-#include "resolver/rule_hits.h"
-#include "resolver/upstream.h"
+#include "resolver/query/cache.h"
+#include "resolver/observe/client_report.h"
+#include "resolver/observe/latency.h"
+#include "resolver/base/options.h"
+#include "resolver/query/local.h"
+#include "resolver/observe/query_log.h"
+#include "resolver/observe/rule_hits.h"
+#include "resolver/upstream/upstream.h"
+#include "resolver/query/server_stats.h"
+#include "resolver/sync/redis_sync.h"
 
 typedef struct server server_t;
-
-/** Counters summed over all workers. */
-/** The query types counted one by one (metrics); all others count together. */
-#define SERVER_QTYPE_LIST(X) \
-	X(A, 1) X(AAAA, 28) X(CNAME, 5) X(MX, 15) X(TXT, 16) X(NS, 2) X(SOA, 6) X(PTR, 12) \
-	X(SRV, 33) X(HTTPS, 65) X(SVCB, 64) X(DS, 43) X(DNSKEY, 48) X(CAA, 257) X(ANY, 255)
-#define SERVER_QTYPE_COUNT(name, value) +1
-#define SERVER_QTYPES (0 SERVER_QTYPE_LIST(SERVER_QTYPE_COUNT) + 1)
-#define SERVER_RCODES 7
-
-/** The qtype's index in server_stats.qtype. */
-static inline unsigned server_qtype_index(uint16_t qtype)
-{
-	unsigned i = 0;
-#define SERVER_QTYPE_INDEX(name, value) if (qtype == (value)) return i; i++;
-	SERVER_QTYPE_LIST(SERVER_QTYPE_INDEX)
-#undef SERVER_QTYPE_INDEX
-	return i;
-}
-
-struct server_stats {
-	uint64_t queries;     /**< Queries parsed (UDP and TCP). */
-	uint64_t denied;      /**< Answered NXDOMAIN by policy (name or CNAME target). */
-	uint64_t cache_hits;
-	uint64_t forwarded;
-	uint64_t servfail;    /**< No upstream answered in time, or too many in flight. */
-	uint64_t formerr;     /**< Readable header, unreadable question. */
-	uint64_t dropped;     /**< Unreadable packets and send failures. */
-	uint64_t tcp_conns;
-	uint64_t refused;     /**< Turned away by the access list (REFUSED or dropped). */
-	uint64_t rate_limited; /**< Answers over the rate limit (slipped or dropped). */
-	uint64_t tcp_refused; /**< TCP connections closed at once: over a cap. */
-	uint64_t tcp_evicted; /**< Idle TCP connections closed to make room. */
-	uint64_t tcp_timeouts; /**< TCP connections cut by the idle or message deadline. */
-	uint64_t looped;      /**< Queries from embargo's own upstream sockets, dropped. */
-	uint64_t queries_tcp; /**< Of queries: over TCP. */
-	uint64_t tcp_open;    /**< TCP connections open now (a gauge). */
-	uint64_t up_sent, up_answered, up_timeouts, up_soft_failures, up_ignored, up_tcp_fallbacks,
-		up_merged; /**< The upstream side's (ignored: mismatched answers of any kind). */
-	uint64_t rcode[SERVER_RCODES]; /**< Answers by RCODE 0..5, then all others. */
-	uint64_t qtype[SERVER_QTYPES]; /**< Queries by SERVER_QTYPE_LIST type, then all others. */
-	uint64_t local;       /**< Answered from local zones and local data. */
-	uint64_t cache_misses; /**< Lookups that found no fresh answer (stale ones included). */
-	uint64_t stale_served; /**< Expired answers served (RFC 8767). */
-	uint64_t prefetches;  /**< Cache entries refreshed before they expired. */
-	uint64_t chain_unreadable; /**< Answers whose CNAME/DNAME target could not be read:
-				    *   SERVFAIL (the policy cannot clear what it cannot read). */
-	uint64_t servfail_remembered; /**< SERVFAIL from the memory of recent upstream failures. */
-	uint64_t tcp_shed;    /**< TCP connections closed because the worker's queued answers
-			       *   passed --tcp-max-queued-total (the largest holders first). */
-};
 
 /** Create the workers and bind every socket now, so that bind errors surface at once; no query
  *  is read before server_start(). The store and cache are borrowed and must outlive the server.
@@ -92,18 +43,10 @@ void server_free(server_t *s);
 /** Current counters; each is read without locks and may lag by a few queries. */
 void server_stats(server_t *s, struct server_stats *out);
 
-/** What a status answer says about a policy load held back from enforcement. */
-enum server_hold {
-	SERVER_HOLD_NONE = 0,
-	SERVER_HOLD_SHRINK,  /**< It would lift too many deny rules at once. */
-	SERVER_HOLD_MISSING, /**< The deny key is missing while other policy keys exist. */
-	SERVER_HOLD_EMPTY,   /**< Redis holds none of the policy keys. */
-};
-
 /** Tell status answers (CH TXT policy.embargo.) about a held load: its kind, how many of the
  *  deny rules in force it would lift, and its version. Called from the main thread; workers
  *  read it without locks (fields may mix for an instant while it changes). */
-void server_set_hold(server_t *s, enum server_hold kind, size_t removed, size_t of,
+void server_set_hold(server_t *s, enum redis_sync_hold kind, size_t removed, size_t of,
 		     uint64_t version);
 
 /** Denials per rule summed over the workers into out[0..*n) (*n = 0 first; at most max), the
@@ -152,7 +95,7 @@ int server_reload(server_t *s, struct options *o, local_t *local, char *err, siz
 void server_set_query_log(server_t *s, query_log_t *log);
 
 /** The kind of the held load set by server_set_hold() (any thread). */
-enum server_hold server_hold(const server_t *s);
+enum redis_sync_hold server_hold(const server_t *s);
 
 /** Upstream counters summed over all workers; valid only after server_stop(). */
 void server_upstream_stats(server_t *s, struct upstream_stats *out);

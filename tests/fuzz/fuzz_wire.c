@@ -12,9 +12,9 @@
 
 #include <ldns/ldns.h>
 
-#include "resolver/answer.h"
-#include "resolver/cache.h"
-#include "resolver/wire.h"
+#include "resolver/query/answer.h"
+#include "resolver/query/cache.h"
+#include "resolver/base/wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -224,7 +224,7 @@ two_redis() {
 }
 
 reload_redis() {
-	local r1 r2 p tool=$(dirname "$EMBARGO")/embargo-policy
+	local r1 r2 p tool=$(dirname "$EMBARGO")/../tool/embargo-policy
 	two_redis
 	redis-cli -p "$r1" sadd embargo:deny kaspersky.com one.example >/dev/null
 	redis-cli -p "$r2" sadd two:deny kaspersky.com one.example two.example >/dev/null
@@ -271,7 +271,7 @@ check "SIGHUP: another Redis and prefix taken on; changes then come from the new
 # moves to a Redis that has policy keys but no deny key: the new link measures against the deny
 # rules in force when the hold began, and holds it as a missing deny key.
 reload_redis_held() {
-	local r1 r2 p tool=$(dirname "$EMBARGO")/embargo-policy
+	local r1 r2 p tool=$(dirname "$EMBARGO")/../tool/embargo-policy
 	two_redis
 	redis-cli -p "$r1" sadd embargo:deny $(seq -f "r%g.example" 1 20) >/dev/null
 	POLICY_TOOL=$tool consent_first --redis "redis://127.0.0.1:$r1" || return 1

@@ -11,7 +11,7 @@
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}
-POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
+POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/../tool/embargo-policy}
 . "$srcdir/tests/integration/lib.sh"
 
 need_all

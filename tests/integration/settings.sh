@@ -10,7 +10,7 @@
 set -u
 srcdir=${srcdir:-.}
 EMBARGO=${EMBARGO:-./resolver/embargo}
-POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/embargo-policy}
+POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/../tool/embargo-policy}
 . "$srcdir/tests/integration/lib.sh"
 
 need_all
@@ -85,7 +85,7 @@ sinkhole_a() {
 }
 check "--sinkhole-a: denied A questions answered with that address" sinkhole_a
 
-# The SOA SERIAL of a denial is the policy version's low 32 bits (resolver/query.c, deny()), and
+# The SOA SERIAL of a denial is the policy version's low 32 bits (resolver/query/query.c, deny()), and
 # follows the version when the policy changes.
 serial_of_denial() {
 	local out serial

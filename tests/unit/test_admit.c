@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "resolver/admit.h"
-#include "resolver/options.h"
+#include "resolver/query/admit.h"
+#include "resolver/base/options.h"
 
 TestSuite(admit);
 

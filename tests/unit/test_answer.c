@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "ldns_util.h"
-#include "resolver/answer.h"
+#include "resolver/query/answer.h"
 
 TestSuite(answer);
 

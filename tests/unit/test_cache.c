@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "ldns_util.h"
-#include "resolver/cache.h"
+#include "resolver/query/cache.h"
 
 TestSuite(cache);
 

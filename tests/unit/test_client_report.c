@@ -9,7 +9,7 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "resolver/client_report.h"
+#include "resolver/observe/client_report.h"
 
 TestSuite(client_report);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy/list.h"
 #include "policy/codec.h"
 #include "policy/fnv.h"
 
@@ -312,7 +313,7 @@ Test(codec, recovery_only_over_blocks)
 	cr_expect(denies(r, "old.kept.example"), "an allow only the older file has");
 	policy_free(r);
 	/* Without an intact generation: no allow rule at all, and the extra list's deny rules. */
-	policy_t *extra = policy_bundled();
+	policy_t *extra = list_bundled();
 	r = codec_recover(salvaged, NULL, extra);
 	cr_expect(denies(r, "ok.kept.example"));
 	cr_expect(denies(r, "kaspersky.com"));

@@ -6,7 +6,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "resolver/cookie_seen.h"
+#include "resolver/upstream/cookie_seen.h"
 
 TestSuite(cookie_seen);
 

@@ -5,7 +5,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "resolver/failcache.h"
+#include "resolver/query/failcache.h"
 
 TestSuite(failcache);
 

@@ -1,5 +1,5 @@
-/* Rollback marks (resolver/redis_history.c) and the guard state file's text
- * (resolver/guard_state.c): what a restart must not forget. */
+/* Rollback marks (resolver/sync/redis_history.c) and the guard state file's text
+ * (resolver/sync/guard_state.c): what a restart must not forget. */
 #include "config.h"
 
 #include <criterion/criterion.h>
@@ -10,8 +10,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "resolver/guard_state.h"
-#include "resolver/redis_history.h"
+#include "resolver/sync/guard_state.h"
+#include "resolver/sync/redis_history.h"
 
 TestSuite(guard_state);
 

@@ -4,7 +4,7 @@
 
 #include <criterion/criterion.h>
 
-#include "resolver/latency.h"
+#include "resolver/observe/latency.h"
 
 TestSuite(latency);
 

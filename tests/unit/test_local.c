@@ -9,9 +9,9 @@
 #include <string.h>
 
 #include "ldns_util.h"
-#include "resolver/local.h"
-#include "resolver/options.h"
-#include "resolver/wire.h"
+#include "resolver/query/local.h"
+#include "resolver/base/options.h"
+#include "resolver/base/wire.h"
 
 TestSuite(local);
 
@@ -151,9 +151,9 @@ Test(local, local_data_answers_its_name_only)
 	local_free(l);
 
 	char err[256];
-	cr_expect_eq(local_data_check("x.lan A 1.2.3", err, sizeof(err)), -EINVAL);
+	cr_expect_eq(local_zone_check_data("x.lan A 1.2.3", err, sizeof(err)), -EINVAL);
 	cr_expect_not_null(strstr(err, "x.lan A 1.2.3"), "%s", err);
-	cr_expect_eq(local_data_check("x.lan CH TXT hi", err, sizeof(err)), -EINVAL);
-	cr_expect_eq(local_data_check("x.lan RRSIG A 13 2 60 20300101000000 20200101000000 1 lan. AAAA", err, sizeof(err)), -EINVAL);
-	cr_expect_eq(local_data_check("x.lan 30 IN MX 10 mail.lan", err, sizeof(err)), 0, "%s", err);
+	cr_expect_eq(local_zone_check_data("x.lan CH TXT hi", err, sizeof(err)), -EINVAL);
+	cr_expect_eq(local_zone_check_data("x.lan RRSIG A 13 2 60 20300101000000 20200101000000 1 lan. AAAA", err, sizeof(err)), -EINVAL);
+	cr_expect_eq(local_zone_check_data("x.lan 30 IN MX 10 mail.lan", err, sizeof(err)), 0, "%s", err);
 }

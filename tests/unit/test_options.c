@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "resolver/local.h"
-#include "resolver/options.h"
+#include "resolver/base/local_zone.h"
+#include "resolver/base/options.h"
 
 TestSuite(options);
 

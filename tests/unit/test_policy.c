@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "policy/list.h"
 #include "policy/policy.h"
 #include "policy/trie.h"
 
@@ -200,7 +201,7 @@ Test(policy, version_ignores_order_and_sees_content)
 
 Test(policy, bundled_list_denies_the_vendor)
 {
-	policy_t *p = policy_bundled();
+	policy_t *p = list_bundled();
 	cr_assert_not_null(p);
 	struct policy_verdict v = decide(p, "dnl-01.geo.kaspersky.com");
 	cr_expect_eq(v.action, POLICY_DENY);

@@ -9,8 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "resolver/options.h"
-#include "resolver/query_log.h"
+#include "resolver/base/options.h"
+#include "resolver/observe/query_log.h"
 
 TestSuite(query_log);
 

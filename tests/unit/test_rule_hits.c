@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "resolver/rule_hits.h"
+#include "resolver/observe/rule_hits.h"
 
 TestSuite(rule_hits);
 

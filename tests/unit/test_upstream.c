@@ -16,7 +16,7 @@
 #include <uv.h>
 
 #include "ldns_util.h"
-#include "resolver/upstream.h"
+#include "resolver/upstream/upstream.h"
 
 TestSuite(upstream);
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "ldns_util.h"
-#include "resolver/wire.h"
+#include "resolver/base/wire.h"
 
 TestSuite(wire);
 
