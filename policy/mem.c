@@ -1,3 +1,5 @@
+/* Big-array allocation (see policy/mem.h): transparent huge pages for policy tables of
+ * megabytes, plain malloc below that. No state; everything it returns is freed with free(). */
 #include "config.h"
 
 #include "policy/mem.h"

@@ -62,8 +62,6 @@ static const struct zone_def ZONES[] = {
 #define NDEFS (sizeof(ZONES) / sizeof(ZONES[0]))
 #define NSHARED 64 /* 64..127.100.in-addr.arpa */
 _Static_assert(LOCAL_ZONES == NDEFS + NSHARED, "LOCAL_ZONES counts the table");
-_Static_assert(LOCAL_ZONES <= 64 * sizeof(((struct options *)0)->local_off) / sizeof(uint64_t),
-	       "options.local_off has a bit per zone");
 
 enum local_zone_kind local_zone_kind(unsigned i)
 {
@@ -80,7 +78,7 @@ const char *local_zone_name(unsigned i, char *buf, size_t cap)
 	return buf;
 }
 
-int local_zone_off(struct options *o, const char *text)
+int local_zone_off(uint64_t *off, const char *text)
 {
 	size_t len = strlen(text);
 	if (len > 1 && text[len - 1] == '.')
@@ -94,7 +92,7 @@ int local_zone_off(struct options *o, const char *text)
 		const char *zt = local_zone_name(i, buf, sizeof(buf));
 		struct name z;
 		if (name_from_text(&z, zt, strlen(zt)) == 0 && name_is_below(&z, &top)) {
-			o->local_off[i / 64] |= 1ull << (i % 64);
+			off[i / 64] |= 1ull << (i % 64);
 			n++;
 		}
 	}

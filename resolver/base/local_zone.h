@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include "policy/name.h"
-#include "resolver/base/options.h"
 
 /** How a default zone answers. */
 enum local_zone_kind {
@@ -43,9 +42,13 @@ const char *local_zone_name(unsigned i, char *buf, size_t cap);
 /** How default zone i (< LOCAL_ZONES) answers. */
 enum local_zone_kind local_zone_kind(unsigned i);
 
-/** Hand back (set in o->local_off) every default zone at or below text (presentation form,
- *  trailing dot optional), as Unbound's nodefault. @return how many, or -EINVAL when none. */
-int local_zone_off(struct options *o, const char *text);
+/** Words of a bit set with a bit per default zone (options.local_off). */
+#define LOCAL_ZONE_WORDS ((LOCAL_ZONES + 63) / 64)
+
+/** Hand back (set in off, LOCAL_ZONE_WORDS words) every default zone at or below text
+ *  (presentation form, trailing dot optional), as Unbound's nodefault.
+ *  @return how many, or -EINVAL when none. */
+int local_zone_off(uint64_t *off, const char *text);
 
 /** Parse one --local-data record, "NAME [TTL] [IN] TYPE RDATA", into *r (r->rdata owned by the
  *  caller). @return 0, or -EINVAL with a message in err. */

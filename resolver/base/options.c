@@ -785,7 +785,7 @@ static int apply(struct options *o, int opt, const char *name, const char *val, 
 		o->stale_timeout_ms = (unsigned)v;
 		return 0;
 	case OPT_NO_LOCAL:
-		if (local_zone_off(o, val) < 0)
+		if (local_zone_off(o->local_off, val) < 0)
 			return fail(err, errlen, "--%s: no default local zone is at or below '%s' (see --help)",
 				    name, val);
 		return 0;

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "policy/guard.h"
+#include "resolver/base/local_zone.h"
 
 #define OPTIONS_MAX_ADDRS 16
 
@@ -88,7 +89,7 @@ struct options {
 	unsigned stale_timeout_ms;    /**< A client with a stale answer at hand waits this long. */
 	int prefetch;                 /**< Refresh entries asked for in their last tenth of TTL. */
 	int upstream_trust_ad;        /**< Pass the upstreams' AD bit (to DO or AD clients). */
-	uint64_t local_off[2];        /**< Default local zones handed back (local_zone_off bits). */
+	uint64_t local_off[LOCAL_ZONE_WORDS]; /**< Default local zones handed back (local_zone_off). */
 	const char *local_data[OPTIONS_MAX_LOCAL_DATA]; /**< "NAME TYPE RDATA" (options_clear). */
 	unsigned nlocal_data;
 	int cookies;                  /**< DNS cookies toward upstreams. */

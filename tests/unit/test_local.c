@@ -105,10 +105,10 @@ Test(local, default_zones_as_unbound)
 Test(local, handed_back_at_or_below_a_name)
 {
 	struct options o = {0};
-	cr_expect_eq(local_zone_off(&o, "test."), 1);
-	cr_expect_eq(local_zone_off(&o, "ip6.arpa"), 8);
-	cr_expect_eq(local_zone_off(&o, "example.com"), -EINVAL);
-	cr_expect_eq(local_zone_off(&o, "bad name"), -EINVAL);
+	cr_expect_eq(local_zone_off(o.local_off, "test."), 1);
+	cr_expect_eq(local_zone_off(o.local_off, "ip6.arpa"), 8);
+	cr_expect_eq(local_zone_off(o.local_off, "example.com"), -EINVAL);
+	cr_expect_eq(local_zone_off(o.local_off, "bad name"), -EINVAL);
 	local_t *l = make(&o);
 	int an, aa;
 	cr_expect_eq(ask(l, "www.test.", LDNS_RR_TYPE_A, &an, &aa), -1);

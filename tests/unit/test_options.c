@@ -151,10 +151,10 @@ Test(options, network_guards)
 		       NULL};
 	cr_assert_eq(options_parse(&o, 9, off, err, sizeof(err)), OPTIONS_RUN, "%s", err);
 	struct options one = {0};
-	cr_expect_eq(local_zone_off(&one, "resolver.arpa"), 1);
+	cr_expect_eq(local_zone_off(one.local_off, "resolver.arpa"), 1);
 	/* in-addr.arpa: 127, 10, 16 of 172, 168.192, 0, 64 of 100, 169.254, three TEST-NETs and
 	 * the broadcast address. */
-	cr_expect_eq(local_zone_off(&one, "in-addr.arpa."), 1 + 1 + 16 + 1 + 1 + 64 + 1 + 3 + 1);
+	cr_expect_eq(local_zone_off(one.local_off, "in-addr.arpa."), 1 + 1 + 16 + 1 + 1 + 64 + 1 + 3 + 1);
 	cr_expect_eq(o.local_off[0], one.local_off[0]);
 	cr_expect_eq(o.local_off[1], one.local_off[1]);
 	cr_expect_eq(o.nlocal_data, 1);
