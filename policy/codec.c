@@ -1,7 +1,8 @@
 /* Snapshot codec. The body is written first so that the header can carry its checksum; reading
  * parses the header, checks the checksum over the header and body, then feeds the body lines to
  * a builder in batches (policy_builder_put_many), and finally checks the count and digest, so a
- * snapshot is refused whole or read whole. */
+ * snapshot is refused whole or read whole. It never touches a file: resolver/sync/snapshot.c
+ * reads and writes the bytes. */
 #include "config.h"
 
 #include "policy/codec.h"

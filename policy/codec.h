@@ -1,7 +1,8 @@
 /* The policy snapshot codec: a policy as text that survives a restart. One header line carries
- * the format, the rule count, the content digest (SHA-256), when and from which Redis prefix and database the
- * policy was saved, and a checksum over all of that and the body; the body has one line per rule.
- * The codec sees a policy only through policy.h (policy_rule_next, policy_builder_put_many). */
+ * the format, the rule count, the content digest (SHA-256), when and from which Redis prefix and
+ * database the policy was saved, and a checksum over all of that and the body; the body has one
+ * line per rule. The codec sees a policy only through policy.h (policy_rule_next,
+ * policy_builder_put_many), and it never does I/O: text in, policy out, and back. */
 #pragma once
 
 #include <stddef.h>

@@ -1,6 +1,8 @@
 /* Consent binding and signatures. The signed message names the format, the list (prefix and
  * database) and every field a verifier checks, so a signature for one transition, list or time
- * window cannot be replayed for another. Ed25519 from nettle's hogweed. */
+ * window cannot be replayed for another. Ed25519 from nettle's hogweed. It never reads a file,
+ * Redis or the clock: callers hand it key text and record fields, and policy/guard.c judges
+ * expiry and reuse. */
 #include "config.h"
 
 #include "policy/consent.h"

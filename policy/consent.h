@@ -2,7 +2,7 @@
  * and the digest it releases, to one prefix and database, to a time window and to a random nonce
  * that is used once. With a consent key (Ed25519, nettle), only a consent signed by the holder of
  * the private key counts: a list editor with write access to Redis cannot approve their own
- * change. Text in, verdicts out: no I/O. */
+ * change. Text in, verdicts out: it never does I/O. */
 #pragma once
 
 #include <stdbool.h>

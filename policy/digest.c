@@ -1,6 +1,7 @@
 /* SHA-256 digests and their text forms. Nettle is used because it is Debian-packaged, already a
  * GnuTLS dependency (the encrypted transports will link it anyway), and uses the CPU's SHA
- * instructions where they exist, so digesting a million rules costs tens of milliseconds. */
+ * instructions where they exist, so digesting a million rules costs tens of milliseconds. It
+ * keeps no state and never does I/O: callers hand it bytes. */
 #include "config.h"
 
 #include "policy/digest.h"

@@ -1,6 +1,7 @@
 /* Content digests: SHA-256 (nettle) of a policy's canonical content, the identity that every
  * "unchanged?", consent and snapshot check compares in full. A 64-bit FNV sum served before and
- * could be collided by anyone choosing rules; short forms (16 hex digits) are for display only. */
+ * could be collided by anyone choosing rules; short forms (16 hex digits) are for display only.
+ * It never does I/O. */
 #pragma once
 
 #include <stdbool.h>

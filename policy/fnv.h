@@ -1,6 +1,7 @@
-/* FNV-1a, 64 bit: the content hashes of policies (their versions), snapshot checksums and
- * logs' change detection. Not for hash tables facing hostile keys, and not collision-resistant
- * against someone who chooses the input. */
+/* FNV-1a, 64 bit: a fast hash for sorting rules, rule-hit tables, the checksums of format 1 and 2
+ * snapshots and logs' change detection. Not for hash tables facing hostile keys, and not
+ * collision-resistant against someone who chooses the input, so it must never decide identity:
+ * policy versions and consents compare SHA-256 digests (policy/digest.h). */
 #pragma once
 
 #include <stddef.h>

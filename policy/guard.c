@@ -2,7 +2,8 @@
  * up in the other in batches (policy_each_missing), keeping counts and the first names; the lifts
  * walk the protected set's deny rules and the candidate's allow rules the same way. The protected
  * set is a policy held by reference (policy_ref): the one in force itself, unless names were
- * lifted within the budget; of the baseline only its digest and size are kept. */
+ * lifted within the budget; of the baseline only its digest and size are kept. It never talks to
+ * Redis, reads the clock or does I/O: callers pass the policies and the time. */
 #include "config.h"
 
 #include "policy/guard.h"

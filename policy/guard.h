@@ -4,7 +4,8 @@
  * cumulatively (many small removals add up), with the smaller of the baseline's and the
  * candidate's sizes as the base (inflating the list first gains nothing), and an allow rule
  * lifts what it shadows. Only a consent bound to the exact transition, unused and unexpired
- * (signed, with a consent key), releases more. Pure policy logic: no Redis, no clock, no I/O. */
+ * (signed, with a consent key), releases more. Pure policy logic: it never talks to Redis,
+ * reads the clock or does I/O. */
 #pragma once
 
 #include <stddef.h>

@@ -1,6 +1,7 @@
 /* The list-text formats operators feed embargo: "domain TAB reason" lines (TSV), plain domains,
- * and hosts-file lines ("0.0.0.0 a.example b.example # comment"). One pass over the text, no
- * allocation: each entry goes to a callback, which may add it to a builder or send it to Redis. */
+ * and hosts-file lines ("0.0.0.0 a.example b.example # comment"). One pass over the text, which
+ * never allocates and never opens a file: each entry goes to a callback, which may add it to a
+ * builder or send it to Redis. */
 #pragma once
 
 #include <stddef.h>

@@ -1,5 +1,6 @@
 /* Big-array allocation (see policy/mem.h): transparent huge pages for policy tables of
- * megabytes, plain malloc below that. No state; everything it returns is freed with free(). */
+ * megabytes, plain malloc below that. It keeps no state and never maps memory itself
+ * (posix_memalign, then advice), so everything it returns is freed with free(). */
 #include "config.h"
 
 #include "policy/mem.h"

@@ -1,8 +1,8 @@
 /* Big arrays (policy tables of megabytes) on transparent huge pages where the kernel offers them
  * for the asking (the "madvise" setting): a 2 MiB page faults in once where 512 small pages
  * fault one by one, which on this kind of machine made first-touching a 1M-rule policy cost a
- * quarter of its build, and lookups miss the TLB less. Small arrays use plain malloc. Every
- * pointer from here is freed with free(). */
+ * quarter of its build, and lookups miss the TLB less. Small arrays use plain malloc. It never
+ * maps memory itself, so every pointer from here is freed with free(). */
 #pragma once
 
 #include <stddef.h>

@@ -1,6 +1,7 @@
 /* QSBR store. Each retired policy remembers every reader's epoch at retirement; it may be
  * freed once each reader was inactive then or has advanced its epoch since. The writer reads a
- * reader's active flag before its epoch: policy_store_publish() explains why that order. */
+ * reader's active flag before its epoch: policy_store_publish() explains why that order. The
+ * writer never waits for a reader: a policy still held stays retired until a later reclaim. */
 #include "config.h"
 
 #include "policy/store.h"

@@ -1,8 +1,8 @@
-/* Hashed label trie. A node's hash is chained from its parent's: h(child) = step(h(parent),
- * label), so the hashes of all of a query's ancestors come from one pass over its key, before any
- * memory is touched. Slots hold tag << 32 | payload, payload = HAS_CHILDREN | (value + 1) with 0
- * for "no name ends here"; a slot of 0 is empty (tags are never 0). The table uses linear probing
- * from home(h) and stays at most 70% full.
+/* Hashed label trie; a lookup never allocates or changes it. A node's hash is chained from its
+ * parent's: h(child) = step(h(parent), label), so the hashes of all of a query's ancestors come
+ * from one pass over its key, before any memory is touched. Slots hold tag << 32 | payload,
+ * payload = HAS_CHILDREN | (value + 1) with 0 for "no name ends here"; a slot of 0 is empty (tags
+ * are never 0). The table uses linear probing from home(h) and stays at most 70% full.
  *
  * Exactness rests on two rules. The build: a node is never placed behind another node with the
  * same tag in its probe run (when that would happen the build starts over with another seed), so

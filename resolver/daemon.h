@@ -1,5 +1,6 @@
 /* The daemon's state, owned by the main thread: resolver/main.c starts and stops it, and
- * resolver/reload.c takes on a configuration read again on SIGHUP. Not for the workers. */
+ * resolver/reload.c takes on a configuration read again on SIGHUP. A worker must never touch it:
+ * what the workers need reaches them through resolver/server.c. */
 #pragma once
 
 #include <stdatomic.h>

@@ -1,6 +1,7 @@
 /* embargo: the daemon's entry point. The main thread owns the policy (Redis sync, publication,
  * reclamation) and signals; worker threads (resolver/server.c) answer queries. Workers start only
- * once the first policy is settled, so no query is answered before the whole policy is loaded. */
+ * once the first policy is settled, so no query is answered before the whole policy is loaded.
+ * The main thread never answers a query. */
 #include "config.h"
 
 #include <errno.h>

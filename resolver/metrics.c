@@ -1,6 +1,7 @@
 /* Metrics rendering (Prometheus text exposition format 0.0.4) and the HTTP endpoint. Counter
  * names end in _total; every family has HELP and TYPE; label sets are bounded (transports,
- * RCODEs, the query types of SERVER_QTYPE_LIST and "other"). */
+ * RCODEs, the query types of SERVER_QTYPE_LIST and "other"). A scrape only reads: it must never
+ * change a counter, the cache or the policy in force. */
 #include "config.h"
 
 #include "resolver/metrics.h"

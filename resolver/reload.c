@@ -1,4 +1,5 @@
-/* SIGHUP: see reload.h. */
+/* SIGHUP: see reload.h. Main-thread code: it must never touch a worker's state itself;
+ * server_reload() hands the new settings to the workers. */
 #include "config.h"
 
 #include "resolver/reload.h"

@@ -2,7 +2,8 @@
  * taken on without a restart or a lost query. The workers take on what they read per query, the
  * access list and limits, local answers, upstreams and listeners between two queries
  * (resolver/server.c); the Redis link moves here. A file that is bad or half written, or that
- * names an address embargo cannot listen on, keeps the running configuration and says why. */
+ * names an address embargo cannot listen on, keeps the running configuration and says why. A
+ * reload never publishes a policy: a new Redis link's first load passes the held-load rule. */
 #pragma once
 
 #include "resolver/daemon.h"

@@ -1,6 +1,7 @@
 /* embargo-policy: the tool for the people who edit the list. This file holds the command line:
  * global options, the usage text and the dispatch; each command lives in a policy_tool_*.c file
- * and decides with the daemon's own policy code, so the tool cannot disagree with the daemon. */
+ * and decides with the daemon's own policy code, so the tool cannot disagree with the daemon. It
+ * never talks to a running resolver: changes reach the resolvers only through Redis. */
 #include "config.h"
 
 #include <pwd.h>

@@ -1,6 +1,7 @@
 /* embargo-policy's shared parts: the Redis connection, scans, reading the policy keys the way
  * the daemon does (same builder calls, so the same content gives the same version), and the
- * audit and consent records. Everything is blocking: the tool does one thing and exits. */
+ * audit and consent records. Everything is blocking: the tool does one thing and exits, so this
+ * file must never be linked into the daemon. */
 #include "config.h"
 
 #include "tool/policy_tool.h"

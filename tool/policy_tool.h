@@ -1,7 +1,8 @@
 /* What the commands of embargo-policy share: one blocking Redis connection, the policy key
  * names, reading the keys into a policy exactly as the daemon does (so versions agree), and the
  * audit and consent records every change writes. Single-threaded; errors are printed here, once,
- * and returned as a negative errno. */
+ * and returned as a negative errno. The tool must not use the daemon's code beyond policy/,
+ * resolver/base/ and resolver/sync/snapshot.h (tests/layers.sh checks). */
 #pragma once
 
 #include <hiredis/hiredis.h>

@@ -2,7 +2,8 @@
  * the operator was shown, refuses when Redis holds anything else, prints what the transition
  * lifts, and writes a consent that names both digests, expires, carries a fresh nonce (each
  * resolver uses it once) and, with --sign, an Ed25519 signature the resolvers check against
- * --consent-key. keygen makes that key pair. */
+ * --consent-key. keygen makes that key pair. It never writes the policy keys (only PREFIX:accept
+ * and the audit), and keygen never overwrites a file. */
 #include "config.h"
 
 #include <errno.h>

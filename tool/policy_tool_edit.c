@@ -1,6 +1,8 @@
-/* embargo-policy add, remove and accept: small edits by hand. Names are matched in normal form
+/* embargo-policy add and remove: small edits by hand. Names are matched in normal form
  * (lower case, no trailing dot), as the daemon matches them, so `remove example.com` also lifts a
- * member written "Example.COM."; such spellings are found with a case-insensitive SSCAN MATCH. */
+ * member written "Example.COM."; such spellings are found with a case-insensitive SSCAN MATCH.
+ * It never writes a consent: whether the resolvers enforce a large removal is still for the
+ * held-load rule to decide. */
 #include "config.h"
 
 #include <errno.h>

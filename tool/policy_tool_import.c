@@ -1,7 +1,7 @@
 /* embargo-policy import and restore: whole lists into Redis. A plain import adds members
- * (pipelined, many per command); --replace and restore write temporary keys first and then swap
- * them in with one MULTI that also writes the consent to the shrink it causes and the audit
- * entry, so readers see the old policy or the new one, never a mix. */
+ * (pipelined, many per command) and never removes one; --replace and restore write temporary
+ * keys first and then swap them in with one MULTI that also writes the consent to the shrink it
+ * causes and the audit entry, so readers see the old policy or the new one, never a mix. */
 #include "config.h"
 
 #include <errno.h>

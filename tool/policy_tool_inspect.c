@@ -1,6 +1,7 @@
-/* embargo-policy explain, diff, verify and log: questions about the policy, no writes. Each one
- * decides with the daemon's own code (name parsing, the builder, the lookup, guard_diff), so the
- * tool cannot disagree with the daemon about a name, a member or a version. */
+/* embargo-policy explain, diff, verify and log: questions about the policy. Each one decides
+ * with the daemon's own code (name parsing, the builder, the lookup, guard_diff), so the tool
+ * cannot disagree with the daemon about a name, a member or a version. They never write to
+ * Redis or to a file. */
 #include "config.h"
 
 #include <arpa/inet.h>

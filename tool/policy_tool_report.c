@@ -6,7 +6,7 @@
  * covers, keeps a client's day when its last denial that day falls in the window, sums the days
  * and prints the clients, most recently seen first, with their rules and the rules' reasons.
  * Redis is shared: a field whose address or rule embargo would not have written is skipped, so
- * nothing but addresses and rule names reaches the output. */
+ * nothing but addresses and rule names reaches the output. It never writes to Redis. */
 #include "config.h"
 
 #include <arpa/inet.h>

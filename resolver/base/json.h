@@ -1,4 +1,5 @@
-/* JSON text for the query log and embargo-policy's reports. */
+/* JSON text for the query log and embargo-policy's reports. It writes to the stream it is given
+ * and never opens, flushes or closes one; stdio may block, so it must not be called on a worker. */
 #pragma once
 
 #include <stdio.h>

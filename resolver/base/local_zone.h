@@ -2,7 +2,7 @@
  * localhost, RFC 6303/7793 reverse zones and the special-use names, plus embargo's own doors
  * around the filter), each with how it answers and a bit in options.local_off, and the parser of
  * --local-data records (ldns). Settings check their input with it; resolver/query/local.c builds
- * the table in force from it. Nothing here answers a query. */
+ * the table in force from it. It never answers a query. */
 #pragma once
 
 #include <stddef.h>

@@ -1,4 +1,5 @@
-/* stderr logging; one write per line so lines from threads do not interleave. */
+/* stderr logging; one write per line so lines from threads do not interleave. It never buffers:
+ * each line is built on the stack and goes out in one write(2). */
 #include "config.h"
 
 #include "resolver/base/log.h"

@@ -1,5 +1,6 @@
 /* The effective settings as config-file lines (embargo --check-config): what a flag or the
- * config file changed and every default, in the order of --help. */
+ * config file changed and every default, in the order of --help. It never prints the Redis
+ * password (that line is commented out, PASSWORD in its place) and changes no setting. */
 #include "config.h"
 
 #include "resolver/base/options.h"

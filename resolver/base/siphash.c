@@ -1,4 +1,6 @@
-/* SipHash-1-3: one compression round per 8-byte word, three at finalisation. */
+/* SipHash-1-3: one compression round per 8-byte word, three at finalisation. It keeps no state:
+ * the key is always the caller's, and getrandom() runs only when a caller asks for a new key,
+ * never per hash. */
 #include "config.h"
 
 #include "resolver/base/siphash.h"

@@ -1,6 +1,7 @@
 /* SipHash-1-3 (Aumasson and Bernstein; the variant Rust and CPython use for their tables): a
  * keyed hash, so that peers who choose the names and addresses we hash cannot choose which
- * bucket they land in without the key. Each table draws its own key at start. */
+ * bucket they land in without the key. Every user draws its key at start with
+ * siphash_key_random(); a key must never be fixed or derived from anything a peer sees. */
 #pragma once
 
 #include <stddef.h>

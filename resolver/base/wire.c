@@ -1,5 +1,6 @@
 /* Wire parsing in place: bounds are checked before every read, compression pointers may only
- * point backwards (which also rules out loops), and counts are validated against the bytes. */
+ * point backwards (which also rules out loops), and counts are validated against the bytes. It
+ * never allocates and keeps no state: every function works on the caller's buffer. */
 #include "config.h"
 
 #include "resolver/base/wire.h"

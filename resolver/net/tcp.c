@@ -3,7 +3,8 @@
  * message that has begun must be whole within the idle timeout of its first byte (more bytes do
  * not extend it), and a connection with nothing to do closes after the idle timeout. Answers
  * are written at once; their bytes count as queued until libuv has written them, and above the
- * bound reading (and answering what is buffered) stops until the client drains them. */
+ * bound reading (and answering what is buffered) stops until the client drains them. It never
+ * looks at the policy or the cache: each message goes whole to query_handle(). */
 #include "config.h"
 
 #include "resolver/net/tcp.h"

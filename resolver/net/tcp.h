@@ -1,7 +1,8 @@
 /* TCP for one worker (RFC 7766): sessions that pipeline queries and get answers in any order,
  * each with named bounds: answers in flight, answer bytes queued for a client that does not
  * read, a deadline for each whole message and for idleness, connections per worker and per
- * client address, and the oldest idle connection closed to make room (RFC 7766 6.2.3). */
+ * client address, and the oldest idle connection closed to make room (RFC 7766 6.2.3). It never
+ * decides about policy: the query path does, and answers through the client's ops. */
 #pragma once
 
 #include <stddef.h>

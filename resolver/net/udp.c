@@ -1,7 +1,9 @@
 /* UDP transport. The listener's socket is read by the worker itself (uv_poll, level-triggered):
  * up to RECV_BATCH datagrams per recvmmsg(), RECV_ROUNDS calls per wake-up, where uv_udp takes
  * at most 20 and then calls recvmmsg() again to see it empty. Answers go into a send queue of
- * preallocated slots, flushed before the loop blocks and after each round of I/O. */
+ * preallocated slots, flushed before the loop blocks and after each round of I/O. It never
+ * allocates per datagram and never looks at the policy: each batch goes whole to
+ * query_handle_batch(). */
 #include "config.h"
 
 #include "resolver/net/udp.h"

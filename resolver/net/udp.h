@@ -1,7 +1,8 @@
 /* UDP for one worker: listeners read in recvmmsg() batches handed to the query path whole, and
  * answers queued and flushed with one sendmmsg() per socket run and loop iteration. A wildcard
  * listener learns each datagram's destination (IP_PKTINFO, IPV6_RECVPKTINFO) and answers from
- * it, so clients of a multi-homed host see the address they asked. */
+ * it, so clients of a multi-homed host see the address they asked. It never decides about
+ * policy: the query path does, and answers through the client's ops. */
 #pragma once
 
 #include <stddef.h>

@@ -2,7 +2,8 @@
  * `handed` once the reader has emptied that one. The tables are open-addressing, keyed by a
  * SipHash of (family, address, rule key) under a per-process random key (one for all workers,
  * so the main loop's batch merges their entries by tag), since the addresses are the clients'
- * to choose; a short probe bounds each insertion. */
+ * to choose; a short probe bounds each insertion. The worker's side never blocks or allocates
+ * (the hand-off is a try-lock), and nothing here talks to Redis. */
 #include "config.h"
 
 #include "resolver/observe/client_report.h"

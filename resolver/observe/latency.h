@@ -1,6 +1,6 @@
 /* Latency histograms: fixed buckets from 10 us to 2.5 s (Prometheus' cumulative form is made
  * on export). One writer thread per histogram increments plain load/store atomics, so an
- * observation costs a few instructions and no locked operation; any thread reads them. */
+ * observation costs a few instructions and never a lock or a wait; any thread reads them. */
 #pragma once
 
 #include <stdatomic.h>

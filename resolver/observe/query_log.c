@@ -1,6 +1,7 @@
 /* Rings are single-producer (the worker) single-consumer (the writer): head and tail are
  * atomics, the slot between them belongs to whoever advances past it. The writer wakes every
- * WRITE_MS, turns entries into JSON and writes them with stdio, flushing once per pass. */
+ * WRITE_MS, turns entries into JSON and writes them with stdio, flushing once per pass. A worker
+ * never waits for the writer and never touches the file: a full ring drops the entry. */
 #include "config.h"
 
 #include "resolver/observe/query_log.h"

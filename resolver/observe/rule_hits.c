@@ -1,6 +1,7 @@
 /* An open-addressing table keyed by a hash of the rule's lookup-format key (the prefix of the
  * denied name's key that the rule covers). Rules come from the policy, not from clients, so the
- * plain FNV hash is enough; the slot's tag is stored last (release), after its name. */
+ * plain FNV hash is enough; the slot's tag is stored last (release), after its name. A denial is
+ * counted without a lock or an allocation, so the worker never waits for a reader. */
 #include "config.h"
 
 #include "resolver/observe/rule_hits.h"

@@ -1,7 +1,7 @@
 /* Denials counted per rule, for the metrics (and, later, hit counters in Redis): one table per
  * worker, written only by that worker and read by any thread. A rule takes a slot the first time
  * it denies (its name written once, then published); a full table counts the rest as "other",
- * so memory and label cardinality stay bounded. */
+ * so memory and label cardinality stay bounded. Counting never locks or allocates. */
 #pragma once
 
 #include <stddef.h>

@@ -3,7 +3,8 @@
  * share are hash tables under a random SipHash key, so a peer cannot aim its addresses at
  * another client's slot: the rate table is direct-mapped (a collision only forgets a count, which
  * never limits an innocent client), the share table is exact (open addressing, bounded by the
- * pool it guards). */
+ * pool it guards). The per-query checks never allocate or lock: the tables are made at start and
+ * on a reload. */
 #include "config.h"
 
 #include "resolver/query/admit.h"

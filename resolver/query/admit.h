@@ -1,8 +1,8 @@
 /* Admission: who may ask (an access list, longest prefix wins, as Unbound's access-control),
  * how fast (a response rate limit per client prefix with slip, as Unbound's ip-ratelimit and
  * BIND's RRL), and how many upstream questions one client may keep waiting (its share of the
- * worker's pending pool). One instance per worker, so nothing here locks; no sockets and no
- * clock of its own: callers pass the time, and unit tests drive it directly. */
+ * worker's pending pool). One instance per worker, so nothing here locks; it never touches a
+ * socket or reads the clock: callers pass the time, and unit tests drive it directly. */
 #pragma once
 
 #include <stdbool.h>

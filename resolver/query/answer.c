@@ -1,5 +1,6 @@
 /* Answer building. Names in the SOA are compressed against the echoed question, so the answer
- * stays small whatever the rule; only the EDE text is shortened when space runs out. */
+ * stays small whatever the rule; only the EDE text is shortened when space runs out. It never
+ * allocates and never sends: the caller owns the buffer and the client. */
 #include "config.h"
 
 #include "resolver/query/answer.h"

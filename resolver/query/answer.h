@@ -1,6 +1,6 @@
 /* Answers embargo writes itself: policy denials, errors and truncation markers. Each is built
  * into a caller's buffer (preallocated per worker), echoing the client's question byte for byte
- * so that its letter case survives. */
+ * so that its letter case survives. It never allocates or sends: callers send what it built. */
 #pragma once
 
 #include <stddef.h>

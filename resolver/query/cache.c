@@ -1,6 +1,7 @@
 /* Sharded packet cache. Each shard is a chained hash table plus an intrusive LRU list under
  * one mutex; entries are single allocations holding key and answer. Expired entries stay for
- * the stale window (serve-stale), are dropped when met after it, and by LRU eviction. */
+ * the stale window (serve-stale), are dropped when met after it, and by LRU eviction. It never
+ * looks at the policy: resolver/query/query.c asks the policy before the cache. */
 #include "config.h"
 
 #include "resolver/query/cache.h"

@@ -2,7 +2,7 @@
  * (lower-cased name, type, class, EDNS, DO and CD). Sharded by key hash, each shard behind its own
  * mutex with an LRU list, bounded in bytes. A hit copies the answer into the caller's buffer and
  * patches ID, question case and TTLs there, so no lock is held while the reply is sent. Keys
- * are hashed with SipHash under a key drawn at start. */
+ * are hashed with SipHash under a key drawn at start. It never looks at the policy or a socket. */
 #pragma once
 
 #include <stdbool.h>

@@ -1,4 +1,5 @@
-/* A per-worker memory of failed questions: see failcache.h. No I/O, no clock of its own. */
+/* A per-worker memory of failed questions: see failcache.h. It never does I/O or reads the
+ * clock: callers pass the time. */
 #include "config.h"
 
 #include "resolver/query/failcache.h"

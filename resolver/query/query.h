@@ -1,6 +1,6 @@
 /* The life of a query, whatever its transport: admit (access list, rate limit, parse), decide
  * (policy, then cache, then upstream) and answer through the client's ops. Transports call in
- * here; nothing here knows a socket. */
+ * here; it must never know the client's socket or include a transport's header. */
 #pragma once
 
 #include <stddef.h>

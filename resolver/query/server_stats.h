@@ -1,7 +1,7 @@
 /* The serving counters every layer of a worker adds to (transports, the query path, the upstream
  * side) and the query types they count one by one: plain numbers, written by one worker and
- * summed by resolver/server.c for the metrics. No behaviour and no includes of the layers that
- * fill them. */
+ * summed by resolver/server.c for the metrics. No behaviour, and it must never include the
+ * layers that fill them. */
 #pragma once
 
 #include <stdint.h>

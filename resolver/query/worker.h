@@ -1,6 +1,6 @@
 /* What the daemon's internal modules share about one worker loop: server.c creates and runs
- * workers, udp.c and tcp.c receive and send on them, query.c answers. Not for outside the
- * daemon: the public face is server.h. */
+ * workers, udp.c and tcp.c receive and send on them, query.c answers. It must not be included
+ * outside those: the public face is server.h. */
 #pragma once
 
 #include <stdatomic.h>

@@ -1,6 +1,7 @@
 /* SNAPSHOT.guard: "embargo-guard 2", one "key value..." line per field (see the header), and an
  * "end" line with the SHA-256 of everything before it, so that a file cut at a line boundary or
- * damaged is refused whole rather than read in part. */
+ * damaged is refused whole rather than read in part. It never talks to Redis and never decides
+ * a load: policy/guard.c decides, and this file keeps what it needs. */
 #include "config.h"
 
 #include "resolver/sync/guard_state.h"

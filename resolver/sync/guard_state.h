@@ -4,7 +4,7 @@
  * replay it), and what Redis said of its history (run_id, replication offset, audit tail), so
  * that a Redis that came back from an older dump while embargo was down is still seen. Bound to
  * its prefix and database, checksummed whole, written atomically when it changed (before the
- * policy it describes is published). */
+ * policy it describes is published). Another prefix's or database's file is never overwritten. */
 #pragma once
 
 #include <stddef.h>

@@ -3,7 +3,8 @@
  * like removals and may bring back an old consent: a new run_id, a replication offset that went
  * back, or an audit stream whose newest entry is older than one seen before marks it. Every
  * transition the daemon publishes or holds is appended to PREFIX:audit ("by redis"), once
- * fleet-wide, unless the change's own tool already recorded it. */
+ * fleet-wide, unless the change's own tool already recorded it. It owns no connection and never
+ * decides a hold. */
 #pragma once
 
 #include <hiredis/async.h>

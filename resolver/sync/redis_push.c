@@ -1,6 +1,7 @@
 /* What the resolvers push to Redis besides reading the policy: rule hit counters (HINCRBY on
  * PREFIX:hits) and the daily client report (a script per 512 entries on PREFIX:clients:DAY).
- * Command builders only: the caller owns the connection, counts the replies and logs refusals. */
+ * Command builders only: the caller owns the connection, counts the replies and logs refusals.
+ * They never touch the policy keys. */
 #include "config.h"
 
 #include "resolver/sync/redis_push.h"

@@ -1,5 +1,6 @@
 /* Command builders for what the resolvers push to Redis: rule hit counters and the daily client
- * report. No state: the caller owns the connection and counts the replies (cb gets each). */
+ * report. No state: the caller owns the connection and counts the replies (cb gets each). They
+ * never touch the policy keys, only PREFIX:hits and PREFIX:clients:DAY. */
 #pragma once
 
 #include <hiredis/async.h>

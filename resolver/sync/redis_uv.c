@@ -1,5 +1,6 @@
 /* hiredis event hooks on a uv_poll_t. The poll handle outlives the context: cleanup detaches
- * it and uv_close frees it in the close callback. */
+ * it and uv_close frees it in the close callback. It never reads or writes the socket itself:
+ * hiredis does, when told it is ready. */
 #include "config.h"
 
 #include "resolver/sync/redis_uv.h"

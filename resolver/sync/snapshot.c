@@ -1,4 +1,5 @@
-/* Snapshot file I/O around codec_encode()/codec_decode(). */
+/* Snapshot file I/O around codec_encode()/codec_decode(). It blocks on the disk (fsync), so it
+ * must never run on a worker; it never talks to Redis or publishes a policy. */
 #include "config.h"
 
 #include "resolver/sync/snapshot.h"

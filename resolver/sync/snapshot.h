@@ -1,6 +1,7 @@
 /* The policy snapshot file: written after every successful load so that embargo started while
  * Redis is down enforces the last policy it had, not just the bundled list. Writes are atomic
- * (temporary file, fsync, rename, fsync of the directory); reads verify the checksum. */
+ * (temporary file, fsync, rename, fsync of the directory); reads verify the checksum. It never
+ * talks to Redis or decides what is enforced: its callers do. */
 #pragma once
 
 #include <stddef.h>

@@ -1,4 +1,5 @@
-/* The process's table of upstreams that send cookies: see cookie_seen.h. */
+/* The process's table of upstreams that send cookies: see cookie_seen.h. A static table: it
+ * never allocates, and only an add takes the lock. */
 #include "config.h"
 
 #include "resolver/upstream/cookie_seen.h"
