@@ -1,6 +1,6 @@
 #!/bin/sh
 # The tree's architecture, checked: every file of policy/, resolver/ and tool/ opens with a
-# comment and has at most MAX_LINES lines; no include climbs from a lower layer to a higher one;
+# comment that says what it must not do, and has at most MAX_LINES lines; no include climbs from a lower layer to a higher one;
 # and the include graph between modules (x.c and x.h are one module) has no cycle. A call needs
 # its callee's header, so a circle of calls shows up here as a circle of includes.
 # Run from anywhere: sh tests/layers.sh (make check runs it).
@@ -39,7 +39,11 @@ for f in $files; do
 	[ "$r" -ge 0 ] || say "$f: folder $dir is not a known layer (add it to tests/layers.sh)"
 	n=$(wc -l < "$f")
 	[ "$n" -le "$MAX_LINES" ] || say "$f: $n lines (at most $MAX_LINES)"
-	head -c 2 "$f" | grep -q '^/\*' || say "$f: does not open with a comment saying what it does"
+	if ! head -c 2 "$f" | grep -q '^/\*'; then
+		say "$f: does not open with a comment saying what it does"
+	elif ! awk 'NR == 1, /\*\//' "$f" | grep -qi 'must not\|never'; then
+		say "$f: its opening comment does not say what it must not do (\"must not\" or \"never\")"
+	fi
 	mod=${f%.*}
 	for inc in $(sed -n 's/^#[[:space:]]*include[[:space:]]*"\(.*\)".*/\1/p' "$f"); do
 		[ "$inc" = config.h ] && continue
