@@ -1,0 +1,317 @@
+/* TCP fetches (upstream_tcp.h): links are kept open and shared, one per upstream and worker; a
+ * link frees its memory only when both its handles have closed. A question's answer over TCP is
+ * matched as over UDP (ID, question with its case, cookie) except that a missing cookie is
+ * accepted. Must not send over UDP. */
+#include "config.h"
+
+#include "resolver/upstream/upstream_tcp.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "resolver/upstream/upstream_cookie.h"
+#include "resolver/upstream/upstream_health.h"
+#include "resolver/upstream/upstream_match.h"
+#include "resolver/upstream/upstream_question.h"
+
+#define FETCH_MAX 256         /* Questions waiting on TCP links per worker. */
+#define FETCH_PER_CLIENT 16   /* Of those, asked first by one client (--ratelimit-prefix). */
+#define LINK_IDLE_MS 10000    /* A link with nothing to wait for closes after this. */
+#define LINK_RETRIES 8        /* Times a question moves to a new link when one is closed. */
+
+/* One message written to a link (its own copy: the question may end before the write). */
+struct link_write {
+	uv_write_t req;
+	uint8_t bytes[];
+};
+
+static void link_closed(uv_handle_t *h)
+{
+	struct tcp_link *l = h->data;
+	if (--l->open_handles > 0)
+		return;
+	upstream_t *u = l->u;
+	free(l->buf);
+	free(l);
+	upstream_state_unref(u);
+}
+
+/* Close l. The questions waiting on it fail (SERVFAIL), unless the upstream is closing; with
+ * retry (the upstream closed or reset the connection, which servers do after some answers or
+ * when idle), they move to a new link instead. */
+static void link_close_retry(struct tcp_link *l, int retry)
+{
+	if (l->closing)
+		return;
+	l->closing = 1;
+	upstream_t *u = l->u;
+	if (u->links[l->upstream] == l)
+		u->links[l->upstream] = NULL; /* New questions open a new link. */
+	uv_close((uv_handle_t *)&l->tcp, link_closed);
+	uv_close((uv_handle_t *)&l->timer, link_closed);
+	while (l->head) {
+		struct pending *p = l->head;
+		upstream_question_link_unlink(p, 0);
+		/* Moved up to LINK_RETRIES times; a server that closes (or resets) after each answer
+		 * still answers one question per connection. */
+		if (retry && !u->closing && p->link_retried < LINK_RETRIES) {
+			p->link_retried++;
+			upstream_tcp_fetch_start(u, p, l->upstream, NULL, 0);
+		} else {
+			upstream_question_finish(u, p, NULL, 0);
+		}
+	}
+}
+
+void upstream_tcp_link_close(struct tcp_link *l)
+{
+	link_close_retry(l, 0);
+}
+
+static void link_written(uv_write_t *req, int status)
+{
+	struct tcp_link *l = req->data;
+	free(req);
+	/* The upstream closed or reset the connection under our writes: as when reading. */
+	if (status < 0 && status != UV_ECANCELED)
+		link_close_retry(l, 1);
+}
+
+static void link_send(struct tcp_link *l, struct pending *p)
+{
+	/* An upstream that does not read: what waits to be written is bounded. */
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&l->tcp) > 64 * 1024) {
+		upstream_tcp_link_close(l);
+		return;
+	}
+	struct link_write *wr = malloc(sizeof(*wr) + 2 + p->len);
+	if (!wr) {
+		upstream_question_link_unlink(p, 0);
+		p->why.given_up = 1;
+		upstream_question_finish(l->u, p, NULL, 0);
+		return;
+	}
+	p->link_sent = uv_now(l->u->loop);
+	wire_put16(wr->bytes, p->len);
+	memcpy(wr->bytes + 2, p->query, p->len);
+	wr->req.data = l;
+	uv_buf_t b = uv_buf_init((char *)wr->bytes, 2u + p->len);
+	if (uv_write(&wr->req, (uv_stream_t *)&l->tcp, &b, 1, link_written) < 0) {
+		free(wr);
+		link_close_retry(l, 1);
+	}
+}
+
+static void link_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct tcp_link *l = h->data;
+	(void)suggested;
+	if (l->cap - l->len < 4096 && l->cap < 2 * 65537) {
+		size_t cap = l->cap ? l->cap * 2 : 8192;
+		if (cap > 2 * 65537)
+			cap = 2 * 65537;
+		uint8_t *b = realloc(l->buf, cap);
+		if (b) {
+			l->buf = b;
+			l->cap = cap;
+		}
+	}
+	*buf = uv_buf_init((char *)l->buf + l->len, (unsigned)(l->cap - l->len));
+}
+
+/* One whole message from the link: the answer of the question with its ID and exact question
+ * (and cookie); anything else is ignored. */
+static void link_message(struct tcp_link *l, const uint8_t *msg, size_t len)
+{
+	upstream_t *u = l->u;
+	struct pending *p = l->head;
+	while (p && upstream_match_question(p, msg, len) != UPSTREAM_MATCH_EXACT)
+		p = p->link_next;
+	if (!p || (p->cookie_sent && upstream_cookie_check(u, l->upstream, msg, len, 1) < 0)) {
+		u->stats.mismatched++;
+		return;
+	}
+	l->last_rx = uv_now(u->loop);
+	upstream_question_link_unlink(p, 1);
+	unsigned rcode = upstream_match_full_rcode(msg, len);
+	if (rcode != WIRE_RCODE_NOERROR && rcode != WIRE_RCODE_NXDOMAIN) {
+		/* As over UDP: the next upstream may answer (over UDP first, like any attempt). */
+		upstream_question_rejected(u, p, l->upstream, msg, len, rcode);
+		return;
+	}
+	upstream_health_penalise_rejecters(u, p, l->upstream);
+	upstream_question_finish(u, p, msg, len);
+}
+
+static void link_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+	struct tcp_link *l = st->data;
+	(void)buf;
+	if (nread < 0) {
+		link_close_retry(l, 1);
+		return;
+	}
+	l->len += (size_t)nread;
+	size_t off = 0;
+	while (!l->closing && l->len - off >= 2) {
+		size_t n = wire_get16(l->buf + off);
+		if (l->len - off < 2 + n)
+			break;
+		link_message(l, l->buf + off + 2, n);
+		off += 2 + n;
+	}
+	if (l->closing)
+		return;
+	if (off > 0) {
+		memmove(l->buf, l->buf + off, l->len - off);
+		l->len -= off;
+	}
+	if (l->len == l->cap && l->cap >= 2 * 65537) /* Cannot happen with DNS messages. */
+		upstream_tcp_link_close(l);
+}
+
+static void link_connected(uv_connect_t *req, int status)
+{
+	struct tcp_link *l = req->data;
+	if (l->closing)
+		return;
+	if (status < 0 || uv_read_start((uv_stream_t *)&l->tcp, link_alloc, link_read) < 0) {
+		upstream_tcp_link_close(l);
+		return;
+	}
+	l->connected = 1;
+	uv_tcp_nodelay(&l->tcp, 1);
+	for (struct pending *p = l->head, *next; p && !l->closing; p = next) {
+		next = p->link_next;
+		link_send(l, p);
+	}
+}
+
+/* Every 100 ms: questions past their deadline fail; an idle link closes. */
+static void link_tick(uv_timer_t *t)
+{
+	struct tcp_link *l = t->data;
+	upstream_t *u = l->u;
+	uint64_t now = uv_now(u->loop);
+	/* Connecting for longer than a question may wait: the upstream drops SYNs. */
+	if (!l->connected && now >= l->opened + u->o->timeout_ms) {
+		upstream_tcp_link_close(l);
+		return;
+	}
+	for (struct pending *p = l->head, *next; p && !l->closing; p = next) {
+		next = p->link_next;
+		if (p->expire > now)
+			continue;
+		if (l->last_rx < p->link_sent) {
+			/* Nothing at all came back since this question was written: the link is
+			 * stuck (a wedged server, lost NAT state). Drop it, and what waits on it. */
+			upstream_tcp_link_close(l);
+			return;
+		}
+		upstream_question_link_unlink(p, 0);
+		upstream_question_finish(u, p, NULL, 0);
+	}
+	if (!l->closing && l->nout == 0 && now >= l->idle_since + LINK_IDLE_MS)
+		upstream_tcp_link_close(l);
+}
+
+static struct tcp_link *link_get(upstream_t *u, unsigned i)
+{
+	struct tcp_link *l = u->links[i];
+	if (l)
+		return l;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->u = u;
+	l->upstream = i;
+	uv_tcp_init(u->loop, &l->tcp);
+	uv_timer_init(u->loop, &l->timer);
+	l->tcp.data = l->timer.data = l->connect.data = l;
+	l->open_handles = 2;
+	u->open_handles++;
+	l->idle_since = l->opened = uv_now(u->loop);
+	u->links[i] = l;
+	uv_timer_start(&l->timer, link_tick, 100, 100);
+	if (uv_tcp_connect(&l->connect, &l->tcp, (const struct sockaddr *)&u->o->upstream[i],
+			   link_connected) < 0) {
+		upstream_tcp_link_close(l);
+		return NULL;
+	}
+	return l;
+}
+
+/* Questions on links that p's first client's network asked first (as --ratelimit-prefix counts
+ * a network: a /24, an IPv6 /56), at most FETCH_MAX to look at. Refreshes (no address) are one
+ * network of their own. */
+static unsigned fetches_of(upstream_t *u, const struct pending *p)
+{
+	const struct sockaddr_storage *who = &p->waiters->client.addr;
+	struct options_cidr net = {.family = who->ss_family};
+	if (who->ss_family == AF_INET6) {
+		memcpy(net.addr, &((const struct sockaddr_in6 *)who)->sin6_addr, 16);
+		net.prefix = u->o->ratelimit_v6_prefix;
+	} else if (who->ss_family == AF_INET) {
+		memcpy(net.addr, &((const struct sockaddr_in *)who)->sin_addr, 4);
+		net.prefix = u->o->ratelimit_v4_prefix;
+	}
+	unsigned n = 0;
+	for (unsigned i = 0; i < u->o->nupstream; i++) {
+		const struct tcp_link *l = u->links[i];
+		for (const struct pending *o = l ? l->head : NULL; o; o = o->link_next)
+			n += o->waiters && options_cidr_match(&net, 1, &o->waiters->client.addr);
+	}
+	return n;
+}
+
+/* Ask p's question of upstream i again over TCP, on the shared link (same case and cookie, an
+ * ID no other question on the link has): its UDP answer, truncated[len] (NULL when p moves from
+ * a closed link), had TC. With every link slot taken, or p's first client's network holding
+ * its share of them, p's clients get the truncated answer (a UDP client retries over TCP
+ * itself; the query path answers SERVFAIL to a TCP client), so one network's slow truncated
+ * answers cannot turn everyone's into SERVFAIL. Other failures finish p with SERVFAIL. */
+void upstream_tcp_fetch_start(upstream_t *u, struct pending *p, unsigned i,
+			      const uint8_t *truncated, size_t len)
+{
+	int full = u->nfetches >= FETCH_MAX || (p->waiters && fetches_of(u, p) >= FETCH_PER_CLIENT);
+	if (full || p->expire <= uv_now(u->loop)) {
+		if (full) {
+			u->stats.tcp_full++;
+			p->why.given_up = 1; /* No room here: no verdict on the question. */
+		}
+		upstream_question_finish(u, p, full ? truncated : NULL, full ? len : 0);
+		return;
+	}
+	struct tcp_link *l = link_get(u, i);
+	if (!l) {
+		p->why.given_up = 1;
+		upstream_question_finish(u, p, NULL, 0);
+		return;
+	}
+	int clash;
+	do {
+		uint16_t id = wire_get16(p->query);
+		clash = 0;
+		for (struct pending *o = l->head; o && !clash; o = o->link_next)
+			clash = wire_get16(o->query) == id;
+		unsigned n = l->nretired < 256 ? l->nretired : 256;
+		for (unsigned k = 0; k < n && !clash; k++)
+			clash = l->retired[k] == id;
+		if (clash)
+			wire_put16(p->query, upstream_state_random16(u));
+	} while (clash);
+	p->link_sent = 0;
+	p->link = l;
+	p->link_prev = l->tail;
+	p->link_next = NULL;
+	if (l->tail)
+		l->tail->link_next = p;
+	else
+		l->head = p;
+	l->tail = p;
+	l->nout++;
+	u->nfetches++;
+	u->stats.tcp_fallbacks++;
+	if (l->connected)
+		link_send(l, p);
+}
