@@ -1,7 +1,7 @@
 /* The types of upstream.h's interface: the answer callback with its flags and the failure it
  * reports, and the forwarding counters. They sit apart from upstream.h, under its names, so that
  * the modules of resolver/upstream/ below upstream.c use them without including upstream.h (that
- * would make a circle with upstream.c). Declarations only: no code, no state. */
+ * would make a circle with upstream.c). Declarations only: it must never hold code or state. */
 #pragma once
 
 #include <stddef.h>
