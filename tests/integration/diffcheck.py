@@ -237,7 +237,7 @@ def servfail_ede(e, emb, unb, fields):
             emb["ede"] == [22] and unb["ede"] == [])
 
 
-UPSTREAM_PAYLOAD = 1232  # The EDNS size embargo (resolver/upstream/upstream.c) and Unbound ask upstream with.
+UPSTREAM_PAYLOAD = 1232  # The EDNS size embargo (resolver/upstream/upstream_state.h) and Unbound ask upstream with.
 
 
 def udp_limit(e):
