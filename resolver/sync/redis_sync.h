@@ -2,7 +2,7 @@
  * <prefix>:reason with SSCAN/HSCAN, re-reading any read that a change tore, builds the policy off
  * the query path and publishes it unless it would lift too many deny rules at once (held: see
  * policy/guard.h); re-reads on an interval and reconnects with backoff. Runs on the main
- * thread's libuv loop through hiredis' async API. */
+ * thread's libuv loop through hiredis' async API. Its types are in redis_sync_types.h. */
 #pragma once
 
 #include <uv.h>
@@ -15,39 +15,8 @@
 #include "resolver/observe/client_report.h"
 #include "resolver/sync/redis_history.h"
 #include "resolver/sync/redis_push.h"
+#include "resolver/sync/redis_sync_types.h"
 #include "resolver/observe/rule_hits.h"
-
-typedef struct redis_sync redis_sync_t;
-
-/** What the synchroniser counts, for the metrics: written on the main loop, read by any thread. */
-struct redis_sync_stats {
-	atomic_int connected;              /**< 1 while the link to Redis is up. */
-	atomic_ullong reconnects;          /**< Times the link came back after being down. */
-	atomic_ullong loads;               /**< Loads published. */
-	atomic_ullong held_loads;          /**< Loads held back (the held-load rule). */
-	atomic_ullong last_load_ms;        /**< Read and build time of the last published load. */
-	atomic_ullong snapshot_failures;   /**< Snapshot saves that failed. */
-	atomic_int snapshot_failing;       /**< 1 while the last save failed. */
-	atomic_llong snapshot_saved_at;    /**< Unix time of the last good save (or of the
-					    *   snapshot read at start); 0: none. */
-};
-
-/** What a status answer says about a policy load held back from enforcement. */
-enum redis_sync_hold {
-	REDIS_SYNC_HOLD_NONE = 0,
-	REDIS_SYNC_HOLD_SHRINK,  /**< It would lift too many deny rules at once. */
-	REDIS_SYNC_HOLD_MISSING, /**< The deny key is missing while other policy keys exist. */
-	REDIS_SYNC_HOLD_EMPTY,   /**< Redis holds none of the policy keys. */
-};
-
-/** Called once, when the first policy to enforce is settled: loaded from Redis, or Redis found
- *  unreachable (or empty of policy keys) so that the bundled list stays in force. */
-typedef void (*redis_sync_ready_cb)(void *ctx);
-
-/** Called whenever a load is held back from enforcement or released (kind REDIS_SYNC_HOLD_NONE):
- *  how many of the `of` deny rules in force it would lift, and its version. */
-typedef void (*redis_sync_hold_cb)(void *ctx, enum redis_sync_hold kind, size_t removed, size_t of,
-				   uint64_t version);
 
 /** Start syncing store from Redis on loop, deciding loads with guard. o, store and guard are
  *  borrowed and must outlive it (the guard outlives links: a reload's new link goes on from the
