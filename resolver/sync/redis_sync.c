@@ -3,7 +3,7 @@
  * start) and the hit counters and client reports pushed on its command connection. The load
  * itself is redis_load.c's (read), redis_build.c's (build, decide, publish) and redis_save.c's
  * (snapshot, guard state), over the state in redis_state.h; all of it runs on the main thread's
- * loop. This file neither reads the policy nor publishes it. */
+ * loop. This file must never read the policy or publish it. */
 #include "config.h"
 
 #include "resolver/sync/redis_sync.h"

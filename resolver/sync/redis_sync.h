@@ -2,7 +2,8 @@
  * <prefix>:reason with SSCAN/HSCAN, re-reading any read that a change tore, builds the policy off
  * the query path and publishes it unless it would lift too many deny rules at once (held: see
  * policy/guard.h); re-reads on an interval and reconnects with backoff. Runs on the main
- * thread's libuv loop through hiredis' async API. Its types are in redis_sync_types.h. */
+ * thread's libuv loop through hiredis' async API, and must never be called from a worker. Its
+ * types are in redis_sync_types.h. */
 #pragma once
 
 #include <uv.h>

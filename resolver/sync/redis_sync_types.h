@@ -2,7 +2,7 @@
  * status answer shows, and its callbacks. Apart from redis_sync.h (which includes this) so that
  * the synchroniser's own modules below it use them without including the module at the top of
  * the folder; they keep the redis_sync_ names of the public API they belong to. Types only:
- * no functions, no state. */
+ * it must never hold functions or state. */
 #pragma once
 
 #include <stdatomic.h>
