@@ -1,6 +1,8 @@
 /* The filtering policy: deny and allow rules with reasons, compiled into an immutable snapshot
  * (a trie plus a rule table). A snapshot is built off the query path by one thread and then only
- * read, so workers share it without locks; policy/store.h publishes and retires snapshots. */
+ * read, so workers share it without locks; policy/store.h publishes and retires snapshots.
+ * The builder is policy_builder.c, the lookups and walks policy.c. A built policy must never
+ * change after policy_build() (only its hold count does), and nothing here does I/O. */
 #pragma once
 
 #include <stddef.h>
@@ -8,6 +10,7 @@
 
 #include "policy/digest.h"
 #include "policy/name.h"
+#include "policy/policy_stats.h"
 
 typedef struct policy policy_t;
 typedef struct policy_builder policy_builder_t;
@@ -16,13 +19,6 @@ enum policy_action {
 	POLICY_PASS = 0,  /**< No rule matched. */
 	POLICY_DENY = 1,
 	POLICY_ALLOW = 2,
-};
-
-enum policy_source {
-	POLICY_SOURCE_BUNDLED = 0, /**< The list compiled into the binary. */
-	POLICY_SOURCE_REDIS = 1,
-	POLICY_SOURCE_SNAPSHOT = 2,
-	POLICY_SOURCE_HELD = 3,    /**< The policy in force plus what a held Redis load adds. */
 };
 
 /** Longest reason kept; longer ones are cut on a UTF-8 boundary. */
@@ -34,17 +30,6 @@ struct policy_verdict {
 	unsigned depth;     /**< Labels of the query name covered by the deciding rule: the rule
 			     *   is the name's suffix of that many labels (name_suffix_to_text). */
 	const char *reason; /**< Its reason, NULL when it has none. */
-};
-
-struct policy_stats {
-	size_t deny;      /**< Names with a deny rule. */
-	size_t allow;     /**< Names with an allow rule. */
-	size_t reasons;   /**< Rules that carry a reason. */
-	size_t invalid;   /**< Entries skipped as invalid while building. */
-	struct digest digest; /**< SHA-256 of the content: equal iff the content is. */
-	uint64_t version; /**< digest's first 8 octets: for display only, never to compare. */
-	enum policy_source source;
-	int64_t loaded_at; /**< Unix time it was loaded, as stamped by policy_set_loaded_at(). */
 };
 
 /** A new builder (owned: policy_builder_free or policy_build). NULL when out of memory. */
