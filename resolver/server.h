@@ -1,7 +1,8 @@
 /* The query-serving side of the daemon: one libuv loop per worker thread, each with its own
  * UDP and TCP sockets on every listen address (SO_REUSEPORT lets the kernel spread clients), its
  * own upstream state and a send queue flushed with one sendmmsg() per loop iteration. Workers
- * share only the policy store (lock-free reads) and the sharded answer cache. */
+ * share only the policy store (lock-free reads) and the sharded answer cache; another thread
+ * must not touch a running worker's loop or sockets, only wake it. Reloads: server_reload.h. */
 #pragma once
 
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include "resolver/upstream/upstream.h"
 #include "resolver/query/server_stats.h"
 #include "resolver/sync/redis_sync.h"
+#include "resolver/server_reload.h"
 
 typedef struct server server_t;
 
@@ -67,29 +69,6 @@ void server_upstream_latency(server_t *s, unsigned i, uint64_t bucket[LATENCY_BU
  *  the denials no table had room for, since the start. Any one thread. @return how many. */
 size_t server_client_report(server_t *s, void (*fn)(void *ctx, const struct client_denial *d),
 			    void *ctx, uint64_t *dropped);
-
-/** The options in force: those the server started with, or the newest reload's. The thread
- *  that calls server_reload() only; valid until the next server_reclaim(). */
-const struct options *server_options(server_t *s);
-
-/** The upstream addresses in force into out (any thread). @return how many. */
-unsigned server_upstreams(server_t *s, struct sockaddr_storage out[OPTIONS_MAX_ADDRS]);
-
-/** Free the reloads' options and local answers that no worker reads any more (each worker
- *  says which at its next loop iteration) but those in force and pinned[0..npinned) (held by
- *  the caller, e.g. a Redis link's). The thread that calls server_reload(), now and then.
- *  @return how many were freed. */
-unsigned server_reclaim(server_t *s, const struct options *const *pinned, unsigned npinned);
-
-/** A configuration re-read on SIGHUP: each worker takes on o and local between two queries,
- *  and listens on o's addresses (those it keeps go on untouched; those it drops close, with any
- *  answer still due on them over UDP; TCP connections they accepted go on). The server owns o
- *  and local from now on (server_reclaim frees them once no worker reads them). Threads, the cache and the Redis settings stay as they
- *  were (the caller keeps those fields of o as they were).
- *  @return 0; or a negative errno with the reason in err (the caller keeps ownership): an
- *  upstream that is one of o's listen addresses, a new listen address that cannot be bound (in
- *  use, or a privileged port), or out of memory. */
-int server_reload(server_t *s, struct options *o, local_t *local, char *err, size_t errlen);
 
 /** Give worker i ring i of log (before server_start()). */
 void server_set_query_log(server_t *s, query_log_t *log);
