@@ -1,4 +1,4 @@
-/* A built policy's content digest (moved from policy.c): the records are sorted by a hash of
+/* A built policy's content digest: the records are sorted by a hash of
  * their key (radix sort; runs of equal hashes, which a hostile list can make long, by the key
  * itself) and fed to nettle's SHA-256 with every field's length, prefetching records ahead.
  * It never writes the policy, and the result must not depend on the order rules arrived in. */

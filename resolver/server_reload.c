@@ -1,4 +1,4 @@
-/* Reloads (moved from server.c): on the main thread, server_reload() checks the new listen
+/* Reloads: on the main thread, server_reload() checks the new listen
  * addresses, queues the reload for every worker and wakes it, and server_reclaim() frees the
  * reloads no worker reads any more; on a worker's thread, server_reload_take() takes one on
  * (listeners, access list, upstreams, local answers) and server_reload_show_gens() tells the

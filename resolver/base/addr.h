@@ -1,7 +1,7 @@
 /* Socket addresses and address prefixes: parse "ADDR[:PORT]" and "ADDR/BITS", compare, match
  * and format them. Pure functions over struct sockaddr_storage (only options_host_addrs() asks
  * the kernel, for the interface list); they never read settings or files. The exports keep the
- * options_ prefix they had in options.c, to spare the daemon, the tool and the tests churn. */
+ * options_ prefix the daemon, the tool and the tests know them by. */
 #pragma once
 
 #include <stddef.h>

@@ -1,7 +1,6 @@
-/* Reading the --config file (moved from options.c's load_config): one line at a time into a
- * fixed buffer, the name looked up in options_table_long, the value handed to
- * options_table_apply() with from_flags 0 so that later flags replace the file's lists. It
- * never writes the file and never checks a value itself. */
+/* Reading the --config file: one line at a time into a fixed buffer, the name looked up in
+ * options_table_long, the value handed to options_table_apply() with from_flags 0 so that later
+ * flags replace the file's lists. It never writes the file and never checks a value itself. */
 #include "config.h"
 
 #include "resolver/base/options_file.h"

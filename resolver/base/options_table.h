@@ -2,8 +2,8 @@
  * table, which the config file shares), and options_table_apply(), the one handler per setting
  * that the command line and the config file both go through, so the two cannot drift apart.
  * One value at a time: it must not read files but --consent-key, nor know argv order or
- * defaults (options.c). Names moved here from options.h and options.c (struct options,
- * OPTIONS_*, OPT_*, options_parse_redis_url, options_lost) are kept. */
+ * defaults (options.c). struct options, OPTIONS_*, OPT_*, options_parse_redis_url() and
+ * options_lost() keep the options_ names the rest of the tree knows them by. */
 #pragma once
 
 #include <getopt.h>

@@ -1,5 +1,5 @@
-/* resolv.conf's "nameserver" lines as upstream addresses (moved from options.c, where it filled
- * options.upstream directly; the list and its bound are parameters now). Line by line; every
+/* resolv.conf's "nameserver" lines as upstream addresses, into a plain list with its bound (the
+ * settings hand it options.upstream). Line by line; every
  * other line is ignored, and it never writes the file or goes past max. */
 #include "config.h"
 

@@ -1,6 +1,6 @@
 /* Rollback marks from INFO and the audit stream's tail; transitions into the audit stream. It
  * owns no connection and never decides a hold: it says why a reply looks like a rollback, and
- * resolver/sync/redis_sync.c acts on it. */
+ * resolver/sync/redis_audit.c acts on it. */
 #include "config.h"
 
 #include "resolver/sync/redis_history.h"

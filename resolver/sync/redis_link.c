@@ -5,7 +5,7 @@
  * notification) on the other; either silent for --redis-timeout takes both down. Contexts are
  * taken out of the struct before they are freed, so their disconnect callbacks see they are no
  * longer ours; `contexts` counts those not yet freed, which point back here. It never reads a
- * policy key: that is resolver/sync/redis_sync.c's job. */
+ * policy key: that is resolver/sync/redis_load.c's job. */
 #include "config.h"
 
 #include "resolver/sync/redis_link.h"
