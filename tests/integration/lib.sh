@@ -3,6 +3,12 @@
 # tiny pass/fail/skip tally. Sourced by every script in tests/integration.
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/embargo-it.XXXXXX")
+# A build tree has embargo-policy in tool/, the scripts' default; an installed embargo has it
+# beside the daemon.
+if [ -n "${EMBARGO:-}" ] && [ -n "${POLICY_TOOL:-}" ] && [ ! -x "$POLICY_TOOL" ] &&
+	[ -x "$(dirname "$EMBARGO")/embargo-policy" ]; then
+	POLICY_TOOL=$(dirname "$EMBARGO")/embargo-policy
+fi
 PIDS=()
 # EMBARGO_DAEMONS[PID]=NAME for each embargo daemon started here: finish requires exit status 0.
 declare -A EMBARGO_DAEMONS=()
