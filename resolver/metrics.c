@@ -302,8 +302,9 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 		"embargo_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	family(&t, "embargo_queries_total", "counter", "Queries received, by transport.");
 	put(&t, "embargo_queries_total{transport=\"udp\"} %llu\n",
-	    (unsigned long long)(s.queries - s.queries_tcp));
+	    (unsigned long long)(s.queries - s.queries_tcp - s.queries_dot));
 	put(&t, "embargo_queries_total{transport=\"tcp\"} %llu\n", (unsigned long long)s.queries_tcp);
+	put(&t, "embargo_queries_total{transport=\"dot\"} %llu\n", (unsigned long long)s.queries_dot);
 	family(&t, "embargo_queries_by_type_total", "counter", "Queries received, by query type.");
 	static const char *const QTYPE_NAMES[SERVER_QTYPES] = {
 #define QTYPE_NAME(name, value) #name,
@@ -337,6 +338,18 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 		"TCP connections closed because the answers queued to a worker's slow readers passed "
 		"--tcp-max-queued-total.",
 		s.tcp_shed);
+	counter(&t, "embargo_tls_handshakes_total", "TLS handshakes done (DoT), resumed ones too.",
+		s.tls_handshakes);
+	counter(&t, "embargo_tls_resumed_total", "TLS handshakes that resumed a session (a ticket).",
+		s.tls_resumed);
+	counter(&t, "embargo_tls_failed_total",
+		"TLS connections closed because the handshake or a record failed.", s.tls_failed);
+	counter(&t, "embargo_tls_handshake_timeouts_total",
+		"TLS connections closed with no handshake within --tls-handshake-timeout.",
+		s.tls_handshake_timeouts);
+	counter(&t, "embargo_tls_rate_limited_total",
+		"TLS connections closed unread: over --tls-handshake-rate for their network.",
+		s.tls_rate_limited);
 	counter(&t, "embargo_servfail_remembered_total",
 		"SERVFAIL answers from the memory of questions that failed upstream a moment ago.",
 		s.servfail_remembered);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "resolver/net/tls.h"
 #include "resolver/query/local.h"
 #include "resolver/base/log.h"
 
@@ -165,6 +166,8 @@ static void keep_fixed(struct options *n, const struct options *o)
 	KEEP(report_retention_days, "report-retention");
 	KEEP(report_max_clients, "report-max-clients");
 	KEEP(user, "user");
+	KEEP(listen_tls, "listen-tls");
+	KEEP(nlisten_tls, "listen-tls");
 #undef KEEP
 }
 
@@ -229,10 +232,21 @@ static void on_hup(uv_signal_t *h, int signum)
 	}
 	keep_fixed(n, &d->o);
 	daemon_fit_outgoing_range(n);
+	/* The certificate is read again (a renewal); a pair that fails keeps the one in force. */
+	tls_creds_t *tls = NULL;
+	if (n->nlisten_tls > 0) {
+		if (tls_creds_new(&tls, n->tls_cert, n->tls_key, err, sizeof(err)) < 0) {
+			log_err("SIGHUP: %s: the running certificate stays", err);
+			tls = NULL;
+		} else {
+			log_info("SIGHUP: certificate %s read again", n->tls_cert);
+		}
+	}
 	local_t *local = local_new(n, err, sizeof(err));
-	if (!local || server_reload(d->server, n, local, err, sizeof(err)) < 0) {
+	if (!local || server_reload(d->server, n, local, tls, err, sizeof(err)) < 0) {
 		log_err("SIGHUP: %s: the running configuration stays", err);
 		local_free(local);
+		tls_creds_unref(tls);
 		options_clear(n);
 		free(n);
 		return;

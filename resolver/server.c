@@ -18,6 +18,7 @@
 #include "resolver/base/log.h"
 #include "resolver/query/query.h"
 #include "resolver/net/tcp.h"
+#include "resolver/net/tls.h"
 #include "resolver/net/udp.h"
 #include "resolver/query/worker.h"
 
@@ -70,6 +71,7 @@ static void publish_stats(struct worker *w)
 	/* Admission keeps its own counters; they show as the server's. */
 	const struct admit_stats *a = admit_stats(w->admit);
 	w->st.rate_limited = a->rate_slipped + a->rate_dropped;
+	w->st.tls_rate_limited = a->handshakes_refused;
 	w->st.tcp_open = tcp_open_count(w);
 	if (w->up) {
 		struct upstream_stats u = worker_upstream_stats(w);
@@ -185,6 +187,7 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	w->o = o;
 	w->index = index;
 	w->local = s->local;
+	w->tls = s->tls;
 	w->reader = policy_store_reader(s->store, index);
 	w->answer = malloc(WORKER_ANSWER_MAX);
 	w->admit = admit_new(o);
@@ -224,7 +227,12 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 	for (unsigned i = 0; i < o->nlisten; i++) {
 		rc = udp_listen(w, &o->listen[i], err, errlen);
 		if (rc == 0)
-			rc = tcp_listen(w, &o->listen[i], err, errlen);
+			rc = tcp_listen(w, &o->listen[i], 0, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	for (unsigned i = 0; i < o->nlisten_tls; i++) {
+		rc = tcp_listen(w, &o->listen_tls[i], 1, err, errlen);
 		if (rc < 0)
 			return rc;
 	}
@@ -280,10 +288,17 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 		free(s);
 		return -EINVAL;
 	}
+	if (o->nlisten_tls > 0 && tls_creds_new(&s->tls, o->tls_cert, o->tls_key, err, errlen) < 0) {
+		local_free(s->local);
+		free(s);
+		return -EINVAL;
+	}
+	s->tls_current = s->tls;
 	s->nworkers = o->threads;
 	s->workers = aligned_alloc(64, (s->nworkers * sizeof(struct worker) + 63) / 64 * 64);
 	if (!s->workers) {
 		local_free(s->local);
+		tls_creds_unref(s->tls);
 		free(s);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -308,6 +323,7 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 	if (rc < 0) {
 		free(s->workers);
 		local_free(s->local);
+		tls_creds_unref(s->tls);
 		free(s);
 		return rc;
 	}
@@ -365,8 +381,10 @@ void server_free(server_t *s)
 	}
 	free(s->workers);
 	local_free(s->local);
+	tls_creds_unref(s->tls);
 	for (unsigned i = 0; i < s->nreloads; i++) {
 		local_free(s->reloads[i]->local);
+		tls_creds_unref(s->reloads[i]->tls);
 		options_clear(s->reloads[i]->o);
 		free(s->reloads[i]->o);
 		free(s->reloads[i]);

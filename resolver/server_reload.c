@@ -17,6 +17,7 @@
 
 #include "resolver/base/log.h"
 #include "resolver/net/tcp.h"
+#include "resolver/net/tls.h"
 #include "resolver/net/udp.h"
 #include "resolver/query/query.h"
 #include "resolver/query/worker.h"
@@ -57,7 +58,7 @@ static void reopen_listeners(struct worker *w, const struct options *n)
 		    udp_listen(w, &n->listen[i], err, sizeof(err)) < 0)
 			log_err("worker %u: SIGHUP: %s", w->index, err);
 		if (!tcp_listening(w, &n->listen[i]) &&
-		    tcp_listen(w, &n->listen[i], err, sizeof(err)) < 0)
+		    tcp_listen(w, &n->listen[i], 0, err, sizeof(err)) < 0)
 			log_err("worker %u: SIGHUP: %s", w->index, err);
 	}
 }
@@ -101,6 +102,7 @@ void server_reload_take(struct worker *w)
 	w->o = r->o;
 	w->o_gen = r->gen;
 	w->local = r->local;
+	w->tls = r->tls;
 	w->gen_changed = 1;
 }
 
@@ -187,6 +189,7 @@ unsigned server_reclaim(server_t *s, const struct options *const *pinned, unsign
 	for (unsigned i = kept; i < n; i++) {
 		struct server_reload *r = s->reloads[i];
 		local_free(r->local);
+		tls_creds_unref(r->tls);
 		options_clear(r->o);
 		free(r->o);
 		free(r);
@@ -235,7 +238,8 @@ static int check_new_listeners(server_t *s, const struct options *o, char *err, 
 	return 0;
 }
 
-int server_reload(server_t *s, struct options *o, local_t *local, char *err, size_t errlen)
+int server_reload(server_t *s, struct options *o, local_t *local, struct tls_creds *tls,
+		  char *err, size_t errlen)
 {
 	int rc = upstream_check_loop(o, err, errlen);
 	if (rc == 0)
@@ -252,6 +256,14 @@ int server_reload(server_t *s, struct options *o, local_t *local, char *err, siz
 		return -ENOMEM;
 	r->o = o;
 	r->local = local;
+	/* A new certificate, or the one in force for the connections from now on. */
+	if (tls) {
+		s->tls_current = tls;
+	} else if (s->tls_current) {
+		tls_creds_ref(s->tls_current);
+		tls = s->tls_current;
+	}
+	r->tls = tls;
 	r->gen = ++s->gen;
 	s->reloads[s->nreloads++] = r;
 	s->current = o;

@@ -6,6 +6,8 @@
  * functions keep their server_ names (server.h includes this header). */
 #pragma once
 
+struct tls_creds;
+
 #include <stddef.h>
 #include <sys/socket.h>
 
@@ -33,12 +35,15 @@ unsigned server_reclaim(server_t *s, const struct options *const *pinned, unsign
 /** A configuration re-read on SIGHUP: each worker takes on o and local between two queries,
  *  and listens on o's addresses (those it keeps go on untouched; those it drops close, with any
  *  answer still due on them over UDP; TCP connections they accepted go on). The server owns o
- *  and local from now on (server_reclaim frees them once no worker reads them). Threads, the cache and the Redis settings stay as they
+ *  and local from now on (server_reclaim frees them once no worker reads them), and tls (a
+ *  reference: the certificate for new DoT connections; NULL keeps the one in force). Threads,
+ *  the cache and the Redis settings stay as they
  *  were (the caller keeps those fields of o as they were).
  *  @return 0; or a negative errno with the reason in err (the caller keeps ownership): an
  *  upstream that is one of o's listen addresses, a new listen address that cannot be bound (in
  *  use, or a privileged port), or out of memory. */
-int server_reload(server_t *s, struct options *o, local_t *local, char *err, size_t errlen);
+int server_reload(server_t *s, struct options *o, local_t *local, struct tls_creds *tls,
+		  char *err, size_t errlen);
 
 /** On worker w's thread, between two queries: take on the reload queued for it, if any. */
 void server_reload_take(struct worker *w);

@@ -13,6 +13,13 @@
 
 struct client;
 
+/** What a query came over (the query log's and the metrics' label). */
+enum client_transport {
+	CLIENT_UDP = 0,
+	CLIENT_TCP,
+	CLIENT_DOT, /**< DNS over TLS (RFC 7858). */
+};
+
 /** A transport's answers. */
 struct client_ops {
 	/** Send ans, the answer to query (parsed as q), to c; the transport truncates, queues or
@@ -39,5 +46,6 @@ struct client {
 	struct sockaddr_storage addr; /**< The client's address and port. */
 	struct client_local local;
 	uint8_t stream;               /**< 1: a stream transport, no size limit but 65535. */
+	uint8_t transport;            /**< enum client_transport: what it came over. */
 	uint64_t arrived_ns;          /**< uv_hrtime() when it arrived (0: not taken, no query log). */
 };

@@ -23,6 +23,16 @@
 	"A filtering DNS resolver: denies the names in its Redis policy, forwards the rest.\n\n" \
 	"  --listen ADDR:PORT     listen on UDP and TCP (repeatable; [IPv6]:PORT);\n" \
 	"                         default 127.0.0.1:53 and [::1]:53\n" \
+	"  --listen-tls ADDR:PORT listen for DNS over TLS (RFC 7858; repeatable; port 853 unless\n" \
+	"                         given); needs --tls-cert and --tls-key\n" \
+	"  --tls-cert FILE        PEM certificate chain of the encrypted listeners (read again\n" \
+	"                         on SIGHUP)\n" \
+	"  --tls-key FILE         PEM private key of --tls-cert\n" \
+	"  --tls-handshake-timeout MS  close a TLS connection whose handshake is not done by\n" \
+	"                         then (default 5000)\n" \
+	"  --tls-handshake-rate N new TLS handshakes per second from one --ratelimit-prefix\n" \
+	"                         network, per worker; more are closed unread (default 100;\n" \
+	"                         0: no cap)\n" \
 	"  --upstream ADDR[:PORT] forward to this resolver (repeatable);\n" \
 	"                         default: the nameservers in /etc/resolv.conf\n" \
 	"  --resolv-conf FILE     where default upstreams are read (default /etc/resolv.conf)\n" \
@@ -173,6 +183,8 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->tcp_max_conns = 512;
 	o->tcp_per_addr = 32;
 	o->tcp_idle_ms = 10000;
+	o->tls_handshake_ms = 5000;
+	o->tls_handshake_rate = 100;
 	o->tcp_max_queued = 256 * 1024;
 	o->tcp_max_queued_total = 4 * 1024 * 1024;
 	o->outgoing_range = 4096;
@@ -259,6 +271,21 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 		options_parse_addr("[::1]", 53, &o->listen[1]);
 		o->nlisten = 2;
 	}
+	if (o->nlisten_tls > 0 && (!o->tls_cert[0] || !o->tls_key[0]))
+		return fail(err, errlen, "--listen-tls needs --tls-cert and --tls-key%s%s", "", "");
+	/* Both are TCP: one port with SO_REUSEPORT on each would split its connections. */
+	for (unsigned i = 0; i < o->nlisten_tls; i++)
+		for (unsigned k = 0; k < o->nlisten; k++) {
+			const struct sockaddr_storage *t = &o->listen_tls[i], *l = &o->listen[k];
+			if (t->ss_family == l->ss_family && options_port(t) == options_port(l) &&
+			    (options_same_addr(t, l) || options_is_wildcard(t) ||
+			     options_is_wildcard(l))) {
+				char a[80];
+				options_format_addr(t, a, sizeof(a));
+				return fail(err, errlen, "--listen-tls %s overlaps a --listen address%s", a,
+					    "");
+			}
+		}
 	if (o->nupstream == 0) {
 		int n = options_read_resolv_conf(o, o->resolv_conf);
 		if (n < 0)

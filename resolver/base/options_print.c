@@ -24,6 +24,16 @@ void options_print(const struct options *o, FILE *f)
 		options_format_addr(&o->listen[i], buf, sizeof(buf));
 		fprintf(f, "listen %s\n", buf);
 	}
+	for (unsigned i = 0; i < o->nlisten_tls; i++) {
+		options_format_addr(&o->listen_tls[i], buf, sizeof(buf));
+		fprintf(f, "listen-tls %s\n", buf);
+	}
+	if (o->tls_cert[0])
+		fprintf(f, "tls-cert %s\n", o->tls_cert);
+	if (o->tls_key[0])
+		fprintf(f, "tls-key %s\n", o->tls_key);
+	fprintf(f, "tls-handshake-timeout %u\ntls-handshake-rate %u\n", o->tls_handshake_ms,
+		o->tls_handshake_rate);
 	for (unsigned i = 0; i < o->nupstream; i++) {
 		options_format_addr(&o->upstream[i], buf, sizeof(buf));
 		fprintf(f, "upstream %s\n", buf);

@@ -143,11 +143,17 @@ static int read_consent_key(struct options *o, char *err, size_t errlen)
 	return 0;
 }
 
-_Static_assert(OPT_END - OPT_LISTEN <= 64, "options.given has a bit per setting");
-#define GIVEN(opt) ((uint64_t)1 << ((opt) - OPT_LISTEN))
+_Static_assert(OPT_END - OPT_LISTEN <= 128, "options.given has a bit per setting");
+#define GIVEN_WORD(opt) (((opt) - OPT_LISTEN) / 64)
+#define GIVEN(opt) ((uint64_t)1 << (((opt) - OPT_LISTEN) % 64))
 
 const struct option options_table_long[] = {
 	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"listen-tls", required_argument, NULL, OPT_LISTEN_TLS},
+	{"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+	{"tls-key", required_argument, NULL, OPT_TLS_KEY},
+	{"tls-handshake-timeout", required_argument, NULL, OPT_TLS_HANDSHAKE},
+	{"tls-handshake-rate", required_argument, NULL, OPT_TLS_HANDSHAKE_RATE},
 	{"upstream", required_argument, NULL, OPT_UPSTREAM},
 	{"resolv-conf", required_argument, NULL, OPT_RESOLV},
 	{"redis", required_argument, NULL, OPT_REDIS},
@@ -215,7 +221,7 @@ int options_table_apply(struct options *o, int opt, const char *name, const char
 			int from_flags, struct options_table_lists *ls, char *err, size_t errlen)
 {
 	unsigned long v;
-	o->given |= GIVEN(opt);
+	o->given[GIVEN_WORD(opt)] |= GIVEN(opt);
 	switch (opt) {
 	case OPT_LISTEN:
 	case OPT_UPSTREAM: {
@@ -234,6 +240,36 @@ int options_table_apply(struct options *o, int opt, const char *name, const char
 		(*n)++;
 		return 0;
 	}
+	case OPT_LISTEN_TLS:
+		if (from_flags && !ls->listen_tls_from_flags) {
+			o->nlisten_tls = 0;
+			ls->listen_tls_from_flags = 1;
+		}
+		if (o->nlisten_tls >= OPTIONS_MAX_ADDRS)
+			return fail(err, errlen, "too many --%s addresses (at most 16)%s", name, "");
+		if (options_parse_addr(val, 853, &o->listen_tls[o->nlisten_tls]) < 0)
+			return fail(err, errlen, "--%s: not an address: '%s'", name, val);
+		o->nlisten_tls++;
+		return 0;
+	case OPT_TLS_CERT:
+	case OPT_TLS_KEY: {
+		char *path = opt == OPT_TLS_CERT ? o->tls_cert : o->tls_key;
+		if (strlen(val) >= sizeof(o->tls_cert) || !*val)
+			return fail(err, errlen, "--%s: expected a file name, got '%s'", name, val);
+		strcpy(path, val);
+		return 0;
+	}
+	case OPT_TLS_HANDSHAKE:
+		if (parse_uint(val, 100, 60000, &v) < 0)
+			return fail(err, errlen, "--%s: expected milliseconds 100..60000, got '%s'", name, val);
+		o->tls_handshake_ms = (unsigned)v;
+		return 0;
+	case OPT_TLS_HANDSHAKE_RATE:
+		if (parse_uint(val, 0, 1000000, &v) < 0)
+			return fail(err, errlen, "--%s: expected handshakes per second 0..1000000 (0: no "
+				    "cap), got '%s'", name, val);
+		o->tls_handshake_rate = (unsigned)v;
+		return 0;
 	case OPT_RESOLV:
 		if (strlen(val) >= sizeof(o->resolv_conf))
 			return fail(err, errlen, "--%s: path too long: '%s'", name, val);
@@ -525,17 +561,21 @@ int options_table_apply(struct options *o, int opt, const char *name, const char
 unsigned options_lost(const struct options *was, const struct options *now, char *names,
 		      size_t cap)
 {
+	/* --upstream and --resolv-conf name the upstreams either way: one stands for the other. */
+	_Static_assert(GIVEN_WORD(OPT_UPSTREAM) == 0 && GIVEN_WORD(OPT_RESOLV) == 0,
+		       "both in the first word");
 	uint64_t either = GIVEN(OPT_UPSTREAM) | GIVEN(OPT_RESOLV);
-	uint64_t lost = was->given & ~now->given;
-	if (now->given & either)
-		lost &= ~either;
+	uint64_t lost[2] = {was->given[0] & ~now->given[0], was->given[1] & ~now->given[1]};
+	if (now->given[0] & either)
+		lost[0] &= ~either;
 	unsigned n = 0;
 	size_t used = 0;
 	names[0] = '\0';
 	for (const struct option *lo = options_table_long; lo->name; lo++) {
-		if (lo->val < OPT_LISTEN || lo->val >= OPT_END || !(lost & GIVEN(lo->val)))
+		if (lo->val < OPT_LISTEN || lo->val >= OPT_END ||
+		    !(lost[GIVEN_WORD(lo->val)] & GIVEN(lo->val)))
 			continue;
-		lost &= ~GIVEN(lo->val); /* Named once (a setting may have two names). */
+		lost[GIVEN_WORD(lo->val)] &= ~GIVEN(lo->val); /* Named once (a setting may have two names). */
 		n++;
 		int w = snprintf(names + used, cap - used, "%s%s", used ? ", " : "", lo->name);
 		if (w > 0 && (size_t)w < cap - used)

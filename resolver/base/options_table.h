@@ -41,6 +41,12 @@ struct options_acl_rule {
 struct options {
 	struct sockaddr_storage listen[OPTIONS_MAX_ADDRS];
 	unsigned nlisten;
+	struct sockaddr_storage listen_tls[OPTIONS_MAX_ADDRS]; /**< DNS over TLS (RFC 7858). */
+	unsigned nlisten_tls;
+	char tls_cert[256];           /**< PEM certificate chain of the encrypted listeners. */
+	char tls_key[256];            /**< PEM private key of tls_cert. */
+	unsigned tls_handshake_ms;    /**< A TLS handshake not done by then is closed. */
+	unsigned tls_handshake_rate;  /**< New handshakes per second per --ratelimit-prefix net. */
 	struct sockaddr_storage upstream[OPTIONS_MAX_ADDRS];
 	unsigned nupstream;
 	char redis_host[256];
@@ -103,7 +109,7 @@ struct options {
 	unsigned report_retention_days; /**< Each day's key expires this long after its last write. */
 	unsigned report_max_clients;  /**< Clients per day key; the rest count as "*". */
 	int log_level;                /**< enum log_level. */
-	uint64_t given;               /**< Settings given by a flag or the file (bit per setting). */
+	uint64_t given[2];            /**< Settings given by a flag or the file (bit per setting). */
 	int config_unterminated;      /**< The file's last line has no newline (cut short?). */
 	int check_config;             /**< Print the effective settings and exit. */
 };
@@ -122,6 +128,7 @@ enum {
 	OPT_MIN_TTL, OPT_STALE_MAX, OPT_STALE_TIMEOUT, OPT_PREFETCH, OPT_METRICS,
 	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG, OPT_QLOG, OPT_QLOG_SAMPLE, OPT_QLOG_DENIED,
 	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS, OPT_REPORT_MAX, OPT_SHRINK_WINDOW, OPT_CONSENT_KEY,
+	OPT_LISTEN_TLS, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_HANDSHAKE, OPT_TLS_HANDSHAKE_RATE,
 	OPT_END
 };
 
@@ -131,6 +138,7 @@ extern const struct option options_table_long[];
 /** Lists given on the command line replace those from the config file. */
 struct options_table_lists {
 	int listen_from_flags, upstream_from_flags, status_from_flags, acl_from_flags;
+	int listen_tls_from_flags;
 };
 
 /** Apply setting opt, named name (for messages), with value val (NULL for flags without one):

@@ -3,8 +3,11 @@
  * message that has begun must be whole within the idle timeout of its first byte (more bytes do
  * not extend it), and a connection with nothing to do closes after the idle timeout. Answers
  * are written at once; their bytes count as queued until libuv has written them, and above the
- * bound reading (and answering what is buffered) stops until the client drains them. It never
- * looks at the policy or the cache: each message goes whole to query_handle(). */
+ * bound reading (and answering what is buffered) stops until the client drains them. A DoT
+ * connection (RFC 7858) is the same session with GnuTLS between the socket and the messages
+ * (resolver/net/tls.c): its ciphertext is fed in, the plaintext framed as on port 53, and its
+ * handshake must be done within --tls-handshake-timeout. It never looks at the policy or the
+ * cache: each message goes whole to query_handle(). */
 #include "config.h"
 
 #include "resolver/net/tcp.h"
@@ -16,15 +19,18 @@
 #include <unistd.h>
 
 #include "resolver/query/query.h"
+#include "resolver/net/tls.h"
 #include "resolver/net/udp.h"
 #include "resolver/query/worker.h"
 
 #define TCP_MAX_INFLIGHT 64 /* Upstream questions per connection; reading pauses above it. */
 #define READ_MAX (2 * 65537)
+#define TLS_READ 16384 /* Ciphertext read at once from a DoT connection. */
 
 struct tcp_listener { /* Each allocated alone, freed when its handle has closed. */
 	uv_tcp_t tcp;
 	struct worker *w;
+	int tls; /* DNS over TLS. */
 };
 
 struct tcp_conn {
@@ -33,6 +39,8 @@ struct tcp_conn {
 	struct client client;        /* Its session points back here. */
 	struct worker *w;
 	struct tcp_conn *prev, *next;
+	tls_session_t *tls;          /* DoT: the session between the socket and buf. */
+	uint64_t accepted;           /* When it was accepted (the handshake's deadline runs). */
 	uint8_t *buf;
 	size_t len, cap;
 	size_t queued;               /* Answer bytes handed to libuv and not yet written. */
@@ -62,6 +70,8 @@ struct tcp_state {
 	struct tcp_conn *head, *tail; /* Oldest first. */
 	unsigned nconns;
 	size_t queued;                /* Answer bytes queued to all open connections. */
+	uint8_t tls_in[TLS_READ];     /* Ciphertext just read, before the session takes it. */
+	uint8_t frame[2 + 65535];     /* A DoT answer with its length, before encryption. */
 };
 
 static void conn_close(struct tcp_conn *c);
@@ -106,6 +116,37 @@ static void written(uv_write_t *req, int status)
 	conn_resume(c);
 }
 
+/* Hand wr (wr->len bytes) to libuv and count it as queued. @return 0, or -1 (c is closed). */
+static int conn_queue(struct tcp_conn *c, struct tcp_write *wr)
+{
+	wr->conn = c;
+	uv_buf_t b = uv_buf_init((char *)wr->bytes, (unsigned)wr->len);
+	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, written) < 0) {
+		free(wr);
+		conn_close(c);
+		return -1;
+	}
+	c->queued += wr->len;
+	c->w->tcp->queued += wr->len;
+	if (c->w->tcp->queued > c->w->o->tcp_max_queued_total)
+		shed(c->w);
+	return 0;
+}
+
+/* GnuTLS's output for c (the session's push function): written as an answer is. */
+static int tls_out(void *ctx, const uint8_t *bytes, size_t len)
+{
+	struct tcp_conn *c = ctx;
+	if (c->closing)
+		return -EPIPE;
+	struct tcp_write *wr = malloc(sizeof(*wr) + len);
+	if (!wr)
+		return -ENOMEM;
+	wr->len = len;
+	memcpy(wr->bytes, bytes, len);
+	return conn_queue(c, wr) < 0 ? -EPIPE : 0;
+}
+
 static void tcp_reply(const struct client *cl, const uint8_t *query, const struct wire_query *q,
 		      const uint8_t *ans, size_t len)
 {
@@ -121,25 +162,25 @@ static void tcp_reply(const struct client *cl, const uint8_t *query, const struc
 		conn_close(c);
 		return;
 	}
+	if (c->tls) {
+		uint8_t *frame = c->w->tcp->frame;
+		wire_put16(frame, (uint16_t)len);
+		memcpy(frame + 2, ans, len);
+		if (tls_session_write(c->tls, frame, 2 + len) < 0 && !c->closing) {
+			c->w->st.tls_failed++;
+			conn_close(c);
+		}
+		return;
+	}
 	struct tcp_write *wr = malloc(sizeof(*wr) + 2 + len);
 	if (!wr) {
 		conn_close(c);
 		return;
 	}
-	wr->conn = c;
 	wr->len = 2 + len;
 	wire_put16(wr->bytes, (uint16_t)len);
 	memcpy(wr->bytes + 2, ans, len);
-	uv_buf_t b = uv_buf_init((char *)wr->bytes, (unsigned)(2 + len));
-	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, written) < 0) {
-		free(wr);
-		conn_close(c);
-		return;
-	}
-	c->queued += wr->len;
-	c->w->tcp->queued += wr->len;
-	if (c->w->tcp->queued > c->w->o->tcp_max_queued_total)
-		shed(c->w);
+	conn_queue(c, wr);
 }
 
 /* A question that went upstream is over (its answer, if any, is queued). */
@@ -162,6 +203,7 @@ static void conn_closed(uv_handle_t *h)
 	struct tcp_conn *c = h->data;
 	if (--c->open_handles > 0)
 		return;
+	tls_session_free(c->tls);
 	free(c->buf);
 	free(c);
 }
@@ -205,6 +247,11 @@ static void conn_timeout(uv_timer_t *t)
 	struct tcp_conn *c = t->data;
 	struct worker *w = c->w;
 	uint64_t now = uv_now(&w->loop);
+	if (c->tls && !tls_session_is_ready(c->tls) && now >= c->accepted + w->o->tls_handshake_ms) {
+		w->st.tls_handshake_timeouts++;
+		conn_close(c);
+		return;
+	}
 	uint64_t since = c->msg_started ? c->msg_started : c->last_active;
 	if (c->inflight == 0 && now >= since + w->o->tcp_idle_ms) {
 		w->st.tcp_timeouts++;
@@ -225,13 +272,28 @@ static void conn_arm(struct tcp_conn *c)
 	uint64_t at = since + c->w->o->tcp_idle_ms;
 	if (c->inflight > 0)
 		at = now + c->w->o->tcp_idle_ms;
+	if (c->tls && !tls_session_is_ready(c->tls) && c->accepted + c->w->o->tls_handshake_ms < at)
+		at = c->accepted + c->w->o->tls_handshake_ms;
 	uv_timer_start(&c->timer, conn_timeout, at > now ? at - now : 0, 0);
 }
+
+static void conn_grow(struct tcp_conn *c);
 
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct tcp_conn *c = h->data;
 	(void)suggested;
+	if (c->tls) {
+		*buf = uv_buf_init((char *)c->w->tcp->tls_in, TLS_READ);
+		return;
+	}
+	conn_grow(c);
+	*buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+/* Room for the next read or decryption into buf: grow it while it has little left. */
+static void conn_grow(struct tcp_conn *c)
+{
 	if (c->cap - c->len < 4096 && c->cap < READ_MAX) {
 		size_t cap = c->cap ? c->cap * 2 : 4096;
 		if (cap > READ_MAX)
@@ -242,7 +304,6 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 			c->cap = cap;
 		}
 	}
-	*buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
 static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -299,6 +360,59 @@ static void conn_process(struct tcp_conn *c)
 	conn_arm(c);
 }
 
+/* DoT: decrypt what the session holds into buf while buf has room. @return the plaintext
+ * octets added, or -1 when c was closed (a failed handshake or record). The peer's close_notify
+ * is a half-close: c->eof, as a TCP FIN is. */
+static long conn_decrypt(struct tcp_conn *c)
+{
+	struct worker *w = c->w;
+	int was_ready = tls_session_is_ready(c->tls);
+	long added = 0;
+	for (;;) {
+		conn_grow(c);
+		if (c->len == c->cap)
+			break;
+		ssize_t n = tls_session_read(c->tls, c->buf + c->len, c->cap - c->len);
+		if (!was_ready && tls_session_is_ready(c->tls)) {
+			was_ready = 1;
+			w->st.tls_handshakes++;
+			w->st.tls_resumed += tls_session_is_resumed(c->tls) != 0;
+			c->last_active = uv_now(&w->loop);
+		}
+		if (n == -EPIPE) {
+			c->eof = 1;
+			if (c->reading) {
+				uv_read_stop((uv_stream_t *)&c->tcp);
+				c->reading = 0;
+			}
+			break;
+		}
+		if (n < 0) {
+			w->st.tls_failed++;
+			conn_close(c);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		c->len += (size_t)n;
+		added += n;
+	}
+	return added;
+}
+
+/* Answer what the connection holds: for DoT, decrypt and answer until the session has nothing
+ * more to give now or the limits stop it. */
+static void conn_input(struct tcp_conn *c)
+{
+	long added;
+	do {
+		added = c->tls ? conn_decrypt(c) : 0;
+		if (added < 0)
+			return;
+		conn_process(c);
+	} while (added > 0 && !c->closing && conn_may_process(c));
+}
+
 /* Does the buffer hold a whole message not yet answered? */
 static int has_message(const struct tcp_conn *c)
 {
@@ -316,7 +430,7 @@ static void conn_resume(struct tcp_conn *c)
 		return;
 	}
 	if (conn_may_process(c))
-		conn_process(c);
+		conn_input(c);
 	if (c->closing)
 		return;
 	if (c->eof) {
@@ -351,6 +465,17 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0)
 		return;
+	if (c->tls) {
+		if (tls_session_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread) < 0) {
+			c->w->st.tls_failed++;
+			conn_close(c);
+			return;
+		}
+		conn_input(c);
+		if (!c->closing && c->eof)
+			conn_resume(c);
+		return;
+	}
 	c->len += (size_t)nread;
 	conn_process(c);
 }
@@ -410,7 +535,8 @@ static void on_accept(uv_stream_t *server, int status)
 	uv_timer_init(&w->loop, &c->timer);
 	c->tcp.data = c->timer.data = c;
 	c->open_handles = 2;
-	c->client = (struct client){.ops = &TCP_OPS, .session = c, .stream = 1};
+	c->client = (struct client){
+		.ops = &TCP_OPS, .session = c, .stream = 1, .transport = CLIENT_TCP};
 	c->prev = st->tail;
 	if (st->tail)
 		st->tail->next = c;
@@ -425,15 +551,30 @@ static void on_accept(uv_stream_t *server, int status)
 	}
 	int plen = sizeof(c->client.addr);
 	uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->client.addr, &plen);
-	/* Only clients that would be answered take a slot (or make room by evicting one). */
+	/* Only clients that would be answered take a slot (or make room by evicting one), and
+	 * all of it before a TLS handshake costs anything. */
 	enum options_acl acl = admit_access(w->admit, &c->client.addr);
 	if (acl == OPTIONS_ACL_DROP || acl == OPTIONS_ACL_REFUSE || make_room(w, c) < 0) {
 		w->st.tcp_refused++;
 		conn_close(c);
 		return;
 	}
+	c->accepted = uv_now(&w->loop);
+	if (l->tls) {
+		if (admit_handshake(w->admit, &c->client.addr, c->accepted) < 0) {
+			conn_close(c); /* Counted by admission (tls_rate_limited). */
+			return;
+		}
+		c->tls = w->tls ? tls_session_new(w->tls, "dot", tls_out, c) : NULL;
+		if (!c->tls) {
+			w->st.tls_failed++;
+			conn_close(c);
+			return;
+		}
+		c->client.transport = CLIENT_DOT;
+	}
 	uv_tcp_nodelay(&c->tcp, 1);
-	c->last_active = uv_now(&w->loop);
+	c->last_active = c->accepted;
 	conn_arm(c);
 	conn_resume(c);
 }
@@ -451,7 +592,8 @@ static void on_listener_closed(uv_handle_t *h)
 	free(h->data);
 }
 
-int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, size_t errlen)
+int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, int tls, char *err,
+	       size_t errlen)
 {
 	struct tcp_state *st = w->tcp;
 	char addr[80];
@@ -466,6 +608,7 @@ int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, s
 		return -ENOMEM;
 	}
 	l->w = w;
+	l->tls = tls;
 	int fd = udp_bound_socket(ss, SOCK_STREAM, 1);
 	if (fd < 0) {
 		free(l);

@@ -13,8 +13,10 @@ struct worker;
 /** Set up w's TCP state. @return 0 or -ENOMEM. */
 int tcp_init(struct worker *w);
 
-/** Listen on ss (SO_REUSEPORT). @return 0 or a negative errno with a message in err. */
-int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, char *err, size_t errlen);
+/** Listen on ss (SO_REUSEPORT); with tls, for DNS over TLS with the worker's credentials.
+ *  @return 0 or a negative errno with a message in err. */
+int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, int tls, char *err,
+	       size_t errlen);
 
 /** Is w listening on ss? */
 int tcp_listening(const struct worker *w, const struct sockaddr_storage *ss);

@@ -111,7 +111,9 @@ static void write_entry(struct query_log *l, const struct query_log_entry *e)
 	}
 	if (e->upstream[0])
 		fprintf(f, ",\"upstream\":\"%s\"", e->upstream);
-	fprintf(f, ",\"latency_us\":%u,\"transport\":\"%s\"}\n", e->latency_us, e->tcp ? "tcp" : "udp");
+	static const char *const TRANSPORTS[] = {"udp", "tcp", "dot"};
+	fprintf(f, ",\"latency_us\":%u,\"transport\":\"%s\"}\n", e->latency_us,
+		TRANSPORTS[e->transport < 3 ? e->transport : 0]);
 }
 
 /* One pass over every ring; @return entries written. */

@@ -33,7 +33,7 @@ struct query_log_entry {
 	uint64_t time_ns;     /**< uv_hrtime() when answered. */
 	uint32_t latency_us;  /**< From the datagram's or message's arrival. */
 	uint16_t qtype;
-	uint8_t rcode, decision, tcp;
+	uint8_t rcode, decision, transport; /**< transport: enum client_transport. */
 	uint8_t family;       /**< AF_INET, AF_INET6. */
 	uint16_t port;
 	uint8_t addr[16];

@@ -18,6 +18,7 @@
 
 #define MEMO_SLOTS 256
 #define RATE_SLOTS 16384
+#define HANDSHAKE_SLOTS 4096
 /* Twice the most clients that can hold pending queries at once (the upstream pool: 4096). */
 #define SHARE_SLOTS 8192
 
@@ -52,6 +53,7 @@ struct admit {
 	struct siphash_key hkey;
 	struct memo memo[MEMO_SLOTS];
 	struct rate_slot *rate;
+	struct rate_slot *handshake; /* New TLS handshakes per prefix and second. */
 	struct share_slot *share;
 	size_t share_slots; /* Power of two. */
 	struct admit_stats stats;
@@ -147,9 +149,10 @@ admit_t *admit_new(const struct options *o)
 	a->o = o;
 	a->rules = make_rules(o, &a->nrules);
 	a->rate = calloc(RATE_SLOTS, sizeof(*a->rate));
+	a->handshake = calloc(HANDSHAKE_SLOTS, sizeof(*a->handshake));
 	a->share_slots = SHARE_SLOTS;
 	a->share = calloc(SHARE_SLOTS, sizeof(*a->share));
-	if (!a->rules || !a->rate || !a->share || siphash_key_random(&a->hkey) < 0) {
+	if (!a->rules || !a->rate || !a->handshake || !a->share || siphash_key_random(&a->hkey) < 0) {
 		admit_free(a);
 		return NULL;
 	}
@@ -176,6 +179,7 @@ void admit_free(admit_t *a)
 		return;
 	free(a->rules);
 	free(a->rate);
+	free(a->handshake);
 	free(a->share);
 	free(a);
 }
@@ -233,6 +237,30 @@ enum admit_rate admit_rate(admit_t *a, const struct sockaddr_storage *client, ui
 	}
 	a->stats.rate_dropped++;
 	return ADMIT_RATE_DROP;
+}
+
+int admit_handshake(admit_t *a, const struct sockaddr_storage *client, uint64_t now_ms)
+{
+	const struct options *o = a->o;
+	if (o->tls_handshake_rate == 0 || admit_is_loopback(client))
+		return 0;
+	struct addr_key k;
+	key_of(&k, client,
+	       client->ss_family == AF_INET6 ? o->ratelimit_v6_prefix : o->ratelimit_v4_prefix);
+	/* Direct-mapped under the secret key, as the answer rate: a collision only restarts a
+	 * count, which never turns away an innocent network. */
+	struct rate_slot *s =
+		&a->handshake[siphash(&a->hkey, &k, sizeof(k)) & (HANDSHAKE_SLOTS - 1)];
+	uint32_t second = (uint32_t)(now_ms / 1000) + 1;
+	if (s->second != second || memcmp(&s->key, &k, sizeof(k)) != 0) {
+		s->key = k;
+		s->second = second;
+		s->count = 0;
+	}
+	if (++s->count <= o->tls_handshake_rate)
+		return 0;
+	a->stats.handshakes_refused++;
+	return -EBUSY;
 }
 
 /* The share belongs to an address; an IPv6 host owns its whole /64. */

@@ -39,6 +39,11 @@ enum options_acl admit_access(admit_t *a, const struct sockaddr_storage *client)
  *  Loopback clients and a limit of 0 are never limited. */
 enum admit_rate admit_rate(admit_t *a, const struct sockaddr_storage *client, uint64_t now_ms);
 
+/** Count one new TLS handshake from client at now_ms against its prefix's
+ *  --tls-handshake-rate per second. Loopback clients and a rate of 0 are never capped.
+ *  @return 0, or -EBUSY: over the cap, close the connection unread. */
+int admit_handshake(admit_t *a, const struct sockaddr_storage *client, uint64_t now_ms);
+
 /** Take one of client's pending upstream slots. @return 0, or -EDQUOT when it holds its share. */
 int admit_pending_take(admit_t *a, const struct sockaddr_storage *client);
 
@@ -53,7 +58,7 @@ bool admit_is_loopback(const struct sockaddr_storage *ss);
 
 /** Counters of what admission turned away. */
 struct admit_stats {
-	uint64_t refused, dropped, rate_slipped, rate_dropped, pending_refused;
+	uint64_t refused, dropped, rate_slipped, rate_dropped, pending_refused, handshakes_refused;
 };
 
 /** Statistics (borrowed; only this worker writes them). */

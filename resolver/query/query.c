@@ -43,7 +43,7 @@ static void log_query(struct worker *w, const struct client *c, const uint8_t *q
 	e->qtype = q->question_end ? q->qtype : 0;
 	e->rcode = (uint8_t)rcode;
 	e->decision = (uint8_t)decision;
-	e->tcp = c->stream;
+	e->transport = c->transport;
 	e->family = (uint8_t)c->addr.ss_family;
 	if (c->addr.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&c->addr;
@@ -301,7 +301,9 @@ static int query_admit(struct worker *w, const struct client *c, const uint8_t *
 	}
 	w->st.queries++;
 	w->st.qtype[rc == 0 ? server_qtype_index(q->qtype) : SERVER_QTYPES - 1]++;
-	if (c->stream)
+	if (c->transport == CLIENT_DOT)
+		w->st.queries_dot++;
+	else if (c->stream)
 		w->st.queries_tcp++;
 	if (!c->stream) {
 		/* Whatever the answer, even REFUSED or FORMERR, it counts: a spoofed source must not

@@ -40,7 +40,13 @@ struct server_stats {
 	uint64_t tcp_evicted; /**< Idle TCP connections closed to make room. */
 	uint64_t tcp_timeouts; /**< TCP connections cut by the idle or message deadline. */
 	uint64_t looped;      /**< Queries from embargo's own upstream sockets, dropped. */
-	uint64_t queries_tcp; /**< Of queries: over TCP. */
+	uint64_t queries_tcp; /**< Of queries: over TCP (port 53). */
+	uint64_t queries_dot; /**< Of queries: over TLS (DoT). */
+	uint64_t tls_handshakes;  /**< TLS handshakes done (resumed ones too). */
+	uint64_t tls_resumed;     /**< Of them: resumed from a session ticket. */
+	uint64_t tls_failed;      /**< TLS connections closed for a failed handshake or record. */
+	uint64_t tls_handshake_timeouts; /**< Closed: no handshake within the timeout. */
+	uint64_t tls_rate_limited; /**< Closed unread: over --tls-handshake-rate. */
 	uint64_t tcp_open;    /**< TCP connections open now (a gauge). */
 	uint64_t up_sent, up_answered, up_timeouts, up_soft_failures, up_ignored, up_tcp_fallbacks,
 		up_merged; /**< The upstream side's (ignored: mismatched answers of any kind). */

@@ -29,6 +29,8 @@
 	X(queries) X(denied) X(cache_hits) X(forwarded) X(servfail) X(formerr) X(dropped) \
 	X(tcp_conns) X(refused) X(rate_limited) X(tcp_refused) X(tcp_evicted) X(tcp_timeouts) \
 	X(looped) X(local) X(cache_misses) X(stale_served) X(prefetches) X(queries_tcp) X(tcp_open) \
+	X(queries_dot) X(tls_handshakes) X(tls_resumed) X(tls_failed) X(tls_handshake_timeouts) \
+	X(tls_rate_limited) \
 	X(up_sent) X(up_answered) X(up_timeouts) X(up_soft_failures) X(up_ignored) \
 	X(up_tcp_fallbacks) X(up_merged) X(chain_unreadable) X(servfail_remembered) X(tcp_shed)
 /* And the arrays among them. */
@@ -36,6 +38,7 @@
 
 struct udp_state;
 struct tcp_state;
+struct tls_creds;
 
 struct worker {
 	struct server *server;
@@ -90,6 +93,8 @@ struct worker {
 	int gen_changed;
 	unsigned shown_gens[6], nshown_gens; /* [0] is o_gen: the newest this worker took. */
 	const local_t *local;    /* The local answers in force (the server's, or a reload's). */
+	struct tls_creds *tls;   /* The certificate in force for new DoT connections (borrowed from
+				  * the server or a reload; each session takes a reference). */
 	_Atomic(const struct server_reload *) reload; /* A new configuration to take on. */
 	/* st, published once per loop iteration for other threads to read. */
 #define WORKER_SHOWN(f) _Alignas(8) atomic_ullong shown_##f;
@@ -104,6 +109,7 @@ struct worker {
 struct server_reload {
 	struct options *o; /* Owned by the server. */
 	local_t *local;    /* Owned by the server. */
+	struct tls_creds *tls; /* A reference owned by the reload; NULL: no TLS listener. */
 	unsigned gen;      /* 1, 2, ...: the start's options are 0. */
 };
 
@@ -113,6 +119,8 @@ struct server {
 	policy_store_t *store;
 	cache_t *cache;
 	local_t *local; /* Owned. */
+	struct tls_creds *tls; /* The start's certificate (a reference); NULL: no TLS listener. */
+	struct tls_creds *tls_current; /* The newest reload's or tls (the main thread's). */
 	/* The reloads' options and local answers, oldest first, each kept until no worker reads
 	 * it (server_reclaim). */
 	struct server_reload **reloads; /* Each allocated alone: workers hold pointers to them. */

@@ -1,0 +1,260 @@
+/* GnuTLS on our buffers: the pull function reads the ciphertext the transport fed, the push
+ * function hands GnuTLS's output to the transport, so a session is driven entirely by
+ * tls_session_read() and tls_session_write() on the worker's loop. Session tickets are encrypted
+ * with keys GnuTLS derives from one master key per set of credentials (time-based, so every
+ * worker derives the same ones) and rotates every three ticket lifetimes: TICKET_LIFETIME_S of
+ * 4 h rotates them every 12 h, and a ticket of the period before still resumes. It must never
+ * read or write a socket itself. */
+#include "config.h"
+
+#include "resolver/net/tls.h"
+
+#include <errno.h>
+#include <gnutls/gnutls.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* TLS 1.2 and 1.3 only (RFC 8996 retired 1.0 and 1.1; RFC 7858 asks for 1.2 at least). */
+#define PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
+#define TICKET_LIFETIME_S (4 * 3600)
+
+struct tls_creds {
+	atomic_uint refs;
+	gnutls_certificate_credentials_t cert;
+	gnutls_priority_t prio;
+	gnutls_datum_t ticket_key; /* The master key of the session tickets. */
+};
+
+struct tls_session {
+	gnutls_session_t g;
+	tls_creds_t *creds;
+	tls_push_cb push;
+	void *ctx;
+	uint8_t *in;      /* Ciphertext fed and not yet pulled: in[off..len). */
+	size_t off, len, cap;
+	int ready;
+	int eof;          /* The peer sent close_notify; given out once what came before it is. */
+};
+
+int tls_creds_new(tls_creds_t **out, const char *cert_file, const char *key_file, char *err,
+		  size_t errlen)
+{
+	tls_creds_t *c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	atomic_init(&c->refs, 1);
+	int rc = gnutls_certificate_allocate_credentials(&c->cert);
+	if (rc < 0)
+		goto fail_gnutls;
+	rc = gnutls_certificate_set_x509_key_file2(c->cert, cert_file, key_file,
+						   GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "--tls-cert %s, --tls-key %s: %s", cert_file, key_file,
+			 gnutls_strerror(rc));
+		goto fail;
+	}
+	rc = gnutls_priority_init(&c->prio, PRIORITIES, NULL);
+	if (rc < 0)
+		goto fail_gnutls;
+	rc = gnutls_session_ticket_key_generate(&c->ticket_key);
+	if (rc < 0)
+		goto fail_gnutls;
+	*out = c;
+	return 0;
+fail_gnutls:
+	snprintf(err, errlen, "TLS: %s", gnutls_strerror(rc));
+fail:
+	tls_creds_unref(c);
+	return rc == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EINVAL;
+}
+
+void tls_creds_ref(tls_creds_t *c)
+{
+	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void tls_creds_unref(tls_creds_t *c)
+{
+	if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (c->ticket_key.data) {
+		gnutls_memset(c->ticket_key.data, 0, c->ticket_key.size);
+		gnutls_free(c->ticket_key.data);
+	}
+	if (c->prio)
+		gnutls_priority_deinit(c->prio);
+	if (c->cert)
+		gnutls_certificate_free_credentials(c->cert);
+	free(c);
+}
+
+static ssize_t pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	tls_session_t *s = ptr;
+	size_t have = s->len - s->off;
+	if (have == 0) {
+		gnutls_transport_set_errno(s->g, EAGAIN);
+		return -1;
+	}
+	size_t n = have < len ? have : len;
+	memcpy(data, s->in + s->off, n);
+	s->off += n;
+	if (s->off == s->len)
+		s->off = s->len = 0;
+	return (ssize_t)n;
+}
+
+static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
+{
+	tls_session_t *s = ptr;
+	if (s->push(s->ctx, data, len) < 0) {
+		gnutls_transport_set_errno(s->g, EPIPE);
+		return -1;
+	}
+	return (ssize_t)len;
+}
+
+tls_session_t *tls_session_new(tls_creds_t *c, const char *alpn, tls_push_cb push_cb, void *ctx)
+{
+	tls_session_t *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	if (gnutls_init(&s->g, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0) {
+		free(s);
+		return NULL;
+	}
+	tls_creds_ref(c);
+	s->creds = c;
+	s->push = push_cb;
+	s->ctx = ctx;
+	gnutls_datum_t proto = {(unsigned char *)alpn, (unsigned)strlen(alpn)};
+	if (gnutls_priority_set(s->g, c->prio) < 0 ||
+	    gnutls_credentials_set(s->g, GNUTLS_CRD_CERTIFICATE, c->cert) < 0 ||
+	    gnutls_alpn_set_protocols(s->g, &proto, 1, GNUTLS_ALPN_SERVER_PRECEDENCE) < 0) {
+		tls_session_free(s);
+		return NULL;
+	}
+	gnutls_certificate_server_set_request(s->g, GNUTLS_CERT_IGNORE);
+	/* The expiration sets the tickets' lifetime, and their keys rotate every three of it. */
+	gnutls_db_set_cache_expiration(s->g, TICKET_LIFETIME_S);
+	(void)gnutls_session_ticket_enable_server(s->g, &c->ticket_key);
+	/* The transport times the handshake out (--tls-handshake-timeout), not GnuTLS. */
+	gnutls_handshake_set_timeout(s->g, 0);
+	gnutls_transport_set_ptr(s->g, s);
+	gnutls_transport_set_pull_function(s->g, pull);
+	gnutls_transport_set_push_function(s->g, push);
+	return s;
+}
+
+void tls_session_free(tls_session_t *s)
+{
+	if (!s)
+		return;
+	gnutls_deinit(s->g);
+	tls_creds_unref(s->creds);
+	free(s->in);
+	free(s);
+}
+
+int tls_session_feed(tls_session_t *s, const uint8_t *bytes, size_t len)
+{
+	if (s->off > 0) {
+		memmove(s->in, s->in + s->off, s->len - s->off);
+		s->len -= s->off;
+		s->off = 0;
+	}
+	if (s->len + len > TLS_INPUT_MAX)
+		return -ENOBUFS;
+	if (s->len + len > s->cap) {
+		size_t cap = s->cap ? s->cap : 4096;
+		while (cap < s->len + len)
+			cap *= 2;
+		if (cap > TLS_INPUT_MAX)
+			cap = TLS_INPUT_MAX;
+		uint8_t *in = realloc(s->in, cap);
+		if (!in)
+			return -ENOBUFS;
+		s->in = in;
+		s->cap = cap;
+	}
+	memcpy(s->in + s->len, bytes, len);
+	s->len += len;
+	return 0;
+}
+
+ssize_t tls_session_read(tls_session_t *s, uint8_t *out, size_t cap)
+{
+	while (!s->ready) {
+		int rc = gnutls_handshake(s->g);
+		if (rc == GNUTLS_E_SUCCESS)
+			s->ready = 1;
+		else if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
+			return 0;
+		else if (gnutls_error_is_fatal(rc))
+			return -EPROTO;
+		/* A warning alert: go on. */
+	}
+	size_t got = 0;
+	while (got < cap && !s->eof) {
+		ssize_t n = gnutls_record_recv(s->g, out + got, cap - got);
+		if (n > 0) {
+			got += (size_t)n;
+		} else if (n == 0) {
+			s->eof = 1;
+		} else if (n == GNUTLS_E_AGAIN) {
+			break;
+		} else if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_WARNING_ALERT_RECEIVED) {
+			continue;
+		} else if (n == GNUTLS_E_PREMATURE_TERMINATION) {
+			s->eof = 1;
+		} else {
+			/* Fatal, or a renegotiation embargo does not do (GNUTLS_E_REHANDSHAKE). */
+			return got > 0 ? (ssize_t)got : -EPROTO;
+		}
+	}
+	if (got == 0 && s->eof)
+		return -EPIPE;
+	return (ssize_t)got;
+}
+
+int tls_session_is_ready(const tls_session_t *s)
+{
+	return s->ready;
+}
+
+int tls_session_has_pending(const tls_session_t *s)
+{
+	return s->ready && !s->eof &&
+	       (gnutls_record_check_pending(s->g) > 0 || s->len > s->off);
+}
+
+int tls_session_write(tls_session_t *s, const uint8_t *bytes, size_t len)
+{
+	if (!s->ready)
+		return -EPROTO;
+	while (len > 0) {
+		ssize_t n = gnutls_record_send(s->g, bytes, len);
+		if (n == GNUTLS_E_INTERRUPTED)
+			continue;
+		if (n <= 0)
+			return -EPROTO; /* The push function never says "again": it copies. */
+		bytes += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+void tls_session_bye(tls_session_t *s)
+{
+	if (s->ready)
+		(void)gnutls_bye(s->g, GNUTLS_SHUT_WR);
+}
+
+int tls_session_is_resumed(const tls_session_t *s)
+{
+	return gnutls_session_is_resumed(s->g) != 0;
+}
