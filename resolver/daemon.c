@@ -46,11 +46,18 @@ static void on_ready(void *ctx)
 	daemon_notify("READY=1\nSTATUS=serving");
 	/* This thread reads and parses the policy; the workers (started at nice 0) come first. */
 	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5);
-	char addrs[OPTIONS_MAX_ADDRS * 56] = "", one[56];
+	char addrs[2 * OPTIONS_MAX_ADDRS * 64] = "", one[56];
 	for (unsigned i = 0; i < d->o.nlisten; i++) {
 		options_format_addr(&d->o.listen[i], one, sizeof(one));
 		strcat(addrs, i ? ", " : "");
 		strcat(addrs, one);
+	}
+	/* Then the encrypted listeners, each with its protocol. */
+	for (unsigned i = 0; i < d->o.nlisten_tls; i++) {
+		options_format_addr(&d->o.listen_tls[i], one, sizeof(one));
+		strcat(addrs, ", ");
+		strcat(addrs, one);
+		strcat(addrs, " (DoT)");
 	}
 	log_info("serving on %s (UDP and TCP, %u workers); enforcing %s: %zu deny, %zu allow rules, "
 		 "version %016llx", addrs, server_workers(d->server), policy_source_name(st->source),

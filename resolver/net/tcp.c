@@ -41,6 +41,7 @@ struct tcp_conn {
 	struct tcp_conn *prev, *next;
 	tls_session_t *tls;          /* DoT: the session between the socket and buf. */
 	uint64_t accepted;           /* When it was accepted (the handshake's deadline runs). */
+	int tls_failed;              /* The session failed: its alert goes out, then it closes. */
 	uint8_t *buf;
 	size_t len, cap;
 	size_t queued;               /* Answer bytes handed to libuv and not yet written. */
@@ -166,6 +167,8 @@ static void tcp_reply(const struct client *cl, const uint8_t *query, const struc
 		uint8_t *frame = c->w->tcp->frame;
 		wire_put16(frame, (uint16_t)len);
 		memcpy(frame + 2, ans, len);
+		if (c->tls_failed)
+			return;
 		if (tls_session_write(c->tls, frame, 2 + len) < 0 && !c->closing) {
 			c->w->st.tls_failed++;
 			conn_close(c);
@@ -361,13 +364,13 @@ static void conn_process(struct tcp_conn *c)
 }
 
 /* DoT: decrypt what the session holds into buf while buf has room. @return the plaintext
- * octets added, or -1 when c was closed (a failed handshake or record). The peer's close_notify
- * is a half-close: c->eof, as a TCP FIN is. */
-static long conn_decrypt(struct tcp_conn *c)
+ * octets added. The peer's close_notify is a half-close: c->eof, as a TCP FIN is; a failed
+ * handshake or record is one too, with c->tls_failed, so that GnuTLS's alert goes out. */
+static size_t conn_decrypt(struct tcp_conn *c)
 {
 	struct worker *w = c->w;
 	int was_ready = tls_session_is_ready(c->tls);
-	long added = 0;
+	size_t added = 0;
 	for (;;) {
 		conn_grow(c);
 		if (c->len == c->cap)
@@ -388,14 +391,22 @@ static long conn_decrypt(struct tcp_conn *c)
 			break;
 		}
 		if (n < 0) {
+			/* The alert GnuTLS queued goes out first: no more reading, then the close
+			 * once nothing is queued (conn_resume), or at the next deadline. */
 			w->st.tls_failed++;
-			conn_close(c);
-			return -1;
+			c->tls_failed = 1;
+			c->eof = 1;
+			c->len = 0;
+			if (c->reading) {
+				uv_read_stop((uv_stream_t *)&c->tcp);
+				c->reading = 0;
+			}
+			break;
 		}
 		if (n == 0)
 			break;
 		c->len += (size_t)n;
-		added += n;
+		added += (size_t)n;
 	}
 	return added;
 }
@@ -404,11 +415,9 @@ static long conn_decrypt(struct tcp_conn *c)
  * more to give now or the limits stop it. */
 static void conn_input(struct tcp_conn *c)
 {
-	long added;
+	size_t added;
 	do {
-		added = c->tls ? conn_decrypt(c) : 0;
-		if (added < 0)
-			return;
+		added = c->tls && !c->tls_failed ? conn_decrypt(c) : 0;
 		conn_process(c);
 	} while (added > 0 && !c->closing && conn_may_process(c));
 }
@@ -466,6 +475,8 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0)
 		return;
 	if (c->tls) {
+		if (c->tls_failed)
+			return;
 		if (tls_session_feed(c->tls, (const uint8_t *)buf->base, (size_t)nread) < 0) {
 			c->w->st.tls_failed++;
 			conn_close(c);
