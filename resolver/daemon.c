@@ -52,14 +52,15 @@ static void on_ready(void *ctx)
 		strcat(addrs, i ? ", " : "");
 		strcat(addrs, one);
 	}
-	/* Then the encrypted listeners, each with its protocol. */
+	strcat(addrs, " (UDP and TCP)");
+	/* Then the encrypted listeners. */
 	for (unsigned i = 0; i < d->o.nlisten_tls; i++) {
 		options_format_addr(&d->o.listen_tls[i], one, sizeof(one));
 		strcat(addrs, ", ");
 		strcat(addrs, one);
 		strcat(addrs, " (DoT)");
 	}
-	log_info("serving on %s (UDP and TCP, %u workers); enforcing %s: %zu deny, %zu allow rules, "
+	log_info("serving on %s, %u workers; enforcing %s: %zu deny, %zu allow rules, "
 		 "version %016llx", addrs, server_workers(d->server), policy_source_name(st->source),
 		 st->deny, st->allow, (unsigned long long)st->version);
 }
