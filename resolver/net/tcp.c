@@ -26,6 +26,7 @@
 #define TCP_MAX_INFLIGHT 64 /* Upstream questions per connection; reading pauses above it. */
 #define READ_MAX (2 * 65537)
 #define TLS_READ 16384 /* Ciphertext read at once from a DoT connection. */
+#define TLS_CORK_MAX 16384 /* Answers held for one record at most, before they go out. */
 
 struct tcp_listener { /* Each allocated alone, freed when its handle has closed. */
 	uv_tcp_t tcp;
@@ -42,6 +43,8 @@ struct tcp_conn {
 	tls_session_t *tls;          /* DoT: the session between the socket and buf. */
 	uint64_t accepted;           /* When it was accepted (the handshake's deadline runs). */
 	int tls_failed;              /* The session failed: its alert goes out, then it closes. */
+	int corked;                  /* Answers to this batch of questions are held... */
+	size_t cork_bytes;           /* ...this many octets of them so far. */
 	uint8_t *buf;
 	size_t len, cap;
 	size_t queued;               /* Answer bytes handed to libuv and not yet written. */
@@ -169,7 +172,15 @@ static void tcp_reply(const struct client *cl, const uint8_t *query, const struc
 		memcpy(frame + 2, ans, len);
 		if (c->tls_failed)
 			return;
-		if (tls_session_write(c->tls, frame, 2 + len) < 0 && !c->closing) {
+		int rc = tls_session_write(c->tls, frame, 2 + len);
+		/* A cork holds a batch's answers for fewer records and writes, up to a bound: past
+		 * it they go out, and count as queued like any. */
+		if (rc == 0 && c->corked && (c->cork_bytes += 2 + len) >= TLS_CORK_MAX) {
+			rc = tls_session_uncork(c->tls);
+			tls_session_cork(c->tls);
+			c->cork_bytes = 0;
+		}
+		if (rc < 0 && !c->closing) {
 			c->w->st.tls_failed++;
 			conn_close(c);
 		}
@@ -416,10 +427,23 @@ static size_t conn_decrypt(struct tcp_conn *c)
 static void conn_input(struct tcp_conn *c)
 {
 	size_t added;
+	int cork = c->tls && !c->tls_failed && !c->corked && tls_session_is_ready(c->tls);
+	if (cork) {
+		tls_session_cork(c->tls);
+		c->corked = 1;
+		c->cork_bytes = 0;
+	}
 	do {
 		added = c->tls && !c->tls_failed ? conn_decrypt(c) : 0;
 		conn_process(c);
 	} while (added > 0 && !c->closing && conn_may_process(c));
+	if (cork) {
+		c->corked = 0;
+		if (!c->closing && tls_session_uncork(c->tls) < 0) {
+			c->w->st.tls_failed++;
+			conn_close(c);
+		}
+	}
 }
 
 /* Does the buffer hold a whole message not yet answered? */

@@ -17,7 +17,7 @@
 #include <string.h>
 
 /* TLS 1.2 and 1.3 only (RFC 8996 retired 1.0 and 1.1; RFC 7858 asks for 1.2 at least). */
-#define PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
+#define PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 #define TICKET_LIFETIME_S (4 * 3600)
 
 struct tls_creds {
@@ -246,6 +246,25 @@ int tls_session_write(tls_session_t *s, const uint8_t *bytes, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+void tls_session_cork(tls_session_t *s)
+{
+	if (s->ready)
+		gnutls_record_cork(s->g);
+}
+
+int tls_session_uncork(tls_session_t *s)
+{
+	if (!s->ready)
+		return 0;
+	for (;;) {
+		int rc = gnutls_record_uncork(s->g, GNUTLS_RECORD_WAIT);
+		if (rc >= 0)
+			return 0;
+		if (rc != GNUTLS_E_INTERRUPTED && rc != GNUTLS_E_AGAIN)
+			return -EPROTO;
+	}
 }
 
 void tls_session_bye(tls_session_t *s)

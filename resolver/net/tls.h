@@ -59,6 +59,14 @@ int tls_session_has_pending(const tls_session_t *s);
  *  @return 0 or -EPROTO. */
 int tls_session_write(tls_session_t *s, const uint8_t *bytes, size_t len);
 
+/** Hold what tls_session_write() is given (records of up to 16 KiB) until tls_session_uncork():
+ *  answers to a batch of questions go out as few records and writes. The caller bounds what it
+ *  writes meanwhile. */
+void tls_session_cork(tls_session_t *s);
+
+/** Encrypt and push what a cork held. @return 0 or -EPROTO. */
+int tls_session_uncork(tls_session_t *s);
+
 /** Send a close_notify alert (best effort, through the push function). */
 void tls_session_bye(tls_session_t *s);
 
