@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "resolver/ddr.h"
 #include "resolver/net/tls.h"
 #include "resolver/query/local.h"
 #include "resolver/base/log.h"
@@ -242,7 +243,12 @@ static void on_hup(uv_signal_t *h, int signum)
 			log_info("SIGHUP: certificate %s read again", n->tls_cert);
 		}
 	}
-	local_t *local = local_new(n, err, sizeof(err));
+	/* DDR names the certificate in force from now on: the new one, or the running one kept. */
+	const tls_creds_t *was_tls = server_tls(d->server), *now_tls = tls ? tls : was_tls;
+	const char *was_name = ddr_name(was, was_tls), *now_name = ddr_name(n, now_tls);
+	int ddr_changed = (!was_name) != (!now_name) ||
+			  (was_name && now_name && strcmp(was_name, now_name) != 0);
+	local_t *local = ddr_local_new(n, now_tls, err, sizeof(err));
 	if (!local || server_reload(d->server, n, local, tls, err, sizeof(err)) < 0) {
 		log_err("SIGHUP: %s: the running configuration stays", err);
 		local_free(local);
@@ -253,6 +259,8 @@ static void on_hup(uv_signal_t *h, int signum)
 	}
 	log_listen_changes(was, n);
 	log_set_level((enum log_level)n->log_level);
+	if (ddr_changed || tls)
+		ddr_say(n, now_tls, "SIGHUP: ");
 	const struct options *linked = d->redis_next ? d->redis_next : d->redis_o;
 	if (!linked || !same_redis(n, linked))
 		switch_redis(d, n);

@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include "resolver/ddr.h"
 #include "resolver/query/local.h"
 #include "resolver/base/log.h"
 #include "resolver/query/query.h"
@@ -283,16 +284,18 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 	s->o = o;
 	s->store = store;
 	s->cache = cache;
-	s->local = local_new(o, err, errlen);
-	if (!s->local) {
-		free(s);
-		return -EINVAL;
-	}
 	if (o->nlisten_tls > 0 && tls_creds_new(&s->tls, o->tls_cert, o->tls_key, err, errlen) < 0) {
-		local_free(s->local);
 		free(s);
 		return -EINVAL;
 	}
+	/* DDR's records name the certificate's name: the pair is read first. */
+	s->local = ddr_local_new(o, s->tls, err, errlen);
+	if (!s->local) {
+		tls_creds_unref(s->tls);
+		free(s);
+		return -EINVAL;
+	}
+	ddr_say(o, s->tls, "");
 	s->tls_current = s->tls;
 	s->nworkers = o->threads;
 	s->workers = aligned_alloc(64, (s->nworkers * sizeof(struct worker) + 63) / 64 * 64);

@@ -145,6 +145,11 @@ const struct options *server_options(server_t *s)
 	return s->current;
 }
 
+const struct tls_creds *server_tls(server_t *s)
+{
+	return s->tls_current;
+}
+
 unsigned server_upstreams(server_t *s, struct sockaddr_storage out[OPTIONS_MAX_ADDRS])
 {
 	uv_mutex_lock(&s->upstreams_lock);

@@ -23,6 +23,11 @@ struct worker; /* resolver/query/worker.h */
  *  that calls server_reload() only; valid until the next server_reclaim(). */
 const struct options *server_options(server_t *s);
 
+/** The certificate in force for new DoT connections (the newest reload's that loaded, or the
+ *  start's), NULL without encrypted listeners. The thread that calls server_reload() only;
+ *  borrowed until the next server_reload(). */
+const struct tls_creds *server_tls(server_t *s);
+
 /** The upstream addresses in force into out (any thread). @return how many. */
 unsigned server_upstreams(server_t *s, struct sockaddr_storage out[OPTIONS_MAX_ADDRS]);
 

@@ -51,9 +51,10 @@ static const struct zone_def ZONES[] = {
 	{"a.e.f.ip6.arpa", LOCAL_ZONE_STATIC}, {"b.e.f.ip6.arpa", LOCAL_ZONE_STATIC},
 	{"8.b.d.0.1.0.0.2.ip6.arpa", LOCAL_ZONE_STATIC},
 	/* RFC 9462 (DDR): a _dns.resolver.arpa SVCB answer from a public upstream would send
-	 * Windows, Apple and Android clients to that upstream's DoH past embargo; until embargo has
-	 * encrypted listeners of its own, the zone has no data. The canaries answer NXDOMAIN: Firefox
-	 * then keeps its default DoH off, and Apple's Private Relay stays off. */
+	 * Windows, Apple and Android clients to that upstream's DoH past embargo; the zone has no
+	 * data but, with encrypted listeners, the SVCB records that name embargo's own
+	 * (resolver/query/local.c). The canaries answer NXDOMAIN: Firefox then keeps its default
+	 * DoH off, and Apple's Private Relay stays off. */
 	{"resolver.arpa", LOCAL_ZONE_NODATA},
 	{"use-application-dns.net", LOCAL_ZONE_NXDOMAIN},
 	{"mask.icloud.com", LOCAL_ZONE_NXDOMAIN},

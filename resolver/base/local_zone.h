@@ -15,7 +15,8 @@ enum local_zone_kind {
 	LOCAL_ZONE_STATIC,   /**< Unbound's "static": SOA and NS at the apex, NODATA there,
 			      *   NXDOMAIN below. */
 	LOCAL_ZONE_REDIRECT, /**< localhost: every name at or below it is 127.0.0.1 / ::1. */
-	LOCAL_ZONE_NODATA,   /**< resolver.arpa: NODATA for every name (no DDR records yet). */
+	LOCAL_ZONE_NODATA,   /**< resolver.arpa: NODATA for every name (but embargo's own DDR
+			      *   records, resolver/query/local.c). */
 	LOCAL_ZONE_NXDOMAIN, /**< The canaries: NXDOMAIN for every name, the apex too. */
 };
 

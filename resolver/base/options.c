@@ -33,6 +33,10 @@
 	"  --tls-handshake-rate N new TLS handshakes per second from one --ratelimit-prefix\n" \
 	"                         network, per worker; more are closed unread (default 100;\n" \
 	"                         0: no cap)\n" \
+	"  --resolver-name NAME   the name in the certificate that encrypted listeners announce\n" \
+	"                         to clients through _dns.resolver.arpa SVCB (DDR, RFC 9462),\n" \
+	"                         and answer _dns.NAME SVCB for (default: the certificate's first\n" \
+	"                         DNS name that is not a wildcard)\n" \
 	"  --upstream ADDR[:PORT] forward to this resolver (repeatable);\n" \
 	"                         default: the nameservers in /etc/resolv.conf\n" \
 	"  --resolv-conf FILE     where default upstreams are read (default /etc/resolv.conf)\n" \
@@ -79,7 +83,8 @@
 	"                         service.arpa, the reverse zones of loopback, RFC 1918, RFC 6598,\n" \
 	"                         link-local, documentation and ULA space (NXDOMAIN below the\n" \
 	"                         zone), resolver.arpa (NODATA: DDR cannot send clients to the\n" \
-	"                         upstreams' DoH), use-application-dns.net, mask.icloud.com,\n" \
+	"                         upstreams' DoH; with --listen-tls, _dns.resolver.arpa SVCB\n" \
+	"                         names embargo's own), use-application-dns.net, mask.icloud.com,\n" \
 	"                         mask-h2.icloud.com (NXDOMAIN: Firefox's DoH and Apple's Private\n" \
 	"                         Relay stay off)\n" \
 	"  --local-data RR        answer this record locally, e.g. \"printer.lan A 192.168.1.5\"\n" \

@@ -34,6 +34,10 @@ void options_print(const struct options *o, FILE *f)
 		fprintf(f, "tls-key %s\n", o->tls_key);
 	fprintf(f, "tls-handshake-timeout %u\ntls-handshake-rate %u\n", o->tls_handshake_ms,
 		o->tls_handshake_rate);
+	if (o->resolver_name[0])
+		fprintf(f, "resolver-name %s\n", o->resolver_name);
+	else
+		fprintf(f, "# resolver-name: the first DNS name of the certificate\n");
 	for (unsigned i = 0; i < o->nupstream; i++) {
 		options_format_addr(&o->upstream[i], buf, sizeof(buf));
 		fprintf(f, "upstream %s\n", buf);

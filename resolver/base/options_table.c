@@ -8,6 +8,7 @@
 #include "resolver/base/options_table.h"
 
 #include "policy/consent.h"
+#include "policy/name.h"
 #include "resolver/base/local_zone.h"
 
 #include <arpa/inet.h>
@@ -154,6 +155,7 @@ const struct option options_table_long[] = {
 	{"tls-key", required_argument, NULL, OPT_TLS_KEY},
 	{"tls-handshake-timeout", required_argument, NULL, OPT_TLS_HANDSHAKE},
 	{"tls-handshake-rate", required_argument, NULL, OPT_TLS_HANDSHAKE_RATE},
+	{"resolver-name", required_argument, NULL, OPT_RESOLVER_NAME},
 	{"upstream", required_argument, NULL, OPT_UPSTREAM},
 	{"resolv-conf", required_argument, NULL, OPT_RESOLV},
 	{"redis", required_argument, NULL, OPT_REDIS},
@@ -270,6 +272,22 @@ int options_table_apply(struct options *o, int opt, const char *name, const char
 				    "cap), got '%s'", name, val);
 		o->tls_handshake_rate = (unsigned)v;
 		return 0;
+	case OPT_RESOLVER_NAME: {
+		/* DDR answers _dns.NAME too: that name must be one as well. */
+		size_t len = strlen(val);
+		if (len > 1 && val[len - 1] == '.')
+			len--;
+		struct name n;
+		char dns[NAME_MAXTEXT + 8];
+		if (len > NAME_MAXTEXT || name_from_text(&n, val, len) < 0 || n.nlabels == 0 ||
+		    snprintf(dns, sizeof(dns), "_dns.%.*s", (int)len, val) < 0 ||
+		    name_from_text(&n, dns, strlen(dns)) < 0)
+			return fail(err, errlen, "--%s: expected a domain name (the one in the TLS "
+				    "certificate), got '%s'", name, val);
+		memcpy(o->resolver_name, val, len);
+		o->resolver_name[len] = '\0';
+		return 0;
+	}
 	case OPT_RESOLV:
 		if (strlen(val) >= sizeof(o->resolv_conf))
 			return fail(err, errlen, "--%s: path too long: '%s'", name, val);

@@ -47,6 +47,8 @@ struct options {
 	char tls_key[256];            /**< PEM private key of tls_cert. */
 	unsigned tls_handshake_ms;    /**< A TLS handshake not done by then is closed. */
 	unsigned tls_handshake_rate;  /**< New handshakes per second per --ratelimit-prefix net. */
+	char resolver_name[NAME_MAXTEXT + 1]; /**< DDR's TargetName (no trailing dot); empty: the
+				       *   certificate's first DNS name. */
 	struct sockaddr_storage upstream[OPTIONS_MAX_ADDRS];
 	unsigned nupstream;
 	char redis_host[256];
@@ -129,6 +131,7 @@ enum {
 	OPT_USER, OPT_LOG_LEVEL, OPT_CHECK_CONFIG, OPT_QLOG, OPT_QLOG_SAMPLE, OPT_QLOG_DENIED,
 	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS, OPT_REPORT_MAX, OPT_SHRINK_WINDOW, OPT_CONSENT_KEY,
 	OPT_LISTEN_TLS, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_HANDSHAKE, OPT_TLS_HANDSHAKE_RATE,
+	OPT_RESOLVER_NAME,
 	OPT_END
 };
 

@@ -3,14 +3,16 @@
  * tls_session_read() and tls_session_write() on the worker's loop. Session tickets are encrypted
  * with keys GnuTLS derives from one master key per set of credentials (time-based, so every
  * worker derives the same ones) and rotates every three ticket lifetimes: TICKET_LIFETIME_S of
- * 4 h rotates them every 12 h, and a ticket of the period before still resumes. It must never
- * read or write a socket itself. */
+ * 4 h rotates them every 12 h, and a ticket of the period before still resumes. The server
+ * certificate is kept parsed beside the pair, for the name DDR designates embargo by. It must
+ * never read or write a socket itself. */
 #include "config.h"
 
 #include "resolver/net/tls.h"
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,8 @@ struct tls_creds {
 	gnutls_certificate_credentials_t cert;
 	gnutls_priority_t prio;
 	gnutls_datum_t ticket_key; /* The master key of the session tickets. */
+	gnutls_x509_crt_t crt;     /* The server certificate, parsed; NULL if it could not be. */
+	char name[256];            /* Its first dNSName that is not a wildcard; "" if none. */
 };
 
 struct tls_session {
@@ -37,6 +41,50 @@ struct tls_session {
 	int ready;
 	int eof;          /* The peer sent close_notify; given out once what came before it is. */
 };
+
+/* Parse the server certificate (the chain's first) and take its first dNSName that is not a
+ * wildcard: a wildcard cannot be an SVCB TargetName. A certificate GnuTLS took but this cannot
+ * read leaves no name, which DDR says in the log; it does not stop the listeners. */
+static void read_name(tls_creds_t *c)
+{
+	gnutls_datum_t der; /* GnuTLS's own copy: valid while c->cert is, never freed here. */
+	if (gnutls_certificate_get_crt_raw(c->cert, 0, 0, &der) < 0 ||
+	    gnutls_x509_crt_init(&c->crt) < 0) {
+		c->crt = NULL;
+		return;
+	}
+	if (gnutls_x509_crt_import(c->crt, &der, GNUTLS_X509_FMT_DER) < 0) {
+		gnutls_x509_crt_deinit(c->crt);
+		c->crt = NULL;
+		return;
+	}
+	for (unsigned seq = 0; seq < 1024; seq++) {
+		char san[sizeof(c->name)];
+		size_t size = sizeof(san);
+		unsigned critical;
+		int type = gnutls_x509_crt_get_subject_alt_name(c->crt, seq, san, &size, &critical);
+		if (type == GNUTLS_E_SHORT_MEMORY_BUFFER)
+			continue; /* Longer than any DNS name. */
+		if (type < 0)
+			break;
+		if (type != GNUTLS_SAN_DNSNAME || size == 0 || size >= sizeof(san) ||
+		    memchr(san, '\0', size) || memchr(san, '*', size))
+			continue;
+		memcpy(c->name, san, size);
+		c->name[size] = '\0';
+		return;
+	}
+}
+
+const char *tls_creds_name(const tls_creds_t *c)
+{
+	return c->name;
+}
+
+int tls_creds_is_valid_for(const tls_creds_t *c, const char *name)
+{
+	return c->crt && gnutls_x509_crt_check_hostname2(c->crt, name, 0) != 0;
+}
 
 int tls_creds_new(tls_creds_t **out, const char *cert_file, const char *key_file, char *err,
 		  size_t errlen)
@@ -57,6 +105,7 @@ int tls_creds_new(tls_creds_t **out, const char *cert_file, const char *key_file
 			 gnutls_strerror(rc));
 		goto fail;
 	}
+	read_name(c);
 	rc = gnutls_priority_init(&c->prio, PRIORITIES, NULL);
 	if (rc < 0)
 		goto fail_gnutls;
@@ -85,6 +134,8 @@ void tls_creds_unref(tls_creds_t *c)
 		gnutls_memset(c->ticket_key.data, 0, c->ticket_key.size);
 		gnutls_free(c->ticket_key.data);
 	}
+	if (c->crt)
+		gnutls_x509_crt_deinit(c->crt);
 	if (c->prio)
 		gnutls_priority_deinit(c->prio);
 	if (c->cert)

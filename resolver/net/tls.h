@@ -19,6 +19,14 @@ typedef struct tls_session tls_session_t;
 int tls_creds_new(tls_creds_t **out, const char *cert_file, const char *key_file, char *err,
 		  size_t errlen);
 
+/** The name DDR designates embargo by: the first DNS name (dNSName) of the certificate's
+ *  SubjectAltName that is not a wildcard, read when the pair was loaded.
+ *  @return it (borrowed: valid while c is), or "" when the certificate has none. */
+const char *tls_creds_name(const tls_creds_t *c);
+
+/** Is the certificate valid for host name name (its SubjectAltName, RFC 6125 rules)? */
+int tls_creds_is_valid_for(const tls_creds_t *c, const char *name);
+
 /** Take a reference (any thread). */
 void tls_creds_ref(tls_creds_t *c);
 

@@ -1,16 +1,19 @@
 /* Local zones and local data on the query path: the zones and records in force (from
  * resolver/base/local_zone.c's catalogue and parser), sorted once, and the answer each kind
- * gives. It must not parse text or allocate per query. */
+ * gives; DDR's SVCB records (RFC 9460 wire form) are written once from their description. It
+ * must not parse text or allocate per query. */
 #include "config.h"
 
 #include "resolver/query/local.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "resolver/query/answer.h"
+#include "resolver/base/addr.h"
 #include "resolver/base/local_zone.h"
 
 /* Wire rdata of the default zones' records (Unbound's). */
@@ -43,13 +46,29 @@ struct local {
 	unsigned ntld;
 	struct local_zone_record *data; /* Sorted by key, then type. */
 	unsigned ndata;
+	struct local_zone_record ddr[LOCAL_DDR_MAX]; /* SVCB records, by SvcPriority; no name. */
+	unsigned nddr;
+	struct name ddr_arpa; /* _dns.resolver.arpa; keylen 0 when resolver.arpa is handed back. */
+	struct name ddr_own;  /* _dns.TARGET (--resolver-name); keylen 0 when none. */
 };
+
+/* Where clients ask whom a resolver they know by address designates (RFC 9462 section 4). */
+#define DDR_ARPA "_dns.resolver.arpa"
+/* The SvcParamKeys written (RFC 9460 section 14.3.2, RFC 9461 section 5). */
+enum { KEY_ALPN = 1, KEY_PORT = 3, KEY_IPV4HINT = 4, KEY_IPV6HINT = 6, KEY_DOHPATH = 7 };
+#define DDR_PATH_MAX 1024 /* Longest dohpath template taken. */
 
 static int key_cmp(const struct name *a, const struct name *b)
 {
 	size_t n = a->keylen < b->keylen ? a->keylen : b->keylen;
 	int c = memcmp(a->key, b->key, n);
 	return c ? c : (int)a->keylen - (int)b->keylen;
+}
+
+/* The same name? Lengths first: most queries differ there. A keylen of 0 matches nothing. */
+static bool same_name(const struct name *a, const struct name *b)
+{
+	return a->keylen == b->keylen && memcmp(a->key, b->key, a->keylen) == 0;
 }
 
 static int zone_cmp(const void *a, const void *b)
@@ -64,6 +83,8 @@ static int record_cmp(const void *a, const void *b)
 	return c ? c : (int)x->type - (int)y->type;
 }
 
+static const struct zone *find_zone(const local_t *l, const struct name *qname);
+
 /* ---- The table ----------------------------------------------------------------------------- */
 
 void local_free(local_t *l)
@@ -73,10 +94,112 @@ void local_free(local_t *l)
 	for (unsigned i = 0; i < l->ndata; i++)
 		free(l->data[i].rdata);
 	free(l->data);
+	for (unsigned i = 0; i < l->nddr; i++)
+		free(l->ddr[i].rdata);
 	free(l);
 }
 
-local_t *local_new(const struct options *o, char *err, size_t errlen)
+static uint8_t *put16(uint8_t *p, unsigned v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+	return p + 2;
+}
+
+/* One SvcParam: key, length, value. */
+static uint8_t *param(uint8_t *p, unsigned key, const void *value, size_t len)
+{
+	p = put16(p, key);
+	p = put16(p, (unsigned)len);
+	memcpy(p, value, len);
+	return p + len;
+}
+
+/* The SVCB rdata of endpoint e (ServiceMode, RFC 9460 section 2.2): priority, target, then the
+ * SvcParams in increasing key order, as the RFC requires. @return 0, or -EINVAL with a message. */
+static int ddr_record(struct local_zone_record *r, unsigned priority, const struct name *target,
+		      const struct local_ddr_endpoint *e, char *err, size_t errlen)
+{
+	size_t alen = e->alpn ? strlen(e->alpn) : 0;
+	size_t plen = e->dohpath ? strlen(e->dohpath) : 0;
+	if (alen == 0 || alen > 255 || plen > DDR_PATH_MAX ||
+	    (e->addr.ss_family != AF_INET && e->addr.ss_family != AF_INET6)) {
+		snprintf(err, errlen, "DDR: endpoint %u is not one SVCB can describe", priority);
+		return -EINVAL;
+	}
+	uint8_t buf[2 + NAME_MAXWIRE + 4 + 256 + 4 + 2 + 4 + 16 + 4 + DDR_PATH_MAX];
+	uint8_t *p = put16(buf, priority);
+	int n = name_suffix_to_wire(target, target->nlabels, p, NAME_MAXWIRE);
+	if (n < 0)
+		abort(); /* A struct name always fits. */
+	p += n;
+	uint8_t alpn[256] = {(uint8_t)alen};
+	memcpy(alpn + 1, e->alpn, alen);
+	p = param(p, KEY_ALPN, alpn, 1 + alen);
+	uint8_t port[2];
+	put16(port, options_port(&e->addr));
+	p = param(p, KEY_PORT, port, 2);
+	/* A wildcard listener's addresses are those clients already use: no hint. */
+	if (!options_is_wildcard(&e->addr)) {
+		if (e->addr.ss_family == AF_INET)
+			p = param(p, KEY_IPV4HINT, &((const struct sockaddr_in *)&e->addr)->sin_addr, 4);
+		else
+			p = param(p, KEY_IPV6HINT, &((const struct sockaddr_in6 *)&e->addr)->sin6_addr,
+				  16);
+	}
+	if (e->dohpath)
+		p = param(p, KEY_DOHPATH, e->dohpath, plen);
+	r->type = WIRE_TYPE_SVCB;
+	r->ttl = LOCAL_DDR_TTL;
+	r->rdlen = (uint16_t)(p - buf);
+	r->rdata = malloc(r->rdlen);
+	if (!r->rdata) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(r->rdata, buf, r->rdlen);
+	return 0;
+}
+
+/* DDR's records from d, and the names they answer at. */
+static int ddr_new(local_t *l, const struct local_ddr *d, char *err, size_t errlen)
+{
+	struct name target;
+	const char *t = d->target && *d->target ? d->target : ".";
+	size_t tlen = strlen(t);
+	if (tlen > 1 && t[tlen - 1] == '.')
+		tlen--;
+	if (name_from_text(&target, t, tlen) < 0) {
+		snprintf(err, errlen, "DDR: '%s' is not a name SVCB can carry", t);
+		return -EINVAL;
+	}
+	if (d->nendpoint > LOCAL_DDR_MAX) {
+		snprintf(err, errlen, "DDR: more than %u endpoints", (unsigned)LOCAL_DDR_MAX);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < d->nendpoint; i++, l->nddr++)
+		if (ddr_record(&l->ddr[i], i + 1, &target, &d->endpoint[i], err, errlen) < 0)
+			return -EINVAL;
+	/* _dns.resolver.arpa, unless --no-local-zone handed resolver.arpa back to the upstreams. */
+	if (name_from_text(&l->ddr_arpa, DDR_ARPA, strlen(DDR_ARPA)) < 0)
+		abort();
+	if (!find_zone(l, &l->ddr_arpa))
+		l->ddr_arpa.keylen = 0;
+	if (d->answer_target && target.nlabels > 0) {
+		char own[NAME_MAXTEXT + 8];
+		snprintf(own, sizeof(own), "_dns.%.*s", (int)tlen, t);
+		if (name_from_text(&l->ddr_own, own, strlen(own)) < 0) {
+			snprintf(err, errlen, "DDR: '%s' is too long a name", own);
+			return -EINVAL;
+		}
+		if (same_name(&l->ddr_own, &l->ddr_arpa))
+			l->ddr_own.keylen = 0;
+	}
+	return 0;
+}
+
+local_t *local_new(const struct options *o, const struct local_ddr *ddr, char *err,
+		   size_t errlen)
 {
 	local_t *l = calloc(1, sizeof(*l));
 	if (!l) {
@@ -124,6 +247,8 @@ local_t *local_new(const struct options *o, char *err, size_t errlen)
 				goto fail;
 		qsort(l->data, l->ndata, sizeof(l->data[0]), record_cmp);
 	}
+	if (ddr && ddr->nendpoint && ddr_new(l, ddr, err, errlen) < 0)
+		goto fail;
 	return l;
 fail:
 	local_free(l);
@@ -131,6 +256,19 @@ fail:
 }
 
 /* ---- Answers ------------------------------------------------------------------------------- */
+
+/* The DDR records under the query's own name (SVCB or ANY), or NODATA for other types. */
+static int ddr_answer(const local_t *l, const uint8_t *query, const struct wire_query *q,
+		      uint8_t *out, size_t cap)
+{
+	struct answer_rr an[LOCAL_DDR_MAX];
+	unsigned n = 0;
+	if (q->qtype == WIRE_TYPE_SVCB || q->qtype == WIRE_TYPE_ANY)
+		for (; n < l->nddr; n++)
+			an[n] = (struct answer_rr){q->qname.nlabels, WIRE_TYPE_SVCB, l->ddr[n].ttl,
+						   l->ddr[n].rdata, l->ddr[n].rdlen};
+	return answer_local(out, cap, query, q, WIRE_RCODE_NOERROR, an, n, NULL, 0);
+}
 
 static const struct zone *find_zone(const local_t *l, const struct name *qname)
 {
@@ -191,6 +329,13 @@ int local_answer(const local_t *l, const uint8_t *query, const struct wire_query
 		}
 		if (lo < l->ndata && key_cmp(&l->data[lo].name, &q->qname) == 0)
 			return data_answer(l, query, q, out, cap, lo);
+	}
+	if (l->nddr) {
+		/* _dns.TARGET is answered as local data; at _dns.resolver.arpa other types are
+		 * the zone's NODATA, with its SOA. */
+		bool svcb = q->qtype == WIRE_TYPE_SVCB || q->qtype == WIRE_TYPE_ANY;
+		if (same_name(&l->ddr_own, &q->qname) || (svcb && same_name(&l->ddr_arpa, &q->qname)))
+			return ddr_answer(l, query, q, out, cap);
 	}
 	const struct zone *z = find_zone(l, &q->qname);
 	if (!z)

@@ -265,3 +265,37 @@ Test(options, lost)
 	cr_expect_eq(now.config_unterminated, 0);
 	unlink(path);
 }
+
+/* --resolver-name: a domain name (trailing dot dropped) with room for _dns. in front of it;
+ * empty by default (the certificate's name then); --check-config prints it. */
+Test(options, resolver_name)
+{
+	static struct options o;
+	char err[256];
+	char *def[] = {"embargo", "--upstream", "192.0.2.53", NULL};
+	cr_assert_eq(options_parse(&o, 3, def, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_str_eq(o.resolver_name, "");
+	char *set[] = {"embargo", "--upstream", "192.0.2.53", "--resolver-name", "DNS.example.org.",
+		       NULL};
+	cr_assert_eq(options_parse(&o, 5, set, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_str_eq(o.resolver_name, "DNS.example.org");
+	char printed[8192] = "";
+	FILE *f = fmemopen(printed, sizeof(printed) - 1, "w");
+	cr_assert_not_null(f);
+	options_print(&o, f);
+	fclose(f);
+	cr_expect_not_null(strstr(printed, "\nresolver-name DNS.example.org\n"), "%s", printed);
+
+	char label63[64], long_name[260];
+	memset(label63, 'a', 63);
+	label63[63] = '\0';
+	/* 4 labels of 63 and their dots: 255 octets on the wire, no room for _dns. */
+	snprintf(long_name, sizeof(long_name), "%s.%s.%s.%.57s", label63, label63, label63, label63);
+	const char *bad[] = {".", "", "bad name", "*.example.org", "192.0.2.1", long_name};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		char *argv[] = {"embargo", "--upstream", "192.0.2.53", "--resolver-name",
+				(char *)bad[i], NULL};
+		cr_expect_eq(options_parse(&o, 5, argv, err, sizeof(err)), -EINVAL, "'%s'", bad[i]);
+		cr_expect_not_null(strstr(err, "--resolver-name"), "%s", err);
+	}
+}
