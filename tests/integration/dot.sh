@@ -250,31 +250,39 @@ slow_reader() {
 	pid=$PID_slow
 	q "$sp" @127.0.0.1 big.test TXT >/dev/null # In the cache: every answer is immediate.
 	rss0=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-	# 40,000 questions for a 900-octet answer (36 MB of answers), and never a read.
+	# Up to 400,000 questions for a 900-octet answer (360 MB of answers), and never a read:
+	# embargo must stop reading (the client's sends then stall) and hold little meanwhile.
 	"$PY" - "$tp" "$TLS/ca.pem" <<'PY'
 import socket, ssl, struct, sys, time
 port, ca = int(sys.argv[1]), sys.argv[2]
 ctx = ssl.create_default_context(cafile=ca)
 s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="dns.test")
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 q = bytes.fromhex("1234010000010000000000000362696704746573740000100001")
 msg = struct.pack(">H", len(q)) + q
-s.settimeout(5)
+s.settimeout(3)
 sent = 0
 try:
-    for _ in range(40000):
+    for _ in range(400000):
         s.sendall(msg)
         sent += 1
 except (socket.timeout, OSError):
     pass
-print(f"sent {sent} questions before embargo stopped reading")
+print(f"sent {sent} of 400000 questions before embargo stopped reading")
 time.sleep(1)
+sys.exit(0 if sent < 400000 else 1)
 PY
+	[ $? -eq 0 ] || return 1
 	rss1=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 	echo "RSS $rss0 kB -> $rss1 kB"
-	[ $((rss1 - rss0)) -lt 16384 ]
+	if grep -qE '^SAN_CFLAGS = .' "$(dirname "$EMBARGO")/../Makefile" 2>/dev/null; then
+		echo "(sanitizer build: freed memory stays in quarantine, the RSS is not checked)"
+	else
+		[ $((rss1 - rss0)) -lt 16384 ]
+	fi
 }
-check "a DoT client that never reads holds at most its queued-bytes bound (RSS grows < 16 MiB)" \
+check "a DoT client that never reads: embargo stops reading from it (RSS grows < 16 MiB)" \
 	slow_reader
 
 # ---- Clients from elsewhere: a network namespace ----------------------------------------------
