@@ -427,6 +427,13 @@ int main(int argc, char **argv)
 		cache_free(d.cache);
 		return 1;
 	}
+	/* The certificate was read as root; a renewal is read on SIGHUP as the user embargo runs
+	 * as now, and would keep failing unseen until the old one expires. */
+	if (d.o.nlisten_tls > 0 &&
+	    (access(d.o.tls_cert, R_OK) < 0 || access(d.o.tls_key, R_OK) < 0))
+		log_warn("%s or %s cannot be read by the user embargo runs as: a renewed certificate "
+			 "will not load on SIGHUP (make both readable by that user or its group)",
+			 d.o.tls_cert, d.o.tls_key);
 	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
 	for (unsigned i = 0; i < d.o.nupstream; i++) {
 		options_format_addr(&d.o.upstream[i], one, sizeof(one));

@@ -167,8 +167,17 @@ static void keep_fixed(struct options *n, const struct options *o)
 	KEEP(report_retention_days, "report-retention");
 	KEEP(report_max_clients, "report-max-clients");
 	KEEP(user, "user");
-	KEEP(listen_tls, "listen-tls");
-	KEEP(nlisten_tls, "listen-tls");
+	if (n->nlisten_tls != o->nlisten_tls ||
+	    memcmp(n->listen_tls, o->listen_tls, sizeof(o->listen_tls)) != 0)
+		log_warn("SIGHUP: listen-tls needs a restart; kept as it was");
+	memcpy(n->listen_tls, o->listen_tls, sizeof(o->listen_tls));
+	n->nlisten_tls = o->nlisten_tls;
+	/* The listeners stay, so their certificate's files do unless the file names others. */
+	if (o->nlisten_tls > 0 && (!n->tls_cert[0] || !n->tls_key[0])) {
+		log_warn("SIGHUP: tls-cert and tls-key are needed while listen-tls is; kept as they were");
+		memcpy(n->tls_cert, o->tls_cert, sizeof(o->tls_cert));
+		memcpy(n->tls_key, o->tls_key, sizeof(o->tls_key));
+	}
 #undef KEEP
 }
 
@@ -240,6 +249,7 @@ static void on_hup(uv_signal_t *h, int signum)
 			log_err("SIGHUP: %s: the running certificate stays", err);
 			tls = NULL;
 		} else {
+			(void)tls_creds_keep_tickets(tls, server_tls(d->server));
 			log_info("SIGHUP: certificate %s read again", n->tls_cert);
 		}
 	}

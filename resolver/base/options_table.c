@@ -586,6 +586,11 @@ unsigned options_lost(const struct options *was, const struct options *now, char
 	uint64_t lost[2] = {was->given[0] & ~now->given[0], was->given[1] & ~now->given[1]};
 	if (now->given[0] & either)
 		lost[0] &= ~either;
+	/* The encrypted listeners and their certificate's files change only with a restart: a
+	 * reload keeps them (resolver/reload.c), so one that leaves them out loses nothing. */
+	static const int KEPT[] = {OPT_LISTEN_TLS, OPT_TLS_CERT, OPT_TLS_KEY};
+	for (unsigned i = 0; i < sizeof(KEPT) / sizeof(KEPT[0]); i++)
+		lost[GIVEN_WORD(KEPT[i])] &= ~GIVEN(KEPT[i]);
 	unsigned n = 0;
 	size_t used = 0;
 	names[0] = '\0';

@@ -167,11 +167,11 @@ static void tcp_reply(const struct client *cl, const uint8_t *query, const struc
 		return;
 	}
 	if (c->tls) {
+		if (c->tls_failed || len > 65535)
+			return;
 		uint8_t *frame = c->w->tcp->frame;
 		wire_put16(frame, (uint16_t)len);
 		memcpy(frame + 2, ans, len);
-		if (c->tls_failed)
-			return;
 		int rc = tls_session_write(c->tls, frame, 2 + len);
 		/* A cork holds a batch's answers for fewer records and writes, up to a bound: past
 		 * it they go out, and count as queued like any. */
@@ -261,7 +261,12 @@ static void conn_timeout(uv_timer_t *t)
 	struct tcp_conn *c = t->data;
 	struct worker *w = c->w;
 	uint64_t now = uv_now(&w->loop);
-	if (c->tls && !tls_session_is_ready(c->tls) && now >= c->accepted + w->o->tls_handshake_ms) {
+	if (c->tls && !tls_session_is_ready(c->tls) && !c->tls_failed) {
+		/* Until the handshake is done, its own deadline is the only one. */
+		if (now < c->accepted + w->o->tls_handshake_ms) {
+			conn_arm(c);
+			return;
+		}
 		w->st.tls_handshake_timeouts++;
 		conn_close(c);
 		return;
@@ -286,7 +291,7 @@ static void conn_arm(struct tcp_conn *c)
 	uint64_t at = since + c->w->o->tcp_idle_ms;
 	if (c->inflight > 0)
 		at = now + c->w->o->tcp_idle_ms;
-	if (c->tls && !tls_session_is_ready(c->tls) && c->accepted + c->w->o->tls_handshake_ms < at)
+	if (c->tls && !tls_session_is_ready(c->tls) && !c->tls_failed)
 		at = c->accepted + c->w->o->tls_handshake_ms;
 	uv_timer_start(&c->timer, conn_timeout, at > now ? at - now : 0, 0);
 }
@@ -402,8 +407,11 @@ static size_t conn_decrypt(struct tcp_conn *c)
 			break;
 		}
 		if (n < 0) {
-			/* The alert GnuTLS queued goes out first: no more reading, then the close
-			 * once nothing is queued (conn_resume), or at the next deadline. */
+			/* The alert goes out first: no more reading, then the close once nothing is
+			 * queued (conn_resume), or at the next deadline. A connection the push already
+			 * closed (shed, or a failed write) was counted there. */
+			if (c->closing)
+				break;
 			w->st.tls_failed++;
 			c->tls_failed = 1;
 			c->eof = 1;
@@ -589,17 +597,23 @@ static void on_accept(uv_stream_t *server, int status)
 	/* Only clients that would be answered take a slot (or make room by evicting one), and
 	 * all of it before a TLS handshake costs anything. */
 	enum options_acl acl = admit_access(w->admit, &c->client.addr);
-	if (acl == OPTIONS_ACL_DROP || acl == OPTIONS_ACL_REFUSE || make_room(w, c) < 0) {
+	c->accepted = uv_now(&w->loop);
+	if (acl == OPTIONS_ACL_DROP || acl == OPTIONS_ACL_REFUSE) {
 		w->st.tcp_refused++;
 		conn_close(c);
 		return;
 	}
-	c->accepted = uv_now(&w->loop);
+	/* Over its network's handshake cap: closed before it can make room (evict another). */
+	if (l->tls && admit_handshake(w->admit, &c->client.addr, c->accepted) < 0) {
+		conn_close(c); /* Counted by admission (tls_rate_limited). */
+		return;
+	}
+	if (make_room(w, c) < 0) {
+		w->st.tcp_refused++;
+		conn_close(c);
+		return;
+	}
 	if (l->tls) {
-		if (admit_handshake(w->admit, &c->client.addr, c->accepted) < 0) {
-			conn_close(c); /* Counted by admission (tls_rate_limited). */
-			return;
-		}
 		c->tls = w->tls ? tls_session_new(w->tls, "dot", tls_out, c) : NULL;
 		if (!c->tls) {
 			w->st.tls_failed++;

@@ -121,6 +121,14 @@ fail:
 	return rc == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EINVAL;
 }
 
+int tls_creds_keep_tickets(tls_creds_t *to, const tls_creds_t *from)
+{
+	if (!from || from->ticket_key.size != to->ticket_key.size)
+		return -EINVAL;
+	memcpy(to->ticket_key.data, from->ticket_key.data, to->ticket_key.size);
+	return 0;
+}
+
 void tls_creds_ref(tls_creds_t *c)
 {
 	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
@@ -185,7 +193,8 @@ tls_session_t *tls_session_new(tls_creds_t *c, const char *alpn, tls_push_cb pus
 	gnutls_datum_t proto = {(unsigned char *)alpn, (unsigned)strlen(alpn)};
 	if (gnutls_priority_set(s->g, c->prio) < 0 ||
 	    gnutls_credentials_set(s->g, GNUTLS_CRD_CERTIFICATE, c->cert) < 0 ||
-	    gnutls_alpn_set_protocols(s->g, &proto, 1, GNUTLS_ALPN_SERVER_PRECEDENCE) < 0) {
+	    gnutls_alpn_set_protocols(s->g, &proto, 1,
+				      GNUTLS_ALPN_SERVER_PRECEDENCE | GNUTLS_ALPN_MANDATORY) < 0) {
 		tls_session_free(s);
 		return NULL;
 	}
@@ -193,8 +202,11 @@ tls_session_t *tls_session_new(tls_creds_t *c, const char *alpn, tls_push_cb pus
 	/* The expiration sets the tickets' lifetime, and their keys rotate every three of it. */
 	gnutls_db_set_cache_expiration(s->g, TICKET_LIFETIME_S);
 	(void)gnutls_session_ticket_enable_server(s->g, &c->ticket_key);
-	/* The transport times the handshake out (--tls-handshake-timeout), not GnuTLS. */
+	/* The transport times the handshake out (--tls-handshake-timeout), not GnuTLS; and a
+	 * handshake message may not be longer than a record (no client certificates are asked
+	 * for), so a client half way through one holds 16 KiB, not GnuTLS's default 128. */
 	gnutls_handshake_set_timeout(s->g, 0);
+	gnutls_handshake_set_max_packet_length(s->g, 16384);
 	gnutls_transport_set_ptr(s->g, s);
 	gnutls_transport_set_pull_function(s->g, pull);
 	gnutls_transport_set_push_function(s->g, push);
@@ -237,6 +249,15 @@ int tls_session_feed(tls_session_t *s, const uint8_t *bytes, size_t len)
 	return 0;
 }
 
+/* A fatal error: tell the peer why with the alert GnuTLS has for it (not after an alert of the
+ * peer's, nor when the push itself failed). @return -EPROTO. */
+static ssize_t failed(tls_session_t *s, int rc)
+{
+	if (rc != GNUTLS_E_FATAL_ALERT_RECEIVED && rc != GNUTLS_E_PUSH_ERROR)
+		(void)gnutls_alert_send_appropriate(s->g, rc);
+	return -EPROTO;
+}
+
 ssize_t tls_session_read(tls_session_t *s, uint8_t *out, size_t cap)
 {
 	while (!s->ready) {
@@ -246,7 +267,7 @@ ssize_t tls_session_read(tls_session_t *s, uint8_t *out, size_t cap)
 		else if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED)
 			return 0;
 		else if (gnutls_error_is_fatal(rc))
-			return -EPROTO;
+			return failed(s, rc);
 		/* A warning alert: go on. */
 	}
 	size_t got = 0;
@@ -264,7 +285,9 @@ ssize_t tls_session_read(tls_session_t *s, uint8_t *out, size_t cap)
 			s->eof = 1;
 		} else {
 			/* Fatal, or a renegotiation embargo does not do (GNUTLS_E_REHANDSHAKE). */
-			return got > 0 ? (ssize_t)got : -EPROTO;
+			if (got > 0)
+				return (ssize_t)got; /* The error comes again at the next call. */
+			return failed(s, (int)n);
 		}
 	}
 	if (got == 0 && s->eof)

@@ -27,6 +27,10 @@ const char *tls_creds_name(const tls_creds_t *c);
 /** Is the certificate valid for host name name (its SubjectAltName, RFC 6125 rules)? */
 int tls_creds_is_valid_for(const tls_creds_t *c, const char *name);
 
+/** Give to (before any session uses it) the session ticket key of from, so that tickets issued
+ *  with a certificate a reload replaces still resume. @return 0, or -EINVAL. */
+int tls_creds_keep_tickets(tls_creds_t *to, const tls_creds_t *from);
+
 /** Take a reference (any thread). */
 void tls_creds_ref(tls_creds_t *c);
 

@@ -105,8 +105,14 @@ tls12_and_alpn() {
 	# TLS 1.1 and older are refused.
 	out=$(echo | timeout 5 openssl s_client -connect "127.0.0.1:$TP" -tls1_1 2>&1)
 	grep -q "Cipher is (NONE)" <<<"$out" || { echo "$out"; return 1; }
+	# A client that offers only another protocol (h2: a web client) is refused with the
+	# no_application_protocol alert (RFC 7301), not served DNS.
+	out=$(echo | timeout 5 openssl s_client -connect "127.0.0.1:$TP" -alpn h2 2>&1)
+	grep -q "Cipher is (NONE)" <<<"$out" && grep -q "no application protocol" <<<"$out" ||
+		{ echo "$out"; return 1; }
 }
-check "TLS 1.2 with ALPN dot and a verified chain; TLS 1.1 refused" tls12_and_alpn
+check "TLS 1.2 with ALPN dot and a verified chain; TLS 1.1 refused; ALPN h2 only refused with its alert" \
+	tls12_and_alpn
 
 resumed() {
 	local before after out
@@ -204,23 +210,43 @@ reload() {
 		{ tail -3 "$WORK/reload.log"; return 1; }
 	[ "$(fingerprint "$tp")" = "$want_two" ] || { echo "the certificate changed"; return 1; }
 	out=$(tq "$tp" kaspersky.com A)
+	grep -q "status: NXDOMAIN" <<<"$out" || { echo "$out"; return 1; }
+	# A ticket from before a reload still resumes after it.
+	echo | timeout 5 openssl s_client -connect "127.0.0.1:$tp" -tls1_2 -sess_out "$WORK/r.sess" \
+		>/dev/null 2>&1
+	cp "$TLS/two.key" "$WORK/live.key"
+	kill -HUP "$PID_reload"
+	wait_for 5 eval '[ "$(grep -c "certificate .* read again" "$WORK/reload.log")" -ge 2 ]' ||
+		{ tail -3 "$WORK/reload.log"; return 1; }
+	out=$(echo | timeout 5 openssl s_client -connect "127.0.0.1:$tp" -tls1_2 -sess_in "$WORK/r.sess" 2>&1)
+	grep -q "^Reused" <<<"$out" || { echo "a ticket from before the reload: $(grep -E "^(New|Reused)" <<<"$out")"; return 1; }
+	# A file without listen-tls: that needs a restart; the rest of the reload is taken, and DoT
+	# goes on.
+	grep -v '^listen-tls' "$conf" >"$conf.new" && echo "log-level warn" >>"$conf.new" &&
+		mv "$conf.new" "$conf"
+	kill -HUP "$PID_reload"
+	wait_for 5 grep -q "listen-tls needs a restart; kept as it was" "$WORK/reload.log" ||
+		{ tail -3 "$WORK/reload.log"; return 1; }
+	out=$(tq "$tp" kaspersky.com A)
 	grep -q "status: NXDOMAIN" <<<"$out"
 }
-check "SIGHUP reads the certificate again; a pair that does not match keeps the running one" reload
+check "SIGHUP reads the certificate again (tickets go on resuming); a pair that does not match keeps the running one; listen-tls left out is kept" \
+	reload
 
 # ---- Limits -----------------------------------------------------------------------------------
 
+# handshake_timeout NAME HANDSHAKE_MS IDLE_MS LOW HIGH: a client that connects and never says
+# hello, and one that stops half way through, are closed between LOW and HIGH seconds.
 handshake_timeout() {
 	local hp tp
 	hp=$(free_port)
 	tp=$(free_port)
-	start_embargo hs "$hp" --listen-tls "127.0.0.1:$tp" --tls-cert "$TLS/one.chain" \
+	start_embargo "$1" "$hp" --listen-tls "127.0.0.1:$tp" --tls-cert "$TLS/one.chain" \
 		--tls-key "$TLS/one.key" --upstream "127.0.0.1:$NSD" --redis "$NOREDIS" \
-		--tls-handshake-timeout 1000 --tcp-idle-timeout 20000
-	# A client that connects and never says hello, and one that stops half way through.
-	"$PY" - "$tp" <<'PY'
+		--tls-handshake-timeout "$2" --tcp-idle-timeout "$3"
+	"$PY" - "$tp" "$4" "$5" <<'PY'
 import socket, sys, time
-port = int(sys.argv[1])
+port, low, high = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 silent = socket.create_connection(("127.0.0.1", port))
 half = socket.create_connection(("127.0.0.1", port))
 half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # the start of a ClientHello
@@ -233,12 +259,14 @@ for s in (silent, half):
         data = b""
     took = time.monotonic() - t0
     print(f"closed after {took:.2f} s, {len(data)} octets")
-    if data or not 0.8 <= took <= 3.5:
+    if data or not low <= took <= high:
         sys.exit(1)
 PY
 }
 check "a TLS handshake not done within --tls-handshake-timeout is closed (the idle limit is 20 s)" \
-	handshake_timeout
+	handshake_timeout hs 1000 20000 0.8 3.5
+check "an idle limit shorter than --tls-handshake-timeout does not cut a handshake short" \
+	handshake_timeout hs2 2500 500 2.2 5
 
 slow_reader() {
 	local sp tp pid rss0 rss1
@@ -313,7 +341,8 @@ netns_down() {
 trap 'netns_down; cleanup' EXIT
 
 # handshakes SOURCE N: N TLS handshakes to the "outside" instance from SOURCE, in the namespace;
-# prints how many completed and the whole seconds they took (rounded up).
+# prints how many completed and the whole seconds they took (rounded up), then keeps them open for
+# 3 s (each holds a connection slot meanwhile).
 handshakes() {
 	ip netns exec "$NS" "$PY" - "$A1.1" "$OTP" "$1" "$2" "$TLS/ca.pem" <<'PY'
 import math, socket, ssl, sys, time
@@ -321,15 +350,17 @@ host, port, src, n, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.arg
 ctx = ssl.create_default_context(cafile=ca)
 ctx.check_hostname = False
 done = 0
+held = []
 t0 = time.monotonic()
 for _ in range(n):
     try:
         raw = socket.create_connection((host, port), timeout=3, source_address=(src, 0))
-        with ctx.wrap_socket(raw, server_hostname="dns.test"):
-            done += 1
+        held.append(ctx.wrap_socket(raw, server_hostname="dns.test"))
+        done += 1
     except (OSError, ssl.SSLError):
         pass
-print(done, math.ceil(time.monotonic() - t0))
+print(done, math.ceil(time.monotonic() - t0), flush=True)
+time.sleep(3)
 PY
 }
 
@@ -339,7 +370,8 @@ if netns_up; then
 	OMP=$(free_port)
 	start_embargo outside "$OP" --listen-tls "0.0.0.0:$OTP" --tls-cert "$TLS/one.chain" \
 		--tls-key "$TLS/one.key" --upstream "127.0.0.1:$NSD" --redis "$NOREDIS" --threads 1 \
-		--allow "$A1.0/24" --allow "$A2.0/24" --tls-handshake-rate 5 --metrics "127.0.0.1:$OMP"
+		--allow "$A1.0/24" --allow "$A2.0/24" --tls-handshake-rate 5 --metrics "127.0.0.1:$OMP" \
+		--tcp-max-conns 8
 	om() { curl -s "http://127.0.0.1:$OMP/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 
 	refused_before_handshake() {
@@ -355,11 +387,23 @@ if netns_up; then
 	check "a client outside the access list is closed before any handshake" refused_before_handshake
 
 	handshake_cap() {
-		local flood secs other _
+		local flood secs other _ idle evicted
+		# The worker is full of idle port-53 connections: only a handshake admitted may
+		# make room (evict one), a capped one must not.
+		"$PY" -c 'import socket, sys, time
+s = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(8)]
+time.sleep(60)' "$OP" &
+		idle=$!
+		wait_for 5 eval "[ \$(ss -Htn state established '( sport = :$OP )' | wc -l) -ge 8 ]"
 		read -r flood secs < <(handshakes "$A1.2" 40)
+		evicted=$(om embargo_tcp_evicted_total)
 		read -r other _ < <(handshakes "$A2.2" 3)
+		kill "$idle" 2>/dev/null
+		wait "$idle" 2>/dev/null
 		echo "from the flooding network: $flood of 40 in ${secs} s; from another: $other of 3;" \
-			"capped $(om embargo_tls_rate_limited_total)"
+			"capped $(om embargo_tls_rate_limited_total); idle connections evicted by" \
+			"the flood $evicted"
+		[ "$evicted" -le "$flood" ] || return 1
 		# 5 a second: at most 5 in each second the burst touched.
 		[ "$flood" -ge 5 ] && [ "$flood" -le $((5 * (secs + 1))) ] && [ "$flood" -lt 40 ] &&
 			[ "$other" -eq 3 ] &&
