@@ -46,7 +46,7 @@ static void on_ready(void *ctx)
 	daemon_notify("READY=1\nSTATUS=serving");
 	/* This thread reads and parses the policy; the workers (started at nice 0) come first. */
 	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5);
-	char addrs[2 * OPTIONS_MAX_ADDRS * 64] = "", one[56];
+	char addrs[3 * OPTIONS_MAX_ADDRS * 64] = "", one[56];
 	for (unsigned i = 0; i < d->o.nlisten; i++) {
 		options_format_addr(&d->o.listen[i], one, sizeof(one));
 		strcat(addrs, i ? ", " : "");
@@ -59,6 +59,12 @@ static void on_ready(void *ctx)
 		strcat(addrs, ", ");
 		strcat(addrs, one);
 		strcat(addrs, " (DoT)");
+	}
+	for (unsigned i = 0; i < d->o.nlisten_https; i++) {
+		options_format_addr(&d->o.listen_https[i], one, sizeof(one));
+		strcat(addrs, ", ");
+		strcat(addrs, one);
+		strcat(addrs, " (DoH)");
 	}
 	log_info("serving on %s, %u workers; enforcing %s: %zu deny, %zu allow rules, "
 		 "version %016llx", addrs, server_workers(d->server), policy_source_name(st->source),

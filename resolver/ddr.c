@@ -1,11 +1,13 @@
 /* DDR for embargo itself (see ddr.h): the encrypted listeners of the settings become endpoints
- * in listener order, DoT's first, and the certificate gives the name when --resolver-name does
- * not. A name it cannot use is left out ("." then, and said), never guessed. It must not keep
- * anything: the local answers copy what they serve. */
+ * in listener order, DoT's first, then DoH's (with their path's URI template), and the
+ * certificate gives the name when --resolver-name does not. A name it cannot use is left out
+ * ("." then, and said), never guessed. It must not keep anything: the local answers copy what
+ * they serve. */
 #include "config.h"
 
 #include "resolver/ddr.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "policy/name.h"
@@ -32,21 +34,18 @@ local_t *ddr_local_new(const struct options *o, const tls_creds_t *tls, char *er
 	for (unsigned i = 0; i < o->nlisten_tls; i++)
 		d.endpoint[d.nendpoint++] = (struct local_ddr_endpoint){.alpn = "dot",
 									 .addr = o->listen_tls[i]};
-	/* DoH (--listen-https) adds its endpoints here, after DoT's: one loop over its
-	 * addresses with ALPN "h2" and the URI template of its path (RFC 9461), e.g.
-	 *	char tpl[sizeof(o->https_path) + 8];
-	 *	snprintf(tpl, sizeof(tpl), "%s{?dns}", o->https_path);
-	 *	for (unsigned i = 0; i < o->nlisten_https; i++)
-	 *		d.endpoint[d.nendpoint++] = (struct local_ddr_endpoint){
-	 *			.alpn = "h2", .dohpath = tpl, .addr = o->listen_https[i]};
-	 * local_new() copies tpl; LOCAL_DDR_MAX has room for 16 of each. Say "DoT and DoH" in
-	 * ddr_say() then. */
+	/* Then DoH's, with ALPN h2 and the URI template of its path (RFC 9461). */
+	char tpl[sizeof(o->https_path) + 8];
+	snprintf(tpl, sizeof(tpl), "%s{?dns}", o->https_path);
+	for (unsigned i = 0; i < o->nlisten_https; i++)
+		d.endpoint[d.nendpoint++] = (struct local_ddr_endpoint){
+			.alpn = "h2", .dohpath = tpl, .addr = o->listen_https[i]};
 	return local_new(o, &d, err, errlen);
 }
 
 void ddr_say(const struct options *o, const tls_creds_t *tls, const char *prefix)
 {
-	unsigned n = o->nlisten_tls;
+	unsigned n = o->nlisten_tls + o->nlisten_https;
 	if (n == 0)
 		return;
 	const char *name = ddr_name(o, tls);

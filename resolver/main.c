@@ -429,7 +429,7 @@ int main(int argc, char **argv)
 	}
 	/* The certificate was read as root; a renewal is read on SIGHUP as the user embargo runs
 	 * as now, and would keep failing unseen until the old one expires. */
-	if (d.o.nlisten_tls > 0 &&
+	if ((d.o.nlisten_tls > 0 || d.o.nlisten_https > 0) &&
 	    (access(d.o.tls_cert, R_OK) < 0 || access(d.o.tls_key, R_OK) < 0))
 		log_warn("%s or %s cannot be read by the user embargo runs as: a renewed certificate "
 			 "will not load on SIGHUP (make both readable by that user or its group)",

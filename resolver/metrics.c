@@ -302,9 +302,10 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 		"embargo_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	family(&t, "embargo_queries_total", "counter", "Queries received, by transport.");
 	put(&t, "embargo_queries_total{transport=\"udp\"} %llu\n",
-	    (unsigned long long)(s.queries - s.queries_tcp - s.queries_dot));
+	    (unsigned long long)(s.queries - s.queries_tcp - s.queries_dot - s.queries_doh));
 	put(&t, "embargo_queries_total{transport=\"tcp\"} %llu\n", (unsigned long long)s.queries_tcp);
 	put(&t, "embargo_queries_total{transport=\"dot\"} %llu\n", (unsigned long long)s.queries_dot);
+	put(&t, "embargo_queries_total{transport=\"doh\"} %llu\n", (unsigned long long)s.queries_doh);
 	family(&t, "embargo_queries_by_type_total", "counter", "Queries received, by query type.");
 	static const char *const QTYPE_NAMES[SERVER_QTYPES] = {
 #define QTYPE_NAME(name, value) #name,
@@ -350,6 +351,28 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 	counter(&t, "embargo_tls_rate_limited_total",
 		"TLS connections closed unread: over --tls-handshake-rate for their network.",
 		s.tls_rate_limited);
+	family(&t, "embargo_https_responses_total", "counter", "DoH responses, by HTTP status.");
+	static const unsigned HTTPS_STATUSES[SERVER_HTTPS_STATUSES] = {
+#define HTTPS_STATUS(code) code,
+		SERVER_HTTPS_STATUS_LIST(HTTPS_STATUS)
+#undef HTTPS_STATUS
+	};
+	for (unsigned i = 0; i < SERVER_HTTPS_STATUSES; i++)
+		put(&t, "embargo_https_responses_total{status=\"%u\"} %llu\n", HTTPS_STATUSES[i],
+		    (unsigned long long)s.https_status[i]);
+	counter(&t, "embargo_https_streams_refused_total",
+		"HTTP/2 streams refused: over the 100 concurrent streams of a DoH connection.",
+		s.https_streams_refused);
+	counter(&t, "embargo_https_reset_floods_total",
+		"DoH connections closed: more stream resets in a second than the cap (rapid reset).",
+		s.https_reset_floods);
+	counter(&t, "embargo_https_header_floods_total",
+		"DoH connections closed: a header block (HEADERS and CONTINUATION) over 16 KiB.",
+		s.https_header_floods);
+	counter(&t, "embargo_https_protocol_errors_total",
+		"DoH connections ended for an HTTP/2 protocol error, a flood nghttp2 caught, or a "
+		"client that does not speak HTTP/2.",
+		s.https_protocol_errors);
 	counter(&t, "embargo_servfail_remembered_total",
 		"SERVFAIL answers from the memory of questions that failed upstream a moment ago.",
 		s.servfail_remembered);

@@ -172,9 +172,15 @@ static void keep_fixed(struct options *n, const struct options *o)
 		log_warn("SIGHUP: listen-tls needs a restart; kept as it was");
 	memcpy(n->listen_tls, o->listen_tls, sizeof(o->listen_tls));
 	n->nlisten_tls = o->nlisten_tls;
+	if (n->nlisten_https != o->nlisten_https ||
+	    memcmp(n->listen_https, o->listen_https, sizeof(o->listen_https)) != 0)
+		log_warn("SIGHUP: listen-https needs a restart; kept as it was");
+	memcpy(n->listen_https, o->listen_https, sizeof(o->listen_https));
+	n->nlisten_https = o->nlisten_https;
 	/* The listeners stay, so their certificate's files do unless the file names others. */
-	if (o->nlisten_tls > 0 && (!n->tls_cert[0] || !n->tls_key[0])) {
-		log_warn("SIGHUP: tls-cert and tls-key are needed while listen-tls is; kept as they were");
+	if ((o->nlisten_tls > 0 || o->nlisten_https > 0) && (!n->tls_cert[0] || !n->tls_key[0])) {
+		log_warn("SIGHUP: tls-cert and tls-key are needed while listen-tls or listen-https "
+			 "is; kept as they were");
 		memcpy(n->tls_cert, o->tls_cert, sizeof(o->tls_cert));
 		memcpy(n->tls_key, o->tls_key, sizeof(o->tls_key));
 	}
@@ -244,7 +250,7 @@ static void on_hup(uv_signal_t *h, int signum)
 	daemon_fit_outgoing_range(n);
 	/* The certificate is read again (a renewal); a pair that fails keeps the one in force. */
 	tls_creds_t *tls = NULL;
-	if (n->nlisten_tls > 0) {
+	if (n->nlisten_tls > 0 || n->nlisten_https > 0) {
 		if (tls_creds_new(&tls, n->tls_cert, n->tls_key, err, sizeof(err)) < 0) {
 			log_err("SIGHUP: %s: the running certificate stays", err);
 			tls = NULL;

@@ -237,6 +237,11 @@ static int worker_init(server_t *s, struct worker *w, unsigned index, char *err,
 		if (rc < 0)
 			return rc;
 	}
+	for (unsigned i = 0; i < o->nlisten_https; i++) {
+		rc = tcp_listen(w, &o->listen_https[i], TCP_KIND_DOH, err, errlen);
+		if (rc < 0)
+			return rc;
+	}
 	return 0;
 }
 
@@ -284,7 +289,8 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 	s->o = o;
 	s->store = store;
 	s->cache = cache;
-	if (o->nlisten_tls > 0 && tls_creds_new(&s->tls, o->tls_cert, o->tls_key, err, errlen) < 0) {
+	if ((o->nlisten_tls > 0 || o->nlisten_https > 0) &&
+	    tls_creds_new(&s->tls, o->tls_cert, o->tls_key, err, errlen) < 0) {
 		free(s);
 		return -EINVAL;
 	}

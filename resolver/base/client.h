@@ -1,7 +1,7 @@
 /* The client of one query, as its transport hands it to the query path: who asked, where the
  * question arrived, and how to answer. The query path answers only through ops, so it never
- * knows whether the question came over UDP or TCP (or, later, TLS or HTTPS); pending upstream
- * queries keep a copy and answer through the same ops later. */
+ * knows whether the question came over UDP, TCP, TLS or HTTPS; pending upstream queries keep a
+ * copy and answer through the same ops later. */
 #pragma once
 
 #include <netinet/in.h>
@@ -18,7 +18,12 @@ enum client_transport {
 	CLIENT_UDP = 0,
 	CLIENT_TCP,
 	CLIENT_DOT, /**< DNS over TLS (RFC 7858). */
+	CLIENT_DOH, /**< DNS over HTTPS (RFC 8484). */
 };
+
+/** The query log's and the metrics' names of enum client_transport. */
+#define CLIENT_TRANSPORT_NAMES {"udp", "tcp", "dot", "doh"}
+#define CLIENT_TRANSPORTS 4
 
 /** A transport's answers. */
 struct client_ops {
@@ -47,5 +52,6 @@ struct client {
 	struct client_local local;
 	uint8_t stream;               /**< 1: a stream transport, no size limit but 65535. */
 	uint8_t transport;            /**< enum client_transport: what it came over. */
+	uint32_t stream_id;           /**< The transport's: DoH, the HTTP/2 stream to answer on. */
 	uint64_t arrived_ns;          /**< uv_hrtime() when it arrived (0: not taken, no query log). */
 };

@@ -33,6 +33,10 @@
 	"  --tls-handshake-rate N new TLS handshakes per second from one --ratelimit-prefix\n" \
 	"                         network, per worker; more are closed unread (default 100;\n" \
 	"                         0: no cap)\n" \
+	"  --listen-https ADDR:PORT  listen for DNS over HTTPS (RFC 8484, HTTP/2; repeatable;\n" \
+	"                         port 443 unless given); needs --tls-cert and --tls-key\n" \
+	"  --https-path PATH      the DoH path: GET PATH?dns=... and POST PATH (default\n" \
+	"                         /dns-query)\n" \
 	"  --resolver-name NAME   the name in the certificate that encrypted listeners announce\n" \
 	"                         to clients through _dns.resolver.arpa SVCB (DDR, RFC 9462),\n" \
 	"                         and answer _dns.NAME SVCB for (default: the certificate's first\n" \
@@ -83,8 +87,9 @@
 	"                         service.arpa, the reverse zones of loopback, RFC 1918, RFC 6598,\n" \
 	"                         link-local, documentation and ULA space (NXDOMAIN below the\n" \
 	"                         zone), resolver.arpa (NODATA: DDR cannot send clients to the\n" \
-	"                         upstreams' DoH; with --listen-tls, _dns.resolver.arpa SVCB\n" \
-	"                         names embargo's own), use-application-dns.net, mask.icloud.com,\n" \
+	"                         upstreams' DoH; with --listen-tls or --listen-https,\n" \
+	"                         _dns.resolver.arpa SVCB names embargo's own),\n" \
+	"                         use-application-dns.net, mask.icloud.com,\n" \
 	"                         mask-h2.icloud.com (NXDOMAIN: Firefox's DoH and Apple's Private\n" \
 	"                         Relay stay off)\n" \
 	"  --local-data RR        answer this record locally, e.g. \"printer.lan A 192.168.1.5\"\n" \
@@ -165,6 +170,28 @@ void options_clear(struct options *o)
 	o->nlocal_data = 0;
 }
 
+/* Does an address of a (--listen-NAME) take a TCP port of one of b (--listenBNAME): the same
+ * address and port, or a wildcard on the port? @return 0, or -EINVAL with the message in err. */
+static int overlap(const struct sockaddr_storage *a, unsigned na, const char *name,
+		   const struct sockaddr_storage *b, unsigned nb, const char *bname, char *err,
+		   size_t errlen)
+{
+	for (unsigned i = 0; i < na; i++)
+		for (unsigned k = 0; k < nb; k++) {
+			const struct sockaddr_storage *t = &a[i], *l = &b[k];
+			if (t->ss_family == l->ss_family && options_port(t) == options_port(l) &&
+			    (options_same_addr(t, l) || options_is_wildcard(t) ||
+			     options_is_wildcard(l))) {
+				char s[80];
+				options_format_addr(t, s, sizeof(s));
+				snprintf(err, errlen, "--listen-%s %s overlaps a --listen%s address", name, s,
+					 bname);
+				return -EINVAL;
+			}
+		}
+	return 0;
+}
+
 int options_parse(struct options *o, int argc, char **argv, char *err, size_t errlen)
 {
 	memset(o, 0, sizeof(*o));
@@ -190,6 +217,7 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	o->tcp_idle_ms = 10000;
 	o->tls_handshake_ms = 5000;
 	o->tls_handshake_rate = 100;
+	strcpy(o->https_path, "/dns-query");
 	o->tcp_max_queued = 256 * 1024;
 	o->tcp_max_queued_total = 4 * 1024 * 1024;
 	o->outgoing_range = 4096;
@@ -276,21 +304,16 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 		options_parse_addr("[::1]", 53, &o->listen[1]);
 		o->nlisten = 2;
 	}
-	if (o->nlisten_tls > 0 && (!o->tls_cert[0] || !o->tls_key[0]))
-		return fail(err, errlen, "--listen-tls needs --tls-cert and --tls-key%s%s", "", "");
-	/* Both are TCP: one port with SO_REUSEPORT on each would split its connections. */
-	for (unsigned i = 0; i < o->nlisten_tls; i++)
-		for (unsigned k = 0; k < o->nlisten; k++) {
-			const struct sockaddr_storage *t = &o->listen_tls[i], *l = &o->listen[k];
-			if (t->ss_family == l->ss_family && options_port(t) == options_port(l) &&
-			    (options_same_addr(t, l) || options_is_wildcard(t) ||
-			     options_is_wildcard(l))) {
-				char a[80];
-				options_format_addr(t, a, sizeof(a));
-				return fail(err, errlen, "--listen-tls %s overlaps a --listen address%s", a,
-					    "");
-			}
-		}
+	if ((o->nlisten_tls > 0 || o->nlisten_https > 0) && (!o->tls_cert[0] || !o->tls_key[0]))
+		return fail(err, errlen, "--listen-%s needs --tls-cert and --tls-key%s",
+			    o->nlisten_tls > 0 ? "tls" : "https", "");
+	/* All are TCP: one port with SO_REUSEPORT on two of them would split its connections. */
+	if (overlap(o->listen_tls, o->nlisten_tls, "tls", o->listen, o->nlisten, "", err, errlen) ||
+	    overlap(o->listen_https, o->nlisten_https, "https", o->listen, o->nlisten, "", err,
+		    errlen) ||
+	    overlap(o->listen_https, o->nlisten_https, "https", o->listen_tls, o->nlisten_tls, "-tls",
+		    err, errlen))
+		return -EINVAL;
 	if (o->nupstream == 0) {
 		int n = options_read_resolv_conf(o, o->resolv_conf);
 		if (n < 0)

@@ -38,6 +38,11 @@ void options_print(const struct options *o, FILE *f)
 		fprintf(f, "resolver-name %s\n", o->resolver_name);
 	else
 		fprintf(f, "# resolver-name: the first DNS name of the certificate\n");
+	for (unsigned i = 0; i < o->nlisten_https; i++) {
+		options_format_addr(&o->listen_https[i], buf, sizeof(buf));
+		fprintf(f, "listen-https %s\n", buf);
+	}
+	fprintf(f, "https-path %s\n", o->https_path);
 	for (unsigned i = 0; i < o->nupstream; i++) {
 		options_format_addr(&o->upstream[i], buf, sizeof(buf));
 		fprintf(f, "upstream %s\n", buf);

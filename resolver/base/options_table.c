@@ -155,6 +155,8 @@ const struct option options_table_long[] = {
 	{"tls-key", required_argument, NULL, OPT_TLS_KEY},
 	{"tls-handshake-timeout", required_argument, NULL, OPT_TLS_HANDSHAKE},
 	{"tls-handshake-rate", required_argument, NULL, OPT_TLS_HANDSHAKE_RATE},
+	{"listen-https", required_argument, NULL, OPT_LISTEN_HTTPS},
+	{"https-path", required_argument, NULL, OPT_HTTPS_PATH},
 	{"resolver-name", required_argument, NULL, OPT_RESOLVER_NAME},
 	{"upstream", required_argument, NULL, OPT_UPSTREAM},
 	{"resolv-conf", required_argument, NULL, OPT_RESOLV},
@@ -243,15 +245,31 @@ int options_table_apply(struct options *o, int opt, const char *name, const char
 		return 0;
 	}
 	case OPT_LISTEN_TLS:
-		if (from_flags && !ls->listen_tls_from_flags) {
-			o->nlisten_tls = 0;
-			ls->listen_tls_from_flags = 1;
+	case OPT_LISTEN_HTTPS: {
+		int https = opt == OPT_LISTEN_HTTPS;
+		unsigned *n = https ? &o->nlisten_https : &o->nlisten_tls;
+		int *fresh = https ? &ls->listen_https_from_flags : &ls->listen_tls_from_flags;
+		if (from_flags && !*fresh) {
+			*n = 0;
+			*fresh = 1;
 		}
-		if (o->nlisten_tls >= OPTIONS_MAX_ADDRS)
+		if (*n >= OPTIONS_MAX_ADDRS)
 			return fail(err, errlen, "too many --%s addresses (at most 16)%s", name, "");
-		if (options_parse_addr(val, 853, &o->listen_tls[o->nlisten_tls]) < 0)
+		struct sockaddr_storage *to = https ? &o->listen_https[*n] : &o->listen_tls[*n];
+		if (options_parse_addr(val, https ? 443 : 853, to) < 0)
 			return fail(err, errlen, "--%s: not an address: '%s'", name, val);
-		o->nlisten_tls++;
+		(*n)++;
+		return 0;
+	}
+	case OPT_HTTPS_PATH:
+		/* A path as it arrives in :path, compared octet for octet: no query, no fragment,
+		 * nothing a client would have to escape. */
+		if (val[0] != '/' || strlen(val) >= sizeof(o->https_path) ||
+		    strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+				"/-._~") != strlen(val))
+			return fail(err, errlen, "--%s: expected a path such as /dns-query (letters, "
+				    "digits, '/-._~', at most 127), got '%s'", name, val);
+		strcpy(o->https_path, val);
 		return 0;
 	case OPT_TLS_CERT:
 	case OPT_TLS_KEY: {
@@ -588,7 +606,7 @@ unsigned options_lost(const struct options *was, const struct options *now, char
 		lost[0] &= ~either;
 	/* The encrypted listeners and their certificate's files change only with a restart: a
 	 * reload keeps them (resolver/reload.c), so one that leaves them out loses nothing. */
-	static const int KEPT[] = {OPT_LISTEN_TLS, OPT_TLS_CERT, OPT_TLS_KEY};
+	static const int KEPT[] = {OPT_LISTEN_TLS, OPT_LISTEN_HTTPS, OPT_TLS_CERT, OPT_TLS_KEY};
 	for (unsigned i = 0; i < sizeof(KEPT) / sizeof(KEPT[0]); i++)
 		lost[GIVEN_WORD(KEPT[i])] &= ~GIVEN(KEPT[i]);
 	unsigned n = 0;

@@ -49,6 +49,9 @@ struct options {
 	unsigned tls_handshake_rate;  /**< New handshakes per second per --ratelimit-prefix net. */
 	char resolver_name[NAME_MAXTEXT + 1]; /**< DDR's TargetName (no trailing dot); empty: the
 				       *   certificate's first DNS name. */
+	struct sockaddr_storage listen_https[OPTIONS_MAX_ADDRS]; /**< DNS over HTTPS (RFC 8484). */
+	unsigned nlisten_https;
+	char https_path[128];         /**< The DoH path, '/' and no query ("/dns-query"). */
 	struct sockaddr_storage upstream[OPTIONS_MAX_ADDRS];
 	unsigned nupstream;
 	char redis_host[256];
@@ -132,6 +135,7 @@ enum {
 	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS, OPT_REPORT_MAX, OPT_SHRINK_WINDOW, OPT_CONSENT_KEY,
 	OPT_LISTEN_TLS, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_HANDSHAKE, OPT_TLS_HANDSHAKE_RATE,
 	OPT_RESOLVER_NAME,
+	OPT_LISTEN_HTTPS, OPT_HTTPS_PATH,
 	OPT_END
 };
 
@@ -141,7 +145,7 @@ extern const struct option options_table_long[];
 /** Lists given on the command line replace those from the config file. */
 struct options_table_lists {
 	int listen_from_flags, upstream_from_flags, status_from_flags, acl_from_flags;
-	int listen_tls_from_flags;
+	int listen_tls_from_flags, listen_https_from_flags;
 };
 
 /** Apply setting opt, named name (for messages), with value val (NULL for flags without one):

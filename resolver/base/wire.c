@@ -235,6 +235,28 @@ void wire_clamp_ttls(uint8_t *pkt, size_t len, uint32_t min, uint32_t max)
 	adjust_ttls(pkt, len, 0, min, max);
 }
 
+uint32_t wire_min_ttl(const uint8_t *pkt, size_t len)
+{
+	struct wire_rr_iter it;
+	struct wire_rr rr;
+	if (wire_rr_begin(&it, pkt, len) < 0)
+		return 0;
+	uint32_t min = UINT32_MAX;
+	int rc;
+	while ((rc = wire_rr_next(&it, &rr)) == 1) {
+		if (rr.section > 2)
+			continue;
+		uint32_t ttl = rr.ttl;
+		/* A negative answer lives as long as the SOA's TTL and MINIMUM both allow. */
+		if (rr.type == WIRE_TYPE_SOA && rr.section == 2 && rr.rdlen >= 22 &&
+		    wire_get32(pkt + rr.rdata + rr.rdlen - 4) < ttl)
+			ttl = wire_get32(pkt + rr.rdata + rr.rdlen - 4);
+		if (ttl < min)
+			min = ttl;
+	}
+	return rc < 0 || min == UINT32_MAX ? 0 : min;
+}
+
 size_t wire_add_ede(uint8_t *pkt, size_t len, size_t cap, uint16_t code, const char *text)
 {
 	struct wire_rr opt;

@@ -139,6 +139,11 @@ void wire_age_ttls(uint8_t *pkt, size_t len, uint32_t age, uint32_t max);
 /** Set every TTL in pkt (but the OPT's) into [min, max]. */
 void wire_clamp_ttls(uint8_t *pkt, size_t len, uint32_t min, uint32_t max);
 
+/** The smallest TTL of pkt's answer and authority records, an SOA's no more than its MINIMUM
+ *  (RFC 2308 5): how long the whole answer may be kept (RFC 8484 5.1). 0 with none, or when
+ *  pkt is malformed. */
+uint32_t wire_min_ttl(const uint8_t *pkt, size_t len);
+
 /** Add an Extended DNS Error (RFC 8914) with text to pkt's OPT record, when the OPT is the
  *  last record and the result fits in cap. @return the new length (len when nothing was
  *  added). */

@@ -1,8 +1,10 @@
-/* TCP for one worker (RFC 7766): sessions that pipeline queries and get answers in any order,
- * each with named bounds: answers in flight, answer bytes queued for a client that does not
- * read, a deadline for each whole message and for idleness, connections per worker and per
- * client address, and the oldest idle connection closed to make room (RFC 7766 6.2.3). It never
- * decides about policy: the query path does, and answers through the client's ops. */
+/* TCP for one worker (RFC 7766): listeners and the connections they accept, for DNS on port 53,
+ * DNS over TLS (RFC 7858) and DNS over HTTPS (RFC 8484), each connection with named bounds:
+ * answers in flight, answer bytes queued for a client that does not read, a deadline for each
+ * whole message and for idleness, connections per worker and per client address, and the
+ * oldest idle connection closed to make room (RFC 7766 6.2.3). The listeners and the accept
+ * path are tcp.c's, a connection's life is tcp_conn.c's. It never decides about policy: the
+ * query path does, and answers through the client's ops. */
 #pragma once
 
 #include <stddef.h>
@@ -13,9 +15,16 @@ struct worker;
 /** Set up w's TCP state. @return 0 or -ENOMEM. */
 int tcp_init(struct worker *w);
 
-/** Listen on ss (SO_REUSEPORT); with tls, for DNS over TLS with the worker's credentials.
- *  @return 0 or a negative errno with a message in err. */
-int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, int tls, char *err,
+/** What a listener's connections carry. */
+enum tcp_kind {
+	TCP_KIND_DNS = 0, /**< DNS messages with their 2-octet length (port 53). */
+	TCP_KIND_DOT = 1, /**< The same inside TLS, ALPN dot (RFC 7858). */
+	TCP_KIND_DOH = 2, /**< HTTP/2 inside TLS, ALPN h2 (RFC 8484). */
+};
+
+/** Listen on ss (SO_REUSEPORT) for connections of kind (the encrypted ones with the worker's
+ *  credentials). @return 0 or a negative errno with a message in err. */
+int tcp_listen(struct worker *w, const struct sockaddr_storage *ss, enum tcp_kind kind, char *err,
 	       size_t errlen);
 
 /** Is w listening on ss? */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <uv.h>
 
+#include "resolver/base/client.h"
 #include "resolver/base/json.h"
 #include "resolver/base/log.h"
 
@@ -111,9 +112,9 @@ static void write_entry(struct query_log *l, const struct query_log_entry *e)
 	}
 	if (e->upstream[0])
 		fprintf(f, ",\"upstream\":\"%s\"", e->upstream);
-	static const char *const TRANSPORTS[] = {"udp", "tcp", "dot"};
+	static const char *const TRANSPORTS[CLIENT_TRANSPORTS] = CLIENT_TRANSPORT_NAMES;
 	fprintf(f, ",\"latency_us\":%u,\"transport\":\"%s\"}\n", e->latency_us,
-		TRANSPORTS[e->transport < 3 ? e->transport : 0]);
+		TRANSPORTS[e->transport < CLIENT_TRANSPORTS ? e->transport : 0]);
 }
 
 /* One pass over every ring; @return entries written. */

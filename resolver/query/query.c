@@ -303,6 +303,8 @@ static int query_admit(struct worker *w, const struct client *c, const uint8_t *
 	w->st.qtype[rc == 0 ? server_qtype_index(q->qtype) : SERVER_QTYPES - 1]++;
 	if (c->transport == CLIENT_DOT)
 		w->st.queries_dot++;
+	else if (c->transport == CLIENT_DOH)
+		w->st.queries_doh++;
 	else if (c->stream)
 		w->st.queries_tcp++;
 	if (!c->stream) {

@@ -14,6 +14,21 @@
 #define SERVER_QTYPES (0 SERVER_QTYPE_LIST(SERVER_QTYPE_COUNT) + 1)
 #define SERVER_RCODES 7
 
+/** The HTTP statuses DoH answers with (metrics), each counted. */
+#define SERVER_HTTPS_STATUS_LIST(X) X(200) X(400) X(404) X(405) X(413) X(415) X(431)
+#define SERVER_HTTPS_STATUS_COUNT(code) +1
+#define SERVER_HTTPS_STATUSES (0 SERVER_HTTPS_STATUS_LIST(SERVER_HTTPS_STATUS_COUNT))
+
+/** The status's index in server_stats.https_status (SERVER_HTTPS_STATUSES: not counted). */
+static inline unsigned server_https_status_index(unsigned status)
+{
+	unsigned i = 0;
+#define SERVER_HTTPS_STATUS_INDEX(code) if (status == (code)) return i; i++;
+	SERVER_HTTPS_STATUS_LIST(SERVER_HTTPS_STATUS_INDEX)
+#undef SERVER_HTTPS_STATUS_INDEX
+	return i;
+}
+
 /** The qtype's index in server_stats.qtype. */
 static inline unsigned server_qtype_index(uint16_t qtype)
 {
@@ -42,6 +57,14 @@ struct server_stats {
 	uint64_t looped;      /**< Queries from embargo's own upstream sockets, dropped. */
 	uint64_t queries_tcp; /**< Of queries: over TCP (port 53). */
 	uint64_t queries_dot; /**< Of queries: over TLS (DoT). */
+	uint64_t queries_doh; /**< Of queries: over HTTPS (DoH). */
+	uint64_t https_status[SERVER_HTTPS_STATUSES]; /**< DoH responses by status. */
+	uint64_t https_streams_refused; /**< HTTP/2 streams over the concurrent stream cap. */
+	uint64_t https_reset_floods;    /**< Connections closed: stream resets over the cap. */
+	uint64_t https_header_floods;   /**< Connections closed: a header block over the cap. */
+	uint64_t https_protocol_errors; /**< Connections ended for an HTTP/2 protocol error
+					 *   (nghttp2's: bad frames, flow control, floods of
+					 *   SETTINGS or PING) or for not speaking HTTP/2. */
 	uint64_t tls_handshakes;  /**< TLS handshakes done (resumed ones too). */
 	uint64_t tls_resumed;     /**< Of them: resumed from a session ticket. */
 	uint64_t tls_failed;      /**< TLS connections closed for a failed handshake or record. */

@@ -1,5 +1,5 @@
 /* What the daemon's internal modules share about one worker loop: server.c creates and runs
- * workers, udp.c and tcp.c receive and send on them, query.c answers. It must not be included
+ * workers, the transports of net/ receive and send on them, query.c answers. It must not be included
  * outside those: the public face is server.h. */
 #pragma once
 
@@ -30,11 +30,13 @@
 	X(tcp_conns) X(refused) X(rate_limited) X(tcp_refused) X(tcp_evicted) X(tcp_timeouts) \
 	X(looped) X(local) X(cache_misses) X(stale_served) X(prefetches) X(queries_tcp) X(tcp_open) \
 	X(queries_dot) X(tls_handshakes) X(tls_resumed) X(tls_failed) X(tls_handshake_timeouts) \
-	X(tls_rate_limited) \
+	X(tls_rate_limited) X(queries_doh) X(https_streams_refused) X(https_reset_floods) \
+	X(https_header_floods) X(https_protocol_errors) \
 	X(up_sent) X(up_answered) X(up_timeouts) X(up_soft_failures) X(up_ignored) \
 	X(up_tcp_fallbacks) X(up_merged) X(chain_unreadable) X(servfail_remembered) X(tcp_shed)
 /* And the arrays among them. */
-#define WORKER_STAT_ARRAYS(X) X(rcode, SERVER_RCODES) X(qtype, SERVER_QTYPES)
+#define WORKER_STAT_ARRAYS(X) X(rcode, SERVER_RCODES) X(qtype, SERVER_QTYPES) \
+	X(https_status, SERVER_HTTPS_STATUSES)
 
 struct udp_state;
 struct tcp_state;
@@ -55,7 +57,7 @@ struct worker {
 	uv_async_t wake;         /* A reload waits (a worker without traffic would not see it). */
 	uint64_t drain_until;
 	struct udp_state *udp;   /* udp.c's */
-	struct tcp_state *tcp;   /* tcp.c's */
+	struct tcp_state *tcp;   /* tcp.c's (and its connections', tcp_conn.c) */
 	upstream_t *up;
 	const struct options *up_o; /* The options up was made with (a reload may keep it). */
 	admit_t *admit;

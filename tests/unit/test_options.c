@@ -299,3 +299,45 @@ Test(options, resolver_name)
 		cr_expect_not_null(strstr(err, "--resolver-name"), "%s", err);
 	}
 }
+
+/* --listen-https: port 443 unless given, needs the certificate pair, and shares no TCP port
+ * with --listen or --listen-tls; --https-path is a plain path. */
+Test(options, https)
+{
+	struct options o;
+	char err[256];
+	char *ok[] = {"embargo", "--upstream", "192.0.2.53", "--listen", "127.0.0.1:53",
+		      "--listen-https", "127.0.0.1", "--listen-https", "[::1]:8443", "--tls-cert",
+		      "c.pem", "--tls-key", "k.pem", "--https-path", "/q", NULL};
+	cr_assert_eq(options_parse(&o, 15, ok, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_eq(o.nlisten_https, 2);
+	cr_expect_eq(options_port(&o.listen_https[0]), 443);
+	cr_expect_eq(options_port(&o.listen_https[1]), 8443);
+	cr_expect_str_eq(o.https_path, "/q");
+	char *def[] = {"embargo", "--upstream", "192.0.2.53", NULL};
+	cr_assert_eq(options_parse(&o, 3, def, err, sizeof(err)), OPTIONS_RUN, "%s", err);
+	cr_expect_str_eq(o.https_path, "/dns-query");
+	cr_expect_eq(o.nlisten_https, 0);
+
+	char *nocert[] = {"embargo", "--upstream", "192.0.2.53", "--listen-https", "127.0.0.1",
+			  NULL};
+	cr_expect_eq(options_parse(&o, 5, nocert, err, sizeof(err)), -EINVAL);
+	cr_expect_not_null(strstr(err, "--listen-https needs --tls-cert"), "%s", err);
+	const char *clash[][2] = {{"--listen", "127.0.0.1:443"}, {"--listen", "0.0.0.0:443"},
+				  {"--listen-tls", "127.0.0.1:443"}};
+	for (size_t i = 0; i < sizeof(clash) / sizeof(*clash); i++) {
+		char *argv[] = {"embargo", "--upstream", "192.0.2.53", "--tls-cert", "c.pem",
+				"--tls-key", "k.pem", "--listen-https", "127.0.0.1",
+				(char *)clash[i][0], (char *)clash[i][1], NULL};
+		cr_expect_eq(options_parse(&o, 11, argv, err, sizeof(err)), -EINVAL, "%s %s",
+			     clash[i][0], clash[i][1]);
+		cr_expect_not_null(strstr(err, "--listen-https 127.0.0.1:443 overlaps"), "%s", err);
+	}
+	const char *paths[] = {"dns-query", "/dns-query?x", "/a b", ""};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++) {
+		char *argv[] = {"embargo", "--upstream", "192.0.2.53", "--https-path",
+				(char *)paths[i], NULL};
+		cr_expect_eq(options_parse(&o, 5, argv, err, sizeof(err)), -EINVAL, "'%s'", paths[i]);
+		cr_expect_not_null(strstr(err, "--https-path"), "%s", err);
+	}
+}
