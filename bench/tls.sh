@@ -6,7 +6,9 @@
 # denials, and new TLS handshakes per second with the server's CPU per handshake (openssl
 # s_time -new: a full handshake each, no resumption). embargo's port-53 TCP is measured too, for
 # the ratio DoT/TCP. Figures are ratios within the run. Certificates are made here. DURATION
-# (default 10) seconds per measurement. Installs what it needs from Debian packages.
+# (default 10) seconds per measurement. Installs what it needs from Debian packages. DoH is not
+# measured: Debian's dnsperf 2.10 stalls ("socket not ready") after a few answers from embargo's
+# and dnsdist's DoH listeners (it runs against Unbound's), so it needs another client first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
