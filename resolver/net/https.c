@@ -201,9 +201,11 @@ static void doh_done(const struct client *cl)
 
 static const struct client_ops DOH_OPS = {.reply = doh_reply, .done = doh_done};
 
+/* May another request be taken? Answers the streams hold count as if queued: many requests
+ * read at once for big answers from the cache stop at the bound, as answers written do. */
 static int may_take(const https_t *h)
 {
-	return !h->closed && h->inflight < HTTPS_MAX_INFLIGHT && h->io->room(h->ctx) > 0;
+	return !h->closed && h->inflight < HTTPS_MAX_INFLIGHT && h->io->room(h->ctx) > h->held;
 }
 
 /* Give the body octets s kept back to flow control: it may send more. */
@@ -248,8 +250,10 @@ static void take(https_t *h, struct stream *s)
 static void take_requests(https_t *h)
 {
 	for (struct stream *s = h->head; s && h->waiting > 0 && may_take(h); s = s->next)
-		if (s->ready)
+		if (s->ready) {
 			take(h, s);
+			sync_held(h); /* The connection's bounds apply within one read. */
+		}
 }
 
 /* ---- nghttp2's callbacks ----------------------------------------------------------------- */

@@ -593,6 +593,28 @@ Test(https, answers_a_client_lets_wait_are_held_and_counted)
 	cr_expect_eq(held_said, 2 * (n - 10), "the rest is held");
 }
 
+Test(https, many_requests_read_at_once_stop_taking_at_the_bound_of_what_is_held)
+{
+	/* A client that never opens its windows sends 50 requests at once, each answered at once
+	 * (from the cache): what the streams hold counts against the connection's room, so the
+	 * requests past it wait instead of each holding an answer. */
+	nghttp2_session_del(cl);
+	nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 10};
+	client_new(&iv, 1, 1);
+	room = 500;
+	for (uint16_t i = 0; i < 50; i++)
+		get_query((uint16_t)(100 + i));
+	cr_assert_eq(pump(), 0);
+	uint8_t q[64], ans[600];
+	size_t n = make_answer(q, query(q, 3), ans);
+	cr_expect_lt(held_said, room + n, "held %zu octets with room for %zu", held_said, room);
+	unsigned answered = 0;
+	for (uint16_t i = 0; i < 50; i++)
+		answered += seen_of(1 + 2 * i)->status == 200;
+	cr_expect_lt(answered, 50, "the requests past the bound wait");
+	room = 1 << 20;
+}
+
 Test(https, http1_gets_505_and_the_session_ends)
 {
 	nghttp2_session_del(cl);
