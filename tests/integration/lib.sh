@@ -52,6 +52,7 @@ need_all() {
 	need kdig knot-dnsutils
 	need ss iproute2
 	need python3 python3
+	need curl curl
 	[ -x "$EMBARGO" ] || die "$EMBARGO not built"
 }
 
