@@ -36,14 +36,8 @@ HZ=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # Certificates: a throwaway CA and a server certificate for dns.test and 127.0.0.1 (P-256).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/ca.key" \
-	-out "$WORK/ca.pem" -days 2 -subj "/CN=bench CA" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/key.pem" \
-	-out "$WORK/req.csr" -subj "/CN=dns.test" 2>/dev/null
-printf 'subjectAltName=DNS:dns.test,IP:127.0.0.1\n' >"$WORK/ext.cnf"
-openssl x509 -req -in "$WORK/req.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
-	-out "$WORK/cert.pem" -days 2 -extfile "$WORK/ext.cnf" 2>/dev/null
-cat "$WORK/cert.pem" "$WORK/ca.pem" >"$WORK/chain.pem"
+test_ca "$WORK"
+test_cert "$WORK" server "DNS:dns.test,IP:127.0.0.1" dns.test
 
 python3 - "$N" "$WORK" <<'PY'
 import random, sys
@@ -116,8 +110,8 @@ start_redis "$RP"
 POLICY_TOOL=$BUILD/tool/embargo-policy consent_first --redis "redis://127.0.0.1:$RP"
 EP=$(free_port)
 ET=$(free_port)
-"$EMBARGO" --listen "127.0.0.1:$EP" --listen-tls "127.0.0.1:$ET" --tls-cert "$WORK/chain.pem" \
-	--tls-key "$WORK/key.pem" --threads 1 --upstream "127.0.0.1:$NSD" \
+"$EMBARGO" --listen "127.0.0.1:$EP" --listen-tls "127.0.0.1:$ET" --tls-cert "$WORK/server.chain" \
+	--tls-key "$WORK/server.key" --threads 1 --upstream "127.0.0.1:$NSD" \
 	--redis "redis://127.0.0.1:$RP" --snapshot off --no-local-zone test. --tls-handshake-rate 0 \
 	>"$WORK/embargo.log" 2>&1 &
 PIDS+=($!)
@@ -132,8 +126,8 @@ server:
 	interface: 127.0.0.1@$UT
 	port: $UP
 	tls-port: $UT
-	tls-service-key: "$WORK/key.pem"
-	tls-service-pem: "$WORK/chain.pem"
+	tls-service-key: "$WORK/server.key"
+	tls-service-pem: "$WORK/server.chain"
 	num-threads: 1
 	do-ip6: no
 	username: ""
@@ -162,7 +156,7 @@ DP=$(free_port)
 DT=$(free_port)
 cat >"$WORK/dnsdist.conf" <<CONF
 setLocal("127.0.0.1:$DP")
-addTLSLocal("127.0.0.1:$DT", "$WORK/chain.pem", "$WORK/key.pem")
+addTLSLocal("127.0.0.1:$DT", "$WORK/server.chain", "$WORK/server.key")
 setSecurityPollSuffix("")
 newServer({address="127.0.0.1:$NSD", checkInterval=3600})
 pc = newPacketCache(1000000, {maxTTL=86400})

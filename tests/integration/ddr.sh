@@ -17,24 +17,11 @@ POLICY_TOOL=${POLICY_TOOL:-$(dirname "$EMBARGO")/../tool/embargo-policy}
 need_all
 command -v openssl >/dev/null 2>&1 || skip_script "openssl not found (apt-get install -y openssl)"
 
-# A throwaway CA, and server certificates signed by it: cert NAME SAN makes $WORK/NAME.pem and
-# $WORK/NAME.key with subjectAltName SAN ("" for none).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj "/CN=embargo test CA" -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>"$WORK/openssl.log" ||
-	die "openssl: cannot make the CA: $(cat "$WORK/openssl.log")"
-cert() {
-	local name=$1 san=$2
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
-		-keyout "$WORK/$name.key" -out "$WORK/$name.csr" 2>>"$WORK/openssl.log" &&
-		{ [ -z "$san" ] || echo "subjectAltName=$san"; } >"$WORK/$name.ext" &&
-		openssl x509 -req -in "$WORK/$name.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" \
-			-CAcreateserial -days 2 -extfile "$WORK/$name.ext" -out "$WORK/$name.pem" \
-			2>>"$WORK/openssl.log" ||
-		die "openssl: cannot make certificate $name: $(cat "$WORK/openssl.log")"
-}
-cert server "DNS:dns.test,DNS:alt.test,IP:127.0.0.1"
-cert nameless "IP:127.0.0.1"
-cert renewed "DNS:new.test,IP:127.0.0.1"
+# A throwaway CA, and server certificates signed by it (tests/integration/lib.sh).
+test_ca "$WORK"
+test_cert "$WORK" server "DNS:dns.test,DNS:alt.test,IP:127.0.0.1"
+test_cert "$WORK" nameless "IP:127.0.0.1"
+test_cert "$WORK" renewed "DNS:new.test,IP:127.0.0.1"
 
 REDIS=$(free_port)
 start_redis "$REDIS"

@@ -22,16 +22,8 @@ export PYTHONPATH="$srcdir/tests/integration"
 # ---- Certificates ------------------------------------------------------------------------------
 
 TLS=$WORK/tls
-mkdir -p "$TLS"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TLS/ca.key" \
-	-out "$TLS/ca.pem" -days 2 -subj "/CN=embargo test CA" 2>/dev/null || die "no test CA"
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TLS/server.key" \
-	-out "$TLS/server.csr" -subj "/CN=dns.test" 2>/dev/null &&
-	printf 'subjectAltName=DNS:dns.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' \
-		>"$TLS/server.ext" &&
-	openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
-		-CAcreateserial -out "$TLS/server.pem" -days 2 -extfile "$TLS/server.ext" 2>/dev/null &&
-	cat "$TLS/server.pem" "$TLS/ca.pem" >"$TLS/server.chain" || die "no test certificate"
+test_ca "$TLS"
+test_cert "$TLS" server "DNS:dns.test,IP:127.0.0.1" dns.test
 CERT=(--tls-cert "$TLS/server.chain" --tls-key "$TLS/server.key")
 
 NSD=$(free_port)

@@ -20,23 +20,10 @@ PY=/usr/bin/python3 # Debian's: its ssl module is the client of the hand-made ch
 
 # ---- Certificates ------------------------------------------------------------------------------
 
-# make_cert NAME CN: a key and a certificate for dns.test and 127.0.0.1 signed by the test CA, and
-# NAME.chain (certificate, then CA).
 TLS=$WORK/tls
-mkdir -p "$TLS"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TLS/ca.key" \
-	-out "$TLS/ca.pem" -days 2 -subj "/CN=embargo test CA" 2>/dev/null || die "no test CA"
-make_cert() {
-	local name=$1 cn=$2
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TLS/$name.key" \
-		-out "$TLS/$name.csr" -subj "/CN=$cn" 2>/dev/null &&
-		printf 'subjectAltName=DNS:dns.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' \
-			>"$TLS/$name.ext" &&
-		openssl x509 -req -in "$TLS/$name.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
-			-CAcreateserial -out "$TLS/$name.pem" -days 2 -extfile "$TLS/$name.ext" 2>/dev/null &&
-		cat "$TLS/$name.pem" "$TLS/ca.pem" >"$TLS/$name.chain"
-}
-make_cert one "dns.test one" && make_cert two "dns.test two" || die "no test certificates"
+test_ca "$TLS"
+test_cert "$TLS" one "DNS:dns.test,IP:127.0.0.1" "dns.test one"
+test_cert "$TLS" two "DNS:dns.test,IP:127.0.0.1" "dns.test two"
 
 NSD=$(free_port)
 start_nsd "$NSD"

@@ -290,6 +290,30 @@ start_embargo_as_is() {
 		die "embargo $name did not start: $(cat "$WORK/$name.log")"
 }
 
+# test_ca DIR: a throwaway CA, DIR/ca.pem and DIR/ca.key, for the encrypted listeners' checks.
+test_ca() {
+	mkdir -p "$1"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=embargo test CA" -keyout "$1/ca.key" -out "$1/ca.pem" 2>"$1/openssl.log" ||
+		die "openssl: cannot make the test CA: $(cat "$1/openssl.log")"
+}
+
+# test_cert DIR NAME SAN [CN]: a P-256 key DIR/NAME.key and a server certificate DIR/NAME.pem
+# signed by test_ca's CA, with subjectAltName SAN ("" for none), and DIR/NAME.chain (the
+# certificate, then the CA).
+test_cert() {
+	local dir=$1 name=$2 san=$3 cn=${4:-$2}
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$cn" \
+		-keyout "$dir/$name.key" -out "$dir/$name.csr" 2>>"$dir/openssl.log" &&
+		{ [ -z "$san" ] || echo "subjectAltName=$san"; echo "extendedKeyUsage=serverAuth"; } \
+			>"$dir/$name.ext" &&
+		openssl x509 -req -in "$dir/$name.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+			-CAcreateserial -days 2 -extfile "$dir/$name.ext" -out "$dir/$name.pem" \
+			2>>"$dir/openssl.log" &&
+		cat "$dir/$name.pem" "$dir/ca.pem" >"$dir/$name.chain" ||
+		die "openssl: cannot make certificate $name: $(cat "$dir/openssl.log")"
+}
+
 # by_policy PORT NAME: NAME is denied by embargo itself: NXDOMAIN with EDE 16 (the NXDOMAIN that
 # NSD gives for a name missing from its zone has no EDE).
 by_policy() {
