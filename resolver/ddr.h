@@ -9,7 +9,7 @@
 #include <stddef.h>
 
 #include "resolver/base/options.h"
-#include "resolver/net/tls.h"
+#include "resolver/base/tls.h"
 #include "resolver/query/local.h"
 
 /** The name DDR designates embargo by: o's --resolver-name, else the first DNS name of tls's

@@ -434,9 +434,9 @@ int main(int argc, char **argv)
 		log_warn("%s or %s cannot be read by the user embargo runs as: a renewed certificate "
 			 "will not load on SIGHUP (make both readable by that user or its group)",
 			 d.o.tls_cert, d.o.tls_key);
-	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
+	char ups[OPTIONS_MAX_ADDRS * 340] = "", one[340];
 	for (unsigned i = 0; i < d.o.nupstream; i++) {
-		options_format_addr(&d.o.upstream[i], one, sizeof(one));
+		options_format_upstream(&d.o, i, one, sizeof(one));
 		strcat(ups, i ? ", " : "");
 		strcat(ups, one);
 	}

@@ -404,6 +404,12 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 		s.up_tcp_fallbacks);
 	counter(&t, "embargo_upstream_merged_total", "Questions that joined one already in flight.",
 		s.up_merged);
+	counter(&t, "embargo_upstream_tls_handshakes_total",
+		"TLS connections made to tls:// upstreams (each carries many questions).",
+		s.up_tls_handshakes);
+	counter(&t, "embargo_upstream_tls_failures_total",
+		"TLS connections to tls:// upstreams that failed: handshake, certificate or record.",
+		s.up_tls_failures);
 
 	counter(&t, "embargo_tcp_connections_total", "TCP connections accepted.", s.tcp_conns);
 	gauge(&t, "embargo_tcp_connections_open", "TCP connections open.", (double)s.tcp_open);

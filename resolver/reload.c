@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "resolver/ddr.h"
-#include "resolver/net/tls.h"
+#include "resolver/base/tls.h"
 #include "resolver/query/local.h"
 #include "resolver/base/log.h"
 
@@ -280,9 +280,9 @@ static void on_hup(uv_signal_t *h, int signum)
 	const struct options *linked = d->redis_next ? d->redis_next : d->redis_o;
 	if (!linked || !same_redis(n, linked))
 		switch_redis(d, n);
-	char ups[OPTIONS_MAX_ADDRS * 56] = "", one[56];
+	char ups[OPTIONS_MAX_ADDRS * 340] = "", one[340];
 	for (unsigned i = 0; i < n->nupstream; i++) {
-		options_format_addr(&n->upstream[i], one, sizeof(one));
+		options_format_upstream(n, i, one, sizeof(one));
 		strcat(ups, i ? ", " : "");
 		strcat(ups, one);
 	}

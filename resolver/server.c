@@ -19,7 +19,7 @@
 #include "resolver/base/log.h"
 #include "resolver/query/query.h"
 #include "resolver/net/tcp.h"
-#include "resolver/net/tls.h"
+#include "resolver/base/tls.h"
 #include "resolver/net/udp.h"
 #include "resolver/query/worker.h"
 
@@ -28,7 +28,7 @@
 #define UPSTREAM_STAT_FIELDS(X) \
 	X(sent) X(answered) X(timeouts) X(mismatched) X(case_mismatched) X(cookie_mismatched) \
 	X(soft_failures) X(merged) X(tcp_fallbacks) X(tcp_full) X(pool_full) X(jostled) \
-	X(sockets_full) X(probes)
+	X(sockets_full) X(probes) X(tls_handshakes) X(tls_failures)
 
 static void add_upstream_stats(struct upstream_stats *to, const struct upstream_stats *from)
 {
@@ -82,6 +82,8 @@ static void publish_stats(struct worker *w)
 		w->st.up_soft_failures = u.soft_failures;
 		w->st.up_ignored = u.mismatched + u.case_mismatched + u.cookie_mismatched;
 		w->st.up_tcp_fallbacks = u.tcp_fallbacks;
+		w->st.up_tls_handshakes = u.tls_handshakes;
+		w->st.up_tls_failures = u.tls_failures;
 		w->st.up_merged = u.merged;
 	}
 #define PUBLISH(f) atomic_store_explicit(&w->shown_##f, w->st.f, memory_order_relaxed);
@@ -279,6 +281,8 @@ int server_new(server_t **out, const struct options *o, policy_store_t *store, c
 	       char *err, size_t errlen)
 {
 	int rc = upstream_check_loop(o, err, errlen);
+	if (rc == 0)
+		rc = upstream_check_tls(o, err, errlen);
 	if (rc < 0)
 		return rc;
 	server_t *s = calloc(1, sizeof(*s));

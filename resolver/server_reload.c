@@ -17,7 +17,7 @@
 
 #include "resolver/base/log.h"
 #include "resolver/net/tcp.h"
-#include "resolver/net/tls.h"
+#include "resolver/base/tls.h"
 #include "resolver/net/udp.h"
 #include "resolver/query/query.h"
 #include "resolver/query/worker.h"
@@ -26,11 +26,14 @@ static int same_upstreams(const struct options *a, const struct options *b)
 {
 	if (a->nupstream != b->nupstream || a->timeout_ms != b->timeout_ms ||
 	    a->use_0x20 != b->use_0x20 || a->cookies != b->cookies ||
-	    a->outgoing_range != b->outgoing_range || a->jostle_ms != b->jostle_ms)
+	    a->outgoing_range != b->outgoing_range || a->jostle_ms != b->jostle_ms ||
+	    strcmp(a->upstream_ca, b->upstream_ca) != 0)
 		return 0;
 	for (unsigned i = 0; i < a->nupstream; i++)
 		if (options_addr_len(&a->upstream[i]) != options_addr_len(&b->upstream[i]) ||
-		    memcmp(&a->upstream[i], &b->upstream[i], options_addr_len(&a->upstream[i])) != 0)
+		    memcmp(&a->upstream[i], &b->upstream[i], options_addr_len(&a->upstream[i])) != 0 ||
+		    a->upstream_tls[i] != b->upstream_tls[i] ||
+		    strcmp(a->upstream_tls_name[i], b->upstream_tls_name[i]) != 0)
 			return 0;
 	return 1;
 }
@@ -247,6 +250,8 @@ int server_reload(server_t *s, struct options *o, local_t *local, struct tls_cre
 		  char *err, size_t errlen)
 {
 	int rc = upstream_check_loop(o, err, errlen);
+	if (rc == 0)
+		rc = upstream_check_tls(o, err, errlen);
 	if (rc == 0)
 		rc = check_new_listeners(s, o, err, errlen);
 	if (rc < 0)

@@ -7,6 +7,7 @@
 
 #include "resolver/base/options.h"
 
+#include "policy/name.h"
 #include "resolver/base/options_file.h"
 #include "resolver/base/resolv_conf.h"
 
@@ -43,6 +44,12 @@
 	"                         DNS name that is not a wildcard)\n" \
 	"  --upstream ADDR[:PORT] forward to this resolver (repeatable);\n" \
 	"                         default: the nameservers in /etc/resolv.conf\n" \
+	"  --upstream tls://ADDR[:PORT][#NAME]\n" \
+	"                         forward over TLS (RFC 7858; port 853 unless given), its\n" \
+	"                         certificate valid for NAME (default: for ADDR); never in clear\n" \
+	"                         text: all upstreams are tls:// or none\n" \
+	"  --upstream-ca FILE     PEM CAs that TLS upstreams' certificates must chain to\n" \
+	"                         (default: the system's store)\n" \
 	"  --resolv-conf FILE     where default upstreams are read (default /etc/resolv.conf)\n" \
 	"  --redis URL            redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]\n" \
 	"                         (default redis://127.0.0.1:6379)\n" \
@@ -156,6 +163,49 @@ static int fail(char *err, size_t errlen, const char *fmt, const char *a, const 
 {
 	snprintf(err, errlen, fmt, a, b);
 	return -EINVAL;
+}
+
+/* --upstream tls://ADDR[:PORT][#NAME] (853 by default, Unbound's ADDR@PORT#NAME): the name
+ * the upstream's certificate must be valid for, or without one its address. */
+int options_parse_tls_upstream(struct options *o, unsigned i, const char *val, char *err,
+			       size_t errlen)
+{
+	const char *addr = val + 6, *hash = strchr(addr, '#');
+	char a[128];
+	size_t alen = hash ? (size_t)(hash - addr) : strlen(addr);
+	if (alen == 0 || alen >= sizeof(a))
+		return fail(err, errlen, "--upstream: expected tls://ADDR[:PORT][#NAME], got '%s'%s",
+			    val, "");
+	memcpy(a, addr, alen);
+	a[alen] = '\0';
+	if (options_parse_addr(a, 853, &o->upstream[i]) < 0)
+		return fail(err, errlen, "--upstream: not an address: '%s' in '%s'", a, val);
+	o->upstream_tls[i] = 1;
+	o->upstream_tls_name[i][0] = '\0';
+	if (!hash)
+		return 0;
+	const char *nm = hash + 1;
+	size_t len = strlen(nm);
+	if (len > 1 && nm[len - 1] == '.')
+		len--;
+	struct name n;
+	if (len == 0 || len > NAME_MAXTEXT || name_from_text(&n, nm, len) < 0 || n.nlabels == 0)
+		return fail(err, errlen, "--upstream: '%s' in '%s' is not a domain name (the one "
+			    "the upstream's certificate is for)", nm, val);
+	memcpy(o->upstream_tls_name[i], nm, len);
+	o->upstream_tls_name[i][len] = '\0';
+	return 0;
+}
+
+void options_format_upstream(const struct options *o, unsigned i, char *buf, size_t cap)
+{
+	char a[64];
+	options_format_addr(&o->upstream[i], a, sizeof(a));
+	if (!o->upstream_tls[i])
+		snprintf(buf, cap, "%s", a);
+	else
+		snprintf(buf, cap, "tls://%s%s%s", a, o->upstream_tls_name[i][0] ? "#" : "",
+			 o->upstream_tls_name[i]);
 }
 
 int options_read_resolv_conf(struct options *o, const char *path)
@@ -314,6 +364,15 @@ int options_parse(struct options *o, int argc, char **argv, char *err, size_t er
 	    overlap(o->listen_https, o->nlisten_https, "https", o->listen_tls, o->nlisten_tls, "-tls",
 		    err, errlen))
 		return -EINVAL;
+	/* Never in clear text: with one tls:// upstream, a question could otherwise go to
+	 * another in the open, and what TLS hid would be seen after all. */
+	unsigned ntls = 0;
+	for (unsigned i = 0; i < o->nupstream; i++)
+		ntls += o->upstream_tls[i];
+	if (ntls > 0 && ntls < o->nupstream)
+		return fail(err, errlen, "--upstream: %s; give every upstream as tls:// or none%s",
+			    "some upstreams are tls:// and some are not, so questions could still go "
+			    "out in clear text", "");
 	if (o->nupstream == 0) {
 		int n = options_read_resolv_conf(o, o->resolv_conf);
 		if (n < 0)

@@ -25,3 +25,6 @@ void options_clear(struct options *o);
 
 /** Write the effective settings as config-file lines (the Redis password hidden). */
 void options_print(const struct options *o, FILE *f);
+
+/** Upstream i as given: "ADDR:PORT", or "tls://ADDR:PORT[#NAME]". */
+void options_format_upstream(const struct options *o, unsigned i, char *buf, size_t cap);

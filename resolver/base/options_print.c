@@ -19,7 +19,7 @@ static void cidr(const struct options_cidr *c, char *buf, size_t cap)
 
 void options_print(const struct options *o, FILE *f)
 {
-	char buf[INET6_ADDRSTRLEN + 16];
+	char buf[INET6_ADDRSTRLEN + 16 + 8 + NAME_MAXTEXT];
 	for (unsigned i = 0; i < o->nlisten; i++) {
 		options_format_addr(&o->listen[i], buf, sizeof(buf));
 		fprintf(f, "listen %s\n", buf);
@@ -44,9 +44,13 @@ void options_print(const struct options *o, FILE *f)
 	}
 	fprintf(f, "https-path %s\n", o->https_path);
 	for (unsigned i = 0; i < o->nupstream; i++) {
-		options_format_addr(&o->upstream[i], buf, sizeof(buf));
+		options_format_upstream(o, i, buf, sizeof(buf));
 		fprintf(f, "upstream %s\n", buf);
 	}
+	if (o->upstream_ca[0])
+		fprintf(f, "upstream-ca %s\n", o->upstream_ca);
+	else
+		fprintf(f, "# upstream-ca: the system's CA store\n");
 	fprintf(f, "resolv-conf %s\n", o->resolv_conf);
 	if (o->redis_password[0]) /* Not printed: put it in place of PASSWORD. */
 		fprintf(f, "# redis redis://%s:PASSWORD@%s:%d/%d\n", o->redis_user, o->redis_host,

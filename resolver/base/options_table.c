@@ -158,6 +158,7 @@ const struct option options_table_long[] = {
 	{"listen-https", required_argument, NULL, OPT_LISTEN_HTTPS},
 	{"https-path", required_argument, NULL, OPT_HTTPS_PATH},
 	{"resolver-name", required_argument, NULL, OPT_RESOLVER_NAME},
+	{"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
 	{"upstream", required_argument, NULL, OPT_UPSTREAM},
 	{"resolv-conf", required_argument, NULL, OPT_RESOLV},
 	{"redis", required_argument, NULL, OPT_REDIS},
@@ -239,11 +240,23 @@ int options_table_apply(struct options *o, int opt, const char *name, const char
 		}
 		if (*n >= OPTIONS_MAX_ADDRS)
 			return fail(err, errlen, "too many --%s addresses (at most 16)%s", name, "");
+		if (!listen && strncmp(val, "tls://", 6) == 0)
+			return options_parse_tls_upstream(o, *n, val, err, errlen) < 0 ? -EINVAL
+										: ((*n)++, 0);
 		if (options_parse_addr(val, 53, &list[*n]) < 0)
 			return fail(err, errlen, "--%s: not an address: '%s'", name, val);
+		if (!listen) {
+			o->upstream_tls[*n] = 0;
+			o->upstream_tls_name[*n][0] = '\0';
+		}
 		(*n)++;
 		return 0;
 	}
+	case OPT_UPSTREAM_CA:
+		if (strlen(val) >= sizeof(o->upstream_ca) || !*val)
+			return fail(err, errlen, "--%s: expected a file name, got '%s'", name, val);
+		strcpy(o->upstream_ca, val);
+		return 0;
 	case OPT_LISTEN_TLS:
 	case OPT_LISTEN_HTTPS: {
 		int https = opt == OPT_LISTEN_HTTPS;

@@ -54,6 +54,10 @@ struct options {
 	char https_path[128];         /**< The DoH path, '/' and no query ("/dns-query"). */
 	struct sockaddr_storage upstream[OPTIONS_MAX_ADDRS];
 	unsigned nupstream;
+	uint8_t upstream_tls[OPTIONS_MAX_ADDRS]; /**< 1: DNS over TLS to it (tls://, RFC 7858). */
+	char upstream_tls_name[OPTIONS_MAX_ADDRS][NAME_MAXTEXT + 1]; /**< The name its
+				       *   certificate must be valid for; empty: its address. */
+	char upstream_ca[256];        /**< PEM CAs for TLS upstreams; empty: the system store. */
 	char redis_host[256];
 	int redis_port;
 	char redis_user[128];         /**< ACL user; empty: the default user. */
@@ -135,6 +139,7 @@ enum {
 	OPT_HITS, OPT_REPORT, OPT_REPORT_DAYS, OPT_REPORT_MAX, OPT_SHRINK_WINDOW, OPT_CONSENT_KEY,
 	OPT_LISTEN_TLS, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_HANDSHAKE, OPT_TLS_HANDSHAKE_RATE,
 	OPT_RESOLVER_NAME,
+	OPT_UPSTREAM_CA,
 	OPT_LISTEN_HTTPS, OPT_HTTPS_PATH,
 	OPT_END
 };
@@ -153,6 +158,11 @@ struct options_table_lists {
  *  it has begun anew). @return 0, or -EINVAL with a message in err. */
 int options_table_apply(struct options *o, int opt, const char *name, const char *val,
 			int from_flags, struct options_table_lists *ls, char *err, size_t errlen);
+
+/** Parse --upstream tls://ADDR[:PORT][#NAME] (port 853 by default) into o->upstream[i] and its
+ *  TLS fields. @return 0, or -EINVAL with a message in err. */
+int options_parse_tls_upstream(struct options *o, unsigned i, const char *val, char *err,
+			       size_t errlen);
 
 /** Parse redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] into o. @return 0 or -EINVAL. */
 int options_parse_redis_url(struct options *o, const char *url);

@@ -4,7 +4,7 @@
  * are written at once; their bytes count as queued until libuv has written them, and above the
  * bound reading (and answering what is buffered) stops until the client drains them. A DoT
  * connection (RFC 7858) is the same session with GnuTLS between the socket and the messages
- * (resolver/net/tls.c), its handshake due within --tls-handshake-timeout; a DoH connection
+ * (resolver/base/tls.c), its handshake due within --tls-handshake-timeout; a DoH connection
  * (RFC 8484) hands its plaintext to its HTTP/2 session (resolver/net/https.c) instead of
  * framing it, and that session writes through this file, so its answers count as queued too
  * (and those its streams hold, as held). It never looks at the policy or the cache: each

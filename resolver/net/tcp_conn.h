@@ -12,7 +12,7 @@
 #include "resolver/base/client.h"
 #include "resolver/base/options.h"
 #include "resolver/net/https.h"
-#include "resolver/net/tls.h"
+#include "resolver/base/tls.h"
 
 #define TCP_MAX_INFLIGHT 64 /* Upstream questions per connection; reading pauses above it. */
 #define TCP_READ_MAX (2 * 65537)

@@ -47,6 +47,8 @@ upstream_t *upstream_new(uv_loop_t *loop, const struct options *o, upstream_answ
 	u->cb = cb;
 	u->ctx = ctx;
 	u->readable = upstream_reply_readable;
+	u->tls_send = upstream_tcp_tls_send;
+	u->tls_probe = upstream_tcp_tls_probe;
 	u->attempt_ms = o->timeout_ms / ATTEMPTS;
 	u->nsocks = o->outgoing_range;
 	/* A socket returns to the pool only in its close callback, on the next loop iteration:
@@ -81,6 +83,16 @@ upstream_t *upstream_new(uv_loop_t *loop, const struct options *o, upstream_answ
 	}
 	for (unsigned i = 0; i < o->nupstream; i++)
 		upstream_state_random_bytes(u, u->health[i].client_cookie, 8);
+	char why[256];
+	int rc = o->nupstream > 0 && o->upstream_tls[0]
+			 ? tls_client_creds_new(&u->tls, o->upstream_ca, why, sizeof(why))
+			 : 0;
+	if (rc < 0) { /* upstream_check_tls() said why before any worker began. */
+		u->open_handles = 1;
+		upstream_state_unref(u);
+		*err = rc;
+		return NULL;
+	}
 	uv_timer_init(loop, &u->timer);
 	uv_timer_init(loop, &u->probe_timer);
 	uv_timer_init(loop, &u->due_timer);
@@ -283,8 +295,11 @@ int upstream_check_loop(const struct options *o, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < o->nupstream; i++) {
 		const struct sockaddr_storage *up = &o->upstream[i];
-		for (unsigned j = 0; j < o->nlisten; j++) {
-			const struct sockaddr_storage *l = &o->listen[j];
+		/* A tls:// upstream loops back through a DoT listener, a plain one through UDP/TCP. */
+		const struct sockaddr_storage *ls = o->upstream_tls[i] ? o->listen_tls : o->listen;
+		unsigned nls = o->upstream_tls[i] ? o->nlisten_tls : o->nlisten;
+		for (unsigned j = 0; j < nls; j++) {
+			const struct sockaddr_storage *l = &ls[j];
 			if (l->ss_family != up->ss_family || options_port(l) != options_port(up))
 				continue;
 			if (options_same_addr(l, up) || (options_is_wildcard(l) && is_local(up))) {
@@ -301,4 +316,14 @@ int upstream_check_loop(const struct options *o, char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+int upstream_check_tls(const struct options *o, char *err, size_t errlen)
+{
+	if (o->nupstream == 0 || !o->upstream_tls[0])
+		return 0;
+	tls_creds_t *c = NULL;
+	int rc = tls_client_creds_new(&c, o->upstream_ca, err, errlen);
+	tls_creds_unref(c);
+	return rc;
 }

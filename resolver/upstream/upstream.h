@@ -64,3 +64,7 @@ bool upstream_is_own_port(int family, uint16_t port);
  *  equal to a listen address, or on a wildcard listener's port at an address of this host.
  *  @return 0, or -ELOOP with a message in err. */
 int upstream_check_loop(const struct options *o, char *err, size_t errlen);
+
+/** With tls:// upstreams, can their CAs (--upstream-ca, else the system's store) be read?
+ *  @return 0, or a negative errno with the reason in err. */
+int upstream_check_tls(const struct options *o, char *err, size_t errlen);

@@ -171,6 +171,14 @@ static void probe_timer_cb(uv_timer_t *t)
 						      ? PROBE_MAX_MS
 						      : h->probe_backoff_ms * 2;
 			h->probe_at = now + h->probe_backoff_ms;
+		} else if (!h->probe && h->probe_at <= now && u->o->upstream_tls[i]) {
+			/* Over TLS (never in clear text): a link whose verified handshake marks i
+			 * up; the next is due after the back-off. */
+			u->tls_probe(u, i);
+			h->probe_backoff_ms = h->probe_backoff_ms * 2 > PROBE_MAX_MS
+						      ? PROBE_MAX_MS
+						      : h->probe_backoff_ms * 2;
+			h->probe_at = now + h->probe_backoff_ms;
 		} else if (!h->probe && h->probe_at <= now) {
 			probe_send(u, i);
 			if (!h->probe)

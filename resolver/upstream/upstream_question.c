@@ -205,6 +205,14 @@ void upstream_question_next_attempt(upstream_t *u, struct pending *p)
 	p->tried |= (uint16_t)(1u << i);
 	p->case_mismatch = 0;
 	prepare_query(u, p, i);
+	if (u->o->upstream_tls[i]) {
+		/* Over its TLS link, never in clear text; in the FIFO first, as a link that fails
+		 * at once hands p to upstream_question_attempt_failed(). */
+		p->deadline = uv_now(u->loop) + u->attempt_ms;
+		fifo_append(u, p);
+		u->tls_send(u, p, i);
+		return;
+	}
 	p->sock = upstream_sock_open(u, i, p->query, p->len);
 	if (p->sock)
 		p->sock->p = p;
@@ -220,6 +228,8 @@ void upstream_question_attempt_failed(upstream_t *u, struct pending *p)
 	upstream_question_fifo_remove(u, p);
 	if (p->sock)
 		upstream_sock_close(p->sock);
+	if (p->link)
+		upstream_question_link_unlink(p, 0); /* A TLS attempt: its ID stays retired. */
 	unsigned all = (1u << u->o->nupstream) - 1;
 	if (p->attempt + 1 >= ATTEMPTS || uv_now(u->loop) >= p->expire ||
 	    (p->rejected & all) == all) {
@@ -279,7 +289,8 @@ static void timer_cb(uv_timer_t *t)
 			p->use_0x20 = 0;
 			p->case_mismatch = 0;
 			p->force = (uint8_t)(p->upstream + 1);
-		} else if (p->sock) {
+		} else if (p->sock || (p->link && p->link_sent)) {
+			/* No answer over UDP, or over a TLS link that took the question. */
 			upstream_health_mark_down(u, p->upstream);
 		}
 		upstream_question_attempt_failed(u, p);

@@ -55,5 +55,6 @@ void upstream_state_unref(upstream_t *u)
 	free(u->recv_buf);
 	free(u->deliver);
 	free(u->out);
+	tls_creds_unref(u->tls);
 	free(u);
 }

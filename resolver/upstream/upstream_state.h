@@ -11,6 +11,7 @@
 
 #include "resolver/base/options.h"
 #include "resolver/base/siphash.h"
+#include "resolver/base/tls.h"
 #include "resolver/base/wire.h"
 #include "resolver/observe/latency.h"
 #include "resolver/upstream/cookie_seen.h"
@@ -78,6 +79,7 @@ struct pending {
 	uint8_t force;               /* Upstream + 1 that the next attempt must ask; 0: pick. */
 	uint8_t link_retried;        /* Times moved to a new TCP link after one failed. */
 	uint64_t link_sent;          /* When it was written to its link (0: not yet). */
+	uint64_t link_sent_ns;       /* The same, uv_hrtime(), for the latency histogram. */
 	uint8_t cookie_sent;
 	uint8_t in_fifo;
 	uint8_t in_table;
@@ -109,7 +111,11 @@ struct tcp_link {
 	uint16_t retired[256];       /* IDs of questions given up on it, whose answers may come. */
 	unsigned nretired;
 	size_t len, cap;
-	uint8_t *buf;
+	uint8_t *buf;                /* What came in, plaintext: messages not yet whole. */
+	tls_session_t *tls;          /* To a tls:// upstream: every octet goes through it. */
+	int ready;                   /* Connected, and its TLS handshake (if any) done. */
+	int probing;                 /* Opened to probe a dead TLS upstream: its handshake
+				      * brings the upstream back. */
 };
 
 /* What one worker knows of one upstream. */
@@ -136,6 +142,12 @@ struct upstream {
 	void *ctx;
 	uv_poll_cb readable;          /* Reads the sockets: upstream_reply_readable, set by
 				       * upstream_new, so that upstream_sock need not include it. */
+	/* Ask p's attempt of TLS upstream i over its link, and probe dead TLS upstream i:
+	 * upstream_tcp's, set by upstream_new, so that upstream_question and upstream_health
+	 * need not include it (it includes them). */
+	void (*tls_send)(upstream_t *u, struct pending *p, unsigned i);
+	void (*tls_probe)(upstream_t *u, unsigned i);
+	tls_creds_t *tls;             /* The CAs of TLS upstreams; NULL with none. */
 	struct latency_hist *latency; /* One per upstream (index in o->upstream); NULL: none. */
 	uv_timer_t timer, probe_timer, due_timer;
 	struct waiter *due_head, *due_tail;

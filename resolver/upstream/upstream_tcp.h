@@ -18,3 +18,11 @@ void upstream_tcp_fetch_start(upstream_t *u, struct pending *p, unsigned i,
 
 /** Close link l; the questions waiting on it fail. Its memory goes in the close callbacks. */
 void upstream_tcp_link_close(struct tcp_link *l);
+
+/** Send p's attempt (prepared for upstream i, a tls:// one) over i's shared TLS link, opened
+ *  when there is none; p stays in the FIFO of attempts, which times it out as over UDP. */
+void upstream_tcp_tls_send(upstream_t *u, struct pending *p, unsigned i);
+
+/** Probe dead TLS upstream i: a link is opened (if none is), and its verified handshake marks
+ *  i up. */
+void upstream_tcp_tls_probe(upstream_t *u, unsigned i);

@@ -1,4 +1,4 @@
-/* resolver/net/tls.c against a GnuTLS client in memory: the handshake with ALPN, records both
+/* resolver/base/tls.c against a GnuTLS client in memory: the handshake with ALPN, records both
  * ways, resumption from a ticket, the peer's close_notify, and what a hostile peer can send
  * (bytes that are not TLS, too much ciphertext at once, a certificate and key that do not
  * match). The certificates are made here with GnuTLS's x509 API. */
@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "resolver/net/tls.h"
+#include "resolver/base/tls.h"
 
 /* One direction of the wire. */
 struct pipe {

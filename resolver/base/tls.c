@@ -4,15 +4,17 @@
  * with keys GnuTLS derives from one master key per set of credentials (time-based, so every
  * worker derives the same ones) and rotates every three ticket lifetimes: TICKET_LIFETIME_S of
  * 4 h rotates them every 12 h, and a ticket of the period before still resumes. The server
- * certificate is kept parsed beside the pair, for the name DDR designates embargo by. It must
- * never read or write a socket itself. */
+ * certificate is kept parsed beside the pair, for the name DDR designates embargo by. A client
+ * session (toward a TLS upstream) verifies the server's chain and name in the handshake and
+ * fails it otherwise; it offers no certificate. It must never read or write a socket itself. */
 #include "config.h"
 
-#include "resolver/net/tls.h"
+#include "resolver/base/tls.h"
 
 #include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <arpa/inet.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,9 @@ struct tls_session {
 	size_t off, len, cap;
 	int ready;
 	int eof;          /* The peer sent close_notify; given out once what came before it is. */
+	int err;          /* The GnuTLS error that failed it; 0: none. */
+	char peer[256];   /* A client's: the name the server's certificate must be valid for
+			   * (GnuTLS keeps the pointer, not a copy). */
 };
 
 /* Parse the server certificate (the chain's first) and take its first dNSName that is not a
@@ -86,8 +91,11 @@ int tls_creds_is_valid_for(const tls_creds_t *c, const char *name)
 	return c->crt && gnutls_x509_crt_check_hostname2(c->crt, name, 0) != 0;
 }
 
-int tls_creds_new(tls_creds_t **out, const char *cert_file, const char *key_file, char *err,
-		  size_t errlen)
+/* Credentials with their certificate store and priorities, the rest filled by fill(c, arg):
+ * the server's pair and ticket key, or the client's CAs. fill returns a GnuTLS error (with
+ * the reason in err, else the GnuTLS text is used) or 0. */
+static int creds_new(tls_creds_t **out, int (*fill)(tls_creds_t *, const void *, char *, size_t),
+		     const void *arg, char *err, size_t errlen)
 {
 	tls_creds_t *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -95,30 +103,68 @@ int tls_creds_new(tls_creds_t **out, const char *cert_file, const char *key_file
 		return -ENOMEM;
 	}
 	atomic_init(&c->refs, 1);
+	err[0] = '\0';
 	int rc = gnutls_certificate_allocate_credentials(&c->cert);
-	if (rc < 0)
-		goto fail_gnutls;
-	rc = gnutls_certificate_set_x509_key_file2(c->cert, cert_file, key_file,
-						   GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (rc >= 0)
+		rc = fill(c, arg, err, errlen);
+	if (rc >= 0)
+		rc = gnutls_priority_init(&c->prio, PRIORITIES, NULL);
 	if (rc < 0) {
-		snprintf(err, errlen, "--tls-cert %s, --tls-key %s: %s", cert_file, key_file,
-			 gnutls_strerror(rc));
-		goto fail;
+		if (!err[0])
+			snprintf(err, errlen, "TLS: %s", gnutls_strerror(rc));
+		tls_creds_unref(c);
+		return rc == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EINVAL;
 	}
-	read_name(c);
-	rc = gnutls_priority_init(&c->prio, PRIORITIES, NULL);
-	if (rc < 0)
-		goto fail_gnutls;
-	rc = gnutls_session_ticket_key_generate(&c->ticket_key);
-	if (rc < 0)
-		goto fail_gnutls;
 	*out = c;
 	return 0;
-fail_gnutls:
-	snprintf(err, errlen, "TLS: %s", gnutls_strerror(rc));
-fail:
-	tls_creds_unref(c);
-	return rc == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EINVAL;
+}
+
+struct pair {
+	const char *cert, *key;
+};
+
+static int fill_server(tls_creds_t *c, const void *arg, char *err, size_t errlen)
+{
+	const struct pair *p = arg;
+	int rc = gnutls_certificate_set_x509_key_file2(c->cert, p->cert, p->key,
+						       GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "--tls-cert %s, --tls-key %s: %s", p->cert, p->key,
+			 gnutls_strerror(rc));
+		return rc;
+	}
+	read_name(c);
+	return gnutls_session_ticket_key_generate(&c->ticket_key);
+}
+
+int tls_creds_new(tls_creds_t **out, const char *cert_file, const char *key_file, char *err,
+		  size_t errlen)
+{
+	struct pair p = {cert_file, key_file};
+	return creds_new(out, fill_server, &p, err, errlen);
+}
+
+/* A client's CAs: a file, or the system's store; a source with no certificate is an error. */
+static int fill_client(tls_creds_t *c, const void *arg, char *err, size_t errlen)
+{
+	const char *ca_file = arg;
+	int rc = ca_file && *ca_file
+			 ? gnutls_certificate_set_x509_trust_file(c->cert, ca_file, GNUTLS_X509_FMT_PEM)
+			 : gnutls_certificate_set_x509_system_trust(c->cert);
+	if (rc > 0)
+		return 0;
+	if (ca_file && *ca_file)
+		snprintf(err, errlen, "--upstream-ca %s: %s", ca_file,
+			 rc < 0 ? gnutls_strerror(rc) : "no certificate in it");
+	else
+		snprintf(err, errlen, "the system's CA store: %s (give --upstream-ca FILE)",
+			 rc < 0 ? gnutls_strerror(rc) : "no certificate in it");
+	return rc < 0 ? rc : GNUTLS_E_FILE_ERROR;
+}
+
+int tls_client_creds_new(tls_creds_t **out, const char *ca_file, char *err, size_t errlen)
+{
+	return creds_new(out, fill_client, ca_file, err, errlen);
 }
 
 int tls_creds_keep_tickets(tls_creds_t *to, const tls_creds_t *from)
@@ -177,12 +223,13 @@ static ssize_t push(gnutls_transport_ptr_t ptr, const void *data, size_t len)
 	return (ssize_t)len;
 }
 
-tls_session_t *tls_session_new(tls_creds_t *c, const char *alpn, tls_push_cb push_cb, void *ctx)
+/* A session of either side on c, its transport our pull and push functions. */
+static tls_session_t *session_alloc(tls_creds_t *c, unsigned side, tls_push_cb push_cb, void *ctx)
 {
 	tls_session_t *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	if (gnutls_init(&s->g, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0) {
+	if (gnutls_init(&s->g, side | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL) < 0) {
 		free(s);
 		return NULL;
 	}
@@ -190,6 +237,17 @@ tls_session_t *tls_session_new(tls_creds_t *c, const char *alpn, tls_push_cb pus
 	s->creds = c;
 	s->push = push_cb;
 	s->ctx = ctx;
+	gnutls_transport_set_ptr(s->g, s);
+	gnutls_transport_set_pull_function(s->g, pull);
+	gnutls_transport_set_push_function(s->g, push);
+	return s;
+}
+
+tls_session_t *tls_session_new(tls_creds_t *c, const char *alpn, tls_push_cb push_cb, void *ctx)
+{
+	tls_session_t *s = session_alloc(c, GNUTLS_SERVER, push_cb, ctx);
+	if (!s)
+		return NULL;
 	gnutls_datum_t proto = {(unsigned char *)alpn, (unsigned)strlen(alpn)};
 	if (gnutls_priority_set(s->g, c->prio) < 0 ||
 	    gnutls_credentials_set(s->g, GNUTLS_CRD_CERTIFICATE, c->cert) < 0 ||
@@ -207,10 +265,53 @@ tls_session_t *tls_session_new(tls_creds_t *c, const char *alpn, tls_push_cb pus
 	 * for), so a client half way through one holds 16 KiB, not GnuTLS's default 128. */
 	gnutls_handshake_set_timeout(s->g, 0);
 	gnutls_handshake_set_max_packet_length(s->g, 16384);
-	gnutls_transport_set_ptr(s->g, s);
-	gnutls_transport_set_pull_function(s->g, pull);
-	gnutls_transport_set_push_function(s->g, push);
 	return s;
+}
+
+tls_session_t *tls_client_session_new(tls_creds_t *c, const char *name, const char *alpn,
+				      tls_push_cb push_cb, void *ctx)
+{
+	tls_session_t *s = session_alloc(c, GNUTLS_CLIENT, push_cb, ctx);
+	if (!s)
+		return NULL;
+	if (strlen(name) >= sizeof(s->peer)) {
+		tls_session_free(s);
+		return NULL;
+	}
+	strcpy(s->peer, name);
+	name = s->peer;
+	struct in6_addr a;
+	int literal = inet_pton(AF_INET, name, &a) == 1 || inet_pton(AF_INET6, name, &a) == 1;
+	gnutls_datum_t proto = {(unsigned char *)alpn, (unsigned)strlen(alpn)};
+	/* SNI carries DNS names only (RFC 6066 3); the name check takes addresses too (an IP
+	 * SubjectAltName, as 1.1.1.1's certificate has). */
+	if (gnutls_priority_set(s->g, c->prio) < 0 ||
+	    gnutls_credentials_set(s->g, GNUTLS_CRD_CERTIFICATE, c->cert) < 0 ||
+	    (!literal && gnutls_server_name_set(s->g, GNUTLS_NAME_DNS, name, strlen(name)) < 0) ||
+	    gnutls_alpn_set_protocols(s->g, &proto, 1, 0) < 0) {
+		tls_session_free(s);
+		return NULL;
+	}
+	gnutls_session_set_verify_cert(s->g, name, 0);
+	gnutls_handshake_set_timeout(s->g, 0); /* The transport times it out. */
+	return s;
+}
+
+const char *tls_session_why(const tls_session_t *s, char *buf, size_t cap)
+{
+	buf[0] = '\0';
+	if (!s->err)
+		return buf;
+	gnutls_datum_t out = {NULL, 0};
+	if (s->err == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR &&
+	    gnutls_certificate_verification_status_print(gnutls_session_get_verify_cert_status(s->g),
+							 GNUTLS_CRT_X509, &out, 0) == 0) {
+		snprintf(buf, cap, "certificate not accepted: %s", (const char *)out.data);
+		gnutls_free(out.data);
+	} else {
+		snprintf(buf, cap, "%s", gnutls_strerror(s->err));
+	}
+	return buf;
 }
 
 void tls_session_free(tls_session_t *s)
@@ -253,6 +354,7 @@ int tls_session_feed(tls_session_t *s, const uint8_t *bytes, size_t len)
  * peer's, nor when the push itself failed). @return -EPROTO. */
 static ssize_t failed(tls_session_t *s, int rc)
 {
+	s->err = rc;
 	if (rc != GNUTLS_E_FATAL_ALERT_RECEIVED && rc != GNUTLS_E_PUSH_ERROR)
 		(void)gnutls_alert_send_appropriate(s->g, rc);
 	return -EPROTO;

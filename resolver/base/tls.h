@@ -1,5 +1,6 @@
 /* TLS for the stream transports, GnuTLS driven from our own buffers (Knot Resolver's daemon does
- * the same): the transport hands in the ciphertext it read and gets the plaintext back, and
+ * the same), as a server for the encrypted listeners and as a client toward TLS upstreams: the
+ * transport hands in the ciphertext it read and gets the plaintext back, and
  * GnuTLS's output goes out through the transport's push function, so GnuTLS never touches a
  * socket and the loop never blocks. Credentials (the certificate pair, the priorities, the
  * session ticket master key) are read once, shared by every worker and reference-counted, so a
@@ -37,6 +38,11 @@ void tls_creds_ref(tls_creds_t *c);
 /** Drop a reference; the last one frees the credentials (any thread). NULL is a no-op. */
 void tls_creds_unref(tls_creds_t *c);
 
+/** Credentials of a client (toward TLS upstreams): the CAs a server's certificate must chain
+ *  to, from ca_file (PEM) or, when it is NULL or "", the system's store.
+ *  @return 0 and *out (owned: tls_creds_unref), or a negative errno with the reason in err. */
+int tls_client_creds_new(tls_creds_t **out, const char *ca_file, char *err, size_t errlen);
+
 /** Where a session's ciphertext goes: copy bytes[0..len) out. @return 0, or a negative errno
  *  (the session is then broken). */
 typedef int (*tls_push_cb)(void *ctx, const uint8_t *bytes, size_t len);
@@ -44,6 +50,17 @@ typedef int (*tls_push_cb)(void *ctx, const uint8_t *bytes, size_t len);
 /** A server session on c (a reference is taken) with ALPN alpn (NUL-terminated, e.g. "dot").
  *  @return the session (owned: tls_session_free), NULL when out of memory. */
 tls_session_t *tls_session_new(tls_creds_t *c, const char *alpn, tls_push_cb push, void *ctx);
+
+/** A client session on client credentials c (a reference is taken) toward a server whose
+ *  certificate must chain to c's CAs and be valid for name (a DNS name, sent as SNI, or an
+ *  address in text), offering ALPN alpn. The handshake starts at the first tls_session_read().
+ *  @return the session (owned: tls_session_free), NULL when out of memory. */
+tls_session_t *tls_client_session_new(tls_creds_t *c, const char *name, const char *alpn,
+				      tls_push_cb push, void *ctx);
+
+/** Why the session failed (the certificate's faults after a failed verification), for a log
+ *  line: into buf[0..cap), which is returned; "" when it has not failed. */
+const char *tls_session_why(const tls_session_t *s, char *buf, size_t cap);
 
 /** Free a session and drop its reference to its credentials. NULL is a no-op. */
 void tls_session_free(tls_session_t *s);

@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# DNS over TLS toward the upstreams (--upstream tls://ADDR[:PORT][#NAME]): embargo forwards to
+# Unbound's own DoT listener (Unbound in front of NSD, answering over TLS only, logging every
+# query it gets), verifying its certificate against the name given, or its address; one kept
+# connection carries many questions; a certificate that is not valid for the name, or not
+# signed by a trusted CA, gets SERVFAIL and never a question in clear text (a plain UDP and TCP
+# listener on the same address and port counts what reaches it); a dead TLS upstream is
+# skipped and found back by a probe (a verified TLS handshake); serve-stale when the only upstream stops.
+# Certificates are made here, with a throwaway CA. Real Unbound, NSD, kdig, openssl, dnsperf.
+# Checks run in order: serve_stale stops the shared Unbound, so it comes last.
+set -u
+srcdir=${srcdir:-.}
+EMBARGO=${EMBARGO:-./resolver/embargo}
+. "$srcdir/tests/integration/lib.sh"
+
+need_all
+need openssl openssl
+need unbound unbound
+SCALE=${TIME_SCALE:-1}
+
+TLS=$WORK/tls
+test_ca "$TLS"
+test_cert "$TLS" up "DNS:up.test,IP:127.0.0.1" "up.test"
+test_cert "$TLS" nameonly "DNS:up.test" "up.test"
+OTHER=$WORK/other
+test_ca "$OTHER" # A CA embargo is not told of, nor the system.
+test_cert "$OTHER" up "DNS:up.test,IP:127.0.0.1" "up.test"
+
+NSD=$(free_port)
+start_nsd "$NSD"
+NOREDIS="redis://127.0.0.1:$(free_port)"
+
+# start_unbound NAME PORT CERT-PREFIX: Unbound answering over TLS only on 127.0.0.1:PORT (no
+# UDP, no plain TCP) with the pair PREFIX.chain/PREFIX.key, test. from NSD; its log, every
+# query it got among it, in $WORK/NAME.log.
+start_unbound() {
+	local name=$1 port=$2 cert=$3
+	cat >"$WORK/$name.conf" <<EOF
+server:
+	interface: 127.0.0.1@$port
+	tls-port: $port
+	tls-service-pem: "$cert.chain"
+	tls-service-key: "$cert.key"
+	do-udp: no
+	do-daemonize: no
+	use-syslog: no
+	logfile: "$WORK/$name.log"
+	log-queries: yes
+	verbosity: 1
+	chroot: ""
+	username: ""
+	directory: "$WORK"
+	pidfile: ""
+	do-not-query-localhost: no
+	module-config: "iterator"
+	qname-minimisation: no
+	local-zone: "test." nodefault
+	access-control: 127.0.0.0/8 allow
+stub-zone:
+	name: "test."
+	stub-addr: 127.0.0.1@$NSD
+EOF
+	unbound -c "$WORK/$name.conf" >"$WORK/$name.out" 2>&1 &
+	PIDS+=($!)
+	eval "UNBOUND_$name=$!"
+	wait_for $((10 * SCALE)) eval "kdig @127.0.0.1 -p $port +tls-ca=$TLS/ca.pem +tls-hostname=up.test \
+		+timeout=1 +retry=0 www.test A 2>/dev/null | grep -q 'status: NOERROR'" ||
+		die "unbound $name on port $port did not start: $(cat "$WORK/$name.out" "$WORK/$name.log")"
+}
+
+# start_counter PORT FILE TCP: a plain listener on the address and port of TLS upstreams that
+# must never be asked in clear text: UDP always (Unbound leaves it free with do-udp: no), and
+# with TCP=1 TCP too (accepted and closed at once: no TLS there). FILE says "UDP TCP": the
+# datagrams and connections that came. Its PID in COUNTER_PID.
+start_counter() {
+	python3 -c '
+import socket, sys, threading
+port, path, tcp = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
+n = [0, 0]
+lock = threading.Lock()
+def seen(k):
+    with lock:
+        n[k] += 1
+        open(path, "w").write("%d %d" % (n[0], n[1]))
+open(path, "w").write("0 0")
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("127.0.0.1", port))
+def udp():
+    while True:
+        u.recvfrom(4096)
+        seen(0)
+if not tcp:
+    udp()
+threading.Thread(target=udp, daemon=True).start()
+t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("127.0.0.1", port))
+t.listen(16)
+while True:
+    c, _ = t.accept()
+    seen(1)
+    c.close()
+' "$1" "$2" "$3" &
+	COUNTER_PID=$!
+	PIDS+=($!)
+	wait_for 5 test -s "$2" || die "the plain counter on port $1 did not start"
+}
+datagrams() { cut -d' ' -f1 "$1"; }
+
+UP=$(free_port)
+start_unbound unbound "$UP" "$TLS/up"
+# UDP of the live upstream's port is free (do-udp: no): a clear-text fallback would land here.
+start_counter "$UP" "$WORK/up.count" 0
+# A dead upstream: its port held by a counter (TCP taken and closed: no TLS), so that nothing
+# else takes it, and what reaches it in clear text is seen.
+DEAD=$(free_port)
+start_counter "$DEAD" "$WORK/dead.count" 1
+DEAD_PID=$COUNTER_PID
+
+EP=$(free_port)
+MP=$(free_port)
+start_embargo main "$EP" --upstream "tls://127.0.0.1:$UP#up.test" --upstream-ca "$TLS/ca.pem" \
+	--redis "$NOREDIS" --metrics "127.0.0.1:$MP" --stale-max 3600 --stale-timeout 500
+
+metric() { # PORT NAME
+	curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'
+}
+# asked NAME: how many times Unbound logged a query for NAME (case as it came).
+asked() {
+	grep -ci " $1\. A IN" "$WORK/unbound.log"
+}
+
+# ---- Answers over TLS -----------------------------------------------------------------------
+
+forwarded() {
+	local out
+	out=$(q "$EP" @127.0.0.1 www.test A) || { echo "$out"; return 1; }
+	grep -q "status: NOERROR" <<<"$out" && grep -q "192.0.2.1" <<<"$out" || { echo "$out"; return 1; }
+	# Unbound got it, over TLS (it has nothing else open), and the UDP port saw nothing.
+	wait_for 5 eval '[ "$(asked www.test)" -ge 1 ]' || { tail -5 "$WORK/unbound.log"; return 1; }
+	[ "$(metric "$MP" embargo_upstream_tls_handshakes_total)" -ge 1 ] &&
+		[ "$(datagrams "$WORK/up.count")" -eq 0 ]
+}
+check "a name forwarded over TLS to Unbound's DoT listener, its certificate verified" forwarded
+
+denied() {
+	by_policy "$EP" kaspersky.com || return 1
+	[ "$(asked kaspersky.com)" -eq 0 ]
+}
+check "a listed name is denied by the policy (EDE 16) and never reaches the TLS upstream" denied
+
+kept_open() {
+	need_or_skip dnsperf dnsperf "many questions over one kept TLS link" || return 0
+	local before after out i
+	before=$(metric "$MP" embargo_upstream_tls_handshakes_total)
+	for i in $(seq 1 400); do echo "n$i.kept.test A"; done >"$WORK/kept.txt"
+	out=$(dnsperf -s 127.0.0.1 -p "$EP" -d "$WORK/kept.txt" -n 1 -c 4 -Q 400 -t 5 2>&1)
+	echo "$out" | grep -E "Queries (sent|completed|lost)|NXDOMAIN"
+	grep -qE "Queries lost: +0 " <<<"$out" || return 1
+	after=$(metric "$MP" embargo_upstream_tls_handshakes_total)
+	echo "handshakes: $before -> $after"
+	# 400 distinct questions, every one asked of Unbound; at most a new link per worker (2).
+	[ "$((after - before))" -le 2 ] && [ "$(grep -ci "kept.test. A IN" "$WORK/unbound.log")" -ge 400 ]
+}
+check "400 questions go over kept, pipelined TLS links: at most one new handshake per worker" kept_open
+
+case_0x20() {
+	# The question reaches Unbound with embargo's random letter case (0x20), and its answer,
+	# in that case, is taken.
+	local out
+	out=$(q "$EP" @127.0.0.1 later.test A)
+	grep -q "192.0.2.81" <<<"$out" || { echo "$out"; return 1; }
+	wait_for 5 grep -qi " later.test. A IN" "$WORK/unbound.log" || return 1
+	grep -i " later.test. A IN" "$WORK/unbound.log"
+	grep -i " later.test. A IN" "$WORK/unbound.log" | grep -q "[A-Z]"
+}
+check "0x20 over TLS: the question goes in random letter case and its answer is taken" case_0x20
+
+# ---- Verification, and never clear text -----------------------------------------------------
+
+# refused_by_tls NAME PORT ARGS...: an instance whose TLS upstream cannot be verified: SERVFAIL,
+# the reason in its log, a failure counted, and no question at Unbound nor in clear text.
+refused_by_tls() {
+	local name=$1 port=$2 mp out
+	shift 2
+	mp=$(free_port)
+	start_embargo "$name" "$port" --redis "$NOREDIS" --metrics "127.0.0.1:$mp" "$@"
+	out=$(q "$port" @127.0.0.1 "$name.test" A)
+	grep -q "status: SERVFAIL" <<<"$out" || { echo "$out"; return 1; }
+	grep "TLS handshake failed" "$WORK/$name.log" || return 1
+	[ "$(metric "$mp" embargo_upstream_tls_failures_total)" -ge 1 ] &&
+		[ "$(asked "$name.test")" -eq 0 ] && [ "$(datagrams "$WORK/up.count")" -eq 0 ]
+}
+
+wrong_name() {
+	refused_by_tls wrongname "$(free_port)" --upstream "tls://127.0.0.1:$UP#other.test" \
+		--upstream-ca "$TLS/ca.pem" || return 1
+	grep -q "certificate not accepted: .*name" "$WORK/wrongname.log"
+}
+check "a certificate not valid for the name given: SERVFAIL, why in the log, nothing in clear text" \
+	wrong_name
+
+untrusted() {
+	# The system's store (no --upstream-ca) does not hold the test CA.
+	refused_by_tls untrusted "$(free_port)" --upstream "tls://127.0.0.1:$UP#up.test" || return 1
+	grep -qi "certificate not accepted: .*not trusted" "$WORK/untrusted.log"
+}
+check "a certificate from a CA nobody trusts: SERVFAIL, why in the log" untrusted
+
+by_address() {
+	# Without #NAME the certificate must be valid for the address: Unbound's is (IP SAN), a
+	# second Unbound's (DNS name only) is not.
+	local p2 ep out
+	ep=$(free_port)
+	start_embargo byaddr "$ep" --redis "$NOREDIS" --upstream "tls://127.0.0.1:$UP" \
+		--upstream-ca "$TLS/ca.pem"
+	out=$(q "$ep" @127.0.0.1 www.test A)
+	grep -q "192.0.2.1" <<<"$out" || { echo "$out"; return 1; }
+	p2=$(free_port)
+	start_unbound nameonly "$p2" "$TLS/nameonly"
+	refused_by_tls noaddr "$(free_port)" --upstream "tls://127.0.0.1:$p2" \
+		--upstream-ca "$TLS/ca.pem"
+}
+check "without a name the certificate is checked against the address (IP SubjectAltName)" by_address
+
+mixed_refused() {
+	local out
+	out=$("$EMBARGO" --listen "127.0.0.1:$(free_port)" --redis "$NOREDIS" \
+		--upstream "tls://127.0.0.1:$UP#up.test" --upstream "127.0.0.1:$NSD" 2>&1)
+	[ $? -eq 2 ] && grep -q "clear text" <<<"$out" || { echo "$out"; return 1; }
+	out=$("$EMBARGO" --listen "127.0.0.1:$(free_port)" --redis "$NOREDIS" \
+		--upstream "tls://127.0.0.1:$UP#up.test" --upstream-ca "$WORK/none.pem" 2>&1)
+	[ $? -ne 0 ] && grep -q "upstream-ca" <<<"$out" || { echo "$out"; return 1; }
+}
+check "TLS and clear-text upstreams mixed, or an unreadable --upstream-ca: refused at start" \
+	mixed_refused
+
+# ---- Health: a dead TLS upstream skipped, found back by a probe over TLS ---------------------
+
+dead_then_back() {
+	local ep t0 t1 out ms
+	ep=$(free_port)
+	start_embargo health "$ep" --threads 1 --redis "$NOREDIS" --upstream-ca "$TLS/ca.pem" \
+		--upstream "tls://127.0.0.1:$DEAD#up.test" --upstream "tls://127.0.0.1:$UP#up.test"
+	for n in a b c d; do q "$ep" @127.0.0.1 "$n.health.test" A >/dev/null; done
+	wait_for 5 grep -q "tls://127.0.0.1:$DEAD: TLS handshake failed" "$WORK/health.log" ||
+		{ cat "$WORK/health.log"; return 1; }
+	t0=$(date +%s%N)
+	out=$(q "$ep" @127.0.0.1 later.test A)
+	t1=$(date +%s%N)
+	ms=$(((t1 - t0) / 1000000))
+	grep -q "192.0.2.81" <<<"$out" || { echo "$out"; return 1; }
+	echo "answered in $ms ms with the dead upstream skipped; at the dead one: $(cat "$WORK/dead.count")"
+	[ "$ms" -lt $((300 * SCALE)) ] || return 1
+	# Connections came (TLS attempts), never a datagram.
+	[ "$(datagrams "$WORK/dead.count")" -eq 0 ] || return 1
+	# Now a DoT server comes up on that port: a probe, over TLS, finds it back.
+	kill "$DEAD_PID"
+	wait "$DEAD_PID" 2>/dev/null
+	start_unbound revived "$DEAD" "$TLS/up"
+	wait_for $((20 * SCALE)) grep -q "upstream 127.0.0.1:$DEAD answers again" "$WORK/health.log" ||
+		{ tail -5 "$WORK/health.log"; return 1; }
+}
+check "a dead TLS upstream is skipped, then found back by a probe over TLS" dead_then_back
+
+# ---- Serve-stale when the only (TLS) upstream stops: last, it stops the shared Unbound --------
+
+serve_stale() {
+	local out
+	out=$(q "$EP" @127.0.0.1 stale1.test A +edns) # EDNS is part of the cache key.
+	grep -q "192.0.2.91" <<<"$out" || { echo "$out"; return 1; }
+	kill "$UNBOUND_unbound"
+	wait "$UNBOUND_unbound" 2>/dev/null
+	sleep $((3 * SCALE)) # stale1's TTL (2 s) runs out.
+	out=$(q "$EP" @127.0.0.1 stale1.test A +edns)
+	grep -q "192.0.2.91" <<<"$out" && grep -q "EDE: 3 (Stale Answer)" <<<"$out" ||
+		{ echo "$out"; return 1; }
+}
+check "the TLS upstream stopped: an expired answer is served stale with EDE 3" serve_stale
+
+finish
