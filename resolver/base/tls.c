@@ -308,6 +308,8 @@ const char *tls_session_why(const tls_session_t *s, char *buf, size_t cap)
 							 GNUTLS_CRT_X509, &out, 0) == 0) {
 		snprintf(buf, cap, "certificate not accepted: %s", (const char *)out.data);
 		gnutls_free(out.data);
+		for (size_t n = strlen(buf); n > 0 && buf[n - 1] == ' ';) /* GnuTLS ends with one. */
+			buf[--n] = '\0';
 	} else {
 		snprintf(buf, cap, "%s", gnutls_strerror(s->err));
 	}
