@@ -128,6 +128,49 @@ stale_on_failures() {
 }
 check "serve-stale on a refused connection, on REFUSED and on SERVFAIL" stale_on_failures
 
+# Serve-stale with two upstreams (RFC 8767): a name is cached from both (TTL 1), both are
+# stopped, and once the TTL ran out HOW fails every refresh: closed-silent (the first a closed
+# port, ICMP refused; the second a black hole), or refused (both answer REFUSED). The client gets
+# the expired answer with EDE 3 within --stale-timeout (timed), long before --timeout, and never
+# the SERVFAIL (EDE 22) that ends a question no upstream answered.
+stale_two() {
+	local how=$1 tag=stale2${1%%-*} f1 f2 p out t0 t1 ms
+	f1=$(free_port)
+	f2=$(free_port)
+	p=$(free_port)
+	start_fake "$tag-1" "$f1" --ttl 1 --answer 192.0.2.57
+	local pid1=${PIDS[-1]}
+	start_fake "$tag-2" "$f2" --ttl 1 --answer 192.0.2.57
+	local pid2=${PIDS[-1]}
+	# A stale answer is due after 500 ms; the question is given up only after 5 s (--timeout).
+	start_embargo "$tag" "$p" --upstream "127.0.0.1:$f1" --upstream "127.0.0.1:$f2" \
+		--redis "redis://127.0.0.1:$REDIS" --prefetch no --stale-timeout 500 --timeout $((5000 * SCALE))
+	q "$p" @127.0.0.1 "stale2-$how.example" A +edns +short | grep -qx 192.0.2.57 ||
+		{ echo "no first answer"; return 1; }
+	stop_pid "$pid1" && stop_pid "$pid2" || return 1
+	case $how in
+	closed-silent) # The first a closed port (ICMP refused), the second a black hole.
+		start_fake "$tag-s" "$f2" --mode silent ;;
+	refused) # Both answer REFUSED.
+		start_fake "$tag-r1" "$f1" --mode refused
+		start_fake "$tag-r2" "$f2" --mode refused ;;
+	esac
+	sleep 1.5 # Expired (TTL 1).
+	t0=$(date +%s%3N)
+	out=$(kdig -p "$p" +timeout=$((8 * SCALE)) +retry=0 @127.0.0.1 "stale2-$how.example" A +edns)
+	t1=$(date +%s%3N)
+	ms=$((t1 - t0))
+	echo "$how: answered in $ms ms (--stale-timeout 500, --timeout $((5000 * SCALE)))"
+	grep -q "status: NOERROR" <<<"$out" && grep -q "EDE: 3 (Stale Answer)" <<<"$out" &&
+		grep -qE "^stale2-$how\.example\.\s+30\s+IN\s+A\s+192.0.2.57" <<<"$out" ||
+		{ echo "$out"; return 1; }
+	# Well before the full timeout: the stale timeout (and a margin for a slow machine).
+	[ "$ms" -lt $((2000 * SCALE)) ] || { echo "not within the stale timeout"; return 1; }
+}
+check "serve-stale with two upstreams, one a closed port and one silent: within --stale-timeout" \
+	stale_two closed-silent
+check "serve-stale with two upstreams that both answer REFUSED" stale_two refused
+
 # One client network cannot take every TCP refetch: 70 questions whose UDP answers are truncated
 # and whose TCP answers take 1.5 s, from 127.0.0.1, hold at most its network's share (16) of the
 # worker's link slots; the rest get an empty truncated answer (to retry over TCP themselves),
