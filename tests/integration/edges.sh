@@ -40,7 +40,9 @@ PY
 F=$(free_port)
 start_fake meta "$F"
 P=$(free_port)
-start_embargo meta "$P" --upstream "127.0.0.1:$F" --redis "redis://127.0.0.1:$REDIS"
+M=$(free_port)
+start_embargo meta "$P" --upstream "127.0.0.1:$F" --redis "redis://127.0.0.1:$REDIS" \
+	--metrics "127.0.0.1:$M"
 
 # Zone transfers are REFUSED (as Unbound), the meta types FORMERR; none goes upstream.
 meta_types() {
@@ -274,23 +276,36 @@ PY
 }
 check "slow readers: answers queued per worker stay within --tcp-max-queued-total" slow_readers
 
-# A CNAME whose target the policy cannot read (a forward compression pointer that lands on
-# kaspersky.com, or a pointer to itself) fails closed: SERVFAIL, counted, logged once, not cached.
+# A CNAME or DNAME whose target the policy cannot read (a forward compression pointer that lands
+# on kaspersky.com, or a pointer to itself) fails closed: SERVFAIL, counted in
+# embargo_chain_unreadable_total (each answer once), logged once, not cached.
 unreadable_chain() {
-	local n out
-	for n in badchain.example loopchain.example; do
+	local n out before
+	chain_count() {
+		curl -s "http://127.0.0.1:$M/metrics" | awk '/^embargo_chain_unreadable_total / {print $2}'
+	}
+	before=$(chain_count)
+	[ -n "$before" ] || { echo "no embargo_chain_unreadable_total in the metrics"; return 1; }
+	for n in badchain.example loopchain.example baddname.example; do
 		out=$(q "$P" @127.0.0.1 "$n" A +edns 2>&1)
 		grep -q "status: SERVFAIL" <<<"$out" && ! grep -q "192.0.2.66" <<<"$out" ||
 			{ echo "$n: $out"; return 1; }
 	done
 	# Asked again: not from the cache (the upstream is asked again), SERVFAIL again.
-	out=$(q "$P" @127.0.0.1 badchain.example A +edns 2>&1)
-	grep -q "status: SERVFAIL" <<<"$out" || { echo "again: $out"; return 1; }
-	[ "$(grep -ci " badchain.example" "$WORK/meta.queries")" -ge 2 ] ||
-		{ echo "the unreadable answer was cached"; return 1; }
+	for n in badchain.example baddname.example; do
+		out=$(q "$P" @127.0.0.1 "$n" A +edns 2>&1)
+		grep -q "status: SERVFAIL" <<<"$out" || { echo "$n again: $out"; return 1; }
+		[ "$(grep -ci " $n" "$WORK/meta.queries")" -ge 2 ] ||
+			{ echo "the unreadable answer for $n was cached"; return 1; }
+	done
+	# Five unreadable answers, five counted (the counter may lag the answers a moment).
+	wait_for 3 eval '[ "$(chain_count)" = $((before + 5)) ]' ||
+		{ echo "embargo_chain_unreadable_total went from $before to $(chain_count), not +5"; return 1; }
+	echo "embargo_chain_unreadable_total: $before before, $(chain_count) after five unreadable answers"
 	[ "$(grep -c "CNAME or DNAME target that cannot be read" "$WORK/meta.log")" -le 2 ] ||
 		{ echo "logged more than once a minute per worker"; return 1; }
 }
-check "a CNAME target the policy cannot read is SERVFAIL, never relayed or cached" unreadable_chain
+check "a CNAME or DNAME target the policy cannot read is SERVFAIL, counted, never relayed or cached" \
+	unreadable_chain
 
 finish
