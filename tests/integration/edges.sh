@@ -185,9 +185,9 @@ fetch_share() {
 	start_fake share "$f" --delay-ms 1500 --big-bytes 800
 	start_embargo share "$p" --upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$REDIS" \
 		--threads 1 --timeout 6000
-	/usr/bin/python3 - "$p" >"$WORK/share.out" <<'PY' &
+	/usr/bin/python3 - "$p" "$SCALE" >"$WORK/share.out" <<'PY' &
 import socket, struct, sys, time
-port = int(sys.argv[1])
+port, scale = int(sys.argv[1]), float(sys.argv[2])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0))
 for i in range(70):
@@ -197,7 +197,7 @@ for i in range(70):
              ("127.0.0.1", port))
 got = {"answered": 0, "truncated": 0, "servfail": 0, "other": 0}
 s.settimeout(0.2)
-end = time.time() + 4
+end = time.time() + 4 * scale
 while time.time() < end and sum(got.values()) < 70:
     try:
         r = s.recv(65535)
@@ -215,9 +215,13 @@ while time.time() < end and sum(got.values()) < 70:
 print(" ".join("%s=%d" % kv for kv in got.items()))
 PY
 	local flood=$!
-	sleep 0.3
+	# The other client asks once the flood's 70 questions went upstream (the refetches it can
+	# take are then taken).
+	wait_for 3 eval '[ "$(grep -ci " big[0-9]*\.slow\.example" "$WORK/share.queries")" -ge 70 ]' ||
+		{ echo "the flood did not reach the upstream"; return 1; }
 	t0=$(date +%s%3N)
-	out=$(kdig -p "$p" +timeout=5 +retry=0 -b 127.1.0.2 @127.0.0.1 big-other.slow.example TXT +edns)
+	out=$(kdig -p "$p" +timeout=$((5 * SCALE)) +retry=0 -b 127.1.0.2 @127.0.0.1 big-other.slow.example \
+		TXT +edns)
 	t1=$(date +%s%3N)
 	wait "$flood"
 	echo "127.0.0.1: $(cat "$WORK/share.out"); 127.1.0.2 answered in $((t1 - t0)) ms"
@@ -265,7 +269,7 @@ PY
 	local readers=$!
 	shed_count() { curl -s "http://127.0.0.1:$m/metrics" | awk '/^embargo_tcp_shed_total/ {print $2}'; }
 	wait_for $((6 * SCALE)) eval '[ "$(shed_count)" -ge 80 ]'
-	sleep 0.5 # (more would be shed now if the bound did not hold)
+	pause 0.5 # (more would be shed now if the bound did not hold)
 	open=$(ss -Htn state established "( sport = :$p )" | wc -l)
 	shed=$(shed_count)
 	stop_pid "$readers" || return 1
