@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # DNSSEC-transparent forwarding: DO and CD reach the upstream, DNSSEC records come back intact
-# (UDP, TCP, cache), CD is part of the cache key, AD passes only as --upstream-trust-ad allows,
-# and a denied answer carries neither AD nor signatures. Upstreams: NSD serving the signed zone
-# (signed.sh), and a validating Unbound in front of it with the zone's DS as trust anchor.
+# (UDP, TCP, cache) or, for a small buffer, TC rather than an answer without its NSEC proofs; CD
+# is part of the cache key, AD passes only as --upstream-trust-ad allows, and a denied answer
+# carries neither AD nor signatures. Upstreams: NSD serving the signed zone (signed.sh), and a
+# validating Unbound in front of it with the zone's DS as trust anchor.
 # The checks are independent: each asks the daemons started above them what it then checks,
 # no_do_no_sigs caching the DO answer first itself (ONLY= runs any of them alone).
 set -u
@@ -141,6 +142,38 @@ sys.exit(1 if bad else 0)
 PY
 }
 check "DO forwarded: RRSIG, NSEC, DNSKEY and DS byte for byte as NSD's (UDP, TCP, cache)" intact
+
+# RFC 4035 3.1.1: a DO client whose UDP buffer cannot hold an answer and the NSEC that proves it
+# (a wildcard's: no closer name exists) gets TC and retries over TCP; it never gets the answer
+# with its authority section left out, which it could not validate. The name's long labels
+# make answer and authority (about 560 octets) too big for 512, the answer alone not.
+proofs_or_tc() {
+	"$PY" - "$E1" <<'PY'
+import sys
+import dns.flags, dns.message, dns.query, dns.rdatatype
+port = int(sys.argv[1])
+name = "x" * 63 + "." + "y" * 40 + ".wild.signed.example."
+q = dns.message.make_query(name, "A", use_edns=0, payload=512, want_dnssec=True)
+whole = dns.query.tcp(q, "127.0.0.1", port=port, timeout=3)
+if not any(r.rdtype == dns.rdatatype.NSEC for r in whole.authority) or not whole.answer:
+    print("over TCP no answer with an NSEC proof:", whole); sys.exit(1)
+whole.additional = []
+with_proofs = len(whole.to_wire())
+whole.authority = []
+answer_only = len(whole.to_wire())
+print("answer alone %d octets, with its proofs %d, buffer 512" % (answer_only, with_proofs))
+if not answer_only <= 512 < with_proofs:
+    print("the sizes do not test the rule"); sys.exit(1)
+r = dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
+tc = bool(r.flags & dns.flags.TC)
+nsec = any(x.rdtype == dns.rdatatype.NSEC for x in r.authority)
+print("UDP: TC %s, %d answer RRsets, NSEC in authority %s" % (tc, len(r.answer), nsec))
+if r.answer and not nsec:
+    print("the answer without its proofs:", r); sys.exit(1)
+sys.exit(0 if tc else 1)
+PY
+}
+check "a DO client whose UDP buffer cannot hold a wildcard answer's NSEC proof gets TC" proofs_or_tc
 
 no_do_no_sigs() {
 	local out

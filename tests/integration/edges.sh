@@ -40,7 +40,9 @@ PY
 F=$(free_port)
 start_fake meta "$F"
 P=$(free_port)
-start_embargo meta "$P" --upstream "127.0.0.1:$F" --redis "redis://127.0.0.1:$REDIS"
+M=$(free_port)
+start_embargo meta "$P" --upstream "127.0.0.1:$F" --redis "redis://127.0.0.1:$REDIS" \
+	--metrics "127.0.0.1:$M"
 
 # Zone transfers are REFUSED (as Unbound), the meta types FORMERR; none goes upstream.
 meta_types() {
@@ -128,6 +130,49 @@ stale_on_failures() {
 }
 check "serve-stale on a refused connection, on REFUSED and on SERVFAIL" stale_on_failures
 
+# Serve-stale with two upstreams (RFC 8767): a name is cached from both (TTL 1), both are
+# stopped, and once the TTL ran out HOW fails every refresh: closed-silent (the first a closed
+# port, ICMP refused; the second a black hole), or refused (both answer REFUSED). The client gets
+# the expired answer with EDE 3 within --stale-timeout (timed), long before --timeout, and never
+# the SERVFAIL (EDE 22) that ends a question no upstream answered.
+stale_two() {
+	local how=$1 tag=stale2${1%%-*} f1 f2 p out t0 t1 ms
+	f1=$(free_port)
+	f2=$(free_port)
+	p=$(free_port)
+	start_fake "$tag-1" "$f1" --ttl 1 --answer 192.0.2.57
+	local pid1=${PIDS[-1]}
+	start_fake "$tag-2" "$f2" --ttl 1 --answer 192.0.2.57
+	local pid2=${PIDS[-1]}
+	# A stale answer is due after 500 ms; the question is given up only after 5 s (--timeout).
+	start_embargo "$tag" "$p" --upstream "127.0.0.1:$f1" --upstream "127.0.0.1:$f2" \
+		--redis "redis://127.0.0.1:$REDIS" --prefetch no --stale-timeout 500 --timeout $((5000 * SCALE))
+	q "$p" @127.0.0.1 "stale2-$how.example" A +edns +short | grep -qx 192.0.2.57 ||
+		{ echo "no first answer"; return 1; }
+	stop_pid "$pid1" && stop_pid "$pid2" || return 1
+	case $how in
+	closed-silent) # The first a closed port (ICMP refused), the second a black hole.
+		start_fake "$tag-s" "$f2" --mode silent ;;
+	refused) # Both answer REFUSED.
+		start_fake "$tag-r1" "$f1" --mode refused
+		start_fake "$tag-r2" "$f2" --mode refused ;;
+	esac
+	sleep 1.5 # Expired (TTL 1).
+	t0=$(date +%s%3N)
+	out=$(kdig -p "$p" +timeout=$((8 * SCALE)) +retry=0 @127.0.0.1 "stale2-$how.example" A +edns)
+	t1=$(date +%s%3N)
+	ms=$((t1 - t0))
+	echo "$how: answered in $ms ms (--stale-timeout 500, --timeout $((5000 * SCALE)))"
+	grep -q "status: NOERROR" <<<"$out" && grep -q "EDE: 3 (Stale Answer)" <<<"$out" &&
+		grep -qE "^stale2-$how\.example\.\s+30\s+IN\s+A\s+192.0.2.57" <<<"$out" ||
+		{ echo "$out"; return 1; }
+	# Well before the full timeout: the stale timeout (and a margin for a slow machine).
+	[ "$ms" -lt $((2000 * SCALE)) ] || { echo "not within the stale timeout"; return 1; }
+}
+check "serve-stale with two upstreams, one a closed port and one silent: within --stale-timeout" \
+	stale_two closed-silent
+check "serve-stale with two upstreams that both answer REFUSED" stale_two refused
+
 # One client network cannot take every TCP refetch: 70 questions whose UDP answers are truncated
 # and whose TCP answers take 1.5 s, from 127.0.0.1, hold at most its network's share (16) of the
 # worker's link slots; the rest get an empty truncated answer (to retry over TCP themselves),
@@ -140,9 +185,9 @@ fetch_share() {
 	start_fake share "$f" --delay-ms 1500 --big-bytes 800
 	start_embargo share "$p" --upstream "127.0.0.1:$f" --redis "redis://127.0.0.1:$REDIS" \
 		--threads 1 --timeout 6000
-	/usr/bin/python3 - "$p" >"$WORK/share.out" <<'PY' &
+	/usr/bin/python3 - "$p" "$SCALE" >"$WORK/share.out" <<'PY' &
 import socket, struct, sys, time
-port = int(sys.argv[1])
+port, scale = int(sys.argv[1]), float(sys.argv[2])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.bind(("127.0.0.1", 0))
 for i in range(70):
@@ -152,7 +197,7 @@ for i in range(70):
              ("127.0.0.1", port))
 got = {"answered": 0, "truncated": 0, "servfail": 0, "other": 0}
 s.settimeout(0.2)
-end = time.time() + 4
+end = time.time() + 4 * scale
 while time.time() < end and sum(got.values()) < 70:
     try:
         r = s.recv(65535)
@@ -170,9 +215,13 @@ while time.time() < end and sum(got.values()) < 70:
 print(" ".join("%s=%d" % kv for kv in got.items()))
 PY
 	local flood=$!
-	sleep 0.3
+	# The other client asks once the flood's 70 questions went upstream (the refetches it can
+	# take are then taken).
+	wait_for 3 eval '[ "$(grep -ci " big[0-9]*\.slow\.example" "$WORK/share.queries")" -ge 70 ]' ||
+		{ echo "the flood did not reach the upstream"; return 1; }
 	t0=$(date +%s%3N)
-	out=$(kdig -p "$p" +timeout=5 +retry=0 -b 127.1.0.2 @127.0.0.1 big-other.slow.example TXT +edns)
+	out=$(kdig -p "$p" +timeout=$((5 * SCALE)) +retry=0 -b 127.1.0.2 @127.0.0.1 big-other.slow.example \
+		TXT +edns)
 	t1=$(date +%s%3N)
 	wait "$flood"
 	echo "127.0.0.1: $(cat "$WORK/share.out"); 127.1.0.2 answered in $((t1 - t0)) ms"
@@ -220,7 +269,7 @@ PY
 	local readers=$!
 	shed_count() { curl -s "http://127.0.0.1:$m/metrics" | awk '/^embargo_tcp_shed_total/ {print $2}'; }
 	wait_for $((6 * SCALE)) eval '[ "$(shed_count)" -ge 80 ]'
-	sleep 0.5 # (more would be shed now if the bound did not hold)
+	pause 0.5 # (more would be shed now if the bound did not hold)
 	open=$(ss -Htn state established "( sport = :$p )" | wc -l)
 	shed=$(shed_count)
 	stop_pid "$readers" || return 1
@@ -231,23 +280,36 @@ PY
 }
 check "slow readers: answers queued per worker stay within --tcp-max-queued-total" slow_readers
 
-# A CNAME whose target the policy cannot read (a forward compression pointer that lands on
-# kaspersky.com, or a pointer to itself) fails closed: SERVFAIL, counted, logged once, not cached.
+# A CNAME or DNAME whose target the policy cannot read (a forward compression pointer that lands
+# on kaspersky.com, or a pointer to itself) fails closed: SERVFAIL, counted in
+# embargo_chain_unreadable_total (each answer once), logged once, not cached.
 unreadable_chain() {
-	local n out
-	for n in badchain.example loopchain.example; do
+	local n out before
+	chain_count() {
+		curl -s "http://127.0.0.1:$M/metrics" | awk '/^embargo_chain_unreadable_total / {print $2}'
+	}
+	before=$(chain_count)
+	[ -n "$before" ] || { echo "no embargo_chain_unreadable_total in the metrics"; return 1; }
+	for n in badchain.example loopchain.example baddname.example; do
 		out=$(q "$P" @127.0.0.1 "$n" A +edns 2>&1)
 		grep -q "status: SERVFAIL" <<<"$out" && ! grep -q "192.0.2.66" <<<"$out" ||
 			{ echo "$n: $out"; return 1; }
 	done
 	# Asked again: not from the cache (the upstream is asked again), SERVFAIL again.
-	out=$(q "$P" @127.0.0.1 badchain.example A +edns 2>&1)
-	grep -q "status: SERVFAIL" <<<"$out" || { echo "again: $out"; return 1; }
-	[ "$(grep -ci " badchain.example" "$WORK/meta.queries")" -ge 2 ] ||
-		{ echo "the unreadable answer was cached"; return 1; }
+	for n in badchain.example baddname.example; do
+		out=$(q "$P" @127.0.0.1 "$n" A +edns 2>&1)
+		grep -q "status: SERVFAIL" <<<"$out" || { echo "$n again: $out"; return 1; }
+		[ "$(grep -ci " $n" "$WORK/meta.queries")" -ge 2 ] ||
+			{ echo "the unreadable answer for $n was cached"; return 1; }
+	done
+	# Five unreadable answers, five counted (the counter may lag the answers a moment).
+	wait_for 3 eval '[ "$(chain_count)" = $((before + 5)) ]' ||
+		{ echo "embargo_chain_unreadable_total went from $before to $(chain_count), not +5"; return 1; }
+	echo "embargo_chain_unreadable_total: $before before, $(chain_count) after five unreadable answers"
 	[ "$(grep -c "CNAME or DNAME target that cannot be read" "$WORK/meta.log")" -le 2 ] ||
 		{ echo "logged more than once a minute per worker"; return 1; }
 }
-check "a CNAME target the policy cannot read is SERVFAIL, never relayed or cached" unreadable_chain
+check "a CNAME or DNAME target the policy cannot read is SERVFAIL, counted, never relayed or cached" \
+	unreadable_chain
 
 finish

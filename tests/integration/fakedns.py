@@ -16,8 +16,9 @@ question in lower case, as an off-path attacker who cannot know the case would) 
 address and port, then the real answer ("spoofdrop" names: no real answer to that first query, as if the flood
 had drowned it). Names starting "refusedq" are answered REFUSED, "servfail" SERVFAIL with EDE
 --ede; "badchain" get a CNAME whose target is a forward compression pointer to kaspersky.com,
-"loopchain" one that points at itself. Names starting with "big" get a TXT answer of about
---big-bytes octets (over TCP; over UDP it is truncated with TC).
+"loopchain" one that points at itself, "baddname" a DNAME whose target is such a pointer. Names
+starting with "big" get a TXT answer of about --big-bytes octets (over TCP; over UDP it is
+truncated with TC).
 Options off by default: --delay-all-ms delays every answer (a slow upstream); --log-time starts
 each log line with the time in seconds ("TIME SRCPORT ID QNAME"); --cookies answers a query's
 DNS cookie (RFC 7873) with the client cookie and a server cookie, except for names starting
@@ -109,10 +110,10 @@ def answer(pkt, args, rcode=0, lower=False, addr=None, big=False, tc=False):
     return header + bytes(question) + records + opt
 
 
-def chain_answer(pkt, loop=False):
-    """An answer whose CNAME target is a forward compression pointer to the next record's owner,
-    kaspersky.com (or, with loop, a pointer to itself): a parser that follows forward pointers
-    reads the target as a listed name; embargo's cannot read it."""
+def chain_answer(pkt, loop=False, rtype=5):
+    """An answer whose CNAME (rtype 5) or DNAME (39) target is a forward compression pointer to
+    the next record's owner, kaspersky.com (or, with loop, a pointer to itself): a parser that
+    follows forward pointers reads the target as a listed name; embargo's cannot read it."""
     qid = pkt[0:2]
     _, _, _, qend = parse_question(pkt)
     question = pkt[12:qend]
@@ -120,7 +121,7 @@ def chain_answer(pkt, loop=False):
     cname_at = 12 + len(question)
     target_at = cname_at + 12 + 2
     ptr = cname_at + 12 if loop else target_at
-    cname = b"\xc0\x0c" + struct.pack("!HHIH", 5, 1, 300, 2) + struct.pack("!H", 0xC000 | ptr)
+    cname = b"\xc0\x0c" + struct.pack("!HHIH", rtype, 1, 300, 2) + struct.pack("!H", 0xC000 | ptr)
     a = b"\x09kaspersky\x03com\x00" + struct.pack("!HHIH", 1, 1, 300, 4) + socket.inet_aton("192.0.2.66")
     opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0) if has_opt(pkt) else b""
     header = qid + struct.pack("!HHHHH", flags, 1, 2, 0, 1 if opt else 0)
@@ -169,6 +170,8 @@ class Upstream:
             return failure_answer(pkt, 2, self.args.ede), delay
         if name.startswith(b"badchain") or name.startswith(b"loopchain"):
             return chain_answer(pkt, loop=name.startswith(b"loopchain")), delay
+        if name.startswith(b"baddname"):
+            return chain_answer(pkt, rtype=39), delay
         big = name.startswith(b"big")
         if big and not over_tcp:
             # A "slow" big name is slow over TCP only.

@@ -236,16 +236,16 @@ torn() {
 	# Replace the key while embargo scans it: first with RENAME...
 	big_set "$rp" embargo:deny.new new marker1.test
 	redis-cli -p "$rp" sadd embargo:deny trigger1.test >/dev/null
-	sleep "0.$((2 * SCALE))"
+	pause 0.2
 	redis-cli -p "$rp" rename embargo:deny.new embargo:deny >/dev/null
 	wait_for $((30 * SCALE)) is_denied "$EP_torn" marker1.test || { cat "$WORK/torn.log"; return 1; }
 	# ...then with MULTI; DEL; SADD...; EXEC.
 	redis-cli -p "$rp" sadd embargo:deny trigger2.test >/dev/null
-	sleep "0.$((2 * SCALE))"
+	pause 0.2
 	{ printf 'MULTI\r\nDEL embargo:deny\r\n'; sadd_cmds embargo:deny other marker2.test; printf 'EXEC\r\n'; } |
 		redis-cli -p "$rp" --pipe >/dev/null
 	wait_for $((30 * SCALE)) is_denied "$EP_torn" marker2.test || { cat "$WORK/torn.log"; return 1; }
-	sleep 1
+	pause 1 # A load still under way is published meanwhile, and counted below.
 	# Every policy published held one whole set: 1000000 (old), 1000001 (+ a trigger or marker)
 	# or 1000002; a torn read would mix members of both.
 	n=$(grep -o "policy loaded from redis: [0-9]* deny" "$WORK/torn.log" | awk '{print $5}' |
@@ -259,7 +259,7 @@ torn() {
 	before=$(grep -c "reading it again" "$WORK/torn.log")
 	for i in $(seq 12); do
 		redis-cli -p "$rp" sadd embargo:deny "feed$i.test" >/dev/null
-		sleep "0.$((25 * SCALE))"
+		pause 0.25
 	done
 	wait_for $((10 * SCALE)) is_denied "$EP_torn" feed12.test || { echo "feed not enforced"; return 1; }
 	[ "$(grep -c "reading it again" "$WORK/torn.log")" -eq "$before" ] ||

@@ -126,6 +126,12 @@ wait_for() {
 	return 1
 }
 
+# pause SECONDS: sleep SECONDS (a fraction allowed) times TIME_SCALE. Only for a wait that no
+# condition can end: for something not to happen, or to let a peer act at a given pace.
+pause() {
+	sleep "$(awk -v s="$1" -v k="${TIME_SCALE:-1}" 'BEGIN { printf "%.3f", s * k }')"
+}
+
 ok() {
 	PASSED=$((PASSED + 1))
 	echo "ok $((PASSED + FAILED + SKIPPED)) - $1"
