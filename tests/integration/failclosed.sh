@@ -504,7 +504,7 @@ unknown_format() {
 	local ep g
 	ep=$(free_port)
 	[ -s "$WORK/tr.snapshot.1" ] || { echo "no older generation"; return 1; }
-	for g in "" .1 .2; do [ -f "$WORK/tr.snapshot$g" ] && cp "$WORK/tr.snapshot$g" "$WORK/uf.snapshot$g"; done
+	for g in "" .1 .2 .3; do [ -f "$WORK/tr.snapshot$g" ] && cp "$WORK/tr.snapshot$g" "$WORK/uf.snapshot$g"; done
 	sed -i '1s/^embargo-policy-snapshot 3 /embargo-policy-snapshot 4 /' "$WORK/uf.snapshot"
 	start_embargo uf "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
 		--snapshot "$WORK/uf.snapshot"

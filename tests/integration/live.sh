@@ -147,9 +147,12 @@ corrupt_snapshot() {
 	done
 	# Truncated by 30 bytes, with its older generations beside it: what is readable of it
 	# together with the newest intact one, allow rules where both agree.
-	[ -s "$WORK/live.snapshot.1" ] && [ -s "$WORK/live.snapshot.2" ] || { echo "no generations"; return 1; }
+	# Three previous generations are kept (PATH.1 to PATH.3), and no fourth.
+	[ -s "$WORK/live.snapshot.1" ] && [ -s "$WORK/live.snapshot.2" ] && [ -s "$WORK/live.snapshot.3" ] ||
+		{ echo "no generations: $(ls "$WORK" | grep '^live.snapshot' | tr '\n' ' ')"; return 1; }
+	[ ! -e "$WORK/live.snapshot.4" ] || { echo "a fourth older generation"; return 1; }
 	local g
-	for g in "" .1 .2; do cp "$WORK/live.snapshot$g" "$WORK/cut.snapshot$g"; done
+	for g in "" .1 .2 .3; do cp "$WORK/live.snapshot$g" "$WORK/cut.snapshot$g"; done
 	truncate -s -30 "$WORK/cut.snapshot"
 	ep5=$(free_port)
 	start_embargo cut "$ep5" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
