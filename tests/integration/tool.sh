@@ -212,6 +212,28 @@ restore() {
 }
 check "restore: Redis holds exactly the snapshot, the daemon's digest" restore
 
+restore_budget() {
+	# Redis holds the snapshot's rules and 20 more: restoring the (stale) snapshot would lift
+	# the 20, more than --max-shrink allows at once. Shown and refused without --yes.
+	reset
+	P restore --yes "$SNAP" >/dev/null || return 1
+	# shellcheck disable=SC2046 # Twenty names.
+	R sadd embargo:deny $(seq -f "later%g.example" 20) >/dev/null
+	if P --why "stale snapshot" restore "$SNAP" >"$WORK/rb.out" 2>&1; then
+		echo "restored without --yes"
+		return 1
+	fi
+	grep -qE '^  deny removed +20: ' "$WORK/rb.out" &&
+		grep -q "would lift 20 denied names" "$WORK/rb.out" &&
+		same "deny untouched" "$(R scard embargo:deny)" 23 && no_temp_keys ||
+		{ cat "$WORK/rb.out"; return 1; }
+	P --why "stale snapshot" restore --yes "$SNAP" >"$WORK/rb.out" || { cat "$WORK/rb.out"; return 1; }
+	same deny "$(members embargo:deny)" "a.example b.example c.example " &&
+		same "audit added/removed" "$(audit added)/$(audit removed)" 0/20 &&
+		same "consent" "$(R exists embargo:accept)" 0 && no_temp_keys
+}
+check "restore: a lift beyond the budget is shown and refused without --yes" restore_budget
+
 restore_prefix() {
 	if P --redis-prefix other restore "$SNAP" 2>"$WORK/prefix.err"; then
 		echo "restore under another prefix succeeded"
