@@ -65,6 +65,7 @@ struct redis_sync {
 	uv_timer_t timer;       /* Periodic re-reads and retries. */
 	uv_timer_t startup;
 	uv_timer_t coalesce;
+	uv_timer_t save_retry;  /* A failed snapshot save is tried again (redis_save.h). */
 	uv_work_t work;
 	int open_handles;
 	int closing;
