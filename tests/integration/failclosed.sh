@@ -282,6 +282,39 @@ accept_shown() {
 check "accept takes the version shown and refuses anything else; import --replace shows and refuses" \
 	accept_shown
 
+accept_diff() {
+	setup ad || return 1
+	local rp=$RP_ad ep=$EP_ad v digest cmd
+	# A list that is not the bundled one (whose digest the tool knows without a file).
+	R "$rp" sadd embargo:deny extra.example
+	wait_for $((5 * SCALE)) eval "grep -q '^d	extra.example$' $WORK/ad.snapshot" || return 1
+	# shellcheck disable=SC2086
+	R "$rp" srem embargo:deny $SIX
+	held "$ep" || return 1
+	v=$(held_version "$ep")
+	# Only the digest it starts from, with no policy of that digest where the tool looks: it
+	# cannot show the diff, so it refuses and writes nothing.
+	digest=$(head -1 "$WORK/ad.snapshot" | sed -n 's/.* digest=\([0-9a-f]*\) .*/\1/p')
+	if "$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" accept --from "$digest" "$v" >"$WORK/ad.out" 2>&1; then
+		cat "$WORK/ad.out"
+		echo "accepted without showing the diff"
+		return 1
+	fi
+	grep -q "pass --from SNAPSHOT" "$WORK/ad.out" && [ "$(redis-cli -p "$rp" exists embargo:accept)" = 0 ] ||
+		{ cat "$WORK/ad.out"; return 1; }
+	# The command the daemon's log recommends shows the diff, and the audit has its counts.
+	cmd=$(grep -o "run embargo-policy accept .*" "$WORK/ad.log" | tail -1 | cut -d' ' -f3-)
+	# shellcheck disable=SC2086 # Its words are arguments.
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" --by approver $cmd >"$WORK/ad.out" 2>&1 ||
+		{ echo "$cmd:"; cat "$WORK/ad.out"; return 1; }
+	grep -qE '^  deny removed +6: ' "$WORK/ad.out" || { echo "$cmd:"; cat "$WORK/ad.out"; return 1; }
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" log | grep -qE '  approver  accept .*  \+0 -6  ' ||
+		{ "$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" log; return 1; }
+	settled "$ep" && ! by_policy "$ep" kaspersky.de
+}
+check "accept shows the diff it consents to (the log's command) and audits its counts, or refuses" \
+	accept_diff
+
 signed() {
 	"$POLICY_TOOL" keygen "$WORK/approver.key" "$WORK/approver.pub" >/dev/null || return 1
 	setup sg --consent-key "$WORK/approver.pub" || return 1

@@ -190,12 +190,13 @@ other_prefix_snapshot() {
 	same_head() { [ "$(head -1 "$WORK/other.snapshot")" = "$head" ]; }
 	same_head || { echo "snapshot overwritten"; return 1; }
 	# Even once a load under the typo is published, the real list's snapshot stays.
-	# The log says how to consent: the baseline's whole digest and the held version.
+	# The log says how to consent: where the tool finds the baseline (the snapshot with the
+	# bundled list), its whole digest, and the held load's.
 	local cmd
-	cmd=$(grep -o "run embargo-policy accept --from [0-9a-f]\{64\} [0-9a-f]\{16\}" "$WORK/other.log" |
-		tail -1 | cut -d' ' -f3-)
+	cmd=$(grep -o "run embargo-policy accept --snapshot [^ ]* --from [0-9a-f]\{64\} [0-9a-f]\{64\}$" \
+		"$WORK/other.log" | tail -1 | cut -d' ' -f3-)
 	[ -n "$cmd" ] || { cat "$WORK/other.log"; return 1; }
-	# shellcheck disable=SC2086 # accept --from DIGEST VERSION.
+	# shellcheck disable=SC2086 # accept --snapshot FILE --from DIGEST DIGEST.
 	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp4" --redis-prefix embarg0 --by test $cmd \
 		>/dev/null || return 1
 	wait_for 5 grep -q "not overwritten (move it away" "$WORK/other.log" || { cat "$WORK/other.log"; return 1; }

@@ -100,6 +100,29 @@ digest_and_accept() {
 }
 check "digest and accept: a consent from one digest to another, its nonce, its lifetime" digest_and_accept
 
+accept_full_digest() {
+	reset
+	printf 'a.example\nb.example\n' >"$WORK/full.tsv"
+	P import "$WORK/full.tsv" >/dev/null || return 1
+	local d other
+	d=$(P digest)
+	other=${d:0:16}$(printf '%048d' 0)
+	[ "$other" != "$d" ] || other=${d:0:16}$(printf '%048d' 1)
+	# The resolvers hold a load whose digest shares the 16 digits shown with what Redis holds
+	# now (as a collision would): accept of those 16 digits compares all 64, and refuses.
+	R xadd embargo:audit '*' command "held by the resolvers" version "${d:0:16}" digest "$other" >/dev/null
+	if P accept --from bundled "${d:0:16}" >"$WORK/full.out" 2>&1; then
+		cat "$WORK/full.out"
+		echo "accepted another digest than the held one"
+		return 1
+	fi
+	grep -q "redis now holds digest $d, not $other" "$WORK/full.out" &&
+		same "consent" "$(R exists embargo:accept)" 0 || { cat "$WORK/full.out"; return 1; }
+	# All 64 digits given: they are what is compared.
+	P accept --from bundled "$d" >/dev/null && same to "$(R hget embargo:accept to)" "$d"
+}
+check "accept compares the held load's whole digest, not the 16 digits shown" accept_full_digest
+
 replace() {
 	reset
 	R sadd embargo:deny old.example x.example >/dev/null
