@@ -29,13 +29,14 @@
 	"  add [--allow] NAME [REASON]  add one deny (allow) rule, with a reason\n" \
 	"  remove [--allow] NAME...   lift rules, whatever case or trailing dot the members have;\n" \
 	"                             their reasons go too\n" \
-	"  accept [--sign KEY] [--from SNAPSHOT|DIGEST] [--ttl T] VERSION\n" \
+	"  accept [--sign KEY] [--from SNAPSHOT|DIGEST] [--snapshot SNAPSHOT] [--ttl T] VERSION\n" \
 	"                             consent (PREFIX:accept) to the transition from the policy\n" \
 	"                             the resolvers enforce (--from: a snapshot, the default\n" \
-	"                             " POLICY_TOOL_SNAPSHOT ", a digest, or\n" \
-	"                             'bundled' for a fresh instance's list) to\n" \
-	"                             VERSION, the held version they show; refused when Redis\n" \
-	"                             holds anything else; used once, expires after T (24h)\n" \
+	"                             " POLICY_TOOL_SNAPSHOT ", a digest found in\n" \
+	"                             --snapshot's files or the bundled list, or 'bundled' for\n" \
+	"                             a fresh instance's list) to VERSION, the held version they\n" \
+	"                             show; prints the diff; refused when Redis holds anything\n" \
+	"                             else; used once, expires after T (24h)\n" \
 	"  keygen PRIVATE PUBLIC      make an Ed25519 key pair for signed consents (--sign;\n" \
 	"                             resolvers check them with --consent-key PUBLIC)\n" \
 	"  restore [--force] [--yes] [SNAPSHOT]  write a snapshot file's rules back into Redis,\n" \

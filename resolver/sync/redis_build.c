@@ -16,8 +16,28 @@
 #include "resolver/base/log.h"
 #include "resolver/sync/redis_audit.h"
 #include "resolver/sync/redis_save.h"
+#include "resolver/sync/snapshot.h"
 
 static int publish_built(redis_sync_t *r, policy_t *p);
+
+/* The accept command that shows the diff it consents to, for the held digest `held`: from this
+ * instance's snapshot (the last policy it published whole) when it is this list's; else from the
+ * baseline's digest, which the tool finds as the bundled list or the snapshot with it. */
+static void accept_hint(redis_sync_t *r, const struct digest *held, char *buf, size_t cap)
+{
+	char full[DIGEST_HEX + 1], base[DIGEST_HEX + 1];
+	digest_hex(held, full);
+	digest_hex(guard_baseline(r->guard), base);
+	struct codec_meta meta;
+	const char *path = r->o->snapshot;
+	if (path[0] && snapshot_peek(path, &meta) == 0 && strcmp(meta.prefix, r->o->redis_prefix) == 0 &&
+	    meta.db == r->o->redis_db)
+		snprintf(buf, cap, "embargo-policy accept --from %s %s", path, full);
+	else if (path[0])
+		snprintf(buf, cap, "embargo-policy accept --snapshot %s --from %s %s", path, base, full);
+	else
+		snprintf(buf, cap, "embargo-policy accept --from %s %s", base, full);
+}
 
 /* The candidate is held: the policy in force stays, and the log says so loudly, once per
  * candidate. */
@@ -30,28 +50,25 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const policy_t *p)
 	size_t of = guard_baseline_deny(r->guard);
 	char vshort[DIGEST_SHORT_HEX + 1];
 	digest_short(&st->digest, vshort);
-	if (r->held != v || r->held_version != st->version) {
-		char names[600], cs[200], bshort[DIGEST_SHORT_HEX + 1], bfull[DIGEST_HEX + 1];
+	if (r->held != v || !digest_is_equal(&r->held_digest, &st->digest)) {
+		char names[600], cs[200], bshort[DIGEST_SHORT_HEX + 1], hint[4500];
 		guard_names_text(&r->lifted, names, sizeof(names));
 		redis_state_describe_current(r, cs, sizeof(cs));
-		const struct digest *bd = guard_baseline(r->guard);
-		digest_short(bd, bshort);
-		digest_hex(bd, bfull);
+		digest_short(guard_baseline(r->guard), bshort);
+		accept_hint(r, &st->digest, hint, sizeof(hint));
 		if (v == GUARD_HOLD_MISSING)
 			log_err("POLICY LOAD HELD: redis has no %s but has other policy keys, which "
 				"would lift all %zu deny rules in force%s; still enforcing %s. If redis "
 				"lost its data, restore it (embargo-policy restore); if this is intended, "
-				"run embargo-policy accept --from %s %s", r->keys[REDIS_STATE_KEY_DENY],
-				removed, names, cs, bfull, vshort);
+				"run %s", r->keys[REDIS_STATE_KEY_DENY], removed, names, cs, hint);
 		else
 			log_err("POLICY LOAD HELD: redis now holds %zu deny rules, which would lift %zu "
 				"names denied since the consented baseline %s%s, more than --max-shrink "
 				"allows (%zu of %zu%s); still enforcing %s. If redis lost its data, restore "
 				"it (embargo-policy restore); if the removal is intended, run "
-				"embargo-policy accept --from %s %s", st->deny, removed, bshort, names,
-				r->decision.allowed, base,
+				"%s", st->deny, removed, bshort, names, r->decision.allowed, base,
 				guard_is_rolled_back(r->guard) ? ", none after a redis rollback" : "", cs,
-				bfull, vshort);
+				hint);
 		r->consent_said = CONSENT_NONE;
 		redis_audit_append(r, "held", "redis", policy_store_current(r->store), p);
 	}
@@ -62,7 +79,7 @@ static void hold_load(redis_sync_t *r, enum guard_verdict v, const policy_t *p)
 	r->consent_said = r->decision.consent;
 	guard_held(r->guard, &st->digest, r->decision.cap, (int64_t)time(NULL));
 	r->held = v;
-	r->held_version = st->version;
+	r->held_digest = st->digest;
 	r->in_sync = 0; /* Redis differs from the policy in force: read every key next time. */
 	redis_state_set_hold(r,
 			     v == GUARD_HOLD_MISSING ? REDIS_SYNC_HOLD_MISSING : REDIS_SYNC_HOLD_SHRINK,
@@ -74,7 +91,7 @@ static void unhold(redis_sync_t *r)
 	if (r->hold_shown)
 		redis_state_set_hold(r, REDIS_SYNC_HOLD_NONE, 0, 0, 0);
 	r->held = GUARD_PUBLISH;
-	r->held_version = 0;
+	memset(&r->held_digest, 0, sizeof(r->held_digest));
 	r->warned_empty = 0;
 }
 

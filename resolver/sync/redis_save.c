@@ -1,6 +1,6 @@
 /* The snapshot save runs on the thread pool and reads the policy through the store's reader
- * slot r->saver, so a policy replaced meanwhile is not freed under it; a failing save is logged
- * once a minute while it lasts. The guard's state is written synchronously on the loop, ahead
+ * slot r->saver, so a policy replaced meanwhile is not freed under it; a failing save is tried
+ * again on a timer (no policy change needed) and logged once a minute while it lasts. The guard's state is written synchronously on the loop, ahead
  * of the publication it describes. Never saves a held load's merge (no state Redis ever had). */
 #include "config.h"
 
@@ -25,6 +25,17 @@ void redis_save_start(redis_sync_t *r)
 		r->saving = 0;
 }
 
+static void on_retry(uv_timer_t *t)
+{
+	redis_sync_t *r = t->data;
+	if (r->closing)
+		return;
+	if (r->saving)
+		r->save_again = 1; /* Its failure, if it fails, starts the timer again. */
+	else
+		redis_save_start(r);
+}
+
 static void on_saved(uv_work_t *w, int status)
 {
 	redis_sync_t *r = w->data;
@@ -38,6 +49,11 @@ static void on_saved(uv_work_t *w, int status)
 			log_err("policy snapshot not saved: %s", r->save_err);
 			r->save_said_ms = now;
 		}
+		/* Tried again while it fails, whether or not the policy changes meanwhile. */
+		uint64_t retry = r->o->reload_ms && r->o->reload_ms < REDIS_SAVE_RETRY_MS
+					 ? r->o->reload_ms : REDIS_SAVE_RETRY_MS;
+		if (!r->closing && !r->save_again)
+			uv_timer_start(&r->save_retry, on_retry, retry, 0);
 	} else if (r->save_rc == 0) {
 		atomic_store(&r->stats->snapshot_failing, 0);
 		atomic_store(&r->stats->snapshot_saved_at, (long long)time(NULL));

@@ -6,6 +6,10 @@
 
 #include "resolver/sync/redis_state.h"
 
+/** A failed snapshot save is tried again after this, or after --reload-interval if that is
+ *  sooner, until one works; the error is logged at most this often. */
+#define REDIS_SAVE_RETRY_MS 60000
+
 /** Save the policy in force to the snapshot on the thread pool (r->saving while it runs; a
  *  policy published meanwhile is saved next, see r->save_again). */
 void redis_save_start(redis_sync_t *r);

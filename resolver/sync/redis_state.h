@@ -65,6 +65,7 @@ struct redis_sync {
 	uv_timer_t timer;       /* Periodic re-reads and retries. */
 	uv_timer_t startup;
 	uv_timer_t coalesce;
+	uv_timer_t save_retry;  /* A failed snapshot save is tried again (redis_save.h). */
 	uv_work_t work;
 	int open_handles;
 	int closing;
@@ -92,11 +93,11 @@ struct redis_sync {
 	 * a load may carry unchanged keys over from it. */
 	int in_sync;
 	enum guard_verdict held;
-	uint64_t held_version;
+	struct digest held_digest; /* Of the candidate held (all of it: never its short form). */
 	int hold_shown;         /* Status answers may show a hold: this link's, or a predecessor's. */
 	guard_t *guard;         /* Borrowed from the daemon: it outlives links. */
 	struct consent consent; /* As read by the load in progress. */
-	enum consent_fault consent_said; /* The last consent fault logged, for held_version. */
+	enum consent_fault consent_said; /* The last consent fault logged, for held_digest. */
 	struct redis_history history; /* To tell a rollback (redis_history.h). */
 	int warned_audit;       /* The daemon's audit entries were refused: said once. */
 	char *state_written;    /* The guard state file as last written. */

@@ -123,12 +123,12 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 		if (k < REDIS_STATE_NKEYS)
 			r->scans[k] = (struct redis_state_scan){.r = r, .key = k};
 	}
-	uv_timer_t *timers[] = {&r->timer, &r->startup, &r->coalesce};
-	for (int i = 0; i < 3; i++) {
+	uv_timer_t *timers[] = {&r->timer, &r->startup, &r->coalesce, &r->save_retry};
+	for (int i = 0; i < 4; i++) {
 		uv_timer_init(loop, timers[i]);
 		timers[i]->data = r;
 	}
-	r->open_handles = 3;
+	r->open_handles = 4;
 	uv_timer_start(&r->startup, on_startup_timeout, STARTUP_WAIT_MS, 0);
 	static const struct redis_link_events events = {
 		.up = on_link_up,
@@ -140,7 +140,7 @@ redis_sync_t *redis_sync_new(uv_loop_t *loop, const struct options *o, policy_st
 	r->link = redis_link_new(loop, o, chan, REDIS_STATE_NCHANNELS, &events, r);
 	if (!r->link) {
 		r->closing = 1;
-		for (int i = 0; i < 3; i++)
+		for (int i = 0; i < 4; i++)
 			uv_close((uv_handle_t *)timers[i], timer_closed);
 		return NULL;
 	}
@@ -170,6 +170,7 @@ void redis_sync_close(redis_sync_t *r)
 	uv_close((uv_handle_t *)&r->timer, timer_closed);
 	uv_close((uv_handle_t *)&r->startup, timer_closed);
 	uv_close((uv_handle_t *)&r->coalesce, timer_closed);
+	uv_close((uv_handle_t *)&r->save_retry, timer_closed);
 	if (r->phase == REDIS_STATE_READING)
 		redis_state_drop_builder(r);
 	redis_link_close(r->link, link_closed);

@@ -183,8 +183,8 @@ int snapshot_save(const char *path, const policy_t *p, const struct codec_meta *
 		return rc;
 	}
 	/* The new file is written and synced first: a save that fails leaves the generations as
-	 * they were. Then the older generations move down (PATH.1 to PATH.2, PATH linked as
-	 * PATH.1), so that PATH itself always exists and a damaged newest file has an intact
+	 * they were. Then the older generations move down (PATH.2 to PATH.3, PATH.1 to PATH.2, PATH
+	 * linked as PATH.1), so that PATH itself always exists and a damaged newest file has an intact
 	 * predecessor, and the new file takes PATH's place. */
 	char tmp[4096], older[4200], newer[4200];
 	rc = write_temp(path, text, len, tmp, sizeof(tmp), err, errlen);

@@ -10,8 +10,8 @@
 #include "policy/codec.h"
 #include "policy/policy.h"
 
-/** Files kept: PATH and its older generations PATH.1 and PATH.2. */
-#define SNAPSHOT_GENERATIONS 3
+/** Files kept: PATH and its three older generations PATH.1 to PATH.3. */
+#define SNAPSHOT_GENERATIONS 4
 
 /** Write p to path atomically, with meta (when, and the Redis prefix and database it came from;
  *  meta->format is ignored), after moving the older generations down. A file at path saved from

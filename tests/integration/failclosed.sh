@@ -282,6 +282,39 @@ accept_shown() {
 check "accept takes the version shown and refuses anything else; import --replace shows and refuses" \
 	accept_shown
 
+accept_diff() {
+	setup ad || return 1
+	local rp=$RP_ad ep=$EP_ad v digest cmd
+	# A list that is not the bundled one (whose digest the tool knows without a file).
+	R "$rp" sadd embargo:deny extra.example
+	wait_for $((5 * SCALE)) eval "grep -q '^d	extra.example$' $WORK/ad.snapshot" || return 1
+	# shellcheck disable=SC2086
+	R "$rp" srem embargo:deny $SIX
+	held "$ep" || return 1
+	v=$(held_version "$ep")
+	# Only the digest it starts from, with no policy of that digest where the tool looks: it
+	# cannot show the diff, so it refuses and writes nothing.
+	digest=$(head -1 "$WORK/ad.snapshot" | sed -n 's/.* digest=\([0-9a-f]*\) .*/\1/p')
+	if "$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" accept --from "$digest" "$v" >"$WORK/ad.out" 2>&1; then
+		cat "$WORK/ad.out"
+		echo "accepted without showing the diff"
+		return 1
+	fi
+	grep -q "pass --from SNAPSHOT" "$WORK/ad.out" && [ "$(redis-cli -p "$rp" exists embargo:accept)" = 0 ] ||
+		{ cat "$WORK/ad.out"; return 1; }
+	# The command the daemon's log recommends shows the diff, and the audit has its counts.
+	cmd=$(grep -o "run embargo-policy accept .*" "$WORK/ad.log" | tail -1 | cut -d' ' -f3-)
+	# shellcheck disable=SC2086 # Its words are arguments.
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" --by approver $cmd >"$WORK/ad.out" 2>&1 ||
+		{ echo "$cmd:"; cat "$WORK/ad.out"; return 1; }
+	grep -qE '^  deny removed +6: ' "$WORK/ad.out" || { echo "$cmd:"; cat "$WORK/ad.out"; return 1; }
+	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" log | grep -qE '  approver  accept .*  \+0 -6  ' ||
+		{ "$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" log; return 1; }
+	settled "$ep" && ! by_policy "$ep" kaspersky.de
+}
+check "accept shows the diff it consents to (the log's command) and audits its counts, or refuses" \
+	accept_diff
+
 signed() {
 	"$POLICY_TOOL" keygen "$WORK/approver.key" "$WORK/approver.pub" >/dev/null || return 1
 	setup sg --consent-key "$WORK/approver.pub" || return 1
@@ -504,7 +537,7 @@ unknown_format() {
 	local ep g
 	ep=$(free_port)
 	[ -s "$WORK/tr.snapshot.1" ] || { echo "no older generation"; return 1; }
-	for g in "" .1 .2; do [ -f "$WORK/tr.snapshot$g" ] && cp "$WORK/tr.snapshot$g" "$WORK/uf.snapshot$g"; done
+	for g in "" .1 .2 .3; do [ -f "$WORK/tr.snapshot$g" ] && cp "$WORK/tr.snapshot$g" "$WORK/uf.snapshot$g"; done
 	sed -i '1s/^embargo-policy-snapshot 3 /embargo-policy-snapshot 4 /' "$WORK/uf.snapshot"
 	start_embargo uf "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
 		--snapshot "$WORK/uf.snapshot"
@@ -518,7 +551,8 @@ check "a snapshot of a format this embargo does not read: its older generation i
 
 save_failure() {
 	# The disk under the snapshot goes away: an error in the log, a counter and /health say so;
-	# when it comes back, the next change is saved.
+	# the save is retried (every --reload-interval, here 3 s, or once a minute if that is
+	# sooner) with no change to the policy, and saved as soon as the disk is back.
 	local rp ep mp dir=$WORK/snapdir
 	rp=$(free_port)
 	ep=$(free_port)
@@ -527,7 +561,7 @@ save_failure() {
 	start_redis "$rp"
 	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp" import "$LIST" >/dev/null || return 1
 	start_embargo sf "$ep" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$rp" \
-		--reload-interval 30 --snapshot "$dir/policy.snapshot" --metrics "127.0.0.1:$mp"
+		--reload-interval 3 --snapshot "$dir/policy.snapshot" --metrics "127.0.0.1:$mp"
 	wait_for $((5 * SCALE)) eval "[ -s $dir/policy.snapshot ]" || { cat "$WORK/sf.log"; return 1; }
 	rm -rf "$dir"
 	R "$rp" sadd embargo:deny unsaved.example
@@ -540,11 +574,14 @@ save_failure() {
 		{ grep snapshot <<<"$metrics"; return 1; }
 	health=$(http "http://127.0.0.1:$mp/health")
 	[ "$health" = "ok; policy snapshot not saved (see the log)" ] || { echo "health: $health"; return 1; }
+	# Retried with nothing changed in Redis: the failures count on.
+	wait_for $((10 * SCALE)) eval "http http://127.0.0.1:$mp/metrics |
+		grep -qE '^embargo_snapshot_save_failures_total ([2-9]|[1-9][0-9])'" ||
+		{ http "http://127.0.0.1:$mp/metrics" | grep snapshot_save; return 1; }
 	mkdir -p "$dir"
-	R "$rp" sadd embargo:deny saved.example
-	wait_for $((5 * SCALE)) grep -q "policy snapshot saved to $dir/policy.snapshot again" "$WORK/sf.log" ||
+	wait_for $((10 * SCALE)) grep -q "policy snapshot saved to $dir/policy.snapshot again" "$WORK/sf.log" ||
 		{ cat "$WORK/sf.log"; return 1; }
-	grep -q "^d	saved.example$" "$dir/policy.snapshot" || return 1
+	grep -q "^d	unsaved.example$" "$dir/policy.snapshot" || return 1
 	[ "$(http "http://127.0.0.1:$mp/health")" = ok ] || { echo "health not back"; return 1; }
 }
 check "a snapshot that cannot be saved: an error, embargo_snapshot_save_failures_total, /health" save_failure

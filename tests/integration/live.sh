@@ -147,9 +147,12 @@ corrupt_snapshot() {
 	done
 	# Truncated by 30 bytes, with its older generations beside it: what is readable of it
 	# together with the newest intact one, allow rules where both agree.
-	[ -s "$WORK/live.snapshot.1" ] && [ -s "$WORK/live.snapshot.2" ] || { echo "no generations"; return 1; }
+	# Three previous generations are kept (PATH.1 to PATH.3), and no fourth.
+	[ -s "$WORK/live.snapshot.1" ] && [ -s "$WORK/live.snapshot.2" ] && [ -s "$WORK/live.snapshot.3" ] ||
+		{ echo "no generations: $(ls "$WORK" | grep '^live.snapshot' | tr '\n' ' ')"; return 1; }
+	[ ! -e "$WORK/live.snapshot.4" ] || { echo "a fourth older generation"; return 1; }
 	local g
-	for g in "" .1 .2; do cp "$WORK/live.snapshot$g" "$WORK/cut.snapshot$g"; done
+	for g in "" .1 .2 .3; do cp "$WORK/live.snapshot$g" "$WORK/cut.snapshot$g"; done
 	truncate -s -30 "$WORK/cut.snapshot"
 	ep5=$(free_port)
 	start_embargo cut "$ep5" --upstream "127.0.0.1:$NSD" --redis "redis://127.0.0.1:$(free_port)" \
@@ -187,12 +190,13 @@ other_prefix_snapshot() {
 	same_head() { [ "$(head -1 "$WORK/other.snapshot")" = "$head" ]; }
 	same_head || { echo "snapshot overwritten"; return 1; }
 	# Even once a load under the typo is published, the real list's snapshot stays.
-	# The log says how to consent: the baseline's whole digest and the held version.
+	# The log says how to consent: where the tool finds the baseline (the snapshot with the
+	# bundled list), its whole digest, and the held load's.
 	local cmd
-	cmd=$(grep -o "run embargo-policy accept --from [0-9a-f]\{64\} [0-9a-f]\{16\}" "$WORK/other.log" |
-		tail -1 | cut -d' ' -f3-)
+	cmd=$(grep -o "run embargo-policy accept --snapshot [^ ]* --from [0-9a-f]\{64\} [0-9a-f]\{64\}$" \
+		"$WORK/other.log" | tail -1 | cut -d' ' -f3-)
 	[ -n "$cmd" ] || { cat "$WORK/other.log"; return 1; }
-	# shellcheck disable=SC2086 # accept --from DIGEST VERSION.
+	# shellcheck disable=SC2086 # accept --snapshot FILE --from DIGEST DIGEST.
 	"$POLICY_TOOL" --redis "redis://127.0.0.1:$rp4" --redis-prefix embarg0 --by test $cmd \
 		>/dev/null || return 1
 	wait_for 5 grep -q "not overwritten (move it away" "$WORK/other.log" || { cat "$WORK/other.log"; return 1; }

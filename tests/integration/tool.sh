@@ -100,6 +100,29 @@ digest_and_accept() {
 }
 check "digest and accept: a consent from one digest to another, its nonce, its lifetime" digest_and_accept
 
+accept_full_digest() {
+	reset
+	printf 'a.example\nb.example\n' >"$WORK/full.tsv"
+	P import "$WORK/full.tsv" >/dev/null || return 1
+	local d other
+	d=$(P digest)
+	other=${d:0:16}$(printf '%048d' 0)
+	[ "$other" != "$d" ] || other=${d:0:16}$(printf '%048d' 1)
+	# The resolvers hold a load whose digest shares the 16 digits shown with what Redis holds
+	# now (as a collision would): accept of those 16 digits compares all 64, and refuses.
+	R xadd embargo:audit '*' command "held by the resolvers" version "${d:0:16}" digest "$other" >/dev/null
+	if P accept --from bundled "${d:0:16}" >"$WORK/full.out" 2>&1; then
+		cat "$WORK/full.out"
+		echo "accepted another digest than the held one"
+		return 1
+	fi
+	grep -q "redis now holds digest $d, not $other" "$WORK/full.out" &&
+		same "consent" "$(R exists embargo:accept)" 0 || { cat "$WORK/full.out"; return 1; }
+	# All 64 digits given: they are what is compared.
+	P accept --from bundled "$d" >/dev/null && same to "$(R hget embargo:accept to)" "$d"
+}
+check "accept compares the held load's whole digest, not the 16 digits shown" accept_full_digest
+
 replace() {
 	reset
 	R sadd embargo:deny old.example x.example >/dev/null
@@ -211,6 +234,28 @@ restore() {
 		same "diff after restore" "$(P diff "$SNAP" | tail -1)" "same rules and reasons"
 }
 check "restore: Redis holds exactly the snapshot, the daemon's digest" restore
+
+restore_budget() {
+	# Redis holds the snapshot's rules and 20 more: restoring the (stale) snapshot would lift
+	# the 20, more than --max-shrink allows at once. Shown and refused without --yes.
+	reset
+	P restore --yes "$SNAP" >/dev/null || return 1
+	# shellcheck disable=SC2046 # Twenty names.
+	R sadd embargo:deny $(seq -f "later%g.example" 20) >/dev/null
+	if P --why "stale snapshot" restore "$SNAP" >"$WORK/rb.out" 2>&1; then
+		echo "restored without --yes"
+		return 1
+	fi
+	grep -qE '^  deny removed +20: ' "$WORK/rb.out" &&
+		grep -q "would lift 20 denied names" "$WORK/rb.out" &&
+		same "deny untouched" "$(R scard embargo:deny)" 23 && no_temp_keys ||
+		{ cat "$WORK/rb.out"; return 1; }
+	P --why "stale snapshot" restore --yes "$SNAP" >"$WORK/rb.out" || { cat "$WORK/rb.out"; return 1; }
+	same deny "$(members embargo:deny)" "a.example b.example c.example " &&
+		same "audit added/removed" "$(audit added)/$(audit removed)" 0/20 &&
+		same "consent" "$(R exists embargo:accept)" 0 && no_temp_keys
+}
+check "restore: a lift beyond the budget is shown and refused without --yes" restore_budget
 
 restore_prefix() {
 	if P --redis-prefix other restore "$SNAP" 2>"$WORK/prefix.err"; then
