@@ -22,7 +22,7 @@ PACKAGES=(build-essential autoconf automake libtool pkg-config
 	libuv1-dev libldns-dev libhiredis-dev libcriterion-dev nettle-dev libgnutls28-dev libnghttp2-dev openssl
 	redis-server redis-tools nsd knot-dnsutils dnsutils iproute2 python3
 	unbound ldnsutils python3-dnspython libmicrohttpd-dev libsystemd-dev prometheus mandoc
-	debhelper lintian dnsperf curl)
+	debhelper lintian dnsperf curl nghttp2-client)
 
 say() { printf '==> %s\n' "$*"; }
 

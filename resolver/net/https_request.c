@@ -42,8 +42,8 @@ static void read_path(struct https_request *r, const char *ours, const uint8_t *
 	const uint8_t *q = memchr(v, '?', len);
 	size_t plen = q ? (size_t)(q - v) : len;
 	r->path_ok = plen == strlen(ours) && memcmp(v, ours, plen) == 0;
-	if (!r->path_ok || !q)
-		return;
+	if (!r->path_ok || !q || r->method == HTTPS_M_POST)
+		return; /* A POST's question is its body. */
 	const uint8_t *p = q + 1, *end = v + len;
 	while (p < end) {
 		const uint8_t *amp = memchr(p, '&', (size_t)(end - p));
@@ -79,6 +79,12 @@ void https_request_header(struct https_request *r, const char *path, const uint8
 			r->method = HTTPS_M_GET;
 		else if (name_is(value, valuelen, "POST"))
 			r->method = HTTPS_M_POST;
+		if (r->method == HTTPS_M_POST && r->dns) {
+			/* A POST's question is its body alone (RFC 8484 4.1): a dns= of its path,
+			 * read before the method came, is dropped. */
+			r->dns = 0;
+			r->msg_len = 0;
+		}
 	} else if (name_is(name, namelen, ":path")) {
 		read_path(r, path, value, valuelen);
 	} else if (name_is(name, namelen, "content-type")) {
@@ -100,6 +106,7 @@ int https_request_body(struct https_request *r, const uint8_t *data, size_t len)
 {
 	if (r->method != HTTPS_M_POST || r->body_too_big)
 		return 0;
+
 	if (r->msg_len + len > HTTPS_BODY_MAX) {
 		r->body_too_big = 1;
 		https_request_clear(r);
@@ -124,6 +131,7 @@ unsigned https_request_status(const struct https_request *r)
 		return 405;
 	if (!r->ctype_ok)
 		return 415;
+
 	return r->body_too_big ? 413 : 0;
 }
 

@@ -124,6 +124,35 @@ curl_resolves() {
 }
 check "curl --doh-url resolves a name through embargo, and not a listed one" curl_resolves
 
+dnsperf_doh() {
+	need_or_skip dnsperf dnsperf "dnsperf -m doh" || return 0
+	# One question in flight per connection: Debian's dnsperf 2.10 keeps one answer buffer per
+	# connection, so answers that arrive in one TLS record (embargo sends the answers of a
+	# batch together) overwrite each other there; with several in flight see h2load below.
+	printf 'www.test A\nkaspersky.com A\nbig.test TXT\n' >"$WORK/perf.txt"
+	local out
+	out=$(dnsperf -m doh -s 127.0.0.1 -p "$HP" -d "$WORK/perf.txt" -l 2 -c 2 -q 1 2>&1)
+	echo "$out" | grep -E "Queries (sent|completed|lost)|return codes"
+	grep -qE "Queries lost: +0 " <<<"$out" &&
+		[ "$(awk '/Queries completed:/ {print $3}' <<<"$out")" -ge 50 ]
+}
+check "dnsperf -m doh: every query answered" dnsperf_doh
+
+h2load_pipelined() {
+	need_or_skip h2load nghttp2-client "h2load over DoH" || return 0
+	# 2 connections with 32 streams each in flight, GET of three questions in turn: every
+	# request gets 200 and its answer (h2load counts the bytes of each response body).
+	local out
+	printf '%s\n' "$URL?dns=$(b64q www.test A 0)" "$URL?dns=$(b64q kaspersky.com A 0)" \
+		"$URL?dns=$(b64q big.test TXT 0)" >"$WORK/h2load.urls"
+	out=$(h2load -i "$WORK/h2load.urls" -n 3000 -c 2 -m 32 2>&1)
+	grep -E "^(requests|status codes|traffic)" <<<"$out"
+	grep -q "^requests: 3000 total, 3000 started, 3000 done, 3000 succeeded" <<<"$out" &&
+		grep -q "^status codes: 3000 2xx" <<<"$out"
+}
+check "h2load, 64 streams in flight over 2 connections: 3,000 requests, 3,000 answers" \
+	h2load_pipelined
+
 headers_and_ids() {
 	# The ID the client sent comes back (0 as RFC 8484 4.1 asks, or any other), and the
 	# answer may be kept as long as its smallest TTL.

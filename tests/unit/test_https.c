@@ -303,12 +303,13 @@ static int32_t get(const char *path)
 }
 
 /* GET path?dns= with the query for www.test of id. */
-static int32_t get_query(uint16_t id)
+/* path: /dns-query?ct&dns= and our question with ID id, base64url. */
+static void query_path(char path[128], uint16_t id)
 {
 	uint8_t q[64];
 	size_t n = query(q, id);
 	static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	char path[128] = "/dns-query?ct&dns=";
+	strcpy(path, "/dns-query?ct&dns=");
 	size_t p = strlen(path);
 	for (size_t i = 0; i < n; i += 3) {
 		uint32_t v = (uint32_t)q[i] << 16 | (i + 1 < n ? q[i + 1] << 8 : 0) | (i + 2 < n ? q[i + 2] : 0);
@@ -320,6 +321,12 @@ static int32_t get_query(uint16_t id)
 			path[p++] = B64[v & 63];
 	}
 	path[p] = 0;
+}
+
+static int32_t get_query(uint16_t id)
+{
+	char path[128];
+	query_path(path, id);
 	return get(path);
 }
 
@@ -343,14 +350,14 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 	return (ssize_t)n;
 }
 
-/* POST body (kept by the caller until it is sent) with content type ctype (NULL: none) and,
- * with clen, a content-length. */
-static int32_t post(struct body *b, const char *ctype, int clen)
+/* POST body (kept by the caller until it is sent) to path with content type ctype (NULL:
+ * none) and, with clen, a content-length. */
+static int32_t post_to(const char *path, struct body *b, const char *ctype, int clen)
 {
 	char len[24];
 	snprintf(len, sizeof(len), "%zu", b->len);
 	nghttp2_nv nv[6] = {NV(":method", "POST"), NV(":scheme", "https"),
-			    NV(":authority", "dns.test"), NV(":path", "/dns-query")};
+			    NV(":authority", "dns.test"), NV(":path", path)};
 	size_t n = 4;
 	if (ctype)
 		nv[n++] = (nghttp2_nv)NV("content-type", ctype);
@@ -360,6 +367,11 @@ static int32_t post(struct body *b, const char *ctype, int clen)
 	int32_t id = nghttp2_submit_request(cl, NULL, nv, n, &dp, NULL);
 	cr_assert_gt(id, 0);
 	return id;
+}
+
+static int32_t post(struct body *b, const char *ctype, int clen)
+{
+	return post_to("/dns-query", b, ctype, clen);
 }
 
 static unsigned status_count(unsigned status)
@@ -394,6 +406,22 @@ Test(https, get_and_post_answered_with_the_id_sent_and_max_age)
 	cr_expect_eq(status_count(200), 2);
 	cr_expect_eq(https_requests(h), 2);
 	cr_expect_eq(held_said, 0, "every answer went out");
+}
+
+Test(https, a_post_is_its_body_alone_whatever_its_path_says)
+{
+	/* RFC 8484 4.1: a POST's question is its body; a dns= in its path is not read. */
+	char path[128];
+	query_path(path, 0x7777);
+	uint8_t q[64];
+	struct body b = {q, query(q, 0x1234), 0};
+	int32_t p = post_to(path, &b, "application/dns-message", 1);
+	cr_assert_eq(pump(), 0);
+	struct seen *e = seen_of(p);
+	cr_expect_eq(e->status, 200);
+	cr_assert_geq(e->body_len, 12);
+	cr_expect_eq(wire_get16(e->body), 0x1234, "the body's question, not the path's");
+	cr_expect_eq(wire_get16(e->body + 4), 1, "one question");
 }
 
 Test(https, each_error_status)
