@@ -114,6 +114,8 @@ static void on_check(uv_check_t *h)
 	server_reload_take(w);
 	if (w->nup_old)
 		retire_upstreams(w, 0);
+	if (w->up_lag && uv_now(&w->loop) >= w->up_lag_retry)
+		server_reload_upstreams(w);
 }
 
 static void on_wake(uv_async_t *h)

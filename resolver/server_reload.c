@@ -79,34 +79,54 @@ void server_reload_take(struct worker *w)
 		reopen_listeners(w, r->o);
 	if (admit_reconfigure(w->admit, r->o) < 0)
 		log_warn("worker %u: out of memory: the access list stays as it was", w->index);
-	if (!same_upstreams(w->up_o, r->o)) {
-		int rc;
-		upstream_t *u = w->nup_old < sizeof(w->up_old) / sizeof(w->up_old[0])
-					? upstream_new(&w->loop, r->o, query_upstream_answer, w, &rc)
-					: NULL;
-		if (u) {
-			const struct options *was = w->up_o;
-			w->up_old_gen[w->nup_old] = w->up_gen;
-			w->up_old[w->nup_old++] = w->up;
-			w->up = u;
-			w->up_o = r->o;
-			w->up_gen = r->gen;
-			upstream_set_latency(u, r->o->metrics.ss_family ? w->lat_up : NULL);
-			/* A position that now holds another upstream starts its histogram again. */
-			for (unsigned i = 0; i < OPTIONS_MAX_ADDRS; i++)
-				if (i >= r->o->nupstream || i >= was->nupstream ||
-				    !options_same_addr(&was->upstream[i], &r->o->upstream[i]))
-					latency_clear(&w->lat_up[i]);
-		} else {
-			log_warn("worker %u: cannot change upstreams now (too many reloads at once, or "
-				 "out of memory); the old ones stay", w->index);
-		}
-	}
 	w->o = r->o;
 	w->o_gen = r->gen;
 	w->local = r->local;
 	w->tls = r->tls;
 	w->gen_changed = 1;
+	w->up_lag = 0;
+	server_reload_upstreams(w);
+}
+
+void server_reload_upstreams(struct worker *w)
+{
+	if (same_upstreams(w->up_o, w->o)) {
+		w->up_lag = 0;
+		return;
+	}
+	int rc;
+	upstream_t *u = w->nup_old < sizeof(w->up_old) / sizeof(w->up_old[0])
+				? upstream_new(&w->loop, w->o, query_upstream_answer, w, &rc)
+				: NULL;
+	if (!u) {
+		/* Tried again every 200 ms (query.c refuses to forward meanwhile when the new
+		 * upstreams are tls:// and the old ones are not). */
+		if (!w->up_lag)
+			log_warn("worker %u: cannot change upstreams now (too many reloads at once, "
+				 "or out of memory): the old ones stay until it can%s", w->index,
+				 w->o->upstream_tls[0] && !w->up_o->upstream_tls[0]
+					 ? "; meanwhile nothing is forwarded, as the new ones are TLS"
+					 : "");
+		w->up_lag = 1;
+		w->up_lag_retry = uv_now(&w->loop) + 200;
+		return;
+	}
+	if (w->up_lag)
+		log_info("worker %u: upstreams changed", w->index);
+	w->up_lag = 0;
+	const struct options *was = w->up_o;
+	w->up_old_gen[w->nup_old] = w->up_gen;
+	w->up_old[w->nup_old++] = w->up;
+	w->up = u;
+	w->up_o = w->o;
+	w->up_gen = w->o_gen;
+	w->gen_changed = 1;
+	upstream_set_latency(u, w->o->metrics.ss_family ? w->lat_up : NULL);
+	/* A position that now holds another upstream starts its histogram again. */
+	for (unsigned i = 0; i < OPTIONS_MAX_ADDRS; i++)
+		if (i >= w->o->nupstream || i >= was->nupstream ||
+		    !options_same_addr(&was->upstream[i], &w->o->upstream[i]))
+			latency_clear(&w->lat_up[i]);
 }
 
 /* Show the main thread which reloads w reads (server_reclaim). */

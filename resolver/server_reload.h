@@ -53,6 +53,11 @@ int server_reload(server_t *s, struct options *o, local_t *local, struct tls_cre
 /** On worker w's thread, between two queries: take on the reload queued for it, if any. */
 void server_reload_take(struct worker *w);
 
+/** Give w an upstream side made with w->o's upstreams if it has not one yet (a reload's could
+ *  not be made: too many old sides still answering, or no memory); sets w->up_lag while it
+ *  cannot. */
+void server_reload_upstreams(struct worker *w);
+
 /** On worker w's thread, once the handles closed in the last loop iteration are gone: show the
  *  main thread which reload generations w still reads (server_reclaim). */
 void server_reload_show_gens(struct worker *w);

@@ -80,6 +80,14 @@ struct wire_query {
  *  and the OPT record are read as for a QUERY when they parse (the answer echoes them). */
 int wire_parse_query(const uint8_t *pkt, size_t len, struct wire_query *q);
 
+/** Is qtype one no record has (RFC 6895 3.1: the meta types: OPT, TSIG, TKEY, MAILA, MAILB,
+ *  128-248), zone transfers (AXFR, IXFR) aside? */
+static inline int wire_is_meta_type(uint16_t qtype)
+{
+	return qtype == WIRE_TYPE_OPT || qtype == WIRE_TYPE_TSIG || qtype == WIRE_TYPE_TKEY ||
+	       qtype == WIRE_TYPE_MAILA || qtype == WIRE_TYPE_MAILB || (qtype >= 128 && qtype <= 248);
+}
+
 /** Offset just past the (possibly compressed) name at pkt[off], or -EBADMSG. */
 int wire_skip_name(const uint8_t *pkt, size_t len, size_t off);
 
@@ -113,6 +121,7 @@ int wire_rr_next(struct wire_rr_iter *it, struct wire_rr *rr);
 #define WIRE_EDNS_COOKIE 10 /**< RFC 7873. */
 #define WIRE_EDNS_EDE 15    /**< RFC 8914. */
 #define WIRE_EDNS_ECS 8     /**< RFC 7871. */
+#define WIRE_EDNS_PADDING 12 /**< RFC 7830. */
 #define WIRE_RCODE_BADCOOKIE 23
 
 /** Remove every EDNS option `code` from pkt's OPT record in place.

@@ -268,13 +268,6 @@ static int is_own_query(struct worker *w, const struct client *c)
 	return options_cidr_match(w->self, w->nself, &c->addr);
 }
 
-/* A question type no record has (RFC 6895 3.1: the meta types), zone transfers aside. */
-static int is_meta_type(uint16_t qtype)
-{
-	return qtype == WIRE_TYPE_OPT || qtype == WIRE_TYPE_TSIG || qtype == WIRE_TYPE_TKEY ||
-	       qtype == WIRE_TYPE_MAILA || qtype == WIRE_TYPE_MAILB || (qtype >= 128 && qtype <= 248);
-}
-
 /* What query_admit() lets through: everything, the cache only (RD=0 from a client allowed to
  * snoop), or the policy and local answers only (RD=0 from others: then REFUSED). */
 enum { DROPPED = 0, GO = 1, GO_CACHE_ONLY = 2, GO_LOCAL_ONLY = 3 };
@@ -349,7 +342,7 @@ static int query_admit(struct worker *w, const struct client *c, const uint8_t *
 		refuse(w, c, pkt, q);
 		return DROPPED;
 	}
-	if (is_meta_type(q->qtype)) {
+	if (wire_is_meta_type(q->qtype)) {
 		/* OPT, TSIG, TKEY, MAILA, MAILB and the other meta types (128-248) only exist in
 		 * transit or are obsolete: no record answers them. FORMERR, as Unbound answers. */
 		w->st.formerr++;
@@ -422,9 +415,16 @@ static const struct client PREFETCH_CLIENT = {.ops = NULL, .session = NULL};
 /* Refresh a cache entry in the background (in its last tenth of TTL, or once served stale). The
  * upstream side bounds refreshes in flight, never jostles a client's question for one, and
  * joins none to a question already asked. */
+/* A reload wants TLS upstreams this worker could not take on yet (server_reload): its side is
+ * still the clear-text one, and nothing is forwarded until it has. */
+static int clear_text_held(const struct worker *w)
+{
+	return w->up_lag && w->o->upstream_tls[0] && !w->up_o->upstream_tls[0];
+}
+
 static void prefetch(struct worker *w, const uint8_t *pkt, size_t len, const struct wire_query *q)
 {
-	if (upstream_forward(w->up, &PREFETCH_CLIENT, pkt, len, q, 0) == 0)
+	if (!clear_text_held(w) && upstream_forward(w->up, &PREFETCH_CLIENT, pkt, len, q, 0) == 0)
 		w->st.prefetches++;
 }
 
@@ -547,11 +547,13 @@ static int query_decide(struct worker *w, const struct client *c, const uint8_t 
 		return 0;
 	}
 
-	/* One client may keep only its share of the pending pool waiting. */
-	if (admit_pending_take(w->admit, &c->addr) < 0) {
+	/* One client's share of the pending pool; nothing goes out while TLS upstreams wait. */
+	int held = clear_text_held(w);
+	if (held || admit_pending_take(w->admit, &c->addr) < 0) {
 		if (!(stale && serve_stale(w, c, pkt, q))) {
 			w->st.servfail++;
-			answer_with_error(w, c, pkt, q, WIRE_RCODE_SERVFAIL, -1, NULL);
+			answer_with_error(w, c, pkt, q, WIRE_RCODE_SERVFAIL, held ? ANSWER_EDE_OTHER : -1,
+					  held ? "upstreams changing to TLS" : NULL);
 		}
 		return 0;
 	}

@@ -61,6 +61,8 @@ struct worker {
 	struct tcp_state *tcp;   /* tcp.c's (and its connections', tcp_conn.c) */
 	upstream_t *up;
 	const struct options *up_o; /* The options up was made with (a reload may keep it). */
+	int up_lag;              /* A reload's new upstreams could not be taken yet: retried. */
+	uint64_t up_lag_retry;   /* When next (the loop's clock). */
 	admit_t *admit;
 	rule_hits_t *hits;       /* Denials per rule (metrics). */
 	client_report_t *report; /* Denials per client (--report-clients); NULL: off. */

@@ -49,7 +49,8 @@ void upstream_health_mark_down(upstream_t *u, unsigned i)
 	options_format_addr(&u->o->upstream[i], addr, sizeof(addr));
 	log_warn("upstream %s does not answer: skipped until a probe finds it back", addr);
 	h->down = 1;
-	h->probe_backoff_ms = PROBE_FIRST_MS;
+	if (!h->unproven)
+		h->probe_backoff_ms = PROBE_FIRST_MS;
 	h->probe_at = uv_now(u->loop) + h->probe_backoff_ms;
 	upstream_health_arm_probe_timer(u);
 }
@@ -72,6 +73,7 @@ void upstream_health_note_rtt(upstream_t *u, unsigned i, uint64_t rtt)
 {
 	struct health *h = &u->health[i];
 	uint32_t r = rtt > SRTT_MAX_MS ? SRTT_MAX_MS : (uint32_t)rtt + 1;
+	h->unproven = 0;
 	h->srtt_ms = h->srtt_ms ? (h->srtt_ms * 7 + r) / 8 : r;
 	upstream_health_mark_up(u, i);
 }

@@ -94,6 +94,15 @@ static void prepare_query(upstream_t *u, struct pending *p, unsigned i)
 		rdlen = (uint16_t)(12 + h->server_cookie_len);
 		p->cookie_sent = 1;
 	}
+	if (u->o->upstream_tls[i]) {
+		/* Over TLS, padded to a multiple of 128 octets (RFC 7830, RFC 8467 4.1): the
+		 * records' length does not tell the name's. At most 512 octets (OUT_MAX). */
+		size_t end = off + rdlen + 4, pad = (128 - end % 128) % 128;
+		wire_put16(b + off + rdlen, WIRE_EDNS_PADDING);
+		wire_put16(b + off + rdlen + 2, (uint16_t)pad);
+		memset(b + end, 0, pad);
+		rdlen = (uint16_t)(rdlen + 4 + pad);
+	}
 	wire_put16(opt + 9, rdlen);
 	p->len = (uint16_t)(off + rdlen);
 }
@@ -283,14 +292,26 @@ static void timer_cb(uv_timer_t *t)
 	uint64_t now = uv_now(u->loop);
 	while (u->head && u->head->deadline <= now) {
 		struct pending *p = u->head;
+		const struct tcp_link *l = p->link;
+		if (l && l->connected && (!l->ready || now - p->link_sent < u->attempt_ms) &&
+		    now < p->expire) {
+			/* A TLS attempt whose link is connected but still shaking hands, or that was
+			 * written less than an attempt's time ago: its time runs from the write, not
+			 * from the connect (a fresh link costs two or three round trips more). */
+			upstream_question_fifo_remove(u, p);
+			p->deadline = now + u->attempt_ms;
+			fifo_append(u, p);
+			continue;
+		}
 		if (p->case_mismatch && p->use_0x20) {
 			/* The upstream answered, in the wrong case only: the same upstream is asked
 			 * once more without 0x20 (Unbound's caps fallback does likewise). */
 			p->use_0x20 = 0;
 			p->case_mismatch = 0;
 			p->force = (uint8_t)(p->upstream + 1);
-		} else if (p->sock || (p->link && p->link_sent)) {
-			/* No answer over UDP, or over a TLS link that took the question. */
+		} else if (p->sock || l) {
+			/* No answer over UDP; or a TLS link not connected within an attempt's
+			 * time, or that took the question an attempt's time ago. */
 			upstream_health_mark_down(u, p->upstream);
 		}
 		upstream_question_attempt_failed(u, p);

@@ -122,6 +122,8 @@ struct tcp_link {
 struct health {
 	uint32_t srtt_ms;            /* Smoothed RTT plus soft-failure penalties; 0: unknown. */
 	uint8_t down;                /* Timed out or refused the connection: skipped. */
+	uint8_t unproven;            /* Up again by a TLS probe's handshake, no answer since: if
+				      * it goes down again, its probe back-off goes on growing. */
 	uint32_t probe_backoff_ms;
 	uint64_t probe_at;           /* When the next probe goes (while down). */
 	struct outsock *probe;       /* The probe in flight. */

@@ -92,8 +92,9 @@ static void link_tls_failed(struct tcp_link *l, ssize_t rc)
 		options_format_addr(&u->o->upstream[l->upstream], addr, sizeof(addr));
 		if (!tls_session_why(l->tls, why, sizeof(why))[0])
 			snprintf(why, sizeof(why), "%s",
-				 rc == -ETIMEDOUT ? "not done within --timeout"
-						  : "the connection closed or failed before it was done");
+				 rc == -ETIMEDOUT       ? "not done within --timeout"
+				 : rc == -ECONNREFUSED ? "the connection was refused"
+						       : "the connection closed or failed before it was done");
 		if (!u->health[l->upstream].down)
 			log_warn("upstream tls://%s: TLS handshake failed: %s", addr, why);
 		upstream_health_mark_down(u, l->upstream);
@@ -111,8 +112,12 @@ static void link_written(uv_write_t *req, int status)
 	struct tcp_link *l = req->data;
 	free(req);
 	/* The upstream closed or reset the connection under our writes: as when reading. */
-	if (status < 0 && status != UV_ECANCELED)
-		link_close_retry(l, 1);
+	if (status < 0 && status != UV_ECANCELED) {
+		if (l->tls && !l->ready)
+			link_tls_failed(l, -EPIPE);
+		else
+			link_close_retry(l, 1);
+	}
 }
 
 /* GnuTLS's records for l go out as they come (tls_push_cb): copied, since the session reuses
@@ -215,23 +220,15 @@ static void link_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void link_message(struct tcp_link *l, const uint8_t *msg, size_t len)
 {
 	upstream_t *u = l->u;
+	/* Over TLS an answer in another letter case is taken: the link is authenticated, so 0x20
+	 * guards nothing there, and an upstream that does not keep case is not asked again. */
 	struct pending *p = l->head;
-	int case_only = 0;
 	enum upstream_match m;
-	while (p && (m = upstream_match_question(p, msg, len)) != UPSTREAM_MATCH_EXACT) {
-		if (m == UPSTREAM_MATCH_CASE && l->tls) {
-			/* As over UDP: the same upstream is asked again without 0x20 when the
-			 * attempt times out (upstream_question's timer). */
-			p->case_mismatch = 1;
-			case_only = 1;
-		}
+	while (p && (m = upstream_match_question(p, msg, len)) != UPSTREAM_MATCH_EXACT &&
+	       !(m == UPSTREAM_MATCH_CASE && l->tls))
 		p = p->link_next;
-	}
 	if (!p || (p->cookie_sent && upstream_cookie_check(u, l->upstream, msg, len, 1) < 0)) {
-		if (case_only)
-			u->stats.case_mismatched++;
-		else
-			u->stats.mismatched++;
+		u->stats.mismatched++;
 		return;
 	}
 	l->last_rx = uv_now(u->loop);
@@ -279,8 +276,9 @@ static int link_parse(struct tcp_link *l)
 
 /* The TLS handshake of l is done: what waited goes out. A probe's link brings its upstream
  * back: it took the connection and showed a certificate valid for its name, which a resolver
- * that is down does not; one that then does not answer is marked down again by the timeouts
- * of its questions, and probed with a longer back-off. */
+ * that is down does not; one that then does not answer (a TLS proxy before a dead resolver) is
+ * marked down again by the timeouts of its questions, and its probe back-off goes on doubling
+ * until an answer comes (health.unproven). */
 static void link_tls_ready(struct tcp_link *l)
 {
 	upstream_t *u = l->u;
@@ -288,6 +286,7 @@ static void link_tls_ready(struct tcp_link *l)
 	u->stats.tls_handshakes++;
 	if (l->probing) {
 		l->probing = 0;
+		u->health[l->upstream].unproven = u->health[l->upstream].down;
 		upstream_health_mark_up(u, l->upstream);
 	}
 	for (struct pending *p = l->head, *next; p && !l->closing; p = next) {
@@ -302,6 +301,10 @@ static void link_tls_pump(struct tcp_link *l)
 {
 	while (!l->closing) {
 		link_room(l);
+		if (l->cap == l->len) { /* No memory for what the session holds. */
+			link_close_retry(l, 1);
+			return;
+		}
 		ssize_t n = tls_session_read(l->tls, l->buf + l->len, l->cap - l->len);
 		if (n < 0) {
 			link_tls_failed(l, n);
@@ -348,7 +351,10 @@ static void link_connected(uv_connect_t *req, int status)
 	if (l->closing)
 		return;
 	if (status < 0 || uv_read_start((uv_stream_t *)&l->tcp, link_alloc, link_read) < 0) {
-		upstream_tcp_link_close(l);
+		if (l->tls) /* Refused: as a handshake that failed, the upstream is down. */
+			link_tls_failed(l, status == UV_ECONNREFUSED ? -ECONNREFUSED : -EPIPE);
+		else
+			upstream_tcp_link_close(l);
 		return;
 	}
 	l->connected = 1;
@@ -380,7 +386,9 @@ static void link_tick(uv_timer_t *t)
 		upstream_tcp_link_close(l);
 		return;
 	}
-	for (struct pending *p = l->head, *next; p && !l->closing; p = next) {
+	/* Questions on a TLS link are attempts in the FIFO, which times them out; their clients'
+	 * callbacks may end any question, so this walk is for the TCP fetches only. */
+	for (struct pending *p = l->tls ? NULL : l->head, *next; p && !l->closing; p = next) {
 		next = p->link_next;
 		if (p->expire > now)
 			continue;
@@ -539,8 +547,10 @@ void upstream_tcp_tls_send(upstream_t *u, struct pending *p, unsigned i)
 void upstream_tcp_tls_probe(upstream_t *u, unsigned i)
 {
 	struct tcp_link *l = u->links[i];
-	if (l && (l->ready || l->probing))
-		return; /* A link that works, or one already shaking hands to see. */
+	if (l && l->probing && !l->ready)
+		return; /* One already shaking hands to see. */
+	if (l && l->ready) /* Questions timed out on it: it proves nothing; a new one will. */
+		link_close_retry(l, 1);
 	l = link_get(u, i);
 	u->stats.probes++;
 	if (l)

@@ -263,6 +263,117 @@ dead_then_back() {
 }
 check "a dead TLS upstream is skipped, then found back by a probe over TLS" dead_then_back
 
+# ---- Against an upstream written here (tests/integration/dotfake.py) ------------------------
+
+# start_dotfake NAME PORT MODE: the fake DoT upstream (lower: answers with the name in lower
+# case; silent: never answers), its questions logged in $WORK/NAME.queries.
+start_dotfake() {
+	python3 "$srcdir/tests/integration/dotfake.py" --port "$2" --cert "$TLS/up.chain" \
+		--key "$TLS/up.key" --log "$WORK/$1.queries" --mode "$3" --lifetime 900 \
+		>"$WORK/$1.out" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 eval "ss -Hlnt | grep -q '127.0.0.1:$2 '" ||
+		die "dotfake $1 did not start: $(cat "$WORK/$1.out")"
+}
+
+padded_and_case() {
+	local fp ep out n long
+	fp=$(free_port)
+	start_dotfake lower "$fp" lower
+	ep=$(free_port)
+	start_embargo lowercase "$ep" --redis "$NOREDIS" --upstream "tls://127.0.0.1:$fp#up.test" \
+		--upstream-ca "$TLS/ca.pem"
+	long=$(printf 'x%.0s' $(seq 1 60))
+	for n in a ab abcdefgh "$long.$long"; do
+		out=$(q "$ep" @127.0.0.1 "$n.mixed.test" A)
+		grep -q "192.0.2.7" <<<"$out" || { echo "$out"; return 1; }
+	done
+	cat "$WORK/lower.queries"
+	# Every question padded to a multiple of 128 octets (RFC 8467), whatever its name's length.
+	awk '{ split($1, l, "="); split($2, p, "="); if (l[2] % 128 != 0 || p[2] != 1) bad = 1 }
+	     END { exit bad }' "$WORK/lower.queries" || { echo "not padded"; return 1; }
+	# An answer in another letter case is taken over TLS: each name asked once, not again
+	# without 0x20 after an attempt's time.
+	[ "$(grep -c . "$WORK/lower.queries")" -eq 4 ]
+}
+check "questions over TLS are padded to 128 octets; an answer in another letter case is taken" \
+	padded_and_case
+
+handshake_only() {
+	# An upstream that completes the handshake and never answers: a probe's handshake brings
+	# it back, its questions time out again, and its probe back-off goes on doubling (1, 2,
+	# 4, 8 s) instead of starting again at 1 s each time.
+	local fp ep end again
+	fp=$(free_port)
+	start_dotfake silent "$fp" silent
+	ep=$(free_port)
+	start_embargo silentup "$ep" --threads 1 --redis "$NOREDIS" --upstream-ca "$TLS/ca.pem" \
+		--upstream "tls://127.0.0.1:$fp#up.test"
+	local kids=()
+	end=$((SECONDS + 12 * SCALE))
+	while [ "$SECONDS" -lt "$end" ]; do
+		q "$ep" @127.0.0.1 "q$RANDOM.silent.test" A +timeout=1 >/dev/null 2>&1 &
+		kids+=($!)
+		sleep 0.25
+	done
+	wait "${kids[@]}"
+	again=$(grep -c "answers again" "$WORK/silentup.log")
+	grep -E "answers again|does not answer" "$WORK/silentup.log" | cut -c12-23,60-
+	echo "back by a probe $again times in $((12 * SCALE)) s"
+	[ "$again" -ge 1 ] && [ "$again" -le 4 ]
+}
+check "an upstream that shakes hands and never answers: the probe back-off keeps doubling" \
+	handshake_only
+
+# ---- SIGHUP from clear text to TLS -------------------------------------------------------------
+
+plain_to_tls_held() {
+	# Four reloads each leave an old upstream side answering a slow question (3 s), so the
+	# fifth, to a TLS upstream, cannot be taken on at once: meanwhile nothing is forwarded (never
+	# to the old clear-text upstream), and once the old sides are done the TLS one is used.
+	local a b ep conf i out kids=()
+	a=$(free_port)
+	b=$(free_port)
+	start_fake slowa "$a" --delay-all-ms 3000
+	start_fake slowb "$b" --delay-all-ms 3000
+	ep=$(free_port)
+	conf=$WORK/hup.conf
+	printf 'upstream 127.0.0.1:%s\nredis %s\ntimeout 6000\n' "$a" "$NOREDIS" >"$conf"
+	start_embargo hup "$ep" --threads 1 --config "$conf"
+	for i in 1 2 3 4; do
+		q "$ep" @127.0.0.1 "slow$i.test" A +timeout=8 >/dev/null 2>&1 &
+		kids+=($!)
+		wait_for 5 eval "grep -qi 'slow$i.test' '$WORK/slowa.queries' '$WORK/slowb.queries'" ||
+			{ echo "slow$i not asked"; return 1; }
+		printf 'upstream 127.0.0.1:%s\nredis %s\ntimeout 6000\n' \
+			"$([ $((i % 2)) -eq 1 ] && echo "$b" || echo "$a")" "$NOREDIS" >"$conf"
+		kill -HUP "$PID_hup"
+		wait_for 5 eval "[ \$(grep -c 'SIGHUP: configuration read again' '$WORK/hup.log') -ge $i ]" ||
+			{ tail -3 "$WORK/hup.log"; return 1; }
+	done
+	q "$ep" @127.0.0.1 "slow5.test" A +timeout=8 >/dev/null 2>&1 &
+	kids+=($!)
+	wait_for 5 eval "grep -qi 'slow5.test' '$WORK/slowa.queries' '$WORK/slowb.queries'" || return 1
+	printf 'upstream tls://127.0.0.1:%s#up.test\nupstream-ca %s\nredis %s\ntimeout 6000\n' \
+		"$UP" "$TLS/ca.pem" "$NOREDIS" >"$conf"
+	kill -HUP "$PID_hup"
+	wait_for 5 grep -q "meanwhile nothing is forwarded, as the new ones are TLS" "$WORK/hup.log" ||
+		{ tail -5 "$WORK/hup.log"; return 1; }
+	out=$(q "$ep" @127.0.0.1 held.test A +edns)
+	echo "$out" | grep -E "status|EDE"
+	grep -q "status: SERVFAIL" <<<"$out" && grep -q "upstreams changing to TLS" <<<"$out" ||
+		return 1
+	# The new side once the old ones are done, and the question goes over TLS.
+	wait_for $((10 * SCALE)) grep -q "worker 0: upstreams changed" "$WORK/hup.log" ||
+		{ tail -5 "$WORK/hup.log"; return 1; }
+	out=$(q "$ep" @127.0.0.1 later.test A)
+	grep -q "192.0.2.81" <<<"$out" || { echo "$out"; return 1; }
+	wait "${kids[@]}"
+	! grep -qi "held.test\|later.test" "$WORK/slowa.queries" "$WORK/slowb.queries"
+}
+check "SIGHUP to TLS upstreams that a worker cannot take on yet: nothing in clear text meanwhile" \
+	plain_to_tls_held
+
 # ---- Serve-stale when the only (TLS) upstream stops: last, it stops the shared Unbound --------
 
 serve_stale() {
