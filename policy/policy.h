@@ -92,6 +92,12 @@ size_t policy_builder_invalid(const policy_builder_t *b);
  *  @return the policy (owned: policy_free), NULL when out of memory. */
 policy_t *policy_build(policy_builder_t *b, enum policy_source source);
 
+/** policy_build() for content whose digest is known already (known, not NULL), as a snapshot
+ *  file carries it under a checksum of the whole file that was checked: the digest is taken,
+ *  not computed again. Never for content from elsewhere. */
+policy_t *policy_build_digested(policy_builder_t *b, enum policy_source source,
+				const struct digest *known);
+
 /** Another hold on p, which then lives until as many policy_free() calls as holds.
  *  @return p (owned by the caller too). Any thread; p itself stays immutable. */
 policy_t *policy_ref(const policy_t *p);

@@ -3,12 +3,14 @@
  * writes the rules as the built policy's records (policy_rec.h), hands them to a trie and keeps
  * the reasons in one pool. It never changes a built policy (policy_builder_add_from only reads
  * one); lookups are policy.c's. List text is read by policy/list.c and snapshots by
- * policy/codec.c, both through policy.h. Exports policy_build() too, under its policy.h name. */
+ * policy/codec.c, both through policy.h. Exports policy_build() too, under its policy.h name;
+ * a large policy's digest is computed on a thread of its own while its trie is built. */
 #include "config.h"
 
 #include "policy/policy.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -382,7 +384,29 @@ size_t policy_builder_invalid(const policy_builder_t *b)
 	return b->invalid;
 }
 
+/* Policies of this many records or more have their digest computed on a thread of its own. */
+#define DIGEST_THREAD_MIN 50000
+
+struct digest_job {
+	const policy_t *p;
+	struct digest d;
+	int rc;
+};
+
+static void *digest_run(void *arg)
+{
+	struct digest_job *j = arg;
+	j->rc = policy_digest_content(j->p, &j->d);
+	return NULL;
+}
+
 policy_t *policy_build(policy_builder_t *b, enum policy_source source)
+{
+	return policy_build_digested(b, source, NULL);
+}
+
+policy_t *policy_build_digested(policy_builder_t *b, enum policy_source source,
+				const struct digest *known)
 {
 	policy_t *p = calloc(1, sizeof(*p));
 	uint32_t *values = NULL;
@@ -428,20 +452,30 @@ policy_t *policy_build(policy_builder_t *b, enum policy_source source)
 	p->count = b->count;
 	if (w > TRIE_VALUE_MAX)
 		goto fail;
-	p->trie = trie_build(values, nv, rec_key, p);
-	if (!p->trie)
-		goto fail;
-	free(values);
-	values = NULL;
-
 	char *bytes = realloc(p->pool.bytes, p->pool.len ? p->pool.len : 1);
 	if (bytes) {
 		p->pool.bytes = bytes;
 		p->pool.cap = p->pool.len;
 	}
-	p->stats.invalid = b->invalid;
-	if (policy_digest_content(p, &p->stats.digest) < 0)
+	/* The records and reasons are final: the digest reads them beside the trie's build, on
+	 * another core for a large policy (both only read them). */
+	struct digest_job job = {p, {{0}}, 0};
+	pthread_t t;
+	int threaded = !known && b->count >= DIGEST_THREAD_MIN &&
+		       pthread_create(&t, NULL, digest_run, &job) == 0;
+	if (known)
+		job.d = *known;
+	else if (!threaded)
+		digest_run(&job);
+	p->trie = trie_build(values, nv, rec_key, p);
+	if (threaded)
+		pthread_join(t, NULL);
+	if (!p->trie || job.rc < 0)
 		goto fail;
+	free(values);
+	values = NULL;
+	p->stats.invalid = b->invalid;
+	p->stats.digest = job.d;
 	p->stats.version = digest_u64(&p->stats.digest);
 	p->stats.source = source;
 	policy_builder_free(b);

@@ -199,6 +199,37 @@ Test(policy, version_ignores_order_and_sees_content)
 	policy_builder_free(NULL);
 }
 
+/* A large policy's digest is computed on a thread beside its trie's build: the same as the
+ * same content's built in another order, and another content's differs. */
+Test(policy, a_large_policy_digest_ignores_order_and_sees_content)
+{
+	enum { N = 60000 };
+	policy_builder_t *x = policy_builder_new(), *y = policy_builder_new(),
+			 *z = policy_builder_new();
+	char name[64];
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(name, sizeof(name), "n%d.example", i);
+		policy_builder_add(x, POLICY_DENY, name, (size_t)n);
+		n = snprintf(name, sizeof(name), "n%d.example", N - 1 - i);
+		policy_builder_add(y, POLICY_DENY, name, (size_t)n);
+		if (i == 0)
+			policy_builder_set_reason(y, name, (size_t)n, "r", 1);
+		n = snprintf(name, sizeof(name), "n%d.example", i == 7 ? N : i);
+		policy_builder_add(z, POLICY_DENY, name, (size_t)n);
+	}
+	policy_builder_set_reason(x, "n59999.example", 14, "r", 1);
+	policy_builder_set_reason(z, "n59999.example", 14, "r", 1);
+	policy_t *px = policy_build(x, POLICY_SOURCE_REDIS);
+	policy_t *py = policy_build(y, POLICY_SOURCE_REDIS);
+	policy_t *pz = policy_build(z, POLICY_SOURCE_REDIS);
+	cr_assert(px && py && pz);
+	cr_expect(digest_is_equal(&policy_stats(px)->digest, &policy_stats(py)->digest));
+	cr_expect_not(digest_is_equal(&policy_stats(px)->digest, &policy_stats(pz)->digest));
+	policy_free(px);
+	policy_free(py);
+	policy_free(pz);
+}
+
 Test(policy, bundled_list_denies_the_vendor)
 {
 	policy_t *p = list_bundled();
