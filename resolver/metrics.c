@@ -407,6 +407,9 @@ char *metrics_render(const struct metrics_sources *src, size_t *len)
 	counter(&t, "embargo_upstream_tls_handshakes_total",
 		"TLS connections made to tls:// upstreams (each carries many questions).",
 		s.up_tls_handshakes);
+	counter(&t, "embargo_upstream_tls_resumed_total",
+		"TLS connections to tls:// upstreams that resumed a session (no full handshake).",
+		s.up_tls_resumed);
 	counter(&t, "embargo_upstream_tls_failures_total",
 		"TLS connections to tls:// upstreams that failed: handshake, certificate or record.",
 		s.up_tls_failures);

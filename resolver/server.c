@@ -28,7 +28,7 @@
 #define UPSTREAM_STAT_FIELDS(X) \
 	X(sent) X(answered) X(timeouts) X(mismatched) X(case_mismatched) X(cookie_mismatched) \
 	X(soft_failures) X(merged) X(tcp_fallbacks) X(tcp_full) X(pool_full) X(jostled) \
-	X(sockets_full) X(probes) X(tls_handshakes) X(tls_failures)
+	X(sockets_full) X(probes) X(tls_handshakes) X(tls_resumed) X(tls_failures)
 
 static void add_upstream_stats(struct upstream_stats *to, const struct upstream_stats *from)
 {
@@ -83,6 +83,7 @@ static void publish_stats(struct worker *w)
 		w->st.up_ignored = u.mismatched + u.case_mismatched + u.cookie_mismatched;
 		w->st.up_tcp_fallbacks = u.tcp_fallbacks;
 		w->st.up_tls_handshakes = u.tls_handshakes;
+		w->st.up_tls_resumed = u.tls_resumed;
 		w->st.up_tls_failures = u.tls_failures;
 		w->st.up_merged = u.merged;
 	}

@@ -455,3 +455,26 @@ int tls_session_is_resumed(const tls_session_t *s)
 {
 	return gnutls_session_is_resumed(s->g) != 0;
 }
+
+int tls_session_resume_data(const tls_session_t *s, uint8_t **data, size_t *len)
+{
+	if (!s->ready || !(gnutls_session_get_flags(s->g) & GNUTLS_SFLAGS_SESSION_TICKET))
+		return -EAGAIN;
+	gnutls_datum_t d = {NULL, 0};
+	if (gnutls_session_get_data2(s->g, &d) < 0 || !d.size)
+		return -EAGAIN;
+	*data = malloc(d.size);
+	if (!*data) {
+		gnutls_free(d.data);
+		return -ENOMEM;
+	}
+	memcpy(*data, d.data, d.size);
+	*len = d.size;
+	gnutls_free(d.data);
+	return 0;
+}
+
+int tls_session_resume(tls_session_t *s, const uint8_t *data, size_t len)
+{
+	return gnutls_session_set_data(s->g, data, len) < 0 ? -EINVAL : 0;
+}

@@ -99,5 +99,15 @@ int tls_session_uncork(tls_session_t *s);
 /** Send a close_notify alert (best effort, through the push function). */
 void tls_session_bye(tls_session_t *s);
 
-/** Did the client resume an earlier session (a ticket)? */
+/** Did the client resume an earlier session (a ticket)? (Either side.) */
 int tls_session_is_resumed(const tls_session_t *s);
+
+/** A client's: the data that resumes this session on a new connection (the server's ticket),
+ *  once the server has sent one, into *data (owned: free()) and *len. @return 0, or -EAGAIN
+ *  when it has not sent one (yet), -ENOMEM. */
+int tls_session_resume_data(const tls_session_t *s, uint8_t **data, size_t *len);
+
+/** A client's, before its handshake: offer to resume the session that data[0..len) saved.
+ *  The server may refuse, and then a full handshake verifies its certificate as always.
+ *  @return 0 or -EINVAL. */
+int tls_session_resume(tls_session_t *s, const uint8_t *data, size_t len);

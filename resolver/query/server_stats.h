@@ -72,7 +72,7 @@ struct server_stats {
 	uint64_t tls_rate_limited; /**< Closed unread: over --tls-handshake-rate. */
 	uint64_t tcp_open;    /**< TCP connections open now (a gauge). */
 	uint64_t up_sent, up_answered, up_timeouts, up_soft_failures, up_ignored, up_tcp_fallbacks,
-		up_merged, up_tls_handshakes, up_tls_failures; /**< The upstream side's (ignored:
+		up_merged, up_tls_handshakes, up_tls_resumed, up_tls_failures; /**< The upstream side's (ignored:
 				mismatched answers of any kind; TLS: toward tls:// upstreams). */
 	uint64_t rcode[SERVER_RCODES]; /**< Answers by RCODE 0..5, then all others. */
 	uint64_t qtype[SERVER_QTYPES]; /**< Queries by SERVER_QTYPE_LIST type, then all others. */

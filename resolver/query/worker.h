@@ -33,7 +33,7 @@
 	X(tls_rate_limited) X(queries_doh) X(https_streams_refused) X(https_reset_floods) \
 	X(https_header_floods) X(https_protocol_errors) \
 	X(up_sent) X(up_answered) X(up_timeouts) X(up_soft_failures) X(up_ignored) \
-	X(up_tcp_fallbacks) X(up_merged) X(up_tls_handshakes) X(up_tls_failures) \
+	X(up_tcp_fallbacks) X(up_merged) X(up_tls_handshakes) X(up_tls_resumed) X(up_tls_failures) \
 	X(chain_unreadable) X(servfail_remembered) X(tcp_shed)
 /* And the arrays among them. */
 #define WORKER_STAT_ARRAYS(X) X(rcode, SERVER_RCODES) X(qtype, SERVER_QTYPES) \

@@ -55,6 +55,8 @@ void upstream_state_unref(upstream_t *u)
 	free(u->recv_buf);
 	free(u->deliver);
 	free(u->out);
+	for (unsigned i = 0; i < OPTIONS_MAX_ADDRS; i++)
+		free(u->health[i].ticket);
 	tls_creds_unref(u->tls);
 	free(u);
 }

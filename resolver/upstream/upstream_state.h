@@ -116,6 +116,7 @@ struct tcp_link {
 	int ready;                   /* Connected, and its TLS handshake (if any) done. */
 	int probing;                 /* Opened to probe a dead TLS upstream: its handshake
 				      * brings the upstream back. */
+	int ticket_kept;             /* Its session's ticket is in health.ticket. */
 };
 
 /* What one worker knows of one upstream. */
@@ -124,6 +125,9 @@ struct health {
 	uint8_t down;                /* Timed out or refused the connection: skipped. */
 	uint8_t unproven;            /* Up again by a TLS probe's handshake, no answer since: if
 				      * it goes down again, its probe back-off goes on growing. */
+	uint8_t *ticket;             /* A TLS upstream's last session ticket (resumption data):
+				      * a new link offers it. Owned; NULL: none. */
+	size_t ticket_len;
 	uint32_t probe_backoff_ms;
 	uint64_t probe_at;           /* When the next probe goes (while down). */
 	struct outsock *probe;       /* The probe in flight. */

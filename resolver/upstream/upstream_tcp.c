@@ -215,6 +215,21 @@ static void link_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)l->buf + l->len, (unsigned)(l->cap - l->len));
 }
 
+/* Keep the ticket TLS link l's session got (TLS 1.3 sends it after the handshake: looked for at
+ * each answer until there is one) for the next link to the same upstream. */
+static void link_keep_ticket(struct tcp_link *l)
+{
+	uint8_t *t;
+	size_t len;
+	if (l->ticket_kept || tls_session_resume_data(l->tls, &t, &len) < 0)
+		return;
+	struct health *h = &l->u->health[l->upstream];
+	free(h->ticket);
+	h->ticket = t;
+	h->ticket_len = len;
+	l->ticket_kept = 1;
+}
+
 /* One whole message from the link: the answer of the question with its ID and exact question
  * (and cookie); anything else is ignored. */
 static void link_message(struct tcp_link *l, const uint8_t *msg, size_t len)
@@ -238,6 +253,7 @@ static void link_message(struct tcp_link *l, const uint8_t *msg, size_t len)
 		upstream_health_note_rtt(u, l->upstream, rtt);
 		if (u->latency)
 			latency_observe(&u->latency[l->upstream], uv_hrtime() - p->link_sent_ns);
+		link_keep_ticket(l);
 	}
 	upstream_question_link_unlink(p, 1);
 	unsigned rcode = upstream_match_full_rcode(msg, len);
@@ -284,6 +300,7 @@ static void link_tls_ready(struct tcp_link *l)
 	upstream_t *u = l->u;
 	l->ready = 1;
 	u->stats.tls_handshakes++;
+	u->stats.tls_resumed += tls_session_is_resumed(l->tls) != 0;
 	if (l->probing) {
 		l->probing = 0;
 		u->health[l->upstream].unproven = u->health[l->upstream].down;
@@ -440,6 +457,11 @@ static struct tcp_link *link_get(upstream_t *u, unsigned i)
 			upstream_tcp_link_close(l);
 			return NULL;
 		}
+		/* The last ticket: no full handshake if the upstream still takes it (one it does
+		 * not take costs nothing but a full handshake, which verifies as always). */
+		const struct health *h = &u->health[i];
+		if (h->ticket)
+			(void)tls_session_resume(l->tls, h->ticket, h->ticket_len);
 	}
 	if (uv_tcp_connect(&l->connect, &l->tcp, (const struct sockaddr *)&u->o->upstream[i],
 			   link_connected) < 0) {

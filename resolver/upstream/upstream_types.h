@@ -56,5 +56,5 @@ typedef int (*upstream_answer_cb)(void *ctx, const struct client *c, const uint8
 struct upstream_stats {
 	uint64_t sent, answered, timeouts, mismatched, case_mismatched, cookie_mismatched,
 		soft_failures, merged, tcp_fallbacks, tcp_full, pool_full, jostled, sockets_full,
-		probes, tls_handshakes, tls_failures;
+		probes, tls_handshakes, tls_resumed, tls_failures;
 };

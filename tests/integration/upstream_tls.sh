@@ -30,13 +30,14 @@ NSD=$(free_port)
 start_nsd "$NSD"
 NOREDIS="redis://127.0.0.1:$(free_port)"
 
-# start_unbound NAME PORT CERT-PREFIX: Unbound answering over TLS only on 127.0.0.1:PORT (no
-# UDP, no plain TCP) with the pair PREFIX.chain/PREFIX.key, test. from NSD; its log, every
-# query it got among it, in $WORK/NAME.log.
+# start_unbound NAME PORT CERT-PREFIX [SERVER-LINE]: Unbound answering over TLS only on
+# 127.0.0.1:PORT (no UDP, no plain TCP) with the pair PREFIX.chain/PREFIX.key, test. from NSD;
+# its log, every query it got among it, in $WORK/NAME.log.
 start_unbound() {
-	local name=$1 port=$2 cert=$3
+	local name=$1 port=$2 cert=$3 extra=${4:-}
 	cat >"$WORK/$name.conf" <<EOF
 server:
+	$extra
 	interface: 127.0.0.1@$port
 	tls-port: $port
 	tls-service-pem: "$cert.chain"
@@ -175,6 +176,28 @@ case_0x20() {
 	grep -i " later.test. A IN" "$WORK/unbound.log" | grep -q "[A-Z]"
 }
 check "0x20 over TLS: the question goes in random letter case and its answer is taken" case_0x20
+
+resumed() {
+	# Unbound closes a connection idle for 0.5 s; the next question's new connection offers
+	# the ticket the first one got, and resumes: no certificate sent, no full handshake.
+	local p ep mp out
+	p=$(free_port)
+	start_unbound quick "$p" "$TLS/up" "tcp-idle-timeout: 500"
+	ep=$(free_port)
+	mp=$(free_port)
+	start_embargo resume "$ep" --threads 1 --redis "$NOREDIS" --metrics "127.0.0.1:$mp" \
+		--upstream "tls://127.0.0.1:$p#up.test" --upstream-ca "$TLS/ca.pem"
+	out=$(q "$ep" @127.0.0.1 www.test A)
+	grep -q "192.0.2.1" <<<"$out" || { echo "$out"; return 1; }
+	pause 1.5
+	out=$(q "$ep" @127.0.0.1 later.test A)
+	grep -q "192.0.2.81" <<<"$out" || { echo "$out"; return 1; }
+	echo "handshakes $(metric "$mp" embargo_upstream_tls_handshakes_total)," \
+		"resumed $(metric "$mp" embargo_upstream_tls_resumed_total)"
+	[ "$(metric "$mp" embargo_upstream_tls_handshakes_total)" -eq 2 ] &&
+		[ "$(metric "$mp" embargo_upstream_tls_resumed_total)" -eq 1 ]
+}
+check "a new connection to a TLS upstream resumes the last session (its ticket)" resumed
 
 # ---- Verification, and never clear text -----------------------------------------------------
 
