@@ -82,6 +82,8 @@ static void link_close_retry(struct tcp_link *l, int retry)
 static void link_tls_failed(struct tcp_link *l, ssize_t rc)
 {
 	upstream_t *u = l->u;
+	if (l->closing)
+		return; /* A write's late error on a link closed already. */
 	if (l->ready && rc == -EPIPE) {
 		link_close_retry(l, 1); /* close_notify: the upstream closed an idle link. */
 		return;
