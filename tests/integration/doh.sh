@@ -133,8 +133,10 @@ dnsperf_doh() {
 	local out
 	out=$(dnsperf -m doh -s 127.0.0.1 -p "$HP" -d "$WORK/perf.txt" -l 2 -c 2 -q 1 2>&1)
 	echo "$out" | grep -E "Queries (sent|completed|lost)|return codes"
+	# dnsperf's DoH client paces itself (about 130 a second here, 33 under the sanitizers
+	# with the suite running): every question answered is the check, not a rate.
 	grep -qE "Queries lost: +0 " <<<"$out" &&
-		[ "$(awk '/Queries completed:/ {print $3}' <<<"$out")" -ge 50 ]
+		[ "$(awk '/Queries completed:/ {print $3}' <<<"$out")" -ge 10 ]
 }
 check "dnsperf -m doh: every query answered" dnsperf_doh
 
