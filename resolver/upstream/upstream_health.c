@@ -159,6 +159,14 @@ static void probe_send(upstream_t *u, unsigned i)
 	}
 }
 
+/* The next probe of a dead upstream after twice the last wait, at most PROBE_MAX_MS. */
+static void back_off(struct health *h, uint64_t now)
+{
+	h->probe_backoff_ms =
+		h->probe_backoff_ms * 2 > PROBE_MAX_MS ? PROBE_MAX_MS : h->probe_backoff_ms * 2;
+	h->probe_at = now + h->probe_backoff_ms;
+}
+
 static void probe_timer_cb(uv_timer_t *t)
 {
 	upstream_t *u = t->data;
@@ -169,18 +177,12 @@ static void probe_timer_cb(uv_timer_t *t)
 			continue;
 		if (h->probe && h->probe_deadline <= now) {
 			upstream_sock_close(h->probe);
-			h->probe_backoff_ms = h->probe_backoff_ms * 2 > PROBE_MAX_MS
-						      ? PROBE_MAX_MS
-						      : h->probe_backoff_ms * 2;
-			h->probe_at = now + h->probe_backoff_ms;
+			back_off(h, now);
 		} else if (!h->probe && h->probe_at <= now && u->o->upstream_tls[i]) {
 			/* Over TLS (never in clear text): a link whose verified handshake marks i
 			 * up; the next is due after the back-off. */
 			u->tls_probe(u, i);
-			h->probe_backoff_ms = h->probe_backoff_ms * 2 > PROBE_MAX_MS
-						      ? PROBE_MAX_MS
-						      : h->probe_backoff_ms * 2;
-			h->probe_at = now + h->probe_backoff_ms;
+			back_off(h, now);
 		} else if (!h->probe && h->probe_at <= now) {
 			probe_send(u, i);
 			if (!h->probe)

@@ -258,6 +258,43 @@ mixed_refused() {
 check "TLS and clear-text upstreams mixed, or an unreadable --upstream-ca: refused at start" \
 	mixed_refused
 
+mute_upstream() {
+	# An upstream that takes the connection and never answers the ClientHello: with it the
+	# only upstream, the client gets SERVFAIL once --timeout (1 s) runs out, not later, and
+	# embargo gives the connection up then too (not at the 10 s idle close).
+	local mp ep t0 t1 out
+	mp=$(free_port)
+	python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+held = []
+end = time.time() + 120
+s.settimeout(1)
+while time.time() < end:
+    try:
+        held.append(s.accept()[0])
+    except socket.timeout:
+        pass
+' "$mp" &
+	PIDS+=($!)
+	wait_for 5 eval "ss -Hlnt | grep -q '127.0.0.1:$mp '" || return 1
+	ep=$(free_port)
+	start_embargo mute "$ep" --threads 1 --redis "$NOREDIS" --timeout 1000 \
+		--upstream "tls://127.0.0.1:$mp#up.test" --upstream-ca "$TLS/ca.pem"
+	t0=$(date +%s%N)
+	out=$(q "$ep" @127.0.0.1 m1.test A +timeout=$((5 * SCALE)))
+	t1=$(date +%s%N)
+	echo "SERVFAIL after $(((t1 - t0) / 1000000)) ms"
+	grep -q "status: SERVFAIL" <<<"$out" || { echo "$out"; return 1; }
+	[ $(((t1 - t0) / 1000000)) -ge 900 ] && [ $(((t1 - t0) / 1000000)) -lt $((2000 * SCALE)) ] ||
+		return 1
+	wait_for $((3 * SCALE)) eval "[ -z \"\$(ss -Htn state established 'dport = :$mp')\" ]" ||
+		{ ss -Htn state established "dport = :$mp"; return 1; }
+}
+check "an upstream that never finishes the TLS handshake: SERVFAIL at --timeout, the connection given up" \
+	mute_upstream
+
 # ---- Health: a dead TLS upstream skipped, found back by a probe over TLS ---------------------
 
 dead_then_back() {
